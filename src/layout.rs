@@ -1,0 +1,409 @@
+//! The segment format: a `#[repr(C)]` header, a process table, an optional
+//! kind-specific table, then the slot array. Offsets only, no pointers.
+//!
+//! ```text
+//! 0      Header (1024 bytes): immutable line, then one 128-byte line each for
+//!        tail, head, control (closed flag) and statistics
+//! 1024   process table: PROC_SLOTS entries of 128 bytes
+//! aux    kind-specific table (the fan-out log's cursors), aux_count entries
+//! slots  capacity slots of slot_stride bytes: SlotHeader then payload
+//! ```
+//!
+//! Creation writes every field, then `magic` last with Release; an opener
+//! Acquires `magic` before it reads anything else. The immutable fields are
+//! covered by a checksum and copied into [`Params`] on attach; they are never
+//! re-read from shared memory afterwards.
+
+use crate::sync::{AtomicU32, AtomicU64};
+use crate::Error;
+
+/// "SHMQSEG1" read as a little-endian integer: marks an initialised segment.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG1");
+/// The layout version this library writes and reads.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Size of [`Header`], also the offset of the process table.
+pub const HEADER_SIZE: usize = 1024;
+/// Number of entries in the process table.
+pub const PROC_SLOTS: usize = 64;
+/// Size of one process-table entry.
+pub const PROC_ENTRY_SIZE: usize = 128;
+/// Bytes of a slot before its payload.
+pub const SLOT_HEADER_SIZE: usize = 16;
+/// Largest slot payload accepted (16 MiB).
+pub const MAX_SLOT_SIZE: u32 = 16 << 20;
+/// Largest capacity accepted (slots).
+pub const MAX_CAPACITY: u64 = 1 << 30;
+
+/// Which engine a segment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum QueueKind {
+    /// The work queue: each message goes to exactly one consumer.
+    WorkQueue = 1,
+    /// The fan-out log: every subscriber sees every message.
+    Log = 2,
+}
+
+impl QueueKind {
+    /// Reads a kind from its stored value.
+    pub fn from_raw(raw: u32) -> Option<QueueKind> {
+        match raw {
+            1 => Some(QueueKind::WorkQueue),
+            2 => Some(QueueKind::Log),
+            _ => None,
+        }
+    }
+}
+
+/// A word alone on its 128-byte line (two lines, against adjacent-line prefetch).
+#[repr(C, align(128))]
+pub struct HotWord {
+    /// The word.
+    pub value: AtomicU64,
+}
+
+/// The control line: flags that change rarely and are read on every operation.
+#[repr(C, align(128))]
+pub struct Control {
+    /// Non-zero once `close()` was called. Never goes back to zero.
+    pub closed: AtomicU32,
+    _pad: u32,
+}
+
+/// Counters that are not derivable from head and tail.
+#[repr(C, align(128))]
+pub struct Stats {
+    /// Messages discarded by `enqueue_shift` to make room.
+    pub discarded: AtomicU64,
+    /// Slots published as tombstones (claims abandoned by close or by a dead process).
+    pub tombstones: AtomicU64,
+    /// Messages lost to subscribers that fell behind (fan-out log).
+    pub lagged: AtomicU64,
+}
+
+/// The segment header. Immutable fields first, then the hot lines.
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`] once initialised; written last with Release.
+    pub magic: AtomicU64,
+    /// [`LAYOUT_VERSION`] of the creator.
+    pub layout_version: u32,
+    /// [`QueueKind`] as its raw value.
+    pub kind: u32,
+    /// Largest payload of one message, in bytes.
+    pub slot_size: u32,
+    /// Bytes from one slot to the next (header + payload, 8-byte aligned).
+    pub slot_stride: u32,
+    /// Number of slots (at least 2).
+    pub capacity: u64,
+    /// Kind-specific flags (the log's mode).
+    pub flags: u64,
+    /// Process id of the creator.
+    pub creator_pid: u32,
+    /// Mode bits chosen at creation.
+    pub mode: u32,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Bytes the whole segment needs; at most the mapping's size.
+    pub total_size: u64,
+    /// Offset of the process table (always [`HEADER_SIZE`]).
+    pub procs_offset: u64,
+    /// Entries in the process table (always [`PROC_SLOTS`]).
+    pub procs_count: u32,
+    /// Entries in the kind-specific table.
+    pub aux_count: u32,
+    /// Offset of the kind-specific table.
+    pub aux_offset: u64,
+    /// Offset of the slot array.
+    pub slots_offset: u64,
+    /// Checksum of bytes 8..96 (every immutable field above).
+    pub checksum: u64,
+    _reserved: [u8; 24],
+    /// Producers' claim position (work queue) or publish position (log).
+    pub tail: HotWord,
+    /// Consumers' claim position (work queue).
+    pub head: HotWord,
+    /// Rarely-written flags.
+    pub control: Control,
+    /// Statistics.
+    pub stats: Stats,
+    _reserved_lines: [u8; 384],
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(core::mem::offset_of!(Header, checksum) == 96);
+const _: () = assert!(core::mem::offset_of!(Header, tail) == 128);
+const _: () = assert!(core::mem::offset_of!(Header, head) == 256);
+const _: () = assert!(core::mem::offset_of!(Header, control) == 384);
+const _: () = assert!(core::mem::offset_of!(Header, stats) == 512);
+
+/// The bytes covered by [`Header::checksum`].
+const CHECKSUM_RANGE: core::ops::Range<usize> = 8..96;
+
+/// One process attached to a segment.
+#[repr(C, align(128))]
+pub struct ProcEntry {
+    /// 0 when free; otherwise the pid of the attached process.
+    pub pid: AtomicU32,
+    /// Attachment role bits (reserved).
+    pub role: AtomicU32,
+    /// The process's start time in clock ticks since boot (tells pid reuse apart).
+    pub start_time: AtomicU64,
+    /// Position the process is claiming, plus one; 0 when none (for recovery).
+    pub intent: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<ProcEntry>() == PROC_ENTRY_SIZE);
+
+/// The header of one slot; the payload follows it.
+#[repr(C)]
+pub struct SlotHeader {
+    /// `position << 1 | WAITER`. Empty for position `p`: `p`; holding the
+    /// message of position `p`: `p + 1`. The low 32 bits are a futex word.
+    pub stamp: AtomicU64,
+    /// Payload length in bytes; valid while the stamp says "holding".
+    pub len: AtomicU32,
+    /// [`SLOT_TOMBSTONE`] when the position carries no message.
+    pub flags: AtomicU32,
+}
+
+const _: () = assert!(core::mem::size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
+
+/// Stamp bit set by a process sleeping on the slot's futex word.
+pub const STAMP_WAITER: u64 = 1;
+/// Slot flag: the position holds no message and is skipped by consumers.
+pub const SLOT_TOMBSTONE: u32 = 1;
+
+/// The immutable parameters of a segment, validated and copied into the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Which engine.
+    pub kind: QueueKind,
+    /// Largest payload, bytes.
+    pub slot_size: u32,
+    /// Bytes per slot.
+    pub slot_stride: u32,
+    /// Number of slots.
+    pub capacity: u64,
+    /// Kind-specific flags.
+    pub flags: u64,
+    /// Entries in the kind-specific table.
+    pub aux_count: u32,
+    /// Offset of the kind-specific table.
+    pub aux_offset: u64,
+    /// Offset of the slot array.
+    pub slots_offset: u64,
+    /// Bytes the segment needs.
+    pub total_size: u64,
+    /// Creator pid.
+    pub creator_pid: u32,
+    /// Mode bits at creation.
+    pub mode: u32,
+    /// Creation time, ns since the Unix epoch.
+    pub created_unix_ns: u64,
+}
+
+/// Bytes per slot for a payload of `slot_size` bytes.
+pub fn slot_stride(slot_size: u32) -> u32 {
+    ((SLOT_HEADER_SIZE + slot_size as usize).div_ceil(64) * 64) as u32
+}
+
+/// Bytes of one kind-specific table entry (the log's cursor).
+pub const AUX_ENTRY_SIZE: u64 = 128;
+
+impl Params {
+    /// Computes the layout for new parameters, checking their ranges.
+    pub fn new(
+        kind: QueueKind,
+        slot_size: u32,
+        capacity: u64,
+        flags: u64,
+        aux_count: u32,
+        mode: u32,
+    ) -> Result<Params, Error> {
+        if slot_size > MAX_SLOT_SIZE {
+            return Err(Error::invalid(format!(
+                "slot size {slot_size} exceeds the maximum of {MAX_SLOT_SIZE} bytes"
+            )));
+        }
+        if !(2..=MAX_CAPACITY).contains(&capacity) {
+            return Err(Error::invalid(format!(
+                "capacity {capacity} is outside 2..={MAX_CAPACITY}"
+            )));
+        }
+        if mode & !0o777 != 0 {
+            return Err(Error::invalid(format!("mode {mode:o} has bits beyond 0o777")));
+        }
+        let stride = slot_stride(slot_size);
+        let aux_offset = (HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE) as u64;
+        let slots_offset = aux_offset + aux_count as u64 * AUX_ENTRY_SIZE;
+        let total_size = slots_offset + capacity * stride as u64;
+        Ok(Params {
+            kind,
+            slot_size,
+            slot_stride: stride,
+            capacity,
+            flags,
+            aux_count,
+            aux_offset,
+            slots_offset,
+            total_size,
+            creator_pid: std::process::id(),
+            mode,
+            created_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        })
+    }
+
+    /// Writes the header of a fresh, zeroed region and publishes it (magic last).
+    ///
+    /// # Safety
+    /// `base` points to at least `self.total_size` writable bytes, zeroed, that
+    /// no other process reads as initialised yet (its magic is still zero).
+    pub unsafe fn initialise(&self, base: *mut u8) {
+        let hdr = base as *mut Header;
+        // SAFETY: the caller guarantees `total_size` (> HEADER_SIZE) writable
+        // bytes; the fields are written through raw pointers before any reader
+        // may look (magic is zero until the Release store below).
+        unsafe {
+            (*hdr).layout_version = LAYOUT_VERSION;
+            (*hdr).kind = self.kind as u32;
+            (*hdr).slot_size = self.slot_size;
+            (*hdr).slot_stride = self.slot_stride;
+            (*hdr).capacity = self.capacity;
+            (*hdr).flags = self.flags;
+            (*hdr).creator_pid = self.creator_pid;
+            (*hdr).mode = self.mode;
+            (*hdr).created_unix_ns = self.created_unix_ns;
+            (*hdr).total_size = self.total_size;
+            (*hdr).procs_offset = HEADER_SIZE as u64;
+            (*hdr).procs_count = PROC_SLOTS as u32;
+            (*hdr).aux_count = self.aux_count;
+            (*hdr).aux_offset = self.aux_offset;
+            (*hdr).slots_offset = self.slots_offset;
+            (*hdr).checksum = checksum(core::slice::from_raw_parts(base, HEADER_SIZE));
+            for i in 0..self.capacity {
+                let slot = base.add((self.slots_offset + i * self.slot_stride as u64) as usize)
+                    as *const SlotHeader;
+                (*slot).stamp.store(i << 1, crate::sync::Ordering::Relaxed);
+            }
+            // SYNC(publish-header): Release, pairs with the Acquire load of
+            // magic in `Params::validate`; everything above is visible first.
+            (*hdr).magic.store(MAGIC, crate::sync::Ordering::Release);
+        }
+    }
+
+    /// Validates a header read from an untrusted mapping of `map_len` bytes
+    /// and copies out its parameters. Returns `Ok(None)` while the magic is
+    /// still zero (creation in progress).
+    ///
+    /// # Safety
+    /// `base` points to at least `map_len` readable bytes, `map_len >= HEADER_SIZE`.
+    pub unsafe fn validate(base: *const u8, map_len: usize) -> Result<Option<Params>, Error> {
+        debug_assert!(map_len >= HEADER_SIZE);
+        let hdr = base as *const Header;
+        // SAFETY: map_len >= HEADER_SIZE, so the magic word is in bounds and
+        // 8-byte aligned (mappings are page aligned).
+        let magic = unsafe { (*hdr).magic.load(crate::sync::Ordering::Acquire) };
+        // SYNC(publish-header): Acquire above pairs with the Release in `initialise`.
+        if magic == 0 {
+            return Ok(None);
+        }
+        if magic != MAGIC {
+            return Err(Error::corrupt(format!(
+                "bad magic {magic:#018x}: not a shmq segment"
+            )));
+        }
+        // SAFETY: in bounds (map_len >= HEADER_SIZE); a plain copy of bytes
+        // that are immutable after the magic was published.
+        let raw: [u8; HEADER_SIZE] = unsafe { core::ptr::read_volatile(base as *const [u8; HEADER_SIZE]) };
+        let word32 = |off: usize| u32::from_le_bytes(raw[off..off + 4].try_into().unwrap());
+        let word64 = |off: usize| u64::from_le_bytes(raw[off..off + 8].try_into().unwrap());
+        let version = word32(8);
+        if version != LAYOUT_VERSION {
+            return Err(Error::VersionMismatch { found: version, supported: LAYOUT_VERSION });
+        }
+        let stored_sum = word64(96);
+        if checksum(&raw) != stored_sum {
+            return Err(Error::corrupt("header checksum mismatch"));
+        }
+        let kind = QueueKind::from_raw(word32(12))
+            .ok_or_else(|| Error::corrupt(format!("unknown queue kind {}", word32(12))))?;
+        let p = Params {
+            kind,
+            slot_size: word32(16),
+            slot_stride: word32(20),
+            capacity: word64(24),
+            flags: word64(32),
+            creator_pid: word32(40),
+            mode: word32(44),
+            created_unix_ns: word64(48),
+            total_size: word64(56),
+            aux_count: word32(76),
+            aux_offset: word64(80),
+            slots_offset: word64(88),
+        };
+        if word64(64) != HEADER_SIZE as u64 || word32(72) != PROC_SLOTS as u32 {
+            return Err(Error::corrupt("process table is not where this layout puts it"));
+        }
+        if p.slot_size > MAX_SLOT_SIZE || p.slot_stride != slot_stride(p.slot_size) {
+            return Err(Error::corrupt(format!(
+                "slot size {} / stride {} are inconsistent",
+                p.slot_size, p.slot_stride
+            )));
+        }
+        if !(2..=MAX_CAPACITY).contains(&p.capacity) {
+            return Err(Error::corrupt(format!("capacity {} out of range", p.capacity)));
+        }
+        let expected_aux = (HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE) as u64;
+        let expected_slots = expected_aux + p.aux_count as u64 * AUX_ENTRY_SIZE;
+        let needed = p
+            .capacity
+            .checked_mul(p.slot_stride as u64)
+            .and_then(|s| s.checked_add(expected_slots));
+        if p.aux_offset != expected_aux || p.slots_offset != expected_slots || needed != Some(p.total_size) {
+            return Err(Error::corrupt("table offsets and sizes do not add up"));
+        }
+        if p.total_size > map_len as u64 {
+            return Err(Error::corrupt(format!(
+                "header claims {} bytes ({} slots) but the mapping holds only {map_len}",
+                p.total_size, p.capacity
+            )));
+        }
+        Ok(Some(p))
+    }
+
+    /// Checks that an opened segment matches the parameters asked for.
+    pub fn check_matches(&self, want: &Params) -> Result<(), Error> {
+        let mut diffs = Vec::new();
+        if self.kind != want.kind {
+            diffs.push(format!("kind {:?} (wanted {:?})", self.kind, want.kind));
+        }
+        if self.slot_size != want.slot_size {
+            diffs.push(format!("slot size {} (wanted {})", self.slot_size, want.slot_size));
+        }
+        if self.capacity != want.capacity {
+            diffs.push(format!("capacity {} (wanted {})", self.capacity, want.capacity));
+        }
+        if self.flags != want.flags {
+            diffs.push(format!("flags {:#x} (wanted {:#x})", self.flags, want.flags));
+        }
+        if self.aux_count != want.aux_count {
+            diffs.push(format!("table size {} (wanted {})", self.aux_count, want.aux_count));
+        }
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Incompatible { detail: format!("existing segment has {}", diffs.join(", ")) })
+        }
+    }
+}
+
+/// FNV-1a over the immutable part of a header image.
+pub fn checksum(header: &[u8]) -> u64 {
+    header[CHECKSUM_RANGE].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

@@ -1,0 +1,161 @@
+//! Waiting: a bounded spin, then a sleep on a futex word in the segment.
+//!
+//! The futex word is the low half of a slot's stamp. A sleeper first sets the
+//! stamp's [`STAMP_WAITER`] bit with a CAS, re-checks, then sleeps while the
+//! word still holds the value it saw. Whoever next changes that slot's stamp
+//! (a producer publishing, a consumer releasing) does it with a swap and sees
+//! the bit in the old value: only then does it make the wake syscall. Both
+//! sides are read-modify-writes of the same word, so there is no lost wakeup,
+//! and a bit left by a dead sleeper is cleared by the next swap.
+//!
+//! The futex is shared (no FUTEX_PRIVATE_FLAG): the kernel keys it by the
+//! backing object and offset, so processes wake each other.
+
+use std::time::{Duration, Instant};
+
+use crate::layout::STAMP_WAITER;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// How a blocking call waits.
+///
+/// # Examples
+/// ```
+/// use shmq::WaitStrategy;
+/// use std::time::Duration;
+/// let lowest_latency = WaitStrategy::BusySpin;
+/// let default = WaitStrategy::default();
+/// assert_eq!(default, WaitStrategy::SpinThenSleep { spin: Duration::from_micros(50) });
+/// # let _ = lowest_latency;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Never sleep: spin until the condition or the deadline. Lowest latency;
+    /// burns a core, so use no more busy-spinning threads than cores.
+    BusySpin,
+    /// Spin for `spin`, then sleep on the futex until woken or the deadline.
+    SpinThenSleep {
+        /// How long to spin before sleeping.
+        spin: Duration,
+    },
+}
+
+impl Default for WaitStrategy {
+    fn default() -> Self {
+        WaitStrategy::SpinThenSleep { spin: Duration::from_micros(50) }
+    }
+}
+
+/// What a blocked caller should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Try again now.
+    Retry,
+    /// The spin phase is over: sleep on the slot's futex, then try again.
+    Sleep,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// The state of one blocking call.
+pub(crate) struct Backoff {
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    spin_until: Option<Instant>,
+    spins: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(strategy: WaitStrategy, deadline: Option<Instant>) -> Backoff {
+        Backoff { strategy, deadline, spin_until: None, spins: 0 }
+    }
+
+    /// Called after an attempt that could not proceed.
+    pub(crate) fn next(&mut self) -> Next {
+        self.spins = self.spins.wrapping_add(1);
+        // Read the clock only every 64 spins: it costs more than a spin.
+        if self.spins % 64 != 1 {
+            std::hint::spin_loop();
+            return Next::Retry;
+        }
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Next::TimedOut;
+        }
+        match self.strategy {
+            WaitStrategy::BusySpin => {
+                std::hint::spin_loop();
+                Next::Retry
+            }
+            WaitStrategy::SpinThenSleep { spin } => {
+                let until = *self.spin_until.get_or_insert(now + spin);
+                if now < until {
+                    std::hint::spin_loop();
+                    Next::Retry
+                } else {
+                    Next::Sleep
+                }
+            }
+        }
+    }
+
+    /// Time left before the deadline (None: forever).
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The futex word inside a stamp: its low 32 bits.
+fn futex_word(stamp: &AtomicU64) -> *const u32 {
+    let base = stamp as *const AtomicU64 as *const u32;
+    if cfg!(target_endian = "little") {
+        base
+    } else {
+        base.wrapping_add(1)
+    }
+}
+
+/// Sleeps on `stamp` while it still holds `seen` (a value on which the caller
+/// cannot proceed), or until `remaining` passes or `closed` is set. Returns
+/// at once if the stamp has changed. The caller re-checks after any return.
+pub(crate) fn sleep_on_stamp(stamp: &AtomicU64, seen: u64, closed: Option<&AtomicU32>, remaining: Option<Duration>) {
+    let marked = seen | STAMP_WAITER;
+    if seen & STAMP_WAITER == 0 {
+        // SYNC(waiter-bit): SeqCst, pairs with the swap that publishes or
+        // releases this slot (it sees the bit, or we see its new value) and,
+        // for close, with the SeqCst store of `closed` and the closer's scan.
+        if stamp.compare_exchange(seen, marked, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return;
+        }
+    }
+    // SYNC(close-wake): SeqCst, pairs with the SeqCst store in `close`.
+    if closed.is_some_and(|c| c.load(Ordering::SeqCst) != 0) {
+        return;
+    }
+    futex_wait(futex_word(stamp), marked as u32, remaining);
+}
+
+/// Wakes every process sleeping on `stamp`'s futex word.
+pub(crate) fn wake_all(stamp: &AtomicU64) {
+    futex_wake(futex_word(stamp), i32::MAX);
+}
+
+fn futex_wait(word: *const u32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: word points into a live mapping (the stamp borrowed by the
+    // caller); FUTEX_WAIT only reads it. EINTR, EAGAIN and ETIMEDOUT all mean
+    // "re-check", which every caller does.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
+    }
+}
+
+fn futex_wake(word: *const u32, count: i32) {
+    // SAFETY: word points into a live mapping; FUTEX_WAKE does not touch memory.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, count, 0usize, 0usize, 0u32);
+    }
+}
