@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the test command needs on a fresh Debian machine: a C
+# compiler and make, Go, and the Rust toolchain. Tools already present are
+# kept. Only Debian's packages and crates.io are used.
+set -euo pipefail
+
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+command -v cargo >/dev/null 2>&1 || missing+=(cargo rustc)
+command -v ipcs >/dev/null 2>&1 || missing+=(util-linux)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+cargo --version
+go version
+cc --version | head -n 1
