@@ -37,6 +37,6 @@ mod wait;
 
 pub use error::{DequeueError, EnqueueError, Error};
 pub use liveness::Attached;
-pub use queue::{Queue, QueueConfig, QueueStats};
+pub use queue::{Consumer, Producer, Queue, QueueConfig, QueueStats};
 pub use segment::{find_free_key, Segment, Target};
 pub use wait::WaitStrategy;
