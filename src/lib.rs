@@ -38,7 +38,10 @@ mod wait;
 
 pub use error::{DequeueError, EnqueueError, Error};
 pub use liveness::Attached;
-pub use log::{CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, RecvError, Start, Subscriber};
+pub use log::{
+    CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, RecvError, Start,
+    Subscriber,
+};
 pub use queue::{Queue, QueueConfig, QueueStats};
 pub use segment::{find_free_key, Segment, Target};
 pub use wait::WaitStrategy;

@@ -15,7 +15,7 @@
 //! # Slot stamp encoding
 //!
 //! The stamp is `value << 1 | STAMP_WAITER` (the low bit marks a sleeper, as
-//! in [`crate::wait`]), with
+//! in the work queue), with
 //!
 //! ```text
 //! value = 4 * (s + capacity) + state      state: 1 writing, 2 complete, 3 skipped
@@ -44,8 +44,9 @@
 //! # Reliable mode and cursors
 //!
 //! In reliable mode a publisher may claim `s` only while `s < g + capacity`
-//! for the smallest committed position `g` over the cursor table (see
-//! [`cursors`](self) and [`CursorInfo`]). Named cursors are durable; an
+//! for the smallest committed position `g` over the cursor table (a fixed
+//! array of 128-byte entries in the segment, after a control line holding
+//! the table's lock; see [`CursorInfo`]). Named cursors are durable; an
 //! unnamed reliable-mode subscriber registers an ephemeral entry that its
 //! process frees on drop (and that is reaped if the process dies). With no
 //! cursor registered, reliable publishers are not gated.
@@ -82,6 +83,8 @@ pub const LOG_FLAG_RELIABLE: u64 = 1;
 const LOG_FLAGS_KNOWN: u64 = LOG_FLAG_RELIABLE;
 /// Most cursor entries a log may have.
 pub const MAX_CURSORS: usize = 4096;
+/// How often a gated publisher checks for cursors of dead processes.
+const REAP_EVERY: Duration = Duration::from_millis(100);
 
 const ST_WRITING: u64 = 1;
 const ST_COMPLETE: u64 = 2;
@@ -172,7 +175,10 @@ impl LogConfig {
     fn params(&self) -> Result<Params, Error> {
         if self.cursors as usize > MAX_CURSORS {
             return Err(Error::InvalidArgument {
-                detail: format!("{} cursors exceed the maximum of {MAX_CURSORS}", self.cursors),
+                detail: format!(
+                    "{} cursors exceed the maximum of {MAX_CURSORS}",
+                    self.cursors
+                ),
             });
         }
         let flags = match self.mode {
@@ -180,7 +186,14 @@ impl LogConfig {
             LogMode::Reliable => LOG_FLAG_RELIABLE,
         };
         // Aux entry 0 is the cursor table's control line.
-        Params::new(QueueKind::Log, self.slot_size, self.capacity, flags, self.cursors + 1, self.file_mode)
+        Params::new(
+            QueueKind::Log,
+            self.slot_size,
+            self.capacity,
+            flags,
+            self.cursors + 1,
+            self.file_mode,
+        )
     }
 }
 
@@ -254,15 +267,23 @@ impl Inner {
     fn new(region: Region) -> Result<Inner, Error> {
         let p = *region.params();
         if p.flags & !LOG_FLAGS_KNOWN != 0 {
-            return Err(Error::Corrupt { detail: format!("unknown log flags {:#x}", p.flags) });
+            return Err(Error::Corrupt {
+                detail: format!("unknown log flags {:#x}", p.flags),
+            });
         }
         if p.aux_count == 0 || p.aux_count as usize > MAX_CURSORS + 1 {
-            return Err(Error::Corrupt { detail: format!("cursor table of {} entries", p.aux_count) });
+            return Err(Error::Corrupt {
+                detail: format!("cursor table of {} entries", p.aux_count),
+            });
         }
         Ok(Inner {
             slot_size: p.slot_size as usize,
             capacity: p.capacity,
-            mask: if p.capacity.is_power_of_two() { p.capacity - 1 } else { 0 },
+            mask: if p.capacity.is_power_of_two() {
+                p.capacity - 1
+            } else {
+                0
+            },
             reliable: p.flags & LOG_FLAG_RELIABLE != 0,
             gate: AtomicU64::new(0),
             reaped_ms: AtomicU64::new(0),
@@ -277,7 +298,11 @@ impl Inner {
 
     #[inline]
     fn slot(&self, seq: u64) -> &SlotHeader {
-        let index = if self.mask != 0 { seq & self.mask } else { seq % self.capacity };
+        let index = if self.mask != 0 {
+            seq & self.mask
+        } else {
+            seq % self.capacity
+        };
         // SAFETY: index < capacity by construction.
         unsafe { self.region.slot(index) }
     }
@@ -337,14 +362,17 @@ impl Inner {
         }
     }
 
-    /// Frees the cursors of dead processes, at most every 100 ms per
-    /// process, without waiting for the table lock.
+    /// Frees the cursors of dead processes, at most every [`REAP_EVERY`]
+    /// per handle, without waiting for the table lock.
     fn maybe_reap(&self) {
         let now = self.born.elapsed().as_millis() as u64;
         // Relaxed: a rate limit only.
         let last = self.reaped_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 100
-            || self.reaped_ms.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_err()
+        if now.saturating_sub(last) < REAP_EVERY.as_millis() as u64
+            || self
+                .reaped_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
@@ -415,7 +443,12 @@ impl Inner {
                 // Held by a stalled writer of an older lap: bump, write nothing.
                 // Relaxed: a bump publishes no data; the waiter bit is cleared
                 // and its sleepers woken, as they may now be lagged.
-                match slot.stamp.compare_exchange_weak(cur, mine << 1, Ordering::Relaxed, Ordering::Relaxed) {
+                match slot.stamp.compare_exchange_weak(
+                    cur,
+                    mine << 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => {
                         if cur & STAMP_WAITER != 0 {
                             wait::wake_all(&slot.stamp);
@@ -473,7 +506,12 @@ impl Inner {
             };
             // SYNC(slot-publish): Release, pairs with the Acquire stamp load in
             // `recv_try`. The CAS also reads the waiter bit (see crate::wait).
-            match slot.stamp.compare_exchange_weak(cur, target << 1, Ordering::Release, Ordering::Relaxed) {
+            match slot.stamp.compare_exchange_weak(
+                cur,
+                target << 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
                     if cur & STAMP_WAITER != 0 {
                         wait::wake_all(&slot.stamp);
@@ -487,12 +525,19 @@ impl Inner {
 
     fn count_tombstone(&self) {
         // Relaxed: a statistic.
-        self.region.header().stats.tombstones.fetch_add(1, Ordering::Relaxed);
+        self.region
+            .header()
+            .stats
+            .tombstones
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn publish(&self, msg: &[u8]) -> Result<u64, PublishError> {
         if msg.len() > self.slot_size {
-            return Err(PublishError::TooLarge { len: msg.len(), max: self.slot_size });
+            return Err(PublishError::TooLarge {
+                len: msg.len(),
+                max: self.slot_size,
+            });
         }
         if self.closed() {
             return Err(PublishError::Closed);
@@ -515,7 +560,8 @@ impl Inner {
             }
         }
         Err(PublishError::Corrupt {
-            detail: "every slot is held by a publisher that stopped in the middle of a write".into(),
+            detail: "every slot is held by a publisher that stopped in the middle of a write"
+                .into(),
         })
     }
 }
@@ -591,7 +637,10 @@ impl Log {
     }
 
     fn from_region(region: Region) -> Result<Log, Error> {
-        Ok(Log { inner: Arc::new(Inner::new(region)?), wait: WaitStrategy::default() })
+        Ok(Log {
+            inner: Arc::new(Inner::new(region)?),
+            wait: WaitStrategy::default(),
+        })
     }
 
     /// Sets how this handle's blocking calls, and its new subscribers', wait.
@@ -712,13 +761,21 @@ impl Log {
     /// let r = log.publish_block(b"c", Some(Duration::from_millis(5)));
     /// assert_eq!(r, Err(PublishError::Timeout)); // "audit" never reads
     /// ```
-    pub fn publish_block(&self, msg: &[u8], timeout: Option<Duration>) -> Result<u64, PublishError> {
+    pub fn publish_block(
+        &self,
+        msg: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, PublishError> {
         self.publish_until(msg, timeout.map(|t| Instant::now() + t))
     }
 
     /// Publishes `msg`, waiting until `deadline` (`None`: no limit) while the
     /// log is full in reliable mode.
-    pub fn publish_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<u64, PublishError> {
+    pub fn publish_until(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<u64, PublishError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match self.inner.publish(msg) {
@@ -731,11 +788,16 @@ impl Log {
                 Next::Sleep => {
                     if let Some((word, seen)) = self.inner.table().slowest() {
                         if self.inner.tail().saturating_sub(seen >> 1) >= self.inner.capacity {
+                            // At most REAP_EVERY at a time: the slowest cursor
+                            // may belong to a dead process, reaped by `publish`.
+                            let nap = backoff
+                                .remaining()
+                                .map_or(REAP_EVERY, |r| r.min(REAP_EVERY));
                             wait::sleep_on_stamp(
                                 word,
                                 seen,
                                 Some(&self.inner.region.header().control.closed),
-                                backoff.remaining(),
+                                Some(nap),
                             );
                         }
                     }
@@ -764,11 +826,19 @@ impl Log {
             let table = self.inner.table();
             let lock = table.lock()?;
             let pos = self.inner.start_pos(start);
-            (pos, CursorRef::Ephemeral(table.register_ephemeral(&lock, pos)?))
+            (
+                pos,
+                CursorRef::Ephemeral(table.register_ephemeral(&lock, pos)?),
+            )
         } else {
             (self.inner.start_pos(start), CursorRef::Local)
         };
-        Ok(Subscriber { inner: self.inner.clone(), pos, cursor, wait: self.wait })
+        Ok(Subscriber {
+            inner: self.inner.clone(),
+            pos,
+            cursor,
+            wait: self.wait,
+        })
     }
 
     /// A subscriber on the durable named cursor `name`: it resumes from the
@@ -809,7 +879,10 @@ impl Log {
         if pos > self.inner.tail() {
             table.detach(index);
             return Err(CursorError::Corrupt {
-                detail: format!("cursor {name:?} is at {pos}, past the log's end {}", self.inner.tail()),
+                detail: format!(
+                    "cursor {name:?} is at {pos}, past the log's end {}",
+                    self.inner.tail()
+                ),
             });
         }
         table.set_read(index, pos);
@@ -817,7 +890,10 @@ impl Log {
         Ok(Subscriber {
             inner: self.inner.clone(),
             pos,
-            cursor: CursorRef::Named { index, name: name.to_owned() },
+            cursor: CursorRef::Named {
+                index,
+                name: name.to_owned(),
+            },
             wait: self.wait,
         })
     }
@@ -836,7 +912,9 @@ impl Log {
     pub fn create_cursor(&self, name: &str, start: Start) -> Result<(), CursorError> {
         let table = self.inner.table();
         let lock = table.lock()?;
-        table.create_named(&lock, name, self.inner.start_pos(start)).map(|_| ())
+        table
+            .create_named(&lock, name, self.inner.start_pos(start))
+            .map(|_| ())
     }
 
     /// Creates the named cursor `new` at the committed position of the
@@ -862,7 +940,9 @@ impl Log {
         let lock = table.lock()?;
         let index = table
             .find(&lock, existing)
-            .ok_or_else(|| CursorError::NotFound { name: existing.to_owned() })?;
+            .ok_or_else(|| CursorError::NotFound {
+                name: existing.to_owned(),
+            })?;
         let pos = table.committed(index);
         table.create_named(&lock, new, pos).map(|_| ())
     }
@@ -893,7 +973,9 @@ impl Log {
 
     /// The named cursor `name`, if it exists.
     pub fn cursor(&self, name: &str) -> Option<CursorInfo> {
-        self.cursors().into_iter().find(|c| c.name.as_deref() == Some(name))
+        self.cursors()
+            .into_iter()
+            .find(|c| c.name.as_deref() == Some(name))
     }
 
     /// Counters: published, tombstones, total lagged, and every cursor's
@@ -956,7 +1038,12 @@ impl Log {
         let inner = &*self.inner;
         // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`,
         // `drained` and `wait::sleep_on_stamp`.
-        inner.region.header().control.closed.store(1, Ordering::SeqCst);
+        inner
+            .region
+            .header()
+            .control
+            .closed
+            .store(1, Ordering::SeqCst);
         for i in 0..inner.capacity {
             // SAFETY: i < capacity.
             let slot = unsafe { inner.region.slot(i) };
@@ -1052,10 +1139,17 @@ impl Subscriber {
         // The slot holds q >= r + capacity: positions before q - capacity + 1
         // are gone; and nothing older than tail - capacity is still present.
         let q = inner.seq_of(value);
-        let next = (r + 1).max(q.saturating_sub(inner.capacity) + 1).max(inner.tail().saturating_sub(inner.capacity));
+        let next = (r + 1)
+            .max(q.saturating_sub(inner.capacity) + 1)
+            .max(inner.tail().saturating_sub(inner.capacity));
         let lost = next - r;
         // Relaxed: a statistic.
-        inner.region.header().stats.lagged.fetch_add(lost, Ordering::Relaxed);
+        inner
+            .region
+            .header()
+            .stats
+            .lagged
+            .fetch_add(lost, Ordering::Relaxed);
         self.advance(next);
         RecvError::Lagged(lost)
     }
@@ -1104,7 +1198,10 @@ impl Subscriber {
                         return Err(self.lagged(s2 >> 1));
                     }
                     if len > inner.slot_size {
-                        let detail = format!("message {r} has length {len} > slot size {}", inner.slot_size);
+                        let detail = format!(
+                            "message {r} has length {len} > slot size {}",
+                            inner.slot_size
+                        );
                         self.advance(r + 1);
                         return Err(RecvError::Corrupt { detail });
                     }
@@ -1116,7 +1213,9 @@ impl Subscriber {
                 // source during the copy (a seqlock read): bytes have no
                 // invalid values, and the copy is discarded unless the stamp
                 // is unchanged afterwards.
-                unsafe { std::ptr::copy_nonoverlapping(Inner::payload(slot), buf.as_mut_ptr(), len) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(Inner::payload(slot), buf.as_mut_ptr(), len)
+                };
                 // SYNC(seqlock-write): Acquire fence, pairs with the publisher's
                 // Release fence after its claim in `write`.
                 std::sync::atomic::fence(Ordering::Acquire);
@@ -1136,7 +1235,11 @@ impl Subscriber {
             if v > ready + 1 {
                 return Err(self.lagged(v));
             }
-            return Err(if inner.drained(r) { RecvError::Closed } else { RecvError::Empty });
+            return Err(if inner.drained(r) {
+                RecvError::Closed
+            } else {
+                RecvError::Empty
+            });
         }
     }
 
@@ -1151,12 +1254,20 @@ impl Subscriber {
     /// let mut buf = [0u8; 16];
     /// assert_eq!(sub.recv_block(&mut buf, Some(Duration::from_millis(5))), Err(RecvError::Timeout));
     /// ```
-    pub fn recv_block(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, RecvError> {
+    pub fn recv_block(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize, RecvError> {
         self.recv_until(buf, timeout.map(|t| Instant::now() + t))
     }
 
     /// Receives the next message, waiting until `deadline` (`None`: no limit).
-    pub fn recv_until(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, RecvError> {
+    pub fn recv_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match self.recv_try(buf) {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{check_msg, make_msg, report, Proc};
-use shmq::{CursorError, Log, LogConfig, RecvError, Start, Target};
+use shmq::{CursorError, Log, LogConfig, LogMode, PublishError, RecvError, Start, Target};
 
 common::child_roles! {
     "read" => read,
@@ -17,6 +17,7 @@ common::child_roles! {
     "cursor_from" => cursor_from,
     "create_cursor" => create_cursor,
     "create_file_log" => create_file_log,
+    "hang_unnamed" => hang_unnamed,
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -34,7 +35,11 @@ fn drain(sub: &mut shmq::Subscriber, limit: u64) -> Vec<u64> {
         match sub.recv_try(&mut buf) {
             Ok(n) => {
                 let (_, seq) = check_msg(&buf[..n]).unwrap();
-                assert_eq!(seq, sub.position() - 1, "message carries its own sequence number");
+                assert_eq!(
+                    seq,
+                    sub.position() - 1,
+                    "message carries its own sequence number"
+                );
                 got.push(seq);
             }
             Err(RecvError::Empty) => break,
@@ -99,9 +104,20 @@ fn commit_then_hang(args: &[String]) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
+/// Child: subscribes without a name (reliable mode: it registers and
+/// gates), then waits to be killed.
+fn hang_unnamed(args: &[String]) {
+    let log = Log::open(&target(&args[0])).unwrap();
+    let _sub = log.subscribe(Start::Latest).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
 /// Child: creates cursor args[1] from cursor args[2].
 fn cursor_from(args: &[String]) {
-    Log::open(&target(&args[0])).unwrap().cursor_from(&args[1], &args[2]).unwrap();
+    Log::open(&target(&args[0]))
+        .unwrap()
+        .cursor_from(&args[1], &args[2])
+        .unwrap();
 }
 
 /// Child: tries to create the named cursor args[1]; reports the outcome.
@@ -155,7 +171,10 @@ fn commit_rollback_and_resume_across_processes() {
     let ts = t.to_string();
     // Read 30, commit; read 20 more; roll back: exactly those 20 again;
     // read 10 more without committing, exit.
-    let out = run("read", &args(&[&ts, "c", "r30", "c", "r20", "b", "r20", "r10"]));
+    let out = run(
+        "read",
+        &args(&[&ts, "c", "r30", "c", "r20", "b", "r20", "r10"]),
+    );
     assert_eq!(
         out,
         [
@@ -189,10 +208,14 @@ fn a_killed_subscriber_keeps_its_commit_and_frees_its_cursor() {
     }
     let mut hang = Proc::spawn("commit_then_hang", &args(&[&t.to_string(), "k"]));
     let attached = common::wait_until(WAIT, || {
-        log.cursor("k").is_some_and(|c| c.position == 5 && c.read == 7 && c.owner == Some(hang.pid()))
+        log.cursor("k")
+            .is_some_and(|c| c.position == 5 && c.read == 7 && c.owner == Some(hang.pid()))
     });
     assert!(attached, "child committed: {:?}", log.cursor("k"));
-    assert!(matches!(log.remove_cursor("k"), Err(CursorError::InUse { .. })));
+    assert!(matches!(
+        log.remove_cursor("k"),
+        Err(CursorError::InUse { .. })
+    ));
     hang.kill();
     // The dead process's attachment does not block a new subscriber.
     let out = run("read", &args(&[&t.to_string(), "k", "e"]));
@@ -207,11 +230,20 @@ fn a_full_cursor_table_is_a_clear_error_in_another_process() {
     for name in ["a", "b"] {
         log.create_cursor(name, Start::Latest).unwrap();
     }
-    assert_eq!(run("create_cursor", &args(&[&t.to_string(), "c"])), ["created"]);
+    assert_eq!(
+        run("create_cursor", &args(&[&t.to_string(), "c"])),
+        ["created"]
+    );
     let out = run("create_cursor", &args(&[&t.to_string(), "d"]));
     assert_eq!(out.len(), 1);
-    assert!(out[0].starts_with("error TableFull { capacity: 3 }"), "{out:?}");
-    assert!(out[0].contains("cursor table full: all 3 entries are taken"), "{out:?}");
+    assert!(
+        out[0].starts_with("error TableFull { capacity: 3 }"),
+        "{out:?}"
+    );
+    assert!(
+        out[0].contains("cursor table full: all 3 entries are taken"),
+        "{out:?}"
+    );
     let out = run("create_cursor", &args(&[&t.to_string(), "a"]));
     assert!(out[0].starts_with("error AlreadyExists"), "{out:?}");
 }
@@ -223,12 +255,43 @@ fn a_file_backed_log_keeps_messages_and_cursors_after_every_process_exits() {
     let ts = t.to_string();
     run("create_file_log", &args(&[&ts]));
     let out = run("read", &args(&[&ts, "durable", "r40", "c", "r10"]));
-    assert_eq!(out[1..], ["step r40 got 0..=39 n 40", "step c got none n 0", "step r10 got 40..=49 n 10"]);
+    assert_eq!(
+        out[1..],
+        [
+            "step r40 got 0..=39 n 40",
+            "step c got none n 0",
+            "step r10 got 40..=49 n 10"
+        ]
+    );
     run("publish", &args(&[&ts, "100", "150"]));
     // Reopened: continues from the committed position, through old and new messages.
     let out = run("read", &args(&[&ts, "durable", "e"]));
     assert_eq!(out, ["start 40", "step e got 40..=149 n 110"]);
     let log = Log::open(&t).unwrap();
     assert_eq!(log.stats().published, 150);
-    assert_eq!(log.cursor("durable").unwrap().position, 40, "reading did not commit");
+    assert_eq!(
+        log.cursor("durable").unwrap().position,
+        40,
+        "reading did not commit"
+    );
+}
+
+#[test]
+fn the_cursor_of_a_killed_reliable_subscriber_is_reaped() {
+    let t = common::posix("cur-reap");
+    let log = Log::create(&t, &LogConfig::new(32, 8).mode(LogMode::Reliable)).unwrap();
+    let mut hang = Proc::spawn("hang_unnamed", &args(&[&t.to_string()]));
+    let registered = common::wait_until(WAIT, || {
+        log.cursors().iter().any(|c| c.owner == Some(hang.pid()))
+    });
+    assert!(registered, "child registered: {:?}", log.cursors());
+    for i in 0..8 {
+        log.publish(&make_msg(0, i, 32)).unwrap();
+    }
+    assert_eq!(log.publish(&make_msg(0, 8, 32)), Err(PublishError::Full));
+    hang.kill();
+    // The blocked publisher notices the dead process and goes on.
+    let seq = log.publish_block(&make_msg(0, 8, 32), Some(WAIT)).unwrap();
+    assert_eq!(seq, 8);
+    assert!(log.cursors().is_empty(), "{:?}", log.cursors());
 }

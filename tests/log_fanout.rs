@@ -51,9 +51,13 @@ fn subscriber(args: &[String]) {
     loop {
         match sub.recv_block(&mut buf, RECV) {
             Ok(n) => {
-                let (producer, pseq) = check_msg(&buf[..n]).unwrap_or_else(|e| panic!("message {received}: {e}"));
+                let (producer, pseq) =
+                    check_msg(&buf[..n]).unwrap_or_else(|e| panic!("message {received}: {e}"));
                 let seq = sub.position() - 1;
-                assert!(last_seq.map_or(true, |l| seq > l), "global order: {seq} after {last_seq:?}");
+                assert!(
+                    last_seq.map_or(true, |l| seq > l),
+                    "global order: {seq} after {last_seq:?}"
+                );
                 last_seq = Some(seq);
                 let p = producer as usize;
                 if next.len() <= p {
@@ -106,7 +110,8 @@ fn publisher(args: &[String]) {
             Ok(_) => {}
             Err(PublishError::Full) => {
                 full += 1;
-                log.publish_block(&m, Some(Duration::from_secs(30))).unwrap();
+                log.publish_block(&m, Some(Duration::from_secs(30)))
+                    .unwrap();
             }
             Err(e) => panic!("publish {i}: {e}"),
         }
@@ -141,7 +146,14 @@ impl Setup {
         let ready = common::posix(&format!("{tag}-ready"));
         let log = Log::create(&log_target, config).unwrap();
         let ready_q = Queue::create(&ready, &QueueConfig::new(8, 64)).unwrap();
-        (Setup { log_target, ready, ready_q }, log)
+        (
+            Setup {
+                log_target,
+                ready,
+                ready_q,
+            },
+            log,
+        )
     }
 
     fn spawn_subscriber(&self, name: &str, slow_every: u64, commit_every: u64) -> Proc {
@@ -160,12 +172,22 @@ impl Setup {
     fn wait_ready(&self, n: usize) {
         let mut buf = [0u8; 8];
         for _ in 0..n {
-            self.ready_q.dequeue_block(&mut buf, Some(Duration::from_secs(30))).expect("subscriber ready");
+            self.ready_q
+                .dequeue_block(&mut buf, Some(Duration::from_secs(30)))
+                .expect("subscriber ready");
         }
     }
 
     fn spawn_publisher(&self, id: u32, count: u64, len: usize) -> Proc {
-        Proc::spawn("publisher", &[self.log_target.to_string(), id.to_string(), count.to_string(), len.to_string()])
+        Proc::spawn(
+            "publisher",
+            &[
+                self.log_target.to_string(),
+                id.to_string(),
+                count.to_string(),
+                len.to_string(),
+            ],
+        )
     }
 }
 
@@ -182,9 +204,15 @@ fn finish(procs: &mut [Proc]) -> Vec<String> {
 #[test]
 fn overwrite_one_publisher_four_subscribers_one_slow() {
     // At least 1M in the release build that the test command runs.
-    let n: u64 = if cfg!(debug_assertions) { 100_000 } else { 1_000_000 };
+    let n: u64 = if cfg!(debug_assertions) {
+        100_000
+    } else {
+        1_000_000
+    };
     let (setup, log) = Setup::new("fanout-ow", &LogConfig::new(32, 4096));
-    let mut subs: Vec<Proc> = (0..4).map(|i| setup.spawn_subscriber("-", if i == 3 { 256 } else { 0 }, 0)).collect();
+    let mut subs: Vec<Proc> = (0..4)
+        .map(|i| setup.spawn_subscriber("-", if i == 3 { 256 } else { 0 }, 0))
+        .collect();
     setup.wait_ready(4);
     let mut publisher = setup.spawn_publisher(0, n, 32);
     publisher.wait_ok(WAIT);
@@ -193,15 +221,30 @@ fn overwrite_one_publisher_four_subscribers_one_slow() {
     let mut total_lagged = 0;
     for (i, r) in results.iter().enumerate() {
         let (received, lagged) = (num(r, "received"), num(r, "lagged"));
-        assert_eq!(num(r, "start"), 0, "subscriber {i} started at the beginning");
-        assert_eq!(received + lagged, n, "subscriber {i}: received + lagged == published ({r})");
+        assert_eq!(
+            num(r, "start"),
+            0,
+            "subscriber {i} started at the beginning"
+        );
+        assert_eq!(
+            received + lagged,
+            n,
+            "subscriber {i}: received + lagged == published ({r})"
+        );
         total_lagged += lagged;
         println!("subscriber {i}: {r}");
     }
-    assert!(num(&results[3], "lagged") > 0, "the slow subscriber lagged: {}", results[3]);
+    assert!(
+        num(&results[3], "lagged") > 0,
+        "the slow subscriber lagged: {}",
+        results[3]
+    );
     let stats = log.stats();
     assert_eq!(stats.published, n);
-    assert_eq!(stats.lagged, total_lagged, "the segment's lag counter agrees");
+    assert_eq!(
+        stats.lagged, total_lagged,
+        "the segment's lag counter agrees"
+    );
 }
 
 #[test]
@@ -211,7 +254,10 @@ fn reliable_slow_subscriber_loses_nothing_and_the_publisher_waits() {
     let (setup, log) = Setup::new("fanout-rel", &config);
     log.create_cursor("fast", Start::Oldest).unwrap();
     log.create_cursor("slow", Start::Oldest).unwrap();
-    let mut subs = vec![setup.spawn_subscriber("fast", 0, 1), setup.spawn_subscriber("slow", 100, 16)];
+    let mut subs = vec![
+        setup.spawn_subscriber("fast", 0, 1),
+        setup.spawn_subscriber("slow", 100, 16),
+    ];
     setup.wait_ready(2);
     let mut publisher = setup.spawn_publisher(0, n, 32);
     publisher.wait_ok(WAIT);
@@ -219,10 +265,17 @@ fn reliable_slow_subscriber_loses_nothing_and_the_publisher_waits() {
     log.close();
     let results = finish(&mut subs);
     for r in &results {
-        assert_eq!((num(r, "received"), num(r, "lagged")), (n, 0), "no loss: {r}");
+        assert_eq!(
+            (num(r, "received"), num(r, "lagged")),
+            (n, 0),
+            "no loss: {r}"
+        );
     }
     assert_eq!(num(&pub_result, "published"), n);
-    assert!(num(&pub_result, "full") > 0, "the publisher was gated and resumed: {pub_result}");
+    assert!(
+        num(&pub_result, "full") > 0,
+        "the publisher was gated and resumed: {pub_result}"
+    );
     let stats = log.stats();
     assert_eq!((stats.published, stats.lagged), (n, 0));
     for c in &stats.cursors {
@@ -232,7 +285,11 @@ fn reliable_slow_subscriber_loses_nothing_and_the_publisher_waits() {
 
 #[test]
 fn many_publishers_one_global_order_for_every_subscriber() {
-    let per: u64 = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+    let per: u64 = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        100_000
+    };
     let publishers = 2u32;
     let config = LogConfig::new(24, 256).mode(LogMode::Reliable).cursors(4);
     let (setup, log) = Setup::new("fanout-mp", &config);
@@ -240,9 +297,14 @@ fn many_publishers_one_global_order_for_every_subscriber() {
     for name in names {
         log.create_cursor(name, Start::Oldest).unwrap();
     }
-    let mut subs: Vec<Proc> = names.iter().map(|name| setup.spawn_subscriber(name, 0, 32)).collect();
+    let mut subs: Vec<Proc> = names
+        .iter()
+        .map(|name| setup.spawn_subscriber(name, 0, 32))
+        .collect();
     setup.wait_ready(names.len());
-    let mut pubs: Vec<Proc> = (0..publishers).map(|id| setup.spawn_publisher(id, per, 24)).collect();
+    let mut pubs: Vec<Proc> = (0..publishers)
+        .map(|id| setup.spawn_publisher(id, per, 24))
+        .collect();
     for p in &mut pubs {
         p.wait_ok(WAIT);
     }
@@ -252,8 +314,16 @@ fn many_publishers_one_global_order_for_every_subscriber() {
     for r in &results {
         assert_eq!(num(r, "received"), per * publishers as u64, "{r}");
         assert_eq!(num(r, "lagged"), 0, "{r}");
-        assert_eq!(field(r, "count_per_publisher"), expected_counts, "each message exactly once: {r}");
-        assert_eq!(field(r, "digest"), field(&results[0], "digest"), "the same order for all: {results:?}");
+        assert_eq!(
+            field(r, "count_per_publisher"),
+            expected_counts,
+            "each message exactly once: {r}"
+        );
+        assert_eq!(
+            field(r, "digest"),
+            field(&results[0], "digest"),
+            "the same order for all: {results:?}"
+        );
     }
     assert_eq!(log.stats().published, per * publishers as u64);
 }

@@ -112,12 +112,19 @@ fn holder_alive(word: u64) -> bool {
 
 /// Checks a cursor name: 1 to [`MAX_CURSOR_NAME`] bytes, no NUL.
 pub(crate) fn check_name(name: &str) -> Result<(), CursorError> {
-    let bad = |d: &str| Err(CursorError::InvalidName { detail: format!("{name:?} {d}") });
+    let bad = |d: &str| {
+        Err(CursorError::InvalidName {
+            detail: format!("{name:?} {d}"),
+        })
+    };
     if name.is_empty() {
         return bad("is empty");
     }
     if name.len() > MAX_CURSOR_NAME {
-        return bad(&format!("is {} bytes, more than {MAX_CURSOR_NAME}", name.len()));
+        return bad(&format!(
+            "is {} bytes, more than {MAX_CURSOR_NAME}",
+            name.len()
+        ));
     }
     if name.contains('\0') {
         return bad("contains a NUL byte");
@@ -135,7 +142,9 @@ impl Drop for TableLock<'_> {
     fn drop(&mut self) {
         // SYNC(table-lock): Release, pairs with the Acquire CAS in `lock`: our
         // entry changes are visible to the next holder.
-        let _ = self.word.compare_exchange(self.me, 0, Ordering::Release, Ordering::Relaxed);
+        let _ = self
+            .word
+            .compare_exchange(self.me, 0, Ordering::Release, Ordering::Relaxed);
     }
 }
 
@@ -185,11 +194,17 @@ impl<'a> Table<'a> {
             // /proc costs more than a short critical section.
             let free = cur == 0 || (spins > 0 && spins % 16 == 0 && !holder_alive(cur));
             // SYNC(table-lock): Acquire, pairs with the Release in `TableLock::drop`.
-            if free && word.compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if free
+                && word
+                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
                 return Ok(TableLock { word, me });
             }
             if Instant::now() >= deadline {
-                return Err(CursorError::Busy { pid: (cur >> 32) as u32 });
+                return Err(CursorError::Busy {
+                    pid: (cur >> 32) as u32,
+                });
             }
             spins = spins.wrapping_add(1);
             if spins < 8 {
@@ -205,7 +220,9 @@ impl<'a> Table<'a> {
         let word = &self.control.lock;
         let me = lock_word();
         // SYNC(table-lock): Acquire, pairs with the Release in `TableLock::drop`.
-        word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).ok().map(|_| TableLock { word, me })
+        word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| TableLock { word, me })
     }
 
     fn name_of(e: &CursorEntry) -> Option<String> {
@@ -242,7 +259,10 @@ impl<'a> Table<'a> {
             // Relaxed: the lock orders every change of the table.
             let state = e.state.load(Ordering::Relaxed);
             let pid = e.owner_pid.load(Ordering::Relaxed);
-            if state == FREE || pid == 0 || liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed)) {
+            if state == FREE
+                || pid == 0
+                || liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed))
+            {
                 continue;
             }
             if state == EPHEMERAL {
@@ -257,14 +277,27 @@ impl<'a> Table<'a> {
     }
 
     /// Takes a free entry for a cursor at `pos`, reaping dead ones if none is free.
-    fn take(&self, lock: &TableLock<'_>, state: u32, name: &str, pos: u64, owned: bool) -> Result<usize, CursorError> {
+    fn take(
+        &self,
+        lock: &TableLock<'_>,
+        state: u32,
+        name: &str,
+        pos: u64,
+        owned: bool,
+    ) -> Result<usize, CursorError> {
         // Relaxed: the lock orders every change of the table.
-        let free = |t: &Self| t.entries.iter().position(|e| e.state.load(Ordering::Relaxed) == FREE);
+        let free = |t: &Self| {
+            t.entries
+                .iter()
+                .position(|e| e.state.load(Ordering::Relaxed) == FREE)
+        };
         let index = match free(self) {
             Some(i) => i,
             None => {
                 self.reap(lock);
-                free(self).ok_or(CursorError::TableFull { capacity: self.capacity() })?
+                free(self).ok_or(CursorError::TableFull {
+                    capacity: self.capacity(),
+                })?
             }
         };
         let e = &self.entries[index];
@@ -272,10 +305,17 @@ impl<'a> Table<'a> {
         bytes[..name.len()].copy_from_slice(name.as_bytes());
         // Relaxed (all fields): published by the Release store of `state` below.
         for (word, chunk) in e.name.iter().zip(bytes.chunks(8)) {
-            word.store(u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")), Ordering::Relaxed);
+            word.store(
+                u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")),
+                Ordering::Relaxed,
+            );
         }
         e.name_len.store(name.len() as u32, Ordering::Relaxed);
-        let (pid, start) = if owned { (std::process::id(), own_start()) } else { (0, 0) };
+        let (pid, start) = if owned {
+            (std::process::id(), own_start())
+        } else {
+            (0, 0)
+        };
         e.owner_start.store(start, Ordering::Relaxed);
         e.owner_pid.store(pid, Ordering::Relaxed);
         e.read.store(pos, Ordering::Relaxed);
@@ -287,27 +327,46 @@ impl<'a> Table<'a> {
     }
 
     /// Creates the named cursor `name` at `pos`. Call under the lock.
-    pub(crate) fn create_named(&self, lock: &TableLock<'_>, name: &str, pos: u64) -> Result<usize, CursorError> {
+    pub(crate) fn create_named(
+        &self,
+        lock: &TableLock<'_>,
+        name: &str,
+        pos: u64,
+    ) -> Result<usize, CursorError> {
         check_name(name)?;
         if self.find(lock, name).is_some() {
-            return Err(CursorError::AlreadyExists { name: name.to_owned() });
+            return Err(CursorError::AlreadyExists {
+                name: name.to_owned(),
+            });
         }
         self.take(lock, NAMED, name, pos, false)
     }
 
     /// Registers an unnamed reliable-mode subscriber at `pos`, owned by this process.
-    pub(crate) fn register_ephemeral(&self, lock: &TableLock<'_>, pos: u64) -> Result<usize, CursorError> {
+    pub(crate) fn register_ephemeral(
+        &self,
+        lock: &TableLock<'_>,
+        pos: u64,
+    ) -> Result<usize, CursorError> {
         self.take(lock, EPHEMERAL, "", pos, true)
     }
 
     /// Attaches this process's subscriber to the named cursor at `index`.
     /// Call under the lock.
-    pub(crate) fn attach(&self, _lock: &TableLock<'_>, index: usize, name: &str) -> Result<(), CursorError> {
+    pub(crate) fn attach(
+        &self,
+        _lock: &TableLock<'_>,
+        index: usize,
+        name: &str,
+    ) -> Result<(), CursorError> {
         let e = &self.entries[index];
         // Relaxed: the lock orders every change of the table.
         let pid = e.owner_pid.load(Ordering::Relaxed);
         if pid != 0 && liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed)) {
-            return Err(CursorError::InUse { name: name.to_owned(), pid });
+            return Err(CursorError::InUse {
+                name: name.to_owned(),
+                pid,
+            });
         }
         e.owner_start.store(own_start(), Ordering::Relaxed);
         e.owner_pid.store(std::process::id(), Ordering::Relaxed);
@@ -355,19 +414,26 @@ impl<'a> Table<'a> {
         let _ = lock;
         let e = &self.entries[index];
         // Relaxed: the lock orders every change of the table.
-        if e.state.load(Ordering::Relaxed) == EPHEMERAL && e.owner_pid.load(Ordering::Relaxed) == std::process::id() {
+        if e.state.load(Ordering::Relaxed) == EPHEMERAL
+            && e.owner_pid.load(Ordering::Relaxed) == std::process::id()
+        {
             Self::release(e);
         }
     }
 
     /// Removes the named cursor `name` unless a live subscriber holds it.
     pub(crate) fn remove(&self, lock: &TableLock<'_>, name: &str) -> Result<(), CursorError> {
-        let index = self.find(lock, name).ok_or_else(|| CursorError::NotFound { name: name.to_owned() })?;
+        let index = self.find(lock, name).ok_or_else(|| CursorError::NotFound {
+            name: name.to_owned(),
+        })?;
         let e = &self.entries[index];
         // Relaxed: the lock orders every change of the table.
         let pid = e.owner_pid.load(Ordering::Relaxed);
         if pid != 0 && liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed)) {
-            return Err(CursorError::InUse { name: name.to_owned(), pid });
+            return Err(CursorError::InUse {
+                name: name.to_owned(),
+                pid,
+            });
         }
         Self::release(e);
         Ok(())
@@ -429,9 +495,17 @@ impl<'a> Table<'a> {
             // Relaxed: a snapshot for display.
             let position = e.committed.load(Ordering::Relaxed) >> 1;
             let pid = e.owner_pid.load(Ordering::Relaxed);
-            let read = if pid == 0 { position } else { e.read.load(Ordering::Relaxed).max(position) };
+            let read = if pid == 0 {
+                position
+            } else {
+                e.read.load(Ordering::Relaxed).max(position)
+            };
             out.push(CursorInfo {
-                name: if state == NAMED { Some(Self::name_of(e).unwrap_or_default()) } else { None },
+                name: if state == NAMED {
+                    Some(Self::name_of(e).unwrap_or_default())
+                } else {
+                    None
+                },
                 position,
                 read,
                 lag: tail.saturating_sub(position),

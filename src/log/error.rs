@@ -111,7 +111,10 @@ impl fmt::Display for PublishError {
             ),
             PublishError::Closed => f.write_str("log is closed"),
             PublishError::TooLarge { len, max } => {
-                write!(f, "message of {len} bytes exceeds the slot size of {max} bytes")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the slot size of {max} bytes"
+                )
             }
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")
@@ -145,7 +148,10 @@ impl fmt::Display for CursorError {
         match self {
             CursorError::NotFound { name } => write!(f, "no cursor named {name:?}"),
             CursorError::AlreadyExists { name } => {
-                write!(f, "a cursor named {name:?} exists already; subscribe to it or remove it")
+                write!(
+                    f,
+                    "a cursor named {name:?} exists already; subscribe to it or remove it"
+                )
             }
             CursorError::TableFull { capacity } => write!(
                 f,

@@ -12,7 +12,12 @@ fn log(slot: usize, cap: usize) -> Log {
 }
 
 fn reliable(slot: usize, cap: usize, cursors: usize) -> Log {
-    Log::in_process(&LogConfig::new(slot, cap).mode(LogMode::Reliable).cursors(cursors)).unwrap()
+    Log::in_process(
+        &LogConfig::new(slot, cap)
+            .mode(LogMode::Reliable)
+            .cursors(cursors),
+    )
+    .unwrap()
 }
 
 /// A self-checking message: 8-byte sequence, then bytes derived from it,
@@ -38,7 +43,9 @@ fn check(m: &[u8]) -> u64 {
 }
 
 fn fnv(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ x as u32).wrapping_mul(0x0100_0193))
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ x as u32).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[test]
@@ -47,11 +54,16 @@ fn stamp_encoding_never_confuses_pristine_slots() {
     let inner = &*l.inner;
     for i in 0..5u64 {
         // SAFETY: i < capacity.
-        let stamp = unsafe { inner.region.slot(i) }.stamp.load(Ordering::Relaxed);
+        let stamp = unsafe { inner.region.slot(i) }
+            .stamp
+            .load(Ordering::Relaxed);
         for lap in 0..3 {
             let seq = i + lap * 5;
             for state in [ST_WRITING, ST_COMPLETE, ST_SKIPPED] {
-                assert!(stamp >> 1 < inner.value(seq, state), "pristine slot {i} reads as seq {seq}");
+                assert!(
+                    stamp >> 1 < inner.value(seq, state),
+                    "pristine slot {i} reads as seq {seq}"
+                );
             }
         }
     }
@@ -61,7 +73,9 @@ fn stamp_encoding_never_confuses_pristine_slots() {
 #[test]
 fn every_subscriber_sees_every_message() {
     let l = log(16, 8);
-    let mut subs: Vec<_> = (0..3).map(|_| l.subscribe(Start::Latest).unwrap()).collect();
+    let mut subs: Vec<_> = (0..3)
+        .map(|_| l.subscribe(Start::Latest).unwrap())
+        .collect();
     for i in 0..5u64 {
         assert_eq!(l.publish(&msg(i, 16)), Ok(i));
     }
@@ -89,8 +103,15 @@ fn message_lengths_from_zero_to_slot_size() {
         assert_eq!(sub.recv_try(&mut buf), Ok(len));
         assert_eq!(&buf[..len], &m[..]);
     }
-    assert_eq!(l.publish(&[0; 41]), Err(PublishError::TooLarge { len: 41, max: 40 }));
-    assert_eq!(l.next_seq(), 41, "a refused message takes no sequence number");
+    assert_eq!(
+        l.publish(&[0; 41]),
+        Err(PublishError::TooLarge { len: 41, max: 40 })
+    );
+    assert_eq!(
+        l.next_seq(),
+        41,
+        "a refused message takes no sequence number"
+    );
 }
 
 #[test]
@@ -99,7 +120,10 @@ fn buffer_too_small_keeps_the_subscriber_on_the_message() {
     let mut sub = l.subscribe(Start::Latest).unwrap();
     l.publish(&[7; 20]).unwrap();
     let mut small = [0u8; 19];
-    assert_eq!(sub.recv_try(&mut small), Err(RecvError::BufferTooSmall { needed: 20 }));
+    assert_eq!(
+        sub.recv_try(&mut small),
+        Err(RecvError::BufferTooSmall { needed: 20 })
+    );
     assert_eq!(sub.position(), 0);
     let mut buf = [0u8; 32];
     assert_eq!(sub.recv_try(&mut buf), Ok(20));
@@ -145,7 +169,10 @@ fn lag_is_counted_exactly_and_reading_resumes_at_the_oldest() {
     }
     assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Empty));
     let s = l.stats();
-    assert_eq!((s.published, s.lagged, s.oldest, s.next_seq), (100, 92, 92, 100));
+    assert_eq!(
+        (s.published, s.lagged, s.oldest, s.next_seq),
+        (100, 92, 92, 100)
+    );
 }
 
 #[test]
@@ -229,12 +256,17 @@ fn a_writer_stalled_for_a_ring_is_bumped_not_waited_for() {
     assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Empty));
     // Others go on: 1, 2, 3 land; 4 finds slot 0 still being written, is
     // bumped (a tombstone) and lands as 5 instead.
-    let seqs: Vec<u64> = (0..4).map(|i| l.publish(&msg(100 + i, 16)).unwrap()).collect();
+    let seqs: Vec<u64> = (0..4)
+        .map(|i| l.publish(&msg(100 + i, 16)).unwrap())
+        .collect();
     assert_eq!(seqs, [1, 2, 3, 5]);
     assert_eq!(l.stats().tombstones, 1);
     // The stalled writer finishes: its message was overtaken; the slot becomes
     // the tombstone of seq 4 and can be written again.
-    assert_eq!(inner.finish(slot, seq, &msg(0, 16), ST_COMPLETE), Outcome::Overtaken);
+    assert_eq!(
+        inner.finish(slot, seq, &msg(0, 16), ST_COMPLETE),
+        Outcome::Overtaken
+    );
     // The subscriber lost 0 (overtaken) and 1 (overwritten by 5), skips 4.
     assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Lagged(2)));
     let mut got = Vec::new();
@@ -247,7 +279,11 @@ fn a_writer_stalled_for_a_ring_is_bumped_not_waited_for() {
     assert_eq!(got.len() as u64 + s.lagged, s.published);
     assert_eq!(l.publish(b"0123456789ab"), Ok(6));
     assert_eq!(l.publish(b"0123456789ab"), Ok(7));
-    assert_eq!(l.publish(b"0123456789ab"), Ok(8), "slot 0 is writable again");
+    assert_eq!(
+        l.publish(b"0123456789ab"),
+        Ok(8),
+        "slot 0 is writable again"
+    );
 }
 
 #[test]
@@ -258,9 +294,14 @@ fn an_impossible_length_is_reported_and_skipped() {
     l.publish(b"next").unwrap();
     // Another process scribbles a huge length into slot 0.
     // SAFETY: 0 < capacity.
-    unsafe { l.inner.region.slot(0) }.len.store(1 << 30, Ordering::Relaxed);
+    unsafe { l.inner.region.slot(0) }
+        .len
+        .store(1 << 30, Ordering::Relaxed);
     let mut buf = [0u8; 16];
-    assert!(matches!(sub.recv_try(&mut buf), Err(RecvError::Corrupt { .. })));
+    assert!(matches!(
+        sub.recv_try(&mut buf),
+        Err(RecvError::Corrupt { .. })
+    ));
     assert_eq!(sub.recv_try(&mut buf), Ok(4));
 }
 
@@ -324,7 +365,11 @@ fn reliable_mode_is_gated_by_the_slowest_cursor() {
     for _ in 0..4 {
         fast.recv_try(&mut buf).unwrap();
     }
-    assert_eq!(l.publish(b"x"), Err(PublishError::Full), "the slow one still gates");
+    assert_eq!(
+        l.publish(b"x"),
+        Err(PublishError::Full),
+        "the slow one still gates"
+    );
     slow.recv_try(&mut buf).unwrap();
     assert_eq!(l.publish(&[4]), Ok(14));
     assert_eq!(l.publish(b"x"), Err(PublishError::Full));
@@ -349,7 +394,11 @@ fn reliable_named_cursors_gate_on_their_committed_position() {
     for _ in 0..4 {
         sub.recv_try(&mut buf).unwrap();
     }
-    assert_eq!(l.publish(b"x"), Err(PublishError::Full), "read but not committed");
+    assert_eq!(
+        l.publish(b"x"),
+        Err(PublishError::Full),
+        "read but not committed"
+    );
     sub.commit().unwrap();
     assert_eq!(l.publish(b"x"), Ok(4));
     // A named cursor nobody reads keeps gating after its subscriber is gone.
@@ -357,7 +406,10 @@ fn reliable_named_cursors_gate_on_their_committed_position() {
     for _ in 0..3 {
         l.publish(b"y").unwrap();
     }
-    assert_eq!(l.publish_block(b"z", Some(Duration::from_millis(20))), Err(PublishError::Timeout));
+    assert_eq!(
+        l.publish_block(b"z", Some(Duration::from_millis(20))),
+        Err(PublishError::Timeout)
+    );
     l.remove_cursor("n").unwrap();
     assert_eq!(l.publish(b"z"), Ok(8));
 }
@@ -419,7 +471,10 @@ fn named_cursor_commit_rollback_and_resume() {
         sub.recv_try(&mut buf).unwrap();
     }
     let info = l.cursor("c").unwrap();
-    assert_eq!((info.position, info.read, info.lag, info.owner), (3, 7, 7, Some(std::process::id())));
+    assert_eq!(
+        (info.position, info.read, info.lag, info.owner),
+        (3, 7, 7, Some(std::process::id()))
+    );
     // Rollback re-reads exactly the uncommitted ones: 3, 4, 5, 6.
     assert_eq!(sub.rollback(), Ok(3));
     for i in 3..7u8 {
@@ -428,7 +483,10 @@ fn named_cursor_commit_rollback_and_resume() {
     }
     assert_eq!(
         l.subscribe_named("c", Start::Oldest).unwrap_err(),
-        CursorError::InUse { name: "c".into(), pid: std::process::id() }
+        CursorError::InUse {
+            name: "c".into(),
+            pid: std::process::id()
+        }
     );
     drop(sub);
     let mut again = l.subscribe_named("c", Start::Latest).unwrap();
@@ -456,8 +514,14 @@ fn cursor_from_copies_a_position_and_remove_frees_it() {
     let mut b = l.subscribe_named("b", Start::Oldest).unwrap();
     b.recv_try(&mut buf).unwrap();
     assert_eq!(buf[0], 2);
-    assert_eq!(l.cursor_from("b", "a"), Err(CursorError::AlreadyExists { name: "b".into() }));
-    assert_eq!(l.cursor_from("c", "zz"), Err(CursorError::NotFound { name: "zz".into() }));
+    assert_eq!(
+        l.cursor_from("b", "a"),
+        Err(CursorError::AlreadyExists { name: "b".into() })
+    );
+    assert_eq!(
+        l.cursor_from("c", "zz"),
+        Err(CursorError::NotFound { name: "zz".into() })
+    );
     drop(b);
     l.remove_cursor("b").unwrap();
     assert!(l.cursor("b").is_none());
@@ -472,21 +536,36 @@ fn a_full_cursor_table_gives_a_clear_error() {
     let err = l.create_cursor("three", Start::Latest).unwrap_err();
     assert_eq!(err, CursorError::TableFull { capacity: 2 });
     assert!(err.to_string().contains("cursor table full"), "{err}");
-    assert_eq!(l.subscribe_named("three", Start::Latest).unwrap_err(), CursorError::TableFull { capacity: 2 });
+    assert_eq!(
+        l.subscribe_named("three", Start::Latest).unwrap_err(),
+        CursorError::TableFull { capacity: 2 }
+    );
     l.remove_cursor("one").unwrap();
     l.create_cursor("three", Start::Latest).unwrap();
     // In reliable mode unnamed subscribers take entries too.
     let r = reliable(8, 4, 1);
     let _s = r.subscribe(Start::Latest).unwrap();
-    assert_eq!(r.subscribe(Start::Latest).unwrap_err(), CursorError::TableFull { capacity: 1 });
+    assert_eq!(
+        r.subscribe(Start::Latest).unwrap_err(),
+        CursorError::TableFull { capacity: 1 }
+    );
 }
 
 #[test]
 fn cursor_names_are_checked() {
     let l = log(8, 4);
     for bad in ["", "a\0b", &"x".repeat(MAX_CURSOR_NAME + 1)] {
-        assert!(matches!(l.create_cursor(bad, Start::Latest), Err(CursorError::InvalidName { .. })), "{bad:?}");
-        assert!(matches!(l.subscribe_named(bad, Start::Latest), Err(CursorError::InvalidName { .. })));
+        assert!(
+            matches!(
+                l.create_cursor(bad, Start::Latest),
+                Err(CursorError::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            l.subscribe_named(bad, Start::Latest),
+            Err(CursorError::InvalidName { .. })
+        ));
     }
     let long = "é".repeat(MAX_CURSOR_NAME / 2);
     l.create_cursor(&long, Start::Latest).unwrap();
@@ -496,9 +575,15 @@ fn cursor_names_are_checked() {
 #[test]
 fn threads_publish_and_every_subscriber_sees_one_global_order() {
     let n_pub = 2u64;
-    let per = if cfg!(debug_assertions) { 5_000 } else { 50_000 };
+    let per = if cfg!(debug_assertions) {
+        5_000
+    } else {
+        50_000
+    };
     let l = reliable(16, 64, 8);
-    let subs: Vec<_> = (0..3).map(|_| l.subscribe(Start::Latest).unwrap()).collect();
+    let subs: Vec<_> = (0..3)
+        .map(|_| l.subscribe(Start::Latest).unwrap())
+        .collect();
     let readers: Vec<_> = subs
         .into_iter()
         .map(|mut sub| {
@@ -544,12 +629,19 @@ fn threads_publish_and_every_subscriber_sees_one_global_order() {
     for (k, (_, _, seq)) in orders[0].iter().enumerate() {
         assert_eq!(*seq, k as u64, "no gaps in sequence numbers");
     }
-    assert!(orders.iter().all(|o| *o == orders[0]), "same order for everyone");
+    assert!(
+        orders.iter().all(|o| *o == orders[0]),
+        "same order for everyone"
+    );
 }
 
 #[test]
 fn overwrite_under_contention_never_returns_a_torn_message() {
-    let n = if cfg!(debug_assertions) { 50_000 } else { 500_000 };
+    let n = if cfg!(debug_assertions) {
+        50_000
+    } else {
+        500_000
+    };
     let l = log(96, 8);
     let mut sub = l.subscribe(Start::Oldest).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
