@@ -642,7 +642,7 @@ fn overwrite_under_contention_never_returns_a_torn_message() {
     } else {
         500_000
     };
-    let l = log(96, 8);
+    let l = log(96, 2);
     let mut sub = l.subscribe(Start::Oldest).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
