@@ -470,44 +470,120 @@ impl Queue {
         }
     }
 
-    /// Enqueues `msg`; when the queue is full, discards the oldest messages
-    /// to make room. Never waits. Returns how many messages it discarded
-    /// (also counted in [`QueueStats::discarded`]).
+    /// Enqueues `msg`; when the queue is full, discards the oldest message to
+    /// make room. Returns how many messages it discarded: 0 or 1 (also
+    /// counted in [`QueueStats::discarded`]).
     ///
-    /// Returns [`EnqueueError::Full`] only if room cannot be made at all,
-    /// e.g. every slot is held by a consumer that stopped mid-copy.
+    /// Never waits for a consumer to make room: the oldest message is
+    /// replaced in its slot, as one step (claim it, then write `msg` into
+    /// the same slot as the newest), so no other producer can take the room
+    /// it made and nothing is discarded without `msg` going in. It waits
+    /// only for a peer in the middle of an operation on the one slot it
+    /// needs (a consumer copying out of it, a producer writing into it), at
+    /// most [`Queue::SHIFT_PATIENCE`], then returns [`EnqueueError::Full`]
+    /// having discarded nothing (that peer has stopped).
+    ///
+    /// If the queue is closed concurrently, after the oldest message was
+    /// claimed, that message is counted as discarded in the statistics and
+    /// the call returns [`EnqueueError::Closed`].
     pub fn enqueue_shift(&self, msg: &[u8]) -> Result<u64, EnqueueError> {
-        const ATTEMPTS: u32 = 10_000;
-        let mut discarded = 0;
-        for _ in 0..ATTEMPTS {
+        let hdr = self.region.header();
+        let mut backoff = Backoff::new(self.wait, Some(Instant::now() + Self::SHIFT_PATIENCE));
+        loop {
             match self.enqueue_try(msg) {
-                Ok(()) => return Ok(discarded),
+                Ok(()) => return Ok(0),
                 Err(EnqueueError::Full) => {}
                 Err(e) => return Err(e),
             }
-            match self.claim_head(usize::MAX) {
-                Ok(claim) => {
-                    self.release(&claim);
-                    if !claim.tombstone {
-                        discarded += 1;
-                        // Relaxed: a statistic.
-                        self.region
-                            .header()
-                            .stats
-                            .discarded
-                            .fetch_add(1, Ordering::Relaxed);
+            // Full: slot `t` still holds an older lap. If that is the
+            // published, unclaimed message of position t - capacity (the
+            // oldest), replace it in place (as crossbeam's `force_push`).
+            // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
+            let t = hdr.tail.value.load(Ordering::SeqCst);
+            let slot = self.slot(t);
+            let oldest = t.wrapping_sub(self.capacity);
+            // SYNC(slot-publish): Acquire, pairs with the Release swap in
+            // `publish`: the oldest message's writes are done before ours.
+            let s = slot.stamp.load(Ordering::Acquire);
+            if t >= self.capacity && s >> 1 == oldest + 1 {
+                // Relaxed: the claim needs atomicity only (as in `claim_head`);
+                // it fails if a consumer took the oldest first.
+                if hdr
+                    .head
+                    .value
+                    .compare_exchange(oldest, oldest + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return self.replace_oldest(t, slot, msg);
+                }
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(EnqueueError::Full),
+                Next::Sleep => {
+                    // Sleep only while slot `t` still holds an older lap (its
+                    // consumer or producer is mid-operation); it wakes us
+                    // when it swaps the stamp.
+                    if (s >> 1) < t {
+                        wait::sleep_on_stamp(
+                            &slot.stamp,
+                            s,
+                            Some(&hdr.control.closed),
+                            backoff.remaining(),
+                        );
                     }
                 }
-                // The oldest is mid-copy or mid-publish: let it finish.
-                Err(DequeueError::Empty) => std::hint::spin_loop(),
-                Err(DequeueError::Closed) => return Err(EnqueueError::Closed),
-                Err(DequeueError::Corrupt { detail }) => {
-                    return Err(EnqueueError::Corrupt { detail })
-                }
-                Err(_) => std::hint::spin_loop(),
             }
         }
-        Err(EnqueueError::Full)
+    }
+
+    /// How long [`Queue::enqueue_shift`] waits for a peer that is in the
+    /// middle of an operation on the slot it needs before returning
+    /// [`EnqueueError::Full`].
+    pub const SHIFT_PATIENCE: Duration = Duration::from_millis(100);
+
+    /// Second half of `enqueue_shift`: this process has claimed position
+    /// `t - capacity` (the oldest message, in slot `t`) from the consumers.
+    /// Moves tail past `t` and writes `msg` into that slot as position `t`.
+    fn replace_oldest(&self, t: u64, slot: &SlotHeader, msg: &[u8]) -> Result<u64, EnqueueError> {
+        let hdr = self.region.header();
+        // Relaxed: ordered after the Acquire stamp load in `enqueue_shift`;
+        // the slot cannot change while we own its position.
+        let was_message = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE == 0;
+        if was_message {
+            // Relaxed: a statistic.
+            hdr.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        // No producer can claim `t` while its slot's stamp reads the oldest
+        // position, so tail still reads `t`.
+        // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
+        if hdr
+            .tail
+            .value
+            .compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            // Only garbage in shared memory gets here. Free the slot for
+            // position `t` so the queue keeps moving.
+            self.release(&Claim {
+                pos: t.wrapping_sub(self.capacity),
+                slot,
+                len: 0,
+                tombstone: !was_message,
+            });
+            return Err(EnqueueError::Corrupt {
+                detail: format!("tail moved past {t} while its slot was held"),
+            });
+        }
+        if self.closed() {
+            // As in `enqueue_try`: consumers may have seen the queue drained.
+            self.publish(t, slot, &[], SLOT_TOMBSTONE);
+            // Relaxed: a statistic.
+            hdr.stats.tombstones.fetch_add(1, Ordering::Relaxed);
+            return Err(EnqueueError::Closed);
+        }
+        self.publish(t, slot, msg, 0);
+        Ok(was_message as u64)
     }
 
     // ---- consuming ----
