@@ -8,11 +8,13 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{report, Guard, Proc};
+use shmq::layout;
 use shmq::{DequeueError, EnqueueError, Queue, QueueConfig, Target, WaitStrategy};
 
 common::child_roles! {
@@ -394,4 +396,54 @@ fn close_wakes_every_blocked_thread() {
         results[3..],
         ["producer Err(Closed)", "producer Err(Closed)"]
     );
+}
+
+#[test]
+fn a_tombstone_left_by_a_close_race_is_not_a_message_waiting() {
+    // The state a close racing with a producer leaves: consumers saw the
+    // queue closed and drained at position 3; a producer that had passed its
+    // closed check just before then claimed position 3, saw the close and
+    // published a tombstone there. No consumer will ever skip it. Crafted
+    // here (the race itself is too narrow to force), it must not count as a
+    // message waiting, nor keep the dequeued count short.
+    let target = common::posix("stranded");
+    let q = Queue::create(&target, &QueueConfig::new(32, 4)).unwrap();
+    let mut buf = [0u8; 32];
+    for i in 0..3u8 {
+        q.enqueue_try(&[i]).unwrap();
+        assert_eq!(q.dequeue_try(&mut buf), Ok(1));
+    }
+    q.close();
+    assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+    let p = *q.params();
+    let seg = shmq::Segment::open(&target).unwrap();
+    let pos = 3u64;
+    let slot_at = p.slots_offset + (pos % p.capacity) * p.slot_stride as u64;
+    assert!(slot_at as usize + layout::SLOT_HEADER_SIZE <= seg.len());
+    // SAFETY: the header and the slot lie inside the mapping (validated by
+    // open, and checked above); both are only touched through atomics.
+    let (hdr, slot) = unsafe {
+        (
+            &*(seg.as_ptr() as *const layout::Header),
+            &*(seg.as_ptr().add(slot_at as usize) as *const layout::SlotHeader),
+        )
+    };
+    hdr.tail.value.store(pos + 1, Ordering::SeqCst);
+    slot.len.store(0, Ordering::Relaxed);
+    slot.flags.store(layout::SLOT_TOMBSTONE, Ordering::Relaxed);
+    hdr.stats.tombstones.fetch_add(1, Ordering::Relaxed);
+    slot.stamp.store((pos + 1) << 1, Ordering::Release);
+
+    assert_eq!(q.len(), 0);
+    assert!(q.is_empty());
+    let s = q.stats();
+    assert_eq!(
+        (s.enqueued, s.dequeued, s.tombstones, s.len),
+        (3, 3, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+    // A consumer that does come by skips it; the counts stay right.
+    let s = q.stats();
+    assert_eq!((s.enqueued, s.dequeued, s.len), (3, 3, 0), "{s:?}");
 }

@@ -207,7 +207,9 @@ fn enqueue_shift_discards_the_oldest_exactly() {
 #[test]
 fn enqueue_shift_under_concurrent_consumers_loses_nothing_uncounted() {
     // Threads shifting into a small queue while others dequeue: every message
-    // is either received (once, in per-producer order) or counted as discarded.
+    // is either received (once, in per-producer order), or counted as
+    // discarded by exactly one call, or refused with Full (not enqueued: a
+    // peer stalled on the slot it needed; rare, on an overloaded machine).
     const PRODUCERS: u32 = 3;
     const CONSUMERS: usize = 2;
     const PER: u64 = 50_000;
@@ -217,9 +219,15 @@ fn enqueue_shift_under_concurrent_consumers_loses_nothing_uncounted() {
         .map(|p| {
             let q = q.clone();
             std::thread::spawn(move || {
-                (0..PER)
-                    .map(|seq| q.enqueue_shift(&make_msg(p, seq, 32)).unwrap())
-                    .sum::<u64>()
+                let (mut discarded, mut refused) = (0u64, 0u64);
+                for seq in 0..PER {
+                    match q.enqueue_shift(&make_msg(p, seq, 32)) {
+                        Ok(n) => discarded += n,
+                        Err(EnqueueError::Full) => refused += 1,
+                        Err(e) => panic!("producer {p}: {e}"),
+                    }
+                }
+                (discarded, refused)
             })
         })
         .collect();
@@ -239,7 +247,12 @@ fn enqueue_shift_under_concurrent_consumers_loses_nothing_uncounted() {
             })
         })
         .collect();
-    let discarded: u64 = producers.into_iter().map(|t| t.join().unwrap()).sum();
+    let (mut discarded, mut refused) = (0, 0);
+    for t in producers {
+        let (d, r) = t.join().unwrap();
+        discarded += d;
+        refused += r;
+    }
     q.close();
     let mut seen = vec![vec![false; PER as usize]; PRODUCERS as usize];
     let mut received = 0u64;
@@ -264,16 +277,16 @@ fn enqueue_shift_under_concurrent_consumers_loses_nothing_uncounted() {
     let s = q.stats();
     assert_eq!(s.discarded, discarded, "stats and return values disagree");
     assert_eq!(
-        received + discarded,
+        received + discarded + refused,
         PRODUCERS as u64 * PER,
-        "received {received}, discarded {discarded}"
+        "received {received}, discarded {discarded}, refused {refused}"
     );
     assert_eq!(
         (s.enqueued, s.dequeued, s.len),
-        (PRODUCERS as u64 * PER, received, 0),
+        (PRODUCERS as u64 * PER - refused, received, 0),
         "{s:?}"
     );
-    eprintln!("shift: received {received}, discarded {discarded}");
+    eprintln!("shift: received {received}, discarded {discarded}, refused {refused}");
 }
 
 // ---- threads of one process ----
