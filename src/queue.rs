@@ -287,7 +287,37 @@ impl Queue {
         // Relaxed: a snapshot for display; no decision depends on it.
         let tail = h.tail.value.load(Ordering::Relaxed);
         let head = h.head.value.load(Ordering::Relaxed);
-        tail.saturating_sub(head).min(self.capacity) as usize
+        let positions = tail.saturating_sub(head).min(self.capacity);
+        (positions - self.pending_tombstones(head, positions)) as usize
+    }
+
+    /// Published tombstones among the `positions` positions from `head`,
+    /// not yet skipped by a consumer. They are not messages waiting: after
+    /// `close()`, a producer that claimed a position after the consumers saw
+    /// the queue drained publishes a tombstone that no consumer will ever
+    /// skip. Scanned only on a closed queue that has tombstones.
+    fn pending_tombstones(&self, head: u64, positions: u64) -> u64 {
+        // Relaxed: a statistic; only decides whether to scan.
+        let any = self
+            .region
+            .header()
+            .stats
+            .tombstones
+            .load(Ordering::Relaxed)
+            != 0;
+        if !any || !self.closed() {
+            return 0;
+        }
+        (head..head + positions)
+            .filter(|&pos| {
+                let slot = self.slot(pos);
+                // SYNC(slot-publish): Acquire, pairs with the Release swap in
+                // `publish`: the flags read next were written before it.
+                let published = slot.stamp.load(Ordering::Acquire) >> 1 == pos + 1;
+                // Relaxed: ordered by the Acquire above; a snapshot.
+                published && slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0
+            })
+            .count() as u64
     }
 
     /// Whether no message is waiting.
@@ -313,12 +343,16 @@ impl Queue {
         let head = h.head.value.load(Ordering::Relaxed);
         let discarded = h.stats.discarded.load(Ordering::Relaxed);
         let tombstones = h.stats.tombstones.load(Ordering::Relaxed);
+        let positions = tail.saturating_sub(head).min(self.capacity);
+        let pending = self.pending_tombstones(head, positions);
+        // Head has passed every tombstone but the pending ones.
+        let skipped = tombstones.saturating_sub(pending);
         QueueStats {
             enqueued: tail.saturating_sub(tombstones),
-            dequeued: head.saturating_sub(discarded + tombstones),
+            dequeued: head.saturating_sub(discarded + skipped),
             discarded,
             tombstones,
-            len: tail.saturating_sub(head).min(self.capacity),
+            len: positions - pending,
             capacity: self.capacity,
         }
     }
