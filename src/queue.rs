@@ -491,7 +491,11 @@ impl Queue {
                     let slot = self.slot(t);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
-                    if s >> 1 != t {
+                    // Sleep only while slot `t` holds an older lap: its
+                    // release wakes us. A later stamp means `t` was stale
+                    // (another producer took it): retry, do not wait for
+                    // that slot to come round again.
+                    if (s >> 1) < t {
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
@@ -795,7 +799,11 @@ impl Queue {
                     let slot = self.slot(h);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
-                    if s >> 1 != h.wrapping_add(1) {
+                    // Sleep only while position `h` is not yet published in
+                    // slot `h`: its publish wakes us. A later stamp means `h`
+                    // was stale (another consumer took it): retry, do not
+                    // wait for the slot's next lap while later messages wait.
+                    if (s >> 1) <= h {
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
