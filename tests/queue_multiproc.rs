@@ -25,7 +25,7 @@ common::child_roles! {
 
 const PRODUCERS: u32 = 4;
 const CONSUMERS: usize = 4;
-const PER_PRODUCER: u64 = 250_000;
+const PER_PRODUCER: u64 = 100_000;
 /// Upper bound for any one child; the test itself takes seconds.
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
@@ -360,7 +360,7 @@ fn run(
 fn four_by_four_processes_exactly_once_fifo() {
     // Room for every message: producers never have to wait.
     let target = common::posix("mpmc-big");
-    let outcome = run(&target, 32, 1 << 20, "fixed", false, Producing::Block);
+    let outcome = run(&target, 32, 1 << 19, "fixed", false, Producing::Block);
     assert_eq!(outcome.discarded, 0);
 }
 
