@@ -408,7 +408,37 @@ impl Queue {
         // Relaxed: a snapshot for display; no decision depends on it.
         let tail = h.tail.value.load(Ordering::Relaxed);
         let head = h.head.value.load(Ordering::Relaxed);
-        tail.saturating_sub(head).min(self.capacity) as usize
+        let positions = tail.saturating_sub(head).min(self.capacity);
+        (positions - self.pending_tombstones(head, positions)) as usize
+    }
+
+    /// Published tombstones among the `positions` positions from `head`,
+    /// not yet skipped by a consumer. They are not messages waiting: after
+    /// `close()`, a producer that claimed a position after the consumers saw
+    /// the queue drained publishes a tombstone that no consumer will ever
+    /// skip. Scanned only on a closed queue that has tombstones.
+    fn pending_tombstones(&self, head: u64, positions: u64) -> u64 {
+        // Relaxed: a statistic; only decides whether to scan.
+        let any = self
+            .region
+            .header()
+            .stats
+            .tombstones
+            .load(Ordering::Relaxed)
+            != 0;
+        if !any || !self.closed() {
+            return 0;
+        }
+        (head..head + positions)
+            .filter(|&pos| {
+                let slot = self.slot(pos);
+                // SYNC(slot-publish): Acquire, pairs with the Release swap in
+                // `publish`: the flags read next were written before it.
+                let published = slot.stamp.load(Ordering::Acquire) >> 1 == pos + 1;
+                // Relaxed: ordered by the Acquire above; a snapshot.
+                published && slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0
+            })
+            .count() as u64
     }
 
     /// Whether no message is waiting.
@@ -434,12 +464,16 @@ impl Queue {
         let head = h.head.value.load(Ordering::Relaxed);
         let discarded = h.stats.discarded.load(Ordering::Relaxed);
         let tombstones = h.stats.tombstones.load(Ordering::Relaxed);
+        let positions = tail.saturating_sub(head).min(self.capacity);
+        let pending = self.pending_tombstones(head, positions);
+        // Head has passed every tombstone but the pending ones.
+        let skipped = tombstones.saturating_sub(pending);
         QueueStats {
             enqueued: tail.saturating_sub(tombstones),
-            dequeued: head.saturating_sub(discarded + tombstones),
+            dequeued: head.saturating_sub(discarded + skipped),
             discarded,
             tombstones,
-            len: tail.saturating_sub(head).min(self.capacity),
+            len: positions - pending,
             capacity: self.capacity,
         }
     }
@@ -595,7 +629,11 @@ impl Queue {
                     let slot = self.slot(t);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
-                    if s >> 1 != t {
+                    // Sleep only while slot `t` holds an older lap: its
+                    // release wakes us. A later stamp means `t` was stale
+                    // (another producer took it): retry, do not wait for
+                    // that slot to come round again.
+                    if (s >> 1) < t {
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
@@ -608,47 +646,123 @@ impl Queue {
         }
     }
 
-    /// Enqueues `msg`; when the queue is full, discards the oldest messages
-    /// to make room. Never waits. Returns how many messages it discarded
-    /// (also counted in [`QueueStats::discarded`]).
+    /// Enqueues `msg`; when the queue is full, discards the oldest message to
+    /// make room. Returns how many messages it discarded: 0 or 1 (also
+    /// counted in [`QueueStats::discarded`]).
     ///
-    /// Returns [`EnqueueError::Full`] only if room cannot be made at all,
-    /// e.g. every slot is held by a consumer that stopped mid-copy.
+    /// Never waits for a consumer to make room: the oldest message is
+    /// replaced in its slot, as one step (claim it, then write `msg` into
+    /// the same slot as the newest), so no other producer can take the room
+    /// it made and nothing is discarded without `msg` going in. It waits
+    /// only for a peer in the middle of an operation on the one slot it
+    /// needs (a consumer copying out of it, a producer writing into it), at
+    /// most [`Queue::SHIFT_PATIENCE`], then returns [`EnqueueError::Full`]
+    /// having discarded nothing (that peer has stopped).
+    ///
+    /// If the queue is closed concurrently, after the oldest message was
+    /// claimed, that message is counted as discarded in the statistics and
+    /// the call returns [`EnqueueError::Closed`].
     pub fn enqueue_shift(&self, msg: &[u8]) -> Result<u64, EnqueueError> {
-        const ATTEMPTS: u32 = 10_000;
         if self.roles.is_some() {
             return self.spsc_shift(msg);
         }
-        let mut discarded = 0;
-        for _ in 0..ATTEMPTS {
-            match self.enqueue_try(msg) {
-                Ok(()) => return Ok(discarded),
+        let hdr = self.region.header();
+        let mut backoff = Backoff::new(self.wait, Some(Instant::now() + Self::SHIFT_PATIENCE));
+        loop {
+            match self.mpmc_enqueue_try(msg) {
+                Ok(()) => return Ok(0),
                 Err(EnqueueError::Full) => {}
                 Err(e) => return Err(e),
             }
-            match self.claim_head(usize::MAX) {
-                Ok(claim) => {
-                    self.release(&claim);
-                    if !claim.tombstone {
-                        discarded += 1;
-                        // Relaxed: a statistic.
-                        self.region
-                            .header()
-                            .stats
-                            .discarded
-                            .fetch_add(1, Ordering::Relaxed);
+            // Full: slot `t` still holds an older lap. If that is the
+            // published, unclaimed message of position t - capacity (the
+            // oldest), replace it in place (as crossbeam's `force_push`).
+            // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
+            let t = hdr.tail.value.load(Ordering::SeqCst);
+            let slot = self.slot(t);
+            let oldest = t.wrapping_sub(self.capacity);
+            // SYNC(slot-publish): Acquire, pairs with the Release swap in
+            // `publish`: the oldest message's writes are done before ours.
+            let s = slot.stamp.load(Ordering::Acquire);
+            if t >= self.capacity && s >> 1 == oldest + 1 {
+                // Relaxed: the claim needs atomicity only (as in `claim_head`);
+                // it fails if a consumer took the oldest first.
+                if hdr
+                    .head
+                    .value
+                    .compare_exchange(oldest, oldest + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return self.replace_oldest(t, slot, msg);
+                }
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(EnqueueError::Full),
+                Next::Sleep => {
+                    // Sleep only while slot `t` still holds an older lap (its
+                    // consumer or producer is mid-operation); it wakes us
+                    // when it swaps the stamp.
+                    if (s >> 1) < t {
+                        wait::sleep_on_stamp(
+                            &slot.stamp,
+                            s,
+                            Some(&hdr.control.closed),
+                            backoff.remaining(),
+                        );
                     }
                 }
-                // The oldest is mid-copy or mid-publish: let it finish.
-                Err(DequeueError::Empty) => std::hint::spin_loop(),
-                Err(DequeueError::Closed) => return Err(EnqueueError::Closed),
-                Err(DequeueError::Corrupt { detail }) => {
-                    return Err(EnqueueError::Corrupt { detail })
-                }
-                Err(_) => std::hint::spin_loop(),
             }
         }
-        Err(EnqueueError::Full)
+    }
+
+    /// How long [`Queue::enqueue_shift`] waits for a peer that is in the
+    /// middle of an operation on the slot it needs before returning
+    /// [`EnqueueError::Full`].
+    pub const SHIFT_PATIENCE: Duration = Duration::from_millis(100);
+
+    /// Second half of `enqueue_shift`: this process has claimed position
+    /// `t - capacity` (the oldest message, in slot `t`) from the consumers.
+    /// Moves tail past `t` and writes `msg` into that slot as position `t`.
+    fn replace_oldest(&self, t: u64, slot: &SlotHeader, msg: &[u8]) -> Result<u64, EnqueueError> {
+        let hdr = self.region.header();
+        // Relaxed: ordered after the Acquire stamp load in `enqueue_shift`;
+        // the slot cannot change while we own its position.
+        let was_message = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE == 0;
+        if was_message {
+            // Relaxed: a statistic.
+            hdr.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        // No producer can claim `t` while its slot's stamp reads the oldest
+        // position, so tail still reads `t`.
+        // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
+        if hdr
+            .tail
+            .value
+            .compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            // Only garbage in shared memory gets here. Free the slot for
+            // position `t` so the queue keeps moving.
+            self.release(&Claim {
+                pos: t.wrapping_sub(self.capacity),
+                slot,
+                len: 0,
+                tombstone: !was_message,
+            });
+            return Err(EnqueueError::Corrupt {
+                detail: format!("tail moved past {t} while its slot was held"),
+            });
+        }
+        if self.closed() {
+            // As in `enqueue_try`: consumers may have seen the queue drained.
+            self.publish(t, slot, &[], SLOT_TOMBSTONE);
+            // Relaxed: a statistic.
+            hdr.stats.tombstones.fetch_add(1, Ordering::Relaxed);
+            return Err(EnqueueError::Closed);
+        }
+        self.publish(t, slot, msg, 0);
+        Ok(was_message as u64)
     }
 
     /// `enqueue_shift` on a single-producer/single-consumer queue: making
@@ -870,7 +984,11 @@ impl Queue {
                     let slot = self.slot(h);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
-                    if s >> 1 != h.wrapping_add(1) {
+                    // Sleep only while position `h` is not yet published in
+                    // slot `h`: its publish wakes us. A later stamp means `h`
+                    // was stale (another consumer took it): retry, do not
+                    // wait for the slot's next lap while later messages wait.
+                    if (s >> 1) <= h {
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
