@@ -1465,7 +1465,10 @@ mod tests {
         drop(a);
         b.enqueue_try(b"c").unwrap();
         let fresh = Queue::in_process(&QueueConfig::new(8, 2).spsc(true)).unwrap();
-        assert!(fresh.into_producer().is_ok(), "a fresh queue's producer role is free");
+        assert!(
+            fresh.into_producer().is_ok(),
+            "a fresh queue's producer role is free"
+        );
     }
 
     #[test]

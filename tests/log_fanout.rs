@@ -55,7 +55,7 @@ fn subscriber(args: &[String]) {
                     check_msg(&buf[..n]).unwrap_or_else(|e| panic!("message {received}: {e}"));
                 let seq = sub.position() - 1;
                 assert!(
-                    last_seq.map_or(true, |l| seq > l),
+                    last_seq.is_none_or(|l| seq > l),
                     "global order: {seq} after {last_seq:?}"
                 );
                 last_seq = Some(seq);

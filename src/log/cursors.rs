@@ -471,7 +471,7 @@ impl<'a> Table<'a> {
             }
             // SYNC(gate-advance): Acquire, pairs with the Release swap in `wake_gated`.
             let raw = e.committed.load(Ordering::Acquire);
-            if best.map_or(true, |(_, b)| raw >> 1 < b >> 1) {
+            if best.is_none_or(|(_, b)| raw >> 1 < b >> 1) {
                 best = Some((&e.committed, raw));
             }
         }

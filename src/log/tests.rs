@@ -200,7 +200,7 @@ fn received_plus_lagged_equals_published_under_any_interleaving() {
                 Ok(_) => {
                     let seq = check(&buf);
                     assert_eq!(seq, sub.position() - 1);
-                    assert!(last.map_or(true, |l| seq > l), "order");
+                    assert!(last.is_none_or(|l| seq > l), "order");
                     last = Some(seq);
                     received += 1;
                 }
