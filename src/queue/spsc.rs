@@ -4,11 +4,13 @@
 //!
 //! `tail` counts published messages and is written only by the producer;
 //! `head` counts consumed messages and is written only by the consumer. The
-//! producer writes slot `t`'s length and payload, then stores `tail = t + 1`
-//! (Release); the consumer reads `tail` (Acquire) only when its cached copy
-//! says the ring is empty, copies out, then stores `head = h + 1` (Release).
-//! Neither side writes a cache line the other is about to write, and neither
-//! executes a locked instruction per message.
+//! producer writes slot `t`'s length and payload, then its stamp (`t + 1`,
+//! as in the multi-producer ring, Release), then `tail = t + 1`. The consumer
+//! polls the stamp of slot `h` itself, so a message costs it the slot's own
+//! cache lines and nothing else; it copies out, then stores `head = h + 1`
+//! (Release). The producer reads `head` (Acquire) only when its cached copy
+//! says the ring is full. Neither side writes a cache line the other is about
+//! to write, and neither executes a locked instruction per message.
 //!
 //! Who may produce and consume is a role token in the control line
 //! (`pid << 32 | nonce`), taken by a handle on first use and given back on
@@ -34,9 +36,9 @@ use crate::wait::{self, Backoff, Next};
 use crate::{DequeueError, EnqueueError};
 
 /// A role held by one handle: its token, its own index (it is that index's
-/// only writer, so it never needs to read it back from shared memory), and
-/// its cached copy of the other side's index (the producer caches `head`, the
-/// consumer caches `tail`).
+/// only writer, so it never needs to read it back from shared memory), and,
+/// for the producer, its cached copy of `head` (the consumer polls slot
+/// stamps instead and does not use it).
 ///
 /// Aligned to its own 128-byte line: a handle's role is written on every
 /// message, and the producer's and consumer's handles may sit side by side
@@ -96,7 +98,7 @@ impl Queue {
                 // SYNC(spsc-publish) / SYNC(spsc-free).
                 let head = h.head.value.load(Ordering::Acquire);
                 let pos = match side {
-                    Side::Producer => h.tail.value.load(Ordering::Acquire),
+                    Side::Producer => self.repaired_tail(),
                     Side::Consumer => head,
                 };
                 return Ok(Role {
@@ -106,6 +108,22 @@ impl Queue {
                 });
             }
         }
+    }
+
+    /// The producer's position for a new holder: `tail`, or one past it if
+    /// the previous holder died between publishing a slot's stamp and
+    /// storing `tail`.
+    fn repaired_tail(&self) -> u64 {
+        let tail = &self.region.header().tail.value;
+        // SYNC(spsc-tail): Acquire, pairs with the previous holder's Release store of tail.
+        let t = tail.load(Ordering::Acquire);
+        // Relaxed: the stamp is only compared; we are the only producer now.
+        if self.slot(t).stamp.load(Ordering::Relaxed) >> 1 == t + 1 {
+            // SYNC(spsc-tail): Release, as every store of tail.
+            tail.store(t + 1, Ordering::Release);
+            return t + 1;
+        }
+        t
     }
 
     /// Gives a role back and wakes sleepers (a consumer may be waiting to
@@ -209,14 +227,18 @@ impl Queue {
             }
         }
         let slot = self.slot(t);
-        // Relaxed: published by the Release store of tail below.
+        // Relaxed: published by the Release store of the stamp below.
         slot.len.store(msg.len() as u32, Ordering::Relaxed);
         slot.flags.store(0, Ordering::Relaxed);
         // SAFETY: position t is free (t - head < capacity) and only the
         // producer-role holder writes slots; the payload holds slot_size >=
         // msg.len() bytes inside the validated slot array.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
-        // SYNC(spsc-publish): Release, pairs with the consumer's Acquire load of tail.
+        // SYNC(spsc-publish): Release, pairs with the consumer's Acquire load
+        // of the stamp in `spsc_dequeue`. No waiter bit in this mode.
+        slot.stamp.store((t + 1) << 1, Ordering::Release);
+        // SYNC(spsc-tail): Release, pairs with the Acquire loads of tail in
+        // `spsc_drained`, `repaired_tail` and the statistics.
         h.tail.value.store(t + 1, Ordering::Release);
         role.pos = t + 1;
         self.wake_sleepers(false);
@@ -230,27 +252,19 @@ impl Queue {
         role: &mut Role,
         buf: &mut [u8],
     ) -> Result<usize, DequeueError> {
-        let h = self.region.header();
         loop {
             let pos = role.pos;
-            if pos == role.cached {
-                // SYNC(spsc-publish): Acquire, pairs with the producer's Release store of tail.
-                role.cached = h.tail.value.load(Ordering::Acquire);
-                if role.cached == pos {
-                    return Err(if self.spsc_drained(pos) {
-                        DequeueError::Closed
-                    } else {
-                        DequeueError::Empty
-                    });
-                }
-            }
-            if role.cached.wrapping_sub(pos) > self.capacity {
-                let detail = format!("tail {} is not within a ring of head {pos}", role.cached);
-                role.cached = pos;
-                return Err(DequeueError::Corrupt { detail });
-            }
             let slot = self.slot(pos);
-            // Relaxed: ordered after the publish by the Acquire load of tail.
+            // SYNC(spsc-publish): Acquire, pairs with the producer's Release
+            // store of the stamp: its length and payload are visible.
+            if slot.stamp.load(Ordering::Acquire) >> 1 != pos + 1 {
+                return Err(if self.spsc_drained(pos) {
+                    DequeueError::Closed
+                } else {
+                    DequeueError::Empty
+                });
+            }
+            // Relaxed: ordered after the publish by the Acquire stamp load.
             let len = slot.len.load(Ordering::Relaxed) as usize;
             let skip = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
             if !skip && len > self.slot_size {
@@ -291,12 +305,9 @@ impl Queue {
 
     /// Discards the oldest message (for `enqueue_shift`, holding both roles).
     pub(super) fn spsc_discard(&self, role: &mut Role) -> bool {
-        if role.pos == role.cached {
-            // SYNC(spsc-publish): Acquire, pairs with the producer's Release store of tail.
-            role.cached = self.region.header().tail.value.load(Ordering::Acquire);
-            if role.cached == role.pos {
-                return false;
-            }
+        // SYNC(spsc-publish): Acquire, as in `spsc_dequeue`.
+        if self.slot(role.pos).stamp.load(Ordering::Acquire) >> 1 != role.pos + 1 {
+            return false;
         }
         self.spsc_advance(role);
         true
@@ -317,7 +328,7 @@ impl Queue {
                 return false; // the producer may still publish: wait for its acknowledgement
             }
         }
-        // SYNC(spsc-publish): Acquire, as in `spsc_dequeue`.
+        // SYNC(spsc-tail): Acquire, pairs with the producer's Release store of tail.
         self.region.header().tail.value.load(Ordering::Acquire) == pos
     }
 
