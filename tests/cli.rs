@@ -931,14 +931,36 @@ fn bench_interrupted_removes_its_segments_and_children() {
     let pid = child.id();
     // Wait until the idle case's queue exists, then Ctrl-C.
     let started = common::wait_until(Duration::from_secs(20), || !bench_leftovers(pid).is_empty());
+    let had_child = common::wait_until(Duration::from_secs(20), || !bench_children(pid).is_empty());
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let out = finish(child, None, Duration::from_secs(20)).expect(130);
     assert!(started, "the bench never created its segment");
+    assert!(had_child, "the bench child was not found");
     assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
     assert!(
         bench_leftovers(pid).is_empty(),
         "segments left after Ctrl-C: {:?}",
         bench_leftovers(pid)
     );
+    assert!(
+        common::wait_until(Duration::from_secs(5), || bench_children(pid).is_empty()),
+        "bench children outlived the interrupted bench: {:?}",
+        bench_children(pid)
+    );
+}
+
+/// Processes started by bench `pid` (their command line names it as parent).
+fn bench_children(pid: u32) -> Vec<u32> {
+    let marker = "bench-child\0";
+    let parent = format!("\0--parent\0{pid}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse::<u32>().ok())
+        .filter(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains(marker) && cmd.contains(parent.as_str())
+        })
+        .collect()
 }

@@ -97,6 +97,9 @@ pub struct BenchArgs {
     /// Run only the cases whose name contains one of these words
     #[arg(long, value_delimiter = ',', value_name = "WORDS")]
     cases: Vec<String>,
+    /// Run each case this many times and report the median run
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    repeat: u32,
     /// One JSON object per line and measurement instead of the table
     #[arg(long)]
     json: bool,
@@ -366,6 +369,17 @@ enum Measure {
     Idle { secs: f64, cpu_secs: f64 },
 }
 
+impl Measure {
+    /// What the median of repeated runs is taken over.
+    fn rank(&self) -> f64 {
+        match *self {
+            Measure::Latency { p50, .. } => p50 as f64,
+            Measure::Throughput { messages, secs } => messages as f64 / secs,
+            Measure::Idle { cpu_secs, .. } => cpu_secs,
+        }
+    }
+}
+
 /// One line of the report.
 #[derive(Clone, Debug)]
 struct Row {
@@ -564,12 +578,16 @@ fn ping_loop(
     let mut stop_at = t + Duration::from_secs(3600);
     let mut i = 0u64;
     while i < warm + rounds {
-        if i % 1024 == 0 && i > 0 {
-            // `t` is the end of the previous round: no extra clock read.
-            signal::check()?;
+        if i > 0 {
+            // Each round gets 2 s (a loaded machine may deschedule either
+            // side for a while). `t` is the end of the previous round: no
+            // extra clock read.
             deadline = t + Duration::from_secs(2);
-            if t >= stop_at {
-                break;
+            if i % 1024 == 0 {
+                signal::check()?;
+                if t >= stop_at {
+                    break;
+                }
             }
         }
         if i == warm {
@@ -600,6 +618,22 @@ impl Runner<'_> {
         )?
         .with_wait_strategy(wait.strategy());
         Ok((name, guard, q))
+    }
+
+    /// Runs `case` `n` times and keeps the median run: by p50 for latency,
+    /// by rate for throughput (the idle case runs once).
+    fn run_repeated(&mut self, case: Case, n: u32) -> anyhow::Result<Row> {
+        let n = if matches!(case, Case::QueueIdle { .. }) {
+            1
+        } else {
+            n.max(1)
+        };
+        let mut runs = Vec::new();
+        for _ in 0..n {
+            runs.push(self.run(case)?);
+        }
+        runs.sort_by(|x, y| x.m.rank().total_cmp(&y.m.rank()));
+        Ok(runs.swap_remove(runs.len() / 2))
     }
 
     fn run(&mut self, case: Case) -> anyhow::Result<Row> {
@@ -1065,6 +1099,24 @@ fn machine() -> String {
     format!("{cpu}, {cpus} CPUs, Linux {}", kernel.trim())
 }
 
+/// A warning when other processes compete for the CPUs (1-minute load
+/// average above the CPU count): busy-spinning cases suffer most.
+fn load_note() -> Option<String> {
+    let load: f64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let cpus = std::thread::available_parallelism().ok()?.get() as f64;
+    (load > cpus).then(|| {
+        format!(
+            "note: load average {load:.1} on {cpus} CPUs: other processes compete for the CPUs, \
+             and busy-spinning cases (spin, raw) suffer most; rerun on a quiet machine or with --repeat"
+        )
+    })
+}
+
 /// Shows which case runs now on stderr (one rewritten line on a terminal).
 struct Progress {
     tty: bool,
@@ -1121,6 +1173,9 @@ fn validate(a: &BenchArgs) -> anyhow::Result<()> {
     {
         return bad("--producers and --consumers take counts from 1 to 32".into());
     }
+    if a.repeat == 0 || a.repeat > 100 {
+        return bad("--repeat takes 1 to 100".into());
+    }
     if a.rounds == 0
         || a.messages == 0
         || a.case_secs.is_nan()
@@ -1157,7 +1212,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     for (i, case) in cases.iter().enumerate() {
         progress.show(i, case);
-        let row = runner.run(*case).map_err(|e| {
+        let row = runner.run_repeated(*case, a.repeat).map_err(|e| {
             progress.done();
             if signal::interrupted() {
                 exit::fail(
@@ -1178,10 +1233,22 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     progress.done();
     if !a.json {
         println!("shmq bench: {}", machine());
+        if let Some(note) = load_note() {
+            println!("{note}");
+        }
         println!(
             "one-way latency = round trip / 2 over {} round trips (at most {} s per case); \
-             throughput over {} messages (at most {} s), queue capacity {}",
-            a.rounds, a.case_secs, a.messages, a.case_secs, a.capacity
+             throughput over {} messages (at most {} s), queue capacity {}{}",
+            a.rounds,
+            a.case_secs,
+            a.messages,
+            a.case_secs,
+            a.capacity,
+            if a.repeat > 1 {
+                format!("; median of {} runs", a.repeat)
+            } else {
+                String::new()
+            }
         );
         println!();
         print!("{}", table(&rows));
