@@ -414,7 +414,7 @@ fn stat_shows_counters_waiters_and_processes() {
         &format!("by pid {} (alive)", std::process::id()),
         "processes (1 listed, 1 alive)",
         &format!("  {:<8} alive", std::process::id()),
-        "sleeping on 0 slot(s)",
+        "0 slot(s) marked with a sleeper",
     ] {
         assert!(
             out.stdout.contains(want),

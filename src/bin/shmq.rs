@@ -3,6 +3,8 @@
 //! This file holds the command-line definitions, the dispatch, and the
 //! mapping of errors to exit codes; each command lives in its own module.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 #[path = "shmq/bench.rs"]
 mod bench;
 #[path = "shmq/exit.rs"]

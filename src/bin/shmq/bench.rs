@@ -229,7 +229,8 @@ impl Ctl {
 
     /// Counts a finished producer; true for the last of `producers`.
     pub fn producer_done(&self, producers: u32) -> bool {
-        // AcqRel: the last producer's close follows every producer's sends.
+        // SYNC(bench-done): AcqRel, pairs with the other producers' increments:
+        // the last one sees every other producer finished before it closes.
         self.word(CTL_PRODUCERS_DONE).fetch_add(1, Ordering::AcqRel) + 1 == producers
     }
 
@@ -563,8 +564,9 @@ fn latency(h: &Histogram<u64>) -> Measure {
 }
 
 /// The parent's side of a ping-pong: `round(i, deadline)` sends message
-/// `i` and waits for its echo. Warm-up rounds are not recorded; the
-/// measurement stops after `rounds` or `secs`.
+/// `i` and waits for its echo. Warm-up rounds (a tenth of `rounds`, at most
+/// a quarter of `secs`) are not recorded; the measurement stops after
+/// `rounds` or `secs`.
 fn ping_loop(
     rounds: u64,
     secs: f64,
@@ -572,12 +574,14 @@ fn ping_loop(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut h = histogram();
     let warm = (rounds / 10).clamp(100, 20_000);
-    let mut t = Instant::now();
+    let start = Instant::now();
+    let warm_until = start + Duration::from_secs_f64(secs / 4.0);
+    let mut t = start;
     // The first round includes the child's start-up: give it time.
     let mut deadline = t + Duration::from_secs(10);
-    let mut stop_at = t + Duration::from_secs(3600);
-    let mut i = 0u64;
-    while i < warm + rounds {
+    let mut stop_at = None;
+    let mut measured = 0u64;
+    for i in 0.. {
         if i > 0 {
             // Each round gets 2 s (a loaded machine may deschedule either
             // side for a while). `t` is the end of the previous round: no
@@ -585,21 +589,22 @@ fn ping_loop(
             deadline = t + Duration::from_secs(2);
             if i % 1024 == 0 {
                 signal::check()?;
-                if t >= stop_at {
-                    break;
-                }
             }
         }
-        if i == warm {
-            stop_at = t + Duration::from_secs_f64(secs);
+        match stop_at {
+            None if i >= warm || t >= warm_until => {
+                stop_at = Some(t + Duration::from_secs_f64(secs));
+            }
+            Some(end) if measured >= rounds || (i % 1024 == 0 && t >= end) => break,
+            _ => {}
         }
         round(i + 1, deadline)?;
         let now = Instant::now();
-        if i >= warm {
+        if stop_at.is_some() {
             h.saturating_record((now.duration_since(t).as_nanos() / 2) as u64);
+            measured += 1;
         }
         t = now;
-        i += 1;
     }
     Ok(h)
 }
@@ -1099,22 +1104,73 @@ fn machine() -> String {
     format!("{cpu}, {cpus} CPUs, Linux {}", kernel.trim())
 }
 
-/// A warning when other processes compete for the CPUs (1-minute load
-/// average above the CPU count): busy-spinning cases suffer most.
-fn load_note() -> Option<String> {
-    let load: f64 = std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let cpus = std::thread::available_parallelism().ok()?.get() as f64;
-    (load > cpus).then(|| {
-        format!(
-            "note: load average {load:.1} on {cpus} CPUs: other processes compete for the CPUs, \
-             and busy-spinning cases (spin, raw) suffer most; rerun on a quiet machine or with --repeat"
-        )
-    })
+/// CPU time used by the whole machine and by this run (this process and
+/// its reaped children), to tell how much other processes competed.
+struct CpuUse {
+    machine: f64,
+    ours: f64,
+    at: Instant,
+}
+
+impl CpuUse {
+    fn now() -> Option<CpuUse> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        let busy: u64 = ticks
+            .iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum();
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let rusage = |who| {
+            // SAFETY: getrusage writes into the zeroed struct we own.
+            let ru = unsafe {
+                let mut ru: libc::rusage = std::mem::zeroed();
+                libc::getrusage(who, &mut ru);
+                ru
+            };
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            tv(ru.ru_utime) + tv(ru.ru_stime)
+        };
+        Some(CpuUse {
+            machine: busy as f64 / hz,
+            ours: rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN),
+            at: Instant::now(),
+        })
+    }
+
+    /// How many CPUs other processes kept busy, on average, since `self`.
+    fn others_since(&self) -> Option<f64> {
+        let now = CpuUse::now()?;
+        let secs = now.at.duration_since(self.at).as_secs_f64();
+        (secs > 0.0)
+            .then(|| ((now.machine - self.machine) - (now.ours - self.ours)).max(0.0) / secs)
+    }
+}
+
+/// A line on how much other processes competed during the run.
+fn contention_note(others: f64) -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut note = format!("other processes kept {others:.2} of {cpus} CPUs busy during the run");
+    if others > 0.2 {
+        note.push_str(
+            "; busy-spinning cases (spin, raw) suffer most from that: \
+             rerun on a quiet machine, or with --repeat",
+        );
+    }
+    note
 }
 
 /// Shows which case runs now on stderr (one rewritten line on a terminal).
@@ -1210,6 +1266,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     };
     let mut rows = Vec::new();
     let started = Instant::now();
+    let cpu_start = CpuUse::now();
     for (i, case) in cases.iter().enumerate() {
         progress.show(i, case);
         let row = runner.run_repeated(*case, a.repeat).map_err(|e| {
@@ -1233,8 +1290,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     progress.done();
     if !a.json {
         println!("shmq bench: {}", machine());
-        if let Some(note) = load_note() {
-            println!("{note}");
+        if let Some(others) = cpu_start.as_ref().and_then(CpuUse::others_since) {
+            println!("{}", contention_note(others));
         }
         println!(
             "one-way latency = round trip / 2 over {} round trips (at most {} s per case); \

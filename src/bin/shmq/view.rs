@@ -358,19 +358,29 @@ fn human_age(d: Duration) -> String {
 /// Per-second rates between two counter snapshots.
 #[derive(Clone, Copy, Default)]
 struct Rates {
-    /// Positions claimed by producers / published, per second.
+    /// Messages enqueued (work queue) or published (log) per second.
     in_per_s: f64,
-    /// Positions claimed by consumers per second (work queue).
+    /// Messages dequeued per second (work queue).
     out_per_s: f64,
+}
+
+/// Messages in and out so far, with the work queue's accounting
+/// (positions that carried no message or were discarded do not count).
+fn in_out(c: &Counters) -> (u64, u64) {
+    (
+        c.tail.saturating_sub(c.tombstones),
+        c.head.saturating_sub(c.discarded + c.tombstones),
+    )
 }
 
 fn rates(before: &Counters, after: &Counters, secs: f64) -> Rates {
     if secs <= 0.0 {
         return Rates::default();
     }
+    let ((in0, out0), (in1, out1)) = (in_out(before), in_out(after));
     Rates {
-        in_per_s: after.tail.saturating_sub(before.tail) as f64 / secs,
-        out_per_s: after.head.saturating_sub(before.head) as f64 / secs,
+        in_per_s: in1.saturating_sub(in0) as f64 / secs,
+        out_per_s: out1.saturating_sub(out0) as f64 / secs,
     }
 }
 
@@ -450,7 +460,7 @@ fn stat_text(target: &Target, view: &Inspector, rates: Option<Rates>) -> String 
             let _ = writeln!(s, "waiters");
             let _ = writeln!(
                 s,
-                "  sleeping on {} slot(s)",
+                "  {} slot(s) marked with a sleeper (a stale mark clears on the next message)",
                 view.sleeping_slots().unwrap_or(0)
             );
         }
