@@ -767,6 +767,16 @@ fn pub_and_tail_options() {
         "{}",
         out.stderr
     );
+    // A closed queue: tail drains what is left and ends normally; pub is refused.
+    let gc = posix("cli-closed");
+    let qc = Queue::create(&gc, &QueueConfig::new(8, 4)).unwrap();
+    qc.enqueue_try(b"one").unwrap();
+    qc.enqueue_try(b"two").unwrap();
+    qc.close();
+    let out = run(&["tail", &arg(&gc), "--timeout", "10"]).expect(0);
+    assert_eq!(out.stdout, "one\ntwo\n");
+    let out = run_stdin(&["pub", &arg(&gc)], b"three\n").expect(1);
+    assert!(out.stderr.contains("closed"), "{}", out.stderr);
     // --from is for logs.
     run(&["tail", &t, "--from", "oldest", "--count", "1"]).expect(2);
 }
@@ -909,6 +919,30 @@ fn bench_table_and_several_producers_and_consumers() {
     assert!(
         row.trim_end().ends_with('x'),
         "no ratio to the raw ring: {row}"
+    );
+    // The spec's bars are checked against the 64-byte cases.
+    let out = run(&[
+        "bench",
+        "--sizes",
+        "64",
+        "--cases",
+        "pingpong",
+        "--rounds",
+        "1000",
+        "--case-secs",
+        "0.1",
+        "--idle",
+        "0",
+    ])
+    .expect(0);
+    let bar = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("one-way latency p50"))
+        .expect("bars printed");
+    assert!(
+        bar.contains("x raw-pingpong") && (bar.ends_with("met") || bar.ends_with("MISSED")),
+        "{bar}"
     );
     // Bad options are usage errors.
     run(&["bench", "--sizes", "0"]).expect(2);

@@ -1087,6 +1087,84 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The spec's bars, checked against this run's 64-byte figures (busy-spin
+/// cases: the bars compare with busy-spinning raw limits).
+fn bars(rows: &[Row]) -> Option<String> {
+    let find = |case: &str| {
+        rows.iter()
+            .find(|r| r.case == case && r.size == 64)
+            .map(|r| r.m)
+    };
+    let mut lines = Vec::new();
+    let mut line = |what: &str, value: String, bar: &str, met: bool| {
+        lines.push(format!(
+            "  {what:<24} {value:<26} bar: {bar:<16} {}",
+            if met { "met" } else { "MISSED" }
+        ));
+    };
+    if let (
+        Some(Measure::Latency { p50, p999, .. }),
+        Some(Measure::Latency {
+            p50: r50,
+            p999: r999,
+            ..
+        }),
+    ) = (find("queue-pingpong-spin"), find("raw-pingpong"))
+    {
+        let (a, b) = (
+            p50 as f64 / r50.max(1) as f64,
+            p999 as f64 / r999.max(1) as f64,
+        );
+        line(
+            "one-way latency p50",
+            format!("{a:.2}x raw-pingpong"),
+            "within 1.3x",
+            a <= 1.3,
+        );
+        line(
+            "one-way latency p99.9",
+            format!("{b:.2}x raw-pingpong"),
+            "within 3x",
+            b <= 3.0,
+        );
+    }
+    if let (
+        Some(Measure::Throughput { messages, secs }),
+        Some(Measure::Throughput {
+            messages: rm,
+            secs: rs,
+        }),
+    ) = (find("queue-stream-spin"), find("raw-ring"))
+    {
+        let r = (messages as f64 / secs) / (rm as f64 / rs);
+        line(
+            "throughput 1p1c",
+            format!("{r:.2}x raw-ring"),
+            "at least 0.5x",
+            r >= 0.5,
+        );
+    }
+    if let Some(Measure::Idle { secs, cpu_secs }) = rows
+        .iter()
+        .find(|r| r.case == "queue-idle-sleep")
+        .map(|r| r.m)
+    {
+        let pct = cpu_secs / secs * 100.0;
+        line(
+            &format!("idle consumer, {secs:.0} s"),
+            format!("{pct:.3}% of a core"),
+            "under 1%",
+            pct < 1.0,
+        );
+    }
+    (!lines.is_empty()).then(|| {
+        format!(
+            "bars (64-byte messages, busy-spin cases):\n{}\n",
+            lines.join("\n")
+        )
+    })
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1310,6 +1388,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         println!();
         print!("{}", table(&rows));
         println!();
+        if let Some(b) = bars(&rows) {
+            println!("{b}");
+        }
         println!(
             "{} cases in {:.1} s",
             rows.len(),
