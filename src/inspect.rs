@@ -339,8 +339,27 @@ mod tests {
     use super::*;
     use crate::{Queue, QueueConfig};
 
-    fn name(tag: &str) -> Target {
-        Target::Posix(format!("shmq-unit-inspect-{tag}-{}", std::process::id()))
+    /// A POSIX name removed on drop, also when an assertion fails.
+    struct Name(Target);
+
+    impl std::ops::Deref for Name {
+        type Target = Target;
+        fn deref(&self) -> &Target {
+            &self.0
+        }
+    }
+
+    impl Drop for Name {
+        fn drop(&mut self) {
+            let _ = self.0.unlink();
+        }
+    }
+
+    fn name(tag: &str) -> Name {
+        Name(Target::Posix(format!(
+            "shmq-unit-inspect-{tag}-{}",
+            std::process::id()
+        )))
     }
 
     #[test]
@@ -398,7 +417,6 @@ mod tests {
         let tiny = name("tiny");
         drop(Segment::create(&tiny, 10, 0o600).unwrap());
         assert!(matches!(probe(&tiny), Ok(Probe::Foreign { .. })));
-        tiny.unlink().unwrap();
 
         assert!(matches!(
             probe(&name("missing")),

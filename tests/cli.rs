@@ -628,18 +628,48 @@ fn is_root() -> bool {
     unsafe { libc::getuid() == 0 }
 }
 
-/// Runs shmq as user `nobody` when we are root (the kernel lets root past
-/// every mode bit), else as ourselves.
-fn run_unprivileged(args: &[&str]) -> Out {
-    let mut c = command(args);
-    if is_root() {
-        c.uid(65534).gid(65534);
+/// A copy of the binary that user `nobody` can run whatever the checkout's
+/// permissions (a clone under a 0700 home would not be), removed on drop.
+struct NobodysCopy {
+    dir: std::path::PathBuf,
+}
+
+impl NobodysCopy {
+    fn new() -> NobodysCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(unique("cli-bin"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(BIN, dir.join("shmq")).unwrap();
+        std::fs::set_permissions(dir.join("shmq"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        NobodysCopy { dir }
     }
-    finish(c.spawn().expect("spawn shmq as nobody"), None, LIMIT)
+
+    /// Runs shmq as user `nobody` when we are root (the kernel lets root
+    /// past every mode bit), else as ourselves.
+    fn run(&self, args: &[&str]) -> Out {
+        let mut c = Command::new(self.dir.join("shmq"));
+        c.args(args)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if is_root() {
+            c.uid(65534).gid(65534);
+        }
+        finish(c.spawn().expect("spawn shmq as nobody"), None, LIMIT)
+    }
+}
+
+impl Drop for NobodysCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[test]
 fn permission_denied_is_its_own_exit_code() {
+    let nobody = NobodysCopy::new();
     let gp = posix("cli-perm");
     let gs = sysv();
     let gz = posix("cli-perm-zero");
@@ -668,18 +698,18 @@ fn permission_denied_is_its_own_exit_code() {
 
     for t in [&gp, &gs, &gz] {
         let t = arg(t);
-        let out = run_unprivileged(&["stat", &t]).expect(4);
+        let out = nobody.run(&["stat", &t]).expect(4);
         assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
-        run_unprivileged(&["tail", &t, "--count", "1"]).expect(4);
-        run_unprivileged(&["pub", &t, "--count", "1"]).expect(4);
+        nobody.run(&["tail", &t, "--count", "1"]).expect(4);
+        nobody.run(&["pub", &t, "--count", "1"]).expect(4);
     }
     if is_root() {
         // Root reads the 0000 queue, and an unprivileged ls skips what it cannot read.
         let out = run(&["stat", &arg(&gz)]).expect(0);
         assert!(out.stdout.contains("mode 0000"), "{}", out.stdout);
-        let ls = run_unprivileged(&["ls"]).expect(0);
+        let ls = nobody.run(&["ls"]).expect(0);
         assert!(!ls.stdout.contains(&gp.to_string()), "{}", ls.stdout);
-        let ls = run_unprivileged(&["ls", "--all"]).expect(0);
+        let ls = nobody.run(&["ls", "--all"]).expect(0);
         let l = ls
             .stdout
             .lines()
