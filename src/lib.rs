@@ -27,6 +27,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod error;
+pub mod inspect;
 pub mod layout;
 pub mod liveness;
 pub mod log;

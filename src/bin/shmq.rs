@@ -1,1 +1,245 @@
-fn main() {}
+//! `shmq`: inspect, operate and benchmark shmq queues from the shell.
+//!
+//! This file holds the command-line definitions, the dispatch, and the
+//! mapping of errors to exit codes; each command lives in its own module.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[path = "shmq/bench.rs"]
+mod bench;
+#[path = "shmq/exit.rs"]
+mod exit;
+#[path = "shmq/json.rs"]
+mod json;
+#[path = "shmq/ops.rs"]
+mod ops;
+#[path = "shmq/pubtail.rs"]
+mod pubtail;
+#[path = "shmq/signal.rs"]
+mod signal;
+#[path = "shmq/view.rs"]
+mod view;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shmq::Target;
+
+/// The exit codes, as shown in every `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  other error (I/O, queue closed, message too large, ...)
+  2  usage error or invalid argument
+  3  not found: nothing at the target
+  4  permission denied
+  5  corrupt: not a shmq segment, or its header fails validation
+  6  already exists (create never replaces anything)
+  7  incompatible: another queue kind or layout version
+  8  not ready: the segment's creator never finished initialising it
+  9  timed out (--timeout)
+  130 interrupted (Ctrl-C)
+
+Targets: a number (decimal or 0x hex) is a SysV key, a name is a POSIX name
+(/dev/shm/NAME), anything with a '/' is a file path; or say it with a prefix:
+sysv:KEY, posix:NAME, file:PATH.";
+
+/// Inspect, operate and benchmark shmq shared-memory queues.
+#[derive(Parser, Debug)]
+#[command(name = "shmq", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List the shmq segments on this machine (SysV and /dev/shm; files by path)
+    #[command(after_help = concat!(
+        "Example:\n  shmq ls\n  shmq ls --all /var/tmp/orders.q\n\n",
+        "Columns: target, kind, slot size, capacity, fill (messages waiting), \
+         processes attached (alive/listed), creator pid and whether it is alive."
+    ))]
+    Ls(LsArgs),
+    /// Show a segment's header, counters, waiters and attached processes
+    #[command(
+        after_help = "Example:\n  shmq stat orders\n  shmq stat 0x2a --watch\n  shmq stat /var/tmp/orders.q --json"
+    )]
+    Stat(StatArgs),
+    /// Create a queue (never replaces anything already at the target)
+    #[command(
+        after_help = "Example:\n  shmq create orders --slot-size 256 --capacity 4096 --mode 660"
+    )]
+    Create(CreateArgs),
+    /// Remove segments (only shmq's, unless --force)
+    #[command(after_help = "Example:\n  shmq rm orders 0x2a")]
+    Rm(RmArgs),
+    /// Publish messages: each line of standard input is one message
+    #[command(
+        after_help = "Example:\n  printf 'a\\nb\\n' | shmq pub orders\n  shmq pub orders --count 1000 --size 64\n  shmq pub orders --file packet.bin"
+    )]
+    Pub(PubArgs),
+    /// Print messages as they arrive (consumes them from a work queue)
+    #[command(
+        after_help = "Example:\n  shmq tail orders\n  shmq tail orders --format hex --count 10 --timeout 5"
+    )]
+    Tail(TailArgs),
+    /// Measure cross-process latency and throughput beside the machine's raw limits
+    #[command(after_help = concat!(
+        "Example:\n  shmq bench\n  shmq bench --sizes 64 --producers 1,2 --consumers 1,2 --json\n\n",
+        "Latency cases ping-pong one message between two processes and report one-way \
+         latency (round trip / 2). Throughput cases stream messages from producer to \
+         consumer processes. Cases whose name starts with `raw` are the machine's limits, \
+         measured in the same run: a bare cache-line ping-pong and a minimal hand-written \
+         single-producer/single-consumer ring in shared memory. `pipe` and `unix` are a \
+         pipe and a Unix socket. `spin` cases use WaitStrategy::BusySpin, `sleep` cases \
+         the default SpinThenSleep. The ratio column divides by the raw case of the same \
+         size (latency: p50 and p99.9; throughput: msgs/s)."
+    ))]
+    Bench(bench::BenchArgs),
+    /// One side of a benchmark (started by `shmq bench`)
+    #[command(hide = true)]
+    BenchChild(bench::ChildArgs),
+}
+
+/// Parses a target for clap (usage errors exit with 2).
+fn target(s: &str) -> Result<Target, String> {
+    s.parse::<Target>().map_err(|e| e.to_string())
+}
+
+#[derive(Args, Debug)]
+struct LsArgs {
+    /// File-backed queues to include (files are not discovered on their own)
+    paths: Vec<PathBuf>,
+    /// Also list segments that are not shmq's (as `foreign`) and ones that cannot be read
+    #[arg(long)]
+    all: bool,
+    /// One JSON object per line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatArgs {
+    /// The segment: SysV key, POSIX name or file path
+    #[arg(value_parser = target)]
+    target: Target,
+    /// Refresh once a second, with rates
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: stop after this many refreshes
+    #[arg(long, value_name = "N", requires = "watch")]
+    count: Option<u64>,
+    /// One JSON object (per refresh, with --watch)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// Where: SysV key, POSIX name or file path
+    #[arg(value_parser = target)]
+    target: Target,
+    /// Largest message, in bytes
+    #[arg(long, default_value_t = 64)]
+    slot_size: usize,
+    /// Number of slots (at least 2)
+    #[arg(long, default_value_t = 1024)]
+    capacity: usize,
+    /// Permission bits, in octal
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    mode: u32,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim_start_matches("0o");
+    u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode such as 600"))
+}
+
+#[derive(Args, Debug)]
+struct RmArgs {
+    /// The segments to remove
+    #[arg(value_parser = target, required = true)]
+    targets: Vec<Target>,
+    /// Remove even what is not a valid shmq segment (corrupt or foreign)
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+struct PubArgs {
+    /// The queue
+    #[arg(value_parser = target)]
+    target: Target,
+    /// Send the whole file as one message instead of reading lines
+    #[arg(long, value_name = "PATH", conflicts_with = "count")]
+    file: Option<PathBuf>,
+    /// Send this many generated messages instead of reading lines
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Size of generated messages (default: 64, or the slot size if smaller)
+    #[arg(long, value_name = "BYTES", requires = "count")]
+    size: Option<usize>,
+    /// Give up (exit 9) when a message waits this long for a free slot
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// When the queue is full, discard the oldest message instead of waiting
+    #[arg(long)]
+    shift: bool,
+    /// Do not print the summary line
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// How `tail` prints a message.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// The bytes as they are, then a newline
+    Text,
+    /// Lowercase hexadecimal, then a newline
+    Hex,
+    /// Only the length in bytes
+    Len,
+}
+
+#[derive(Args, Debug)]
+struct TailArgs {
+    /// The queue or log
+    #[arg(value_parser = target)]
+    target: Target,
+    /// How to print each message
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Stop after this many messages
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Give up (exit 9) after this long without a message
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// For a fan-out log: start at `oldest`, `latest` or `cursor:NAME`
+    #[arg(long, value_name = "WHERE")]
+    from: Option<String>,
+}
+
+fn main() {
+    signal::quiet_panics();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Ls(a) => view::ls(&a.paths, a.all, a.json),
+        Cmd::Stat(a) => view::stat(&a.target, a.watch, a.count, a.json),
+        Cmd::Create(a) => ops::create(&a.target, a.slot_size, a.capacity, a.mode),
+        Cmd::Rm(a) => ops::rm(&a.targets, a.force),
+        Cmd::Pub(a) => pubtail::publish(&a),
+        Cmd::Tail(a) => pubtail::tail(&a),
+        Cmd::Bench(a) => bench::run(&a),
+        Cmd::BenchChild(a) => bench::child(&a),
+    };
+    if let Err(err) = result {
+        let msg = exit::one_line(&err);
+        if !msg.is_empty() {
+            eprintln!("shmq: {msg}");
+        }
+        let code = exit::code_of(&err);
+        std::process::exit(code);
+    }
+}

@@ -1,0 +1,1036 @@
+//! `shmq bench`: cross-process latency and throughput of the work queue,
+//! beside the machine's raw limits and a pipe and a Unix socket, all
+//! measured in the same run.
+//!
+//! The parent creates every segment (POSIX names `shmq-bench-PID-N`, removed
+//! by guards on every path, Ctrl-C included) and re-executes this binary as
+//! `shmq bench-child ROLE ...` for the other side(s):
+//!
+//! - latency: the parent pings, one child pongs; one-way = round trip / 2,
+//!   recorded per round in an HDR histogram, after a warm-up;
+//! - throughput: producer and consumer children wait for a start flag in a
+//!   control segment; rate = messages / (last consumer's end - first
+//!   producer's start), both read from CLOCK_MONOTONIC;
+//! - wake-up: the parent sends paced, timestamped messages to a child that
+//!   has gone to sleep on the futex between them (one-way, directly);
+//! - idle: a child blocked on an empty queue reports its own CPU time.
+//!
+//! Fan-out cases (`EXTENSION(log)`) belong in [`plan`] and `Runner::run`
+//! once the log exists: one publisher, N subscriber children, `Case::FanOut`.
+
+#[path = "bench/child.rs"]
+mod child;
+#[path = "bench/raw.rs"]
+mod raw;
+#[path = "bench/report.rs"]
+mod report;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use shmq::{Queue, QueueConfig, Segment, Target, WaitStrategy};
+
+use crate::{exit, signal};
+
+pub use child::child;
+use report::{bars, contention_note, machine, table, CpuUse, Measure, Row};
+
+/// How the queue's blocking calls wait in a case.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// `WaitStrategy::BusySpin`.
+    Spin,
+    /// The default `WaitStrategy::SpinThenSleep`.
+    Sleep,
+}
+
+impl Wait {
+    fn strategy(self) -> WaitStrategy {
+        match self {
+            Wait::Spin => WaitStrategy::BusySpin,
+            Wait::Sleep => WaitStrategy::default(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Wait::Spin => "spin",
+            Wait::Sleep => "sleep",
+        }
+    }
+}
+
+/// Options of `shmq bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Message sizes in bytes
+    #[arg(long, value_delimiter = ',', default_value = "8,64,1024,4096")]
+    sizes: Vec<usize>,
+    /// Producer process counts for the queue's throughput cases
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    producers: Vec<u32>,
+    /// Consumer process counts for the queue's throughput cases
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    consumers: Vec<u32>,
+    /// Round trips per latency case, at most (after a warm-up)
+    #[arg(long, default_value_t = 200_000)]
+    rounds: u64,
+    /// Messages per throughput case, at most
+    #[arg(long, default_value_t = 5_000_000)]
+    messages: u64,
+    /// Time limit of one case's measurement, seconds
+    #[arg(long, default_value_t = 0.5)]
+    case_secs: f64,
+    /// Slots of the queues and of the raw ring
+    #[arg(long, default_value_t = 1024)]
+    capacity: usize,
+    /// Seconds a consumer sits blocked on an empty queue in the idle case (0 skips it)
+    #[arg(long, default_value_t = 10.0)]
+    idle: f64,
+    /// Wait strategies of the queue cases
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "spin,sleep")]
+    wait: Vec<Wait>,
+    /// Run only the cases whose name contains one of these words
+    #[arg(long, value_delimiter = ',', value_name = "WORDS")]
+    cases: Vec<String>,
+    /// Run each case this many times and report the median run
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    repeat: u32,
+    /// One JSON object per line and measurement instead of the table
+    #[arg(long)]
+    json: bool,
+}
+
+/// The hidden `shmq bench-child` subcommand's options.
+#[derive(Args, Debug)]
+pub struct ChildArgs {
+    /// What this process does.
+    #[arg(value_enum)]
+    role: child::Role,
+    /// The parent's pid (the child exits if the parent is gone).
+    #[arg(long)]
+    parent: u32,
+    /// First segment name.
+    #[arg(long, default_value = "")]
+    a: String,
+    /// Second segment name.
+    #[arg(long, default_value = "")]
+    b: String,
+    /// Control segment name.
+    #[arg(long, default_value = "")]
+    ctl: String,
+    /// Raw baseline instead of the queue.
+    #[arg(long)]
+    raw: bool,
+    /// Wait strategy of the queue handles.
+    #[arg(long, value_enum, default_value_t = Wait::Sleep)]
+    wait: Wait,
+    /// Message size.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Messages to send, at most.
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    /// Time limit, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    secs: f64,
+    /// Producers in the case.
+    #[arg(long, default_value_t = 1)]
+    producers: u32,
+    /// Ring capacity (raw).
+    #[arg(long, default_value_t = 1024)]
+    capacity: u64,
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, comparable between processes.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A POSIX segment name removed when dropped.
+struct SegGuard(Target);
+
+impl Drop for SegGuard {
+    fn drop(&mut self) {
+        let _ = self.0.unlink();
+    }
+}
+
+/// Fresh names for this run's segments.
+struct Names {
+    n: u32,
+}
+
+impl Names {
+    fn next(&mut self) -> (String, SegGuard) {
+        self.n += 1;
+        let name = format!("shmq-bench-{}-{}", std::process::id(), self.n);
+        (name.clone(), SegGuard(Target::Posix(name)))
+    }
+}
+
+/// The start flag and counters shared by the processes of one case.
+pub struct Ctl {
+    seg: Segment,
+}
+
+const CTL_GO: usize = 0;
+const CTL_READY: usize = 128;
+const CTL_PRODUCERS_DONE: usize = 256;
+
+impl Ctl {
+    fn create(name: &str) -> anyhow::Result<Ctl> {
+        Ok(Ctl {
+            seg: Segment::create(&Target::Posix(name.into()), 4096, 0o600)?,
+        })
+    }
+
+    /// Opens the control segment created by the parent.
+    pub fn open(name: &str) -> anyhow::Result<Ctl> {
+        let seg = Segment::open(&Target::Posix(name.into()))?;
+        anyhow::ensure!(
+            seg.len() >= 4096,
+            "control segment is smaller than expected"
+        );
+        Ok(Ctl { seg })
+    }
+
+    fn word(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: off < 4096 = the mapping's length, and 4-aligned.
+        unsafe { &*(self.seg.as_ptr().add(off) as *const AtomicU32) }
+    }
+
+    /// Says this child is attached and waiting for the start.
+    pub fn ready(&self) {
+        // SYNC(bench-ready): Release, pairs with the parent's Acquire load.
+        self.word(CTL_READY).fetch_add(1, Ordering::Release);
+    }
+
+    /// Sleeps until the parent gives the start (at most 60 s).
+    pub fn wait_go(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // SYNC(bench-go): Acquire, pairs with the Release store in `go`.
+        while self.word(CTL_GO).load(Ordering::Acquire) == 0 {
+            anyhow::ensure!(Instant::now() < deadline, "no start signal from the parent");
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Ok(())
+    }
+
+    /// Counts a finished producer; true for the last of `producers`.
+    pub fn producer_done(&self, producers: u32) -> bool {
+        // SYNC(bench-done): AcqRel, pairs with the other producers' increments:
+        // the last one sees every other producer finished before it closes.
+        self.word(CTL_PRODUCERS_DONE).fetch_add(1, Ordering::AcqRel) + 1 == producers
+    }
+
+    /// Waits until `n` children said they are ready (any exit is a failure).
+    fn wait_ready(&self, n: u32, kids: &mut [&mut Kid]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // SYNC(bench-ready): Acquire, pairs with the children's Release.
+        while self.word(CTL_READY).load(Ordering::Acquire) < n {
+            signal::check()?;
+            for k in kids.iter_mut() {
+                k.check_running()?;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "benchmark children did not start within 20 s"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    fn go(&self) {
+        // SYNC(bench-go): Release, pairs with the Acquire in `wait_go`.
+        self.word(CTL_GO).store(1, Ordering::Release);
+    }
+}
+
+/// A child process of the benchmark: killed and reaped when dropped, and
+/// killed by the Ctrl-C handler.
+struct Kid {
+    child: Child,
+    entry: Option<usize>,
+    role: String,
+    output: String,
+}
+
+impl Kid {
+    fn spawn(role: &str, args: &[String], stdin: Stdio, stdout: Stdio) -> anyhow::Result<Kid> {
+        let exe = std::env::current_exe().context("find the shmq executable")?;
+        let child = Command::new(exe)
+            .arg("bench-child")
+            .arg(role)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .args(args)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start a benchmark process")?;
+        let entry = signal::watch_child(child.id());
+        Ok(Kid {
+            child,
+            entry,
+            role: role.to_owned(),
+            output: String::new(),
+        })
+    }
+
+    /// Fails if the child already exited (before it was expected to).
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("benchmark process {:?} exited early ({status})", self.role);
+        }
+        Ok(())
+    }
+
+    /// Waits for the child to exit successfully, at most `timeout`, and
+    /// collects its standard output (if piped).
+    fn finish(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let mut stdout = self.child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(out) = stdout.as_mut() {
+                let _ = out.read_to_string(&mut s);
+            }
+            s
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            signal::check()?;
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                bail!(
+                    "benchmark process {:?} did not finish within {timeout:?}",
+                    self.role
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        self.output = reader.join().unwrap_or_default();
+        if !status.success() {
+            bail!("benchmark process {:?} failed ({status})", self.role);
+        }
+        Ok(())
+    }
+
+    /// The value of `key=` in the child's `RESULT` line.
+    fn result(&self, key: &str) -> anyhow::Result<u64> {
+        self.output
+            .lines()
+            .filter_map(|l| l.strip_prefix("RESULT "))
+            .flat_map(|l| l.split_whitespace())
+            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("benchmark process {:?} reported no {key}", self.role))
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        signal::forget_child(self.entry);
+    }
+}
+
+/// One measurement to make.
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    RawPingPong {
+        size: usize,
+    },
+    QueuePingPong {
+        size: usize,
+        wait: Wait,
+    },
+    StreamPingPong {
+        size: usize,
+        unix: bool,
+    },
+    RawRing {
+        size: usize,
+    },
+    QueueStream {
+        size: usize,
+        wait: Wait,
+        producers: u32,
+        consumers: u32,
+    },
+    StreamStream {
+        size: usize,
+        unix: bool,
+    },
+    QueueWakeup {
+        size: usize,
+    },
+    QueueIdle {
+        secs: f64,
+    },
+}
+
+impl Case {
+    fn name(&self) -> String {
+        match *self {
+            Case::RawPingPong { .. } => "raw-pingpong".into(),
+            Case::QueuePingPong { wait, .. } => format!("queue-pingpong-{}", wait.name()),
+            Case::StreamPingPong { unix, .. } => if unix {
+                "unix-pingpong"
+            } else {
+                "pipe-pingpong"
+            }
+            .into(),
+            Case::RawRing { .. } => "raw-ring".into(),
+            Case::QueueStream {
+                wait,
+                producers,
+                consumers,
+                ..
+            } => {
+                if (producers, consumers) == (1, 1) {
+                    format!("queue-stream-{}", wait.name())
+                } else {
+                    format!("queue-stream-{}-{producers}p{consumers}c", wait.name())
+                }
+            }
+            Case::StreamStream { unix, .. } => {
+                if unix { "unix-stream" } else { "pipe-stream" }.into()
+            }
+            Case::QueueWakeup { .. } => "queue-wakeup-sleep".into(),
+            Case::QueueIdle { .. } => "queue-idle-sleep".into(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match *self {
+            Case::RawPingPong { size }
+            | Case::QueuePingPong { size, .. }
+            | Case::StreamPingPong { size, .. }
+            | Case::RawRing { size }
+            | Case::QueueStream { size, .. }
+            | Case::StreamStream { size, .. }
+            | Case::QueueWakeup { size } => size,
+            Case::QueueIdle { .. } => 0,
+        }
+    }
+}
+
+/// The cases of a run, in order: per size, latency then throughput, each
+/// raw limit first; then the wake-up and idle cases.
+fn plan(a: &BenchArgs) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &size in &a.sizes {
+        cases.push(Case::RawPingPong { size });
+        for &wait in &a.wait {
+            cases.push(Case::QueuePingPong { size, wait });
+        }
+        cases.push(Case::StreamPingPong { size, unix: false });
+        cases.push(Case::StreamPingPong { size, unix: true });
+        cases.push(Case::RawRing { size });
+        for &wait in &a.wait {
+            for &producers in &a.producers {
+                for &consumers in &a.consumers {
+                    cases.push(Case::QueueStream {
+                        size,
+                        wait,
+                        producers,
+                        consumers,
+                    });
+                }
+            }
+        }
+        cases.push(Case::StreamStream { size, unix: false });
+        cases.push(Case::StreamStream { size, unix: true });
+    }
+    // EXTENSION(log): fan-out cases (one publisher, N subscribers) go here.
+    let wake_size = if a.sizes.contains(&64) {
+        64
+    } else {
+        a.sizes[0]
+    };
+    cases.push(Case::QueueWakeup { size: wake_size });
+    if a.idle > 0.0 {
+        cases.push(Case::QueueIdle { secs: a.idle });
+    }
+    if !a.cases.is_empty() {
+        cases.retain(|c| a.cases.iter().any(|w| c.name().contains(w.as_str())));
+    }
+    cases
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn latency(h: &Histogram<u64>) -> Measure {
+    Measure::Latency {
+        samples: h.len(),
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+/// The parent's side of a ping-pong: `round(i, deadline)` sends message
+/// `i` and waits for its echo. Warm-up rounds (a tenth of `rounds`, at most
+/// a quarter of `secs`) are not recorded; the measurement stops after
+/// `rounds` or `secs`.
+fn ping_loop(
+    rounds: u64,
+    secs: f64,
+    mut round: impl FnMut(u64, Instant) -> anyhow::Result<()>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut h = histogram();
+    let warm = (rounds / 10).clamp(100, 20_000);
+    let start = Instant::now();
+    let warm_until = start + Duration::from_secs_f64(secs / 4.0);
+    let mut t = start;
+    // The first round includes the child's start-up: give it time.
+    let mut deadline = t + Duration::from_secs(10);
+    let mut stop_at = None;
+    let mut measured = 0u64;
+    for i in 0.. {
+        if i > 0 {
+            // Each round gets 2 s (a loaded machine may deschedule either
+            // side for a while). `t` is the end of the previous round: no
+            // extra clock read.
+            deadline = t + Duration::from_secs(2);
+            if i % 1024 == 0 {
+                signal::check()?;
+            }
+        }
+        match stop_at {
+            None if i >= warm || t >= warm_until => {
+                stop_at = Some(t + Duration::from_secs_f64(secs));
+            }
+            Some(end) if measured >= rounds || (i % 1024 == 0 && t >= end) => break,
+            _ => {}
+        }
+        round(i + 1, deadline)?;
+        let now = Instant::now();
+        if stop_at.is_some() {
+            h.saturating_record((now.duration_since(t).as_nanos() / 2) as u64);
+            measured += 1;
+        }
+        t = now;
+    }
+    Ok(h)
+}
+
+struct Runner<'a> {
+    a: &'a BenchArgs,
+    names: Names,
+}
+
+impl Runner<'_> {
+    fn queue(&mut self, size: usize, wait: Wait) -> anyhow::Result<(String, SegGuard, Queue)> {
+        let (name, guard) = self.names.next();
+        let q = Queue::create(
+            &Target::Posix(name.clone()),
+            &QueueConfig::new(size, self.a.capacity),
+        )?
+        .with_wait_strategy(wait.strategy());
+        Ok((name, guard, q))
+    }
+
+    /// Runs `case` `n` times and keeps the median run: by p50 for latency,
+    /// by rate for throughput (the idle case runs once).
+    fn run_repeated(&mut self, case: Case, n: u32) -> anyhow::Result<Row> {
+        let n = if matches!(case, Case::QueueIdle { .. }) {
+            1
+        } else {
+            n.max(1)
+        };
+        let mut runs = Vec::new();
+        for _ in 0..n {
+            runs.push(self.run(case)?);
+        }
+        runs.sort_by(|x, y| x.m.rank().total_cmp(&y.m.rank()));
+        Ok(runs.swap_remove(runs.len() / 2))
+    }
+
+    fn run(&mut self, case: Case) -> anyhow::Result<Row> {
+        let (producers, consumers) = match case {
+            Case::QueueStream {
+                producers,
+                consumers,
+                ..
+            } => (producers, consumers),
+            _ => (1, 1),
+        };
+        let m = match case {
+            Case::RawPingPong { size } => self.raw_pingpong(size)?,
+            Case::QueuePingPong { size, wait } => self.queue_pingpong(size, wait)?,
+            Case::StreamPingPong { size, unix } => self.stream_pingpong(size, unix)?,
+            Case::RawRing { size } => self.raw_ring(size)?,
+            Case::QueueStream {
+                size,
+                wait,
+                producers,
+                consumers,
+            } => self.queue_stream(size, wait, producers, consumers)?,
+            Case::StreamStream { size, unix } => self.stream_stream(size, unix)?,
+            Case::QueueWakeup { size } => self.queue_wakeup(size)?,
+            Case::QueueIdle { secs } => self.queue_idle(secs)?,
+        };
+        Ok(Row {
+            case: case.name(),
+            size: case.size(),
+            producers,
+            consumers,
+            m,
+        })
+    }
+
+    fn raw_pingpong(&mut self, size: usize) -> anyhow::Result<Measure> {
+        let (name, _guard) = self.names.next();
+        let lines = raw::Lines::create(&Target::Posix(name.clone()), size)?;
+        let args = vec![
+            "--raw".into(),
+            "--a".into(),
+            name,
+            "--size".into(),
+            size.to_string(),
+        ];
+        let mut kid = Kid::spawn("pong", &args, Stdio::null(), Stdio::null())?;
+        let msg = vec![0x5a; size];
+        let mut buf = vec![0; size];
+        let h = ping_loop(self.a.rounds, self.a.case_secs, |i, deadline| {
+            lines.send(0, i, &msg);
+            lines
+                .recv(1, i, &mut buf, deadline)
+                .map_err(anyhow::Error::new)
+        })?;
+        lines.stop(0);
+        kid.finish(Duration::from_secs(10))?;
+        Ok(latency(&h))
+    }
+
+    fn queue_pingpong(&mut self, size: usize, wait: Wait) -> anyhow::Result<Measure> {
+        let (a_name, _ga, a) = self.queue(size, wait)?;
+        let (b_name, _gb, b) = self.queue(size, wait)?;
+        let args = vec![
+            "--a".into(),
+            a_name,
+            "--b".into(),
+            b_name,
+            "--wait".into(),
+            wait.name().into(),
+            "--size".into(),
+            size.to_string(),
+        ];
+        let mut kid = Kid::spawn("pong", &args, Stdio::null(), Stdio::null())?;
+        let msg = vec![0x5a; size];
+        let mut buf = vec![0; size];
+        let h = ping_loop(self.a.rounds, self.a.case_secs, |_, deadline| {
+            a.enqueue_until(&msg, Some(deadline))?;
+            b.dequeue_until(&mut buf, Some(deadline))?;
+            Ok(())
+        });
+        a.close();
+        let h = h?;
+        kid.finish(Duration::from_secs(10))?;
+        Ok(latency(&h))
+    }
+
+    fn stream_pingpong(&mut self, size: usize, unix: bool) -> anyhow::Result<Measure> {
+        let args = vec!["--size".into(), size.to_string()];
+        let (mut kid, mut to, mut from) = stream_kid("echo", &args, unix)?;
+        let msg = vec![0x5a; size];
+        let mut buf = vec![0; size];
+        let h = ping_loop(self.a.rounds, self.a.case_secs, |_, _| {
+            to.write_all(&msg)?;
+            from.read_exact(&mut buf)?;
+            Ok(())
+        })?;
+        drop(to);
+        drop(from);
+        kid.finish(Duration::from_secs(10))?;
+        Ok(latency(&h))
+    }
+
+    fn raw_ring(&mut self, size: usize) -> anyhow::Result<Measure> {
+        let (name, _guard) = self.names.next();
+        let capacity = self.a.capacity as u64;
+        let _ring = raw::Ring::create(&Target::Posix(name.clone()), size, capacity)?;
+        self.stream_children(&name, size, None, 1, 1, true)
+    }
+
+    fn queue_stream(
+        &mut self,
+        size: usize,
+        wait: Wait,
+        producers: u32,
+        consumers: u32,
+    ) -> anyhow::Result<Measure> {
+        let (name, _guard, _q) = self.queue(size, wait)?;
+        self.stream_children(&name, size, Some(wait), producers, consumers, false)
+    }
+
+    /// Runs producer and consumer children over segment `name` and
+    /// computes their combined rate.
+    fn stream_children(
+        &mut self,
+        name: &str,
+        size: usize,
+        wait: Option<Wait>,
+        producers: u32,
+        consumers: u32,
+        raw: bool,
+    ) -> anyhow::Result<Measure> {
+        let (ctl_name, _ctl_guard) = self.names.next();
+        let ctl = Ctl::create(&ctl_name)?;
+        let per_producer = self.a.messages / producers as u64;
+        let mut common = vec![
+            "--a".to_string(),
+            name.to_string(),
+            "--ctl".into(),
+            ctl_name,
+            "--size".into(),
+            size.to_string(),
+            "--secs".into(),
+            self.a.case_secs.to_string(),
+            "--producers".into(),
+            producers.to_string(),
+            "--capacity".into(),
+            self.a.capacity.to_string(),
+        ];
+        if let Some(w) = wait {
+            common.extend(["--wait".to_string(), w.name().into()]);
+        }
+        if raw {
+            common.push("--raw".into());
+        }
+        let mut prods = Vec::new();
+        let mut cons = Vec::new();
+        for _ in 0..consumers {
+            cons.push(Kid::spawn(
+                "consume",
+                &common,
+                Stdio::null(),
+                Stdio::piped(),
+            )?);
+        }
+        for _ in 0..producers {
+            let mut args = common.clone();
+            args.extend(["--count".to_string(), per_producer.to_string()]);
+            prods.push(Kid::spawn("produce", &args, Stdio::null(), Stdio::piped())?);
+        }
+        let mut all: Vec<&mut Kid> = prods.iter_mut().chain(cons.iter_mut()).collect();
+        ctl.wait_ready(all.len() as u32, &mut all)?;
+        ctl.go();
+        let limit = Duration::from_secs_f64(self.a.case_secs + 30.0);
+        for k in prods.iter_mut().chain(cons.iter_mut()) {
+            k.finish(limit)?;
+        }
+        let mut sent = 0;
+        let mut start = u64::MAX;
+        for p in &prods {
+            sent += p.result("sent")?;
+            start = start.min(p.result("start_ns")?);
+        }
+        let mut received = 0;
+        let mut end = 0;
+        for c in &cons {
+            received += c.result("received")?;
+            end = end.max(c.result("end_ns")?);
+            anyhow::ensure!(
+                c.result("ordered")? == 1,
+                "a consumer saw one producer's messages out of order"
+            );
+        }
+        anyhow::ensure!(
+            sent == received,
+            "producers sent {sent} messages but consumers received {received}"
+        );
+        anyhow::ensure!(end > start && received > 0, "no measurable transfer");
+        Ok(Measure::Throughput {
+            messages: received,
+            secs: (end - start) as f64 / 1e9,
+        })
+    }
+
+    fn stream_stream(&mut self, size: usize, unix: bool) -> anyhow::Result<Measure> {
+        let args = vec![
+            "--size".into(),
+            size.to_string(),
+            "--count".into(),
+            self.a.messages.to_string(),
+            "--secs".into(),
+            self.a.case_secs.to_string(),
+        ];
+        let (mut kid, mut to, mut from) = stream_kid("write", &args, unix)?;
+        let mut buf = vec![0; size.max(1)];
+        let t0 = Instant::now();
+        to.write_all(&[1])?; // the start signal
+        let mut n = 0u64;
+        loop {
+            match from.read_exact(&mut buf[..size]) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => signal::check()?,
+                Err(e) => return Err(e.into()),
+            }
+            if size == 0 && n >= self.a.messages {
+                break;
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        signal::check()?;
+        drop(to);
+        kid.finish(Duration::from_secs(10))?;
+        anyhow::ensure!(
+            n > 0,
+            "no message came through the {}",
+            if unix { "socket" } else { "pipe" }
+        );
+        Ok(Measure::Throughput { messages: n, secs })
+    }
+
+    fn queue_wakeup(&mut self, size: usize) -> anyhow::Result<Measure> {
+        let size = size.max(8);
+        let (name, _guard, q) = self.queue(size, Wait::Sleep)?;
+        let (ctl_name, _ctl_guard) = self.names.next();
+        let ctl = Ctl::create(&ctl_name)?;
+        let args = vec![
+            "--a".into(),
+            name,
+            "--ctl".into(),
+            ctl_name,
+            "--size".into(),
+            size.to_string(),
+        ];
+        let mut kid = Kid::spawn("wakeup", &args, Stdio::null(), Stdio::piped())?;
+        ctl.wait_ready(1, &mut [&mut kid])?;
+        let rounds = 1000.min(self.a.rounds.max(10));
+        let gap = Duration::from_micros(500);
+        let mut msg = vec![0u8; size];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let sent: anyhow::Result<()> = (|| {
+            for _ in 0..rounds {
+                signal::check()?;
+                std::thread::sleep(gap);
+                msg[..8].copy_from_slice(&now_ns().to_le_bytes());
+                q.enqueue_until(&msg, Some(deadline))?;
+            }
+            Ok(())
+        })();
+        q.close();
+        sent?;
+        kid.finish(Duration::from_secs(10))?;
+        Ok(Measure::Latency {
+            samples: kid.result("n")?,
+            p50: kid.result("p50")?,
+            p99: kid.result("p99")?,
+            p999: kid.result("p999")?,
+            max: kid.result("max")?,
+        })
+    }
+
+    fn queue_idle(&mut self, secs: f64) -> anyhow::Result<Measure> {
+        let (name, _guard, _q) = self.queue(64, Wait::Sleep)?;
+        let args = vec!["--a".into(), name, "--secs".into(), secs.to_string()];
+        let mut kid = Kid::spawn("idle", &args, Stdio::null(), Stdio::piped())?;
+        kid.finish(Duration::from_secs_f64(secs + 30.0))?;
+        Ok(Measure::Idle {
+            secs: kid.result("wall_ns")? as f64 / 1e9,
+            cpu_secs: kid.result("cpu_ns")? as f64 / 1e9,
+        })
+    }
+}
+
+/// A child with the parent's writing and reading ends of its channel.
+type StreamKid = (Kid, Box<dyn Write>, Box<dyn Read>);
+
+/// Starts a child whose fd 0 and fd 1 are a pipe pair or both ends of one
+/// Unix socket; returns it with the parent's writing and reading ends.
+fn stream_kid(role: &str, args: &[String], unix: bool) -> anyhow::Result<StreamKid> {
+    if unix {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let theirs2 = theirs.try_clone()?;
+        let kid = Kid::spawn(
+            role,
+            args,
+            Stdio::from(OwnedFd::from(theirs)),
+            Stdio::from(OwnedFd::from(theirs2)),
+        )?;
+        let reader = mine.try_clone()?;
+        Ok((kid, Box::new(mine), Box::new(reader)))
+    } else {
+        let mut kid = Kid::spawn(role, args, Stdio::piped(), Stdio::piped())?;
+        let to = kid.child.stdin.take().context("child stdin")?;
+        let from = kid.child.stdout.take().context("child stdout")?;
+        Ok((kid, Box::new(to), Box::new(from)))
+    }
+}
+
+/// Shows which case runs now on stderr (one rewritten line on a terminal).
+struct Progress {
+    tty: bool,
+    total: usize,
+}
+
+impl Progress {
+    fn show(&self, i: usize, case: &Case) {
+        let size = if case.size() > 0 {
+            format!(" {} B", case.size())
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "shmq bench: [{}/{}] {}{size}",
+            i + 1,
+            self.total,
+            case.name()
+        );
+        if self.tty {
+            eprint!("\r\x1b[K{text}");
+        } else {
+            eprintln!("{text}");
+        }
+        let _ = std::io::stderr().flush();
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn validate(a: &BenchArgs) -> anyhow::Result<()> {
+    let bad = |msg: String| Err(exit::fail(exit::USAGE, msg));
+    if a.sizes.is_empty() {
+        return bad("--sizes needs at least one size".into());
+    }
+    if let Some(s) = a
+        .sizes
+        .iter()
+        .find(|&&s| s == 0 || s > shmq::layout::MAX_SLOT_SIZE as usize)
+    {
+        return bad(format!(
+            "size {s} is outside 1..={}",
+            shmq::layout::MAX_SLOT_SIZE
+        ));
+    }
+    if a.producers
+        .iter()
+        .chain(&a.consumers)
+        .any(|&n| n == 0 || n > 32)
+    {
+        return bad("--producers and --consumers take counts from 1 to 32".into());
+    }
+    if a.repeat == 0 || a.repeat > 100 {
+        return bad("--repeat takes 1 to 100".into());
+    }
+    if a.rounds == 0
+        || a.messages == 0
+        || a.case_secs.is_nan()
+        || a.case_secs <= 0.0
+        || a.capacity < 2
+        || a.idle.is_nan()
+        || a.idle < 0.0
+    {
+        return bad("--rounds, --messages, --case-secs and --capacity must be positive".into());
+    }
+    if a.producers.iter().any(|&p| a.messages < p as u64) {
+        return bad("--messages must be at least the number of producers".into());
+    }
+    Ok(())
+}
+
+/// `shmq bench`.
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    validate(a)?;
+    signal::install();
+    let cases = plan(a);
+    if cases.is_empty() {
+        return Err(exit::fail(exit::USAGE, "--cases selects no case"));
+    }
+    let progress = Progress {
+        tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        total: cases.len(),
+    };
+    let mut runner = Runner {
+        a,
+        names: Names { n: 0 },
+    };
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    let cpu_start = CpuUse::now();
+    for (i, case) in cases.iter().enumerate() {
+        progress.show(i, case);
+        let row = runner.run_repeated(*case, a.repeat).map_err(|e| {
+            progress.done();
+            if signal::interrupted() {
+                exit::fail(
+                    exit::INTERRUPTED,
+                    "interrupted; removed the segments it created",
+                )
+            } else {
+                e.context(format!("{} ({} bytes)", case.name(), case.size()))
+            }
+        })?;
+        if a.json {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", row.json())?;
+            out.flush()?;
+        }
+        rows.push(row);
+    }
+    progress.done();
+    if !a.json {
+        println!("shmq bench: {}", machine());
+        if let Some(others) = cpu_start.as_ref().and_then(CpuUse::others_since) {
+            println!("{}", contention_note(others));
+        }
+        println!(
+            "one-way latency = round trip / 2 over {} round trips (at most {} s per case); \
+             throughput over {} messages (at most {} s), queue capacity {}{}",
+            a.rounds,
+            a.case_secs,
+            a.messages,
+            a.case_secs,
+            a.capacity,
+            if a.repeat > 1 {
+                format!("; median of {} runs", a.repeat)
+            } else {
+                String::new()
+            }
+        );
+        println!();
+        print!("{}", table(&rows));
+        println!();
+        if let Some(b) = bars(&rows) {
+            println!("{b}");
+        }
+        println!(
+            "{} cases in {:.1} s",
+            rows.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The other side of each benchmark: `shmq bench-child ROLE`, started by the
+//! parent `shmq bench`. Results go to standard output as one line
+//! `RESULT key=value ...`; errors to standard error with a non-zero exit.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use shmq::{DequeueError, Queue, Target};
+
+use super::raw::{self, Stop};
+use super::{histogram, now_ns, ChildArgs, Ctl};
+
+/// What a benchmark child does.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Echo every message back (latency).
+    Pong,
+    /// Send messages (throughput).
+    Produce,
+    /// Receive messages (throughput).
+    Consume,
+    /// Echo `size`-byte messages from fd 0 to fd 1 (pipe / socket latency).
+    Echo,
+    /// Write messages to fd 1 after a start byte on fd 0 (pipe / socket throughput).
+    Write,
+    /// Receive paced, timestamped messages, sleeping between them.
+    Wakeup,
+    /// Sit blocked on an empty queue and report the CPU time spent.
+    Idle,
+}
+
+/// A deadline that never fires in a healthy run: the parent ends every
+/// child explicitly (close, stop word, end of stream) or kills it.
+const FAR: Duration = Duration::from_secs(600);
+
+fn posix(name: &str) -> Target {
+    Target::Posix(name.to_owned())
+}
+
+fn open_queue(a: &ChildArgs) -> anyhow::Result<Queue> {
+    Ok(Queue::open(&posix(&a.a))?.with_wait_strategy(a.wait.strategy()))
+}
+
+/// Dies with the parent, and gives up if the parent is already gone.
+fn tie_to_parent(parent: u32) -> anyhow::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid have no memory preconditions.
+    let ppid = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        libc::getppid()
+    };
+    anyhow::ensure!(
+        ppid as u32 == parent,
+        "the benchmark parent {parent} is gone"
+    );
+    Ok(())
+}
+
+/// `shmq bench-child`.
+pub fn child(a: &ChildArgs) -> anyhow::Result<()> {
+    tie_to_parent(a.parent)?;
+    match a.role {
+        Role::Pong if a.raw => raw_pong(a),
+        Role::Pong => queue_pong(a),
+        Role::Produce => produce(a),
+        Role::Consume => consume(a),
+        Role::Echo => echo(a),
+        Role::Write => write(a),
+        Role::Wakeup => wakeup(a),
+        Role::Idle => idle(a),
+    }
+}
+
+fn raw_pong(a: &ChildArgs) -> anyhow::Result<()> {
+    let lines = raw::Lines::open(&posix(&a.a), a.size)?;
+    let mut buf = vec![0u8; a.size];
+    let deadline = Instant::now() + FAR;
+    for seq in 1.. {
+        match lines.recv(0, seq, &mut buf, deadline) {
+            Ok(()) => lines.send(1, seq, &buf),
+            Err(Stop::Done) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn queue_pong(a: &ChildArgs) -> anyhow::Result<()> {
+    let rx = open_queue(a)?;
+    let tx = Queue::open(&posix(&a.b))?.with_wait_strategy(a.wait.strategy());
+    let mut buf = vec![0u8; a.size];
+    loop {
+        match rx.dequeue_until(&mut buf, None) {
+            Ok(n) => tx.enqueue_until(&buf[..n], None)?,
+            Err(DequeueError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes `seq` into the first 8 bytes of `msg` (when it has them).
+#[inline]
+fn stamp(msg: &mut [u8], seq: u64) {
+    if msg.len() >= 8 {
+        msg[..8].copy_from_slice(&seq.to_le_bytes());
+    }
+}
+
+/// Checks per-producer order on the consumer side (one producer only:
+/// with several, sequences interleave).
+struct Order {
+    check: bool,
+    last: Option<u64>,
+    ok: bool,
+}
+
+impl Order {
+    #[inline]
+    fn see(&mut self, msg: &[u8]) {
+        if self.check {
+            let seq = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+            if self.last.is_some_and(|l| seq <= l) {
+                self.ok = false;
+            }
+            self.last = Some(seq);
+        }
+    }
+}
+
+fn produce(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
+    let mut msg = vec![0xa5u8; a.size];
+    let far = Instant::now() + FAR;
+    if a.raw {
+        let ring = raw::Ring::open(&posix(&a.a), a.size, a.capacity)?;
+        let mut p = raw::Producer::new(&ring);
+        ctl.ready();
+        ctl.wait_go()?;
+        let start = now_ns();
+        let stop_at = Instant::now() + Duration::from_secs_f64(a.secs);
+        let mut sent = 0;
+        while sent < a.count {
+            if sent % 1024 == 0 && Instant::now() >= stop_at {
+                break;
+            }
+            stamp(&mut msg, sent);
+            p.push(&msg, far)?;
+            sent += 1;
+        }
+        p.finish();
+        println!("RESULT sent={sent} start_ns={start}");
+        return Ok(());
+    }
+    let q = open_queue(a)?;
+    ctl.ready();
+    ctl.wait_go()?;
+    let start = now_ns();
+    let stop_at = Instant::now() + Duration::from_secs_f64(a.secs);
+    let mut sent = 0;
+    let result = (|| -> anyhow::Result<()> {
+        while sent < a.count {
+            if sent % 1024 == 0 && Instant::now() >= stop_at {
+                break;
+            }
+            stamp(&mut msg, sent);
+            q.enqueue_until(&msg, Some(far))?;
+            sent += 1;
+        }
+        Ok(())
+    })();
+    // Even after a failure: the last producer out closes, so consumers end.
+    if ctl.producer_done(a.producers) {
+        q.close();
+    }
+    result?;
+    println!("RESULT sent={sent} start_ns={start}");
+    Ok(())
+}
+
+fn consume(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
+    let mut buf = vec![0u8; a.size];
+    let mut order = Order {
+        check: a.producers == 1 && a.size >= 8,
+        last: None,
+        ok: true,
+    };
+    let far = Instant::now() + FAR;
+    let mut received = 0u64;
+    if a.raw {
+        let ring = raw::Ring::open(&posix(&a.a), a.size, a.capacity)?;
+        let mut c = raw::Consumer::new(&ring);
+        ctl.ready();
+        ctl.wait_go()?;
+        while c.pop(&mut buf, far)? {
+            order.see(&buf);
+            received += 1;
+        }
+    } else {
+        let q = open_queue(a)?;
+        ctl.ready();
+        ctl.wait_go()?;
+        loop {
+            match q.dequeue_until(&mut buf, Some(far)) {
+                Ok(_) => {
+                    order.see(&buf);
+                    received += 1;
+                }
+                Err(DequeueError::Closed) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let end = now_ns();
+    println!(
+        "RESULT received={received} end_ns={end} ordered={}",
+        u8::from(order.ok)
+    );
+    Ok(())
+}
+
+/// Standard input and output as unbuffered files (one syscall per message).
+fn raw_stdio() -> anyhow::Result<(File, File)> {
+    let input = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("fd 0")?;
+    let output = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("fd 1")?;
+    Ok((File::from(input), File::from(output)))
+}
+
+fn echo(a: &ChildArgs) -> anyhow::Result<()> {
+    let (mut input, mut output) = raw_stdio()?;
+    let mut buf = vec![0u8; a.size];
+    loop {
+        match input.read_exact(&mut buf) {
+            Ok(()) => output.write_all(&buf)?,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn write(a: &ChildArgs) -> anyhow::Result<()> {
+    let (mut input, mut output) = raw_stdio()?;
+    let mut go = [0u8; 1];
+    input
+        .read_exact(&mut go)
+        .context("wait for the start byte")?;
+    let mut msg = vec![0xa5u8; a.size];
+    let stop_at = Instant::now() + Duration::from_secs_f64(a.secs);
+    let mut sent = 0;
+    while sent < a.count {
+        if sent % 1024 == 0 && Instant::now() >= stop_at {
+            break;
+        }
+        stamp(&mut msg, sent);
+        output.write_all(&msg)?;
+        sent += 1;
+    }
+    Ok(())
+}
+
+fn wakeup(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
+    let q = open_queue(a)?;
+    let mut buf = vec![0u8; a.size];
+    let mut h = histogram();
+    let mut n = 0u64;
+    ctl.ready();
+    loop {
+        match q.dequeue_until(&mut buf, None) {
+            Ok(len) => {
+                anyhow::ensure!(len >= 8, "wake-up message without a timestamp");
+                let sent = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                // The first few include page faults and cold caches.
+                if n >= 10 {
+                    h.saturating_record(now_ns().saturating_sub(sent));
+                }
+                n += 1;
+            }
+            Err(DequeueError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!(
+        "RESULT n={} p50={} p99={} p999={} max={}",
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    );
+    Ok(())
+}
+
+/// User plus system CPU time of this process, in nanoseconds.
+fn cpu_ns() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn idle(a: &ChildArgs) -> anyhow::Result<()> {
+    let q = open_queue(a)?;
+    let mut buf = vec![0u8; q.slot_size()];
+    let wait = Duration::from_secs_f64(a.secs);
+    let (cpu0, t0) = (cpu_ns(), Instant::now());
+    let r = q.dequeue_block(&mut buf, Some(wait));
+    let (cpu1, wall) = (cpu_ns(), t0.elapsed());
+    anyhow::ensure!(
+        r == Err(DequeueError::Timeout),
+        "the idle queue delivered {r:?}"
+    );
+    println!("RESULT cpu_ns={} wall_ns={}", cpu1 - cpu0, wall.as_nanos());
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! The report of `shmq bench`: what was measured, as a table (with the
+//! ratio to the raw limit of the same size and the spec's bars) or as one
+//! JSON object per line.
+
+use std::time::Instant;
+
+use crate::json::Obj;
+
+/// What was measured.
+#[derive(Clone, Copy, Debug)]
+pub enum Measure {
+    /// One-way latency percentiles, ns.
+    Latency {
+        samples: u64,
+        p50: u64,
+        p99: u64,
+        p999: u64,
+        max: u64,
+    },
+    /// Messages moved in `secs`.
+    Throughput { messages: u64, secs: f64 },
+    /// CPU time of a blocked consumer over `secs` of wall time.
+    Idle { secs: f64, cpu_secs: f64 },
+}
+
+impl Measure {
+    /// What the median of repeated runs is taken over.
+    pub fn rank(&self) -> f64 {
+        match *self {
+            Measure::Latency { p50, .. } => p50 as f64,
+            Measure::Throughput { messages, secs } => messages as f64 / secs,
+            Measure::Idle { cpu_secs, .. } => cpu_secs,
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The case's name (`raw-...` for the raw limits).
+    pub case: String,
+    /// Message size, bytes (0 when it does not apply).
+    pub size: usize,
+    /// Producer processes.
+    pub producers: u32,
+    /// Consumer processes.
+    pub consumers: u32,
+    /// The figures.
+    pub m: Measure,
+}
+
+impl Row {
+    pub fn json(&self) -> String {
+        let o = Obj::new()
+            .str("case", &self.case)
+            .int("size", self.size as u64)
+            .int("producers", self.producers)
+            .int("consumers", self.consumers);
+        match self.m {
+            Measure::Latency {
+                samples,
+                p50,
+                p99,
+                p999,
+                max,
+            } => o
+                .int("samples", samples)
+                .int("p50_ns", p50)
+                .int("p99_ns", p99)
+                .int("p999_ns", p999)
+                .int("max_ns", max),
+            Measure::Throughput { messages, secs } => o
+                .int("messages", messages)
+                .num("secs", secs)
+                .num("msgs_per_s", (messages as f64 / secs).round())
+                .num("mb_per_s", messages as f64 * self.size as f64 / secs / 1e6),
+            Measure::Idle { secs, cpu_secs } => o
+                .num("secs", secs)
+                .num("cpu_secs", cpu_secs)
+                .num("cpu_percent", cpu_secs / secs * 100.0),
+        }
+        .end()
+    }
+}
+
+fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=999_999 => format!("{:.1} us", ns as f64 / 1e3),
+        _ => format!("{:.1} ms", ns as f64 / 1e6),
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// The ratio column: against the raw case of the same kind and size.
+fn ratio(row: &Row, rows: &[Row]) -> String {
+    if row.case.starts_with("raw") {
+        return "(limit)".into();
+    }
+    let raw = |name: &str| rows.iter().find(|r| r.case == name && r.size == row.size);
+    match row.m {
+        Measure::Latency { p50, p999, .. } if row.case.contains("pingpong") => {
+            match raw("raw-pingpong").map(|r| r.m) {
+                Some(Measure::Latency {
+                    p50: r50,
+                    p999: r999,
+                    ..
+                }) if r50 > 0 && r999 > 0 => {
+                    format!(
+                        "p50 {:.2}x  p99.9 {:.2}x",
+                        p50 as f64 / r50 as f64,
+                        p999 as f64 / r999 as f64
+                    )
+                }
+                _ => "-".into(),
+            }
+        }
+        Measure::Throughput { messages, secs } => match raw("raw-ring").map(|r| r.m) {
+            Some(Measure::Throughput {
+                messages: rm,
+                secs: rs,
+            }) if rm > 0 => {
+                format!("{:.2}x", (messages as f64 / secs) / (rm as f64 / rs))
+            }
+            _ => "-".into(),
+        },
+        _ => "-".into(),
+    }
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let head = [
+        "case", "size", "p50", "p99", "p99.9", "max", "msgs/s", "MB/s", "vs raw",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let mut c = vec![
+            r.case.clone(),
+            if r.size > 0 {
+                r.size.to_string()
+            } else {
+                "-".into()
+            },
+        ];
+        match r.m {
+            Measure::Latency {
+                p50,
+                p99,
+                p999,
+                max,
+                ..
+            } => {
+                c.extend([
+                    fmt_ns(p50),
+                    fmt_ns(p99),
+                    fmt_ns(p999),
+                    fmt_ns(max),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+            Measure::Throughput { messages, secs } => {
+                let rate = messages as f64 / secs;
+                c.extend([
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    fmt_rate(rate),
+                ]);
+                c.push(format!("{:.0}", rate * r.size as f64 / 1e6));
+            }
+            Measure::Idle { secs, cpu_secs } => {
+                c.extend(std::iter::repeat("-".to_string()).take(6));
+                c.push(format!(
+                    "{:.3}% of a core over {secs:.1} s",
+                    cpu_secs / secs * 100.0
+                ));
+                cells.push(c);
+                continue;
+            }
+        }
+        c.push(ratio(r, rows));
+        cells.push(c);
+    }
+    let mut w = vec![0; head.len()];
+    for c in &cells {
+        for (i, s) in c.iter().enumerate() {
+            w[i] = w[i].max(s.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for c in &cells {
+        let mut line = String::new();
+        for (i, s) in c.iter().enumerate() {
+            if i == 0 || i + 1 == c.len() {
+                line.push_str(&format!("{s:<width$}  ", width = w[i]));
+            } else {
+                line.push_str(&format!("{s:>width$}  ", width = w[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The spec's bars, checked against this run's 64-byte figures (busy-spin
+/// cases: the bars compare with busy-spinning raw limits).
+pub fn bars(rows: &[Row]) -> Option<String> {
+    let find = |case: &str| {
+        rows.iter()
+            .find(|r| r.case == case && r.size == 64)
+            .map(|r| r.m)
+    };
+    let mut lines = Vec::new();
+    let mut line = |what: &str, value: String, bar: &str, met: bool| {
+        lines.push(format!(
+            "  {what:<24} {value:<26} bar: {bar:<16} {}",
+            if met { "met" } else { "MISSED" }
+        ));
+    };
+    if let (
+        Some(Measure::Latency { p50, p999, .. }),
+        Some(Measure::Latency {
+            p50: r50,
+            p999: r999,
+            ..
+        }),
+    ) = (find("queue-pingpong-spin"), find("raw-pingpong"))
+    {
+        let (a, b) = (
+            p50 as f64 / r50.max(1) as f64,
+            p999 as f64 / r999.max(1) as f64,
+        );
+        line(
+            "one-way latency p50",
+            format!("{a:.2}x raw-pingpong"),
+            "within 1.3x",
+            a <= 1.3,
+        );
+        line(
+            "one-way latency p99.9",
+            format!("{b:.2}x raw-pingpong"),
+            "within 3x",
+            b <= 3.0,
+        );
+    }
+    if let (
+        Some(Measure::Throughput { messages, secs }),
+        Some(Measure::Throughput {
+            messages: rm,
+            secs: rs,
+        }),
+    ) = (find("queue-stream-spin"), find("raw-ring"))
+    {
+        let r = (messages as f64 / secs) / (rm as f64 / rs);
+        line(
+            "throughput 1p1c",
+            format!("{r:.2}x raw-ring"),
+            "at least 0.5x",
+            r >= 0.5,
+        );
+    }
+    if let Some(Measure::Idle { secs, cpu_secs }) = rows
+        .iter()
+        .find(|r| r.case == "queue-idle-sleep")
+        .map(|r| r.m)
+    {
+        let pct = cpu_secs / secs * 100.0;
+        line(
+            &format!("idle consumer, {secs:.0} s"),
+            format!("{pct:.3}% of a core"),
+            "under 1%",
+            pct < 1.0,
+        );
+    }
+    (!lines.is_empty()).then(|| {
+        format!(
+            "bars (64-byte messages, busy-spin cases):\n{}\n",
+            lines.join("\n")
+        )
+    })
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpu}, {cpus} CPUs, Linux {}", kernel.trim())
+}
+
+/// CPU time used by the whole machine and by this run (this process and
+/// its reaped children), to tell how much other processes competed.
+pub struct CpuUse {
+    machine: f64,
+    ours: f64,
+    at: Instant,
+}
+
+impl CpuUse {
+    pub fn now() -> Option<CpuUse> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal: all but idle and iowait.
+        let busy: u64 = ticks
+            .iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum();
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let rusage = |who| {
+            // SAFETY: getrusage writes into the zeroed struct we own.
+            let ru = unsafe {
+                let mut ru: libc::rusage = std::mem::zeroed();
+                libc::getrusage(who, &mut ru);
+                ru
+            };
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            tv(ru.ru_utime) + tv(ru.ru_stime)
+        };
+        Some(CpuUse {
+            machine: busy as f64 / hz,
+            ours: rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN),
+            at: Instant::now(),
+        })
+    }
+
+    /// How many CPUs other processes kept busy, on average, since `self`.
+    pub fn others_since(&self) -> Option<f64> {
+        let now = CpuUse::now()?;
+        let secs = now.at.duration_since(self.at).as_secs_f64();
+        (secs > 0.0)
+            .then(|| ((now.machine - self.machine) - (now.ours - self.ours)).max(0.0) / secs)
+    }
+}
+
+/// A line on how much other processes competed during the run.
+pub fn contention_note(others: f64) -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut note = format!("other processes kept {others:.2} of {cpus} CPUs busy during the run");
+    if others > 0.2 {
+        note.push_str(
+            "; busy-spinning cases (spin, raw) suffer most from that: \
+             rerun on a quiet machine, or with --repeat",
+        );
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(case: &str, m: Measure) -> Row {
+        Row {
+            case: case.into(),
+            size: 64,
+            producers: 1,
+            consumers: 1,
+            m,
+        }
+    }
+
+    fn lat(p50: u64, p999: u64) -> Measure {
+        Measure::Latency {
+            samples: 1000,
+            p50,
+            p99: p999,
+            p999,
+            max: p999,
+        }
+    }
+
+    #[test]
+    fn ratios_and_bars_compare_with_the_raw_case_of_the_same_size() {
+        let rows = vec![
+            row("raw-pingpong", lat(100, 200)),
+            row("queue-pingpong-spin", lat(120, 700)),
+            row(
+                "raw-ring",
+                Measure::Throughput {
+                    messages: 100_000,
+                    secs: 1.0,
+                },
+            ),
+            row(
+                "queue-stream-spin",
+                Measure::Throughput {
+                    messages: 40_000,
+                    secs: 1.0,
+                },
+            ),
+            Row {
+                case: "queue-idle-sleep".into(),
+                size: 0,
+                producers: 1,
+                consumers: 1,
+                m: Measure::Idle {
+                    secs: 10.0,
+                    cpu_secs: 0.01,
+                },
+            },
+        ];
+        assert_eq!(ratio(&rows[0], &rows), "(limit)");
+        assert_eq!(ratio(&rows[1], &rows), "p50 1.20x  p99.9 3.50x");
+        assert_eq!(ratio(&rows[3], &rows), "0.40x");
+        let b = bars(&rows).unwrap();
+        let verdicts: Vec<&str> = b
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(verdicts, ["met", "MISSED", "MISSED", "met"], "{b}");
+        let t = table(&rows);
+        assert!(t.lines().nth(4).unwrap().contains("40.0 k"), "{t}");
+        assert!(t.contains("0.100% of a core over 10.0 s"), "{t}");
+        assert!(rows[1].json().contains(r#""p50_ns":120,"#));
+        assert!(rows[3].json().contains(r#""msgs_per_s":40000,"#));
+    }
+
+    #[test]
+    fn formats_durations_and_rates() {
+        assert_eq!(fmt_ns(999), "999 ns");
+        assert_eq!(fmt_ns(12_345), "12.3 us");
+        assert_eq!(fmt_ns(2_500_000), "2.5 ms");
+        assert_eq!(fmt_rate(2_500_000.0), "2.50 M");
+        assert_eq!(fmt_rate(950.0), "950");
+    }
+}

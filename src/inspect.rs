@@ -1,0 +1,426 @@
+//! Looking inside any shmq segment without joining it: for tools such as
+//! `shmq ls` and `shmq stat`.
+//!
+//! An [`Inspector`] maps a segment, validates its header exactly like an
+//! opener does (the segment is untrusted input) and then only reads: it does
+//! not register in the process table, and it works whatever the segment's
+//! [`QueueKind`]. [`probe`] tells a shmq segment from somebody else's without
+//! waiting, so a listing can skip foreign segments.
+//!
+//! Counters are read with Relaxed loads: they are a snapshot for display,
+//! individually coherent, not consistent with each other while operations
+//! are in flight.
+//!
+//! # Examples
+//! ```
+//! use shmq::inspect::{probe, Probe};
+//! use shmq::{Queue, QueueConfig, Target};
+//! let target = Target::Posix(format!("shmq-doc-inspect-{}", std::process::id()));
+//! let q = Queue::create(&target, &QueueConfig::new(64, 8))?;
+//! q.enqueue_try(b"one")?;
+//! let Probe::Shmq(view) = probe(&target)? else { panic!("a shmq segment") };
+//! assert_eq!(view.params().slot_size, 64);
+//! assert_eq!(view.queue_stats().unwrap().len, 1);
+//! target.unlink()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::layout::{
+    Header, Params, ProcEntry, QueueKind, SlotHeader, HEADER_SIZE, MAGIC, PROC_SLOTS, STAMP_WAITER,
+};
+use crate::segment::{Segment, INIT_WAIT};
+use crate::sync::Ordering;
+use crate::{liveness, Attached, Error, QueueStats, Target};
+
+/// What [`probe`] found at a target.
+#[derive(Debug)]
+pub enum Probe {
+    /// A valid shmq segment, ready to read.
+    Shmq(Inspector),
+    /// A segment that carries shmq's magic but fails validation (bad
+    /// checksum, impossible sizes, another layout version): shmq's, but
+    /// unusable.
+    Corrupt(Error),
+    /// The first word is still zero: a shmq segment whose creator has not
+    /// finished (or died before finishing), or a foreign zero-filled one.
+    Uninitialised,
+    /// Not a shmq segment.
+    Foreign {
+        /// Why it was not recognised.
+        reason: String,
+    },
+}
+
+/// A validated, read-only view of a shmq segment of any kind.
+#[derive(Debug)]
+pub struct Inspector {
+    seg: Segment,
+    params: Params,
+}
+
+/// The header's counters at one moment (read with Relaxed loads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Positions claimed by producers (work queue) or published (log).
+    pub tail: u64,
+    /// Positions claimed by consumers (work queue).
+    pub head: u64,
+    /// Messages discarded by `enqueue_shift`.
+    pub discarded: u64,
+    /// Positions that carried no message (abandoned claims).
+    pub tombstones: u64,
+    /// Messages lost by subscribers that fell behind (fan-out log).
+    pub lagged: u64,
+    /// Whether `close()` was called.
+    pub closed: bool,
+}
+
+/// The size of whatever is at `target`, without mapping it (SysV: the
+/// segment size; POSIX and file: the file size).
+fn size_of_target(target: &Target) -> Result<u64, Error> {
+    let path = match target {
+        Target::SysV(_) => return Ok(u64::MAX), // shmat maps it whatever its size
+        Target::Posix(name) => {
+            std::path::PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
+        }
+        Target::File(path) => path.clone(),
+    };
+    std::fs::metadata(&path)
+        .map(|m| m.len())
+        .map_err(|e| Error::from_os("stat", &target.to_string(), e))
+}
+
+/// Classifies a mapped segment once, without waiting.
+fn classify(seg: Segment) -> Probe {
+    if seg.len() < HEADER_SIZE {
+        return Probe::Foreign {
+            reason: format!("{} bytes, smaller than a shmq header", seg.len()),
+        };
+    }
+    // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page
+    // aligned, so the first word is in bounds and 8-byte aligned.
+    let magic = unsafe {
+        (*(seg.as_ptr() as *const Header))
+            .magic
+            .load(Ordering::Relaxed)
+    };
+    // Relaxed: only a first look; `Params::validate` re-reads it with Acquire.
+    if magic == 0 {
+        return Probe::Uninitialised;
+    }
+    if magic != MAGIC {
+        return Probe::Foreign {
+            reason: format!("first word {magic:#018x} is not shmq's magic"),
+        };
+    }
+    // SAFETY: seg.len() >= HEADER_SIZE, checked above.
+    match unsafe { Params::validate(seg.as_ptr(), seg.len()) } {
+        Ok(Some(params)) => Probe::Shmq(Inspector { seg, params }),
+        Ok(None) => Probe::Uninitialised,
+        Err(e) => Probe::Corrupt(e),
+    }
+}
+
+/// Looks at `target` once, without waiting and without registering:
+/// is it a valid shmq segment, a broken one, or someone else's?
+///
+/// Fails only when nothing can be looked at: [`Error::NotFound`],
+/// [`Error::PermissionDenied`], or another OS error.
+pub fn probe(target: &Target) -> Result<Probe, Error> {
+    // An empty or tiny file would make `Segment::open` wait for its creator
+    // to size it: decide from its size first.
+    let size = size_of_target(target)?;
+    if size < HEADER_SIZE as u64 {
+        return Ok(Probe::Foreign {
+            reason: format!("{size} bytes, smaller than a shmq header"),
+        });
+    }
+    Ok(classify(Segment::open(target)?))
+}
+
+impl Inspector {
+    /// Opens the shmq segment at `target` for reading, whatever its kind.
+    /// Waits a bounded time for a creator that has not finished.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Corrupt`]
+    /// (also for a segment that is not shmq's), [`Error::VersionMismatch`],
+    /// [`Error::NotReady`].
+    pub fn open(target: &Target) -> Result<Inspector, Error> {
+        let size = size_of_target(target)?;
+        if size < HEADER_SIZE as u64 {
+            return Err(Error::corrupt(format!(
+                "{target} is {size} bytes, smaller than a shmq header ({HEADER_SIZE}); not a shmq segment"
+            )));
+        }
+        let seg = Segment::open(target)?;
+        if seg.len() < HEADER_SIZE {
+            return Err(Error::corrupt(format!(
+                "{target} is too small to be a shmq segment"
+            )));
+        }
+        let deadline = Instant::now() + INIT_WAIT;
+        loop {
+            // SAFETY: seg.len() >= HEADER_SIZE, checked above.
+            if let Some(params) = unsafe { Params::validate(seg.as_ptr(), seg.len()) }? {
+                return Ok(Inspector { seg, params });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotReady {
+                    target: target.to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The validated immutable parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The bytes mapped (the segment's real size; at least `total_size`).
+    pub fn mapped_len(&self) -> usize {
+        self.seg.len()
+    }
+
+    /// Where the segment lives.
+    pub fn target(&self) -> Option<&Target> {
+        self.seg.target()
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: validated: the mapping holds at least HEADER_SIZE bytes and
+        // is page aligned; the fields read through it are atomics.
+        unsafe { &*(self.seg.as_ptr() as *const Header) }
+    }
+
+    fn procs(&self) -> &[ProcEntry] {
+        // SAFETY: validated: PROC_SLOTS entries at HEADER_SIZE lie inside
+        // total_size <= mapping length; the entries are atomics.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.seg.as_ptr().add(HEADER_SIZE) as *const ProcEntry,
+                PROC_SLOTS,
+            )
+        }
+    }
+
+    /// The header's counters now.
+    pub fn counters(&self) -> Counters {
+        let h = self.header();
+        // Relaxed (all): a display snapshot; nothing is decided from it.
+        Counters {
+            tail: h.tail.value.load(Ordering::Relaxed),
+            head: h.head.value.load(Ordering::Relaxed),
+            discarded: h.stats.discarded.load(Ordering::Relaxed),
+            tombstones: h.stats.tombstones.load(Ordering::Relaxed),
+            lagged: h.stats.lagged.load(Ordering::Relaxed),
+            closed: h.control.closed.load(Ordering::Relaxed) != 0,
+        }
+    }
+
+    /// A work queue's statistics, with the same accounting as
+    /// [`crate::Queue::stats`]; `None` for other kinds.
+    pub fn queue_stats(&self) -> Option<QueueStats> {
+        if self.params.kind != QueueKind::WorkQueue {
+            return None;
+        }
+        let c = self.counters();
+        Some(QueueStats {
+            enqueued: c.tail.saturating_sub(c.tombstones),
+            dequeued: c.head.saturating_sub(c.discarded + c.tombstones),
+            discarded: c.discarded,
+            tombstones: c.tombstones,
+            len: c.tail.saturating_sub(c.head).min(self.params.capacity),
+            capacity: self.params.capacity,
+        })
+    }
+
+    /// For a work queue, how many slots have a process sleeping on them
+    /// (their stamp carries the waiter bit): consumers wait on the slot at
+    /// the head, producers on the slot at the tail. `None` for other kinds.
+    pub fn sleeping_slots(&self) -> Option<u64> {
+        if self.params.kind != QueueKind::WorkQueue {
+            return None;
+        }
+        let mut n = 0;
+        for i in 0..self.params.capacity {
+            let off = self.params.slots_offset + i * self.params.slot_stride as u64;
+            // SAFETY: validated: slots_offset + capacity * stride <= mapping
+            // length, and the stride is a multiple of 64, so each slot header
+            // is in bounds and aligned.
+            let slot = unsafe { &*(self.seg.as_ptr().add(off as usize) as *const SlotHeader) };
+            // Relaxed: a display snapshot.
+            if slot.stamp.load(Ordering::Relaxed) & STAMP_WAITER != 0 {
+                n += 1;
+            }
+        }
+        Some(n)
+    }
+
+    /// The processes in the segment's process table, and whether each is alive.
+    pub fn attached(&self) -> Vec<Attached> {
+        liveness::list(self.procs())
+    }
+
+    /// The kind-specific table (`aux_count` entries of
+    /// [`crate::layout::AUX_ENTRY_SIZE`] bytes), copied out: the fan-out
+    /// log's cursors. Decoding it is the kind's business.
+    pub fn aux_table(&self) -> Vec<u8> {
+        let len = self.params.aux_count as usize * crate::layout::AUX_ENTRY_SIZE as usize;
+        let mut out = vec![0u8; len];
+        // SAFETY: validated: aux_offset + aux_count * AUX_ENTRY_SIZE =
+        // slots_offset <= mapping length. A volatile-free byte copy of memory
+        // other processes may be writing: the copy may be torn, which the
+        // decoder must tolerate (it is untrusted anyway).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.seg.as_ptr().add(self.params.aux_offset as usize),
+                out.as_mut_ptr(),
+                len,
+            )
+        };
+        out
+    }
+
+    /// Whether the creator is still running: `Some(true)` if a process with
+    /// its pid exists and started no later than the segment was created,
+    /// `Some(false)` if none does (or the pid was reused since), `None` if
+    /// this cannot be told (no /proc).
+    pub fn creator_alive(&self) -> Option<bool> {
+        let pid = self.params.creator_pid;
+        let Some(ticks) = liveness::start_time(pid) else {
+            return if std::path::Path::new("/proc/self/stat").exists() {
+                Some(false)
+            } else {
+                None
+            };
+        };
+        let Some(started_ns) = start_time_unix_ns(ticks) else {
+            return Some(true);
+        };
+        // The boot time is known to the second only: allow that much slack.
+        Some(started_ns <= self.params.created_unix_ns.saturating_add(1_000_000_000))
+    }
+
+    /// Seconds since the segment was created (0 if the clock went back).
+    pub fn age(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Duration::from_nanos(now.saturating_sub(self.params.created_unix_ns))
+    }
+}
+
+/// A process start time in clock ticks since boot, as nanoseconds since the
+/// Unix epoch (boot time from /proc/stat `btime`).
+fn start_time_unix_ns(ticks: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    Some(btime * 1_000_000_000 + ticks * (1_000_000_000 / hz as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Queue, QueueConfig};
+
+    /// A POSIX name removed on drop, also when an assertion fails.
+    struct Name(Target);
+
+    impl std::ops::Deref for Name {
+        type Target = Target;
+        fn deref(&self) -> &Target {
+            &self.0
+        }
+    }
+
+    impl Drop for Name {
+        fn drop(&mut self) {
+            let _ = self.0.unlink();
+        }
+    }
+
+    fn name(tag: &str) -> Name {
+        Name(Target::Posix(format!(
+            "shmq-unit-inspect-{tag}-{}",
+            std::process::id()
+        )))
+    }
+
+    #[test]
+    fn reads_a_live_queue_without_registering() {
+        let t = name("live");
+        let q = Queue::create(&t, &QueueConfig::new(32, 4)).unwrap();
+        q.enqueue_try(b"a").unwrap();
+        q.enqueue_try(b"b").unwrap();
+        let mut buf = [0u8; 32];
+        q.dequeue_try(&mut buf).unwrap();
+        let view = Inspector::open(&t).unwrap();
+        let s = view.queue_stats().unwrap();
+        assert_eq!((s.enqueued, s.dequeued, s.len, s.capacity), (2, 1, 1, 4));
+        assert_eq!(view.sleeping_slots(), Some(0));
+        assert_eq!(view.creator_alive(), Some(true));
+        // Only the queue handle is listed: the inspector did not register.
+        let me = std::process::id();
+        assert_eq!(
+            view.attached(),
+            vec![Attached {
+                pid: me,
+                alive: true
+            }]
+        );
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn tells_foreign_and_corrupt_segments_apart() {
+        let foreign = name("foreign");
+        drop(Segment::create(&foreign, 4096, 0o600).unwrap());
+        // Zero-filled: could be a creator still at work.
+        assert!(matches!(probe(&foreign), Ok(Probe::Uninitialised)));
+        let seg = Segment::open(&foreign).unwrap();
+        // SAFETY: the segment is 4096 bytes; we write its first 8.
+        unsafe { std::ptr::copy_nonoverlapping(b"NOTSHMQ!".as_ptr(), seg.as_ptr(), 8) };
+        assert!(matches!(probe(&foreign), Ok(Probe::Foreign { .. })));
+        assert!(matches!(
+            Inspector::open(&foreign),
+            Err(Error::Corrupt { .. })
+        ));
+        foreign.unlink().unwrap();
+
+        let broken = name("broken");
+        drop(Queue::create(&broken, &QueueConfig::new(8, 2)).unwrap());
+        let seg = Segment::open(&broken).unwrap();
+        // SAFETY: byte 16 (slot_size) is inside the 1024-byte header.
+        unsafe { *seg.as_ptr().add(16) ^= 0xff };
+        assert!(matches!(
+            probe(&broken),
+            Ok(Probe::Corrupt(Error::Corrupt { .. }))
+        ));
+        broken.unlink().unwrap();
+
+        let tiny = name("tiny");
+        drop(Segment::create(&tiny, 10, 0o600).unwrap());
+        assert!(matches!(probe(&tiny), Ok(Probe::Foreign { .. })));
+
+        assert!(matches!(
+            probe(&name("missing")),
+            Err(Error::NotFound { .. })
+        ));
+    }
+}
