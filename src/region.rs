@@ -47,14 +47,6 @@ impl Region {
         Ok(Region::attached(seg, params))
     }
 
-    /// Opens any shmq segment at `target`, whatever its kind (for inspection).
-    #[allow(dead_code)] // used by the inspection API
-    pub(crate) fn open_any(target: &Target) -> Result<Region, Error> {
-        let seg = Segment::open(target)?;
-        let params = Self::validate(&seg, &target.to_string())?;
-        Ok(Region::attached(seg, params))
-    }
-
     /// Creates, or opens and checks that the stored parameters match `want`.
     pub(crate) fn open_or_create(target: &Target, want: Params) -> Result<Region, Error> {
         for _ in 0..8 {
@@ -142,7 +134,6 @@ impl Region {
     }
 
     /// The start of the kind-specific table (`aux_count` entries of 128 bytes).
-    #[allow(dead_code)] // used by the fan-out log's cursor table
     pub(crate) fn aux_ptr(&self) -> *mut u8 {
         // SAFETY: validated: aux_offset lies inside the mapping.
         unsafe { self.seg.as_ptr().add(self.params.aux_offset as usize) }

@@ -203,7 +203,7 @@ fn tail_queue(
     let mut buf = vec![0u8; q.slot_size()];
     let mut seen = 0u64;
     let mut last = Instant::now();
-    while count.map_or(true, |c| seen < c) {
+    while count.is_none_or(|c| seen < c) {
         let got = match q.dequeue_try(&mut buf) {
             Err(DequeueError::Empty) => {
                 // Show what we have before waiting.

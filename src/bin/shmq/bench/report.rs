@@ -180,7 +180,7 @@ pub fn table(rows: &[Row]) -> String {
                 c.push(format!("{:.0}", rate * r.size as f64 / 1e6));
             }
             Measure::Idle { secs, cpu_secs } => {
-                c.extend(std::iter::repeat("-".to_string()).take(6));
+                c.extend(std::iter::repeat_n("-".to_string(), 6));
                 c.push(format!(
                     "{:.3}% of a core over {secs:.1} s",
                     cpu_secs / secs * 100.0
