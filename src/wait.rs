@@ -47,7 +47,6 @@ impl Default for WaitStrategy {
     }
 }
 
-const PAUSES: u32 = 64;
 /// What a blocked caller should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -83,9 +82,7 @@ impl Backoff {
         // Read the clock only every 64 spins: it costs more than a spin, and
         // most waits on a busy queue end within the first few.
         if self.spins % 64 != 0 {
-            for _ in 0..PAUSES {
-                std::hint::spin_loop();
-            }
+            std::hint::spin_loop();
             return Next::Retry;
         }
         let now = Instant::now();
