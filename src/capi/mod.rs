@@ -108,15 +108,24 @@ thread_local! {
 /// Records a fixed message for `status` and returns it (no allocation: the
 /// hot statuses FULL, EMPTY, TIMEOUT and CLOSED come through here).
 pub(crate) fn fail_static(status: shmq_status, msg: &'static CStr) -> shmq_status {
-    LAST_ERROR.with(|e| *e.borrow_mut() = Cow::Borrowed(msg));
+    set_last_error(Cow::Borrowed(msg));
     status
+}
+
+/// Stores the message, unless the thread is exiting (C may call us from
+/// `atexit` handlers or thread-local destructors, after ours are gone).
+fn set_last_error(msg: Cow<'static, CStr>) {
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = msg;
+        }
+    });
 }
 
 /// Records `msg` for `status` and returns it.
 pub(crate) fn fail(status: shmq_status, msg: impl std::fmt::Display) -> shmq_status {
     let text = msg.to_string().replace('\0', "\\0");
-    let c = CString::new(text).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = Cow::Owned(c));
+    set_last_error(Cow::Owned(CString::new(text).unwrap_or_default()));
     status
 }
 
@@ -202,7 +211,9 @@ pub extern "C" fn shmq_version() -> *const c_char {
 pub extern "C" fn shmq_last_error() -> *const c_char {
     // The pointer outlives the borrow: the string is only replaced by a later
     // failing call on this same thread.
-    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(cstr!("").as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.try_borrow().map(|m| m.as_ptr()).unwrap_or(cstr!("").as_ptr()))
+        .unwrap_or(cstr!("").as_ptr())
 }
 
 /// The name of a status value, e.g. `"SHMQ_FULL"`; `"SHMQ_UNKNOWN"` for a
