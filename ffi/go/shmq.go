@@ -1,0 +1,601 @@
+// Package shmq is a cross-process shared-memory message queue for Go: a
+// cgo wrapper over libshmq (the Rust crate's C library). Processes written
+// in Go, C and Rust attach to one queue by SysV key, POSIX name or file path.
+//
+// It is a drop-in replacement for shqueue-go: FindFreeKey, Create, Open,
+// Close, Delete, EnqueueShift, EnqueueBlock, EnqueueTry, DequeueBlock and
+// DequeueTry keep their names and signatures (the subpackage
+// shmq.dev/shmq/shqueue even keeps the package name). Unlike the seed,
+// Create never wipes a live queue, a wrong-sized buffer never panics,
+// messages may have any length up to the slot size, no lock is ever held
+// across a copy, and a process that dies never freezes the others.
+//
+// The idiomatic API adds targets and options (CreateAt, OpenAt,
+// OpenOrCreateAt), variable-length receives that return the length
+// (TryDequeue, Dequeue), errors usable with errors.Is (ErrFull, ErrClosed,
+// ...), and statistics.
+//
+// A Queue is safe for concurrent use by many goroutines.
+//
+// Building needs libshmq: run `cargo build --release` in the repository
+// root; the package links ../../target/release/libshmq.so with an rpath, so
+// tests and programs run without LD_LIBRARY_PATH.
+package shmq
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo LDFLAGS: -L${SRCDIR}/../../target/release -Wl,-rpath,${SRCDIR}/../../target/release -lshmq
+// The queue operations neither keep Go pointers nor call back into Go:
+// their buffers and outputs can stay on the Go stack.
+#cgo noescape shmq_queue_enqueue_try
+#cgo noescape shmq_queue_enqueue_block
+#cgo noescape shmq_queue_enqueue_shift
+#cgo noescape shmq_queue_dequeue_try
+#cgo noescape shmq_queue_dequeue_block
+#cgo noescape shmq_queue_is_closed
+#cgo noescape shmq_queue_len
+#cgo noescape shmq_queue_stats
+#cgo nocallback shmq_queue_enqueue_try
+#cgo nocallback shmq_queue_enqueue_block
+#cgo nocallback shmq_queue_enqueue_shift
+#cgo nocallback shmq_queue_dequeue_try
+#cgo nocallback shmq_queue_dequeue_block
+#cgo nocallback shmq_queue_is_closed
+#cgo nocallback shmq_queue_len
+#cgo nocallback shmq_queue_stats
+#include <stdio.h>
+#include <stdlib.h>
+#include "shmq.h"
+
+// A failed setup call copies the calling thread's last error inside the
+// same C call: between two cgo calls the goroutine may change threads.
+static enum shmq_status go_capture(enum shmq_status s, char *msg, size_t cap) {
+	if (s != SHMQ_OK) snprintf(msg, cap, "%s", shmq_last_error());
+	return s;
+}
+
+static enum shmq_status go_create(const char *t, uint32_t slot, uint64_t cap, uint32_t mode, int open_existing,
+                             shmq_queue **out, char *msg, size_t msg_cap) {
+	enum shmq_status s = open_existing ? shmq_queue_open_or_create(t, slot, cap, mode, out)
+	                              : shmq_queue_create(t, slot, cap, mode, out);
+	return go_capture(s, msg, msg_cap);
+}
+
+static enum shmq_status go_open(const char *t, shmq_queue **out, char *msg, size_t msg_cap) {
+	return go_capture(shmq_queue_open(t, out), msg, msg_cap);
+}
+
+static enum shmq_status go_unlink(const char *t, char *msg, size_t msg_cap) {
+	return go_capture(shmq_target_unlink(t), msg, msg_cap);
+}
+
+static enum shmq_status go_flush(const shmq_queue *q, char *msg, size_t msg_cap) {
+	return go_capture(shmq_queue_flush(q), msg, msg_cap);
+}
+
+static enum shmq_status go_find_free_key(int32_t *key, char *msg, size_t msg_cap) {
+	return go_capture(shmq_find_free_key(key), msg, msg_cap);
+}
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Version is the version of the libshmq this package runs against.
+func Version() string { return C.GoString(C.shmq_version()) }
+
+// Queue is a handle to a work queue in shared memory: many producers, many
+// consumers (goroutines or processes), each message delivered to exactly
+// one consumer, FIFO per producer.
+type Queue struct {
+	mu       sync.RWMutex // guards h: calls hold it shared, Close exclusively
+	h        *C.shmq_queue
+	target   Target
+	slotSize int
+	capacity int
+}
+
+// Stats are a queue's counters, read from shared memory (approximate while
+// operations are in flight).
+type Stats struct {
+	Enqueued   uint64 // messages accepted by any enqueue
+	Dequeued   uint64 // messages handed to consumers
+	Discarded  uint64 // messages discarded by EnqueueShift/Shift to make room
+	Tombstones uint64 // positions that carried no message (abandoned by close or a crash)
+	Len        uint64 // messages waiting now
+	Capacity   uint64 // number of slots
+}
+
+const errCap = 512
+
+func setup(op string, t Target, call func(msg *C.char) C.enum_shmq_status) error {
+	var msg [errCap]C.char
+	st := call(&msg[0])
+	if st == C.SHMQ_OK {
+		return nil
+	}
+	return &Error{Op: op, Target: t, Msg: C.GoString(&msg[0]), err: statusErr(st)}
+}
+
+func newQueue(t Target, h *C.shmq_queue) *Queue {
+	// Blocking calls into C sleep at once: this package spins in Go first and
+	// then waits in short slices, so that a context can interrupt the wait.
+	C.shmq_queue_set_wait(h, 0)
+	var slot C.uint32_t
+	var capacity C.uint64_t
+	C.shmq_queue_slot_size(h, &slot)
+	C.shmq_queue_capacity(h, &capacity)
+	q := &Queue{h: h, target: t, slotSize: int(slot), capacity: int(capacity)}
+	runtime.SetFinalizer(q, (*Queue).Close)
+	return q
+}
+
+func create(t Target, openExisting bool, opts []Option) (*Queue, error) {
+	cfg := config{slotSize: DefaultSlotSize, capacity: DefaultCapacity, mode: 0o600}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	op := "create"
+	if openExisting {
+		op = "open or create"
+	}
+	if cfg.slotSize < 0 || cfg.slotSize > math.MaxUint32 || cfg.capacity < 0 || cfg.mode&^0o777 != 0 {
+		return nil, &Error{Op: op, Target: t, Msg: fmt.Sprintf("slot size %d, capacity %d or mode %o out of range",
+			cfg.slotSize, cfg.capacity, cfg.mode), err: ErrInvalidArgument}
+	}
+	ct := C.CString(string(t))
+	defer C.free(unsafe.Pointer(ct))
+	var h *C.shmq_queue
+	flag := C.int(0)
+	if openExisting {
+		flag = 1
+	}
+	err := setup(op, t, func(msg *C.char) C.enum_shmq_status {
+		return C.go_create(ct, C.uint32_t(cfg.slotSize), C.uint64_t(cfg.capacity), C.uint32_t(cfg.mode), flag,
+			&h, msg, errCap)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newQueue(t, h), nil
+}
+
+// CreateAt creates a new queue at t (see Target); by default slots of
+// DefaultSlotSize bytes, DefaultCapacity slots, mode 0600. It fails with
+// ErrAlreadyExists if anything is at t, and leaves it untouched.
+func CreateAt(t Target, opts ...Option) (*Queue, error) { return create(t, false, opts) }
+
+// OpenOrCreateAt creates the queue as CreateAt does, or opens it if it
+// exists with the same slot size and capacity (else ErrIncompatible).
+func OpenOrCreateAt(t Target, opts ...Option) (*Queue, error) { return create(t, true, opts) }
+
+// OpenAt opens the existing queue at t; it never creates (ErrNotFound).
+func OpenAt(t Target) (*Queue, error) {
+	ct := C.CString(string(t))
+	defer C.free(unsafe.Pointer(ct))
+	var h *C.shmq_queue
+	err := setup("open", t, func(msg *C.char) C.enum_shmq_status { return C.go_open(ct, &h, msg, errCap) })
+	if err != nil {
+		return nil, err
+	}
+	return newQueue(t, h), nil
+}
+
+// Unlink removes the queue at t: later opens fail with ErrNotFound;
+// processes attached keep working until they close their handles.
+func Unlink(t Target) error {
+	ct := C.CString(string(t))
+	defer C.free(unsafe.Pointer(ct))
+	return setup("unlink", t, func(msg *C.char) C.enum_shmq_status { return C.go_unlink(ct, msg, errCap) })
+}
+
+// ---- the seed API (shqueue-go) ----
+
+// FindFreeKey returns a SysV key with no segment behind it right now, for
+// Create. Another process may still take it first: Create then fails with
+// ErrAlreadyExists and you ask again.
+func FindFreeKey() (int, error) {
+	var key C.int32_t
+	err := setup("find free key", "", func(msg *C.char) C.enum_shmq_status {
+		return C.go_find_free_key(&key, msg, errCap)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(key), nil
+}
+
+func sysvTarget(op string, key int) (Target, error) {
+	if key < math.MinInt32 || key > math.MaxInt32 {
+		return "", &Error{Op: op, Msg: fmt.Sprintf("SysV key %d does not fit in 32 bits", key), err: ErrInvalidArgument}
+	}
+	return SysV(key), nil
+}
+
+// Create creates a new queue under SysV key with maxLen slots (at least 2)
+// of msgSize 64-bit words (msgSize*8 bytes) each. Messages may be shorter.
+//
+// Unlike shqueue-go, Create never touches a queue that already exists: it
+// fails with ErrAlreadyExists (use Open, or OpenOrCreateAt).
+func Create(key int, msgSize, maxLen uint32) (*Queue, error) {
+	t, err := sysvTarget("create", key)
+	if err != nil {
+		return nil, err
+	}
+	if msgSize > math.MaxUint32/8 {
+		return nil, &Error{Op: "create", Target: t, Msg: fmt.Sprintf("message size of %d words is too large", msgSize),
+			err: ErrInvalidArgument}
+	}
+	return CreateAt(t, WithSlotSize(int(msgSize)*8), WithCapacity(int(maxLen)))
+}
+
+// Open opens the existing queue under SysV key.
+func Open(key int) (*Queue, error) {
+	t, err := sysvTarget("open", key)
+	if err != nil {
+		return nil, err
+	}
+	return OpenAt(t)
+}
+
+// Close detaches this handle from the queue; the queue lives on until
+// Delete (or Unlink). Calls already in progress finish first (a blocked call
+// returns within a few milliseconds with ErrHandleClosed); later calls fail
+// with ErrHandleClosed. To close the queue itself for every process, see
+// CloseQueue.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.h == nil {
+		return ErrHandleClosed
+	}
+	C.shmq_queue_free(q.h)
+	q.h = nil
+	runtime.SetFinalizer(q, nil)
+	return nil
+}
+
+// Delete removes the queue's name (see Unlink); this and other handles keep
+// working until closed. It may be called before or after Close.
+func (q *Queue) Delete() error { return Unlink(q.target) }
+
+// EnqueueShift enqueues msg; when the queue is full, the oldest message is
+// discarded to make room. It never blocks. Errors (closed queue, msg longer
+// than the slot size) drop msg silently: use Shift to see them.
+func (q *Queue) EnqueueShift(msg []byte) { _, _ = q.Shift(msg) }
+
+// EnqueueTry enqueues msg if a slot is free and reports whether it did
+// (false also for a closed queue or a msg longer than the slot size: use
+// TryEnqueue to tell these apart).
+func (q *Queue) EnqueueTry(msg []byte) bool { return q.TryEnqueue(msg) == nil }
+
+// EnqueueBlock enqueues msg, waiting while the queue is full until ctx is
+// done (then it returns ctx.Err() within about a millisecond, and msg was
+// not enqueued). Other errors: ErrClosed, ErrTooLarge.
+func (q *Queue) EnqueueBlock(ctx context.Context, msg []byte) error {
+	return q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.enqueueTry(msg) },
+		func(slice time.Duration) C.enum_shmq_status { return q.enqueueBlock(msg, slice) })
+}
+
+// DequeueTry dequeues the next message into toMsg and reports whether it
+// did (false when the queue is empty or closed, or when the message is
+// longer than toMsg: it then stays queued). Use TryDequeue to learn the
+// message's length and why it failed.
+func (q *Queue) DequeueTry(toMsg []byte) bool {
+	_, err := q.TryDequeue(toMsg)
+	return err == nil
+}
+
+// DequeueBlock dequeues the next message into toMsg, waiting while the
+// queue is empty until ctx is done (then it returns ctx.Err() within about a
+// millisecond; a message that arrived before is returned, never lost).
+// Other errors: ErrClosed (closed and drained), ErrBufferTooSmall (the
+// message stays queued). Use Dequeue to learn the message's length.
+func (q *Queue) DequeueBlock(ctx context.Context, toMsg []byte) error {
+	_, err := q.Dequeue(ctx, toMsg)
+	return err
+}
+
+// ---- the idiomatic API ----
+
+// Target is where the queue lives.
+func (q *Queue) Target() Target { return q.target }
+
+// SlotSize is the largest message, in bytes: a buffer of this size always
+// suffices.
+func (q *Queue) SlotSize() int { return q.slotSize }
+
+// Cap is the number of slots.
+func (q *Queue) Cap() int { return q.capacity }
+
+func bytesPtr(b []byte) *C.uint8_t {
+	if len(b) == 0 {
+		return nil
+	}
+	return (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(b)))
+}
+
+func (q *Queue) enqueueTry(msg []byte) C.enum_shmq_status {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_queue_enqueue_try(q.h, bytesPtr(msg), C.size_t(len(msg)))
+}
+
+func (q *Queue) enqueueBlock(msg []byte, timeout time.Duration) C.enum_shmq_status {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_queue_enqueue_block(q.h, bytesPtr(msg), C.size_t(len(msg)), C.int64_t(timeout))
+}
+
+func (q *Queue) dequeueTry(buf []byte, n *C.size_t) C.enum_shmq_status {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_queue_dequeue_try(q.h, bytesPtr(buf), C.size_t(len(buf)), n)
+}
+
+func (q *Queue) dequeueBlock(buf []byte, timeout time.Duration, n *C.size_t) C.enum_shmq_status {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_queue_dequeue_block(q.h, bytesPtr(buf), C.size_t(len(buf)), C.int64_t(timeout), n)
+}
+
+// TryEnqueue enqueues msg if a slot is free; it never waits. Errors:
+// ErrFull, ErrClosed, ErrTooLarge (nothing was written).
+func (q *Queue) TryEnqueue(msg []byte) error { return statusErr(q.enqueueTry(msg)) }
+
+// Shift enqueues msg; when the queue is full it discards the oldest
+// messages to make room, and returns how many. It never waits.
+func (q *Queue) Shift(msg []byte) (discarded uint64, err error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return 0, ErrHandleClosed
+	}
+	var d C.uint64_t
+	st := C.shmq_queue_enqueue_shift(q.h, bytesPtr(msg), C.size_t(len(msg)), &d)
+	return uint64(d), statusErr(st)
+}
+
+// TryDequeue dequeues the next message into buf and returns its length; it
+// never waits. Errors: ErrEmpty; ErrClosed once closed and drained;
+// ErrBufferTooSmall (the message stays queued).
+func (q *Queue) TryDequeue(buf []byte) (int, error) {
+	var n C.size_t
+	st := q.dequeueTry(buf, &n)
+	return int(n), statusErr(st)
+}
+
+// Dequeue dequeues the next message into buf and returns its length,
+// waiting while the queue is empty until ctx is done (then it returns
+// ctx.Err() within about a millisecond; a message that arrived before is
+// returned, never lost). Errors: ErrClosed, ErrBufferTooSmall.
+func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
+	var n C.size_t
+	err := q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
+		func(slice time.Duration) C.enum_shmq_status { return q.dequeueBlock(buf, slice, &n) })
+	return int(n), err
+}
+
+// DequeueTimeout is Dequeue with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (q *Queue) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
+	var n C.size_t
+	err := q.wait(context.Background(), deadline(timeout), func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
+		func(slice time.Duration) C.enum_shmq_status { return q.dequeueBlock(buf, slice, &n) })
+	return int(n), err
+}
+
+// EnqueueTimeout is EnqueueBlock with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (q *Queue) EnqueueTimeout(msg []byte, timeout time.Duration) error {
+	return q.wait(context.Background(), deadline(timeout), func() C.enum_shmq_status { return q.enqueueTry(msg) },
+		func(slice time.Duration) C.enum_shmq_status { return q.enqueueBlock(msg, slice) })
+}
+
+func deadline(timeout time.Duration) time.Time {
+	if timeout < 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(timeout)
+}
+
+const (
+	// How long a blocking call retries in Go before it sleeps in the kernel.
+	spinFor = 50 * time.Microsecond
+	// A sleep in the kernel when a context can cancel it: bounds how long a
+	// cancellation (or Close) waits.
+	sliceCancellable = time.Millisecond
+	// A sleep in the kernel when nothing can cancel it (bounds Close).
+	sliceBackground = 20 * time.Millisecond
+)
+
+// wait runs a blocking operation: try; spin on try for spinFor; then block
+// in C in short slices, checking ctx (and the deadline) between them. It
+// returns as soon as an attempt succeeds, even if ctx is done by then: a
+// message taken is always handed over.
+func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shmq_status,
+	block func(time.Duration) C.enum_shmq_status) error {
+	st := try()
+	if st != C.SHMQ_EMPTY && st != C.SHMQ_FULL {
+		return statusErr(st)
+	}
+	done := ctx.Done()
+	cancelled := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	start := time.Now()
+	for i := 1; ; i++ {
+		st = try()
+		if st != C.SHMQ_EMPTY && st != C.SHMQ_FULL {
+			return statusErr(st)
+		}
+		if i%32 == 0 {
+			if done != nil && cancelled() {
+				return ctx.Err()
+			}
+			if time.Since(start) > spinFor {
+				break
+			}
+		}
+	}
+	slice := sliceBackground
+	if done != nil {
+		slice = sliceCancellable
+	}
+	for {
+		if done != nil && cancelled() {
+			return ctx.Err()
+		}
+		s := slice
+		if !until.IsZero() {
+			left := time.Until(until)
+			if left <= 0 {
+				return ErrTimeout
+			}
+			s = min(s, left)
+		}
+		st = block(s)
+		if st != C.SHMQ_TIMEOUT {
+			return statusErr(st)
+		}
+	}
+}
+
+// CloseQueue closes the queue for every process: enqueues fail with
+// ErrClosed; dequeues drain what is left, then fail with ErrClosed. Blocked
+// callers wake. Idempotent. (To release this handle, see Close.)
+func (q *Queue) CloseQueue() error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return ErrHandleClosed
+	}
+	return statusErr(C.shmq_queue_close(q.h))
+}
+
+// IsClosed reports whether the queue was closed (by any process).
+func (q *Queue) IsClosed() bool {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return false
+	}
+	var closed C.bool
+	C.shmq_queue_is_closed(q.h, &closed)
+	return bool(closed)
+}
+
+// Len is the number of messages waiting (approximate while operations are
+// in flight); 0 after Close.
+func (q *Queue) Len() int {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return 0
+	}
+	var n C.uint64_t
+	C.shmq_queue_len(q.h, &n)
+	return int(n)
+}
+
+// Stats reads the queue's counters.
+func (q *Queue) Stats() (Stats, error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return Stats{}, ErrHandleClosed
+	}
+	var s C.shmq_stats
+	if st := C.shmq_queue_stats(q.h, &s); st != C.SHMQ_OK {
+		return Stats{}, statusErr(st)
+	}
+	return Stats{
+		Enqueued:   uint64(s.enqueued),
+		Dequeued:   uint64(s.dequeued),
+		Discarded:  uint64(s.discarded),
+		Tombstones: uint64(s.tombstones),
+		Len:        uint64(s.len),
+		Capacity:   uint64(s.capacity),
+	}, nil
+}
+
+// Flush writes a file-backed queue to disk; it does nothing for SysV and
+// POSIX queues.
+func (q *Queue) Flush() error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return ErrHandleClosed
+	}
+	return setup("flush", q.target, func(msg *C.char) C.enum_shmq_status { return C.go_flush(q.h, msg, errCap) })
+}
+
+// ---- targets and options ----
+
+// Target names where a queue lives: "sysv:KEY", "posix:NAME" (/dev/shm) or
+// "file:PATH". Build one with SysV, Posix or File; a plain string works too
+// (a number is a SysV key, a path with a '/' after its first character a
+// file, anything else a POSIX name).
+type Target string
+
+// SysV is the target of a SysV shared-memory segment by key.
+func SysV(key int) Target { return Target(fmt.Sprintf("sysv:%d", key)) }
+
+// Posix is the target of a POSIX shared-memory object (/dev/shm/NAME).
+func Posix(name string) Target { return Target("posix:" + name) }
+
+// File is the target of a regular file, mapped shared: the queue persists
+// across restarts.
+func File(path string) Target { return Target("file:" + path) }
+
+// Defaults of CreateAt and OpenOrCreateAt.
+const (
+	DefaultSlotSize = 256
+	DefaultCapacity = 1024
+)
+
+type config struct {
+	slotSize int
+	capacity int
+	mode     os.FileMode
+}
+
+// Option sets a parameter of a new queue.
+type Option func(*config)
+
+// WithSlotSize sets the largest message, in bytes.
+func WithSlotSize(bytes int) Option { return func(c *config) { c.slotSize = bytes } }
+
+// WithCapacity sets the number of slots (at least 2).
+func WithCapacity(slots int) Option { return func(c *config) { c.capacity = slots } }
+
+// WithMode sets the permission bits of the segment (default 0600).
+func WithMode(mode os.FileMode) Option { return func(c *config) { c.mode = mode } }
+
+func versionPtr() uintptr { return uintptr(unsafe.Pointer(C.shmq_version())) }
