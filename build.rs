@@ -53,7 +53,8 @@ fn main() {
 }
 
 fn generate(dir: &Path) -> Result<Vec<u8>, String> {
-    let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).map_err(|e| e.to_string())?;
+    let mut config =
+        cbindgen::Config::from_file(dir.join("cbindgen.toml")).map_err(|e| e.to_string())?;
     let var = |name: &str| env::var(name).unwrap_or_else(|_| "0".into());
     config.after_includes = Some(format!(
         "\n/** The version of this header: compare with shmq_version() at run time. */\n\

@@ -35,17 +35,27 @@ fn committed_header_matches_a_fresh_generation() {
 #[test]
 fn header_declares_every_exported_function() {
     // Every `#[no_mangle]` function of src/capi appears in the header.
-    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/shmq.h")).unwrap();
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/shmq.h"))
+            .unwrap();
     let capi = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/capi");
     let mut seen = 0;
     for entry in std::fs::read_dir(&capi).unwrap() {
         let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for line in src.lines() {
-            let Some(rest) = line.split("extern \"C\" fn ").nth(1) else { continue };
+            let Some(rest) = line.split("extern \"C\" fn ").nth(1) else {
+                continue;
+            };
             let name = rest.split('(').next().unwrap();
-            assert!(committed.contains(&format!("{name}(")), "{name} is missing from include/shmq.h");
+            assert!(
+                committed.contains(&format!("{name}(")),
+                "{name} is missing from include/shmq.h"
+            );
             seen += 1;
         }
     }
-    assert!(seen >= 20, "found only {seen} exported functions in src/capi");
+    assert!(
+        seen >= 20,
+        "found only {seen} exported functions in src/capi"
+    );
 }

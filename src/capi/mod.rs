@@ -77,10 +77,11 @@ pub const SHMQ_WAIT_FOREVER: i64 = -1;
 /// Builds a `&'static CStr` from a string literal at compile time.
 macro_rules! cstr {
     ($s:expr) => {{
-        const C: &::std::ffi::CStr = match ::std::ffi::CStr::from_bytes_with_nul(concat!($s, "\0").as_bytes()) {
-            Ok(c) => c,
-            Err(_) => panic!("string literal contains a NUL byte"),
-        };
+        const C: &::std::ffi::CStr =
+            match ::std::ffi::CStr::from_bytes_with_nul(concat!($s, "\0").as_bytes()) {
+                Ok(c) => c,
+                Err(_) => panic!("string literal contains a NUL byte"),
+            };
         C
     }};
 }
@@ -139,7 +140,10 @@ pub(crate) fn boundary(body: impl FnOnce() -> shmq_status) -> shmq_status {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic payload".into());
-            fail(SHMQ_PANIC, format_args!("shmq panicked (a bug, please report it): {what}"))
+            fail(
+                SHMQ_PANIC,
+                format_args!("shmq panicked (a bug, please report it): {what}"),
+            )
         }
     }
 }
@@ -165,7 +169,9 @@ pub(crate) fn enqueue_error(e: EnqueueError) -> shmq_status {
     match e {
         EnqueueError::Full => fail_static(SHMQ_FULL, cstr!("queue is full")),
         EnqueueError::Closed => fail_static(SHMQ_CLOSED, cstr!("queue is closed")),
-        EnqueueError::Timeout => fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a free slot")),
+        EnqueueError::Timeout => {
+            fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a free slot"))
+        }
         e @ EnqueueError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
         e @ EnqueueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
@@ -176,7 +182,9 @@ pub(crate) fn dequeue_error(e: DequeueError) -> shmq_status {
     match e {
         DequeueError::Empty => fail_static(SHMQ_EMPTY, cstr!("queue is empty")),
         DequeueError::Closed => fail_static(SHMQ_CLOSED, cstr!("queue is closed and drained")),
-        DequeueError::Timeout => fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a message")),
+        DequeueError::Timeout => {
+            fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a message"))
+        }
         e @ DequeueError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
         e @ DequeueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
@@ -212,7 +220,11 @@ pub extern "C" fn shmq_last_error() -> *const c_char {
     // The pointer outlives the borrow: the string is only replaced by a later
     // failing call on this same thread.
     LAST_ERROR
-        .try_with(|e| e.try_borrow().map(|m| m.as_ptr()).unwrap_or(cstr!("").as_ptr()))
+        .try_with(|e| {
+            e.try_borrow()
+                .map(|m| m.as_ptr())
+                .unwrap_or(cstr!("").as_ptr())
+        })
         .unwrap_or(cstr!("").as_ptr())
 }
 
@@ -293,7 +305,9 @@ mod tests {
 
     fn last_error() -> String {
         // SAFETY: shmq_last_error never returns NULL and the text is NUL-terminated.
-        unsafe { CStr::from_ptr(shmq_last_error()) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(shmq_last_error()) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     #[test]
@@ -309,7 +323,11 @@ mod tests {
 
     #[test]
     fn status_names_match_values() {
-        for (status, name) in [(SHMQ_OK, "SHMQ_OK"), (SHMQ_FULL, "SHMQ_FULL"), (SHMQ_IO, "SHMQ_IO")] {
+        for (status, name) in [
+            (SHMQ_OK, "SHMQ_OK"),
+            (SHMQ_FULL, "SHMQ_FULL"),
+            (SHMQ_IO, "SHMQ_IO"),
+        ] {
             // SAFETY: static NUL-terminated strings.
             let got = unsafe { CStr::from_ptr(shmq_status_name(status as i32)) };
             assert_eq!(got.to_str().unwrap(), name);
@@ -323,6 +341,8 @@ mod tests {
     fn messages_are_per_thread_and_nul_safe() {
         fail(SHMQ_IO, "a\0b");
         assert_eq!(last_error(), "a\\0b");
-        std::thread::spawn(|| assert_eq!(last_error(), "")).join().unwrap();
+        std::thread::spawn(|| assert_eq!(last_error(), ""))
+            .join()
+            .unwrap();
     }
 }

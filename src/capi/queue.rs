@@ -4,7 +4,9 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use super::shmq_status::{self, *};
-use super::{boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error};
+use super::{
+    boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
+};
 use crate::{Queue, QueueConfig, WaitStrategy};
 
 /// A handle to a work queue. Opaque: create it with shmq_queue_create(),
@@ -46,10 +48,16 @@ unsafe fn msg_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], shmq_statu
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(fail_static(SHMQ_NULL_PARAMETER, cstr!("argument `msg` is NULL but `len` is not 0")));
+        return Err(fail_static(
+            SHMQ_NULL_PARAMETER,
+            cstr!("argument `msg` is NULL but `len` is not 0"),
+        ));
     }
     if len > isize::MAX as usize {
-        return Err(fail_static(SHMQ_INVALID_ARGUMENT, cstr!("`len` exceeds PTRDIFF_MAX")));
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`len` exceeds PTRDIFF_MAX"),
+        ));
     }
     // SAFETY: non-null, len <= isize::MAX, readable for len bytes (caller).
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -65,10 +73,16 @@ unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], shmq_sta
         return Ok(&mut []);
     }
     if ptr.is_null() {
-        return Err(fail_static(SHMQ_NULL_PARAMETER, cstr!("argument `buf` is NULL but `buf_len` is not 0")));
+        return Err(fail_static(
+            SHMQ_NULL_PARAMETER,
+            cstr!("argument `buf` is NULL but `buf_len` is not 0"),
+        ));
     }
     if len > isize::MAX as usize {
-        return Err(fail_static(SHMQ_INVALID_ARGUMENT, cstr!("`buf_len` exceeds PTRDIFF_MAX")));
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`buf_len` exceeds PTRDIFF_MAX"),
+        ));
     }
     // SAFETY: non-null, len <= isize::MAX, writable and exclusive (caller).
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
@@ -88,7 +102,10 @@ macro_rules! queue_ref {
 ///
 /// # Safety
 /// `out` is non-null and valid for writing a pointer.
-unsafe fn handle_out(result: Result<Queue, crate::Error>, out: *mut *mut shmq_queue) -> shmq_status {
+unsafe fn handle_out(
+    result: Result<Queue, crate::Error>,
+    out: *mut *mut shmq_queue,
+) -> shmq_status {
     match result {
         Ok(queue) => {
             let handle = Box::into_raw(Box::new(shmq_queue { queue }));
@@ -101,8 +118,12 @@ unsafe fn handle_out(result: Result<Queue, crate::Error>, out: *mut *mut shmq_qu
 }
 
 fn config(slot_size: u32, capacity: u64, mode: u32) -> Result<QueueConfig, shmq_status> {
-    let capacity = usize::try_from(capacity)
-        .map_err(|_| fail_static(SHMQ_INVALID_ARGUMENT, cstr!("capacity does not fit in size_t")))?;
+    let capacity = usize::try_from(capacity).map_err(|_| {
+        fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("capacity does not fit in size_t"),
+        )
+    })?;
     let mode = if mode == 0 { 0o600 } else { mode };
     Ok(QueueConfig::new(slot_size as usize, capacity).mode(mode))
 }
@@ -158,7 +179,10 @@ pub unsafe extern "C" fn shmq_queue_create(
 /// `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
 /// for writing a pointer.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_open(target: *const c_char, queue_out: *mut *mut shmq_queue) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_open(
+    target: *const c_char,
+    queue_out: *mut *mut shmq_queue,
+) -> shmq_status {
     boundary(|| {
         non_null!(target);
         non_null!(queue_out);
@@ -232,7 +256,9 @@ pub unsafe extern "C" fn shmq_queue_set_wait(queue: *mut shmq_queue, spin_ns: i6
     boundary(|| {
         non_null!(queue);
         let strategy = match u64::try_from(spin_ns) {
-            Ok(ns) => WaitStrategy::SpinThenSleep { spin: Duration::from_nanos(ns) },
+            Ok(ns) => WaitStrategy::SpinThenSleep {
+                spin: Duration::from_nanos(ns),
+            },
             Err(_) => WaitStrategy::BusySpin,
         };
         // SAFETY: non-null (checked); a live handle used by no one else (caller).
@@ -300,7 +326,11 @@ pub unsafe extern "C" fn shmq_queue_flush(queue: *const shmq_queue) -> shmq_stat
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_enqueue_try(queue: *const shmq_queue, msg: *const u8, len: usize) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_enqueue_try(
+    queue: *const shmq_queue,
+    msg: *const u8,
+    len: usize,
+) -> shmq_status {
     boundary(|| {
         let q = queue_ref!(queue);
         // SAFETY: readable for len bytes (caller).
@@ -465,7 +495,10 @@ pub unsafe extern "C" fn shmq_queue_close(queue: *const shmq_queue) -> shmq_stat
 /// `queue` is NULL or a live handle; `closed_out` is NULL or valid for
 /// writing a `bool`.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_is_closed(queue: *const shmq_queue, closed_out: *mut bool) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_is_closed(
+    queue: *const shmq_queue,
+    closed_out: *mut bool,
+) -> shmq_status {
     boundary(|| {
         let q = queue_ref!(queue);
         non_null!(closed_out);
@@ -482,7 +515,10 @@ pub unsafe extern "C" fn shmq_queue_is_closed(queue: *const shmq_queue, closed_o
 /// `queue` is NULL or a live handle; `len_out` is NULL or valid for writing a
 /// `uint64_t`.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_len(queue: *const shmq_queue, len_out: *mut u64) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_len(
+    queue: *const shmq_queue,
+    len_out: *mut u64,
+) -> shmq_status {
     boundary(|| {
         let q = queue_ref!(queue);
         non_null!(len_out);
@@ -498,7 +534,10 @@ pub unsafe extern "C" fn shmq_queue_len(queue: *const shmq_queue, len_out: *mut 
 /// `queue` is NULL or a live handle; `capacity_out` is NULL or valid for
 /// writing a `uint64_t`.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_capacity(queue: *const shmq_queue, capacity_out: *mut u64) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_capacity(
+    queue: *const shmq_queue,
+    capacity_out: *mut u64,
+) -> shmq_status {
     boundary(|| {
         let q = queue_ref!(queue);
         non_null!(capacity_out);
@@ -515,7 +554,10 @@ pub unsafe extern "C" fn shmq_queue_capacity(queue: *const shmq_queue, capacity_
 /// `queue` is NULL or a live handle; `slot_size_out` is NULL or valid for
 /// writing a `uint32_t`.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_slot_size(queue: *const shmq_queue, slot_size_out: *mut u32) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_slot_size(
+    queue: *const shmq_queue,
+    slot_size_out: *mut u32,
+) -> shmq_status {
     boundary(|| {
         let q = queue_ref!(queue);
         non_null!(slot_size_out);
@@ -532,7 +574,10 @@ pub unsafe extern "C" fn shmq_queue_slot_size(queue: *const shmq_queue, slot_siz
 /// `queue` is NULL or a live handle; `stats_out` is NULL or valid for writing
 /// a `shmq_stats`.
 #[no_mangle]
-pub unsafe extern "C" fn shmq_queue_stats(queue: *const shmq_queue, stats_out: *mut shmq_stats) -> shmq_status {
+pub unsafe extern "C" fn shmq_queue_stats(
+    queue: *const shmq_queue,
+    stats_out: *mut shmq_stats,
+) -> shmq_status {
     boundary(|| {
         let q = queue_ref!(queue);
         non_null!(stats_out);
@@ -570,14 +615,26 @@ mod tests {
             assert_eq!(shmq_queue_set_wait(q, 0), SHMQ_OK);
             let mut buf = [0u8; 16];
             let mut n = 99usize;
-            assert_eq!(shmq_queue_dequeue_try(q, buf.as_mut_ptr(), buf.len(), &mut n), SHMQ_EMPTY);
+            assert_eq!(
+                shmq_queue_dequeue_try(q, buf.as_mut_ptr(), buf.len(), &mut n),
+                SHMQ_EMPTY
+            );
             assert_eq!(n, 99);
             assert_eq!(shmq_queue_enqueue_try(q, b"abc".as_ptr(), 3), SHMQ_OK);
-            assert_eq!(shmq_queue_dequeue_block(q, buf.as_mut_ptr(), buf.len(), 1_000_000, &mut n), SHMQ_OK);
+            assert_eq!(
+                shmq_queue_dequeue_block(q, buf.as_mut_ptr(), buf.len(), 1_000_000, &mut n),
+                SHMQ_OK
+            );
             assert_eq!(&buf[..n], b"abc");
-            assert_eq!(shmq_queue_dequeue_block(q, buf.as_mut_ptr(), buf.len(), 1_000, &mut n), SHMQ_TIMEOUT);
+            assert_eq!(
+                shmq_queue_dequeue_block(q, buf.as_mut_ptr(), buf.len(), 1_000, &mut n),
+                SHMQ_TIMEOUT
+            );
             let mut other: *mut shmq_queue = ptr::null_mut();
-            assert_eq!(shmq_queue_create(t.as_ptr(), 16, 4, 0, &mut other), SHMQ_ALREADY_EXISTS);
+            assert_eq!(
+                shmq_queue_create(t.as_ptr(), 16, 4, 0, &mut other),
+                SHMQ_ALREADY_EXISTS
+            );
             assert!(other.is_null());
             assert_eq!(shmq_queue_unlink(q), SHMQ_OK);
             shmq_queue_free(q);
