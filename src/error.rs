@@ -66,21 +66,32 @@ impl Error {
     /// Maps an OS error from an operation on `target` to the matching variant.
     pub(crate) fn from_os(context: &str, target: &str, err: io::Error) -> Error {
         match err.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists { target: target.to_owned() },
-            Some(libc::ENOENT) => Error::NotFound { target: target.to_owned() },
-            Some(libc::EACCES) | Some(libc::EPERM) => {
-                Error::PermissionDenied { target: target.to_owned() }
-            }
-            _ => Error::Io { context: format!("{context} {target}"), source: err },
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                target: target.to_owned(),
+            },
+            Some(libc::ENOENT) => Error::NotFound {
+                target: target.to_owned(),
+            },
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+                target: target.to_owned(),
+            },
+            _ => Error::Io {
+                context: format!("{context} {target}"),
+                source: err,
+            },
         }
     }
 
     pub(crate) fn corrupt(detail: impl Into<String>) -> Error {
-        Error::Corrupt { detail: detail.into() }
+        Error::Corrupt {
+            detail: detail.into(),
+        }
     }
 
     pub(crate) fn invalid(detail: impl Into<String>) -> Error {
-        Error::InvalidArgument { detail: detail.into() }
+        Error::InvalidArgument {
+            detail: detail.into(),
+        }
     }
 }
 
@@ -92,7 +103,10 @@ impl fmt::Display for Error {
                 "{target} already exists and was left untouched; open it, or remove it first"
             ),
             Error::NotFound { target } => {
-                write!(f, "{target} does not exist; create it first or check the key/name/path")
+                write!(
+                    f,
+                    "{target} does not exist; create it first or check the key/name/path"
+                )
             }
             Error::PermissionDenied { target } => write!(
                 f,
@@ -177,7 +191,10 @@ impl fmt::Display for EnqueueError {
             EnqueueError::Full => f.write_str("queue is full"),
             EnqueueError::Closed => f.write_str("queue is closed"),
             EnqueueError::TooLarge { len, max } => {
-                write!(f, "message of {len} bytes exceeds the slot size of {max} bytes")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the slot size of {max} bytes"
+                )
             }
             EnqueueError::Timeout => f.write_str("timed out waiting for a free slot"),
             EnqueueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),

@@ -232,7 +232,9 @@ impl Params {
             )));
         }
         if mode & !0o777 != 0 {
-            return Err(Error::invalid(format!("mode {mode:o} has bits beyond 0o777")));
+            return Err(Error::invalid(format!(
+                "mode {mode:o} has bits beyond 0o777"
+            )));
         }
         let stride = slot_stride(slot_size);
         let aux_offset = (HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE) as u64;
@@ -318,12 +320,16 @@ impl Params {
         }
         // SAFETY: in bounds (map_len >= HEADER_SIZE); a plain copy of bytes
         // that are immutable after the magic was published.
-        let raw: [u8; HEADER_SIZE] = unsafe { core::ptr::read_volatile(base as *const [u8; HEADER_SIZE]) };
+        let raw: [u8; HEADER_SIZE] =
+            unsafe { core::ptr::read_volatile(base as *const [u8; HEADER_SIZE]) };
         let word32 = |off: usize| u32::from_le_bytes(raw[off..off + 4].try_into().unwrap());
         let word64 = |off: usize| u64::from_le_bytes(raw[off..off + 8].try_into().unwrap());
         let version = word32(8);
         if version != LAYOUT_VERSION {
-            return Err(Error::VersionMismatch { found: version, supported: LAYOUT_VERSION });
+            return Err(Error::VersionMismatch {
+                found: version,
+                supported: LAYOUT_VERSION,
+            });
         }
         let stored_sum = word64(96);
         if checksum(&raw) != stored_sum {
@@ -346,7 +352,9 @@ impl Params {
             slots_offset: word64(88),
         };
         if word64(64) != HEADER_SIZE as u64 || word32(72) != PROC_SLOTS as u32 {
-            return Err(Error::corrupt("process table is not where this layout puts it"));
+            return Err(Error::corrupt(
+                "process table is not where this layout puts it",
+            ));
         }
         if p.slot_size > MAX_SLOT_SIZE || p.slot_stride != slot_stride(p.slot_size) {
             return Err(Error::corrupt(format!(
@@ -355,7 +363,10 @@ impl Params {
             )));
         }
         if !(2..=MAX_CAPACITY).contains(&p.capacity) {
-            return Err(Error::corrupt(format!("capacity {} out of range", p.capacity)));
+            return Err(Error::corrupt(format!(
+                "capacity {} out of range",
+                p.capacity
+            )));
         }
         let expected_aux = (HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE) as u64;
         let expected_slots = expected_aux + p.aux_count as u64 * AUX_ENTRY_SIZE;
@@ -363,7 +374,10 @@ impl Params {
             .capacity
             .checked_mul(p.slot_stride as u64)
             .and_then(|s| s.checked_add(expected_slots));
-        if p.aux_offset != expected_aux || p.slots_offset != expected_slots || needed != Some(p.total_size) {
+        if p.aux_offset != expected_aux
+            || p.slots_offset != expected_slots
+            || needed != Some(p.total_size)
+        {
             return Err(Error::corrupt("table offsets and sizes do not add up"));
         }
         if p.total_size > map_len as u64 {
@@ -382,28 +396,44 @@ impl Params {
             diffs.push(format!("kind {:?} (wanted {:?})", self.kind, want.kind));
         }
         if self.slot_size != want.slot_size {
-            diffs.push(format!("slot size {} (wanted {})", self.slot_size, want.slot_size));
+            diffs.push(format!(
+                "slot size {} (wanted {})",
+                self.slot_size, want.slot_size
+            ));
         }
         if self.capacity != want.capacity {
-            diffs.push(format!("capacity {} (wanted {})", self.capacity, want.capacity));
+            diffs.push(format!(
+                "capacity {} (wanted {})",
+                self.capacity, want.capacity
+            ));
         }
         if self.flags != want.flags {
-            diffs.push(format!("flags {:#x} (wanted {:#x})", self.flags, want.flags));
+            diffs.push(format!(
+                "flags {:#x} (wanted {:#x})",
+                self.flags, want.flags
+            ));
         }
         if self.aux_count != want.aux_count {
-            diffs.push(format!("table size {} (wanted {})", self.aux_count, want.aux_count));
+            diffs.push(format!(
+                "table size {} (wanted {})",
+                self.aux_count, want.aux_count
+            ));
         }
         if diffs.is_empty() {
             Ok(())
         } else {
-            Err(Error::Incompatible { detail: format!("existing segment has {}", diffs.join(", ")) })
+            Err(Error::Incompatible {
+                detail: format!("existing segment has {}", diffs.join(", ")),
+            })
         }
     }
 }
 
 /// FNV-1a over the immutable part of a header image.
 pub fn checksum(header: &[u8]) -> u64 {
-    header[CHECKSUM_RANGE].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    header[CHECKSUM_RANGE]
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }

@@ -36,8 +36,8 @@ pub(crate) fn register(table: &[ProcEntry]) -> Option<usize> {
     for pass in 0..2 {
         for (i, entry) in table.iter().enumerate() {
             let cur = entry.pid.load(Ordering::Relaxed);
-            let free = cur == 0
-                || (pass == 1 && !is_alive(cur, entry.start_time.load(Ordering::Relaxed)));
+            let free =
+                cur == 0 || (pass == 1 && !is_alive(cur, entry.start_time.load(Ordering::Relaxed)));
             if free
                 // SYNC(proc-claim): AcqRel, pairs with the Release store in
                 // `unregister` and with other claimers of the same entry.
@@ -57,7 +57,9 @@ pub(crate) fn register(table: &[ProcEntry]) -> Option<usize> {
 /// Clears this process's entry.
 pub(crate) fn unregister(entry: &ProcEntry) {
     // SYNC(proc-claim): Release, pairs with the AcqRel claim in `register`.
-    let _ = entry.pid.compare_exchange(std::process::id(), 0, Ordering::Release, Ordering::Relaxed);
+    let _ = entry
+        .pid
+        .compare_exchange(std::process::id(), 0, Ordering::Release, Ordering::Relaxed);
 }
 
 /// One process listed in a segment's process table.

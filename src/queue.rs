@@ -22,7 +22,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::layout::{Params, QueueKind, SlotHeader, SLOT_HEADER_SIZE, SLOT_TOMBSTONE, STAMP_WAITER};
+use crate::layout::{
+    Params, QueueKind, SlotHeader, SLOT_HEADER_SIZE, SLOT_TOMBSTONE, STAMP_WAITER,
+};
 use crate::liveness::{self, Attached};
 use crate::region::Region;
 use crate::sync::Ordering;
@@ -72,7 +74,14 @@ impl QueueConfig {
     }
 
     fn params(&self) -> Result<Params, Error> {
-        Params::new(QueueKind::WorkQueue, self.slot_size, self.capacity, 0, 0, self.mode)
+        Params::new(
+            QueueKind::WorkQueue,
+            self.slot_size,
+            self.capacity,
+            0,
+            0,
+            self.mode,
+        )
     }
 }
 
@@ -176,7 +185,11 @@ impl Queue {
         Queue {
             slot_size: p.slot_size as usize,
             capacity: p.capacity,
-            mask: if p.capacity.is_power_of_two() { p.capacity - 1 } else { 0 },
+            mask: if p.capacity.is_power_of_two() {
+                p.capacity - 1
+            } else {
+                0
+            },
             wait: WaitStrategy::default(),
             region,
         }
@@ -242,7 +255,11 @@ impl Queue {
 
     #[inline]
     fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = if self.mask != 0 { pos & self.mask } else { pos % self.capacity };
+        let index = if self.mask != 0 {
+            pos & self.mask
+        } else {
+            pos % self.capacity
+        };
         // SAFETY: index < capacity by construction.
         unsafe { self.region.slot(index) }
     }
@@ -380,7 +397,10 @@ impl Queue {
     #[inline]
     pub fn enqueue_try(&self, msg: &[u8]) -> Result<(), EnqueueError> {
         if msg.len() > self.slot_size {
-            return Err(EnqueueError::TooLarge { len: msg.len(), max: self.slot_size });
+            return Err(EnqueueError::TooLarge {
+                len: msg.len(),
+                max: self.slot_size,
+            });
         }
         if self.closed() {
             return Err(EnqueueError::Closed);
@@ -391,7 +411,11 @@ impl Queue {
             // published, but as a tombstone, so drained consumers stay right.
             self.publish(pos, slot, &[], SLOT_TOMBSTONE);
             // Relaxed: a statistic.
-            self.region.header().stats.tombstones.fetch_add(1, Ordering::Relaxed);
+            self.region
+                .header()
+                .stats
+                .tombstones
+                .fetch_add(1, Ordering::Relaxed);
             return Err(EnqueueError::Closed);
         }
         self.publish(pos, slot, msg, 0);
@@ -467,13 +491,19 @@ impl Queue {
                     if !claim.tombstone {
                         discarded += 1;
                         // Relaxed: a statistic.
-                        self.region.header().stats.discarded.fetch_add(1, Ordering::Relaxed);
+                        self.region
+                            .header()
+                            .stats
+                            .discarded
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 // The oldest is mid-copy or mid-publish: let it finish.
                 Err(DequeueError::Empty) => std::hint::spin_loop(),
                 Err(DequeueError::Closed) => return Err(EnqueueError::Closed),
-                Err(DequeueError::Corrupt { detail }) => return Err(EnqueueError::Corrupt { detail }),
+                Err(DequeueError::Corrupt { detail }) => {
+                    return Err(EnqueueError::Corrupt { detail })
+                }
                 Err(_) => std::hint::spin_loop(),
             }
         }
@@ -505,7 +535,14 @@ impl Queue {
                 // Relaxed: the claim needs atomicity only; the payload was
                 // ordered by the Acquire stamp load above.
                 match head.compare_exchange_weak(h, ready, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => return Ok(Claim { pos: h, slot, len, tombstone }),
+                    Ok(_) => {
+                        return Ok(Claim {
+                            pos: h,
+                            slot,
+                            len,
+                            tombstone,
+                        })
+                    }
                     Err(cur) => h = cur,
                 }
             } else {
@@ -513,7 +550,11 @@ impl Queue {
                 if cur != h {
                     h = cur; // another consumer moved on: retry there
                 } else if (s.wrapping_sub(ready) as i64) < 0 {
-                    return Err(if self.drained(h) { DequeueError::Closed } else { DequeueError::Empty });
+                    return Err(if self.drained(h) {
+                        DequeueError::Closed
+                    } else {
+                        DequeueError::Empty
+                    });
                 } else {
                     // The Acquire above saw a release of position h, which
                     // happens after head passed h: head cannot still read h.
@@ -540,7 +581,10 @@ impl Queue {
     fn release(&self, claim: &Claim<'_>) {
         // SYNC(slot-free): Release, pairs with the Acquire stamp load in
         // `claim_tail`. The swap also reads the waiter bit (see crate::wait).
-        let old = claim.slot.stamp.swap((claim.pos + self.capacity) << 1, Ordering::Release);
+        let old = claim
+            .slot
+            .stamp
+            .swap((claim.pos + self.capacity) << 1, Ordering::Release);
         if old & STAMP_WAITER != 0 {
             wait::wake_all(&claim.slot.stamp);
         }
@@ -576,14 +620,21 @@ impl Queue {
             if claim.len > self.slot_size {
                 self.release(&claim);
                 return Err(DequeueError::Corrupt {
-                    detail: format!("slot holds length {} > slot size {}", claim.len, self.slot_size),
+                    detail: format!(
+                        "slot holds length {} > slot size {}",
+                        claim.len, self.slot_size
+                    ),
                 });
             }
             // SAFETY: we own position claim.pos; the payload holds claim.len
             // <= slot_size bytes inside the validated slot array, and
             // claim.len <= buf.len() (checked in claim_head).
             unsafe {
-                std::ptr::copy_nonoverlapping(Self::payload(claim.slot), buf.as_mut_ptr(), claim.len)
+                std::ptr::copy_nonoverlapping(
+                    Self::payload(claim.slot),
+                    buf.as_mut_ptr(),
+                    claim.len,
+                )
             };
             self.release(&claim);
             return Ok(claim.len);
@@ -604,13 +655,21 @@ impl Queue {
     /// q.close();
     /// assert_eq!(q.dequeue_block(&mut buf, None), Err(DequeueError::Closed));
     /// ```
-    pub fn dequeue_block(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize, DequeueError> {
+    pub fn dequeue_block(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize, DequeueError> {
         self.dequeue_until(buf, timeout.map(|t| Instant::now() + t))
     }
 
     /// Dequeues the next message, waiting while the queue is empty, until
     /// `deadline` (`None`: no limit).
-    pub fn dequeue_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, DequeueError> {
+    pub fn dequeue_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, DequeueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match self.dequeue_try(buf) {
@@ -659,5 +718,260 @@ impl Queue {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(slot: usize, cap: usize) -> Queue {
+        Queue::in_process(&QueueConfig::new(slot, cap)).unwrap()
+    }
+
+    fn msg(i: u64, len: usize) -> Vec<u8> {
+        (0..len).map(|j| (i as usize * 7 + j) as u8).collect()
+    }
+
+    #[test]
+    fn wraps_around_many_times_in_order() {
+        for cap in [2usize, 3, 4, 7, 64] {
+            let q = queue(32, cap);
+            let mut buf = [0u8; 32];
+            let mut next_out = 0u64;
+            for i in 0..10_000u64 {
+                let m = msg(i, (i % 33) as usize);
+                if q.enqueue_try(&m) == Err(EnqueueError::Full) {
+                    let n = q.dequeue_try(&mut buf).unwrap();
+                    assert_eq!(&buf[..n], &msg(next_out, (next_out % 33) as usize)[..]);
+                    next_out += 1;
+                    q.enqueue_try(&m).unwrap();
+                }
+            }
+            while let Ok(n) = q.dequeue_try(&mut buf) {
+                assert_eq!(&buf[..n], &msg(next_out, (next_out % 33) as usize)[..]);
+                next_out += 1;
+            }
+            assert_eq!(next_out, 10_000, "capacity {cap}");
+            let s = q.stats();
+            assert_eq!((s.enqueued, s.dequeued, s.len), (10_000, 10_000, 0));
+        }
+    }
+
+    #[test]
+    fn full_empty_and_sizes() {
+        let q = queue(8, 2);
+        let mut buf = [0u8; 8];
+        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(
+            q.enqueue_try(&[0; 9]),
+            Err(EnqueueError::TooLarge { len: 9, max: 8 })
+        );
+        assert_eq!(q.len(), 0, "a rejected message writes nothing");
+        q.enqueue_try(&[]).unwrap();
+        q.enqueue_try(&[1; 8]).unwrap();
+        assert_eq!(q.enqueue_try(&[2]), Err(EnqueueError::Full));
+        assert_eq!(q.dequeue_try(&mut buf), Ok(0));
+        let mut small = [0u8; 7];
+        assert_eq!(
+            q.dequeue_try(&mut small),
+            Err(DequeueError::BufferTooSmall { needed: 8 })
+        );
+        assert_eq!(q.len(), 1, "the message stays queued");
+        assert_eq!(q.dequeue_try(&mut buf), Ok(8));
+        assert_eq!(buf, [1; 8]);
+    }
+
+    #[test]
+    fn close_rejects_producers_and_drains_consumers() {
+        let q = queue(8, 4);
+        q.enqueue_try(b"a").unwrap();
+        q.enqueue_try(b"b").unwrap();
+        q.close();
+        assert!(q.is_closed());
+        assert_eq!(q.enqueue_try(b"c"), Err(EnqueueError::Closed));
+        assert_eq!(q.enqueue_shift(b"c"), Err(EnqueueError::Closed));
+        assert_eq!(q.enqueue_block(b"c", None), Err(EnqueueError::Closed));
+        let mut buf = [0u8; 8];
+        assert_eq!(q.dequeue_try(&mut buf), Ok(1));
+        assert_eq!(q.dequeue_block(&mut buf, None), Ok(1));
+        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+        assert_eq!(
+            q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
+            Err(DequeueError::Closed)
+        );
+    }
+
+    #[test]
+    fn tombstones_are_skipped() {
+        let q = queue(8, 4);
+        q.enqueue_try(b"a").unwrap();
+        // A producer that claimed a position and found the queue closed
+        // publishes a tombstone; simulate one between two messages.
+        let (pos, slot) = q.claim_tail().unwrap();
+        q.publish(pos, slot, &[], SLOT_TOMBSTONE);
+        q.enqueue_try(b"b").unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(q.dequeue_try(&mut buf), Ok(1));
+        assert_eq!(&buf[..1], b"a");
+        assert_eq!(q.dequeue_try(&mut buf), Ok(1));
+        assert_eq!(&buf[..1], b"b");
+        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+    }
+
+    #[test]
+    fn shift_discards_exactly_the_oldest() {
+        let q = queue(8, 4);
+        let mut total = 0;
+        for i in 0..10u8 {
+            total += q.enqueue_shift(&[i]).unwrap();
+        }
+        assert_eq!(total, 6);
+        assert_eq!(q.stats().discarded, 6);
+        let mut buf = [0u8; 8];
+        for want in 6..10u8 {
+            assert_eq!(q.dequeue_try(&mut buf), Ok(1));
+            assert_eq!(buf[0], want);
+        }
+    }
+
+    #[test]
+    fn corrupt_stamps_give_errors_not_hangs() {
+        let q = queue(8, 4);
+        // A stamp far ahead of head and tail: garbage written by someone.
+        // SAFETY: index 0 < capacity.
+        let slot = unsafe { q.region.slot(0) };
+        slot.stamp.store(1000 << 1, Ordering::Relaxed);
+        let mut buf = [0u8; 8];
+        assert!(matches!(
+            q.dequeue_try(&mut buf),
+            Err(DequeueError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            q.enqueue_try(b"x"),
+            Err(EnqueueError::Corrupt { .. })
+        ));
+        // A published slot claiming a length beyond the slot size.
+        let q = queue(8, 4);
+        q.enqueue_try(b"x").unwrap();
+        // SAFETY: index 0 < capacity.
+        unsafe { q.region.slot(0) }
+            .len
+            .store(1 << 20, Ordering::Relaxed);
+        let mut big = vec![0u8; 1 << 21];
+        assert!(matches!(
+            q.dequeue_try(&mut big),
+            Err(DequeueError::Corrupt { .. })
+        ));
+        assert_eq!(
+            q.dequeue_try(&mut big),
+            Err(DequeueError::Empty),
+            "the bad slot was dropped"
+        );
+    }
+
+    #[test]
+    fn blocking_calls_time_out_and_wake() {
+        let q = queue(8, 2);
+        let mut buf = [0u8; 8];
+        let t0 = Instant::now();
+        assert_eq!(
+            q.dequeue_block(&mut buf, Some(Duration::from_millis(30))),
+            Err(DequeueError::Timeout)
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        q.enqueue_try(b"1").unwrap();
+        q.enqueue_try(b"2").unwrap();
+        assert_eq!(
+            q.enqueue_block(b"3", Some(Duration::from_millis(30))),
+            Err(EnqueueError::Timeout)
+        );
+
+        // A sleeping consumer is woken by a producer thread.
+        let q = queue(8, 2);
+        std::thread::scope(|s| {
+            let consumer = s.spawn(|| {
+                let mut buf = [0u8; 8];
+                let t0 = Instant::now();
+                let r = q.dequeue_block(&mut buf, Some(Duration::from_secs(20)));
+                (r, t0.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            q.enqueue_try(b"wake").unwrap();
+            let (r, waited) = consumer.join().unwrap();
+            assert_eq!(r, Ok(4));
+            assert!(
+                waited < Duration::from_secs(10),
+                "woken by the enqueue, not the timeout"
+            );
+        });
+
+        // A sleeping producer and a sleeping consumer are woken by close.
+        let full = queue(8, 2);
+        full.enqueue_try(b"1").unwrap();
+        full.enqueue_try(b"2").unwrap();
+        let empty = queue(8, 2);
+        std::thread::scope(|s| {
+            let p = s.spawn(|| full.enqueue_block(b"3", Some(Duration::from_secs(20))));
+            let c = s.spawn(|| empty.dequeue_block(&mut [0u8; 8], Some(Duration::from_secs(20))));
+            std::thread::sleep(Duration::from_millis(100));
+            full.close();
+            empty.close();
+            assert_eq!(p.join().unwrap(), Err(EnqueueError::Closed));
+            assert_eq!(c.join().unwrap(), Err(DequeueError::Closed));
+        });
+    }
+
+    #[test]
+    fn threads_deliver_exactly_once_in_producer_order() {
+        const PRODUCERS: u64 = 3;
+        const PER: u64 = 20_000;
+        let q = queue(16, 8);
+        let received = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            let producers: Vec<_> = (0..PRODUCERS)
+                .map(|p| {
+                    let q = &q;
+                    s.spawn(move || {
+                        for i in 0..PER {
+                            let mut m = [0u8; 16];
+                            m[..8].copy_from_slice(&p.to_le_bytes());
+                            m[8..].copy_from_slice(&i.to_le_bytes());
+                            q.enqueue_block(&m, Some(Duration::from_secs(30))).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let mut last = [None::<u64>; PRODUCERS as usize];
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 16];
+                    loop {
+                        match q.dequeue_block(&mut buf, Some(Duration::from_secs(30))) {
+                            Ok(16) => {}
+                            Err(DequeueError::Closed) => break,
+                            other => panic!("unexpected {other:?}"),
+                        }
+                        let p = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                        let i = u64::from_le_bytes(buf[8..].try_into().unwrap());
+                        assert!(last[p as usize].is_none_or(|l| l < i), "FIFO per producer");
+                        last[p as usize] = Some(i);
+                        got.push((p, i));
+                    }
+                    received.lock().unwrap().extend(got);
+                });
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            q.close();
+        });
+        let mut all = received.into_inner().unwrap();
+        all.sort_unstable();
+        let want: Vec<_> = (0..PRODUCERS)
+            .flat_map(|p| (0..PER).map(move |i| (p, i)))
+            .collect();
+        assert_eq!(all, want, "every message exactly once");
     }
 }

@@ -48,6 +48,7 @@ impl Region {
     }
 
     /// Opens any shmq segment at `target`, whatever its kind (for inspection).
+    #[allow(dead_code)] // used by the inspection API
     pub(crate) fn open_any(target: &Target) -> Result<Region, Error> {
         let seg = Segment::open(target)?;
         let params = Self::validate(&seg, &target.to_string())?;
@@ -71,7 +72,9 @@ impl Region {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::NotReady { target: target.to_string() })
+        Err(Error::NotReady {
+            target: target.to_string(),
+        })
     }
 
     /// Validates the header of an untrusted mapping, waiting a bounded time
@@ -90,14 +93,20 @@ impl Region {
                 return Ok(params);
             }
             if Instant::now() >= deadline {
-                return Err(Error::NotReady { target: what.to_owned() });
+                return Err(Error::NotReady {
+                    target: what.to_owned(),
+                });
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
     fn attached(seg: Segment, params: Params) -> Region {
-        let mut region = Region { seg, params, proc_slot: None };
+        let mut region = Region {
+            seg,
+            params,
+            proc_slot: None,
+        };
         region.proc_slot = liveness::register(region.procs());
         region
     }
@@ -132,6 +141,7 @@ impl Region {
     }
 
     /// The start of the kind-specific table (`aux_count` entries of 128 bytes).
+    #[allow(dead_code)] // used by the fan-out log's cursor table
     pub(crate) fn aux_ptr(&self) -> *mut u8 {
         // SAFETY: validated: aux_offset lies inside the mapping.
         unsafe { self.seg.as_ptr().add(self.params.aux_offset as usize) }
@@ -153,7 +163,9 @@ impl Region {
         // SAFETY: index < capacity (caller), so the slot lies inside the
         // validated slot array; stride is a multiple of 8, so it is aligned.
         unsafe {
-            &*(self.slots_ptr().add((index * self.params.slot_stride as u64) as usize)
+            &*(self
+                .slots_ptr()
+                .add((index * self.params.slot_stride as u64) as usize)
                 as *const SlotHeader)
         }
     }

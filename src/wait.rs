@@ -41,7 +41,9 @@ pub enum WaitStrategy {
 
 impl Default for WaitStrategy {
     fn default() -> Self {
-        WaitStrategy::SpinThenSleep { spin: Duration::from_micros(50) }
+        WaitStrategy::SpinThenSleep {
+            spin: Duration::from_micros(50),
+        }
     }
 }
 
@@ -66,7 +68,12 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(strategy: WaitStrategy, deadline: Option<Instant>) -> Backoff {
-        Backoff { strategy, deadline, spin_until: None, spins: 0 }
+        Backoff {
+            strategy,
+            deadline,
+            spin_until: None,
+            spins: 0,
+        }
     }
 
     /// Called after an attempt that could not proceed.
@@ -100,7 +107,8 @@ impl Backoff {
 
     /// Time left before the deadline (None: forever).
     pub(crate) fn remaining(&self) -> Option<Duration> {
-        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -117,13 +125,21 @@ fn futex_word(stamp: &AtomicU64) -> *const u32 {
 /// Sleeps on `stamp` while it still holds `seen` (a value on which the caller
 /// cannot proceed), or until `remaining` passes or `closed` is set. Returns
 /// at once if the stamp has changed. The caller re-checks after any return.
-pub(crate) fn sleep_on_stamp(stamp: &AtomicU64, seen: u64, closed: Option<&AtomicU32>, remaining: Option<Duration>) {
+pub(crate) fn sleep_on_stamp(
+    stamp: &AtomicU64,
+    seen: u64,
+    closed: Option<&AtomicU32>,
+    remaining: Option<Duration>,
+) {
     let marked = seen | STAMP_WAITER;
     if seen & STAMP_WAITER == 0 {
         // SYNC(waiter-bit): SeqCst, pairs with the swap that publishes or
         // releases this slot (it sees the bit, or we see its new value) and,
         // for close, with the SeqCst store of `closed` and the closer's scan.
-        if stamp.compare_exchange(seen, marked, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+        if stamp
+            .compare_exchange(seen, marked, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
             return;
         }
     }
@@ -144,18 +160,36 @@ fn futex_wait(word: *const u32, expected: u32, timeout: Option<Duration>) {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: word points into a live mapping (the stamp borrowed by the
     // caller); FUTEX_WAIT only reads it. EINTR, EAGAIN and ETIMEDOUT all mean
     // "re-check", which every caller does.
     unsafe {
-        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        );
     }
 }
 
 fn futex_wake(word: *const u32, count: i32) {
     // SAFETY: word points into a live mapping; FUTEX_WAKE does not touch memory.
     unsafe {
-        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, count, 0usize, 0usize, 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAKE,
+            count,
+            0usize,
+            0usize,
+            0u32,
+        );
     }
 }

@@ -20,7 +20,11 @@ fn open_fd(path: &Path, flags: libc::c_int, mode: u32) -> Result<Fd, Error> {
     // SAFETY: c is a valid NUL-terminated string.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
     if fd < 0 {
-        return Err(Error::from_os("open", &what(path), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "open",
+            &what(path),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(Fd(fd))
 }

@@ -67,7 +67,9 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Target, Error> {
         let bad = |what: &str| Error::invalid(format!("{what} in target {s:?}"));
         if let Some(rest) = s.strip_prefix("sysv:") {
-            return parse_key(rest).map(Target::SysV).ok_or_else(|| bad("bad SysV key"));
+            return parse_key(rest)
+                .map(Target::SysV)
+                .ok_or_else(|| bad("bad SysV key"));
         }
         if let Some(rest) = s.strip_prefix("posix:") {
             return Ok(Target::Posix(rest.to_owned()));
@@ -180,12 +182,22 @@ impl Segment {
     pub fn heap(size: usize) -> Segment {
         let mut buf = vec![HeapLine([0; 128]); size.div_ceil(128).max(1)];
         let ptr = NonNull::new(buf.as_mut_ptr() as *mut u8).expect("Vec pointer is non-null");
-        Segment { ptr, len: size, backing: Backing::Heap(buf), target: None }
+        Segment {
+            ptr,
+            len: size,
+            backing: Backing::Heap(buf),
+            target: None,
+        }
     }
 
     pub(crate) fn from_raw(ptr: NonNull<u8>, len: usize, sysv: bool) -> Segment {
         let backing = if sysv { Backing::SysV } else { Backing::Mmap };
-        Segment { ptr, len, backing, target: None }
+        Segment {
+            ptr,
+            len,
+            backing,
+            target: None,
+        }
     }
 
     /// The first byte of the region.
@@ -258,7 +270,11 @@ pub(crate) fn map_fd(fd: libc::c_int, len: usize, what: &str) -> Result<Segment,
         )
     };
     if ptr == libc::MAP_FAILED {
-        return Err(Error::from_os("mmap", what, std::io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "mmap",
+            what,
+            std::io::Error::last_os_error(),
+        ));
     }
     let ptr = NonNull::new(ptr as *mut u8).expect("mmap never returns null on success");
     Ok(Segment::from_raw(ptr, len, false))
@@ -282,7 +298,11 @@ pub(crate) fn size_and_map(fd: &Fd, size: usize, mode: u32, what: &str) -> Resul
         if libc::fchmod(fd.0, mode as libc::mode_t) != 0
             || libc::ftruncate(fd.0, size as libc::off_t) != 0
         {
-            return Err(Error::from_os("size", what, std::io::Error::last_os_error()));
+            return Err(Error::from_os(
+                "size",
+                what,
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     map_fd(fd.0, size, what)
@@ -297,7 +317,11 @@ pub(crate) fn map_existing(fd: &Fd, what: &str) -> Result<Segment, Error> {
         let size = unsafe {
             let mut st: libc::stat = std::mem::zeroed();
             if libc::fstat(fd.0, &mut st) != 0 {
-                return Err(Error::from_os("stat", what, std::io::Error::last_os_error()));
+                return Err(Error::from_os(
+                    "stat",
+                    what,
+                    std::io::Error::last_os_error(),
+                ));
             }
             st.st_size as usize
         };
@@ -305,7 +329,9 @@ pub(crate) fn map_existing(fd: &Fd, what: &str) -> Result<Segment, Error> {
             return map_fd(fd.0, size, what);
         }
         if std::time::Instant::now() >= deadline {
-            return Err(Error::NotReady { target: what.to_owned() });
+            return Err(Error::NotReady {
+                target: what.to_owned(),
+            });
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }

@@ -30,7 +30,11 @@ fn shm_open(name: &str, flags: libc::c_int, mode: u32) -> Result<Fd, Error> {
     // SAFETY: c is a valid NUL-terminated string.
     let fd = unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) };
     if fd < 0 {
-        return Err(Error::from_os("shm_open", &what(name), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "shm_open",
+            &what(name),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(Fd(fd))
 }
@@ -51,7 +55,11 @@ pub(super) fn unlink(name: &str) -> Result<(), Error> {
     let c = cstring(&full_name(name)?, "POSIX name")?;
     // SAFETY: c is a valid NUL-terminated string.
     if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
-        return Err(Error::from_os("shm_unlink", &what(name), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "shm_unlink",
+            &what(name),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

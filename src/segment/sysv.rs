@@ -12,7 +12,9 @@ fn name(key: i32) -> String {
 
 fn check_key(key: i32) -> Result<(), Error> {
     if key == libc::IPC_PRIVATE {
-        return Err(Error::invalid("SysV key 0 (IPC_PRIVATE) cannot be shared by key"));
+        return Err(Error::invalid(
+            "SysV key 0 (IPC_PRIVATE) cannot be shared by key",
+        ));
     }
     Ok(())
 }
@@ -21,7 +23,11 @@ fn attach(id: libc::c_int, len: usize, key: i32) -> Result<Segment, Error> {
     // SAFETY: attaching a segment id we just looked up; the kernel picks the address.
     let ptr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
     if ptr as isize == -1 {
-        return Err(Error::from_os("shmat", &name(key), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "shmat",
+            &name(key),
+            io::Error::last_os_error(),
+        ));
     }
     let ptr = NonNull::new(ptr as *mut u8).expect("shmat never returns null on success");
     Ok(Segment::from_raw(ptr, len, true))
@@ -33,7 +39,11 @@ pub(super) fn create(key: i32, size: usize, mode: u32) -> Result<Segment, Error>
     // SAFETY: plain syscall.
     let id = unsafe { libc::shmget(key, size, flags) };
     if id < 0 {
-        return Err(Error::from_os("shmget", &name(key), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "shmget",
+            &name(key),
+            io::Error::last_os_error(),
+        ));
     }
     attach(id, size, key).inspect_err(|_| {
         // SAFETY: removing the segment we just created and failed to attach.
@@ -46,13 +56,21 @@ fn lookup(key: i32) -> Result<(libc::c_int, usize), Error> {
     // SAFETY: plain syscall; size 0 and no flags only look the key up.
     let id = unsafe { libc::shmget(key, 0, 0) };
     if id < 0 {
-        return Err(Error::from_os("shmget", &name(key), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "shmget",
+            &name(key),
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: IPC_STAT into a zeroed struct.
     let size = unsafe {
         let mut ds: libc::shmid_ds = std::mem::zeroed();
         if libc::shmctl(id, libc::IPC_STAT, &mut ds) != 0 {
-            return Err(Error::from_os("shmctl", &name(key), io::Error::last_os_error()));
+            return Err(Error::from_os(
+                "shmctl",
+                &name(key),
+                io::Error::last_os_error(),
+            ));
         }
         ds.shm_segsz
     };
@@ -74,7 +92,11 @@ pub(super) fn unlink(key: i32) -> Result<(), Error> {
     let (id, _) = lookup(key)?;
     // SAFETY: plain syscall on an id we looked up.
     if unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } != 0 {
-        return Err(Error::from_os("shmctl", &name(key), io::Error::last_os_error()));
+        return Err(Error::from_os(
+            "shmctl",
+            &name(key),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
