@@ -8,8 +8,10 @@
 //! (target/<profile>), so a C compiler and Go are required: a missing one
 //! fails the test with a message saying so.
 
-// (The harness's `child_roles!` is not needed here.)
+// The shared harness (its `child_roles!` is not needed here; its file is
+// formatted by its owner).
 #[allow(unused_imports)]
+#[rustfmt::skip]
 mod common;
 
 use std::collections::HashMap;
