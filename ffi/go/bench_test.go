@@ -149,11 +149,12 @@ func BenchmarkCancelLatency(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancelled := make(chan time.Time, 1)
-		go func() {
-			time.Sleep(2 * time.Millisecond) // well into the kernel wait
+		go func(i int) {
+			// Well into the kernel wait, at varying points of a sleep slice.
+			time.Sleep(2*time.Millisecond + time.Duration(i%10)*100*time.Microsecond)
 			cancelled <- time.Now()
 			cancel()
-		}()
+		}(i)
 		err := q.DequeueBlock(ctx, buf)
 		lat := time.Since(<-cancelled)
 		if err != context.Canceled {

@@ -28,23 +28,22 @@ package shmq
 // The queue operations neither keep Go pointers nor call back into Go:
 // their buffers and outputs can stay on the Go stack.
 #cgo noescape shmq_queue_enqueue_try
-#cgo noescape shmq_queue_enqueue_block
 #cgo noescape shmq_queue_enqueue_shift
 #cgo noescape shmq_queue_dequeue_try
-#cgo noescape shmq_queue_dequeue_block
 #cgo noescape shmq_queue_is_closed
 #cgo noescape shmq_queue_len
 #cgo noescape shmq_queue_stats
 #cgo nocallback shmq_queue_enqueue_try
-#cgo nocallback shmq_queue_enqueue_block
 #cgo nocallback shmq_queue_enqueue_shift
 #cgo nocallback shmq_queue_dequeue_try
-#cgo nocallback shmq_queue_dequeue_block
 #cgo nocallback shmq_queue_is_closed
 #cgo nocallback shmq_queue_len
 #cgo nocallback shmq_queue_stats
+#cgo nocallback go_enqueue_wait
+#cgo nocallback go_dequeue_wait
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include "shmq.h"
 
 // A failed setup call copies the calling thread's last error inside the
@@ -76,6 +75,49 @@ static enum shmq_status go_flush(const shmq_queue *q, char *msg, size_t msg_cap)
 static enum shmq_status go_find_free_key(int32_t *key, char *msg, size_t msg_cap) {
 	return go_capture(shmq_find_free_key(key), msg, msg_cap);
 }
+
+// The blocking phase of EnqueueBlock/DequeueBlock and friends runs here, in
+// one cgo call: it waits in the kernel in slices of slice_ns, and between
+// slices looks at two flags that Go sets from other goroutines: *stop (the
+// context is done) and *closing (Close was called). So a cancellation is
+// seen within one slice, and an idle wait costs Go's runtime nothing.
+// total_ns < 0 waits without limit (else SHMQ_TIMEOUT when it passes).
+#define GO_STOPPED ((enum shmq_status)(1 << 21))
+
+static int64_t go_now_ns(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int go_slice(int64_t end, int64_t slice_ns, const int32_t *stop, const int32_t *closing, int64_t *out) {
+	if (__atomic_load_n(stop, __ATOMIC_ACQUIRE) || __atomic_load_n(closing, __ATOMIC_ACQUIRE)) return 0;
+	int64_t left = end - go_now_ns();
+	*out = left < slice_ns ? left : slice_ns;
+	return 1;
+}
+
+static enum shmq_status go_enqueue_wait(const shmq_queue *q, const uint8_t *msg, size_t len, int64_t slice_ns,
+                                        int64_t total_ns, const int32_t *stop, const int32_t *closing) {
+	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
+	while (go_slice(end, slice_ns, stop, closing, &t)) {
+		if (t <= 0) return SHMQ_TIMEOUT;
+		enum shmq_status s = shmq_queue_enqueue_block(q, msg, len, t);
+		if (s != SHMQ_TIMEOUT) return s;
+	}
+	return GO_STOPPED;
+}
+
+static enum shmq_status go_dequeue_wait(const shmq_queue *q, uint8_t *buf, size_t len, int64_t slice_ns,
+                                        int64_t total_ns, const int32_t *stop, const int32_t *closing, size_t *n) {
+	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
+	while (go_slice(end, slice_ns, stop, closing, &t)) {
+		if (t <= 0) return SHMQ_TIMEOUT;
+		enum shmq_status s = shmq_queue_dequeue_block(q, buf, len, t, n);
+		if (s != SHMQ_TIMEOUT) return s;
+	}
+	return GO_STOPPED;
+}
 */
 import "C"
 
@@ -86,6 +128,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -99,6 +142,7 @@ func Version() string { return C.GoString(C.shmq_version()) }
 type Queue struct {
 	mu       sync.RWMutex // guards h: calls hold it shared, Close exclusively
 	h        *C.shmq_queue
+	closing  *int32 // set by Close (never reset): calls waiting in C return
 	target   Target
 	slotSize int
 	capacity int
@@ -127,14 +171,14 @@ func setup(op string, t Target, call func(msg *C.char) C.enum_shmq_status) error
 }
 
 func newQueue(t Target, h *C.shmq_queue) *Queue {
-	// Blocking calls into C sleep at once: this package spins in Go first and
-	// then waits in short slices, so that a context can interrupt the wait.
+	// Blocking calls into C sleep at once: this package spins in Go first,
+	// then sleeps in C in short slices so that a context can interrupt it.
 	C.shmq_queue_set_wait(h, 0)
 	var slot C.uint32_t
 	var capacity C.uint64_t
 	C.shmq_queue_slot_size(h, &slot)
 	C.shmq_queue_capacity(h, &capacity)
-	q := &Queue{h: h, target: t, slotSize: int(slot), capacity: int(capacity)}
+	q := &Queue{h: h, closing: new(int32), target: t, slotSize: int(slot), capacity: int(capacity)}
 	runtime.SetFinalizer(q, (*Queue).Close)
 	return q
 }
@@ -249,10 +293,13 @@ func Open(key int) (*Queue, error) {
 
 // Close detaches this handle from the queue; the queue lives on until
 // Delete (or Unlink). Calls already in progress finish first (a blocked call
-// returns within a few milliseconds with ErrHandleClosed); later calls fail
-// with ErrHandleClosed. To close the queue itself for every process, see
+// returns within about 10 ms with ErrHandleClosed); later calls fail with
+// ErrHandleClosed. To close the queue itself for every process, see
 // CloseQueue.
 func (q *Queue) Close() error {
+	// Calls waiting in C see this within a slice and return; no new call
+	// starts once the Lock below is pending.
+	atomic.StoreInt32(q.closing, 1)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.h == nil {
@@ -283,7 +330,9 @@ func (q *Queue) EnqueueTry(msg []byte) bool { return q.TryEnqueue(msg) == nil }
 // not enqueued). Other errors: ErrClosed, ErrTooLarge.
 func (q *Queue) EnqueueBlock(ctx context.Context, msg []byte) error {
 	return q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.enqueueTry(msg) },
-		func(slice time.Duration) C.enum_shmq_status { return q.enqueueBlock(msg, slice) })
+		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+			return q.enqueueWait(msg, total, slice, stop)
+		})
 }
 
 // DequeueTry dequeues the next message into toMsg and reports whether it
@@ -333,13 +382,17 @@ func (q *Queue) enqueueTry(msg []byte) C.enum_shmq_status {
 	return C.shmq_queue_enqueue_try(q.h, bytesPtr(msg), C.size_t(len(msg)))
 }
 
-func (q *Queue) enqueueBlock(msg []byte, timeout time.Duration) C.enum_shmq_status {
+func (q *Queue) enqueueWait(msg []byte, total, slice time.Duration, stop *int32) C.enum_shmq_status {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.h == nil {
 		return statusHandleClosed
 	}
-	return C.shmq_queue_enqueue_block(q.h, bytesPtr(msg), C.size_t(len(msg)), C.int64_t(timeout))
+	if stop == nil {
+		stop = q.closing
+	}
+	return C.go_enqueue_wait(q.h, bytesPtr(msg), C.size_t(len(msg)), C.int64_t(slice), C.int64_t(total),
+		(*C.int32_t)(unsafe.Pointer(stop)), (*C.int32_t)(unsafe.Pointer(q.closing)))
 }
 
 func (q *Queue) dequeueTry(buf []byte, n *C.size_t) C.enum_shmq_status {
@@ -351,13 +404,17 @@ func (q *Queue) dequeueTry(buf []byte, n *C.size_t) C.enum_shmq_status {
 	return C.shmq_queue_dequeue_try(q.h, bytesPtr(buf), C.size_t(len(buf)), n)
 }
 
-func (q *Queue) dequeueBlock(buf []byte, timeout time.Duration, n *C.size_t) C.enum_shmq_status {
+func (q *Queue) dequeueWait(buf []byte, total, slice time.Duration, stop *int32, n *C.size_t) C.enum_shmq_status {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.h == nil {
 		return statusHandleClosed
 	}
-	return C.shmq_queue_dequeue_block(q.h, bytesPtr(buf), C.size_t(len(buf)), C.int64_t(timeout), n)
+	if stop == nil {
+		stop = q.closing
+	}
+	return C.go_dequeue_wait(q.h, bytesPtr(buf), C.size_t(len(buf)), C.int64_t(slice), C.int64_t(total),
+		(*C.int32_t)(unsafe.Pointer(stop)), (*C.int32_t)(unsafe.Pointer(q.closing)), n)
 }
 
 // TryEnqueue enqueues msg if a slot is free; it never waits. Errors:
@@ -393,7 +450,9 @@ func (q *Queue) TryDequeue(buf []byte) (int, error) {
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 	var n C.size_t
 	err := q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
-		func(slice time.Duration) C.enum_shmq_status { return q.dequeueBlock(buf, slice, &n) })
+		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+			return q.dequeueWait(buf, total, slice, stop, &n)
+		})
 	return int(n), err
 }
 
@@ -402,7 +461,9 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 func (q *Queue) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
 	var n C.size_t
 	err := q.wait(context.Background(), deadline(timeout), func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
-		func(slice time.Duration) C.enum_shmq_status { return q.dequeueBlock(buf, slice, &n) })
+		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+			return q.dequeueWait(buf, total, slice, stop, &n)
+		})
 	return int(n), err
 }
 
@@ -410,7 +471,9 @@ func (q *Queue) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (q *Queue) EnqueueTimeout(msg []byte, timeout time.Duration) error {
 	return q.wait(context.Background(), deadline(timeout), func() C.enum_shmq_status { return q.enqueueTry(msg) },
-		func(slice time.Duration) C.enum_shmq_status { return q.enqueueBlock(msg, slice) })
+		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+			return q.enqueueWait(msg, total, slice, stop)
+		})
 }
 
 func deadline(timeout time.Duration) time.Time {
@@ -423,19 +486,22 @@ func deadline(timeout time.Duration) time.Time {
 const (
 	// How long a blocking call retries in Go before it sleeps in the kernel.
 	spinFor = 50 * time.Microsecond
-	// A sleep in the kernel when a context can cancel it: bounds how long a
-	// cancellation (or Close) waits.
+	// The longest single sleep in the kernel when a context can cancel the
+	// call: bounds how long a cancellation takes to be noticed.
 	sliceCancellable = time.Millisecond
-	// A sleep in the kernel when nothing can cancel it (bounds Close).
-	sliceBackground = 20 * time.Millisecond
+	// ... and when nothing but Close can interrupt it (each slice costs a
+	// few microseconds of CPU: longer slices make idle waiting cheaper).
+	sliceIdle = 10 * time.Millisecond
 )
 
-// wait runs a blocking operation: try; spin on try for spinFor; then block
-// in C in short slices, checking ctx (and the deadline) between them. It
-// returns as soon as an attempt succeeds, even if ctx is done by then: a
-// message taken is always handed over.
+const statusStopped C.enum_shmq_status = C.GO_STOPPED
+
+// wait runs a blocking operation: try; spin on try for spinFor; then wait
+// in C (see go_dequeue_wait) until done, with ctx's cancellation and Close
+// delivered through flags. It returns as soon as an attempt succeeds, even
+// if ctx is done by then: a message taken is always handed over.
 func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shmq_status,
-	block func(time.Duration) C.enum_shmq_status) error {
+	block func(total, slice time.Duration, stop *int32) C.enum_shmq_status) error {
 	st := try()
 	if st != C.SHMQ_EMPTY && st != C.SHMQ_FULL {
 		return statusErr(st)
@@ -464,27 +530,28 @@ func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shm
 			}
 		}
 	}
-	slice := sliceBackground
+
+	var stop *int32 // nil: only Close stops the wait
+	slice := sliceIdle
 	if done != nil {
 		slice = sliceCancellable
+		stop = new(int32) // read by C during the call; a late store is harmless
+		defer context.AfterFunc(ctx, func() { atomic.StoreInt32(stop, 1) })()
 	}
-	for {
+	total := time.Duration(-1)
+	if !until.IsZero() {
+		if total = time.Until(until); total <= 0 {
+			return ErrTimeout
+		}
+	}
+	st = block(total, slice, stop)
+	if st == statusStopped {
 		if done != nil && cancelled() {
 			return ctx.Err()
 		}
-		s := slice
-		if !until.IsZero() {
-			left := time.Until(until)
-			if left <= 0 {
-				return ErrTimeout
-			}
-			s = min(s, left)
-		}
-		st = block(s)
-		if st != C.SHMQ_TIMEOUT {
-			return statusErr(st)
-		}
+		return ErrHandleClosed // Close was called
 	}
+	return statusErr(st)
 }
 
 // CloseQueue closes the queue for every process: enqueues fail with
