@@ -4,9 +4,10 @@
 //! once over the union of both consumers, intact (checksums) and in order
 //! per producer within each consumer.
 //!
-//! The consumers are built here against the libshmq of this very build
-//! (target/<profile>), so a C compiler and Go are required: a missing one
-//! fails the test with a message saying so.
+//! The consumers are built here against the libshmq.so that `cargo build`
+//! made in target/<profile> (the test checks that it is not older than the
+//! sources), so a C compiler and Go are required: a missing one fails the
+//! test with a message saying so.
 
 // The shared harness (its `child_roles!` is not needed here; its file is
 // formatted by its owner).
@@ -31,7 +32,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>: where cargo put the libshmq.so of this build.
+/// target/<profile>: where `cargo build` put libshmq.so. (`cargo test` does
+/// not build the cdylib, so it must exist, and be newer than the sources.)
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
@@ -39,12 +41,47 @@ fn lib_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>")
         .to_path_buf();
+    let profile = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
+    let so = dir.join("libshmq.so");
+    let built = std::fs::metadata(&so)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build{profile}` first",
+                so.display()
+            )
+        });
+    let newest = newest_source(&repo().join("src"));
     assert!(
-        dir.join("libshmq.so").exists(),
-        "{} has no libshmq.so; build the library first (cargo build)",
-        dir.display()
+        built >= newest,
+        "{} is older than the sources: run `cargo build{profile}` first",
+        so.display()
     );
     dir
+}
+
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir)
+        .expect("read src/")
+        .map_while(Result::ok)
+    {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH)
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// Runs a build command, killing it after `timeout`; panics with its output on failure.
