@@ -21,7 +21,10 @@ func benchPairs(b *testing.B, enqueue func(q *shmq.Queue, msg []byte) error,
 	var enq, deq time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i += 1024 {
-		k := min(1024, b.N-i)
+		k := 1024
+		if b.N-i < k {
+			k = b.N - i
+		}
 		t0 := time.Now()
 		for j := 0; j < k; j++ {
 			if err := enqueue(q, msg); err != nil {
@@ -161,7 +164,9 @@ func BenchmarkCancelLatency(b *testing.B) {
 			b.Fatal(err)
 		}
 		sum += lat
-		worst = max(worst, lat)
+		if lat > worst {
+			worst = lat
+		}
 	}
 	b.ReportMetric(float64(sum.Microseconds())/float64(b.N), "cancel-µs")
 	b.ReportMetric(float64(worst.Microseconds()), "max-cancel-µs")

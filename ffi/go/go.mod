@@ -1,3 +1,3 @@
 module shmq.dev/shmq
 
-go 1.22
+go 1.19

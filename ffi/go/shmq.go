@@ -25,22 +25,6 @@ package shmq
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../include
 #cgo LDFLAGS: -L${SRCDIR}/../../target/release -Wl,-rpath,${SRCDIR}/../../target/release -lshmq
-// The queue operations neither keep Go pointers nor call back into Go:
-// their buffers and outputs can stay on the Go stack.
-#cgo noescape shmq_queue_enqueue_try
-#cgo noescape shmq_queue_enqueue_shift
-#cgo noescape shmq_queue_dequeue_try
-#cgo noescape shmq_queue_is_closed
-#cgo noescape shmq_queue_len
-#cgo noescape shmq_queue_stats
-#cgo nocallback shmq_queue_enqueue_try
-#cgo nocallback shmq_queue_enqueue_shift
-#cgo nocallback shmq_queue_dequeue_try
-#cgo nocallback shmq_queue_is_closed
-#cgo nocallback shmq_queue_len
-#cgo nocallback shmq_queue_stats
-#cgo nocallback go_enqueue_wait
-#cgo nocallback go_dequeue_wait
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -370,7 +354,7 @@ func bytesPtr(b []byte) *C.uint8_t {
 	if len(b) == 0 {
 		return nil
 	}
-	return (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(b)))
+	return (*C.uint8_t)(unsafe.Pointer(&b[0]))
 }
 
 func (q *Queue) enqueueTry(msg []byte) C.enum_shmq_status {
@@ -536,7 +520,15 @@ func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shm
 	if done != nil {
 		slice = sliceCancellable
 		stop = new(int32) // read by C during the call; a late store is harmless
-		defer context.AfterFunc(ctx, func() { atomic.StoreInt32(stop, 1) })()
+		over := make(chan struct{})
+		defer close(over)
+		go func() {
+			select {
+			case <-done:
+				atomic.StoreInt32(stop, 1)
+			case <-over:
+			}
+		}()
 	}
 	total := time.Duration(-1)
 	if !until.IsZero() {
