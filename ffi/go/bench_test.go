@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,6 +190,43 @@ func ExampleQueue_TryDequeue() {
 	// Output:
 	// tick <nil>
 	// shmq: queue is empty
+}
+
+// CPU spent by a goroutine blocked on an empty queue, in % of one core
+// (process-wide rusage over each 500 ms wait: run it alone). "ctx" waits
+// with a cancellable context (2 ms sleep slices), "timeout" without one.
+func BenchmarkIdleWait(b *testing.B) {
+	for _, cancellable := range []bool{true, false} {
+		name := "timeout"
+		if cancellable {
+			name = "ctx"
+		}
+		b.Run(name, func(b *testing.B) {
+			q := mustCreate(b, target(b), shmq.WithSlotSize(64), shmq.WithCapacity(2))
+			buf := make([]byte, 64)
+			var cpu, wall time.Duration
+			for i := 0; i < b.N; i++ {
+				var before, after syscall.Rusage
+				syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+				start := time.Now()
+				var err error
+				if cancellable {
+					ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+					_, err = q.Dequeue(ctx, buf)
+					cancel()
+				} else {
+					_, err = q.DequeueTimeout(buf, 500*time.Millisecond)
+				}
+				if err != context.DeadlineExceeded && err != shmq.ErrTimeout {
+					b.Fatal(err)
+				}
+				wall += time.Since(start)
+				syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+				cpu += time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+			}
+			b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "cpu-%")
+		})
+	}
 }
 
 // The floor under every call: one cgo round trip to a C function that does

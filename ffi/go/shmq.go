@@ -310,7 +310,7 @@ func (q *Queue) EnqueueShift(msg []byte) { _, _ = q.Shift(msg) }
 func (q *Queue) EnqueueTry(msg []byte) bool { return q.TryEnqueue(msg) == nil }
 
 // EnqueueBlock enqueues msg, waiting while the queue is full until ctx is
-// done (then it returns ctx.Err() within about a millisecond, and msg was
+// done (then it returns ctx.Err() within about 2 ms, and msg was
 // not enqueued). Other errors: ErrClosed, ErrTooLarge.
 func (q *Queue) EnqueueBlock(ctx context.Context, msg []byte) error {
 	return q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.enqueueTry(msg) },
@@ -329,8 +329,8 @@ func (q *Queue) DequeueTry(toMsg []byte) bool {
 }
 
 // DequeueBlock dequeues the next message into toMsg, waiting while the
-// queue is empty until ctx is done (then it returns ctx.Err() within about a
-// millisecond; a message that arrived before is returned, never lost).
+// queue is empty until ctx is done (then it returns ctx.Err() within about
+// 2 ms; a message that arrived before is returned, never lost).
 // Other errors: ErrClosed (closed and drained), ErrBufferTooSmall (the
 // message stays queued). Use Dequeue to learn the message's length.
 func (q *Queue) DequeueBlock(ctx context.Context, toMsg []byte) error {
@@ -429,7 +429,7 @@ func (q *Queue) TryDequeue(buf []byte) (int, error) {
 
 // Dequeue dequeues the next message into buf and returns its length,
 // waiting while the queue is empty until ctx is done (then it returns
-// ctx.Err() within about a millisecond; a message that arrived before is
+// ctx.Err() within about 2 ms; a message that arrived before is
 // returned, never lost). Errors: ErrClosed, ErrBufferTooSmall.
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 	var n C.size_t
@@ -472,7 +472,7 @@ const (
 	spinFor = 50 * time.Microsecond
 	// The longest single sleep in the kernel when a context can cancel the
 	// call: bounds how long a cancellation takes to be noticed.
-	sliceCancellable = time.Millisecond
+	sliceCancellable = 2 * time.Millisecond
 	// ... and when nothing but Close can interrupt it (each slice costs a
 	// few microseconds of CPU: longer slices make idle waiting cheaper).
 	sliceIdle = 10 * time.Millisecond
