@@ -53,6 +53,13 @@ pub enum Error {
         /// Which parameter and why.
         detail: String,
     },
+    /// A single-producer/single-consumer queue's role is held by a live process.
+    RoleTaken {
+        /// "producer" or "consumer".
+        role: &'static str,
+        /// The holder's process id.
+        pid: u32,
+    },
     /// Any other operating-system error.
     Io {
         /// What was being done.
@@ -125,6 +132,11 @@ impl fmt::Display for Error {
                  remove it and create it again"
             ),
             Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
+            Error::RoleTaken { role, pid } => write!(
+                f,
+                "this single-{role} queue already has a {role} (pid {pid}); \
+                 wait for it to detach, or create the queue without spsc"
+            ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -156,6 +168,11 @@ pub enum EnqueueError {
     },
     /// The timeout or deadline passed while the queue stayed full.
     Timeout,
+    /// Single-producer queue: another live handle (pid) is the producer.
+    RoleTaken {
+        /// The holder's process id.
+        pid: u32,
+    },
     /// Shared memory holds an impossible value (another process wrote garbage).
     Corrupt {
         /// Which check failed.
@@ -178,6 +195,11 @@ pub enum DequeueError {
         /// The length of the waiting message.
         needed: usize,
     },
+    /// Single-consumer queue: another live handle (pid) is the consumer.
+    RoleTaken {
+        /// The holder's process id.
+        pid: u32,
+    },
     /// Shared memory holds an impossible value (another process wrote garbage).
     Corrupt {
         /// Which check failed.
@@ -197,6 +219,9 @@ impl fmt::Display for EnqueueError {
                 )
             }
             EnqueueError::Timeout => f.write_str("timed out waiting for a free slot"),
+            EnqueueError::RoleTaken { pid } => {
+                write!(f, "this single-producer queue's producer is pid {pid}")
+            }
             EnqueueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
         }
     }
@@ -212,6 +237,9 @@ impl fmt::Display for DequeueError {
                 f,
                 "buffer too small: the next message needs {needed} bytes (it stays queued)"
             ),
+            DequeueError::RoleTaken { pid } => {
+                write!(f, "this single-consumer queue's consumer is pid {pid}")
+            }
             DequeueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
         }
     }

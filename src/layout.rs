@@ -62,13 +62,34 @@ pub struct HotWord {
     pub value: AtomicU64,
 }
 
-/// The control line: flags that change rarely and are read on every operation.
+/// The control line: words that change rarely and are read on every operation.
 #[repr(C, align(128))]
 pub struct Control {
-    /// Non-zero once `close()` was called. Never goes back to zero.
+    /// [`OPEN`], [`CLOSED`] or [`CLOSED_QUIET`]. Never goes back to [`OPEN`].
     pub closed: AtomicU32,
+    /// Processes sleeping in a single-producer/single-consumer wait.
+    pub sleepers: AtomicU32,
+    /// Futex word of single-producer/single-consumer sleepers: bumped by a
+    /// waker that saw `sleepers != 0`, and by `close`.
+    pub wake_seq: AtomicU32,
     _pad: u32,
+    /// Single-producer queues: the producer role's holder, `pid << 32 | nonce`; 0 when free.
+    pub producer: AtomicU64,
+    /// Single-consumer queues: the consumer role's holder, `pid << 32 | nonce`; 0 when free.
+    pub consumer: AtomicU64,
 }
+
+/// [`Control::closed`]: the queue is open.
+pub const OPEN: u32 = 0;
+/// [`Control::closed`]: closed; a single producer may still have one enqueue in flight.
+pub const CLOSED: u32 = 1;
+/// [`Control::closed`]: closed, and no enqueue is in flight (set by the single
+/// producer itself, or for multi-producer queues where claims are tracked per slot).
+pub const CLOSED_QUIET: u32 = 2;
+
+/// Header flag of a work queue: one producer and one consumer at a time
+/// (Lamport ring with cached indices; slots' stamps unused).
+pub const QUEUE_FLAG_SPSC: u64 = 1;
 
 /// Counters that are not derivable from head and tail.
 #[repr(C, align(128))]

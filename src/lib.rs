@@ -30,6 +30,7 @@ pub mod capi;
 mod error;
 pub mod layout;
 pub mod liveness;
+pub mod log;
 mod queue;
 mod region;
 pub mod segment;
@@ -38,6 +39,10 @@ mod wait;
 
 pub use error::{DequeueError, EnqueueError, Error};
 pub use liveness::Attached;
-pub use queue::{Queue, QueueConfig, QueueStats};
+pub use log::{
+    CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, RecvError, Start,
+    Subscriber,
+};
+pub use queue::{Consumer, Producer, Queue, QueueConfig, QueueStats};
 pub use segment::{find_free_key, Segment, Target};
 pub use wait::WaitStrategy;

@@ -20,10 +20,13 @@
 //! publish tombstones, and crash recovery can publish them for claims a dead
 //! process left half-done.
 
+mod spsc;
+
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::layout::{
-    Params, QueueKind, SlotHeader, SLOT_HEADER_SIZE, SLOT_TOMBSTONE, STAMP_WAITER,
+    Params, QueueKind, SlotHeader, QUEUE_FLAG_SPSC, SLOT_HEADER_SIZE, SLOT_TOMBSTONE, STAMP_WAITER,
 };
 use crate::liveness::{self, Attached};
 use crate::region::Region;
@@ -44,6 +47,7 @@ pub struct QueueConfig {
     slot_size: u32,
     capacity: u64,
     mode: u32,
+    spsc: bool,
 }
 
 impl QueueConfig {
@@ -54,7 +58,26 @@ impl QueueConfig {
             slot_size: slot_size.min(u32::MAX as usize) as u32,
             capacity: capacity as u64,
             mode: 0o600,
+            spsc: false,
         }
+    }
+
+    /// Makes a single-producer / single-consumer queue: at most one handle
+    /// produces and one consumes at a time (others get `RoleTaken`), and in
+    /// exchange no operation executes a locked instruction: the fastest mode.
+    /// Use [`Queue::into_producer`] / [`Queue::into_consumer`] for handles
+    /// without any in-process locking.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Queue, QueueConfig};
+    /// let q = Queue::in_process(&QueueConfig::new(64, 1024).spsc(true)).unwrap();
+    /// q.enqueue_try(b"one").unwrap();
+    /// assert_eq!(q.dequeue_try(&mut [0u8; 64]), Ok(3));
+    /// ```
+    pub fn spsc(mut self, spsc: bool) -> QueueConfig {
+        self.spsc = spsc;
+        self
     }
 
     /// Sets the permission bits of the segment (default 0600).
@@ -74,11 +97,12 @@ impl QueueConfig {
     }
 
     fn params(&self) -> Result<Params, Error> {
+        let flags = if self.spsc { QUEUE_FLAG_SPSC } else { 0 };
         Params::new(
             QueueKind::WorkQueue,
             self.slot_size,
             self.capacity,
-            0,
+            flags,
             0,
             self.mode,
         )
@@ -128,6 +152,23 @@ pub struct Queue {
     /// `capacity - 1` when capacity is a power of two, else 0 (use `%`).
     mask: u64,
     wait: WaitStrategy,
+    /// Single-producer/single-consumer queues: the roles this handle holds.
+    roles: Option<Box<Roles>>,
+}
+
+/// Which end of a single-producer/single-consumer queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Producer,
+    Consumer,
+}
+
+/// The roles a shared [`Queue`] handle holds on a single-producer/single-
+/// consumer queue, each behind a lock so threads sharing the handle take turns.
+#[derive(Debug, Default)]
+struct Roles {
+    producer: Mutex<Option<spsc::Role>>,
+    consumer: Mutex<Option<spsc::Role>>,
 }
 
 /// A position claimed by a consumer, not yet released.
@@ -191,8 +232,88 @@ impl Queue {
                 0
             },
             wait: WaitStrategy::default(),
+            roles: (p.flags & QUEUE_FLAG_SPSC != 0).then(Box::default),
             region,
         }
+    }
+
+    /// Whether this is a single-producer/single-consumer queue.
+    pub fn is_spsc(&self) -> bool {
+        self.roles.is_some()
+    }
+
+    /// Runs `f` holding this handle's `side` role, taking it first if needed.
+    fn with_role<R>(&self, side: Side, f: impl FnOnce(&mut spsc::Role) -> R) -> Result<R, u32> {
+        let roles = self
+            .roles
+            .as_ref()
+            .expect("only for single-producer/single-consumer queues");
+        let lock = match side {
+            Side::Producer => &roles.producer,
+            Side::Consumer => &roles.consumer,
+        };
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.claim_role(side)?);
+        }
+        Ok(f(guard.as_mut().expect("just set")))
+    }
+
+    fn holds_role(&self, side: Side) -> bool {
+        self.roles.as_ref().is_some_and(|r| {
+            let lock = if side == Side::Producer {
+                &r.producer
+            } else {
+                &r.consumer
+            };
+            lock.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        })
+    }
+
+    /// Turns this handle into the queue's producer end. On a
+    /// single-producer queue this takes the producer role (failing with
+    /// [`Error::RoleTaken`] if a live process holds it) and gives the fastest
+    /// path: no lock of any kind per message.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Queue, QueueConfig};
+    /// let q = Queue::in_process(&QueueConfig::new(64, 8).spsc(true)).unwrap();
+    /// # let target = shmq::Target::Posix(format!("shmq-doc-prod-{}", std::process::id()));
+    /// # let q = Queue::create(&target, &QueueConfig::new(64, 8).spsc(true)).unwrap();
+    /// let mut producer = Queue::open(&target).unwrap().into_producer().unwrap();
+    /// let mut consumer = Queue::open(&target).unwrap().into_consumer().unwrap();
+    /// producer.enqueue_try(b"tick").unwrap();
+    /// assert_eq!(consumer.dequeue_try(&mut [0u8; 64]), Ok(4));
+    /// # target.unlink().unwrap();
+    /// ```
+    pub fn into_producer(self) -> Result<Producer, Error> {
+        let role = match self.roles {
+            Some(_) => Some(
+                self.claim_role(Side::Producer)
+                    .map_err(|pid| Error::RoleTaken {
+                        role: "producer",
+                        pid,
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Producer { queue: self, role })
+    }
+
+    /// Turns this handle into the queue's consumer end (see [`Queue::into_producer`]).
+    pub fn into_consumer(self) -> Result<Consumer, Error> {
+        let role = match self.roles {
+            Some(_) => Some(
+                self.claim_role(Side::Consumer)
+                    .map_err(|pid| Error::RoleTaken {
+                        role: "consumer",
+                        pid,
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Consumer { queue: self, role })
     }
 
     /// Sets how this handle's blocking calls wait.
@@ -287,7 +408,37 @@ impl Queue {
         // Relaxed: a snapshot for display; no decision depends on it.
         let tail = h.tail.value.load(Ordering::Relaxed);
         let head = h.head.value.load(Ordering::Relaxed);
-        tail.saturating_sub(head).min(self.capacity) as usize
+        let positions = tail.saturating_sub(head).min(self.capacity);
+        (positions - self.pending_tombstones(head, positions)) as usize
+    }
+
+    /// Published tombstones among the `positions` positions from `head`,
+    /// not yet skipped by a consumer. They are not messages waiting: after
+    /// `close()`, a producer that claimed a position after the consumers saw
+    /// the queue drained publishes a tombstone that no consumer will ever
+    /// skip. Scanned only on a closed queue that has tombstones.
+    fn pending_tombstones(&self, head: u64, positions: u64) -> u64 {
+        // Relaxed: a statistic; only decides whether to scan.
+        let any = self
+            .region
+            .header()
+            .stats
+            .tombstones
+            .load(Ordering::Relaxed)
+            != 0;
+        if !any || !self.closed() {
+            return 0;
+        }
+        (head..head + positions)
+            .filter(|&pos| {
+                let slot = self.slot(pos);
+                // SYNC(slot-publish): Acquire, pairs with the Release swap in
+                // `publish`: the flags read next were written before it.
+                let published = slot.stamp.load(Ordering::Acquire) >> 1 == pos + 1;
+                // Relaxed: ordered by the Acquire above; a snapshot.
+                published && slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0
+            })
+            .count() as u64
     }
 
     /// Whether no message is waiting.
@@ -313,12 +464,16 @@ impl Queue {
         let head = h.head.value.load(Ordering::Relaxed);
         let discarded = h.stats.discarded.load(Ordering::Relaxed);
         let tombstones = h.stats.tombstones.load(Ordering::Relaxed);
+        let positions = tail.saturating_sub(head).min(self.capacity);
+        let pending = self.pending_tombstones(head, positions);
+        // Head has passed every tombstone but the pending ones.
+        let skipped = tombstones.saturating_sub(pending);
         QueueStats {
             enqueued: tail.saturating_sub(tombstones),
-            dequeued: head.saturating_sub(discarded + tombstones),
+            dequeued: head.saturating_sub(discarded + skipped),
             discarded,
             tombstones,
-            len: tail.saturating_sub(head).min(self.capacity),
+            len: positions - pending,
             capacity: self.capacity,
         }
     }
@@ -396,6 +551,16 @@ impl Queue {
     /// ```
     #[inline]
     pub fn enqueue_try(&self, msg: &[u8]) -> Result<(), EnqueueError> {
+        if self.roles.is_some() {
+            return self
+                .with_role(Side::Producer, |role| self.spsc_enqueue(role, msg))
+                .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
+        }
+        self.mpmc_enqueue_try(msg)
+    }
+
+    #[inline]
+    fn mpmc_enqueue_try(&self, msg: &[u8]) -> Result<(), EnqueueError> {
         if msg.len() > self.slot_size {
             return Err(EnqueueError::TooLarge {
                 len: msg.len(),
@@ -442,9 +607,16 @@ impl Queue {
     /// Enqueues `msg`, waiting while the queue is full, until `deadline`
     /// (`None`: no limit).
     pub fn enqueue_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), EnqueueError> {
+        if self.roles.is_some() {
+            return self
+                .with_role(Side::Producer, |role| {
+                    self.spsc_enqueue_until(role, msg, deadline)
+                })
+                .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
+        }
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.enqueue_try(msg) {
+            match self.mpmc_enqueue_try(msg) {
                 Err(EnqueueError::Full) => {}
                 other => return other,
             }
@@ -457,7 +629,11 @@ impl Queue {
                     let slot = self.slot(t);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
-                    if s >> 1 != t {
+                    // Sleep only while slot `t` holds an older lap: its
+                    // release wakes us. A later stamp means `t` was stale
+                    // (another producer took it): retry, do not wait for
+                    // that slot to come round again.
+                    if (s >> 1) < t {
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
@@ -470,44 +646,150 @@ impl Queue {
         }
     }
 
-    /// Enqueues `msg`; when the queue is full, discards the oldest messages
-    /// to make room. Never waits. Returns how many messages it discarded
-    /// (also counted in [`QueueStats::discarded`]).
+    /// Enqueues `msg`; when the queue is full, discards the oldest message to
+    /// make room. Returns how many messages it discarded: 0 or 1 (also
+    /// counted in [`QueueStats::discarded`]).
     ///
-    /// Returns [`EnqueueError::Full`] only if room cannot be made at all,
-    /// e.g. every slot is held by a consumer that stopped mid-copy.
+    /// Never waits for a consumer to make room: the oldest message is
+    /// replaced in its slot, as one step (claim it, then write `msg` into
+    /// the same slot as the newest), so no other producer can take the room
+    /// it made and nothing is discarded without `msg` going in. It waits
+    /// only for a peer in the middle of an operation on the one slot it
+    /// needs (a consumer copying out of it, a producer writing into it), at
+    /// most [`Queue::SHIFT_PATIENCE`], then returns [`EnqueueError::Full`]
+    /// having discarded nothing (that peer has stopped).
+    ///
+    /// If the queue is closed concurrently, after the oldest message was
+    /// claimed, that message is counted as discarded in the statistics and
+    /// the call returns [`EnqueueError::Closed`].
     pub fn enqueue_shift(&self, msg: &[u8]) -> Result<u64, EnqueueError> {
-        const ATTEMPTS: u32 = 10_000;
-        let mut discarded = 0;
-        for _ in 0..ATTEMPTS {
-            match self.enqueue_try(msg) {
-                Ok(()) => return Ok(discarded),
+        if self.roles.is_some() {
+            return self.spsc_shift(msg);
+        }
+        let hdr = self.region.header();
+        let mut backoff = Backoff::new(self.wait, Some(Instant::now() + Self::SHIFT_PATIENCE));
+        loop {
+            match self.mpmc_enqueue_try(msg) {
+                Ok(()) => return Ok(0),
                 Err(EnqueueError::Full) => {}
                 Err(e) => return Err(e),
             }
-            match self.claim_head(usize::MAX) {
-                Ok(claim) => {
-                    self.release(&claim);
-                    if !claim.tombstone {
-                        discarded += 1;
-                        // Relaxed: a statistic.
-                        self.region
-                            .header()
-                            .stats
-                            .discarded
-                            .fetch_add(1, Ordering::Relaxed);
+            // Full: slot `t` still holds an older lap. If that is the
+            // published, unclaimed message of position t - capacity (the
+            // oldest), replace it in place (as crossbeam's `force_push`).
+            // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
+            let t = hdr.tail.value.load(Ordering::SeqCst);
+            let slot = self.slot(t);
+            let oldest = t.wrapping_sub(self.capacity);
+            // SYNC(slot-publish): Acquire, pairs with the Release swap in
+            // `publish`: the oldest message's writes are done before ours.
+            let s = slot.stamp.load(Ordering::Acquire);
+            if t >= self.capacity && s >> 1 == oldest + 1 {
+                // Relaxed: the claim needs atomicity only (as in `claim_head`);
+                // it fails if a consumer took the oldest first.
+                if hdr
+                    .head
+                    .value
+                    .compare_exchange(oldest, oldest + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return self.replace_oldest(t, slot, msg);
+                }
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(EnqueueError::Full),
+                Next::Sleep => {
+                    // Sleep only while slot `t` still holds an older lap (its
+                    // consumer or producer is mid-operation); it wakes us
+                    // when it swaps the stamp.
+                    if (s >> 1) < t {
+                        wait::sleep_on_stamp(
+                            &slot.stamp,
+                            s,
+                            Some(&hdr.control.closed),
+                            backoff.remaining(),
+                        );
                     }
                 }
-                // The oldest is mid-copy or mid-publish: let it finish.
-                Err(DequeueError::Empty) => std::hint::spin_loop(),
-                Err(DequeueError::Closed) => return Err(EnqueueError::Closed),
-                Err(DequeueError::Corrupt { detail }) => {
-                    return Err(EnqueueError::Corrupt { detail })
-                }
-                Err(_) => std::hint::spin_loop(),
             }
         }
-        Err(EnqueueError::Full)
+    }
+
+    /// How long [`Queue::enqueue_shift`] waits for a peer that is in the
+    /// middle of an operation on the slot it needs before returning
+    /// [`EnqueueError::Full`].
+    pub const SHIFT_PATIENCE: Duration = Duration::from_millis(100);
+
+    /// Second half of `enqueue_shift`: this process has claimed position
+    /// `t - capacity` (the oldest message, in slot `t`) from the consumers.
+    /// Moves tail past `t` and writes `msg` into that slot as position `t`.
+    fn replace_oldest(&self, t: u64, slot: &SlotHeader, msg: &[u8]) -> Result<u64, EnqueueError> {
+        let hdr = self.region.header();
+        // Relaxed: ordered after the Acquire stamp load in `enqueue_shift`;
+        // the slot cannot change while we own its position.
+        let was_message = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE == 0;
+        if was_message {
+            // Relaxed: a statistic.
+            hdr.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        // No producer can claim `t` while its slot's stamp reads the oldest
+        // position, so tail still reads `t`.
+        // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
+        if hdr
+            .tail
+            .value
+            .compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            // Only garbage in shared memory gets here. Free the slot for
+            // position `t` so the queue keeps moving.
+            self.release(&Claim {
+                pos: t.wrapping_sub(self.capacity),
+                slot,
+                len: 0,
+                tombstone: !was_message,
+            });
+            return Err(EnqueueError::Corrupt {
+                detail: format!("tail moved past {t} while its slot was held"),
+            });
+        }
+        if self.closed() {
+            // As in `enqueue_try`: consumers may have seen the queue drained.
+            self.publish(t, slot, &[], SLOT_TOMBSTONE);
+            // Relaxed: a statistic.
+            hdr.stats.tombstones.fetch_add(1, Ordering::Relaxed);
+            return Err(EnqueueError::Closed);
+        }
+        self.publish(t, slot, msg, 0);
+        Ok(was_message as u64)
+    }
+
+    /// `enqueue_shift` on a single-producer/single-consumer queue: making
+    /// room means consuming, so this handle needs both roles.
+    fn spsc_shift(&self, msg: &[u8]) -> Result<u64, EnqueueError> {
+        let taken = |pid| Err(EnqueueError::RoleTaken { pid });
+        self.with_role(Side::Consumer, |consumer| {
+            self.with_role(Side::Producer, |role| {
+                let mut discarded = 0;
+                loop {
+                    match self.spsc_enqueue(role, msg) {
+                        Err(EnqueueError::Full) if self.spsc_discard(consumer) => {
+                            discarded += 1;
+                            // Relaxed: a statistic.
+                            self.region
+                                .header()
+                                .stats
+                                .discarded
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => return other.map(|()| discarded),
+                    }
+                }
+            })
+            .unwrap_or_else(taken)
+        })
+        .unwrap_or_else(taken)
     }
 
     // ---- consuming ----
@@ -611,6 +893,16 @@ impl Queue {
     /// ```
     #[inline]
     pub fn dequeue_try(&self, buf: &mut [u8]) -> Result<usize, DequeueError> {
+        if self.roles.is_some() {
+            return self
+                .with_role(Side::Consumer, |role| self.spsc_dequeue(role, buf))
+                .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
+        }
+        self.mpmc_dequeue_try(buf)
+    }
+
+    #[inline]
+    fn mpmc_dequeue_try(&self, buf: &mut [u8]) -> Result<usize, DequeueError> {
         loop {
             let claim = self.claim_head(buf.len())?;
             if claim.tombstone {
@@ -670,9 +962,16 @@ impl Queue {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize, DequeueError> {
+        if self.roles.is_some() {
+            return self
+                .with_role(Side::Consumer, |role| {
+                    self.spsc_dequeue_until(role, buf, deadline)
+                })
+                .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
+        }
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.dequeue_try(buf) {
+            match self.mpmc_dequeue_try(buf) {
                 Err(DequeueError::Empty) => {}
                 other => return other,
             }
@@ -685,7 +984,11 @@ impl Queue {
                     let slot = self.slot(h);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
-                    if s >> 1 != h.wrapping_add(1) {
+                    // Sleep only while position `h` is not yet published in
+                    // slot `h`: its publish wakes us. A later stamp means `h`
+                    // was stale (another consumer took it): retry, do not
+                    // wait for the slot's next lap while later messages wait.
+                    if (s >> 1) <= h {
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
@@ -702,6 +1005,9 @@ impl Queue {
     /// [`EnqueueError::Closed`]; consumers drain what is left, then get
     /// [`DequeueError::Closed`]. Wakes every sleeper. Idempotent.
     pub fn close(&self) {
+        if self.roles.is_some() {
+            return self.spsc_close(self.holds_role(Side::Producer));
+        }
         let hdr = self.region.header();
         // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`,
         // `drained` and `wait::sleep_on_stamp`.
@@ -721,6 +1027,135 @@ impl Queue {
     }
 }
 
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Some(roles) = self.roles.take() {
+            for (side, lock) in [
+                (Side::Producer, &roles.producer),
+                (Side::Consumer, &roles.consumer),
+            ] {
+                if let Some(role) = lock.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    self.release_role(side, role);
+                }
+            }
+        }
+    }
+}
+
+/// The producing end of a queue, from [`Queue::into_producer`]: the fastest
+/// way to enqueue on a single-producer queue (no lock of any kind per
+/// message). On a multi-producer queue it simply forwards to [`Queue`].
+#[derive(Debug)]
+pub struct Producer {
+    queue: Queue,
+    role: Option<spsc::Role>,
+}
+
+/// The consuming end of a queue, from [`Queue::into_consumer`] (see [`Producer`]).
+#[derive(Debug)]
+pub struct Consumer {
+    queue: Queue,
+    role: Option<spsc::Role>,
+}
+
+impl Producer {
+    /// As [`Queue::enqueue_try`].
+    #[inline]
+    pub fn enqueue_try(&mut self, msg: &[u8]) -> Result<(), EnqueueError> {
+        match &mut self.role {
+            Some(role) => self.queue.spsc_enqueue(role, msg),
+            None => self.queue.mpmc_enqueue_try(msg),
+        }
+    }
+
+    /// As [`Queue::enqueue_block`].
+    pub fn enqueue_block(
+        &mut self,
+        msg: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<(), EnqueueError> {
+        self.enqueue_until(msg, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// As [`Queue::enqueue_until`].
+    pub fn enqueue_until(
+        &mut self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), EnqueueError> {
+        match &mut self.role {
+            Some(role) => self.queue.spsc_enqueue_until(role, msg, deadline),
+            None => self.queue.enqueue_until(msg, deadline),
+        }
+    }
+
+    /// Closes the queue; as the producer, nothing of ours is in flight.
+    pub fn close(&self) {
+        match self.role {
+            Some(_) => self.queue.spsc_close(true),
+            None => self.queue.close(),
+        }
+    }
+
+    /// The queue, for statistics and the other operations.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+impl Consumer {
+    /// As [`Queue::dequeue_try`].
+    #[inline]
+    pub fn dequeue_try(&mut self, buf: &mut [u8]) -> Result<usize, DequeueError> {
+        match &mut self.role {
+            Some(role) => self.queue.spsc_dequeue(role, buf),
+            None => self.queue.mpmc_dequeue_try(buf),
+        }
+    }
+
+    /// As [`Queue::dequeue_block`].
+    pub fn dequeue_block(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize, DequeueError> {
+        self.dequeue_until(buf, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// As [`Queue::dequeue_until`].
+    pub fn dequeue_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, DequeueError> {
+        match &mut self.role {
+            Some(role) => self.queue.spsc_dequeue_until(role, buf, deadline),
+            None => self.queue.dequeue_until(buf, deadline),
+        }
+    }
+
+    /// The queue, for statistics and the other operations.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Some(role) = &self.role {
+            self.queue.release_role(Side::Producer, role);
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(role) = &self.role {
+            self.queue.release_role(Side::Consumer, role);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,14 +1164,22 @@ mod tests {
         Queue::in_process(&QueueConfig::new(slot, cap)).unwrap()
     }
 
+    /// The same queue in both modes: multi-producer and single-producer.
+    fn both(slot: usize, cap: usize) -> [Queue; 2] {
+        [false, true]
+            .map(|spsc| Queue::in_process(&QueueConfig::new(slot, cap).spsc(spsc)).unwrap())
+    }
+
     fn msg(i: u64, len: usize) -> Vec<u8> {
         (0..len).map(|j| (i as usize * 7 + j) as u8).collect()
     }
 
     #[test]
     fn wraps_around_many_times_in_order() {
-        for cap in [2usize, 3, 4, 7, 64] {
-            let q = queue(32, cap);
+        for (cap, q) in [2usize, 3, 4, 7, 64]
+            .into_iter()
+            .flat_map(|cap| both(32, cap).map(|q| (cap, q)))
+        {
             let mut buf = [0u8; 32];
             let mut next_out = 0u64;
             for i in 0..10_000u64 {
@@ -760,7 +1203,12 @@ mod tests {
 
     #[test]
     fn full_empty_and_sizes() {
-        let q = queue(8, 2);
+        for q in both(8, 2) {
+            full_empty_and_sizes_on(q);
+        }
+    }
+
+    fn full_empty_and_sizes_on(q: Queue) {
         let mut buf = [0u8; 8];
         assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
         assert_eq!(
@@ -784,7 +1232,12 @@ mod tests {
 
     #[test]
     fn close_rejects_producers_and_drains_consumers() {
-        let q = queue(8, 4);
+        for q in both(8, 4) {
+            close_rejects_producers_and_drains_consumers_on(q);
+        }
+    }
+
+    fn close_rejects_producers_and_drains_consumers_on(q: Queue) {
         q.enqueue_try(b"a").unwrap();
         q.enqueue_try(b"b").unwrap();
         q.close();
@@ -821,7 +1274,12 @@ mod tests {
 
     #[test]
     fn shift_discards_exactly_the_oldest() {
-        let q = queue(8, 4);
+        for q in both(8, 4) {
+            shift_discards_exactly_the_oldest_on(q);
+        }
+    }
+
+    fn shift_discards_exactly_the_oldest_on(q: Queue) {
         let mut total = 0;
         for i in 0..10u8 {
             total += q.enqueue_shift(&[i]).unwrap();
@@ -973,5 +1431,140 @@ mod tests {
             .flat_map(|p| (0..PER).map(move |i| (p, i)))
             .collect();
         assert_eq!(all, want, "every message exactly once");
+    }
+
+    fn spsc_pair(tag: &str, cap: usize) -> (crate::Target, Queue) {
+        let target = crate::Target::Posix(format!("shmq-unit-{tag}-{}", std::process::id()));
+        let _ = target.unlink();
+        let q = Queue::create(&target, &QueueConfig::new(16, cap).spsc(true)).unwrap();
+        (target, q)
+    }
+
+    #[test]
+    fn spsc_roles_are_exclusive_and_released_on_drop() {
+        let (target, a) = spsc_pair("roles", 4);
+        let b = Queue::open(&target).unwrap();
+        target.unlink().unwrap();
+        a.enqueue_try(b"a").unwrap();
+        let me = std::process::id();
+        assert_eq!(
+            b.enqueue_try(b"b"),
+            Err(EnqueueError::RoleTaken { pid: me })
+        );
+        assert_eq!(
+            b.dequeue_try(&mut [0u8; 16]),
+            Ok(1),
+            "the consumer role was free"
+        );
+        assert_eq!(
+            a.dequeue_try(&mut [0u8; 16]),
+            Err(DequeueError::RoleTaken { pid: me })
+        );
+        let c = Queue::open(&target.clone()).err();
+        assert!(matches!(c, Some(Error::NotFound { .. })), "unlinked: {c:?}");
+        drop(a);
+        b.enqueue_try(b"c").unwrap();
+        let fresh = Queue::in_process(&QueueConfig::new(8, 2).spsc(true)).unwrap();
+        assert!(
+            fresh.into_producer().is_ok(),
+            "a fresh queue's producer role is free"
+        );
+    }
+
+    #[test]
+    fn spsc_into_handles_take_roles() {
+        let (target, q) = spsc_pair("into", 4);
+        let mut p = Queue::open(&target).unwrap().into_producer().unwrap();
+        let again = Queue::open(&target).unwrap().into_producer();
+        assert!(matches!(
+            again,
+            Err(Error::RoleTaken {
+                role: "producer",
+                ..
+            })
+        ));
+        let mut c = Queue::open(&target).unwrap().into_consumer().unwrap();
+        target.unlink().unwrap();
+        p.enqueue_try(b"xy").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(c.dequeue_try(&mut buf), Ok(2));
+        assert_eq!(c.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        p.close();
+        assert_eq!(
+            c.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
+            Err(DequeueError::Closed)
+        );
+        assert_eq!(q.stats().enqueued, 1);
+    }
+
+    #[test]
+    fn spsc_close_by_a_third_party_waits_for_the_producer() {
+        let (target, producer) = spsc_pair("close3", 4);
+        let consumer = Queue::open(&target).unwrap();
+        let closer = Queue::open(&target).unwrap();
+        target.unlink().unwrap();
+        producer.enqueue_try(b"1").unwrap();
+        closer.close();
+        let mut buf = [0u8; 16];
+        assert_eq!(consumer.dequeue_try(&mut buf), Ok(1));
+        // The producer holds its role and may have an enqueue in flight.
+        assert_eq!(consumer.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        // Its next enqueue sees the close and acknowledges it.
+        assert_eq!(producer.enqueue_try(b"2"), Err(EnqueueError::Closed));
+        assert_eq!(consumer.dequeue_try(&mut buf), Err(DequeueError::Closed));
+
+        // Or the producer goes away, which wakes a sleeping consumer.
+        let (target, producer) = spsc_pair("close4", 4);
+        let consumer = Queue::open(&target).unwrap();
+        target.unlink().unwrap();
+        producer.enqueue_try(b"1").unwrap();
+        consumer.close();
+        std::thread::scope(|s| {
+            let c = s.spawn(|| {
+                let mut buf = [0u8; 16];
+                let first = consumer.dequeue_block(&mut buf, Some(Duration::from_secs(20)));
+                (
+                    first,
+                    consumer.dequeue_block(&mut buf, Some(Duration::from_secs(20))),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            drop(producer);
+            assert_eq!(c.join().unwrap(), (Ok(1), Err(DequeueError::Closed)));
+        });
+    }
+
+    #[test]
+    fn spsc_sleepers_are_woken() {
+        let wait = WaitStrategy::SpinThenSleep {
+            spin: Duration::from_micros(1),
+        };
+        let q = Queue::in_process(&QueueConfig::new(16, 4).spsc(true))
+            .unwrap()
+            .with_wait_strategy(wait);
+        std::thread::scope(|s| {
+            let consumer = s.spawn(|| {
+                let mut buf = [0u8; 16];
+                let mut sum = 0u64;
+                for _ in 0..2_000 {
+                    let n = q
+                        .dequeue_block(&mut buf, Some(Duration::from_secs(20)))
+                        .unwrap();
+                    sum += u64::from_le_bytes(buf[..n].try_into().unwrap());
+                    if sum % 97 == 0 {
+                        std::thread::sleep(Duration::from_micros(50)); // let the producer fill up and sleep
+                    }
+                }
+                sum
+            });
+            for i in 0..2_000u64 {
+                if i % 89 == 0 {
+                    std::thread::sleep(Duration::from_micros(50)); // let the consumer sleep
+                }
+                q.enqueue_block(&i.to_le_bytes(), Some(Duration::from_secs(20)))
+                    .unwrap();
+            }
+            assert_eq!(consumer.join().unwrap(), (0..2_000u64).sum::<u64>());
+        });
     }
 }

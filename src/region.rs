@@ -102,6 +102,7 @@ impl Region {
     }
 
     fn attached(seg: Segment, params: Params) -> Region {
+        crate::wait::register_process();
         let mut region = Region {
             seg,
             params,

@@ -47,6 +47,7 @@ impl Default for WaitStrategy {
     }
 }
 
+const PAUSES: u32 = 64;
 /// What a blocked caller should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -79,9 +80,12 @@ impl Backoff {
     /// Called after an attempt that could not proceed.
     pub(crate) fn next(&mut self) -> Next {
         self.spins = self.spins.wrapping_add(1);
-        // Read the clock only every 64 spins: it costs more than a spin.
-        if self.spins % 64 != 1 {
-            std::hint::spin_loop();
+        // Read the clock only every 64 spins: it costs more than a spin, and
+        // most waits on a busy queue end within the first few.
+        if self.spins % 64 != 0 {
+            for _ in 0..PAUSES {
+                std::hint::spin_loop();
+            }
             return Next::Retry;
         }
         let now = Instant::now();
@@ -153,6 +157,72 @@ pub(crate) fn sleep_on_stamp(
 /// Wakes every process sleeping on `stamp`'s futex word.
 pub(crate) fn wake_all(stamp: &AtomicU64) {
     futex_wake(futex_word(stamp), i32::MAX);
+}
+
+// ---- asymmetric barriers for the single-producer/single-consumer path ----
+//
+// The single-producer/single-consumer path publishes with plain stores and
+// then checks `Control::sleepers` with a plain load: no fence on the fast
+// path. The store-load ordering that a sleeper relies on (the waker's
+// publish is visible, or the waker sees the sleeper) is supplied by the
+// sleeper instead: it calls membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED),
+// which runs a full barrier on every CPU running a registered process. Every
+// process registers when it first attaches a segment; a process whose
+// registration fails fences on its own fast path instead (`waker_fence`).
+
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 2;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 4;
+
+/// 0 unknown, 1 registered for expedited barriers, 2 not registered (fence).
+static BARRIER_MODE: AtomicU32 = AtomicU32::new(0);
+
+fn membarrier(cmd: libc::c_int) -> bool {
+    // SAFETY: membarrier takes no pointers.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0u32, 0i32) == 0 }
+}
+
+/// Registers this process for expedited global barriers (once).
+pub(crate) fn register_process() {
+    if BARRIER_MODE.load(Ordering::Relaxed) == 0 {
+        let mode = if membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) {
+            1
+        } else {
+            2
+        };
+        // Relaxed: each thread that reads 0 registers again, which is harmless.
+        BARRIER_MODE.store(mode, Ordering::Relaxed);
+    }
+}
+
+/// The waker's side: between its publishing store and its load of the
+/// sleepers word. A compiler barrier when this process is registered (the
+/// sleeper's membarrier orders the CPU), else a full fence.
+#[inline]
+pub(crate) fn waker_fence() {
+    if BARRIER_MODE.load(Ordering::Relaxed) == 1 {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        // SYNC(asym-dekker): SeqCst fence, pairs with the sleeper's barrier.
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+}
+
+/// The sleeper's side: after announcing itself, before re-checking. Returns
+/// false if no barrier was possible (the sleeper must then bound its sleep).
+pub(crate) fn sleeper_barrier() -> bool {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) || membarrier(MEMBARRIER_CMD_GLOBAL)
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout`.
+pub(crate) fn futex_wait_u32(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    futex_wait(word.as_ptr(), expected, timeout);
+}
+
+/// Wakes every process sleeping on `word`.
+pub(crate) fn futex_wake_u32(word: &AtomicU32) {
+    futex_wake(word.as_ptr(), i32::MAX);
 }
 
 fn futex_wait(word: *const u32, expected: u32, timeout: Option<Duration>) {

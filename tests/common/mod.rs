@@ -29,7 +29,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name no other test (in this or another process) uses: `shmq-test-TAG-PID-N`.
 pub fn unique(tag: &str) -> String {
-    format!("shmq-test-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "shmq-test-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A target that is unlinked when dropped (ignoring "not found").
@@ -55,7 +59,9 @@ pub fn posix(tag: &str) -> Guard {
 
 /// A fresh SysV key, removed on drop.
 pub fn sysv() -> Guard {
-    Guard(Target::SysV(shmq::find_free_key().expect("a free SysV key")))
+    Guard(Target::SysV(
+        shmq::find_free_key().expect("a free SysV key"),
+    ))
 }
 
 /// A fresh file path in the temporary directory, removed on drop.
@@ -111,7 +117,14 @@ impl Proc {
     pub fn spawn(role: &str, args: &[String]) -> Proc {
         let exe = std::env::current_exe().expect("test binary path");
         let child = Command::new(exe)
-            .args(["--exact", "__child", "--include-ignored", "--nocapture", "--test-threads=1", "-q"])
+            .args([
+                "--exact",
+                "__child",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
             .env(ROLE_ENV, role)
             .env(ARGS_ENV, args.join(&SEP.to_string()))
             .stdin(Stdio::null())
@@ -119,7 +132,11 @@ impl Proc {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn child test process");
-        Proc { child: Some(child), role: role.to_owned(), output: None }
+        Proc {
+            child: Some(child),
+            role: role.to_owned(),
+            output: None,
+        }
     }
 
     /// The process id of the child.
@@ -215,7 +232,10 @@ pub fn make_msg(producer: u32, seq: u64, len: usize) -> Vec<u8> {
     m[0..4].copy_from_slice(&producer.to_le_bytes());
     m[4..12].copy_from_slice(&seq.to_le_bytes());
     for (i, b) in m[MSG_MIN..].iter_mut().enumerate() {
-        *b = (seq as usize).wrapping_mul(31).wrapping_add(i).wrapping_add(producer as usize) as u8;
+        *b = (seq as usize)
+            .wrapping_mul(31)
+            .wrapping_add(i)
+            .wrapping_add(producer as usize) as u8;
     }
     let sum = fnv(&m[0..12], &m[MSG_MIN..]);
     m[12..16].copy_from_slice(&sum.to_le_bytes());
@@ -231,9 +251,14 @@ pub fn check_msg(m: &[u8]) -> Result<(u32, u64), String> {
     if fnv(&m[0..12], &m[MSG_MIN..]) != sum {
         return Err("checksum mismatch (torn or corrupted message)".into());
     }
-    Ok((u32::from_le_bytes(m[0..4].try_into().unwrap()), u64::from_le_bytes(m[4..12].try_into().unwrap())))
+    Ok((
+        u32::from_le_bytes(m[0..4].try_into().unwrap()),
+        u64::from_le_bytes(m[4..12].try_into().unwrap()),
+    ))
 }
 
 fn fnv(a: &[u8], b: &[u8]) -> u32 {
-    a.iter().chain(b).fold(0x811c_9dc5u32, |h, &x| (h ^ x as u32).wrapping_mul(0x0100_0193))
+    a.iter().chain(b).fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ x as u32).wrapping_mul(0x0100_0193)
+    })
 }

@@ -1,0 +1,1367 @@
+//! The fan-out log: publishers append, every subscriber sees every message
+//! through its own cursor.
+//!
+//! # Algorithm
+//!
+//! A ring of `capacity` slots over sequence numbers, in the manner of a
+//! broadcast ring (LMAX Disruptor's multi-producer sequencer; tokio's
+//! `broadcast`), with a per-slot seqlock in place of per-slot locks.
+//! Publishers claim sequence `s` from `tail` (a `fetch_add`, or a CAS gated by
+//! the slowest cursor in reliable mode) and write it into slot
+//! `s % capacity`. The slot's stamp says what it holds; readers check it
+//! before and after copying the payload, so a message overwritten during the
+//! copy is detected, never returned torn.
+//!
+//! # Slot stamp encoding
+//!
+//! The stamp is `value << 1 | STAMP_WAITER` (the low bit marks a sleeper, as
+//! in the work queue), with
+//!
+//! ```text
+//! value = 4 * (s + capacity) + state      state: 1 writing, 2 complete, 3 skipped
+//! value < 4 * capacity                    pristine (never written; creation stores the slot index)
+//! ```
+//!
+//! The value of a slot only grows. A publisher of `s` takes its slot with a
+//! CAS from any older, not-writing value to `writing(s)`, writes length and
+//! payload, then CASes `writing(s)` to `complete(s)` (Release). A reader at
+//! position `r` Acquires the stamp: `complete(r)` is its message; `skipped(r)`
+//! carries none (step over it); anything smaller is not published yet; anything
+//! larger means `r` was overwritten: the reader reports [`RecvError::Lagged`]
+//! with the exact number of positions it lost and moves to the oldest one
+//! still present.
+//!
+//! A publisher that finds its slot still `writing` an older lap (its writer
+//! was descheduled, or died, a full ring ago) does not wait and does not
+//! touch the payload: it *bumps* the stamp to `writing(s)`, counts `s` as a
+//! tombstone, and claims another sequence number. The stalled writer, when it
+//! finishes, sees its stamp was bumped and turns it into `skipped` of the
+//! latest bumper, so the slot is never written by two publishers at once. A
+//! publisher killed mid-write leaves its slot `writing` forever: later laps
+//! bump past it (one tombstone per lap) and the rest of the ring keeps
+//! moving; recovering that slot is crash recovery's job.
+//!
+//! # Reliable mode and cursors
+//!
+//! In reliable mode a publisher may claim `s` only while `s < g + capacity`
+//! for the smallest committed position `g` over the cursor table (a fixed
+//! array of 128-byte entries in the segment, after a control line holding
+//! the table's lock; see [`CursorInfo`]). Named cursors are durable; an
+//! unnamed reliable-mode subscriber registers an ephemeral entry that its
+//! process frees on drop (and that is reaped if the process dies). With no
+//! cursor registered, reliable publishers are not gated.
+//!
+//! # Waiting
+//!
+//! A blocked subscriber sleeps on the futex word of the slot it waits for (a
+//! publisher's claim keeps the waiter bit; its completing CAS sees it and
+//! wakes). A blocked reliable publisher sleeps on the `committed` word of the
+//! slowest cursor; the subscriber's advancing swap sees the bit and wakes.
+//! Wakers make the syscall only when the bit is set.
+
+mod cursors;
+mod error;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::layout::{Params, QueueKind, SlotHeader, SLOT_HEADER_SIZE, STAMP_WAITER};
+use crate::liveness::{self, Attached};
+use crate::region::Region;
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{self, Backoff, Next, WaitStrategy};
+use crate::{Error, Target};
+
+pub use cursors::{CursorInfo, MAX_CURSOR_NAME};
+pub use error::{CursorError, PublishError, RecvError};
+
+use cursors::Table;
+
+/// Header flag of a log: reliable mode (publishers gated by the slowest cursor).
+pub const LOG_FLAG_RELIABLE: u64 = 1;
+/// Every flag this layout knows.
+const LOG_FLAGS_KNOWN: u64 = LOG_FLAG_RELIABLE;
+/// Most cursor entries a log may have.
+pub const MAX_CURSORS: usize = 4096;
+/// How often a gated publisher checks for cursors of dead processes.
+const REAP_EVERY: Duration = Duration::from_millis(100);
+
+const ST_WRITING: u64 = 1;
+const ST_COMPLETE: u64 = 2;
+const ST_SKIPPED: u64 = 3;
+
+/// What publishers do when the slowest subscriber is a full ring behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogMode {
+    /// Publishers never wait; a subscriber that falls a ring behind loses
+    /// messages and is told how many ([`RecvError::Lagged`]). Market data.
+    #[default]
+    Overwrite,
+    /// Publishers wait for (or, with [`Log::publish`], are refused by) the
+    /// slowest registered cursor; nothing is lost.
+    Reliable,
+}
+
+/// Parameters of a new log.
+///
+/// # Examples
+/// ```
+/// use shmq::{LogConfig, LogMode};
+/// let config = LogConfig::new(64, 1024).mode(LogMode::Reliable).cursors(8).file_mode(0o640);
+/// assert_eq!(config.log_mode(), LogMode::Reliable);
+/// assert_eq!(config.cursor_capacity(), 8);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    slot_size: u32,
+    capacity: u64,
+    mode: LogMode,
+    cursors: u32,
+    file_mode: u32,
+}
+
+impl LogConfig {
+    /// A log of `capacity` slots (at least 2) of up to `slot_size` bytes, in
+    /// overwrite mode, with room for 16 cursors, mode 0600.
+    pub fn new(slot_size: usize, capacity: usize) -> LogConfig {
+        LogConfig {
+            slot_size: slot_size.min(u32::MAX as usize) as u32,
+            capacity: capacity as u64,
+            mode: LogMode::Overwrite,
+            cursors: 16,
+            file_mode: 0o600,
+        }
+    }
+
+    /// Sets overwrite or reliable mode (default overwrite).
+    pub fn mode(mut self, mode: LogMode) -> LogConfig {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the number of entries in the cursor table (default 16, at most
+    /// [`MAX_CURSORS`]): named cursors, plus unnamed subscribers in reliable mode.
+    pub fn cursors(mut self, n: usize) -> LogConfig {
+        self.cursors = n.min(u32::MAX as usize) as u32;
+        self
+    }
+
+    /// Sets the permission bits of the segment (default 0600).
+    pub fn file_mode(mut self, mode: u32) -> LogConfig {
+        self.file_mode = mode;
+        self
+    }
+
+    /// Largest message, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.slot_size as usize
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Overwrite or reliable.
+    pub fn log_mode(&self) -> LogMode {
+        self.mode
+    }
+
+    /// Number of cursor entries.
+    pub fn cursor_capacity(&self) -> usize {
+        self.cursors as usize
+    }
+
+    fn params(&self) -> Result<Params, Error> {
+        if self.cursors as usize > MAX_CURSORS {
+            return Err(Error::InvalidArgument {
+                detail: format!(
+                    "{} cursors exceed the maximum of {MAX_CURSORS}",
+                    self.cursors
+                ),
+            });
+        }
+        let flags = match self.mode {
+            LogMode::Overwrite => 0,
+            LogMode::Reliable => LOG_FLAG_RELIABLE,
+        };
+        // Aux entry 0 is the cursor table's control line.
+        Params::new(
+            QueueKind::Log,
+            self.slot_size,
+            self.capacity,
+            flags,
+            self.cursors + 1,
+            self.file_mode,
+        )
+    }
+}
+
+/// Where a new subscriber starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest message still in the ring (in reliable mode: the oldest
+    /// still protected by a cursor).
+    Oldest,
+    /// The next message published (nothing already in the ring).
+    Latest,
+}
+
+/// Counters of a log, read from shared memory (approximate while operations
+/// are in flight).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogStats {
+    /// Messages published (sequence numbers claimed, minus tombstones).
+    pub published: u64,
+    /// The next sequence number a publisher will claim.
+    pub next_seq: u64,
+    /// The oldest sequence number a new subscriber can still read.
+    pub oldest: u64,
+    /// Sequence numbers that carry no message (claims abandoned by close, or
+    /// skipped past a publisher stalled mid-write).
+    pub tombstones: u64,
+    /// Messages lost, summed over every [`RecvError::Lagged`] reported.
+    pub lagged: u64,
+    /// Number of slots.
+    pub capacity: u64,
+    /// Overwrite or reliable.
+    pub mode: LogMode,
+    /// Entries in the cursor table.
+    pub cursor_capacity: usize,
+    /// Every registered cursor, with its position and lag.
+    pub cursors: Vec<CursorInfo>,
+}
+
+/// What became of a claimed sequence number in [`Inner::write`].
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Written and published.
+    Published,
+    /// A later lap reached the slot first: the message was overwritten
+    /// before anyone could read it (readers count it as lagged).
+    Overtaken,
+    /// The slot was held by a stalled writer of an older lap: nothing was
+    /// written and the sequence number is a tombstone.
+    Bumped,
+}
+
+/// The state shared by a log's handles and subscribers in one process.
+#[derive(Debug)]
+struct Inner {
+    region: Region,
+    slot_size: usize,
+    capacity: u64,
+    /// `capacity - 1` when capacity is a power of two, else 0 (use `%`).
+    mask: u64,
+    reliable: bool,
+    /// Reliable mode: a lower bound of every cursor's committed position
+    /// (or of the tail, when none was registered) from the last scan; the
+    /// slots of positions below `gate + capacity` may be claimed.
+    gate: AtomicU64,
+    /// Milliseconds after `born` when dead cursors were last reaped.
+    reaped_ms: AtomicU64,
+    born: Instant,
+}
+
+impl Inner {
+    fn new(region: Region) -> Result<Inner, Error> {
+        let p = *region.params();
+        if p.flags & !LOG_FLAGS_KNOWN != 0 {
+            return Err(Error::Corrupt {
+                detail: format!("unknown log flags {:#x}", p.flags),
+            });
+        }
+        if p.aux_count == 0 || p.aux_count as usize > MAX_CURSORS + 1 {
+            return Err(Error::Corrupt {
+                detail: format!("cursor table of {} entries", p.aux_count),
+            });
+        }
+        Ok(Inner {
+            slot_size: p.slot_size as usize,
+            capacity: p.capacity,
+            mask: if p.capacity.is_power_of_two() {
+                p.capacity - 1
+            } else {
+                0
+            },
+            reliable: p.flags & LOG_FLAG_RELIABLE != 0,
+            gate: AtomicU64::new(0),
+            reaped_ms: AtomicU64::new(0),
+            born: Instant::now(),
+            region,
+        })
+    }
+
+    fn table(&self) -> Table<'_> {
+        Table::new(&self.region)
+    }
+
+    #[inline]
+    fn slot(&self, seq: u64) -> &SlotHeader {
+        let index = if self.mask != 0 {
+            seq & self.mask
+        } else {
+            seq % self.capacity
+        };
+        // SAFETY: index < capacity by construction.
+        unsafe { self.region.slot(index) }
+    }
+
+    #[inline]
+    fn payload(slot: &SlotHeader) -> *mut u8 {
+        // The payload follows the slot header inside the same stride.
+        (slot as *const SlotHeader as *mut u8).wrapping_add(SLOT_HEADER_SIZE)
+    }
+
+    /// The stamp value (without the waiter bit) of `seq` in `state`.
+    #[inline]
+    fn value(&self, seq: u64, state: u64) -> u64 {
+        seq.wrapping_add(self.capacity) << 2 | state
+    }
+
+    /// The sequence number a stamp value names (`value >= 4 * capacity`).
+    #[inline]
+    fn seq_of(&self, value: u64) -> u64 {
+        (value >> 2).wrapping_sub(self.capacity)
+    }
+
+    #[inline]
+    fn tail(&self) -> u64 {
+        // Relaxed: monotonic; callers use it as a bound and re-check stamps.
+        self.region.header().tail.value.load(Ordering::Relaxed)
+    }
+
+    fn closed(&self) -> bool {
+        // SYNC(close): SeqCst, pairs with the SeqCst store in `close`: a
+        // publisher that claimed after the close is seen as such (see `drained`).
+        self.region.header().control.closed.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether the log is closed and no publisher holds a position at or
+    /// after `r` (so nothing more will ever be published there).
+    fn drained(&self, r: u64) -> bool {
+        // SYNC(claim-close): SeqCst loads, ordered with the SeqCst store of
+        // `closed` and the publishers' SeqCst claims of tail: a publisher
+        // whose claim we do not see will see `closed` after claiming and
+        // write a tombstone, not a message.
+        self.closed() && self.region.header().tail.value.load(Ordering::SeqCst) <= r
+    }
+
+    /// The position a new subscriber starting at `start` reads first.
+    fn start_pos(&self, start: Start) -> u64 {
+        let t = self.tail();
+        match start {
+            Start::Latest => t,
+            Start::Oldest => {
+                let oldest = t.saturating_sub(self.capacity);
+                match self.reliable.then(|| self.table().gate()).flatten() {
+                    Some(g) => oldest.max(g.min(t)),
+                    None => oldest,
+                }
+            }
+        }
+    }
+
+    /// Frees the cursors of dead processes, at most every [`REAP_EVERY`]
+    /// per handle, without waiting for the table lock.
+    fn maybe_reap(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        // Relaxed: a rate limit only.
+        let last = self.reaped_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < REAP_EVERY.as_millis() as u64
+            || self
+                .reaped_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let table = self.table();
+        if let Some(lock) = table.try_lock() {
+            table.reap(&lock);
+        }
+    }
+
+    // ---- publishing ----
+
+    /// Claims the next sequence number.
+    #[inline]
+    fn claim(&self) -> Result<u64, PublishError> {
+        let tail = &self.region.header().tail.value;
+        if !self.reliable {
+            // SYNC(claim-close): SeqCst, ordered against the store of
+            // `closed` and the subscribers' load of tail in `drained`.
+            return Ok(tail.fetch_add(1, Ordering::SeqCst));
+        }
+        // Relaxed: only a first guess; the CAS decides.
+        let mut t = tail.load(Ordering::Relaxed);
+        loop {
+            // SYNC(gate-cache): Acquire, pairs with the Release store below by
+            // another thread of this process, which Acquired the cursors' words.
+            let g = self.gate.load(Ordering::Acquire);
+            if t.saturating_sub(g) >= self.capacity {
+                let g = self.table().gate().unwrap_or(t);
+                // SYNC(gate-cache): Release, pairs with the Acquire load above.
+                self.gate.store(g, Ordering::Release);
+                if t.saturating_sub(g) >= self.capacity {
+                    self.maybe_reap();
+                    return Err(PublishError::Full);
+                }
+            }
+            // SYNC(claim-close): SeqCst, as in overwrite mode above.
+            match tail.compare_exchange_weak(t, t + 1, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => return Ok(t),
+                Err(cur) => t = cur,
+            }
+        }
+    }
+
+    /// Writes `msg` as sequence `seq` (claimed by us) and marks it `state`
+    /// (complete, or skipped for a tombstone).
+    #[inline]
+    fn write(&self, seq: u64, msg: &[u8], state: u64) -> Outcome {
+        match self.take_slot(seq) {
+            Ok(slot) => self.finish(slot, seq, msg, state),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Takes the slot of `seq` for writing (stamp `writing(seq)`), or says
+    /// why the sequence number gets no message.
+    #[inline]
+    fn take_slot(&self, seq: u64) -> Result<&SlotHeader, Outcome> {
+        let slot = self.slot(seq);
+        let mine = self.value(seq, ST_WRITING);
+        // Relaxed: a first guess; the CAS decides.
+        let mut cur = slot.stamp.load(Ordering::Relaxed);
+        loop {
+            let v = cur >> 1;
+            if v >= mine {
+                return Err(Outcome::Overtaken);
+            }
+            if v >= self.capacity << 2 && v & 3 == ST_WRITING {
+                // Held by a stalled writer of an older lap: bump, write nothing.
+                // Relaxed: a bump publishes no data; the waiter bit is cleared
+                // and its sleepers woken, as they may now be lagged.
+                match slot.stamp.compare_exchange_weak(
+                    cur,
+                    mine << 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        if cur & STAMP_WAITER != 0 {
+                            wait::wake_all(&slot.stamp);
+                        }
+                        return Err(Outcome::Bumped);
+                    }
+                    Err(c) => cur = c,
+                }
+                continue;
+            }
+            // SYNC(slot-claim): Acquire, pairs with the Release CAS that
+            // completed the previous lap: its payload writes happen before
+            // ours. The waiter bit is kept: sleepers wait for the completion.
+            match slot.stamp.compare_exchange_weak(
+                cur,
+                mine << 1 | (cur & STAMP_WAITER),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(slot),
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Writes length and payload into the slot taken for `seq`, then
+    /// publishes it as `state`.
+    #[inline]
+    fn finish(&self, slot: &SlotHeader, seq: u64, msg: &[u8], state: u64) -> Outcome {
+        debug_assert!(msg.len() <= self.slot_size);
+        let mine = self.value(seq, ST_WRITING);
+        // SYNC(seqlock-write): Release fence, pairs with the reader's Acquire
+        // fence before its second stamp load in `recv_try`: a reader whose
+        // copy saw any of the writes below then sees a stamp past
+        // complete(seq - capacity), and discards the copy.
+        std::sync::atomic::fence(Ordering::Release);
+        // Relaxed: published by the Release CAS below.
+        slot.len.store(msg.len() as u32, Ordering::Relaxed);
+        // SAFETY: this publisher owns the slot (its stamp reads writing(seq),
+        // set by our CAS; no other publisher writes a slot in that state); the
+        // payload holds slot_size >= msg.len() bytes inside the validated slot
+        // array. Readers may copy concurrently; they discard such copies.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        let done = self.value(seq, state);
+        let mut cur = mine << 1;
+        loop {
+            let v = cur >> 1;
+            let (target, outcome) = if v == mine {
+                (done, Outcome::Published)
+            } else if v > mine && v & 3 == ST_WRITING {
+                // Bumped while we wrote: hand the slot on as the bumper's tombstone.
+                (v - ST_WRITING + ST_SKIPPED, Outcome::Overtaken)
+            } else {
+                return Outcome::Overtaken; // impossible unless memory was scribbled on
+            };
+            // SYNC(slot-publish): Release, pairs with the Acquire stamp load in
+            // `recv_try`. The CAS also reads the waiter bit (see crate::wait).
+            match slot.stamp.compare_exchange_weak(
+                cur,
+                target << 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if cur & STAMP_WAITER != 0 {
+                        wait::wake_all(&slot.stamp);
+                    }
+                    return outcome;
+                }
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    fn count_tombstone(&self) {
+        // Relaxed: a statistic.
+        self.region
+            .header()
+            .stats
+            .tombstones
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn publish(&self, msg: &[u8]) -> Result<u64, PublishError> {
+        if msg.len() > self.slot_size {
+            return Err(PublishError::TooLarge {
+                len: msg.len(),
+                max: self.slot_size,
+            });
+        }
+        if self.closed() {
+            return Err(PublishError::Closed);
+        }
+        // Each failed attempt bumped past a slot held by a stalled publisher;
+        // after a whole ring of them, give up rather than spin.
+        for _ in 0..=self.capacity {
+            let seq = self.claim()?;
+            if self.closed() {
+                // Closed after our check: the position is ours and must be
+                // marked, as a tombstone, so drained subscribers stay right.
+                if self.write(seq, &[], ST_SKIPPED) != Outcome::Overtaken {
+                    self.count_tombstone();
+                }
+                return Err(PublishError::Closed);
+            }
+            match self.write(seq, msg, ST_COMPLETE) {
+                Outcome::Published | Outcome::Overtaken => return Ok(seq),
+                Outcome::Bumped => self.count_tombstone(),
+            }
+        }
+        Err(PublishError::Corrupt {
+            detail: "every slot is held by a publisher that stopped in the middle of a write"
+                .into(),
+        })
+    }
+}
+
+/// A handle to a fan-out log in shared memory (or on the heap).
+///
+/// Handles are cheap to clone, `Send + Sync`: share one between threads, or
+/// open one per process. Each [`Subscriber`] keeps its own position.
+///
+/// # Examples
+/// ```
+/// use shmq::{Log, LogConfig, RecvError, Start, Target};
+/// let target = Target::Posix(format!("shmq-doc-log-{}", std::process::id()));
+/// let publisher = Log::create(&target, &LogConfig::new(64, 1024)).unwrap();
+/// let mut a = Log::open(&target).unwrap().subscribe(Start::Latest).unwrap();
+/// let mut b = publisher.subscribe(Start::Latest).unwrap();
+/// publisher.publish(b"tick").unwrap();
+/// let mut buf = [0u8; 64];
+/// for sub in [&mut a, &mut b] {
+///     let n = sub.recv_try(&mut buf).unwrap();
+///     assert_eq!(&buf[..n], b"tick"); // both see it
+///     assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Empty));
+/// }
+/// target.unlink().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Log {
+    inner: Arc<Inner>,
+    wait: WaitStrategy,
+}
+
+impl Log {
+    /// Creates a new log at `target`. Fails with [`Error::AlreadyExists`] if
+    /// anything is there already, and leaves it untouched.
+    pub fn create(target: &Target, config: &LogConfig) -> Result<Log, Error> {
+        Log::from_region(Region::create(target, config.params()?)?)
+    }
+
+    /// Opens an existing log; never creates.
+    pub fn open(target: &Target) -> Result<Log, Error> {
+        Log::from_region(Region::open(target, QueueKind::Log)?)
+    }
+
+    /// Creates the log, or opens it if it exists and its slot size,
+    /// capacity, mode and cursor table match `config` (else
+    /// [`Error::Incompatible`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Error, Log, LogConfig, LogMode, Target};
+    /// let target = Target::Posix(format!("shmq-doc-log-ooc-{}", std::process::id()));
+    /// let a = Log::open_or_create(&target, &LogConfig::new(64, 8)).unwrap();
+    /// let b = Log::open_or_create(&target, &LogConfig::new(64, 8)).unwrap();
+    /// let c = Log::open_or_create(&target, &LogConfig::new(64, 8).mode(LogMode::Reliable));
+    /// assert!(matches!(c, Err(Error::Incompatible { .. })));
+    /// target.unlink().unwrap();
+    /// # drop((a, b));
+    /// ```
+    pub fn open_or_create(target: &Target, config: &LogConfig) -> Result<Log, Error> {
+        Log::from_region(Region::open_or_create(target, config.params()?)?)
+    }
+
+    /// A log on the heap, for the threads of this process (no segment).
+    ///
+    /// # Examples
+    /// ```
+    /// let log = shmq::Log::in_process(&shmq::LogConfig::new(8, 4)).unwrap();
+    /// assert_eq!(log.publish(b"x"), Ok(0));
+    /// assert_eq!(log.publish(b"y"), Ok(1));
+    /// ```
+    pub fn in_process(config: &LogConfig) -> Result<Log, Error> {
+        Log::from_region(Region::heap(config.params()?))
+    }
+
+    fn from_region(region: Region) -> Result<Log, Error> {
+        Ok(Log {
+            inner: Arc::new(Inner::new(region)?),
+            wait: WaitStrategy::default(),
+        })
+    }
+
+    /// Sets how this handle's blocking calls, and its new subscribers', wait.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, WaitStrategy};
+    /// let log = Log::in_process(&LogConfig::new(8, 4)).unwrap()
+    ///     .with_wait_strategy(WaitStrategy::BusySpin);
+    /// assert_eq!(log.wait_strategy(), WaitStrategy::BusySpin);
+    /// ```
+    pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> Log {
+        self.wait = wait;
+        self
+    }
+
+    /// How this handle's blocking calls wait.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Largest message, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.inner.slot_size
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity as usize
+    }
+
+    /// Overwrite or reliable (fixed at creation).
+    pub fn mode(&self) -> LogMode {
+        if self.inner.reliable {
+            LogMode::Reliable
+        } else {
+            LogMode::Overwrite
+        }
+    }
+
+    /// Number of entries in the cursor table.
+    pub fn cursor_capacity(&self) -> usize {
+        self.inner.table().capacity()
+    }
+
+    /// The validated parameters of the segment.
+    pub fn params(&self) -> &Params {
+        self.inner.region.params()
+    }
+
+    /// Where the log lives (`None` for [`Log::in_process`]).
+    pub fn target(&self) -> Option<&Target> {
+        self.inner.region.segment().target()
+    }
+
+    /// Removes the log's name (see [`Target::unlink`]); this and other
+    /// handles keep working until dropped.
+    pub fn unlink(&self) -> Result<(), Error> {
+        match self.target() {
+            Some(t) => t.unlink(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a file-backed log (messages and cursors) to disk; a no-op for
+    /// other backings.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.inner.region.segment().flush()
+    }
+
+    /// The processes attached to this log, and whether each is alive.
+    pub fn attached(&self) -> Vec<Attached> {
+        liveness::list(self.inner.region.procs())
+    }
+
+    /// The sequence number the next published message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.tail()
+    }
+
+    /// Publishes `msg` and returns its sequence number. In overwrite mode it
+    /// never waits; in reliable mode it fails with [`PublishError::Full`]
+    /// when the slowest cursor is a full ring behind.
+    ///
+    /// # Errors
+    /// [`PublishError::TooLarge`] and [`PublishError::Full`] (nothing
+    /// written), [`PublishError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, LogMode, PublishError, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 2).mode(LogMode::Reliable)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap(); // registers: gates publishers
+    /// assert_eq!(log.publish(b"a"), Ok(0));
+    /// assert_eq!(log.publish(b"b"), Ok(1));
+    /// assert_eq!(log.publish(b"c"), Err(PublishError::Full));
+    /// let mut buf = [0u8; 8];
+    /// sub.recv_try(&mut buf).unwrap();
+    /// assert_eq!(log.publish(b"c"), Ok(2));
+    /// assert_eq!(log.publish(b"too long!"), Err(PublishError::TooLarge { len: 9, max: 8 }));
+    /// ```
+    #[inline]
+    pub fn publish(&self, msg: &[u8]) -> Result<u64, PublishError> {
+        self.inner.publish(msg)
+    }
+
+    /// Publishes `msg`, waiting up to `timeout` (`None`: no limit) while the
+    /// log is full in reliable mode. In overwrite mode it is [`Log::publish`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, LogMode, PublishError};
+    /// use std::time::Duration;
+    /// let log = Log::in_process(&LogConfig::new(8, 2).mode(LogMode::Reliable)).unwrap();
+    /// log.create_cursor("audit", shmq::Start::Latest).unwrap();
+    /// log.publish_block(b"a", None).unwrap();
+    /// log.publish_block(b"b", None).unwrap();
+    /// let r = log.publish_block(b"c", Some(Duration::from_millis(5)));
+    /// assert_eq!(r, Err(PublishError::Timeout)); // "audit" never reads
+    /// ```
+    pub fn publish_block(
+        &self,
+        msg: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, PublishError> {
+        self.publish_until(msg, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Publishes `msg`, waiting until `deadline` (`None`: no limit) while the
+    /// log is full in reliable mode.
+    pub fn publish_until(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<u64, PublishError> {
+        let mut backoff = Backoff::new(self.wait, deadline);
+        loop {
+            match self.inner.publish(msg) {
+                Err(PublishError::Full) => {}
+                other => return other,
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(PublishError::Timeout),
+                Next::Sleep => {
+                    if let Some((word, seen)) = self.inner.table().slowest() {
+                        if self.inner.tail().saturating_sub(seen >> 1) >= self.inner.capacity {
+                            // At most REAP_EVERY at a time: the slowest cursor
+                            // may belong to a dead process, reaped by `publish`.
+                            let nap = backoff
+                                .remaining()
+                                .map_or(REAP_EVERY, |r| r.min(REAP_EVERY));
+                            wait::sleep_on_stamp(
+                                word,
+                                seen,
+                                Some(&self.inner.region.header().control.closed),
+                                Some(nap),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new subscriber at `start`. In overwrite mode it is private to the
+    /// caller; in reliable mode it takes an entry of the cursor table (it
+    /// gates publishers until dropped), so it fails with
+    /// [`CursorError::TableFull`] when none is free.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 4)).unwrap();
+    /// log.publish(b"early").unwrap();
+    /// let mut late = log.subscribe(Start::Oldest).unwrap();
+    /// let mut buf = [0u8; 8];
+    /// let n = late.recv_try(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], b"early");
+    /// ```
+    pub fn subscribe(&self, start: Start) -> Result<Subscriber, CursorError> {
+        let (pos, cursor) = if self.inner.reliable {
+            let table = self.inner.table();
+            let lock = table.lock()?;
+            let pos = self.inner.start_pos(start);
+            (
+                pos,
+                CursorRef::Ephemeral(table.register_ephemeral(&lock, pos)?),
+            )
+        } else {
+            (self.inner.start_pos(start), CursorRef::Local)
+        };
+        Ok(Subscriber {
+            inner: self.inner.clone(),
+            pos,
+            cursor,
+            wait: self.wait,
+        })
+    }
+
+    /// A subscriber on the durable named cursor `name`: it resumes from the
+    /// cursor's committed position; a missing cursor is first created at
+    /// `start`. One subscriber at a time may hold a named cursor.
+    ///
+    /// # Errors
+    /// [`CursorError::InUse`] when a live subscriber holds it,
+    /// [`CursorError::TableFull`], [`CursorError::InvalidName`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 16)).unwrap();
+    /// for m in [b"a", b"b", b"c"] {
+    ///     log.publish(m).unwrap();
+    /// }
+    /// let mut sub = log.subscribe_named("billing", Start::Oldest).unwrap();
+    /// let mut buf = [0u8; 8];
+    /// sub.recv_try(&mut buf).unwrap(); // "a"
+    /// sub.commit().unwrap();
+    /// sub.recv_try(&mut buf).unwrap(); // "b", not committed
+    /// drop(sub);
+    /// let mut again = log.subscribe_named("billing", Start::Oldest).unwrap();
+    /// let n = again.recv_try(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], b"b"); // resumes after the last commit
+    /// ```
+    pub fn subscribe_named(&self, name: &str, start: Start) -> Result<Subscriber, CursorError> {
+        cursors::check_name(name)?;
+        let table = self.inner.table();
+        let lock = table.lock()?;
+        let index = match table.find(&lock, name) {
+            Some(i) => i,
+            None => table.create_named(&lock, name, self.inner.start_pos(start))?,
+        };
+        table.attach(&lock, index, name)?;
+        let pos = table.committed(index);
+        if pos > self.inner.tail() {
+            table.detach(index);
+            return Err(CursorError::Corrupt {
+                detail: format!(
+                    "cursor {name:?} is at {pos}, past the log's end {}",
+                    self.inner.tail()
+                ),
+            });
+        }
+        table.set_read(index, pos);
+        drop(lock);
+        Ok(Subscriber {
+            inner: self.inner.clone(),
+            pos,
+            cursor: CursorRef::Named {
+                index,
+                name: name.to_owned(),
+            },
+            wait: self.wait,
+        })
+    }
+
+    /// Creates the named cursor `name` at `start` without attaching to it (in
+    /// reliable mode it gates publishers from now on).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{CursorError, Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 4)).unwrap();
+    /// log.create_cursor("replay", Start::Oldest).unwrap();
+    /// let again = log.create_cursor("replay", Start::Oldest);
+    /// assert!(matches!(again, Err(CursorError::AlreadyExists { .. })));
+    /// ```
+    pub fn create_cursor(&self, name: &str, start: Start) -> Result<(), CursorError> {
+        let table = self.inner.table();
+        let lock = table.lock()?;
+        table
+            .create_named(&lock, name, self.inner.start_pos(start))
+            .map(|_| ())
+    }
+
+    /// Creates the named cursor `new` at the committed position of the
+    /// existing cursor `existing` (`from_cursor`).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 16)).unwrap();
+    /// let mut a = log.subscribe_named("a", Start::Oldest).unwrap();
+    /// log.publish(b"1").unwrap();
+    /// log.publish(b"2").unwrap();
+    /// let mut buf = [0u8; 8];
+    /// a.recv_try(&mut buf).unwrap();
+    /// a.commit().unwrap();
+    /// log.cursor_from("b", "a").unwrap();
+    /// let b = log.subscribe_named("b", Start::Latest).unwrap();
+    /// assert_eq!(b.position(), 1);
+    /// ```
+    pub fn cursor_from(&self, new: &str, existing: &str) -> Result<(), CursorError> {
+        cursors::check_name(new)?;
+        let table = self.inner.table();
+        let lock = table.lock()?;
+        let index = table
+            .find(&lock, existing)
+            .ok_or_else(|| CursorError::NotFound {
+                name: existing.to_owned(),
+            })?;
+        let pos = table.committed(index);
+        table.create_named(&lock, new, pos).map(|_| ())
+    }
+
+    /// Removes the named cursor `name`; fails with [`CursorError::InUse`]
+    /// while a live subscriber holds it.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{CursorError, Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 4)).unwrap();
+    /// let sub = log.subscribe_named("tmp", Start::Latest).unwrap();
+    /// assert!(matches!(log.remove_cursor("tmp"), Err(CursorError::InUse { .. })));
+    /// drop(sub);
+    /// log.remove_cursor("tmp").unwrap();
+    /// assert!(matches!(log.remove_cursor("tmp"), Err(CursorError::NotFound { .. })));
+    /// ```
+    pub fn remove_cursor(&self, name: &str) -> Result<(), CursorError> {
+        let table = self.inner.table();
+        let lock = table.lock()?;
+        table.remove(&lock, name)
+    }
+
+    /// Every registered cursor with its position and lag.
+    pub fn cursors(&self) -> Vec<CursorInfo> {
+        self.inner.table().list(self.inner.tail())
+    }
+
+    /// The named cursor `name`, if it exists.
+    pub fn cursor(&self, name: &str) -> Option<CursorInfo> {
+        self.cursors()
+            .into_iter()
+            .find(|c| c.name.as_deref() == Some(name))
+    }
+
+    /// Counters: published, tombstones, total lagged, and every cursor's
+    /// position and lag.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, RecvError, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 2)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// for i in 0..5u8 {
+    ///     log.publish(&[i]).unwrap();
+    /// }
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Lagged(3)));
+    /// let s = log.stats();
+    /// assert_eq!((s.published, s.lagged, s.oldest), (5, 3, 3));
+    /// ```
+    pub fn stats(&self) -> LogStats {
+        let h = self.inner.region.header();
+        let tail = self.inner.tail();
+        // Relaxed: counters for display; each is individually coherent.
+        let tombstones = h.stats.tombstones.load(Ordering::Relaxed);
+        let table = self.inner.table();
+        LogStats {
+            published: tail.saturating_sub(tombstones),
+            next_seq: tail,
+            oldest: self.inner.start_pos(Start::Oldest),
+            tombstones,
+            lagged: h.stats.lagged.load(Ordering::Relaxed),
+            capacity: self.inner.capacity,
+            mode: self.mode(),
+            cursor_capacity: table.capacity(),
+            cursors: table.list(tail),
+        }
+    }
+
+    /// Whether `close()` was called on this log (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed()
+    }
+
+    /// Closes the log for every process: publishers get
+    /// [`PublishError::Closed`]; subscribers read what is left, then get
+    /// [`RecvError::Closed`]. Wakes every sleeper. Idempotent.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, PublishError, RecvError, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 4)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// log.publish(b"last").unwrap();
+    /// log.close();
+    /// assert_eq!(log.publish(b"more"), Err(PublishError::Closed));
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(sub.recv_block(&mut buf, None), Ok(4));
+    /// assert_eq!(sub.recv_block(&mut buf, None), Err(RecvError::Closed));
+    /// ```
+    pub fn close(&self) {
+        let inner = &*self.inner;
+        // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`,
+        // `drained` and `wait::sleep_on_stamp`.
+        inner
+            .region
+            .header()
+            .control
+            .closed
+            .store(1, Ordering::SeqCst);
+        for i in 0..inner.capacity {
+            // SAFETY: i < capacity.
+            let slot = unsafe { inner.region.slot(i) };
+            // SYNC(close-wake): SeqCst, pairs with the sleeper's SeqCst CAS of
+            // the waiter bit: either we see the bit, or it sees `closed`.
+            if slot.stamp.load(Ordering::SeqCst) & STAMP_WAITER != 0 {
+                let old = slot.stamp.fetch_and(!STAMP_WAITER, Ordering::SeqCst);
+                if old & STAMP_WAITER != 0 {
+                    wait::wake_all(&slot.stamp);
+                }
+            }
+        }
+        inner.table().wake_all();
+    }
+}
+
+/// Which cursor-table entry a subscriber uses.
+#[derive(Debug)]
+enum CursorRef {
+    /// None: an overwrite-mode subscriber without a name.
+    Local,
+    /// An entry of its own, freed on drop (reliable mode, no name).
+    Ephemeral(usize),
+    /// A durable named cursor, attached to this subscriber.
+    Named { index: usize, name: String },
+}
+
+/// A reader of a log with its own position. Not shared: one thread reads
+/// through it at a time (it is `Send`).
+///
+/// Created by [`Log::subscribe`] or [`Log::subscribe_named`]; it keeps the
+/// log mapped while it lives.
+#[derive(Debug)]
+pub struct Subscriber {
+    inner: Arc<Inner>,
+    /// The next sequence number to read.
+    pos: u64,
+    cursor: CursorRef,
+    wait: WaitStrategy,
+}
+
+impl Subscriber {
+    /// The next sequence number this subscriber will read. Right after a
+    /// successful receive, the received message's sequence number is
+    /// `position() - 1`.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Messages published that this subscriber has not read yet.
+    pub fn lag(&self) -> u64 {
+        self.inner.tail().saturating_sub(self.pos)
+    }
+
+    /// The name of its cursor, for a subscriber on a named cursor.
+    pub fn name(&self) -> Option<&str> {
+        match &self.cursor {
+            CursorRef::Named { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The committed position of its named cursor.
+    pub fn committed(&self) -> Option<u64> {
+        match &self.cursor {
+            CursorRef::Named { index, .. } => Some(self.inner.table().committed(*index)),
+            _ => None,
+        }
+    }
+
+    /// Sets how this subscriber's blocking receives wait.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// Moves to `pos` and tells the cursor table.
+    #[inline]
+    fn advance(&mut self, pos: u64) {
+        self.pos = pos;
+        match &self.cursor {
+            CursorRef::Local => {}
+            CursorRef::Ephemeral(index) => self.inner.table().set_committed(*index, pos),
+            CursorRef::Named { index, .. } => self.inner.table().set_read(*index, pos),
+        }
+    }
+
+    /// Moves past positions lost to overwriting, seen because slot of
+    /// `self.pos` now holds stamp value `value` of a later lap.
+    #[cold]
+    fn lagged(&mut self, value: u64) -> RecvError {
+        let inner = &*self.inner;
+        let r = self.pos;
+        // The slot holds q >= r + capacity: positions before q - capacity + 1
+        // are gone; and nothing older than tail - capacity is still present.
+        let q = inner.seq_of(value);
+        let next = (r + 1)
+            .max(q.saturating_sub(inner.capacity) + 1)
+            .max(inner.tail().saturating_sub(inner.capacity));
+        let lost = next - r;
+        // Relaxed: a statistic.
+        inner
+            .region
+            .header()
+            .stats
+            .lagged
+            .fetch_add(lost, Ordering::Relaxed);
+        self.advance(next);
+        RecvError::Lagged(lost)
+    }
+
+    /// Receives the next message into `buf` and returns its length; never waits.
+    ///
+    /// # Errors
+    /// [`RecvError::Empty`]; [`RecvError::Lagged`] (messages were lost; the
+    /// next call continues from the oldest one left);
+    /// [`RecvError::BufferTooSmall`] (the subscriber stays on the message);
+    /// [`RecvError::Closed`] once closed and fully read;
+    /// [`RecvError::Corrupt`] for an impossible length (that message is skipped).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, RecvError, Start};
+    /// let log = Log::in_process(&LogConfig::new(16, 4)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// log.publish(b"hello").unwrap();
+    /// let mut small = [0u8; 2];
+    /// assert_eq!(sub.recv_try(&mut small), Err(RecvError::BufferTooSmall { needed: 5 }));
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(sub.recv_try(&mut buf), Ok(5));
+    /// assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Empty));
+    /// ```
+    #[inline]
+    pub fn recv_try(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        loop {
+            let inner = &*self.inner;
+            let r = self.pos;
+            let slot = inner.slot(r);
+            // SYNC(slot-publish): Acquire, pairs with the Release CAS that
+            // completes a slot in `write`: length and payload are visible.
+            let s1 = slot.stamp.load(Ordering::Acquire);
+            let v = s1 >> 1;
+            let ready = inner.value(r, ST_COMPLETE);
+            if v == ready {
+                // Relaxed: ordered by the Acquire above, validated by the
+                // stamp re-check below.
+                let len = slot.len.load(Ordering::Relaxed) as usize;
+                if len > inner.slot_size || len > buf.len() {
+                    std::sync::atomic::fence(Ordering::Acquire);
+                    // Relaxed: after the fence (seqlock re-check, as below).
+                    let s2 = slot.stamp.load(Ordering::Relaxed);
+                    if s2 >> 1 != v {
+                        return Err(self.lagged(s2 >> 1));
+                    }
+                    if len > inner.slot_size {
+                        let detail = format!(
+                            "message {r} has length {len} > slot size {}",
+                            inner.slot_size
+                        );
+                        self.advance(r + 1);
+                        return Err(RecvError::Corrupt { detail });
+                    }
+                    return Err(RecvError::BufferTooSmall { needed: len });
+                }
+                // SAFETY: len <= slot_size (checked), so the source lies inside
+                // this slot's payload in the validated slot array; len <=
+                // buf.len(). A publisher of a later lap may overwrite the
+                // source during the copy (a seqlock read): bytes have no
+                // invalid values, and the copy is discarded unless the stamp
+                // is unchanged afterwards.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(Inner::payload(slot), buf.as_mut_ptr(), len)
+                };
+                // SYNC(seqlock-write): Acquire fence, pairs with the publisher's
+                // Release fence after its claim in `write`.
+                std::sync::atomic::fence(Ordering::Acquire);
+                // Relaxed: ordered by the fence above.
+                let s2 = slot.stamp.load(Ordering::Relaxed);
+                if s2 >> 1 != v {
+                    return Err(self.lagged(s2 >> 1));
+                }
+                self.advance(r + 1);
+                return Ok(len);
+            }
+            if v == ready + 1 {
+                // skipped(r): a tombstone, not a message.
+                self.advance(r + 1);
+                continue;
+            }
+            if v > ready + 1 {
+                return Err(self.lagged(v));
+            }
+            return Err(if inner.drained(r) {
+                RecvError::Closed
+            } else {
+                RecvError::Empty
+            });
+        }
+    }
+
+    /// Receives the next message, waiting up to `timeout` (`None`: no limit).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, RecvError, Start};
+    /// use std::time::Duration;
+    /// let log = Log::in_process(&LogConfig::new(16, 4)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(sub.recv_block(&mut buf, Some(Duration::from_millis(5))), Err(RecvError::Timeout));
+    /// ```
+    pub fn recv_block(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize, RecvError> {
+        self.recv_until(buf, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Receives the next message, waiting until `deadline` (`None`: no limit).
+    pub fn recv_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        let mut backoff = Backoff::new(self.wait, deadline);
+        loop {
+            match self.recv_try(buf) {
+                Err(RecvError::Empty) => {}
+                other => return other,
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(RecvError::Timeout),
+                Next::Sleep => {
+                    let inner = &*self.inner;
+                    let slot = inner.slot(self.pos);
+                    // Relaxed: only compared; the sleep re-checks atomically.
+                    let s = slot.stamp.load(Ordering::Relaxed);
+                    if s >> 1 < inner.value(self.pos, ST_COMPLETE) {
+                        wait::sleep_on_stamp(
+                            &slot.stamp,
+                            s,
+                            Some(&inner.region.header().control.closed),
+                            backoff.remaining(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores this subscriber's position as its named cursor's committed
+    /// position: a later subscriber on the same name (in any process, after
+    /// a restart for a file-backed log) resumes here, and [`Self::rollback`]
+    /// returns here. In reliable mode, publishers are gated by committed
+    /// positions: commit at least every `capacity` messages.
+    ///
+    /// # Errors
+    /// [`CursorError::NotNamed`] for a subscriber without a named cursor.
+    pub fn commit(&mut self) -> Result<(), CursorError> {
+        match &self.cursor {
+            CursorRef::Named { index, .. } => {
+                self.inner.table().set_committed(*index, self.pos);
+                Ok(())
+            }
+            _ => Err(CursorError::NotNamed),
+        }
+    }
+
+    /// Moves back to the last committed position: the messages read since
+    /// are read again (in overwrite mode, those still present; the others
+    /// are reported as [`RecvError::Lagged`]). Returns the new position.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 16)).unwrap();
+    /// let mut sub = log.subscribe_named("worker", Start::Latest).unwrap();
+    /// for m in [b"a", b"b", b"c"] {
+    ///     log.publish(m).unwrap();
+    /// }
+    /// let mut buf = [0u8; 8];
+    /// sub.recv_try(&mut buf).unwrap();
+    /// sub.commit().unwrap();
+    /// sub.recv_try(&mut buf).unwrap();
+    /// sub.recv_try(&mut buf).unwrap();
+    /// assert_eq!(sub.rollback(), Ok(1));
+    /// let n = sub.recv_try(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], b"b");
+    /// ```
+    pub fn rollback(&mut self) -> Result<u64, CursorError> {
+        match &self.cursor {
+            CursorRef::Named { index, .. } => {
+                let pos = self.inner.table().committed(*index);
+                self.advance(pos);
+                Ok(pos)
+            }
+            _ => Err(CursorError::NotNamed),
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let table = self.inner.table();
+        match &self.cursor {
+            CursorRef::Local => {}
+            CursorRef::Ephemeral(index) => {
+                // Under the lock, so the entry is not handed out while we free it.
+                // If the lock cannot be had, the entry is reaped once we exit.
+                if let Ok(lock) = table.lock() {
+                    table.unregister_ephemeral(&lock, *index);
+                }
+            }
+            CursorRef::Named { index, .. } => table.detach(*index),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

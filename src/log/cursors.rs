@@ -1,0 +1,531 @@
+//! The cursor table of a log: a fixed array of 128-byte entries in the
+//! segment's kind-specific (aux) table, chosen at creation.
+//!
+//! Entry 0 of the aux table is the table's control line ([`TableControl`]:
+//! its lock); entries 1.. are cursors ([`CursorEntry`]). A cursor is either
+//! *named* (durable: it outlives its subscriber and the processes, and is
+//! found again by name) or *ephemeral* (a reliable-mode subscriber without a
+//! name: it gates publishers while its process lives and is reaped when it
+//! dies).
+//!
+//! Changes to the table (create, attach, remove, register) are rare and take
+//! the table lock: a word holding the holder's pid and start time, so a lock
+//! left by a dead process is recognised (by pid and start time, not by a
+//! timeout) and taken over. Every change writes an entry's fields first and
+//! its `state` last, with Release, so an entry whose writer died half-way is
+//! still free. The hot words are read without the lock: publishers read
+//! `state` and `committed` to find the slowest cursor; subscribers store
+//! their own `committed` and `read`.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::layout::{AUX_ENTRY_SIZE, STAMP_WAITER};
+use crate::liveness;
+use crate::region::Region;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait;
+
+use super::CursorError;
+
+/// Longest cursor name, in bytes.
+pub const MAX_CURSOR_NAME: usize = 64;
+
+/// Entry state: free for the taking.
+const FREE: u32 = 0;
+/// Entry state: a durable named cursor.
+const NAMED: u32 = 1;
+/// Entry state: the cursor of a live reliable-mode subscriber without a name.
+const EPHEMERAL: u32 = 2;
+
+/// How long a table operation waits for the lock held by a live process.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The control line of the cursor table (aux entry 0).
+#[repr(C, align(128))]
+pub(crate) struct TableControl {
+    /// 0 when free; else the holder's `pid << 32 | (start_time & 0xffff_ffff)`.
+    lock: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<TableControl>() == AUX_ENTRY_SIZE as usize);
+
+/// One cursor (aux entries 1..). Fields other than `state` are meaningful
+/// only while `state` is not [`FREE`]; they are written before `state`.
+#[repr(C, align(128))]
+pub(crate) struct CursorEntry {
+    /// [`FREE`], [`NAMED`] or [`EPHEMERAL`]; stored last, with Release.
+    state: AtomicU32,
+    /// Length of the name in bytes (at most [`MAX_CURSOR_NAME`]).
+    name_len: AtomicU32,
+    /// Pid of the process whose subscriber is attached; 0 when none.
+    owner_pid: AtomicU32,
+    _pad: u32,
+    /// Start time of `owner_pid` (tells a reused pid apart).
+    owner_start: AtomicU64,
+    /// `position << 1 | STAMP_WAITER`: the committed position (the next
+    /// sequence number to read after a restart or rollback). Only grows
+    /// while the entry is taken. Publishers of a reliable log are gated by
+    /// the smallest one, and sleep on it with the waiter bit set.
+    committed: AtomicU64,
+    /// The position the attached subscriber has read up to (statistics).
+    read: AtomicU64,
+    /// The name's bytes, little-endian packed, zero-padded.
+    name: [AtomicU64; MAX_CURSOR_NAME / 8],
+}
+
+const _: () = assert!(core::mem::size_of::<CursorEntry>() == AUX_ENTRY_SIZE as usize);
+
+/// What a cursor looks like from outside (statistics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorInfo {
+    /// The cursor's name; `None` for the cursor of an unnamed reliable-mode subscriber.
+    pub name: Option<String>,
+    /// The committed position: the next sequence number to read after a
+    /// restart or a rollback. Reliable-mode publishers are gated by it.
+    pub position: u64,
+    /// The position the attached subscriber has read up to (equal to
+    /// `position` when no subscriber is attached or it has committed everything).
+    pub read: u64,
+    /// Messages published after `position`: how far behind the cursor is.
+    pub lag: u64,
+    /// The process whose subscriber is attached, if any.
+    pub owner: Option<u32>,
+}
+
+/// The start time of this process, read once.
+fn own_start() -> u64 {
+    static START: OnceLock<u64> = OnceLock::new();
+    *START.get_or_init(|| liveness::start_time(std::process::id()).unwrap_or(0))
+}
+
+/// This process as a lock word.
+fn lock_word() -> u64 {
+    (std::process::id() as u64) << 32 | (own_start() & 0xffff_ffff)
+}
+
+/// Whether the holder of a lock word is still running.
+fn holder_alive(word: u64) -> bool {
+    let pid = (word >> 32) as u32;
+    liveness::start_time(pid).map(|s| s & 0xffff_ffff) == Some(word & 0xffff_ffff)
+}
+
+/// Checks a cursor name: 1 to [`MAX_CURSOR_NAME`] bytes, no NUL.
+pub(crate) fn check_name(name: &str) -> Result<(), CursorError> {
+    let bad = |d: &str| {
+        Err(CursorError::InvalidName {
+            detail: format!("{name:?} {d}"),
+        })
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > MAX_CURSOR_NAME {
+        return bad(&format!(
+            "is {} bytes, more than {MAX_CURSOR_NAME}",
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    Ok(())
+}
+
+/// The table lock, released on drop.
+pub(crate) struct TableLock<'a> {
+    word: &'a AtomicU64,
+    me: u64,
+}
+
+impl Drop for TableLock<'_> {
+    fn drop(&mut self) {
+        // SYNC(table-lock): Release, pairs with the Acquire CAS in `lock`: our
+        // entry changes are visible to the next holder.
+        let _ = self
+            .word
+            .compare_exchange(self.me, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// The cursor table of one mapped log.
+pub(crate) struct Table<'a> {
+    control: &'a TableControl,
+    entries: &'a [CursorEntry],
+}
+
+impl<'a> Table<'a> {
+    /// The table inside `region` (aux entry 0 is the control line).
+    pub(crate) fn new(region: &'a Region) -> Table<'a> {
+        let count = region.params().aux_count as usize;
+        debug_assert!(count >= 1, "validated when the log was attached");
+        let base = region.aux_ptr();
+        // SAFETY: the aux table holds aux_count >= 1 entries of AUX_ENTRY_SIZE
+        // bytes inside the validated mapping, 128-byte aligned (its offset is a
+        // multiple of 128 from a page-aligned base); the structs hold atomics
+        // only, which tolerate sharing with other processes.
+        unsafe {
+            Table {
+                control: &*(base as *const TableControl),
+                entries: std::slice::from_raw_parts(
+                    base.add(AUX_ENTRY_SIZE as usize) as *const CursorEntry,
+                    count.saturating_sub(1),
+                ),
+            }
+        }
+    }
+
+    /// Number of cursor entries.
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Takes the table lock, taking it over from a dead holder; waits at
+    /// most [`LOCK_WAIT`] for a live one.
+    pub(crate) fn lock(&self) -> Result<TableLock<'a>, CursorError> {
+        let word = &self.control.lock;
+        let me = lock_word();
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut spins = 0u32;
+        loop {
+            // Relaxed: only a guess; the CAS decides.
+            let cur = word.load(Ordering::Relaxed);
+            // A holder is checked for liveness only after a while: reading
+            // /proc costs more than a short critical section.
+            let free = cur == 0 || (spins > 0 && spins % 16 == 0 && !holder_alive(cur));
+            // SYNC(table-lock): Acquire, pairs with the Release in `TableLock::drop`.
+            if free
+                && word
+                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Ok(TableLock { word, me });
+            }
+            if Instant::now() >= deadline {
+                return Err(CursorError::Busy {
+                    pid: (cur >> 32) as u32,
+                });
+            }
+            spins = spins.wrapping_add(1);
+            if spins < 8 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Takes the table lock if it is free right now.
+    pub(crate) fn try_lock(&self) -> Option<TableLock<'a>> {
+        let word = &self.control.lock;
+        let me = lock_word();
+        // SYNC(table-lock): Acquire, pairs with the Release in `TableLock::drop`.
+        word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| TableLock { word, me })
+    }
+
+    fn name_of(e: &CursorEntry) -> Option<String> {
+        // Relaxed: stable under the table lock; a snapshot otherwise.
+        let len = e.name_len.load(Ordering::Relaxed) as usize;
+        if len == 0 || len > MAX_CURSOR_NAME {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_CURSOR_NAME];
+        for (chunk, word) in bytes.chunks_mut(8).zip(&e.name) {
+            // Relaxed: as above.
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+    }
+
+    fn name_is(e: &CursorEntry, name: &str) -> bool {
+        Self::name_of(e).as_deref() == Some(name)
+    }
+
+    /// The index of the named cursor `name`. Call under the lock.
+    pub(crate) fn find(&self, _lock: &TableLock<'_>, name: &str) -> Option<usize> {
+        self.entries.iter().position(|e| {
+            // Relaxed: the lock orders every change of the table.
+            e.state.load(Ordering::Relaxed) == NAMED && Self::name_is(e, name)
+        })
+    }
+
+    /// Frees the cursors of unnamed subscribers whose process died, and the
+    /// attachments of dead processes to named cursors. Call under the lock.
+    pub(crate) fn reap(&self, _lock: &TableLock<'_>) -> usize {
+        let mut reaped = 0;
+        for e in self.entries {
+            // Relaxed: the lock orders every change of the table.
+            let state = e.state.load(Ordering::Relaxed);
+            let pid = e.owner_pid.load(Ordering::Relaxed);
+            if state == FREE
+                || pid == 0
+                || liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed))
+            {
+                continue;
+            }
+            if state == EPHEMERAL {
+                Self::release(e);
+                reaped += 1;
+            } else {
+                // Relaxed: only the lock holder reads it to decide.
+                e.owner_pid.store(0, Ordering::Relaxed);
+            }
+        }
+        reaped
+    }
+
+    /// Takes a free entry for a cursor at `pos`, reaping dead ones if none is free.
+    fn take(
+        &self,
+        lock: &TableLock<'_>,
+        state: u32,
+        name: &str,
+        pos: u64,
+        owned: bool,
+    ) -> Result<usize, CursorError> {
+        // Relaxed: the lock orders every change of the table.
+        let free = |t: &Self| {
+            t.entries
+                .iter()
+                .position(|e| e.state.load(Ordering::Relaxed) == FREE)
+        };
+        let index = match free(self) {
+            Some(i) => i,
+            None => {
+                self.reap(lock);
+                free(self).ok_or(CursorError::TableFull {
+                    capacity: self.capacity(),
+                })?
+            }
+        };
+        let e = &self.entries[index];
+        let mut bytes = [0u8; MAX_CURSOR_NAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        // Relaxed (all fields): published by the Release store of `state` below.
+        for (word, chunk) in e.name.iter().zip(bytes.chunks(8)) {
+            word.store(
+                u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")),
+                Ordering::Relaxed,
+            );
+        }
+        e.name_len.store(name.len() as u32, Ordering::Relaxed);
+        let (pid, start) = if owned {
+            (std::process::id(), own_start())
+        } else {
+            (0, 0)
+        };
+        e.owner_start.store(start, Ordering::Relaxed);
+        e.owner_pid.store(pid, Ordering::Relaxed);
+        e.read.store(pos, Ordering::Relaxed);
+        e.committed.store(pos << 1, Ordering::Relaxed);
+        // SYNC(cursor-publish): Release, pairs with the Acquire loads of
+        // `state` in `gate` and `list`: the position is visible first.
+        e.state.store(state, Ordering::Release);
+        Ok(index)
+    }
+
+    /// Creates the named cursor `name` at `pos`. Call under the lock.
+    pub(crate) fn create_named(
+        &self,
+        lock: &TableLock<'_>,
+        name: &str,
+        pos: u64,
+    ) -> Result<usize, CursorError> {
+        check_name(name)?;
+        if self.find(lock, name).is_some() {
+            return Err(CursorError::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        self.take(lock, NAMED, name, pos, false)
+    }
+
+    /// Registers an unnamed reliable-mode subscriber at `pos`, owned by this process.
+    pub(crate) fn register_ephemeral(
+        &self,
+        lock: &TableLock<'_>,
+        pos: u64,
+    ) -> Result<usize, CursorError> {
+        self.take(lock, EPHEMERAL, "", pos, true)
+    }
+
+    /// Attaches this process's subscriber to the named cursor at `index`.
+    /// Call under the lock.
+    pub(crate) fn attach(
+        &self,
+        _lock: &TableLock<'_>,
+        index: usize,
+        name: &str,
+    ) -> Result<(), CursorError> {
+        let e = &self.entries[index];
+        // Relaxed: the lock orders every change of the table.
+        let pid = e.owner_pid.load(Ordering::Relaxed);
+        if pid != 0 && liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed)) {
+            return Err(CursorError::InUse {
+                name: name.to_owned(),
+                pid,
+            });
+        }
+        e.owner_start.store(own_start(), Ordering::Relaxed);
+        e.owner_pid.store(std::process::id(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Detaches this process's subscriber from the named cursor at `index`.
+    pub(crate) fn detach(&self, index: usize) {
+        // Relaxed: a single word; attachers re-check it under the lock.
+        let _ = self.entries[index].owner_pid.compare_exchange(
+            std::process::id(),
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Frees an entry and wakes the publishers sleeping on it. Call under the lock.
+    fn release(e: &CursorEntry) {
+        // SYNC(cursor-publish): Release, pairs with the Acquire loads of `state`.
+        e.state.store(FREE, Ordering::Release);
+        // Relaxed: informational once free.
+        e.owner_pid.store(0, Ordering::Relaxed);
+        e.name_len.store(0, Ordering::Relaxed);
+        Self::wake_gated(&e.committed, 0);
+    }
+
+    /// Stores `value` into a `committed` word and wakes the publishers that
+    /// sleep on it, if any.
+    fn wake_gated(word: &AtomicU64, value: u64) {
+        // SYNC(gate-advance): Release, pairs with the Acquire loads of
+        // `committed` in `gate` (the subscriber has finished reading the
+        // positions below `value` before a publisher reuses their slots). The
+        // swap also reads the waiter bit that a sleeping publisher set with
+        // its CAS in `wait::sleep_on_stamp` (both are RMWs of this word: no
+        // lost wakeup).
+        let old = word.swap(value, Ordering::Release);
+        if old & STAMP_WAITER != 0 {
+            wait::wake_all(word);
+        }
+    }
+
+    /// Frees the unnamed subscriber's entry at `index`.
+    pub(crate) fn unregister_ephemeral(&self, lock: &TableLock<'_>, index: usize) {
+        let _ = lock;
+        let e = &self.entries[index];
+        // Relaxed: the lock orders every change of the table.
+        if e.state.load(Ordering::Relaxed) == EPHEMERAL
+            && e.owner_pid.load(Ordering::Relaxed) == std::process::id()
+        {
+            Self::release(e);
+        }
+    }
+
+    /// Removes the named cursor `name` unless a live subscriber holds it.
+    pub(crate) fn remove(&self, lock: &TableLock<'_>, name: &str) -> Result<(), CursorError> {
+        let index = self.find(lock, name).ok_or_else(|| CursorError::NotFound {
+            name: name.to_owned(),
+        })?;
+        let e = &self.entries[index];
+        // Relaxed: the lock orders every change of the table.
+        let pid = e.owner_pid.load(Ordering::Relaxed);
+        if pid != 0 && liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed)) {
+            return Err(CursorError::InUse {
+                name: name.to_owned(),
+                pid,
+            });
+        }
+        Self::release(e);
+        Ok(())
+    }
+
+    /// The committed position of the entry at `index`.
+    pub(crate) fn committed(&self, index: usize) -> u64 {
+        // SYNC(gate-advance): Acquire, pairs with the Release swap in `wake_gated`.
+        self.entries[index].committed.load(Ordering::Acquire) >> 1
+    }
+
+    /// Stores the committed position of the entry at `index` (this
+    /// process's subscriber) and wakes publishers gated on it.
+    pub(crate) fn set_committed(&self, index: usize, pos: u64) {
+        Self::wake_gated(&self.entries[index].committed, pos << 1);
+    }
+
+    /// Stores how far the subscriber at `index` has read (statistics).
+    #[inline]
+    pub(crate) fn set_read(&self, index: usize, pos: u64) {
+        // Relaxed: a statistic, read by `list` only.
+        self.entries[index].read.store(pos, Ordering::Relaxed);
+    }
+
+    /// The slowest cursor: its committed word and that word's value, or
+    /// `None` when no cursor is registered. Lock-free.
+    pub(crate) fn slowest(&self) -> Option<(&'a AtomicU64, u64)> {
+        let mut best: Option<(&'a AtomicU64, u64)> = None;
+        for e in self.entries {
+            // SYNC(cursor-publish): Acquire, pairs with the Release store of
+            // `state` in `take`: the initial position is visible.
+            let state = e.state.load(Ordering::Acquire);
+            if state != NAMED && state != EPHEMERAL {
+                continue;
+            }
+            // SYNC(gate-advance): Acquire, pairs with the Release swap in `wake_gated`.
+            let raw = e.committed.load(Ordering::Acquire);
+            if best.is_none_or(|(_, b)| raw >> 1 < b >> 1) {
+                best = Some((&e.committed, raw));
+            }
+        }
+        best
+    }
+
+    /// The smallest committed position over every cursor, or `None`. Lock-free.
+    pub(crate) fn gate(&self) -> Option<u64> {
+        self.slowest().map(|(_, raw)| raw >> 1)
+    }
+
+    /// Every cursor, with its lag behind `tail`. Lock-free snapshot.
+    pub(crate) fn list(&self, tail: u64) -> Vec<CursorInfo> {
+        let mut out = Vec::new();
+        for e in self.entries {
+            // SYNC(cursor-publish): Acquire, pairs with the Release store in `take`.
+            let state = e.state.load(Ordering::Acquire);
+            if state != NAMED && state != EPHEMERAL {
+                continue;
+            }
+            // Relaxed: a snapshot for display.
+            let position = e.committed.load(Ordering::Relaxed) >> 1;
+            let pid = e.owner_pid.load(Ordering::Relaxed);
+            let read = if pid == 0 {
+                position
+            } else {
+                e.read.load(Ordering::Relaxed).max(position)
+            };
+            out.push(CursorInfo {
+                name: if state == NAMED {
+                    Some(Self::name_of(e).unwrap_or_default())
+                } else {
+                    None
+                },
+                position,
+                read,
+                lag: tail.saturating_sub(position),
+                owner: (pid != 0).then_some(pid),
+            });
+        }
+        out
+    }
+
+    /// Wakes every publisher sleeping on a cursor (the log was closed).
+    pub(crate) fn wake_all(&self) {
+        for e in self.entries {
+            // SYNC(close-wake): SeqCst, pairs with the sleeper's SeqCst CAS of
+            // the waiter bit: either we see the bit, or it sees `closed`.
+            if e.committed.load(Ordering::SeqCst) & STAMP_WAITER != 0 {
+                let old = e.committed.fetch_and(!STAMP_WAITER, Ordering::SeqCst);
+                if old & STAMP_WAITER != 0 {
+                    wait::wake_all(&e.committed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The single-producer / single-consumer path of the work queue: a Lamport
+//! ring with cached indices (as in rtrb), for queues created with
+//! [`QueueConfig::spsc`](super::QueueConfig::spsc).
+//!
+//! `tail` counts published messages and is written only by the producer;
+//! `head` counts consumed messages and is written only by the consumer. The
+//! producer writes slot `t`'s length and payload, then its stamp (`t + 1`,
+//! as in the multi-producer ring, Release), then `tail = t + 1`. The consumer
+//! polls the stamp of slot `h` itself, so a message costs it the slot's own
+//! cache lines and nothing else; it copies out, then stores `head = h + 1`
+//! (Release). The producer reads `head` (Acquire) only when its cached copy
+//! says the ring is full. Neither side writes a cache line the other is about
+//! to write, and neither executes a locked instruction per message.
+//!
+//! Who may produce and consume is a role token in the control line
+//! (`pid << 32 | nonce`), taken by a handle on first use and given back on
+//! drop; a token whose process died is taken over.
+//!
+//! Waiting: a sleeper counts itself in `Control::sleepers`, reads
+//! `wake_seq`, issues the asymmetric barrier (see `crate::wait`), re-checks,
+//! and sleeps on `wake_seq`. A waker, after its publishing store, checks
+//! `sleepers` with a plain load and bumps `wake_seq` only if it is non-zero.
+//!
+//! Close: a close by the producer's own handle is `CLOSED_QUIET` (nothing of
+//! its is in flight). A close by anyone else is `CLOSED`: consumers report
+//! `Closed` once drained *and* the producer has acknowledged (its next enqueue
+//! sees the flag and upgrades it to `CLOSED_QUIET`) or given up its role. So
+//! a message whose enqueue overlapped the close is never stranded.
+
+use std::time::Instant;
+
+use super::{Queue, Side};
+use crate::layout::{Control, CLOSED_QUIET, OPEN, SLOT_TOMBSTONE};
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{self, Backoff, Next};
+use crate::{DequeueError, EnqueueError};
+
+/// A role held by one handle: its token, its own index (it is that index's
+/// only writer, so it never needs to read it back from shared memory), and,
+/// for the producer, its cached copy of `head` (the consumer polls slot
+/// stamps instead and does not use it).
+///
+/// Aligned to its own 128-byte line: a handle's role is written on every
+/// message, and the producer's and consumer's handles may sit side by side
+/// on the heap.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(super) struct Role {
+    token: u64,
+    pos: u64,
+    cached: u64,
+}
+
+fn new_token() -> u64 {
+    static NONCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    // Relaxed: only uniqueness within the process matters.
+    ((std::process::id() as u64) << 32) | NONCE.fetch_add(1, Ordering::Relaxed) as u64
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    pid != 0
+        && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+impl Queue {
+    fn role_word(&self, side: Side) -> &AtomicU64 {
+        let ctl = &self.region.header().control;
+        match side {
+            Side::Producer => &ctl.producer,
+            Side::Consumer => &ctl.consumer,
+        }
+    }
+
+    /// Takes the `side` role, or returns the pid of its live holder.
+    pub(super) fn claim_role(&self, side: Side) -> Result<Role, u32> {
+        let word = self.role_word(side);
+        let token = new_token();
+        loop {
+            // SYNC(role): Acquire, pairs with the Release in `release_role`:
+            // the previous holder's index stores are visible to us.
+            let cur = word.load(Ordering::Acquire);
+            let holder = (cur >> 32) as u32;
+            if cur != 0 && pid_alive(holder) {
+                return Err(holder);
+            }
+            // SYNC(role): AcqRel, as above, and against a racing claimer.
+            if word
+                .compare_exchange(cur, token, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                let h = self.region.header();
+                // Acquire: pairs with the previous holder's Release stores of
+                // its index (or with creation). `head` is a safe first value
+                // for both caches (the producer's "free up to" and the
+                // consumer's "ready up to"); each is re-read before use.
+                // SYNC(spsc-publish) / SYNC(spsc-free).
+                let head = h.head.value.load(Ordering::Acquire);
+                let pos = match side {
+                    Side::Producer => self.repaired_tail(),
+                    Side::Consumer => head,
+                };
+                return Ok(Role {
+                    token,
+                    pos,
+                    cached: head,
+                });
+            }
+        }
+    }
+
+    /// The producer's position for a new holder: `tail`, or one past it if
+    /// the previous holder died between publishing a slot's stamp and
+    /// storing `tail`.
+    fn repaired_tail(&self) -> u64 {
+        let tail = &self.region.header().tail.value;
+        // SYNC(spsc-tail): Acquire, pairs with the previous holder's Release store of tail.
+        let t = tail.load(Ordering::Acquire);
+        // Relaxed: the stamp is only compared; we are the only producer now.
+        if self.slot(t).stamp.load(Ordering::Relaxed) >> 1 == t + 1 {
+            // SYNC(spsc-tail): Release, as every store of tail.
+            tail.store(t + 1, Ordering::Release);
+            return t + 1;
+        }
+        t
+    }
+
+    /// Gives a role back and wakes sleepers (a consumer may be waiting to
+    /// learn that the producer is gone).
+    pub(super) fn release_role(&self, side: Side, role: &Role) {
+        // SYNC(role): Release, pairs with the Acquire in `claim_role` and in `spsc_drained`.
+        let _ = self.role_word(side).compare_exchange(
+            role.token,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        self.wake_sleepers(true);
+    }
+
+    fn control(&self) -> &Control {
+        &self.region.header().control
+    }
+
+    /// After a publishing store: wake sleepers if there are any.
+    #[inline]
+    fn wake_sleepers(&self, always_fence: bool) {
+        if always_fence {
+            std::sync::atomic::fence(Ordering::SeqCst);
+        } else {
+            wait::waker_fence();
+        }
+        let ctl = self.control();
+        // Relaxed: ordered after our publish by `waker_fence` together with
+        // the sleeper's barrier (see crate::wait, asym-dekker).
+        if ctl.sleepers.load(Ordering::Relaxed) != 0 {
+            // SYNC(spsc-wake): Release, pairs with the sleeper's Acquire load
+            // of wake_seq: a sleeper that reads the new value sees our publish.
+            ctl.wake_seq.fetch_add(1, Ordering::Release);
+            wait::futex_wake_u32(&ctl.wake_seq);
+        }
+    }
+
+    /// Sleeps until a waker bumps `wake_seq`, unless `ready()` holds after
+    /// the barrier.
+    fn spsc_sleep(
+        &self,
+        backoff: &Backoff,
+        cap: Option<std::time::Duration>,
+        ready: impl Fn() -> bool,
+    ) {
+        let ctl = self.control();
+        // SYNC(spsc-sleep): SeqCst, announces us before the barrier below.
+        ctl.sleepers.fetch_add(1, Ordering::SeqCst);
+        // SYNC(spsc-wake): Acquire, pairs with the waker's Release bump.
+        let seq = ctl.wake_seq.load(Ordering::Acquire);
+        let bounded = !wait::sleeper_barrier();
+        if !ready() {
+            let mut timeout = backoff.remaining();
+            // No barrier available: never trust a sleep for long.
+            let cap = if bounded {
+                Some(std::time::Duration::from_millis(1))
+            } else {
+                cap
+            };
+            if let Some(cap) = cap {
+                timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
+            }
+            wait::futex_wait_u32(&ctl.wake_seq, seq, timeout);
+        }
+        // Relaxed: a count; wakers tolerate a stale non-zero (one spare syscall).
+        ctl.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Enqueues as the holder of the producer role.
+    #[inline]
+    pub(super) fn spsc_enqueue(&self, role: &mut Role, msg: &[u8]) -> Result<(), EnqueueError> {
+        if msg.len() > self.slot_size {
+            return Err(EnqueueError::TooLarge {
+                len: msg.len(),
+                max: self.slot_size,
+            });
+        }
+        let ctl = self.control();
+        // Relaxed: the close handshake is carried by CLOSED_QUIET below.
+        if ctl.closed.load(Ordering::Relaxed) != OPEN {
+            // Acknowledge: nothing of ours is in flight any more.
+            // SYNC(spsc-close): Release, pairs with the Acquire in `spsc_drained`.
+            ctl.closed.store(CLOSED_QUIET, Ordering::Release);
+            self.wake_sleepers(true);
+            return Err(EnqueueError::Closed);
+        }
+        let h = self.region.header();
+        let t = role.pos;
+        if t.wrapping_sub(role.cached) >= self.capacity {
+            // SYNC(spsc-free): Acquire, pairs with the consumer's Release store of head.
+            role.cached = h.head.value.load(Ordering::Acquire);
+            let used = t.wrapping_sub(role.cached);
+            if used > self.capacity {
+                return Err(EnqueueError::Corrupt {
+                    detail: format!("head {} is not within a ring of tail {t}", role.cached),
+                });
+            }
+            if used == self.capacity {
+                return Err(EnqueueError::Full);
+            }
+        }
+        let slot = self.slot(t);
+        // Relaxed: published by the Release store of the stamp below.
+        slot.len.store(msg.len() as u32, Ordering::Relaxed);
+        slot.flags.store(0, Ordering::Relaxed);
+        // SAFETY: position t is free (t - head < capacity) and only the
+        // producer-role holder writes slots; the payload holds slot_size >=
+        // msg.len() bytes inside the validated slot array.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        // SYNC(spsc-publish): Release, pairs with the consumer's Acquire load
+        // of the stamp in `spsc_dequeue`. No waiter bit in this mode.
+        slot.stamp.store((t + 1) << 1, Ordering::Release);
+        // SYNC(spsc-tail): Release, pairs with the Acquire loads of tail in
+        // `spsc_drained`, `repaired_tail` and the statistics.
+        h.tail.value.store(t + 1, Ordering::Release);
+        role.pos = t + 1;
+        self.wake_sleepers(false);
+        Ok(())
+    }
+
+    /// Dequeues as the holder of the consumer role.
+    #[inline]
+    pub(super) fn spsc_dequeue(
+        &self,
+        role: &mut Role,
+        buf: &mut [u8],
+    ) -> Result<usize, DequeueError> {
+        loop {
+            let pos = role.pos;
+            let slot = self.slot(pos);
+            // SYNC(spsc-publish): Acquire, pairs with the producer's Release
+            // store of the stamp: its length and payload are visible.
+            if slot.stamp.load(Ordering::Acquire) >> 1 != pos + 1 {
+                return Err(if self.spsc_drained(pos) {
+                    DequeueError::Closed
+                } else {
+                    DequeueError::Empty
+                });
+            }
+            // Relaxed: ordered after the publish by the Acquire stamp load.
+            let len = slot.len.load(Ordering::Relaxed) as usize;
+            let skip = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
+            if !skip && len > self.slot_size {
+                self.spsc_advance(role);
+                return Err(DequeueError::Corrupt {
+                    detail: format!("slot holds length {len} > slot size {}", self.slot_size),
+                });
+            }
+            if !skip && len > buf.len() {
+                return Err(DequeueError::BufferTooSmall { needed: len });
+            }
+            if !skip {
+                // SAFETY: pos < tail, so the slot holds a published message
+                // that only the consumer-role holder reads; len <= slot_size
+                // and len <= buf.len() were checked above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(Self::payload(slot), buf.as_mut_ptr(), len)
+                };
+            }
+            self.spsc_advance(role);
+            if !skip {
+                return Ok(len);
+            }
+        }
+    }
+
+    #[inline]
+    fn spsc_advance(&self, role: &mut Role) {
+        role.pos += 1;
+        // SYNC(spsc-free): Release, pairs with the producer's Acquire load of head.
+        self.region
+            .header()
+            .head
+            .value
+            .store(role.pos, Ordering::Release);
+        self.wake_sleepers(false);
+    }
+
+    /// Discards the oldest message (for `enqueue_shift`, holding both roles).
+    pub(super) fn spsc_discard(&self, role: &mut Role) -> bool {
+        // SYNC(spsc-publish): Acquire, as in `spsc_dequeue`.
+        if self.slot(role.pos).stamp.load(Ordering::Acquire) >> 1 != role.pos + 1 {
+            return false;
+        }
+        self.spsc_advance(role);
+        true
+    }
+
+    /// Whether the queue is closed and nothing more can arrive after `pos`.
+    fn spsc_drained(&self, pos: u64) -> bool {
+        let ctl = self.control();
+        // SYNC(spsc-close): Acquire, pairs with the producer's Release store of CLOSED_QUIET.
+        let closed = ctl.closed.load(Ordering::Acquire);
+        if closed == OPEN {
+            return false;
+        }
+        if closed != CLOSED_QUIET {
+            // SYNC(role): Acquire, pairs with the Release in `release_role`.
+            let holder = ctl.producer.load(Ordering::Acquire);
+            if holder != 0 && pid_alive((holder >> 32) as u32) {
+                return false; // the producer may still publish: wait for its acknowledgement
+            }
+        }
+        // SYNC(spsc-tail): Acquire, pairs with the producer's Release store of tail.
+        self.region.header().tail.value.load(Ordering::Acquire) == pos
+    }
+
+    /// Marks the queue closed; `by_producer` when the caller holds the producer role.
+    pub(super) fn spsc_close(&self, by_producer: bool) {
+        let ctl = self.control();
+        if by_producer {
+            // SYNC(spsc-close): Release, pairs with the Acquire in `spsc_drained`.
+            ctl.closed.store(CLOSED_QUIET, Ordering::Release);
+        } else {
+            // SYNC(spsc-close): as above; never downgrades CLOSED_QUIET.
+            let _ = ctl.closed.compare_exchange(
+                OPEN,
+                crate::layout::CLOSED,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+        // Unconditional: close is rare, and a sleeper that read wake_seq
+        // before this bump returns from its futex wait at once.
+        // SYNC(spsc-wake): SeqCst, after the store of `closed` above.
+        ctl.wake_seq.fetch_add(1, Ordering::SeqCst);
+        wait::futex_wake_u32(&ctl.wake_seq);
+    }
+
+    pub(super) fn spsc_enqueue_until(
+        &self,
+        role: &mut Role,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), EnqueueError> {
+        let mut backoff = Backoff::new(self.wait, deadline);
+        loop {
+            match self.spsc_enqueue(role, msg) {
+                Err(EnqueueError::Full) => {}
+                other => return other,
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(EnqueueError::Timeout),
+                Next::Sleep => {
+                    let h = self.region.header();
+                    self.spsc_sleep(&backoff, None, || {
+                        // Relaxed loads: a re-check after the barrier; the real attempt re-reads with Acquire.
+                        let t = h.tail.value.load(Ordering::Relaxed);
+                        t.wrapping_sub(h.head.value.load(Ordering::Relaxed)) < self.capacity
+                            || self.control().closed.load(Ordering::Relaxed) != OPEN
+                    });
+                }
+            }
+        }
+    }
+
+    pub(super) fn spsc_dequeue_until(
+        &self,
+        role: &mut Role,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, DequeueError> {
+        let mut backoff = Backoff::new(self.wait, deadline);
+        loop {
+            match self.spsc_dequeue(role, buf) {
+                Err(DequeueError::Empty) => {}
+                other => return other,
+            }
+            match backoff.next() {
+                Next::Retry => {}
+                Next::TimedOut => return Err(DequeueError::Timeout),
+                Next::Sleep => {
+                    let h = self.region.header();
+                    let seen_closed = self.control().closed.load(Ordering::Relaxed);
+                    let seen_producer = self.control().producer.load(Ordering::Relaxed);
+                    // Closed by a third party: the producer's acknowledgement may
+                    // never come if it died, so re-check its liveness now and then.
+                    let cap = (seen_closed != OPEN).then(|| std::time::Duration::from_millis(50));
+                    self.spsc_sleep(&backoff, cap, || {
+                        // Relaxed loads: a re-check after the barrier; the real attempt re-reads with Acquire.
+                        h.tail.value.load(Ordering::Relaxed) != h.head.value.load(Ordering::Relaxed)
+                            || self.control().closed.load(Ordering::Relaxed) != seen_closed
+                            || self.control().producer.load(Ordering::Relaxed) != seen_producer
+                    });
+                }
+            }
+        }
+    }
+}
