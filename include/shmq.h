@@ -21,6 +21,15 @@
 #define SHMQ_WAIT_FOREVER -1
 
 /**
+ * Flag for shmq_queue_create(): a single-producer/single-consumer queue.
+ * At most one handle produces and one consumes at a time (the first to
+ * enqueue, or dequeue, takes that role until it is freed; others get
+ * `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
+ * instruction: the fastest mode.
+ */
+#define SHMQ_QUEUE_SPSC 1
+
+/**
  * What a shmq call did. The values are fixed: a value never changes meaning
  * and new values are only ever added.
  */
@@ -98,6 +107,11 @@ typedef enum shmq_status {
    * Another operating-system error; see shmq_last_error().
    */
   SHMQ_IO = 17,
+  /**
+   * A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
+   * has a live producer (or consumer) in another handle; nothing was done.
+   */
+  SHMQ_ROLE_TAKEN = 18,
 } shmq_status;
 
 /**
@@ -185,8 +199,8 @@ enum shmq_status shmq_target_unlink(const char *target);
 
 /**
  * Creates a new work queue at `target` with `capacity` slots (at least 2) of
- * up to `slot_size` bytes each, and permission bits `mode` (0 means 0600),
- * and writes its handle to `*queue_out`.
+ * up to `slot_size` bytes each, permission bits `mode` (0 means 0600) and
+ * `flags` (0, or `SHMQ_QUEUE_SPSC`), and writes its handle to `*queue_out`.
  *
  * `target` is `"sysv:KEY"` (decimal or 0x-hex), `"posix:NAME"` (/dev/shm)
  * or `"file:PATH"`; without a prefix a number is a SysV key, a string with a
@@ -201,7 +215,7 @@ enum shmq_status shmq_target_unlink(const char *target);
  * `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
  * for writing a pointer.
  */
-enum shmq_status shmq_queue_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, struct shmq_queue **queue_out);
+enum shmq_status shmq_queue_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, struct shmq_queue **queue_out);
 
 /**
  * Opens the existing work queue at `target` (syntax as in
@@ -218,12 +232,12 @@ enum shmq_status shmq_queue_open(const char *target, struct shmq_queue **queue_o
 
 /**
  * Creates the queue as shmq_queue_create() does, or opens it if it exists
- * with the same slot size and capacity (else `SHMQ_INCOMPATIBLE`).
+ * with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
  *
  * # Safety
  * As for shmq_queue_create().
  */
-enum shmq_status shmq_queue_open_or_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, struct shmq_queue **queue_out);
+enum shmq_status shmq_queue_open_or_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, struct shmq_queue **queue_out);
 
 /**
  * Detaches from the queue and frees the handle. The queue itself lives on
@@ -337,6 +351,16 @@ enum shmq_status shmq_queue_close(const struct shmq_queue *queue);
  * writing a `bool`.
  */
 enum shmq_status shmq_queue_is_closed(const struct shmq_queue *queue, bool *closed_out);
+
+/**
+ * Writes whether the queue is single-producer/single-consumer
+ * (`SHMQ_QUEUE_SPSC`) to `*spsc_out`.
+ *
+ * # Safety
+ * `queue` is NULL or a live handle; `spsc_out` is NULL or valid for writing
+ * a `bool`.
+ */
+enum shmq_status shmq_queue_is_spsc(const struct shmq_queue *queue, bool *spsc_out);
 
 /**
  * Writes the number of messages waiting to `*len_out` (approximate while

@@ -9,10 +9,8 @@
 //! sources), so a C compiler and Go are required: a missing one fails the
 //! test with a message saying so.
 
-// The shared harness (its `child_roles!` is not needed here; its file is
-// formatted by its owner).
+// The shared harness (its `child_roles!` is not needed here).
 #[allow(unused_imports)]
-#[rustfmt::skip]
 mod common;
 
 use std::collections::HashMap;

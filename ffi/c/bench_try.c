@@ -23,7 +23,7 @@ int main(void) {
     char target[64];
     snprintf(target, sizeof target, "posix:shmq-cbench-%ld", (long)getpid());
     shmq_queue *q = NULL;
-    if (shmq_queue_create(target, 64, CAP, 0, &q) != SHMQ_OK) {
+    if (shmq_queue_create(target, 64, CAP, 0, 0, &q) != SHMQ_OK) {
         fprintf(stderr, "create: %s\n", shmq_last_error());
         return 1;
     }

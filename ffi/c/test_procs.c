@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
 
     snprintf(target, sizeof target, "posix:shmq-ctest-procs-%ld", (long)getpid());
     shmq_queue *q = NULL;
-    shmq_status s = shmq_queue_create(target, 128, 64, 0, &q);
+    shmq_status s = shmq_queue_create(target, 128, 64, 0, 0, &q);
     if (s != SHMQ_OK) {
         fprintf(stderr, "create %s: %s: %s\n", target, shmq_status_name(s), shmq_last_error());
         return 1;

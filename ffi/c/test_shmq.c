@@ -72,7 +72,7 @@ static void remove_targets(void) {
 
 static shmq_queue *create(const char *target, uint32_t slot, uint64_t cap) {
     shmq_queue *q = NULL;
-    CHECK_STATUS(shmq_queue_create(target, slot, cap, 0, &q), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_create(target, slot, cap, 0, 0, &q), SHMQ_OK);
     CHECK(q != NULL);
     if (q == NULL) {
         fprintf(stderr, "cannot continue without a queue\n");
@@ -117,16 +117,17 @@ static void test_version_and_names(void) {
                            "SHMQ_TOO_LARGE", "SHMQ_BUFFER_TOO_SMALL", "SHMQ_ALREADY_EXISTS",
                            "SHMQ_NOT_FOUND", "SHMQ_INCOMPATIBLE", "SHMQ_CORRUPT", "SHMQ_NULL_PARAMETER",
                            "SHMQ_PANIC", "SHMQ_INVALID_ARGUMENT", "SHMQ_PERMISSION_DENIED",
-                           "SHMQ_VERSION_MISMATCH", "SHMQ_NOT_READY", "SHMQ_IO"};
+                           "SHMQ_VERSION_MISMATCH", "SHMQ_NOT_READY", "SHMQ_IO", "SHMQ_ROLE_TAKEN"};
     shmq_status values[] = {SHMQ_OK, SHMQ_FULL, SHMQ_EMPTY, SHMQ_TIMEOUT, SHMQ_CLOSED, SHMQ_TOO_LARGE,
                             SHMQ_BUFFER_TOO_SMALL, SHMQ_ALREADY_EXISTS, SHMQ_NOT_FOUND, SHMQ_INCOMPATIBLE,
                             SHMQ_CORRUPT, SHMQ_NULL_PARAMETER, SHMQ_PANIC, SHMQ_INVALID_ARGUMENT,
-                            SHMQ_PERMISSION_DENIED, SHMQ_VERSION_MISMATCH, SHMQ_NOT_READY, SHMQ_IO};
+                            SHMQ_PERMISSION_DENIED, SHMQ_VERSION_MISMATCH, SHMQ_NOT_READY, SHMQ_IO,
+                            SHMQ_ROLE_TAKEN};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         CHECK((int)values[i] == i); /* the values are fixed: 0, 1, 2, ... */
         CHECK(strcmp(shmq_status_name(i), names[i]) == 0);
     }
-    CHECK(strcmp(shmq_status_name(18), "SHMQ_UNKNOWN") == 0);
+    CHECK(strcmp(shmq_status_name(19), "SHMQ_UNKNOWN") == 0);
     CHECK(strcmp(shmq_status_name(-1), "SHMQ_UNKNOWN") == 0);
 }
 
@@ -172,9 +173,9 @@ static void test_backing(const char *kind) {
     shmq_queue *a = create(t, 48, 8);
     /* create never touches an existing queue */
     CHECK_STATUS(shmq_queue_enqueue_try(a, (const uint8_t *)"keep", 4), SHMQ_OK);
-    CHECK_STATUS(shmq_queue_create(t, 48, 8, 0, &other), SHMQ_ALREADY_EXISTS);
+    CHECK_STATUS(shmq_queue_create(t, 48, 8, 0, 0, &other), SHMQ_ALREADY_EXISTS);
     CHECK(other == sentinel);
-    CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, &other), SHMQ_ALREADY_EXISTS);
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, 0, &other), SHMQ_ALREADY_EXISTS);
     uint64_t len = 0;
     CHECK_STATUS(shmq_queue_len(a, &len), SHMQ_OK);
     CHECK(len == 1);
@@ -182,10 +183,10 @@ static void test_backing(const char *kind) {
     /* open and open_or_create attach to the same queue */
     shmq_queue *b = NULL, *c = NULL;
     CHECK_STATUS(shmq_queue_open(t, &b), SHMQ_OK);
-    CHECK_STATUS(shmq_queue_open_or_create(t, 48, 8, 0, &c), SHMQ_OK);
-    CHECK_STATUS(shmq_queue_open_or_create(t, 64, 8, 0, &other), SHMQ_INCOMPATIBLE);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 48, 8, 0, 0, &c), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 64, 8, 0, 0, &other), SHMQ_INCOMPATIBLE);
     CHECK(strstr(shmq_last_error(), "slot size") != NULL);
-    CHECK_STATUS(shmq_queue_open_or_create(t, 48, 16, 0, &other), SHMQ_INCOMPATIBLE);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 48, 16, 0, 0, &other), SHMQ_INCOMPATIBLE);
     CHECK(other == sentinel);
     uint8_t buf[48];
     size_t n = 0;
@@ -215,7 +216,7 @@ static void test_backing(const char *kind) {
 
     /* open_or_create creates; shmq_target_unlink removes */
     const char *t2 = new_target(kind);
-    CHECK_STATUS(shmq_queue_open_or_create(t2, 8, 2, 0600, &a), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_open_or_create(t2, 8, 2, 0600, 0, &a), SHMQ_OK);
     shmq_queue_free(a);
     CHECK_STATUS(shmq_target_unlink(t2), SHMQ_OK);
     CHECK_STATUS(shmq_queue_open(t2, &other), SHMQ_NOT_FOUND);
@@ -422,6 +423,45 @@ static void test_operations(void) {
     shmq_queue_free(q);
 }
 
+/* A single-producer/single-consumer queue: one producer handle and one
+ * consumer handle at a time; a role is released when its handle is freed. */
+static void test_spsc(void) {
+    const char *t = new_target("posix");
+    shmq_queue *a = NULL, *b = NULL, *other = NULL;
+    bool spsc = false;
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, SHMQ_QUEUE_SPSC, &a), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_is_spsc(a, &spsc), SHMQ_OK);
+    CHECK(spsc);
+    CHECK_STATUS(shmq_queue_open(t, &b), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 16, 4, 0, 0, &other), SHMQ_INCOMPATIBLE);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 16, 4, 0, SHMQ_QUEUE_SPSC, &other), SHMQ_OK);
+    shmq_queue_free(other);
+
+    uint8_t buf[16];
+    size_t n = 777;
+    CHECK_STATUS(shmq_queue_enqueue_try(a, (const uint8_t *)"p", 1), SHMQ_OK); /* a produces */
+    CHECK_STATUS(shmq_queue_enqueue_try(b, (const uint8_t *)"q", 1), SHMQ_ROLE_TAKEN);
+    CHECK(strstr(shmq_last_error(), "producer") != NULL);
+    CHECK_STATUS(shmq_queue_enqueue_block(b, (const uint8_t *)"q", 1, 1000000), SHMQ_ROLE_TAKEN);
+    CHECK_STATUS(shmq_queue_dequeue_try(b, buf, sizeof buf, &n), SHMQ_OK); /* b consumes */
+    CHECK(n == 1 && buf[0] == 'p');
+    n = 777;
+    CHECK_STATUS(shmq_queue_dequeue_try(a, buf, sizeof buf, &n), SHMQ_ROLE_TAKEN);
+    CHECK_STATUS(shmq_queue_dequeue_block(a, buf, sizeof buf, 1000000, &n), SHMQ_ROLE_TAKEN);
+    CHECK(n == 777);
+    shmq_queue_free(b); /* releases the consumer role */
+    CHECK_STATUS(shmq_queue_enqueue_try(a, (const uint8_t *)"r", 1), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_dequeue_try(a, buf, sizeof buf, &n), SHMQ_OK);
+    CHECK(n == 1 && buf[0] == 'r');
+    shmq_queue_free(a);
+
+    /* a regular queue says so */
+    a = create(new_target("posix"), 8, 2);
+    CHECK_STATUS(shmq_queue_is_spsc(a, &spsc), SHMQ_OK);
+    CHECK(!spsc);
+    shmq_queue_free(a);
+}
+
 /* ---- NULL and bad arguments ---- */
 
 static void test_null_parameters(void) {
@@ -437,13 +477,13 @@ static void test_null_parameters(void) {
 
     CHECK_STATUS(shmq_find_free_key(NULL), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_target_unlink(NULL), SHMQ_NULL_PARAMETER);
-    CHECK_STATUS(shmq_queue_create(NULL, 16, 4, 0, &out), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_queue_create(NULL, 16, 4, 0, 0, &out), SHMQ_NULL_PARAMETER);
     CHECK(strstr(shmq_last_error(), "target") != NULL);
-    CHECK_STATUS(shmq_queue_create(new_target("posix"), 16, 4, 0, NULL), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_queue_create(new_target("posix"), 16, 4, 0, 0, NULL), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_open(NULL, &out), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_open(t, NULL), SHMQ_NULL_PARAMETER);
-    CHECK_STATUS(shmq_queue_open_or_create(NULL, 16, 4, 0, &out), SHMQ_NULL_PARAMETER);
-    CHECK_STATUS(shmq_queue_open_or_create(t, 16, 4, 0, NULL), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_queue_open_or_create(NULL, 16, 4, 0, 0, &out), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 16, 4, 0, 0, NULL), SHMQ_NULL_PARAMETER);
     CHECK(out == sentinel);
     shmq_queue_free(NULL); /* accepted, does nothing */
     CHECK_STATUS(shmq_queue_set_wait(NULL, 0), SHMQ_NULL_PARAMETER);
@@ -460,6 +500,8 @@ static void test_null_parameters(void) {
     CHECK_STATUS(shmq_queue_close(NULL), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_is_closed(NULL, &b), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_is_closed(q, NULL), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_queue_is_spsc(NULL, &b), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_queue_is_spsc(q, NULL), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_len(NULL, &u), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_len(q, NULL), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_queue_capacity(NULL, &u), SHMQ_NULL_PARAMETER);
@@ -479,21 +521,23 @@ static void test_bad_arguments(void) {
     shmq_queue *sentinel = (shmq_queue *)(uintptr_t)0x5a5a, *out = sentinel;
     const char *bad_targets[] = {"", "sysv:xyz", "sysv:0", "posix:", "posix:a/b", "\xff\xfe"};
     for (int i = 0; i < (int)(sizeof bad_targets / sizeof bad_targets[0]); i++) {
-        CHECK_STATUS(shmq_queue_create(bad_targets[i], 16, 4, 0, &out), SHMQ_INVALID_ARGUMENT);
-        CHECK_STATUS(shmq_queue_open_or_create(bad_targets[i], 16, 4, 0, &out), SHMQ_INVALID_ARGUMENT);
+        CHECK_STATUS(shmq_queue_create(bad_targets[i], 16, 4, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
+        CHECK_STATUS(shmq_queue_open_or_create(bad_targets[i], 16, 4, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
         CHECK_STATUS(shmq_queue_open(bad_targets[i], &out), SHMQ_INVALID_ARGUMENT);
         CHECK_STATUS(shmq_target_unlink(bad_targets[i]), SHMQ_INVALID_ARGUMENT);
     }
     CHECK(strstr(shmq_last_error(), "UTF-8") != NULL);
     const char *t = new_target("posix");
-    CHECK_STATUS(shmq_queue_create(t, 16, 1, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_queue_create(t, 16, 1, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
     CHECK(strstr(shmq_last_error(), "capacity") != NULL);
-    CHECK_STATUS(shmq_queue_create(t, 16, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
-    CHECK_STATUS(shmq_queue_create(t, 16, UINT64_MAX, 0, &out), SHMQ_INVALID_ARGUMENT);
-    CHECK_STATUS(shmq_queue_create(t, UINT32_MAX, 4, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_queue_create(t, 16, 0, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_queue_create(t, 16, UINT64_MAX, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_queue_create(t, UINT32_MAX, 4, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
     CHECK(strstr(shmq_last_error(), "slot size") != NULL);
-    CHECK_STATUS(shmq_queue_create(t, 16, 4, 01777, &out), SHMQ_INVALID_ARGUMENT);
-    CHECK_STATUS(shmq_queue_open_or_create(t, 16, 1, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, 01777, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, 2, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK(strstr(shmq_last_error(), "flags") != NULL);
+    CHECK_STATUS(shmq_queue_open_or_create(t, 16, 1, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
     CHECK(out == sentinel);
     CHECK_STATUS(shmq_queue_open(t, &out), SHMQ_NOT_FOUND); /* nothing was created */
 
@@ -547,7 +591,7 @@ static void test_unusable_segments(void) {
     CHECK_STATUS(shmq_queue_open(damaged(bad_checksum), &out), SHMQ_CORRUPT);
     CHECK(strstr(shmq_last_error(), "checksum") != NULL);
     CHECK_STATUS(shmq_queue_open(damaged(truncated), &out), SHMQ_CORRUPT);
-    CHECK_STATUS(shmq_queue_open_or_create(damaged(bad_magic), 16, 4, 0, &out), SHMQ_CORRUPT);
+    CHECK_STATUS(shmq_queue_open_or_create(damaged(bad_magic), 16, 4, 0, 0, &out), SHMQ_CORRUPT);
     double t0 = now_s();
     CHECK_STATUS(shmq_queue_open(damaged(unpublished), &out), SHMQ_NOT_READY); /* after a bounded wait */
     CHECK(now_s() - t0 < 30.0);
@@ -565,7 +609,7 @@ static void test_permission_denied(void) {
     const char *t = new_target("posix");
     shmq_queue *q = NULL;
     int root = geteuid() == 0;
-    CHECK_STATUS(shmq_queue_create(t, 16, 4, root ? 0600 : 0400, &q), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, root ? 0600 : 0400, 0, &q), SHMQ_OK);
     pid_t pid = fork();
     if (pid == 0) {
         if (root && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
@@ -687,6 +731,7 @@ int main(void) {
     test_backing("file");
     test_bare_targets();
     test_operations();
+    test_spsc();
     test_null_parameters();
     test_bad_arguments();
     test_unusable_segments();

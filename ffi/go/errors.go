@@ -44,6 +44,9 @@ var (
 	ErrNotReady = errors.New("shmq: segment not initialised")
 	// ErrIO: another operating-system error.
 	ErrIO = errors.New("shmq: system error")
+	// ErrRoleTaken: a single-producer/single-consumer queue (WithSPSC)
+	// already has a live producer (or consumer) in another handle.
+	ErrRoleTaken = errors.New("shmq: producer or consumer role held by another handle")
 	// ErrHandleClosed: this handle was closed with Close.
 	ErrHandleClosed = errors.New("shmq: queue handle is closed")
 	// ErrInternal: libshmq reported a bug (a caught panic or a NULL argument).
@@ -115,6 +118,8 @@ func statusErr(st C.enum_shmq_status) error {
 		return ErrNotReady
 	case C.SHMQ_IO:
 		return ErrIO
+	case C.SHMQ_ROLE_TAKEN:
+		return ErrRoleTaken
 	case statusHandleClosed:
 		return ErrHandleClosed
 	default: // SHMQ_NULL_PARAMETER, SHMQ_PANIC, or a status newer than this package

@@ -37,10 +37,10 @@ static enum shmq_status go_capture(enum shmq_status s, char *msg, size_t cap) {
 	return s;
 }
 
-static enum shmq_status go_create(const char *t, uint32_t slot, uint64_t cap, uint32_t mode, int open_existing,
-                             shmq_queue **out, char *msg, size_t msg_cap) {
-	enum shmq_status s = open_existing ? shmq_queue_open_or_create(t, slot, cap, mode, out)
-	                              : shmq_queue_create(t, slot, cap, mode, out);
+static enum shmq_status go_create(const char *t, uint32_t slot, uint64_t cap, uint32_t mode, uint32_t flags,
+                                  int open_existing, shmq_queue **out, char *msg, size_t msg_cap) {
+	enum shmq_status s = open_existing ? shmq_queue_open_or_create(t, slot, cap, mode, flags, out)
+	                                   : shmq_queue_create(t, slot, cap, mode, flags, out);
 	return go_capture(s, msg, msg_cap);
 }
 
@@ -188,8 +188,8 @@ func create(t Target, openExisting bool, opts []Option) (*Queue, error) {
 		flag = 1
 	}
 	err := setup(op, t, func(msg *C.char) C.enum_shmq_status {
-		return C.go_create(ct, C.uint32_t(cfg.slotSize), C.uint64_t(cfg.capacity), C.uint32_t(cfg.mode), flag,
-			&h, msg, errCap)
+		return C.go_create(ct, C.uint32_t(cfg.slotSize), C.uint64_t(cfg.capacity), C.uint32_t(cfg.mode),
+			C.uint32_t(cfg.flags), flag, &h, msg, errCap)
 	})
 	if err != nil {
 		return nil, err
@@ -558,6 +558,19 @@ func (q *Queue) CloseQueue() error {
 	return statusErr(C.shmq_queue_close(q.h))
 }
 
+// IsSPSC reports whether the queue is single-producer/single-consumer
+// (see WithSPSC).
+func (q *Queue) IsSPSC() bool {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return false
+	}
+	var spsc C.bool
+	C.shmq_queue_is_spsc(q.h, &spsc)
+	return bool(spsc)
+}
+
 // IsClosed reports whether the queue was closed (by any process).
 func (q *Queue) IsClosed() bool {
 	q.mu.RLock()
@@ -643,6 +656,7 @@ type config struct {
 	slotSize int
 	capacity int
 	mode     os.FileMode
+	flags    uint32
 }
 
 // Option sets a parameter of a new queue.
@@ -656,5 +670,11 @@ func WithCapacity(slots int) Option { return func(c *config) { c.capacity = slot
 
 // WithMode sets the permission bits of the segment (default 0600).
 func WithMode(mode os.FileMode) Option { return func(c *config) { c.mode = mode } }
+
+// WithSPSC makes a single-producer/single-consumer queue: at most one
+// handle produces and one consumes at a time (the first to enqueue, or
+// dequeue, holds that role until it is closed; others get ErrRoleTaken), and
+// in exchange no operation executes a locked instruction.
+func WithSPSC() Option { return func(c *config) { c.flags |= C.SHMQ_QUEUE_SPSC } }
 
 func versionPtr() uintptr { return uintptr(unsafe.Pointer(C.shmq_version())) }

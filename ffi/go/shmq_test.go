@@ -396,6 +396,48 @@ func TestTargetsAndOptions(t *testing.T) {
 	}
 }
 
+func TestSPSC(t *testing.T) {
+	tg := target(t)
+	a := mustCreate(t, tg, shmq.WithSlotSize(16), shmq.WithCapacity(4), shmq.WithSPSC())
+	b, err := shmq.OpenAt(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !a.IsSPSC() || !b.IsSPSC() {
+		t.Fatal("not single-producer/single-consumer")
+	}
+	if _, err := shmq.OpenOrCreateAt(tg, shmq.WithSlotSize(16), shmq.WithCapacity(4)); !errors.Is(err, shmq.ErrIncompatible) {
+		t.Fatalf("open_or_create without spsc: %v", err)
+	}
+	if err := a.TryEnqueue([]byte("p")); err != nil { // a is the producer
+		t.Fatal(err)
+	}
+	if err := b.TryEnqueue([]byte("q")); !errors.Is(err, shmq.ErrRoleTaken) {
+		t.Fatalf("second producer: %v", err)
+	}
+	if b.EnqueueTry([]byte("q")) {
+		t.Fatal("second producer enqueued")
+	}
+	buf := make([]byte, 16)
+	if n, err := b.Dequeue(context.Background(), buf); err != nil || string(buf[:n]) != "p" {
+		t.Fatal(n, err)
+	}
+	if err := a.DequeueBlock(context.Background(), buf); !errors.Is(err, shmq.ErrRoleTaken) {
+		t.Fatalf("second consumer: %v", err)
+	}
+	b.Close() // releases the consumer role
+	if err := a.TryEnqueue([]byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.TryDequeue(buf); err != nil || string(buf[:n]) != "r" {
+		t.Fatal(n, err)
+	}
+	if q := mustCreate(t, target(t)); q.IsSPSC() {
+		t.Fatal("a default queue is single-producer/single-consumer")
+	}
+}
+
 func TestCorruptSegment(t *testing.T) {
 	path := fmt.Sprintf("%s/q", t.TempDir())
 	q := mustCreate(t, shmq.File(path), shmq.WithSlotSize(8), shmq.WithCapacity(2))

@@ -67,6 +67,9 @@ pub enum shmq_status {
     SHMQ_NOT_READY = 16,
     /// Another operating-system error; see shmq_last_error().
     SHMQ_IO = 17,
+    /// A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
+    /// has a live producer (or consumer) in another handle; nothing was done.
+    SHMQ_ROLE_TAKEN = 18,
 }
 
 use shmq_status::*;
@@ -159,6 +162,7 @@ pub(crate) fn setup_error(e: Error) -> shmq_status {
         Error::Corrupt { .. } => SHMQ_CORRUPT,
         Error::NotReady { .. } => SHMQ_NOT_READY,
         Error::InvalidArgument { .. } => SHMQ_INVALID_ARGUMENT,
+        Error::RoleTaken { .. } => SHMQ_ROLE_TAKEN,
         Error::Io { .. } => SHMQ_IO,
     };
     fail(status, e)
@@ -173,6 +177,7 @@ pub(crate) fn enqueue_error(e: EnqueueError) -> shmq_status {
             fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a free slot"))
         }
         e @ EnqueueError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
+        e @ EnqueueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
         e @ EnqueueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
 }
@@ -186,6 +191,7 @@ pub(crate) fn dequeue_error(e: DequeueError) -> shmq_status {
             fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a message"))
         }
         e @ DequeueError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
+        e @ DequeueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
         e @ DequeueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
 }
@@ -251,6 +257,7 @@ pub extern "C" fn shmq_status_name(status: i32) -> *const c_char {
         15 => cstr!("SHMQ_VERSION_MISMATCH"),
         16 => cstr!("SHMQ_NOT_READY"),
         17 => cstr!("SHMQ_IO"),
+        18 => cstr!("SHMQ_ROLE_TAKEN"),
         _ => cstr!("SHMQ_UNKNOWN"),
     };
     name.as_ptr()

@@ -117,7 +117,25 @@ unsafe fn handle_out(
     }
 }
 
-fn config(slot_size: u32, capacity: u64, mode: u32) -> Result<QueueConfig, shmq_status> {
+/// Flag for shmq_queue_create(): a single-producer/single-consumer queue.
+/// At most one handle produces and one consumes at a time (the first to
+/// enqueue, or dequeue, takes that role until it is freed; others get
+/// `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
+/// instruction: the fastest mode.
+pub const SHMQ_QUEUE_SPSC: u32 = 1;
+
+fn config(
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+) -> Result<QueueConfig, shmq_status> {
+    if flags & !SHMQ_QUEUE_SPSC != 0 {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("unknown bits in `flags`"),
+        ));
+    }
     let capacity = usize::try_from(capacity).map_err(|_| {
         fail_static(
             SHMQ_INVALID_ARGUMENT,
@@ -125,12 +143,14 @@ fn config(slot_size: u32, capacity: u64, mode: u32) -> Result<QueueConfig, shmq_
         )
     })?;
     let mode = if mode == 0 { 0o600 } else { mode };
-    Ok(QueueConfig::new(slot_size as usize, capacity).mode(mode))
+    Ok(QueueConfig::new(slot_size as usize, capacity)
+        .mode(mode)
+        .spsc(flags & SHMQ_QUEUE_SPSC != 0))
 }
 
 /// Creates a new work queue at `target` with `capacity` slots (at least 2) of
-/// up to `slot_size` bytes each, and permission bits `mode` (0 means 0600),
-/// and writes its handle to `*queue_out`.
+/// up to `slot_size` bytes each, permission bits `mode` (0 means 0600) and
+/// `flags` (0, or `SHMQ_QUEUE_SPSC`), and writes its handle to `*queue_out`.
 ///
 /// `target` is `"sysv:KEY"` (decimal or 0x-hex), `"posix:NAME"` (/dev/shm)
 /// or `"file:PATH"`; without a prefix a number is a SysV key, a string with a
@@ -150,6 +170,7 @@ pub unsafe extern "C" fn shmq_queue_create(
     slot_size: u32,
     capacity: u64,
     mode: u32,
+    flags: u32,
     queue_out: *mut *mut shmq_queue,
 ) -> shmq_status {
     boundary(|| {
@@ -160,7 +181,7 @@ pub unsafe extern "C" fn shmq_queue_create(
             Ok(t) => t,
             Err(status) => return status,
         };
-        let config = match config(slot_size, capacity, mode) {
+        let config = match config(slot_size, capacity, mode, flags) {
             Ok(c) => c,
             Err(status) => return status,
         };
@@ -197,7 +218,7 @@ pub unsafe extern "C" fn shmq_queue_open(
 }
 
 /// Creates the queue as shmq_queue_create() does, or opens it if it exists
-/// with the same slot size and capacity (else `SHMQ_INCOMPATIBLE`).
+/// with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
 ///
 /// # Safety
 /// As for shmq_queue_create().
@@ -207,6 +228,7 @@ pub unsafe extern "C" fn shmq_queue_open_or_create(
     slot_size: u32,
     capacity: u64,
     mode: u32,
+    flags: u32,
     queue_out: *mut *mut shmq_queue,
 ) -> shmq_status {
     boundary(|| {
@@ -217,7 +239,7 @@ pub unsafe extern "C" fn shmq_queue_open_or_create(
             Ok(t) => t,
             Err(status) => return status,
         };
-        let config = match config(slot_size, capacity, mode) {
+        let config = match config(slot_size, capacity, mode, flags) {
             Ok(c) => c,
             Err(status) => return status,
         };
@@ -508,6 +530,26 @@ pub unsafe extern "C" fn shmq_queue_is_closed(
     })
 }
 
+/// Writes whether the queue is single-producer/single-consumer
+/// (`SHMQ_QUEUE_SPSC`) to `*spsc_out`.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `spsc_out` is NULL or valid for writing
+/// a `bool`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_is_spsc(
+    queue: *const shmq_queue,
+    spsc_out: *mut bool,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(spsc_out);
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { spsc_out.write(q.is_spsc()) };
+        SHMQ_OK
+    })
+}
+
 /// Writes the number of messages waiting to `*len_out` (approximate while
 /// operations are in flight).
 ///
@@ -611,7 +653,7 @@ mod tests {
         let mut q: *mut shmq_queue = ptr::null_mut();
         // SAFETY: valid arguments throughout; the handle is freed at the end.
         unsafe {
-            assert_eq!(shmq_queue_create(t.as_ptr(), 16, 4, 0, &mut q), SHMQ_OK);
+            assert_eq!(shmq_queue_create(t.as_ptr(), 16, 4, 0, 0, &mut q), SHMQ_OK);
             assert_eq!(shmq_queue_set_wait(q, 0), SHMQ_OK);
             let mut buf = [0u8; 16];
             let mut n = 99usize;
@@ -632,7 +674,7 @@ mod tests {
             );
             let mut other: *mut shmq_queue = ptr::null_mut();
             assert_eq!(
-                shmq_queue_create(t.as_ptr(), 16, 4, 0, &mut other),
+                shmq_queue_create(t.as_ptr(), 16, 4, 0, 0, &mut other),
                 SHMQ_ALREADY_EXISTS
             );
             assert!(other.is_null());

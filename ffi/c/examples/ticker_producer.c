@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
     static const char *symbols[] = {"AAPL", "MSFT", "NVDA", "TSLA"};
 
     shmq_queue *q = NULL; /* 64-byte ticks, 256 slots; opened if it already exists */
-    shmq_status s = shmq_queue_open_or_create(argv[1], 64, 256, 0600, &q);
+    shmq_status s = shmq_queue_open_or_create(argv[1], 64, 256, 0600, 0, &q);
     if (s != SHMQ_OK) {
         fprintf(stderr, "open %s: %s\n", argv[1], shmq_last_error());
         return 1;
