@@ -26,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod capi;
 mod error;
 pub mod inspect;
 pub mod layout;

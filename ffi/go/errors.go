@@ -1,0 +1,128 @@
+package shmq
+
+// #include "shmq.h"
+import "C"
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors, usable with errors.Is. Setup calls return an *Error wrapping one
+// of them, with the library's message.
+var (
+	// ErrFull: every slot holds a message (TryEnqueue).
+	ErrFull = errors.New("shmq: queue is full")
+	// ErrEmpty: no message is ready (TryDequeue).
+	ErrEmpty = errors.New("shmq: queue is empty")
+	// ErrTimeout: the timeout passed (EnqueueTimeout, DequeueTimeout).
+	ErrTimeout = errors.New("shmq: timed out")
+	// ErrClosed: the queue was closed: no more enqueues; dequeues fail once
+	// it is drained.
+	ErrClosed = errors.New("shmq: queue is closed")
+	// ErrTooLarge: the message is longer than the slot size; nothing was written.
+	ErrTooLarge = errors.New("shmq: message larger than the slot size")
+	// ErrBufferTooSmall: the next message is longer than the buffer; it
+	// stays queued (a buffer of SlotSize bytes always suffices).
+	ErrBufferTooSmall = errors.New("shmq: buffer too small for the next message")
+	// ErrAlreadyExists: create found something at the target and left it untouched.
+	ErrAlreadyExists = errors.New("shmq: already exists")
+	// ErrNotFound: open found nothing at the target.
+	ErrNotFound = errors.New("shmq: not found")
+	// ErrIncompatible: the segment holds another kind of queue or other
+	// parameters.
+	ErrIncompatible = errors.New("shmq: incompatible segment")
+	// ErrCorrupt: the segment fails validation (not shmq's, or damaged).
+	ErrCorrupt = errors.New("shmq: corrupt segment")
+	// ErrInvalidArgument: an argument is out of range or malformed.
+	ErrInvalidArgument = errors.New("shmq: invalid argument")
+	// ErrPermissionDenied: the caller may not open or create the target.
+	ErrPermissionDenied = errors.New("shmq: permission denied")
+	// ErrVersionMismatch: the segment was written by an incompatible shmq.
+	ErrVersionMismatch = errors.New("shmq: layout version mismatch")
+	// ErrNotReady: the segment's creator never finished initialising it.
+	ErrNotReady = errors.New("shmq: segment not initialised")
+	// ErrIO: another operating-system error.
+	ErrIO = errors.New("shmq: system error")
+	// ErrRoleTaken: a single-producer/single-consumer queue (WithSPSC)
+	// already has a live producer (or consumer) in another handle.
+	ErrRoleTaken = errors.New("shmq: producer or consumer role held by another handle")
+	// ErrHandleClosed: this handle was closed with Close.
+	ErrHandleClosed = errors.New("shmq: queue handle is closed")
+	// ErrInternal: libshmq reported a bug (a caught panic or a NULL argument).
+	ErrInternal = errors.New("shmq: internal error")
+)
+
+// The names shqueue-go gave its errors, for programs that test for them.
+var (
+	ErrAlreadyExist = ErrAlreadyExists    // shqueue-go's name
+	ErrNotExist     = ErrNotFound         // shqueue-go's name
+	ErrNoAccess     = ErrPermissionDenied // shqueue-go's name
+	ErrInvalidMagic = ErrCorrupt          // shqueue-go's name
+	ErrNoFreeKeys   = ErrIO               // shqueue-go's name (FindFreeKey failed)
+)
+
+// Error is a failed setup call: what was done, where, and the library's
+// message. errors.Is(err, ErrNotFound) and the like see through it.
+type Error struct {
+	Op     string // "create", "open", "unlink", ...
+	Target Target // where, if any
+	Msg    string // the library's message
+	err    error  // the sentinel
+}
+
+func (e *Error) Error() string {
+	if e.Target == "" {
+		return fmt.Sprintf("shmq: %s: %s", e.Op, e.Msg)
+	}
+	return fmt.Sprintf("shmq: %s %s: %s", e.Op, e.Target, e.Msg)
+}
+
+// Unwrap returns the sentinel (ErrNotFound, ErrAlreadyExists, ...).
+func (e *Error) Unwrap() error { return e.err }
+
+// Not a libshmq status: the Go handle was closed.
+const statusHandleClosed C.enum_shmq_status = 1 << 20
+
+func statusErr(st C.enum_shmq_status) error {
+	switch st {
+	case C.SHMQ_OK:
+		return nil
+	case C.SHMQ_FULL:
+		return ErrFull
+	case C.SHMQ_EMPTY:
+		return ErrEmpty
+	case C.SHMQ_TIMEOUT:
+		return ErrTimeout
+	case C.SHMQ_CLOSED:
+		return ErrClosed
+	case C.SHMQ_TOO_LARGE:
+		return ErrTooLarge
+	case C.SHMQ_BUFFER_TOO_SMALL:
+		return ErrBufferTooSmall
+	case C.SHMQ_ALREADY_EXISTS:
+		return ErrAlreadyExists
+	case C.SHMQ_NOT_FOUND:
+		return ErrNotFound
+	case C.SHMQ_INCOMPATIBLE:
+		return ErrIncompatible
+	case C.SHMQ_CORRUPT:
+		return ErrCorrupt
+	case C.SHMQ_INVALID_ARGUMENT:
+		return ErrInvalidArgument
+	case C.SHMQ_PERMISSION_DENIED:
+		return ErrPermissionDenied
+	case C.SHMQ_VERSION_MISMATCH:
+		return ErrVersionMismatch
+	case C.SHMQ_NOT_READY:
+		return ErrNotReady
+	case C.SHMQ_IO:
+		return ErrIO
+	case C.SHMQ_ROLE_TAKEN:
+		return ErrRoleTaken
+	case statusHandleClosed:
+		return ErrHandleClosed
+	default: // SHMQ_NULL_PARAMETER, SHMQ_PANIC, or a status newer than this package
+		return fmt.Errorf("%w: status %s", ErrInternal, C.GoString(C.shmq_status_name(C.int32_t(st))))
+	}
+}

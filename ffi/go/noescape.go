@@ -1,0 +1,26 @@
+//go:build go1.22
+
+package shmq
+
+// Go 1.22 and later: the queue operations neither keep Go pointers nor call
+// back into Go, so their buffers and outputs may stay on the Go stack (no
+// allocation per call) and the runtime may skip callback bookkeeping.
+
+/*
+#cgo noescape shmq_queue_enqueue_try
+#cgo noescape shmq_queue_enqueue_shift
+#cgo noescape shmq_queue_dequeue_try
+#cgo noescape shmq_queue_is_closed
+#cgo noescape shmq_queue_len
+#cgo noescape shmq_queue_stats
+#cgo nocallback shmq_queue_enqueue_try
+#cgo nocallback shmq_queue_enqueue_shift
+#cgo nocallback shmq_queue_dequeue_try
+#cgo nocallback shmq_queue_is_closed
+#cgo nocallback shmq_queue_len
+#cgo nocallback shmq_queue_stats
+
+
+#include "shmq.h"
+*/
+import "C"

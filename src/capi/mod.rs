@@ -1,0 +1,355 @@
+//! The C interface: `extern "C"` functions over the Rust API, and nothing
+//! else. `include/shmq.h` is generated from this module by cbindgen (see
+//! `build.rs` and `cbindgen.toml`); the doc comments here are the header's.
+//!
+//! Conventions (after rustls-ffi):
+//! - names are `shmq_<object>_<verb>`; handles are opaque pointers;
+//! - every function that can fail returns a [`shmq_status`] whose values never
+//!   change meaning; outputs come last and are written only on `SHMQ_OK`;
+//! - every body runs inside a panic boundary (a panic gives `SHMQ_PANIC`, it
+//!   never unwinds into C) and checks every pointer (`SHMQ_NULL_PARAMETER`);
+//! - on failure, [`shmq_last_error`] gives a message for the calling thread.
+
+// C names on purpose: these items are the C API, spelled as C sees them.
+#![allow(non_camel_case_types, clippy::upper_case_acronyms)]
+
+mod queue;
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub use queue::*;
+
+use crate::{DequeueError, EnqueueError, Error, Target};
+
+/// What a shmq call did. The values are fixed: a value never changes meaning
+/// and new values are only ever added.
+#[repr(C)]
+#[allow(clippy::enum_variant_names)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum shmq_status {
+    /// Success; outputs were written.
+    SHMQ_OK = 0,
+    /// The queue is full (try-enqueue); nothing was written.
+    SHMQ_FULL = 1,
+    /// No message is ready (try-dequeue).
+    SHMQ_EMPTY = 2,
+    /// The timeout passed before the operation could complete.
+    SHMQ_TIMEOUT = 3,
+    /// The queue was closed: enqueues fail, dequeues fail once it is drained.
+    SHMQ_CLOSED = 4,
+    /// The message is longer than the queue's slot size; nothing was written.
+    SHMQ_TOO_LARGE = 5,
+    /// The next message is longer than the buffer; it stays in the queue.
+    SHMQ_BUFFER_TOO_SMALL = 6,
+    /// Create found something at the target and left it untouched.
+    SHMQ_ALREADY_EXISTS = 7,
+    /// Open found nothing at the target.
+    SHMQ_NOT_FOUND = 8,
+    /// The segment holds another kind of queue, or other parameters
+    /// (open_or_create).
+    SHMQ_INCOMPATIBLE = 9,
+    /// The segment fails validation (not shmq's, or damaged).
+    SHMQ_CORRUPT = 10,
+    /// A required pointer argument was NULL.
+    SHMQ_NULL_PARAMETER = 11,
+    /// shmq panicked (a bug); the call had no effect on its outputs.
+    SHMQ_PANIC = 12,
+    /// An argument is out of range or malformed (target, size, capacity, mode).
+    SHMQ_INVALID_ARGUMENT = 13,
+    /// The caller may not open or create the target (mode bits, owner).
+    SHMQ_PERMISSION_DENIED = 14,
+    /// The segment was written by an incompatible layout version of shmq.
+    SHMQ_VERSION_MISMATCH = 15,
+    /// The segment exists but its creator never finished initialising it.
+    SHMQ_NOT_READY = 16,
+    /// Another operating-system error; see shmq_last_error().
+    SHMQ_IO = 17,
+    /// A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
+    /// has a live producer (or consumer) in another handle; nothing was done.
+    SHMQ_ROLE_TAKEN = 18,
+}
+
+use shmq_status::*;
+
+/// Wait without a time limit: pass as `timeout_ns` to a blocking call.
+pub const SHMQ_WAIT_FOREVER: i64 = -1;
+
+/// Builds a `&'static CStr` from a string literal at compile time.
+macro_rules! cstr {
+    ($s:expr) => {{
+        const C: &::std::ffi::CStr =
+            match ::std::ffi::CStr::from_bytes_with_nul(concat!($s, "\0").as_bytes()) {
+                Ok(c) => c,
+                Err(_) => panic!("string literal contains a NUL byte"),
+            };
+        C
+    }};
+}
+pub(crate) use cstr;
+
+/// Returns `SHMQ_NULL_PARAMETER` (with a message) from the enclosing
+/// function if the pointer is NULL.
+macro_rules! non_null {
+    ($p:ident) => {
+        if $p.is_null() {
+            return $crate::capi::fail_static(
+                $crate::capi::shmq_status::SHMQ_NULL_PARAMETER,
+                $crate::capi::cstr!(concat!("argument `", stringify!($p), "` is NULL")),
+            );
+        }
+    };
+}
+pub(crate) use non_null;
+
+thread_local! {
+    /// The message of the calling thread's last failed call.
+    static LAST_ERROR: RefCell<Cow<'static, CStr>> = const { RefCell::new(Cow::Borrowed(cstr!(""))) };
+}
+
+/// Records a fixed message for `status` and returns it (no allocation: the
+/// hot statuses FULL, EMPTY, TIMEOUT and CLOSED come through here).
+pub(crate) fn fail_static(status: shmq_status, msg: &'static CStr) -> shmq_status {
+    set_last_error(Cow::Borrowed(msg));
+    status
+}
+
+/// Stores the message, unless the thread is exiting (C may call us from
+/// `atexit` handlers or thread-local destructors, after ours are gone).
+fn set_last_error(msg: Cow<'static, CStr>) {
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = msg;
+        }
+    });
+}
+
+/// Records `msg` for `status` and returns it.
+pub(crate) fn fail(status: shmq_status, msg: impl std::fmt::Display) -> shmq_status {
+    let text = msg.to_string().replace('\0', "\\0");
+    set_last_error(Cow::Owned(CString::new(text).unwrap_or_default()));
+    status
+}
+
+/// Runs the body of an exported function: a panic becomes `SHMQ_PANIC`.
+pub(crate) fn boundary(body: impl FnOnce() -> shmq_status) -> shmq_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(status) => status,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".into());
+            fail(
+                SHMQ_PANIC,
+                format_args!("shmq panicked (a bug, please report it): {what}"),
+            )
+        }
+    }
+}
+
+/// The status and message for a setup error.
+pub(crate) fn setup_error(e: Error) -> shmq_status {
+    let status = match &e {
+        Error::AlreadyExists { .. } => SHMQ_ALREADY_EXISTS,
+        Error::NotFound { .. } => SHMQ_NOT_FOUND,
+        Error::PermissionDenied { .. } => SHMQ_PERMISSION_DENIED,
+        Error::Incompatible { .. } => SHMQ_INCOMPATIBLE,
+        Error::VersionMismatch { .. } => SHMQ_VERSION_MISMATCH,
+        Error::Corrupt { .. } => SHMQ_CORRUPT,
+        Error::NotReady { .. } => SHMQ_NOT_READY,
+        Error::InvalidArgument { .. } => SHMQ_INVALID_ARGUMENT,
+        Error::RoleTaken { .. } => SHMQ_ROLE_TAKEN,
+        Error::Io { .. } => SHMQ_IO,
+    };
+    fail(status, e)
+}
+
+/// The status and message for a failed enqueue.
+pub(crate) fn enqueue_error(e: EnqueueError) -> shmq_status {
+    match e {
+        EnqueueError::Full => fail_static(SHMQ_FULL, cstr!("queue is full")),
+        EnqueueError::Closed => fail_static(SHMQ_CLOSED, cstr!("queue is closed")),
+        EnqueueError::Timeout => {
+            fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a free slot"))
+        }
+        e @ EnqueueError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
+        e @ EnqueueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
+        e @ EnqueueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+    }
+}
+
+/// The status and message for a failed dequeue.
+pub(crate) fn dequeue_error(e: DequeueError) -> shmq_status {
+    match e {
+        DequeueError::Empty => fail_static(SHMQ_EMPTY, cstr!("queue is empty")),
+        DequeueError::Closed => fail_static(SHMQ_CLOSED, cstr!("queue is closed and drained")),
+        DequeueError::Timeout => {
+            fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a message"))
+        }
+        e @ DequeueError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
+        e @ DequeueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
+        e @ DequeueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+    }
+}
+
+/// Parses a NUL-terminated target string.
+///
+/// # Safety
+/// `target` is non-null and points to a NUL-terminated string.
+pub(crate) unsafe fn parse_target(target: *const c_char) -> Result<Target, shmq_status> {
+    // SAFETY: the caller guarantees a valid NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(target) };
+    let text = text
+        .to_str()
+        .map_err(|_| fail_static(SHMQ_INVALID_ARGUMENT, cstr!("target is not valid UTF-8")))?;
+    text.parse::<Target>().map_err(setup_error)
+}
+
+/// The version of the library, e.g. `"0.1.0"`: compare with the
+/// `SHMQ_VERSION_*` macros of the header you compiled against. The string is
+/// static; never free it.
+#[no_mangle]
+pub extern "C" fn shmq_version() -> *const c_char {
+    cstr!(env!("CARGO_PKG_VERSION")).as_ptr()
+}
+
+/// The message of the calling thread's last failed shmq call, or `""` if no
+/// call has failed on this thread. Never NULL. Successful calls leave it as
+/// it is. The text stays valid until the next shmq call on this thread; copy
+/// it to keep it. Never free it.
+#[no_mangle]
+pub extern "C" fn shmq_last_error() -> *const c_char {
+    // The pointer outlives the borrow: the string is only replaced by a later
+    // failing call on this same thread.
+    LAST_ERROR
+        .try_with(|e| {
+            e.try_borrow()
+                .map(|m| m.as_ptr())
+                .unwrap_or(cstr!("").as_ptr())
+        })
+        .unwrap_or(cstr!("").as_ptr())
+}
+
+/// The name of a status value, e.g. `"SHMQ_FULL"`; `"SHMQ_UNKNOWN"` for a
+/// value this library does not know. The string is static; never free it.
+#[no_mangle]
+pub extern "C" fn shmq_status_name(status: i32) -> *const c_char {
+    let name = match status {
+        0 => cstr!("SHMQ_OK"),
+        1 => cstr!("SHMQ_FULL"),
+        2 => cstr!("SHMQ_EMPTY"),
+        3 => cstr!("SHMQ_TIMEOUT"),
+        4 => cstr!("SHMQ_CLOSED"),
+        5 => cstr!("SHMQ_TOO_LARGE"),
+        6 => cstr!("SHMQ_BUFFER_TOO_SMALL"),
+        7 => cstr!("SHMQ_ALREADY_EXISTS"),
+        8 => cstr!("SHMQ_NOT_FOUND"),
+        9 => cstr!("SHMQ_INCOMPATIBLE"),
+        10 => cstr!("SHMQ_CORRUPT"),
+        11 => cstr!("SHMQ_NULL_PARAMETER"),
+        12 => cstr!("SHMQ_PANIC"),
+        13 => cstr!("SHMQ_INVALID_ARGUMENT"),
+        14 => cstr!("SHMQ_PERMISSION_DENIED"),
+        15 => cstr!("SHMQ_VERSION_MISMATCH"),
+        16 => cstr!("SHMQ_NOT_READY"),
+        17 => cstr!("SHMQ_IO"),
+        18 => cstr!("SHMQ_ROLE_TAKEN"),
+        _ => cstr!("SHMQ_UNKNOWN"),
+    };
+    name.as_ptr()
+}
+
+/// Finds a SysV key with no segment behind it right now and writes it to
+/// `*key_out` (another process may still take it first: then create fails
+/// with `SHMQ_ALREADY_EXISTS` and you ask again). Use it as `"sysv:KEY"`.
+///
+/// # Safety
+/// `key_out` is NULL or valid for writing an `int32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_find_free_key(key_out: *mut i32) -> shmq_status {
+    boundary(|| {
+        non_null!(key_out);
+        match crate::find_free_key() {
+            Ok(key) => {
+                // SAFETY: non-null (checked) and valid for writes (caller).
+                unsafe { key_out.write(key) };
+                SHMQ_OK
+            }
+            Err(e) => setup_error(e),
+        }
+    })
+}
+
+/// Removes the queue at `target` (see shmq_queue_create() for the syntax):
+/// later opens fail with `SHMQ_NOT_FOUND`; processes attached keep working
+/// until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+///
+/// # Safety
+/// `target` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_target_unlink(target: *const c_char) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = match unsafe { parse_target(target) } {
+            Ok(t) => t,
+            Err(status) => return status,
+        };
+        match target.unlink() {
+            Ok(()) => SHMQ_OK,
+            Err(e) => setup_error(e),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: shmq_last_error never returns NULL and the text is NUL-terminated.
+        unsafe { CStr::from_ptr(shmq_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = boundary(|| panic!("boom {}", 42));
+        assert_eq!(status, SHMQ_PANIC);
+        let msg = last_error();
+        assert!(msg.contains("boom 42"), "{msg}");
+        let status = boundary(|| std::panic::panic_any(7u8));
+        assert_eq!(status, SHMQ_PANIC);
+        assert!(last_error().contains("unknown panic payload"));
+    }
+
+    #[test]
+    fn status_names_match_values() {
+        for (status, name) in [
+            (SHMQ_OK, "SHMQ_OK"),
+            (SHMQ_FULL, "SHMQ_FULL"),
+            (SHMQ_IO, "SHMQ_IO"),
+        ] {
+            // SAFETY: static NUL-terminated strings.
+            let got = unsafe { CStr::from_ptr(shmq_status_name(status as i32)) };
+            assert_eq!(got.to_str().unwrap(), name);
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(shmq_status_name(-3)) };
+        assert_eq!(unknown.to_str().unwrap(), "SHMQ_UNKNOWN");
+    }
+
+    #[test]
+    fn messages_are_per_thread_and_nul_safe() {
+        fail(SHMQ_IO, "a\0b");
+        assert_eq!(last_error(), "a\\0b");
+        std::thread::spawn(|| assert_eq!(last_error(), ""))
+            .join()
+            .unwrap();
+    }
+}

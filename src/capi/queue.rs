@@ -1,0 +1,685 @@
+//! The work queue from C: `shmq_queue_*`.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use super::shmq_status::{self, *};
+use super::{
+    boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
+};
+use crate::{Queue, QueueConfig, WaitStrategy};
+
+/// A handle to a work queue. Opaque: create it with shmq_queue_create(),
+/// shmq_queue_open() or shmq_queue_open_or_create(), release it with
+/// shmq_queue_free(). One handle may be used by many threads at once (every
+/// function taking a `const shmq_queue *` is thread-safe).
+pub struct shmq_queue {
+    queue: Queue,
+}
+
+/// Counters of a queue (approximate while operations are in flight).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct shmq_stats {
+    /// Messages accepted by any enqueue.
+    pub enqueued: u64,
+    /// Messages handed to consumers.
+    pub dequeued: u64,
+    /// Messages discarded by shmq_queue_enqueue_shift() to make room.
+    pub discarded: u64,
+    /// Positions that carried no message (claims abandoned by close or a crash).
+    pub tombstones: u64,
+    /// Messages waiting now.
+    pub len: u64,
+    /// Number of slots.
+    pub capacity: u64,
+}
+
+fn timeout(timeout_ns: i64) -> Option<Duration> {
+    u64::try_from(timeout_ns).ok().map(Duration::from_nanos)
+}
+
+/// Borrows a message from C.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reading `len` bytes during the returned borrow.
+unsafe fn msg_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], shmq_status> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(fail_static(
+            SHMQ_NULL_PARAMETER,
+            cstr!("argument `msg` is NULL but `len` is not 0"),
+        ));
+    }
+    if len > isize::MAX as usize {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`len` exceeds PTRDIFF_MAX"),
+        ));
+    }
+    // SAFETY: non-null, len <= isize::MAX, readable for len bytes (caller).
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows a receive buffer from C.
+///
+/// # Safety
+/// `ptr` is NULL or valid for writing `len` bytes during the returned borrow,
+/// and not accessed by anyone else meanwhile.
+unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], shmq_status> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(fail_static(
+            SHMQ_NULL_PARAMETER,
+            cstr!("argument `buf` is NULL but `buf_len` is not 0"),
+        ));
+    }
+    if len > isize::MAX as usize {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`buf_len` exceeds PTRDIFF_MAX"),
+        ));
+    }
+    // SAFETY: non-null, len <= isize::MAX, writable and exclusive (caller).
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// The queue behind a handle, or a NULL_PARAMETER status.
+macro_rules! queue_ref {
+    ($q:ident) => {{
+        non_null!($q);
+        // SAFETY: non-null (checked); the caller guarantees a live handle
+        // from shmq_queue_create/open/open_or_create, not yet freed.
+        unsafe { &(*$q).queue }
+    }};
+}
+
+/// Writes the handle for a setup result.
+///
+/// # Safety
+/// `out` is non-null and valid for writing a pointer.
+unsafe fn handle_out(
+    result: Result<Queue, crate::Error>,
+    out: *mut *mut shmq_queue,
+) -> shmq_status {
+    match result {
+        Ok(queue) => {
+            let handle = Box::into_raw(Box::new(shmq_queue { queue }));
+            // SAFETY: non-null and writable (caller).
+            unsafe { out.write(handle) };
+            SHMQ_OK
+        }
+        Err(e) => setup_error(e),
+    }
+}
+
+/// Flag for shmq_queue_create(): a single-producer/single-consumer queue.
+/// At most one handle produces and one consumes at a time (the first to
+/// enqueue, or dequeue, takes that role until it is freed; others get
+/// `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
+/// instruction: the fastest mode.
+pub const SHMQ_QUEUE_SPSC: u32 = 1;
+
+fn config(
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+) -> Result<QueueConfig, shmq_status> {
+    if flags & !SHMQ_QUEUE_SPSC != 0 {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("unknown bits in `flags`"),
+        ));
+    }
+    let capacity = usize::try_from(capacity).map_err(|_| {
+        fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("capacity does not fit in size_t"),
+        )
+    })?;
+    let mode = if mode == 0 { 0o600 } else { mode };
+    Ok(QueueConfig::new(slot_size as usize, capacity)
+        .mode(mode)
+        .spsc(flags & SHMQ_QUEUE_SPSC != 0))
+}
+
+/// Creates a new work queue at `target` with `capacity` slots (at least 2) of
+/// up to `slot_size` bytes each, permission bits `mode` (0 means 0600) and
+/// `flags` (0, or `SHMQ_QUEUE_SPSC`), and writes its handle to `*queue_out`.
+///
+/// `target` is `"sysv:KEY"` (decimal or 0x-hex), `"posix:NAME"` (/dev/shm)
+/// or `"file:PATH"`; without a prefix a number is a SysV key, a string with a
+/// `/` after its first character (or starting with `.`) a file path, and
+/// anything else a POSIX name.
+///
+/// Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
+/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
+/// out of range.
+///
+/// # Safety
+/// `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
+/// for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_create(
+    target: *const c_char,
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+    queue_out: *mut *mut shmq_queue,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        non_null!(queue_out);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = match unsafe { parse_target(target) } {
+            Ok(t) => t,
+            Err(status) => return status,
+        };
+        let config = match config(slot_size, capacity, mode, flags) {
+            Ok(c) => c,
+            Err(status) => return status,
+        };
+        // SAFETY: queue_out is non-null (checked) and writable (caller).
+        unsafe { handle_out(Queue::create(&target, &config), queue_out) }
+    })
+}
+
+/// Opens the existing work queue at `target` (syntax as in
+/// shmq_queue_create()) and writes its handle to `*queue_out`. Never creates:
+/// `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`, `SHMQ_CORRUPT`,
+/// `SHMQ_VERSION_MISMATCH` or `SHMQ_NOT_READY` if what is there is not a
+/// usable work queue.
+///
+/// # Safety
+/// `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
+/// for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_open(
+    target: *const c_char,
+    queue_out: *mut *mut shmq_queue,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        non_null!(queue_out);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = match unsafe { parse_target(target) } {
+            Ok(t) => t,
+            Err(status) => return status,
+        };
+        // SAFETY: queue_out is non-null (checked) and writable (caller).
+        unsafe { handle_out(Queue::open(&target), queue_out) }
+    })
+}
+
+/// Creates the queue as shmq_queue_create() does, or opens it if it exists
+/// with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
+///
+/// # Safety
+/// As for shmq_queue_create().
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_open_or_create(
+    target: *const c_char,
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+    queue_out: *mut *mut shmq_queue,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        non_null!(queue_out);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = match unsafe { parse_target(target) } {
+            Ok(t) => t,
+            Err(status) => return status,
+        };
+        let config = match config(slot_size, capacity, mode, flags) {
+            Ok(c) => c,
+            Err(status) => return status,
+        };
+        // SAFETY: queue_out is non-null (checked) and writable (caller).
+        unsafe { handle_out(Queue::open_or_create(&target, &config), queue_out) }
+    })
+}
+
+/// Detaches from the queue and frees the handle. The queue itself lives on
+/// until unlinked. NULL is accepted and ignored. No other call may be using
+/// the handle, and it must not be used afterwards.
+///
+/// # Safety
+/// `queue` is NULL or a live handle that no other thread is using.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_free(queue: *mut shmq_queue) {
+    let _ = boundary(|| {
+        if !queue.is_null() {
+            // SAFETY: a live handle made by Box::into_raw in handle_out, freed
+            // once (caller).
+            drop(unsafe { Box::from_raw(queue) });
+        }
+        SHMQ_OK
+    });
+}
+
+/// Sets how this handle's blocking calls wait: spin for `spin_ns`
+/// nanoseconds, then sleep on a futex until woken (the default spins 50000
+/// ns); a negative `spin_ns` never sleeps (busy-spin: lowest latency, burns a
+/// core). Call it before sharing the handle: no other call may be using it.
+///
+/// # Safety
+/// `queue` is NULL or a live handle that no other thread is using.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_set_wait(queue: *mut shmq_queue, spin_ns: i64) -> shmq_status {
+    boundary(|| {
+        non_null!(queue);
+        let strategy = match u64::try_from(spin_ns) {
+            Ok(ns) => WaitStrategy::SpinThenSleep {
+                spin: Duration::from_nanos(ns),
+            },
+            Err(_) => WaitStrategy::BusySpin,
+        };
+        // SAFETY: non-null (checked); a live handle used by no one else (caller).
+        let handle = unsafe { &mut *queue };
+        // SAFETY: the queue is moved out and a queue is written back before
+        // anyone can look; if `with_wait_strategy` panicked the moved-out
+        // queue would be dropped while the handle still holds its bytes, so a
+        // panic there aborts instead of unwinding.
+        unsafe {
+            let old = std::ptr::read(&handle.queue);
+            let abort_on_unwind = AbortOnUnwind;
+            let new = old.with_wait_strategy(strategy);
+            std::mem::forget(abort_on_unwind);
+            std::ptr::write(&mut handle.queue, new);
+        }
+        SHMQ_OK
+    })
+}
+
+/// Aborts the process if dropped during unwinding (see shmq_queue_set_wait).
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        std::process::abort();
+    }
+}
+
+/// Removes the queue's name (as shmq_target_unlink()); this and other
+/// handles keep working until freed.
+///
+/// # Safety
+/// `queue` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_unlink(queue: *const shmq_queue) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        match q.unlink() {
+            Ok(()) => SHMQ_OK,
+            Err(e) => setup_error(e),
+        }
+    })
+}
+
+/// Writes a file-backed queue to disk (msync); does nothing for SysV and
+/// POSIX queues.
+///
+/// # Safety
+/// `queue` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_flush(queue: *const shmq_queue) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        match q.flush() {
+            Ok(()) => SHMQ_OK,
+            Err(e) => setup_error(e),
+        }
+    })
+}
+
+/// Enqueues the `len` bytes at `msg` if a slot is free; never waits.
+/// `SHMQ_FULL`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise (nothing
+/// written). `msg` may be NULL when `len` is 0.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_enqueue_try(
+    queue: *const shmq_queue,
+    msg: *const u8,
+    len: usize,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        // SAFETY: readable for len bytes (caller).
+        let msg = match unsafe { msg_arg(msg, len) } {
+            Ok(m) => m,
+            Err(status) => return status,
+        };
+        match q.enqueue_try(msg) {
+            Ok(()) => SHMQ_OK,
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Enqueues the `len` bytes at `msg`, waiting while the queue is full for up
+/// to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value:
+/// no limit). `SHMQ_TIMEOUT`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_enqueue_block(
+    queue: *const shmq_queue,
+    msg: *const u8,
+    len: usize,
+    timeout_ns: i64,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        // SAFETY: readable for len bytes (caller).
+        let msg = match unsafe { msg_arg(msg, len) } {
+            Ok(m) => m,
+            Err(status) => return status,
+        };
+        match q.enqueue_block(msg, timeout(timeout_ns)) {
+            Ok(()) => SHMQ_OK,
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Enqueues the `len` bytes at `msg`; when the queue is full, discards the
+/// oldest messages to make room. Never waits. Writes how many messages were
+/// discarded to `*discarded_out` unless it is NULL.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `msg` is NULL or readable for `len`
+/// bytes; `discarded_out` is NULL or valid for writing a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_enqueue_shift(
+    queue: *const shmq_queue,
+    msg: *const u8,
+    len: usize,
+    discarded_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        // SAFETY: readable for len bytes (caller).
+        let msg = match unsafe { msg_arg(msg, len) } {
+            Ok(m) => m,
+            Err(status) => return status,
+        };
+        match q.enqueue_shift(msg) {
+            Ok(discarded) => {
+                if !discarded_out.is_null() {
+                    // SAFETY: non-null (checked), writable (caller).
+                    unsafe { discarded_out.write(discarded) };
+                }
+                SHMQ_OK
+            }
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Dequeues the next message into the `buf_len` bytes at `buf` and writes
+/// its length to `*len_out`; never waits. `SHMQ_EMPTY`; `SHMQ_CLOSED` once
+/// the queue is closed and drained; `SHMQ_BUFFER_TOO_SMALL` if the message is
+/// longer than `buf_len` (it stays queued; a buffer of the queue's slot size
+/// always suffices). `buf` may be NULL when `buf_len` is 0.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `buf` is NULL or writable for `buf_len`
+/// bytes; `len_out` is NULL or valid for writing a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_dequeue_try(
+    queue: *const shmq_queue,
+    buf: *mut u8,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(len_out);
+        // SAFETY: writable for buf_len bytes (caller).
+        let buf = match unsafe { buf_arg(buf, buf_len) } {
+            Ok(b) => b,
+            Err(status) => return status,
+        };
+        match q.dequeue_try(buf) {
+            Ok(n) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { len_out.write(n) };
+                SHMQ_OK
+            }
+            Err(e) => dequeue_error(e),
+        }
+    })
+}
+
+/// Dequeues the next message as shmq_queue_dequeue_try() does, waiting while
+/// the queue is empty for up to `timeout_ns` nanoseconds
+/// (`SHMQ_WAIT_FOREVER`, or any negative value: no limit); `SHMQ_TIMEOUT`
+/// when it passes.
+///
+/// # Safety
+/// As for shmq_queue_dequeue_try().
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_dequeue_block(
+    queue: *const shmq_queue,
+    buf: *mut u8,
+    buf_len: usize,
+    timeout_ns: i64,
+    len_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(len_out);
+        // SAFETY: writable for buf_len bytes (caller).
+        let buf = match unsafe { buf_arg(buf, buf_len) } {
+            Ok(b) => b,
+            Err(status) => return status,
+        };
+        match q.dequeue_block(buf, timeout(timeout_ns)) {
+            Ok(n) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { len_out.write(n) };
+                SHMQ_OK
+            }
+            Err(e) => dequeue_error(e),
+        }
+    })
+}
+
+/// Closes the queue for every process: enqueues fail with `SHMQ_CLOSED`;
+/// dequeues drain what is left, then fail with `SHMQ_CLOSED`. Wakes every
+/// blocked caller. Idempotent. (To release a handle, see shmq_queue_free().)
+///
+/// # Safety
+/// `queue` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_close(queue: *const shmq_queue) -> shmq_status {
+    boundary(|| {
+        queue_ref!(queue).close();
+        SHMQ_OK
+    })
+}
+
+/// Writes whether the queue was closed (by any process) to `*closed_out`.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `closed_out` is NULL or valid for
+/// writing a `bool`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_is_closed(
+    queue: *const shmq_queue,
+    closed_out: *mut bool,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(closed_out);
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { closed_out.write(q.is_closed()) };
+        SHMQ_OK
+    })
+}
+
+/// Writes whether the queue is single-producer/single-consumer
+/// (`SHMQ_QUEUE_SPSC`) to `*spsc_out`.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `spsc_out` is NULL or valid for writing
+/// a `bool`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_is_spsc(
+    queue: *const shmq_queue,
+    spsc_out: *mut bool,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(spsc_out);
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { spsc_out.write(q.is_spsc()) };
+        SHMQ_OK
+    })
+}
+
+/// Writes the number of messages waiting to `*len_out` (approximate while
+/// operations are in flight).
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `len_out` is NULL or valid for writing a
+/// `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_len(
+    queue: *const shmq_queue,
+    len_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(len_out);
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { len_out.write(q.len() as u64) };
+        SHMQ_OK
+    })
+}
+
+/// Writes the number of slots to `*capacity_out`.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `capacity_out` is NULL or valid for
+/// writing a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_capacity(
+    queue: *const shmq_queue,
+    capacity_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(capacity_out);
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { capacity_out.write(q.capacity() as u64) };
+        SHMQ_OK
+    })
+}
+
+/// Writes the largest message the queue takes, in bytes, to
+/// `*slot_size_out`: a receive buffer of this size always suffices.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `slot_size_out` is NULL or valid for
+/// writing a `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_slot_size(
+    queue: *const shmq_queue,
+    slot_size_out: *mut u32,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(slot_size_out);
+        // SAFETY: non-null (checked), writable (caller); slot sizes are u32
+        // in the segment header.
+        unsafe { slot_size_out.write(q.slot_size() as u32) };
+        SHMQ_OK
+    })
+}
+
+/// Writes the queue's counters to `*stats_out`.
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `stats_out` is NULL or valid for writing
+/// a `shmq_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_stats(
+    queue: *const shmq_queue,
+    stats_out: *mut shmq_stats,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(stats_out);
+        let s = q.stats();
+        let stats = shmq_stats {
+            enqueued: s.enqueued,
+            dequeued: s.dequeued,
+            discarded: s.discarded,
+            tombstones: s.tombstones,
+            len: s.len,
+            capacity: s.capacity,
+        };
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { stats_out.write(stats) };
+        SHMQ_OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ptr;
+
+    fn target(tag: &str) -> std::ffi::CString {
+        std::ffi::CString::new(format!("posix:shmq-capi-{tag}-{}", std::process::id())).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_outputs_only_on_success() {
+        let t = target("rt");
+        let mut q: *mut shmq_queue = ptr::null_mut();
+        // SAFETY: valid arguments throughout; the handle is freed at the end.
+        unsafe {
+            assert_eq!(shmq_queue_create(t.as_ptr(), 16, 4, 0, 0, &mut q), SHMQ_OK);
+            assert_eq!(shmq_queue_set_wait(q, 0), SHMQ_OK);
+            let mut buf = [0u8; 16];
+            let mut n = 99usize;
+            assert_eq!(
+                shmq_queue_dequeue_try(q, buf.as_mut_ptr(), buf.len(), &mut n),
+                SHMQ_EMPTY
+            );
+            assert_eq!(n, 99);
+            assert_eq!(shmq_queue_enqueue_try(q, b"abc".as_ptr(), 3), SHMQ_OK);
+            assert_eq!(
+                shmq_queue_dequeue_block(q, buf.as_mut_ptr(), buf.len(), 1_000_000, &mut n),
+                SHMQ_OK
+            );
+            assert_eq!(&buf[..n], b"abc");
+            assert_eq!(
+                shmq_queue_dequeue_block(q, buf.as_mut_ptr(), buf.len(), 1_000, &mut n),
+                SHMQ_TIMEOUT
+            );
+            let mut other: *mut shmq_queue = ptr::null_mut();
+            assert_eq!(
+                shmq_queue_create(t.as_ptr(), 16, 4, 0, 0, &mut other),
+                SHMQ_ALREADY_EXISTS
+            );
+            assert!(other.is_null());
+            assert_eq!(shmq_queue_unlink(q), SHMQ_OK);
+            shmq_queue_free(q);
+        }
+    }
+}
