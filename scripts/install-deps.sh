@@ -17,6 +17,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# The crate needs Rust 1.82 or newer (Debian 12's own cargo is 1.63: too old).
+rust_minor=$(rustc --version | awk '{split($2, v, "."); print v[1] * 1000 + v[2]}')
+if [ "$rust_minor" -lt 1082 ]; then
+    echo "error: $(rustc --version) is too old: shmq needs Rust 1.82 or newer (install it with rustup)" >&2
+    exit 1
+fi
 cargo --version
 go version
 cc --version | head -n 1
