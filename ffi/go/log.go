@@ -371,7 +371,9 @@ func (l *Log) subscribe(op string, name *string, start Start) (*Subscriber, erro
 // private to the caller; in reliable mode it takes an entry of the cursor
 // table (ErrCursorTableFull when none is free) and gates publishers until
 // it is closed.
-func (l *Log) Subscribe(start Start) (*Subscriber, error) { return l.subscribe("subscribe", nil, start) }
+func (l *Log) Subscribe(start Start) (*Subscriber, error) {
+	return l.subscribe("subscribe", nil, start)
+}
 
 // SubscribeNamed makes a subscriber on the durable named cursor name (1 to
 // 64 bytes): it resumes from the cursor's committed position (see
