@@ -21,6 +21,27 @@
 #define SHMQ_WAIT_FOREVER -1
 
 /**
+ * Flag for shmq_log_create(): reliable mode. Publishers are gated by the
+ * slowest registered cursor (shmq_log_publish() gets `SHMQ_FULL`,
+ * shmq_log_publish_block() waits) and nothing is ever lost. Without it the
+ * log is in overwrite mode: publishers never wait, and a subscriber that
+ * falls a full ring behind gets `SHMQ_LAGGED`.
+ */
+#define SHMQ_LOG_RELIABLE 1
+
+/**
+ * Start for shmq_log_subscribe(): the oldest message still in the ring (in
+ * reliable mode, the oldest still protected by a cursor).
+ */
+#define SHMQ_START_OLDEST 0
+
+/**
+ * Start for shmq_log_subscribe(): the next message published (nothing
+ * already in the ring).
+ */
+#define SHMQ_START_LATEST 1
+
+/**
  * Flag for shmq_queue_create(): a single-producer/single-consumer queue.
  * At most one handle produces and one consumes at a time (the first to
  * enqueue, or dequeue, takes that role until it is freed; others get
@@ -112,7 +133,49 @@ typedef enum shmq_status {
    * has a live producer (or consumer) in another handle; nothing was done.
    */
   SHMQ_ROLE_TAKEN = 18,
+  /**
+   * A log subscriber fell a full ring behind (overwrite mode): messages
+   * were overwritten before it read them. The receive wrote how many to
+   * its `missed_out` (and nothing to its other outputs); the subscriber
+   * now stands at the oldest message still present: receive again.
+   */
+  SHMQ_LAGGED = 19,
+  /**
+   * No named cursor of the log has this name.
+   */
+  SHMQ_CURSOR_NOT_FOUND = 20,
+  /**
+   * A named cursor of this name exists already; nothing was changed.
+   */
+  SHMQ_CURSOR_EXISTS = 21,
+  /**
+   * Every entry of the log's cursor table is taken (its size is fixed at
+   * creation).
+   */
+  SHMQ_CURSOR_TABLE_FULL = 22,
+  /**
+   * The named cursor is held by a live subscriber (in this or another
+   * process).
+   */
+  SHMQ_CURSOR_IN_USE = 23,
+  /**
+   * Commit and rollback need a subscriber on a named cursor.
+   */
+  SHMQ_NOT_NAMED = 24,
+  /**
+   * Another live process kept the log's cursor table locked for too long;
+   * retry later.
+   */
+  SHMQ_BUSY = 25,
 } shmq_status;
+
+/**
+ * A handle to a fan-out log. Opaque: create it with shmq_log_create(),
+ * shmq_log_open() or shmq_log_open_or_create(), release it with
+ * shmq_log_free(). One handle may be used by many threads at once (every
+ * function taking a `const shmq_log *` is thread-safe).
+ */
+typedef struct shmq_log shmq_log;
 
 /**
  * A handle to a work queue. Opaque: create it with shmq_queue_create(),
@@ -121,6 +184,81 @@ typedef enum shmq_status {
  * function taking a `const shmq_queue *` is thread-safe).
  */
 typedef struct shmq_queue shmq_queue;
+
+/**
+ * A subscriber of a fan-out log: a reader with its own position. Opaque:
+ * made by shmq_log_subscribe() or shmq_log_subscribe_named(), released with
+ * shmq_subscriber_free(). Not shared: one thread at a time may use it (it
+ * may move between threads).
+ */
+typedef struct shmq_subscriber shmq_subscriber;
+
+/**
+ * A named cursor, as shmq_log_cursor() reports it.
+ */
+typedef struct shmq_cursor_info {
+  /**
+   * The committed position: the next sequence number a subscriber on
+   * this cursor reads after a restart or a rollback.
+   */
+  uint64_t position;
+  /**
+   * The position its attached subscriber has read up to (equal to
+   * `position` when none is attached or all is committed).
+   */
+  uint64_t read;
+  /**
+   * Messages published after `position`.
+   */
+  uint64_t lag;
+  /**
+   * The process whose subscriber holds the cursor; 0 when none does.
+   */
+  uint32_t owner_pid;
+} shmq_cursor_info;
+
+/**
+ * Counters of a log (approximate while operations are in flight).
+ */
+typedef struct shmq_log_counters {
+  /**
+   * Messages published (sequence numbers claimed, minus tombstones).
+   */
+  uint64_t published;
+  /**
+   * The sequence number the next published message will get.
+   */
+  uint64_t next_seq;
+  /**
+   * The oldest sequence number a new subscriber can still read.
+   */
+  uint64_t oldest;
+  /**
+   * Sequence numbers that carry no message (claims abandoned by close,
+   * or skipped past a publisher stalled mid-write).
+   */
+  uint64_t tombstones;
+  /**
+   * Messages lost by subscribers, summed over every `SHMQ_LAGGED`.
+   */
+  uint64_t lagged;
+  /**
+   * Number of slots.
+   */
+  uint64_t capacity;
+  /**
+   * Cursors registered now (named ones, plus reliable-mode subscribers).
+   */
+  uint64_t cursors;
+  /**
+   * Entries in the cursor table.
+   */
+  uint64_t cursor_capacity;
+  /**
+   * Whether the log is in reliable mode (`SHMQ_LOG_RELIABLE`).
+   */
+  bool reliable;
+} shmq_log_counters;
 
 /**
  * Counters of a queue (approximate while operations are in flight).
@@ -196,6 +334,351 @@ enum shmq_status shmq_find_free_key(int32_t *key_out);
  * `target` is NULL or a NUL-terminated string.
  */
 enum shmq_status shmq_target_unlink(const char *target);
+
+/**
+ * Creates a new fan-out log at `target` (syntax as in shmq_queue_create())
+ * with `capacity` slots (at least 2) of up to `slot_size` bytes, permission
+ * bits `mode` (0 means 0600), `flags` (0 for overwrite mode, or
+ * `SHMQ_LOG_RELIABLE`) and a table of `cursors` entries for named cursors
+ * and reliable-mode subscribers (0 means 16; at most 4096), and writes its
+ * handle to `*log_out`.
+ *
+ * Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
+ * untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
+ * out of range.
+ *
+ * # Safety
+ * `target` is NULL or a NUL-terminated string; `log_out` is NULL or valid
+ * for writing a pointer.
+ */
+enum shmq_status shmq_log_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, uint32_t cursors, struct shmq_log **log_out);
+
+/**
+ * Opens the existing log at `target` and writes its handle to `*log_out`.
+ * Never creates: `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`
+ * (e.g. a work queue), `SHMQ_CORRUPT`, `SHMQ_VERSION_MISMATCH` or
+ * `SHMQ_NOT_READY` if what is there is not a usable log.
+ *
+ * # Safety
+ * `target` is NULL or a NUL-terminated string; `log_out` is NULL or valid
+ * for writing a pointer.
+ */
+enum shmq_status shmq_log_open(const char *target, struct shmq_log **log_out);
+
+/**
+ * Creates the log as shmq_log_create() does, or opens it if it exists with
+ * the same slot size, capacity, mode and cursor table (else
+ * `SHMQ_INCOMPATIBLE`).
+ *
+ * # Safety
+ * As for shmq_log_create().
+ */
+enum shmq_status shmq_log_open_or_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, uint32_t cursors, struct shmq_log **log_out);
+
+/**
+ * Frees the handle. Its subscribers stay valid (each keeps the log mapped
+ * until it is freed); the log itself lives on until unlinked. NULL is
+ * accepted and ignored. No other call may be using the handle, and it must
+ * not be used afterwards.
+ *
+ * # Safety
+ * `log` is NULL or a live handle that no other thread is using.
+ */
+void shmq_log_free(struct shmq_log *log);
+
+/**
+ * Sets how this handle's blocking publishes, and the subscribers it makes
+ * from now on, wait: as shmq_queue_set_wait(). Call it before sharing the
+ * handle: no other call may be using it.
+ *
+ * # Safety
+ * `log` is NULL or a live handle that no other thread is using.
+ */
+enum shmq_status shmq_log_set_wait(struct shmq_log *log, int64_t spin_ns);
+
+/**
+ * Removes the log's name (as shmq_target_unlink()); this and other handles
+ * and subscribers keep working until freed.
+ *
+ * # Safety
+ * `log` is NULL or a live handle.
+ */
+enum shmq_status shmq_log_unlink(const struct shmq_log *log);
+
+/**
+ * Writes a file-backed log (messages and cursors) to disk (msync); does
+ * nothing for SysV and POSIX logs.
+ *
+ * # Safety
+ * `log` is NULL or a live handle.
+ */
+enum shmq_status shmq_log_flush(const struct shmq_log *log);
+
+/**
+ * Closes the log for every process: publishes fail with `SHMQ_CLOSED`;
+ * subscribers read what is left, then get `SHMQ_CLOSED`. Wakes every
+ * blocked caller. Idempotent. (To release a handle, see shmq_log_free().)
+ *
+ * # Safety
+ * `log` is NULL or a live handle.
+ */
+enum shmq_status shmq_log_close(const struct shmq_log *log);
+
+/**
+ * Writes whether the log was closed (by any process) to `*closed_out`.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `closed_out` is NULL or valid for
+ * writing a `bool`.
+ */
+enum shmq_status shmq_log_is_closed(const struct shmq_log *log, bool *closed_out);
+
+/**
+ * Writes the largest message the log takes, in bytes, to `*slot_size_out`:
+ * a receive buffer of this size always suffices.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `slot_size_out` is NULL or valid for
+ * writing a `uint32_t`.
+ */
+enum shmq_status shmq_log_slot_size(const struct shmq_log *log, uint32_t *slot_size_out);
+
+/**
+ * Writes the number of slots to `*capacity_out`.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `capacity_out` is NULL or valid for
+ * writing a `uint64_t`.
+ */
+enum shmq_status shmq_log_capacity(const struct shmq_log *log, uint64_t *capacity_out);
+
+/**
+ * Writes the sequence number the next published message will get to
+ * `*seq_out`.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `seq_out` is NULL or valid for writing a
+ * `uint64_t`.
+ */
+enum shmq_status shmq_log_next_seq(const struct shmq_log *log, uint64_t *seq_out);
+
+/**
+ * Publishes the `len` bytes at `msg` and writes its sequence number to
+ * `*seq_out` unless `seq_out` is NULL. In overwrite mode it never waits; in
+ * reliable mode it fails with `SHMQ_FULL` when the slowest cursor is a full
+ * ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`. `msg` may
+ * be NULL when `len` is 0.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `msg` is NULL or readable for `len`
+ * bytes; `seq_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_log_publish(const struct shmq_log *log, const uint8_t *msg, size_t len, uint64_t *seq_out);
+
+/**
+ * Publishes as shmq_log_publish() does, waiting while a reliable-mode log
+ * is full for up to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any
+ * negative value: no limit); `SHMQ_TIMEOUT` when it passes. In overwrite
+ * mode it never waits.
+ *
+ * # Safety
+ * As for shmq_log_publish().
+ */
+enum shmq_status shmq_log_publish_block(const struct shmq_log *log, const uint8_t *msg, size_t len, int64_t timeout_ns, uint64_t *seq_out);
+
+/**
+ * Makes a subscriber starting at `start` (`SHMQ_START_OLDEST` or
+ * `SHMQ_START_LATEST`) and writes its handle to `*sub_out`. In overwrite
+ * mode it is private to the caller; in reliable mode it takes an entry of
+ * the cursor table and gates publishers until freed
+ * (`SHMQ_CURSOR_TABLE_FULL` when no entry is free).
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `sub_out` is NULL or valid for writing a
+ * pointer.
+ */
+enum shmq_status shmq_log_subscribe(const struct shmq_log *log, uint32_t start, struct shmq_subscriber **sub_out);
+
+/**
+ * Makes a subscriber on the durable named cursor `name` (1 to 64 bytes of
+ * UTF-8) and writes its handle to `*sub_out`: it resumes from the cursor's
+ * committed position; a missing cursor is first created at `start`. One
+ * subscriber at a time may hold a named cursor: `SHMQ_CURSOR_IN_USE` while
+ * a live one does (in any process). `SHMQ_CURSOR_TABLE_FULL`,
+ * `SHMQ_INVALID_ARGUMENT` for a bad name, `SHMQ_BUSY`.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated
+ * string; `sub_out` is NULL or valid for writing a pointer.
+ */
+enum shmq_status shmq_log_subscribe_named(const struct shmq_log *log, const char *name, uint32_t start, struct shmq_subscriber **sub_out);
+
+/**
+ * Creates the named cursor `name` at `start` without attaching to it (in
+ * reliable mode it gates publishers from now on). `SHMQ_CURSOR_EXISTS` if
+ * the name is taken.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
+ */
+enum shmq_status shmq_log_create_cursor(const struct shmq_log *log, const char *name, uint32_t start);
+
+/**
+ * Creates the named cursor `new_name` at the committed position of the
+ * existing cursor `existing_name` (a copy, e.g. to replay from there).
+ * `SHMQ_CURSOR_NOT_FOUND` if `existing_name` does not exist,
+ * `SHMQ_CURSOR_EXISTS` if `new_name` does.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `new_name` and `existing_name` are NULL
+ * or NUL-terminated strings.
+ */
+enum shmq_status shmq_log_cursor_from(const struct shmq_log *log, const char *new_name, const char *existing_name);
+
+/**
+ * Removes the named cursor `name`. `SHMQ_CURSOR_NOT_FOUND`;
+ * `SHMQ_CURSOR_IN_USE` while a live subscriber holds it.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
+ */
+enum shmq_status shmq_log_remove_cursor(const struct shmq_log *log, const char *name);
+
+/**
+ * Writes what the named cursor `name` looks like (committed position,
+ * read position, lag, holder) to `*info_out`; `SHMQ_CURSOR_NOT_FOUND` if
+ * there is no such cursor.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated
+ * string; `info_out` is NULL or valid for writing a `shmq_cursor_info`.
+ */
+enum shmq_status shmq_log_cursor(const struct shmq_log *log, const char *name, struct shmq_cursor_info *info_out);
+
+/**
+ * Writes the log's counters to `*stats_out`.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `stats_out` is NULL or valid for writing
+ * a `shmq_log_counters`.
+ */
+enum shmq_status shmq_log_stats(const struct shmq_log *log, struct shmq_log_counters *stats_out);
+
+/**
+ * Frees the subscriber: a named cursor is released (keeping its committed
+ * position: call shmq_subscriber_commit() first to keep what was read), a
+ * reliable-mode subscriber stops gating publishers. NULL is accepted and
+ * ignored.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using.
+ */
+void shmq_subscriber_free(struct shmq_subscriber *sub);
+
+/**
+ * Sets how this subscriber's blocking receives wait: as
+ * shmq_queue_set_wait() (spin `spin_ns`, then sleep; negative: busy-spin).
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using.
+ */
+enum shmq_status shmq_subscriber_set_wait(struct shmq_subscriber *sub, int64_t spin_ns);
+
+/**
+ * Receives the next message into the `buf_len` bytes at `buf`; never waits.
+ *
+ * Outputs, by status:
+ * - `SHMQ_OK`: the message's length is written to `*len_out` (and nothing
+ *   to `*missed_out`).
+ * - `SHMQ_LAGGED` (overwrite mode): the subscriber fell a full ring behind;
+ *   the number of messages it lost is written to `*missed_out` (unless it
+ *   is NULL) and nothing to `*len_out` or `buf`. It now stands at the
+ *   oldest message still present: call again to read it. Over a run,
+ *   messages received plus the sum of `*missed_out` equals the messages
+ *   published (in the subscriber's range).
+ * - anything else: no output is written. `SHMQ_EMPTY` (nothing new);
+ *   `SHMQ_BUFFER_TOO_SMALL` (the subscriber stays on the message: a buffer
+ *   of the log's slot size always suffices); `SHMQ_CLOSED` once the log is
+ *   closed and this subscriber has read everything; `SHMQ_CORRUPT` for an
+ *   impossible length in shared memory (that message is skipped).
+ *
+ * `buf` may be NULL when `buf_len` is 0.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using; `buf`
+ * is NULL or writable for `buf_len` bytes; `len_out` is NULL or valid for
+ * writing a `size_t`; `missed_out` is NULL or valid for writing a
+ * `uint64_t`.
+ */
+enum shmq_status shmq_subscriber_recv_try(struct shmq_subscriber *sub, uint8_t *buf, size_t buf_len, size_t *len_out, uint64_t *missed_out);
+
+/**
+ * Receives the next message as shmq_subscriber_recv_try() does (same
+ * outputs by status, `SHMQ_LAGGED` included), waiting while there is none
+ * for up to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative
+ * value: no limit); `SHMQ_TIMEOUT` when it passes.
+ *
+ * # Safety
+ * As for shmq_subscriber_recv_try().
+ */
+enum shmq_status shmq_subscriber_recv_block(struct shmq_subscriber *sub, uint8_t *buf, size_t buf_len, int64_t timeout_ns, size_t *len_out, uint64_t *missed_out);
+
+/**
+ * Stores the subscriber's position as its named cursor's committed
+ * position: a later subscriber on that name (in any process; after a
+ * restart for a file-backed log) resumes here, and
+ * shmq_subscriber_rollback() returns here. In reliable mode publishers are
+ * gated by committed positions: commit at least every `capacity` messages.
+ * `SHMQ_NOT_NAMED` for a subscriber without a named cursor.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using.
+ */
+enum shmq_status shmq_subscriber_commit(struct shmq_subscriber *sub);
+
+/**
+ * Moves the subscriber back to its named cursor's committed position (the
+ * messages read since are read again; in overwrite mode those already
+ * overwritten come back as `SHMQ_LAGGED`) and writes that position to
+ * `*position_out` unless it is NULL. `SHMQ_NOT_NAMED` for a subscriber
+ * without a named cursor.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using;
+ * `position_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_subscriber_rollback(struct shmq_subscriber *sub, uint64_t *position_out);
+
+/**
+ * Writes the next sequence number this subscriber will read to
+ * `*position_out` (right after a successful receive, the message's
+ * sequence number is that minus one).
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using;
+ * `position_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_subscriber_position(const struct shmq_subscriber *sub, uint64_t *position_out);
+
+/**
+ * Writes the number of messages published that this subscriber has not
+ * read yet to `*lag_out`.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using;
+ * `lag_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_subscriber_lag(const struct shmq_subscriber *sub, uint64_t *lag_out);
+
+/**
+ * Writes the committed position of the subscriber's named cursor to
+ * `*committed_out`; `SHMQ_NOT_NAMED` for a subscriber without one.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using;
+ * `committed_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_subscriber_committed(const struct shmq_subscriber *sub, uint64_t *committed_out);
 
 /**
  * Creates a new work queue at `target` with `capacity` slots (at least 2) of

@@ -20,8 +20,10 @@ posix_count() { ls -1 /dev/shm 2>/dev/null | grep -c '^shmq' || true; }
 sysv_before=$(sysv_count)
 posix_before=$(posix_count)
 
-echo "== cargo build --release (libshmq.so, libshmq.a, shmq)"
+echo "== cargo build --release (libshmq.so, libshmq.a, shmq, examples)"
 cargo build --release
+# The Go market-data example test runs the Rust publisher example.
+cargo build --release --examples
 
 echo "== Rust: unit, doc, integration and multi-process tests"
 cargo test --release -- --test-threads=2

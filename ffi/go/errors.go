@@ -11,14 +11,15 @@ import (
 // Errors, usable with errors.Is. Setup calls return an *Error wrapping one
 // of them, with the library's message.
 var (
-	// ErrFull: every slot holds a message (TryEnqueue).
+	// ErrFull: every slot holds a message (TryEnqueue), or a reliable
+	// log's slowest cursor is a full ring behind (Log.Publish).
 	ErrFull = errors.New("shmq: queue is full")
-	// ErrEmpty: no message is ready (TryDequeue).
+	// ErrEmpty: no message is ready (TryDequeue, Subscriber.TryRecv).
 	ErrEmpty = errors.New("shmq: queue is empty")
 	// ErrTimeout: the timeout passed (EnqueueTimeout, DequeueTimeout).
 	ErrTimeout = errors.New("shmq: timed out")
-	// ErrClosed: the queue was closed: no more enqueues; dequeues fail once
-	// it is drained.
+	// ErrClosed: the queue (or log) was closed: no more enqueues (or
+	// publishes); dequeues (receives) fail once everything was read.
 	ErrClosed = errors.New("shmq: queue is closed")
 	// ErrTooLarge: the message is longer than the slot size; nothing was written.
 	ErrTooLarge = errors.New("shmq: message larger than the slot size")
@@ -47,8 +48,28 @@ var (
 	// ErrRoleTaken: a single-producer/single-consumer queue (WithSPSC)
 	// already has a live producer (or consumer) in another handle.
 	ErrRoleTaken = errors.New("shmq: producer or consumer role held by another handle")
-	// ErrHandleClosed: this handle was closed with Close.
-	ErrHandleClosed = errors.New("shmq: queue handle is closed")
+	// ErrLagged: a log subscriber fell a full ring behind and lost
+	// messages (overwrite mode). Receives return a *LaggedError, which
+	// says how many: errors.Is(err, ErrLagged) or errors.As(err, &lagged).
+	ErrLagged = errors.New("shmq: subscriber lagged: messages were lost")
+	// ErrCursorNotFound: the log has no named cursor of this name.
+	ErrCursorNotFound = errors.New("shmq: no such cursor")
+	// ErrCursorExists: a named cursor of this name exists already.
+	ErrCursorExists = errors.New("shmq: cursor exists")
+	// ErrCursorTableFull: every entry of the log's cursor table is taken
+	// (its size, WithCursors, is fixed at creation).
+	ErrCursorTableFull = errors.New("shmq: cursor table full")
+	// ErrCursorInUse: the named cursor is held by a live subscriber (in this
+	// or another process).
+	ErrCursorInUse = errors.New("shmq: cursor in use")
+	// ErrNotNamed: Commit and Rollback need a subscriber on a named cursor.
+	ErrNotNamed = errors.New("shmq: subscriber has no named cursor")
+	// ErrBusy: another live process kept the log's cursor table locked for
+	// too long; retry later.
+	ErrBusy = errors.New("shmq: cursor table busy")
+	// ErrHandleClosed: this handle (queue, log or subscriber) was closed
+	// with Close.
+	ErrHandleClosed = errors.New("shmq: handle is closed")
 	// ErrInternal: libshmq reported a bug (a caught panic or a NULL argument).
 	ErrInternal = errors.New("shmq: internal error")
 )
@@ -120,9 +141,38 @@ func statusErr(st C.enum_shmq_status) error {
 		return ErrIO
 	case C.SHMQ_ROLE_TAKEN:
 		return ErrRoleTaken
+	case C.SHMQ_LAGGED: // receives return a *LaggedError with the count instead
+		return ErrLagged
+	case C.SHMQ_CURSOR_NOT_FOUND:
+		return ErrCursorNotFound
+	case C.SHMQ_CURSOR_EXISTS:
+		return ErrCursorExists
+	case C.SHMQ_CURSOR_TABLE_FULL:
+		return ErrCursorTableFull
+	case C.SHMQ_CURSOR_IN_USE:
+		return ErrCursorInUse
+	case C.SHMQ_NOT_NAMED:
+		return ErrNotNamed
+	case C.SHMQ_BUSY:
+		return ErrBusy
 	case statusHandleClosed:
 		return ErrHandleClosed
 	default: // SHMQ_NULL_PARAMETER, SHMQ_PANIC, or a status newer than this package
 		return fmt.Errorf("%w: status %s", ErrInternal, C.GoString(C.shmq_status_name(C.int32_t(st))))
 	}
 }
+
+// LaggedError is what a log receive returns when the subscriber fell a full
+// ring behind (overwrite mode): Missed messages were overwritten before it
+// read them. The subscriber now stands at the oldest message still present;
+// receive again to go on. errors.Is(err, ErrLagged) holds.
+type LaggedError struct {
+	Missed uint64 // messages lost
+}
+
+func (e *LaggedError) Error() string {
+	return fmt.Sprintf("shmq: subscriber lagged: %d messages were lost", e.Missed)
+}
+
+// Unwrap returns ErrLagged.
+func (e *LaggedError) Unwrap() error { return ErrLagged }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -70,5 +71,77 @@ func TestTickerExample(t *testing.T) {
 	// The consumer removed the queue when it was done.
 	if _, err := shmq.OpenAt(tg); !errors.Is(err, shmq.ErrNotFound) {
 		t.Fatalf("the queue is still there: %v", err)
+	}
+}
+
+// The market-data example across languages: the Rust publisher
+// (examples/market_pub.rs, built by `cargo build --release --examples`,
+// which scripts/test.sh runs) and two Go subscribers
+// (examples/market-sub), one deliberately slow. Every quote published after
+// a subscriber joined is either received or counted as lost to lag, and the
+// slow one must lag.
+func TestMarketSubExample(t *testing.T) {
+	pub, err := filepath.Abs("../../target/release/examples/market_pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pub); err != nil {
+		t.Fatalf("%v: run `cargo build --release --examples` first", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sub := filepath.Join(t.TempDir(), "market-sub")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", sub, "./examples/market-sub").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	tg := target(t)
+	start := func(out *bytes.Buffer, name string, args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	var pubOut, fastOut, slowOut bytes.Buffer
+	p := start(&pubOut, pub, "--target", string(tg), "--rate", "50000", "--secs", "3", "--capacity", "1024")
+	fast := start(&fastOut, sub, "-target", string(tg))
+	slow := start(&slowOut, sub, "-target", string(tg), "-slow")
+	for _, c := range []struct {
+		cmd *exec.Cmd
+		out *bytes.Buffer
+	}{{p, &pubOut}, {fast, &fastOut}, {slow, &slowOut}} {
+		if err := c.cmd.Wait(); err != nil {
+			t.Fatalf("%s: %v\n%s", c.cmd.Path, err, c.out.String())
+		}
+	}
+	var published uint64
+	if i := strings.Index(pubOut.String(), "done: "); i < 0 {
+		t.Fatalf("publisher said %q", pubOut.String())
+	} else {
+		fmt.Sscanf(pubOut.String()[i:], "done: %d published", &published)
+	}
+	lost := map[string]uint64{}
+	for name, out := range map[string]string{"fast": fastOut.String(), "slow": slowOut.String()} {
+		t.Logf("%s subscriber:\n%s", name, out)
+		var from, received, lagged, gaps uint64
+		i, j := strings.Index(out, " at position "), strings.Index(out, "received ")
+		if i < 0 || j < 0 {
+			t.Fatalf("%s subscriber printed %q", name, out)
+		}
+		fmt.Sscanf(out[i:], " at position %d", &from)
+		fmt.Sscanf(out[j:], "received %d quotes, lost %d to lag, %d unexplained gaps", &received, &lagged, &gaps)
+		if gaps != 0 || received == 0 || received+lagged != published-from {
+			t.Fatalf("%s subscriber: from %d, received %d + lagged %d, gaps %d; %d published",
+				name, from, received, lagged, gaps, published)
+		}
+		if !strings.Contains(out, "latency p50") {
+			t.Fatalf("%s subscriber printed no report", name)
+		}
+		lost[name] = lagged
+	}
+	if lost["slow"] == 0 {
+		t.Fatal("the slow subscriber never lagged")
 	}
 }

@@ -2,7 +2,7 @@
 
 package shmq
 
-// Go 1.22 and later: the queue operations neither keep Go pointers nor call
+// Go 1.22 and later: the queue and log operations neither keep Go pointers nor call
 // back into Go, so their buffers and outputs may stay on the Go stack (no
 // allocation per call) and the runtime may skip callback bookkeeping.
 
@@ -19,6 +19,18 @@ package shmq
 #cgo nocallback shmq_queue_is_closed
 #cgo nocallback shmq_queue_len
 #cgo nocallback shmq_queue_stats
+#cgo noescape shmq_log_publish
+#cgo noescape shmq_log_next_seq
+#cgo noescape shmq_log_stats
+#cgo noescape shmq_subscriber_recv_try
+#cgo noescape shmq_subscriber_position
+#cgo noescape shmq_subscriber_lag
+#cgo nocallback shmq_log_publish
+#cgo nocallback shmq_log_next_seq
+#cgo nocallback shmq_log_stats
+#cgo nocallback shmq_subscriber_recv_try
+#cgo nocallback shmq_subscriber_position
+#cgo nocallback shmq_subscriber_lag
 
 
 #include "shmq.h"

@@ -25,17 +25,8 @@ package shmq
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../include
 #cgo LDFLAGS: -L${SRCDIR}/../../target/release -Wl,-rpath,${SRCDIR}/../../target/release -lshmq
-#include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include "shmq.h"
-
-// A failed setup call copies the calling thread's last error inside the
-// same C call: between two cgo calls the goroutine may change threads.
-static enum shmq_status go_capture(enum shmq_status s, char *msg, size_t cap) {
-	if (s != SHMQ_OK) snprintf(msg, cap, "%s", shmq_last_error());
-	return s;
-}
+#include "cgo_helpers.h"
 
 static enum shmq_status go_create(const char *t, uint32_t slot, uint64_t cap, uint32_t mode, uint32_t flags,
                                   int open_existing, shmq_queue **out, char *msg, size_t msg_cap) {
@@ -60,27 +51,9 @@ static enum shmq_status go_find_free_key(int32_t *key, char *msg, size_t msg_cap
 	return go_capture(shmq_find_free_key(key), msg, msg_cap);
 }
 
-// The blocking phase of EnqueueBlock/DequeueBlock and friends runs here, in
-// one cgo call: it waits in the kernel in slices of slice_ns, and between
-// slices looks at two flags that Go sets from other goroutines: *stop (the
-// context is done) and *closing (Close was called). So a cancellation is
-// seen within one slice, and an idle wait costs Go's runtime nothing.
-// total_ns < 0 waits without limit (else SHMQ_TIMEOUT when it passes).
-#define GO_STOPPED ((enum shmq_status)(1 << 21))
-
-static int64_t go_now_ns(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int go_slice(int64_t end, int64_t slice_ns, const int32_t *stop, const int32_t *closing, int64_t *out) {
-	if (__atomic_load_n(stop, __ATOMIC_ACQUIRE) || __atomic_load_n(closing, __ATOMIC_ACQUIRE)) return 0;
-	int64_t left = end - go_now_ns();
-	*out = left < slice_ns ? left : slice_ns;
-	return 1;
-}
-
+// The blocking phases of EnqueueBlock/DequeueBlock and friends (see
+// go_slice in cgo_helpers.h). total_ns < 0 waits without limit (else
+// SHMQ_TIMEOUT when it passes).
 static enum shmq_status go_enqueue_wait(const shmq_queue *q, const uint8_t *msg, size_t len, int64_t slice_ns,
                                         int64_t total_ns, const int32_t *stop, const int32_t *closing) {
 	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
@@ -175,6 +148,10 @@ func create(t Target, openExisting bool, opts []Option) (*Queue, error) {
 	op := "create"
 	if openExisting {
 		op = "open or create"
+	}
+	if cfg.reliable || cfg.cursors != 0 {
+		return nil, &Error{Op: op, Target: t, Msg: "WithReliable and WithCursors are options of a log (CreateLog)",
+			err: ErrInvalidArgument}
 	}
 	if cfg.slotSize < 0 || cfg.slotSize > math.MaxUint32 || cfg.capacity < 0 || cfg.mode&^0o777 != 0 {
 		return nil, &Error{Op: op, Target: t, Msg: fmt.Sprintf("slot size %d, capacity %d or mode %o out of range",
@@ -480,15 +457,24 @@ const (
 
 const statusStopped C.enum_shmq_status = C.GO_STOPPED
 
-// wait runs a blocking operation: try; spin on try for spinFor; then wait
-// in C (see go_dequeue_wait) until done, with ctx's cancellation and Close
-// delivered through flags. It returns as soon as an attempt succeeds, even
-// if ctx is done by then: a message taken is always handed over.
+// wait runs a blocking queue operation (see blockingCall).
 func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shmq_status,
 	block func(total, slice time.Duration, stop *int32) C.enum_shmq_status) error {
+	return blockingCall(ctx, until, try, block, statusErr)
+}
+
+// blockingCall runs a blocking operation: try; spin on try for spinFor;
+// then wait in C (see go_slice) until done, with ctx's cancellation and
+// Close delivered through flags. SHMQ_EMPTY and SHMQ_FULL mean "not yet";
+// any other status ends the call, turned into an error by errOf. It
+// returns as soon as an attempt succeeds, even if ctx is done by then: a
+// message taken is always handed over.
+func blockingCall(ctx context.Context, until time.Time, try func() C.enum_shmq_status,
+	block func(total, slice time.Duration, stop *int32) C.enum_shmq_status,
+	errOf func(C.enum_shmq_status) error) error {
 	st := try()
 	if st != C.SHMQ_EMPTY && st != C.SHMQ_FULL {
-		return statusErr(st)
+		return errOf(st)
 	}
 	done := ctx.Done()
 	cancelled := func() bool {
@@ -503,7 +489,7 @@ func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shm
 	for i := 1; ; i++ {
 		st = try()
 		if st != C.SHMQ_EMPTY && st != C.SHMQ_FULL {
-			return statusErr(st)
+			return errOf(st)
 		}
 		if i%32 == 0 {
 			if done != nil && cancelled() {
@@ -543,7 +529,7 @@ func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shm
 		}
 		return ErrHandleClosed // Close was called
 	}
-	return statusErr(st)
+	return errOf(st)
 }
 
 // CloseQueue closes the queue for every process: enqueues fail with
@@ -646,7 +632,7 @@ func Posix(name string) Target { return Target("posix:" + name) }
 // across restarts.
 func File(path string) Target { return Target("file:" + path) }
 
-// Defaults of CreateAt and OpenOrCreateAt.
+// Defaults of CreateAt, OpenOrCreateAt, CreateLog and OpenOrCreateLog.
 const (
 	DefaultSlotSize = 256
 	DefaultCapacity = 1024
@@ -656,10 +642,12 @@ type config struct {
 	slotSize int
 	capacity int
 	mode     os.FileMode
-	flags    uint32
+	flags    uint32 // queues only
+	reliable bool   // logs only
+	cursors  int    // logs only; 0: the default
 }
 
-// Option sets a parameter of a new queue.
+// Option sets a parameter of a new queue or log.
 type Option func(*config)
 
 // WithSlotSize sets the largest message, in bytes.

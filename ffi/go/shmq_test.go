@@ -77,6 +77,10 @@ func child(role, args string) int {
 			}
 		}
 		return 0
+	case "logsub":
+		return logSubChild(a)
+	case "logread":
+		return logReadChild(a)
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2

@@ -5,7 +5,9 @@
 //! Conventions (after rustls-ffi):
 //! - names are `shmq_<object>_<verb>`; handles are opaque pointers;
 //! - every function that can fail returns a [`shmq_status`] whose values never
-//!   change meaning; outputs come last and are written only on `SHMQ_OK`;
+//!   change meaning; outputs come last and are written only on `SHMQ_OK`
+//!   (one documented exception: a log receive that returns `SHMQ_LAGGED`
+//!   writes the number of messages missed to its `missed_out`);
 //! - every body runs inside a panic boundary (a panic gives `SHMQ_PANIC`, it
 //!   never unwinds into C) and checks every pointer (`SHMQ_NULL_PARAMETER`);
 //! - on failure, [`shmq_last_error`] gives a message for the calling thread.
@@ -13,6 +15,7 @@
 // C names on purpose: these items are the C API, spelled as C sees them.
 #![allow(non_camel_case_types, clippy::upper_case_acronyms)]
 
+mod log;
 mod queue;
 
 use std::borrow::Cow;
@@ -20,6 +23,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub use log::*;
 pub use queue::*;
 
 use crate::{DequeueError, EnqueueError, Error, Target};
@@ -70,6 +74,26 @@ pub enum shmq_status {
     /// A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
     /// has a live producer (or consumer) in another handle; nothing was done.
     SHMQ_ROLE_TAKEN = 18,
+    /// A log subscriber fell a full ring behind (overwrite mode): messages
+    /// were overwritten before it read them. The receive wrote how many to
+    /// its `missed_out` (and nothing to its other outputs); the subscriber
+    /// now stands at the oldest message still present: receive again.
+    SHMQ_LAGGED = 19,
+    /// No named cursor of the log has this name.
+    SHMQ_CURSOR_NOT_FOUND = 20,
+    /// A named cursor of this name exists already; nothing was changed.
+    SHMQ_CURSOR_EXISTS = 21,
+    /// Every entry of the log's cursor table is taken (its size is fixed at
+    /// creation).
+    SHMQ_CURSOR_TABLE_FULL = 22,
+    /// The named cursor is held by a live subscriber (in this or another
+    /// process).
+    SHMQ_CURSOR_IN_USE = 23,
+    /// Commit and rollback need a subscriber on a named cursor.
+    SHMQ_NOT_NAMED = 24,
+    /// Another live process kept the log's cursor table locked for too long;
+    /// retry later.
+    SHMQ_BUSY = 25,
 }
 
 use shmq_status::*;
@@ -258,6 +282,13 @@ pub extern "C" fn shmq_status_name(status: i32) -> *const c_char {
         16 => cstr!("SHMQ_NOT_READY"),
         17 => cstr!("SHMQ_IO"),
         18 => cstr!("SHMQ_ROLE_TAKEN"),
+        19 => cstr!("SHMQ_LAGGED"),
+        20 => cstr!("SHMQ_CURSOR_NOT_FOUND"),
+        21 => cstr!("SHMQ_CURSOR_EXISTS"),
+        22 => cstr!("SHMQ_CURSOR_TABLE_FULL"),
+        23 => cstr!("SHMQ_CURSOR_IN_USE"),
+        24 => cstr!("SHMQ_NOT_NAMED"),
+        25 => cstr!("SHMQ_BUSY"),
         _ => cstr!("SHMQ_UNKNOWN"),
     };
     name.as_ptr()
@@ -334,6 +365,9 @@ mod tests {
             (SHMQ_OK, "SHMQ_OK"),
             (SHMQ_FULL, "SHMQ_FULL"),
             (SHMQ_IO, "SHMQ_IO"),
+            (SHMQ_ROLE_TAKEN, "SHMQ_ROLE_TAKEN"),
+            (SHMQ_LAGGED, "SHMQ_LAGGED"),
+            (SHMQ_BUSY, "SHMQ_BUSY"),
         ] {
             // SAFETY: static NUL-terminated strings.
             let got = unsafe { CStr::from_ptr(shmq_status_name(status as i32)) };

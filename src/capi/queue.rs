@@ -35,7 +35,8 @@ pub struct shmq_stats {
     pub capacity: u64,
 }
 
-fn timeout(timeout_ns: i64) -> Option<Duration> {
+/// A C timeout in nanoseconds: negative means no limit.
+pub(super) fn timeout(timeout_ns: i64) -> Option<Duration> {
     u64::try_from(timeout_ns).ok().map(Duration::from_nanos)
 }
 
@@ -43,7 +44,7 @@ fn timeout(timeout_ns: i64) -> Option<Duration> {
 ///
 /// # Safety
 /// `ptr` is NULL or valid for reading `len` bytes during the returned borrow.
-unsafe fn msg_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], shmq_status> {
+pub(super) unsafe fn msg_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], shmq_status> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -68,7 +69,7 @@ unsafe fn msg_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], shmq_statu
 /// # Safety
 /// `ptr` is NULL or valid for writing `len` bytes during the returned borrow,
 /// and not accessed by anyone else meanwhile.
-unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], shmq_status> {
+pub(super) unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8], shmq_status> {
     if len == 0 {
         return Ok(&mut []);
     }
@@ -277,12 +278,7 @@ pub unsafe extern "C" fn shmq_queue_free(queue: *mut shmq_queue) {
 pub unsafe extern "C" fn shmq_queue_set_wait(queue: *mut shmq_queue, spin_ns: i64) -> shmq_status {
     boundary(|| {
         non_null!(queue);
-        let strategy = match u64::try_from(spin_ns) {
-            Ok(ns) => WaitStrategy::SpinThenSleep {
-                spin: Duration::from_nanos(ns),
-            },
-            Err(_) => WaitStrategy::BusySpin,
-        };
+        let strategy = wait_strategy(spin_ns);
         // SAFETY: non-null (checked); a live handle used by no one else (caller).
         let handle = unsafe { &mut *queue };
         // SAFETY: the queue is moved out and a queue is written back before
@@ -298,6 +294,17 @@ pub unsafe extern "C" fn shmq_queue_set_wait(queue: *mut shmq_queue, spin_ns: i6
         }
         SHMQ_OK
     })
+}
+
+/// The wait strategy for a C `spin_ns`: spin that long, then sleep; a
+/// negative value never sleeps.
+pub(super) fn wait_strategy(spin_ns: i64) -> WaitStrategy {
+    match u64::try_from(spin_ns) {
+        Ok(ns) => WaitStrategy::SpinThenSleep {
+            spin: Duration::from_nanos(ns),
+        },
+        Err(_) => WaitStrategy::BusySpin,
+    }
 }
 
 /// Aborts the process if dropped during unwinding (see shmq_queue_set_wait).
