@@ -197,7 +197,7 @@ pub(crate) fn register_process() {
 /// sleeper's membarrier orders the CPU), else a full fence.
 #[inline]
 pub(crate) fn waker_fence() {
-        if BARRIER_MODE.load(Ordering::Relaxed) == 1 {
+    if BARRIER_MODE.load(Ordering::Relaxed) == 1 {
         // SYNC(asym-dekker): only the compiler must keep the publishing store
         // before the sleepers load; the CPU is ordered by the sleeper's
         // membarrier, which pairs with this point.

@@ -146,7 +146,7 @@ impl Queue {
     /// After a publishing store: wake sleepers if there are any.
     #[inline]
     fn wake_sleepers(&self, always_fence: bool) {
-                if always_fence {
+        if always_fence {
             // SYNC(asym-dekker): a full fence on the rare paths (role release,
             // close acknowledgement), which pairs with the sleeper's barrier
             // whatever this process's membarrier registration.
