@@ -22,9 +22,16 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
-fn own_start_time() -> u64 {
-    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| start_time(std::process::id()).unwrap_or(0))
+/// This process's start time, cached per pid: a child forked without exec
+/// has a new pid and must not inherit its parent's identity.
+pub(crate) fn own_start_time() -> u64 {
+    static CACHE: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
+    let pid = std::process::id();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.0 != pid {
+        *cache = (pid, start_time(pid).unwrap_or(0));
+    }
+    cache.1
 }
 
 /// Claims a free entry for this process; reaps dead entries if none is free.

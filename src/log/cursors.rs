@@ -17,7 +17,6 @@
 //! `state` and `committed` to find the slowest cursor; subscribers store
 //! their own `committed` and `read`.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::layout::{AUX_ENTRY_SIZE, STAMP_WAITER};
@@ -93,10 +92,9 @@ pub struct CursorInfo {
     pub owner: Option<u32>,
 }
 
-/// The start time of this process, read once.
+/// The start time of this process (see [`liveness::own_start_time`]).
 fn own_start() -> u64 {
-    static START: OnceLock<u64> = OnceLock::new();
-    *START.get_or_init(|| liveness::start_time(std::process::id()).unwrap_or(0))
+    liveness::own_start_time()
 }
 
 /// This process as a lock word.
