@@ -648,7 +648,7 @@ func TestLogCancellation(t *testing.T) {
 	}
 	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
 	t.Logf("Recv returned after a cancel: median %v, max %v", delays[len(delays)/2], delays[len(delays)-1])
-		if max := delays[len(delays)-1]; max > 5*time.Second {
+	if max := delays[len(delays)-1]; max > 5*time.Second {
 		t.Fatalf("Recv returned %v after it was cancelled", max)
 	}
 
