@@ -856,8 +856,9 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
     for size in [8.0, 64.0] {
         for case in [
             "raw-pingpong",
-            "queue-pingpong-spin",
-            "queue-pingpong-sleep",
+            "queue-spsc-pingpong-spin",
+            "queue-spsc-pingpong-sleep",
+            "queue-mpmc-pingpong-spin",
             "pipe-pingpong",
             "unix-pingpong",
         ] {
@@ -876,8 +877,9 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
         }
         for case in [
             "raw-ring",
-            "queue-stream-spin",
-            "queue-stream-sleep",
+            "queue-spsc-stream-spin",
+            "queue-spsc-stream-sleep",
+            "queue-mpmc-stream-spin",
             "pipe-stream",
             "unix-stream",
         ] {
@@ -889,16 +891,37 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
             assert!(r.num("messages") <= 20000.0);
         }
     }
-    let wake = find("queue-wakeup-sleep", 64.0);
-    assert!(wake.num("p50_ns") > 0.0);
-    let idle = rows
-        .iter()
-        .find(|r| r.str("case") == "queue-idle-sleep")
-        .expect("idle case");
+    // Fan-out at 64 bytes: the log's one-way latency, and one publisher to
+    // 1, 2 and 4 subscriber processes (each of which checked it got every
+    // message in order, or the bench would have failed).
+    let log = find("log-pingpong-spin", 64.0);
     assert!(
-        idle.num("secs") >= 0.3 && idle.num("cpu_percent") >= 0.0,
-        "{idle:?}"
+        0.0 < log.num("p50_ns") && log.num("p50_ns") <= log.num("p99_ns"),
+        "{log:?}"
     );
+    for n in [1.0, 2.0, 4.0] {
+        let r = find(&format!("log-fanout-{n}sub"), 64.0);
+        assert_eq!((r.num("producers"), r.num("consumers")), (1.0, n), "{r:?}");
+        assert!(
+            r.num("msgs_per_s") > 0.0 && r.num("messages") > 0.0 && r.num("messages") <= 20000.0,
+            "{r:?}"
+        );
+    }
+    assert!(!rows
+        .iter()
+        .any(|r| r.str("case").starts_with("log-") && r.num("size") == 8.0));
+    let wake = find("queue-spsc-wakeup-sleep", 64.0);
+    assert!(wake.num("p50_ns") > 0.0);
+    for case in ["queue-spsc-idle-sleep", "queue-mpmc-idle-sleep"] {
+        let idle = rows
+            .iter()
+            .find(|r| r.str("case") == case)
+            .expect("idle case");
+        assert!(
+            idle.num("secs") >= 0.3 && idle.num("cpu_percent") >= 0.0,
+            "{idle:?}"
+        );
+    }
     // The progress line went to stderr, not into the JSON.
     assert!(out.stderr.contains("[1/"), "{}", out.stderr);
 }
@@ -918,7 +941,7 @@ fn bench_table_and_several_producers_and_consumers() {
         "--case-secs",
         "0.2",
         "--cases",
-        "raw-ring,queue-stream-spin",
+        "raw-ring,stream-spin",
         "--idle",
         "0",
     ])
@@ -932,8 +955,8 @@ fn bench_table_and_several_producers_and_consumers() {
         "vs raw",
         "raw-ring",
         "(limit)",
-        "queue-stream-spin-2p1c",
-        "queue-stream-spin-2p2c",
+        "queue-mpmc-stream-spin-2p1c",
+        "queue-mpmc-stream-spin-2p2c",
     ] {
         assert!(
             out.stdout.contains(want),
@@ -944,8 +967,10 @@ fn bench_table_and_several_producers_and_consumers() {
     let row = out
         .stdout
         .lines()
-        .find(|l| l.starts_with("queue-stream-spin-2p2c"))
+        .find(|l| l.starts_with("queue-mpmc-stream-spin-2p2c"))
         .unwrap();
+    // Several producers: no single-producer case (it allows only one).
+    assert!(!out.stdout.contains("queue-spsc"), "{}", out.stdout);
     assert!(
         row.trim_end().ends_with('x'),
         "no ratio to the raw ring: {row}"
@@ -974,24 +999,23 @@ fn bench_table_and_several_producers_and_consumers() {
         bar.contains("x raw-pingpong") && (bar.ends_with("met") || bar.ends_with("MISSED")),
         "{bar}"
     );
+    assert!(
+        out.stdout
+            .contains("(multi-producer queue, same 1:1 cases: latency p50"),
+        "{}",
+        out.stdout
+    );
     // Bad options are usage errors.
     run(&["bench", "--sizes", "0"]).expect(2);
+    run(&["bench", "--subscribers", "0"]).expect(2);
     run(&["bench", "--cases", "no-such-case"]).expect(2);
 }
 
 #[test]
 fn bench_interrupted_removes_its_segments_and_children() {
-    let child = command(&[
-        "bench",
-        "--sizes",
-        "64",
-        "--cases",
-        "queue-idle",
-        "--idle",
-        "30",
-    ])
-    .spawn()
-    .unwrap();
+    let child = command(&["bench", "--sizes", "64", "--cases", "idle", "--idle", "30"])
+        .spawn()
+        .unwrap();
     let pid = child.id();
     // Wait until the idle case's queue exists, then Ctrl-C.
     let started = common::wait_until(Duration::from_secs(20), || !bench_leftovers(pid).is_empty());

@@ -86,15 +86,24 @@ enum Cmd {
     Tail(TailArgs),
     /// Measure cross-process latency and throughput beside the machine's raw limits
     #[command(after_help = concat!(
-        "Example:\n  shmq bench\n  shmq bench --sizes 64 --producers 1,2 --consumers 1,2 --json\n\n",
+        "Example:\n  shmq bench\n  shmq bench --sizes 64 --producers 1,2 --consumers 1,2 --json\n  \
+         shmq bench --sizes 64 --cases log,raw --subscribers 1,2,4,8\n\n",
         "Latency cases ping-pong one message between two processes and report one-way \
          latency (round trip / 2). Throughput cases stream messages from producer to \
-         consumer processes. Cases whose name starts with `raw` are the machine's limits, \
-         measured in the same run: a bare cache-line ping-pong and a minimal hand-written \
-         single-producer/single-consumer ring in shared memory. `pipe` and `unix` are a \
-         pipe and a Unix socket. `spin` cases use WaitStrategy::BusySpin, `sleep` cases \
-         the default SpinThenSleep. The ratio column divides by the raw case of the same \
-         size (latency: p50 and p99.9; throughput: msgs/s)."
+         consumer processes. One producer and one consumer use a single-producer/single-\
+         consumer queue (`queue-spsc-*`, through into_producer/into_consumer handles), as \
+         a 1:1 user would; `queue-mpmc-*` is the multi-producer ring, measured beside it \
+         and alone with several producers or consumers. Cases whose name starts with `raw` \
+         are the machine's limits, measured in the same run: a bare cache-line ping-pong \
+         and a minimal hand-written single-producer/single-consumer ring in shared memory. \
+         `pipe` and `unix` are a pipe and a Unix socket. `log-pingpong-spin` is the same \
+         ping-pong over two fan-out logs; `log-fanout-Nsub` streams from one publisher \
+         process to N subscriber processes over a reliable log (each checks it got every \
+         message, in order) and reports the slowest subscriber's rate. `spin` cases use \
+         WaitStrategy::BusySpin, `sleep` cases (and the fan-out) the default SpinThenSleep. \
+         The idle cases run in the background while the others run. The ratio column \
+         divides by the raw case of the same size (latency: p50 and p99.9; throughput: \
+         msgs/s), or for fan-out to N > 1 subscribers by the one-subscriber rate."
     ))]
     Bench(bench::BenchArgs),
     /// One side of a benchmark (started by `shmq bench`)
