@@ -1280,21 +1280,21 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         if let Some(others) = cpu_start.as_ref().and_then(CpuUse::others_since) {
             println!("{}", contention_note(others));
         }
-        println!(
+        let mut notes = vec![format!(
             "one-way latency = round trip / 2 over {} round trips (at most {} s per case); \
-             throughput over {} messages (at most {} s), queue capacity {}; fan-out: \
-             reliable log, slowest subscriber's rate; idle cases ran in the background{}",
-            a.rounds,
-            a.case_secs,
-            a.messages,
-            a.case_secs,
-            a.capacity,
-            if a.repeat > 1 {
-                format!("; median of {} runs", a.repeat)
-            } else {
-                String::new()
-            }
-        );
+             throughput over {} messages (at most {} s), ring capacity {}",
+            a.rounds, a.case_secs, a.messages, a.case_secs, a.capacity
+        )];
+        if cases.iter().any(|c| matches!(c, Case::LogFanOut { .. })) {
+            notes.push("fan-out: reliable log, the slowest subscriber's rate".into());
+        }
+        if !background.is_empty() {
+            notes.push("idle cases ran in the background".into());
+        }
+        if a.repeat > 1 {
+            notes.push(format!("median of {} runs", a.repeat));
+        }
+        println!("{}", notes.join("; "));
         println!();
         print!("{}", table(&rows));
         println!();
