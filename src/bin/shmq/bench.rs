@@ -545,8 +545,9 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
         cases.push(Case::LogPingPong { size: size64 });
     }
     for &subscribers in &a.subscribers {
+        // Subscribers check each message's sequence number: 8 bytes at least.
         cases.push(Case::LogFanOut {
-            size: size64,
+            size: size64.max(8),
             subscribers,
         });
     }
@@ -1001,7 +1002,6 @@ impl Runner<'_> {
     /// Every subscriber checks it got every message in order; the rate is
     /// the slowest subscriber's.
     fn log_fanout(&mut self, size: usize, subscribers: u32) -> anyhow::Result<Measure> {
-        let size = size.max(8);
         let config = LogConfig::new(size, self.a.capacity)
             .mode(LogMode::Reliable)
             .cursors(subscribers as usize);
