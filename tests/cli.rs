@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{file, posix, sysv, unique, Guard};
-use shmq::{Queue, QueueConfig, Segment, Target};
+use shmq::{Log, Queue, QueueConfig, Segment, Target};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shmq");
 const LIMIT: Duration = Duration::from_secs(60);
@@ -811,6 +811,321 @@ fn pub_and_tail_options() {
     run(&["tail", &t, "--from", "oldest", "--count", "1"]).expect(2);
 }
 
+// ---- the fan-out log ----
+
+/// The lines `shmq tail` printed.
+fn lines(out: &Out) -> Vec<&str> {
+    out.stdout.lines().collect()
+}
+
+/// The cursor `name` in `stat --json` output, as (position, lag).
+fn json_cursor(stat: &Json, name: &str) -> (f64, f64) {
+    let Some(Json::Arr(cursors)) = stat.get("cursors") else {
+        panic!("no cursors array in {stat:?}")
+    };
+    let c = cursors
+        .iter()
+        .find(|c| c.get("name") == Some(&Json::Str(name.into())))
+        .unwrap_or_else(|| panic!("no cursor {name} in {stat:?}"));
+    (c.num("position"), c.num("lag"))
+}
+
+#[test]
+fn log_create_pub_tail_from_oldest_latest_and_a_named_cursor() {
+    let g = posix("cli-log");
+    let t = arg(&g);
+    let out = run(&[
+        "create",
+        &t,
+        "--kind",
+        "log",
+        "--slot-size",
+        "32",
+        "--capacity",
+        "16",
+        "--cursors",
+        "4",
+    ])
+    .expect(0);
+    assert!(
+        out.stdout
+            .contains("overwrite log of 16 slots of 32 bytes, 4 cursor entries"),
+        "{}",
+        out.stdout
+    );
+    run(&["create", &t, "--kind", "log"]).expect(6);
+    // Options of the other kind are usage errors, and create nothing.
+    let other = posix("cli-log-opts");
+    run(&["create", &arg(&other), "--log-mode", "reliable"]).expect(2);
+    run(&["create", &arg(&other), "--cursors", "4"]).expect(2);
+    run(&["create", &arg(&other), "--kind", "log", "--spsc"]).expect(2);
+    assert!(!other.exists());
+
+    let input = "one\ntwo\nthree\nfour\nfive\n";
+    let p = run_stdin(&["pub", &t], input.as_bytes()).expect(0);
+    assert!(
+        p.stderr.contains("published 5 message(s) to ")
+            && p.stderr.contains("(sequence numbers 0 to 4)"),
+        "{}",
+        p.stderr
+    );
+    run_stdin(&["pub", &t, "--shift"], b"x\n").expect(2);
+    // Reading a log takes nothing away: twice from the oldest, same lines.
+    for _ in 0..2 {
+        let out = run(&["tail", &t, "--from", "oldest", "--count", "5"]).expect(0);
+        assert_eq!(lines(&out), ["one", "two", "three", "four", "five"]);
+    }
+    // From the latest (the default): only what comes next.
+    let out = run(&["tail", &t, "--timeout", "0.2"]).expect(9);
+    assert_eq!(out.stdout, "");
+    let published = 5;
+    // A process attached to the log, for stat to list.
+    let log = Log::open(&g).unwrap();
+
+    // A named cursor: created at the oldest message, committed after each
+    // printed message, resumed by the next tail.
+    let out = run(&["tail", &t, "--from", "cursor:billing", "--count", "2"]).expect(0);
+    assert_eq!(lines(&out), ["one", "two"]);
+    let stat = run(&["stat", &t]).expect(0);
+    for want in [
+        "kind        log (overwrite)",
+        &format!("published   {published}"),
+        "cursors (1 of 4 entries in use)",
+    ] {
+        assert!(
+            stat.stdout.contains(want),
+            "stat lacks {want:?}:\n{}",
+            stat.stdout
+        );
+    }
+    let row: Vec<&str> = stat
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("billing"))
+        .expect("the cursor's line")
+        .split_whitespace()
+        .collect();
+    let lag = (published - 2).to_string();
+    assert_eq!(row, ["billing", "2", "2", &lag, "-"], "{}", stat.stdout);
+    // stat opened the log to read it, and does not list itself; our own
+    // handle is the one process attached.
+    assert!(
+        stat.stdout.contains(&format!(
+            "processes (1 listed, 1 alive)\n  {:<8} alive",
+            std::process::id()
+        )),
+        "{}",
+        stat.stdout
+    );
+    let json = parse_json(run(&["stat", &t, "--json"]).expect(0).stdout.trim());
+    assert_eq!(
+        (json.str("kind"), json.str("log_mode")),
+        ("log", "overwrite")
+    );
+    assert_eq!(json_cursor(&json, "billing"), (2.0, (published - 2) as f64));
+    assert_eq!(
+        json.get("counters").unwrap().num("published"),
+        published as f64
+    );
+    let out = run(&["tail", &t, "--from", "cursor:billing", "--count", "3"]).expect(0);
+    assert_eq!(lines(&out), ["three", "four", "five"]);
+    let json = parse_json(run(&["stat", &t, "--json"]).expect(0).stdout.trim());
+    assert_eq!(json_cursor(&json, "billing"), (5.0, (published - 5) as f64));
+
+    // Overwrite mode: a cursor that falls a ring behind is told, and goes on
+    // from the oldest message left.
+    drop(log);
+    run(&["pub", &t, "--count", "40", "--size", "8", "-q"]).expect(0);
+    let end = published + 40;
+    let out = run(&["tail", &t, "--from", "cursor:billing", "--count", "16"]).expect(0);
+    let lost = end - 16 - 5;
+    assert!(
+        out.stderr
+            .contains(&format!("lagged: {lost} message(s) overwritten")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lines(&out).len(), 16);
+    assert_eq!(lines(&out)[15], "msg 39 .", "the newest message comes last");
+    let json = parse_json(run(&["stat", &t, "--json"]).expect(0).stdout.trim());
+    assert_eq!(json.get("counters").unwrap().num("lagged"), lost as f64);
+    assert_eq!(json_cursor(&json, "billing"), (end as f64, 0.0));
+
+    // ls shows the log, with its kind.
+    let ls = run(&["ls"]).expect(0);
+    let l = ls
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&t))
+        .unwrap_or_else(|| panic!("{t} not listed:\n{}", ls.stdout));
+    let words: Vec<&str> = l.split_whitespace().collect();
+    assert_eq!(words[1..4], ["log", "32", "16"], "{l}");
+    let rows: Vec<Json> = run(&["ls", "--json"])
+        .expect(0)
+        .stdout
+        .lines()
+        .map(parse_json)
+        .collect();
+    let row = rows.iter().find(|r| r.str("target") == t).unwrap();
+    assert_eq!((row.str("kind"), row.str("log_mode")), ("log", "overwrite"));
+
+    // From the latest, on a log of its own (the many "six" could overwrite
+    // this one's small ring).
+    let g2 = posix("cli-log-latest");
+    let t2 = arg(&g2);
+    let log = Log::create(&g2, &shmq::LogConfig::new(8, 1024)).unwrap();
+    log.publish(b"five").unwrap();
+    let mut late = command(&[
+        "tail",
+        &t2,
+        "--from",
+        "latest",
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+    ])
+    .spawn()
+    .unwrap();
+    // It subscribes at some point after starting: publish until it has
+    // seen a message and exited.
+    let ended = common::wait_until(Duration::from_secs(20), || {
+        log.publish(b"six").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        late.try_wait().unwrap().is_some()
+    });
+    let out = finish(late, None, LIMIT).expect(0);
+    assert!(ended, "tail --from latest never ended");
+    assert_eq!(lines(&out), ["six"]);
+
+    // A closed log: tail reads what is left and ends normally; pub is refused.
+    Log::open(&g).unwrap().close();
+    let out = run(&["tail", &t, "--from", "oldest", "--timeout", "10"]).expect(0);
+    assert_eq!(lines(&out).len(), 16);
+    let out = run_stdin(&["pub", &t], b"late\n").expect(1);
+    assert!(out.stderr.contains("closed"), "{}", out.stderr);
+    // Bad --from values are usage errors (clap's own, several lines).
+    for bad in ["nowhere", "cursor:"] {
+        let out = run(&["tail", &t, "--from", bad]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(out.stderr.contains("cursor:NAME"), "{}", out.stderr);
+    }
+    run(&["rm", &t]).expect(0);
+    assert!(!g.exists());
+}
+
+#[test]
+fn reliable_log_gates_pub_on_a_named_cursor_and_loses_nothing() {
+    let g = posix("cli-rlog");
+    let t = arg(&g);
+    let out = run(&[
+        "create",
+        &t,
+        "--kind",
+        "log",
+        "--log-mode",
+        "reliable",
+        "--slot-size",
+        "32",
+        "--capacity",
+        "4",
+        "--cursors",
+        "2",
+    ])
+    .expect(0);
+    assert!(
+        out.stdout.contains("reliable log of 4 slots"),
+        "{}",
+        out.stdout
+    );
+    // The cursor exists before anything is published (a first tail creates it).
+    run(&["tail", &t, "--from", "cursor:audit", "--timeout", "0.1"]).expect(9);
+    // It gates publishers: 4 messages fit, the 5th waits and times out.
+    let out = run(&["pub", &t, "--count", "6", "--timeout", "0.3"]).expect(9);
+    assert!(out.stderr.contains("slowest subscriber"), "{}", out.stderr);
+    let json = parse_json(run(&["stat", &t, "--json"]).expect(0).stdout.trim());
+    assert_eq!(json.str("log_mode"), "reliable");
+    assert_eq!(json_cursor(&json, "audit"), (0.0, 4.0));
+    assert_eq!(json.get("counters").unwrap().num("published"), 4.0);
+    let out = run(&["tail", &t, "--from", "cursor:audit", "--count", "4"]).expect(0);
+    let want: Vec<String> = (0..4)
+        .map(|i| format!("{:.<32}", format!("msg {i} ")))
+        .collect();
+    assert_eq!(lines(&out), want);
+
+    // pub piped into tail through a 4-slot reliable log: pub waits for the
+    // cursor, which tail commits after each printed line; nothing is lost.
+    let lines_in: Vec<String> = (0..1000).map(|i| format!("line {i:04}")).collect();
+    let input = lines_in
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let tail = command(&[
+        "tail",
+        &t,
+        "--from",
+        "cursor:audit",
+        "--count",
+        "1000",
+        "--timeout",
+        "30",
+    ])
+    .spawn()
+    .unwrap();
+    let publisher = command(&["pub", &t, "--timeout", "30"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let p = finish(publisher, Some(input.into_bytes()), LIMIT).expect(0);
+    assert!(
+        p.stderr.contains("published 1000 message(s)"),
+        "{}",
+        p.stderr
+    );
+    let out = finish(tail, None, LIMIT).expect(0);
+    assert_eq!(lines(&out), lines_in);
+    let json = parse_json(run(&["stat", &t, "--json"]).expect(0).stdout.trim());
+    assert_eq!(json_cursor(&json, "audit"), (1004.0, 0.0));
+    assert_eq!(json.get("counters").unwrap().num("lagged"), 0.0);
+}
+
+#[test]
+fn single_producer_queue_from_the_command_line() {
+    let g = posix("cli-spsc");
+    let t = arg(&g);
+    let out = run(&[
+        "create",
+        &t,
+        "--spsc",
+        "--capacity",
+        "4",
+        "--slot-size",
+        "16",
+    ])
+    .expect(0);
+    assert!(
+        out.stdout
+            .contains("single-producer/single-consumer queue of 4 slots"),
+        "{}",
+        out.stdout
+    );
+    let stat = run(&["stat", &t]).expect(0);
+    assert!(
+        stat.stdout
+            .contains("kind        queue (single producer, single consumer)"),
+        "{}",
+        stat.stdout
+    );
+    let tail = command(&["tail", &t, "--count", "20", "--timeout", "30"])
+        .spawn()
+        .unwrap();
+    let input: String = (0..20).map(|i| format!("m{i}\n")).collect();
+    run_stdin(&["pub", &t, "--timeout", "30", "-q"], input.as_bytes()).expect(0);
+    let out = finish(tail, None, LIMIT).expect(0);
+    let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(lines(&out), want);
+}
+
 // ---- bench ----
 
 /// The /dev/shm names a bench process `pid` creates.
@@ -856,8 +1171,9 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
     for size in [8.0, 64.0] {
         for case in [
             "raw-pingpong",
-            "queue-pingpong-spin",
-            "queue-pingpong-sleep",
+            "queue-spsc-pingpong-spin",
+            "queue-spsc-pingpong-sleep",
+            "queue-mpmc-pingpong-spin",
             "pipe-pingpong",
             "unix-pingpong",
         ] {
@@ -876,8 +1192,9 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
         }
         for case in [
             "raw-ring",
-            "queue-stream-spin",
-            "queue-stream-sleep",
+            "queue-spsc-stream-spin",
+            "queue-spsc-stream-sleep",
+            "queue-mpmc-stream-spin",
             "pipe-stream",
             "unix-stream",
         ] {
@@ -889,16 +1206,37 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
             assert!(r.num("messages") <= 20000.0);
         }
     }
-    let wake = find("queue-wakeup-sleep", 64.0);
-    assert!(wake.num("p50_ns") > 0.0);
-    let idle = rows
-        .iter()
-        .find(|r| r.str("case") == "queue-idle-sleep")
-        .expect("idle case");
+    // Fan-out at 64 bytes: the log's one-way latency, and one publisher to
+    // 1, 2 and 4 subscriber processes (each of which checked it got every
+    // message in order, or the bench would have failed).
+    let log = find("log-pingpong-spin", 64.0);
     assert!(
-        idle.num("secs") >= 0.3 && idle.num("cpu_percent") >= 0.0,
-        "{idle:?}"
+        0.0 < log.num("p50_ns") && log.num("p50_ns") <= log.num("p99_ns"),
+        "{log:?}"
     );
+    for n in [1.0, 2.0, 4.0] {
+        let r = find(&format!("log-fanout-{n}sub"), 64.0);
+        assert_eq!((r.num("producers"), r.num("consumers")), (1.0, n), "{r:?}");
+        assert!(
+            r.num("msgs_per_s") > 0.0 && r.num("messages") > 0.0 && r.num("messages") <= 20000.0,
+            "{r:?}"
+        );
+    }
+    assert!(!rows
+        .iter()
+        .any(|r| r.str("case").starts_with("log-") && r.num("size") == 8.0));
+    let wake = find("queue-spsc-wakeup-sleep", 64.0);
+    assert!(wake.num("p50_ns") > 0.0);
+    for case in ["queue-spsc-idle-sleep", "queue-mpmc-idle-sleep"] {
+        let idle = rows
+            .iter()
+            .find(|r| r.str("case") == case)
+            .expect("idle case");
+        assert!(
+            idle.num("secs") >= 0.3 && idle.num("cpu_percent") >= 0.0,
+            "{idle:?}"
+        );
+    }
     // The progress line went to stderr, not into the JSON.
     assert!(out.stderr.contains("[1/"), "{}", out.stderr);
 }
@@ -918,7 +1256,7 @@ fn bench_table_and_several_producers_and_consumers() {
         "--case-secs",
         "0.2",
         "--cases",
-        "raw-ring,queue-stream-spin",
+        "raw-ring,stream-spin",
         "--idle",
         "0",
     ])
@@ -932,8 +1270,8 @@ fn bench_table_and_several_producers_and_consumers() {
         "vs raw",
         "raw-ring",
         "(limit)",
-        "queue-stream-spin-2p1c",
-        "queue-stream-spin-2p2c",
+        "queue-mpmc-stream-spin-2p1c",
+        "queue-mpmc-stream-spin-2p2c",
     ] {
         assert!(
             out.stdout.contains(want),
@@ -944,8 +1282,10 @@ fn bench_table_and_several_producers_and_consumers() {
     let row = out
         .stdout
         .lines()
-        .find(|l| l.starts_with("queue-stream-spin-2p2c"))
+        .find(|l| l.starts_with("queue-mpmc-stream-spin-2p2c"))
         .unwrap();
+    // Several producers: no single-producer case (it allows only one).
+    assert!(!out.stdout.contains("queue-spsc"), "{}", out.stdout);
     assert!(
         row.trim_end().ends_with('x'),
         "no ratio to the raw ring: {row}"
@@ -974,24 +1314,23 @@ fn bench_table_and_several_producers_and_consumers() {
         bar.contains("x raw-pingpong") && (bar.ends_with("met") || bar.ends_with("MISSED")),
         "{bar}"
     );
+    assert!(
+        out.stdout
+            .contains("(multi-producer queue, same 1:1 cases: latency p50"),
+        "{}",
+        out.stdout
+    );
     // Bad options are usage errors.
     run(&["bench", "--sizes", "0"]).expect(2);
+    run(&["bench", "--subscribers", "0"]).expect(2);
     run(&["bench", "--cases", "no-such-case"]).expect(2);
 }
 
 #[test]
 fn bench_interrupted_removes_its_segments_and_children() {
-    let child = command(&[
-        "bench",
-        "--sizes",
-        "64",
-        "--cases",
-        "queue-idle",
-        "--idle",
-        "30",
-    ])
-    .spawn()
-    .unwrap();
+    let child = command(&["bench", "--sizes", "64", "--cases", "idle", "--idle", "30"])
+        .spawn()
+        .unwrap();
     let pid = child.id();
     // Wait until the idle case's queue exists, then Ctrl-C.
     let started = common::wait_until(Duration::from_secs(20), || !bench_leftovers(pid).is_empty());

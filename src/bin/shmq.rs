@@ -57,44 +57,64 @@ enum Cmd {
     /// List the shmq segments on this machine (SysV and /dev/shm; files by path)
     #[command(after_help = concat!(
         "Example:\n  shmq ls\n  shmq ls --all /var/tmp/orders.q\n\n",
-        "Columns: target, kind, slot size, capacity, fill (messages waiting), \
-         processes attached (alive/listed), creator pid and whether it is alive."
+        "Columns: target, kind (queue or log), slot size, capacity, fill (messages \
+         waiting in a queue), processes attached (alive/listed), creator pid and whether \
+         it is alive."
     ))]
     Ls(LsArgs),
-    /// Show a segment's header, counters, waiters and attached processes
+    /// Show a segment's header, counters, waiters (a log: its cursors and their lag) and attached processes
     #[command(
         after_help = "Example:\n  shmq stat orders\n  shmq stat 0x2a --watch\n  shmq stat /var/tmp/orders.q --json"
     )]
     Stat(StatArgs),
-    /// Create a queue (never replaces anything already at the target)
-    #[command(
-        after_help = "Example:\n  shmq create orders --slot-size 256 --capacity 4096 --mode 660"
-    )]
+    /// Create a queue or a fan-out log (never replaces anything already at the target)
+    #[command(after_help = concat!(
+        "Example:\n  shmq create orders --slot-size 256 --capacity 4096 --mode 660\n  ",
+        "shmq create quotes --kind log --capacity 65536\n  ",
+        "shmq create audit --kind log --log-mode reliable --cursors 32"
+    ))]
     Create(CreateArgs),
     /// Remove segments (only shmq's, unless --force)
     #[command(after_help = "Example:\n  shmq rm orders 0x2a")]
     Rm(RmArgs),
-    /// Publish messages: each line of standard input is one message
+    /// Publish messages to a queue or a log: each line of standard input is one message
     #[command(
-        after_help = "Example:\n  printf 'a\\nb\\n' | shmq pub orders\n  shmq pub orders --count 1000 --size 64\n  shmq pub orders --file packet.bin"
+        after_help = "Example:\n  printf 'a\\nb\\n' | shmq pub orders\n  shmq pub orders --count 1000 --size 64\n  shmq pub orders --file packet.bin\n  printf 'AAPL 189.91\\n' | shmq pub quotes"
     )]
     Pub(PubArgs),
-    /// Print messages as they arrive (consumes them from a work queue)
-    #[command(
-        after_help = "Example:\n  shmq tail orders\n  shmq tail orders --format hex --count 10 --timeout 5"
-    )]
+    /// Print messages as they arrive (consumes them from a work queue; reads a log)
+    #[command(after_help = concat!(
+        "Example:\n  shmq tail orders\n  shmq tail orders --format hex --count 10 --timeout 5\n  ",
+        "shmq tail quotes --from oldest\n  shmq tail audit --from cursor:billing\n\n",
+        "On a fan-out log, tail reads without taking messages from anyone. --from says where \
+         it starts: `latest` (default: only what is published from now on), `oldest` (the \
+         oldest message still in the log), or `cursor:NAME`, a durable named cursor in the \
+         log: created at the oldest message if it does not exist, committed after each \
+         printed message, so the next `tail --from cursor:NAME` resumes after the last \
+         message printed. Messages lost by falling a ring behind (overwrite mode) are \
+         reported on standard error and tail goes on."
+    ))]
     Tail(TailArgs),
     /// Measure cross-process latency and throughput beside the machine's raw limits
     #[command(after_help = concat!(
-        "Example:\n  shmq bench\n  shmq bench --sizes 64 --producers 1,2 --consumers 1,2 --json\n\n",
+        "Example:\n  shmq bench\n  shmq bench --sizes 64 --producers 1,2 --consumers 1,2 --json\n  \
+         shmq bench --sizes 64 --cases log,raw --subscribers 1,2,4,8\n\n",
         "Latency cases ping-pong one message between two processes and report one-way \
          latency (round trip / 2). Throughput cases stream messages from producer to \
-         consumer processes. Cases whose name starts with `raw` are the machine's limits, \
-         measured in the same run: a bare cache-line ping-pong and a minimal hand-written \
-         single-producer/single-consumer ring in shared memory. `pipe` and `unix` are a \
-         pipe and a Unix socket. `spin` cases use WaitStrategy::BusySpin, `sleep` cases \
-         the default SpinThenSleep. The ratio column divides by the raw case of the same \
-         size (latency: p50 and p99.9; throughput: msgs/s)."
+         consumer processes. One producer and one consumer use a single-producer/single-\
+         consumer queue (`queue-spsc-*`, through into_producer/into_consumer handles), as \
+         a 1:1 user would; `queue-mpmc-*` is the multi-producer ring, measured beside it \
+         and alone with several producers or consumers. Cases whose name starts with `raw` \
+         are the machine's limits, measured in the same run: a bare cache-line ping-pong \
+         and a minimal hand-written single-producer/single-consumer ring in shared memory. \
+         `pipe` and `unix` are a pipe and a Unix socket. `log-pingpong-spin` is the same \
+         ping-pong over two fan-out logs; `log-fanout-Nsub` streams from one publisher \
+         process to N subscriber processes over a reliable log (each checks it got every \
+         message, in order) and reports the slowest subscriber's rate. `spin` cases use \
+         WaitStrategy::BusySpin, `sleep` cases (and the fan-out) the default SpinThenSleep. \
+         The idle cases run in the background while the others run. The ratio column \
+         divides by the raw case of the same size (latency: p50 and p99.9; throughput: \
+         msgs/s), or for fan-out to N > 1 subscribers by the one-subscriber rate."
     ))]
     Bench(bench::BenchArgs),
     /// One side of a benchmark (started by `shmq bench`)
@@ -135,20 +155,51 @@ struct StatArgs {
     json: bool,
 }
 
+/// What `create` makes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A work queue: each message goes to one consumer
+    Queue,
+    /// A fan-out log: every subscriber sees every message
+    Log,
+}
+
+/// What a log's publishers do when its slowest subscriber is a ring behind.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogModeArg {
+    /// Publishers never wait; a subscriber that falls a ring behind loses messages (and is told)
+    Overwrite,
+    /// Publishers wait for the slowest registered subscriber; nothing is lost
+    Reliable,
+}
+
 #[derive(Args, Debug)]
 struct CreateArgs {
     /// Where: SysV key, POSIX name or file path
     #[arg(value_parser = target)]
     target: Target,
+    /// A work queue or a fan-out log
+    #[arg(long, value_enum, default_value_t = Kind::Queue)]
+    kind: Kind,
     /// Largest message, in bytes
     #[arg(long, default_value_t = 64)]
     slot_size: usize,
     /// Number of slots (at least 2)
     #[arg(long, default_value_t = 1024)]
     capacity: usize,
-    /// Permission bits, in octal
+    /// Permission bits of the segment, in octal
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     mode: u32,
+    /// Queue: single producer and single consumer at a time (the fastest mode)
+    #[arg(long)]
+    spsc: bool,
+    /// Log: overwrite (default) or reliable
+    #[arg(long, value_enum, value_name = "MODE")]
+    log_mode: Option<LogModeArg>,
+    /// Log: entries in the cursor table (named cursors, plus unnamed
+    /// subscribers in reliable mode; default 16)
+    #[arg(long, value_name = "N")]
+    cursors: Option<usize>,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -168,7 +219,7 @@ struct RmArgs {
 
 #[derive(Args, Debug)]
 struct PubArgs {
-    /// The queue
+    /// The queue or log
     #[arg(value_parser = target)]
     target: Target,
     /// Send the whole file as one message instead of reading lines
@@ -181,9 +232,10 @@ struct PubArgs {
     #[arg(long, value_name = "BYTES", requires = "count")]
     size: Option<usize>,
     /// Give up (exit 9) when a message waits this long for a free slot
+    /// (a full queue, or a reliable log's slowest subscriber)
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
-    /// When the queue is full, discard the oldest message instead of waiting
+    /// Queue: when full, discard the oldest message instead of waiting
     #[arg(long)]
     shift: bool,
     /// Do not print the summary line
@@ -216,9 +268,31 @@ struct TailArgs {
     /// Give up (exit 9) after this long without a message
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
-    /// For a fan-out log: start at `oldest`, `latest` or `cursor:NAME`
-    #[arg(long, value_name = "WHERE")]
-    from: Option<String>,
+    /// Log: start at `latest` (default), `oldest` or `cursor:NAME` (see below)
+    #[arg(long, value_name = "WHERE", value_parser = parse_from)]
+    from: Option<StartAt>,
+}
+
+/// Where `tail` starts reading a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StartAt {
+    /// The oldest message still in the log.
+    Oldest,
+    /// The next message published.
+    Latest,
+    /// A durable named cursor.
+    Cursor(String),
+}
+
+fn parse_from(s: &str) -> Result<StartAt, String> {
+    match s {
+        "oldest" => Ok(StartAt::Oldest),
+        "latest" => Ok(StartAt::Latest),
+        _ => match s.strip_prefix("cursor:") {
+            Some(name) if !name.is_empty() => Ok(StartAt::Cursor(name.to_owned())),
+            _ => Err(format!("{s:?} is not `oldest`, `latest` or `cursor:NAME`")),
+        },
+    }
 }
 
 fn main() {
@@ -227,7 +301,7 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Ls(a) => view::ls(&a.paths, a.all, a.json),
         Cmd::Stat(a) => view::stat(&a.target, a.watch, a.count, a.json),
-        Cmd::Create(a) => ops::create(&a.target, a.slot_size, a.capacity, a.mode),
+        Cmd::Create(a) => ops::create(&a),
         Cmd::Rm(a) => ops::rm(&a.targets, a.force),
         Cmd::Pub(a) => pubtail::publish(&a),
         Cmd::Tail(a) => pubtail::tail(&a),

@@ -1,5 +1,5 @@
-//! `shmq bench`: cross-process latency and throughput of the work queue,
-//! beside the machine's raw limits and a pipe and a Unix socket, all
+//! `shmq bench`: cross-process latency and throughput of the work queue and
+//! the fan-out log, beside the machine's raw limits and a pipe and a Unix socket, all
 //! measured in the same run.
 //!
 //! The parent creates every segment (POSIX names `shmq-bench-PID-N`, removed
@@ -13,10 +13,16 @@
 //!   producer's start), both read from CLOCK_MONOTONIC;
 //! - wake-up: the parent sends paced, timestamped messages to a child that
 //!   has gone to sleep on the futex between them (one-way, directly);
-//! - idle: a child blocked on an empty queue reports its own CPU time.
+//! - idle: a child blocked on an empty queue reports its own CPU time; it
+//!   runs in the background while the other cases run (asleep, it takes no
+//!   CPU from them, and its figure is its own CPU time);
+//! - fan-out: one publisher child and N subscriber children of a reliable
+//!   log start together as in the throughput cases; each subscriber checks
+//!   it got every message in order; the rate is the slowest subscriber's.
 //!
-//! Fan-out cases (`EXTENSION(log)`) belong in [`plan`] and `Runner::run`
-//! once the log exists: one publisher, N subscriber children, `Case::FanOut`.
+//! One producer and one consumer use a single-producer/single-consumer
+//! queue through `into_producer` / `into_consumer` handles (what a 1:1 user
+//! would call); the multi-producer ring is measured beside it.
 
 #[path = "bench/child.rs"]
 mod child;
@@ -34,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use shmq::{Queue, QueueConfig, Segment, Target, WaitStrategy};
+use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, Segment, Start, Target, WaitStrategy};
 
 use crate::{exit, signal};
 
@@ -78,6 +84,9 @@ pub struct BenchArgs {
     /// Consumer process counts for the queue's throughput cases
     #[arg(long, value_delimiter = ',', default_value = "1")]
     consumers: Vec<u32>,
+    /// Subscriber process counts of the fan-out log's throughput cases
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    subscribers: Vec<u32>,
     /// Round trips per latency case, at most (after a warm-up)
     #[arg(long, default_value_t = 200_000)]
     rounds: u64,
@@ -93,7 +102,8 @@ pub struct BenchArgs {
     /// Seconds a consumer sits blocked on an empty queue in the idle case (0 skips it)
     #[arg(long, default_value_t = 10.0)]
     idle: f64,
-    /// Wait strategies of the queue cases
+    /// Wait strategies of the single-producer queue cases (the multi-producer
+    /// 1:1 cases use the first)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "spin,sleep")]
     wait: Vec<Wait>,
     /// Run only the cases whose name contains one of these words
@@ -361,9 +371,12 @@ enum Case {
     RawPingPong {
         size: usize,
     },
+    /// `spsc`: a single-producer/single-consumer queue, driven through
+    /// `into_producer` / `into_consumer` handles; else the multi-producer ring.
     QueuePingPong {
         size: usize,
         wait: Wait,
+        spsc: bool,
     },
     StreamPingPong {
         size: usize,
@@ -377,24 +390,46 @@ enum Case {
         wait: Wait,
         producers: u32,
         consumers: u32,
+        spsc: bool,
     },
     StreamStream {
         size: usize,
         unix: bool,
     },
+    /// A ping-pong over two fan-out logs (overwrite mode, busy-spin).
+    LogPingPong {
+        size: usize,
+    },
+    /// One publisher process to `subscribers` subscriber processes, reliable mode.
+    LogFanOut {
+        size: usize,
+        subscribers: u32,
+    },
+    /// Paced messages to a consumer asleep on a single-producer queue.
     QueueWakeup {
         size: usize,
     },
     QueueIdle {
         secs: f64,
+        spsc: bool,
     },
+}
+
+fn mode_name(spsc: bool) -> &'static str {
+    if spsc {
+        "spsc"
+    } else {
+        "mpmc"
+    }
 }
 
 impl Case {
     fn name(&self) -> String {
         match *self {
             Case::RawPingPong { .. } => "raw-pingpong".into(),
-            Case::QueuePingPong { wait, .. } => format!("queue-pingpong-{}", wait.name()),
+            Case::QueuePingPong { wait, spsc, .. } => {
+                format!("queue-{}-pingpong-{}", mode_name(spsc), wait.name())
+            }
             Case::StreamPingPong { unix, .. } => if unix {
                 "unix-pingpong"
             } else {
@@ -406,19 +441,23 @@ impl Case {
                 wait,
                 producers,
                 consumers,
+                spsc,
                 ..
             } => {
+                let base = format!("queue-{}-stream-{}", mode_name(spsc), wait.name());
                 if (producers, consumers) == (1, 1) {
-                    format!("queue-stream-{}", wait.name())
+                    base
                 } else {
-                    format!("queue-stream-{}-{producers}p{consumers}c", wait.name())
+                    format!("{base}-{producers}p{consumers}c")
                 }
             }
             Case::StreamStream { unix, .. } => {
                 if unix { "unix-stream" } else { "pipe-stream" }.into()
             }
-            Case::QueueWakeup { .. } => "queue-wakeup-sleep".into(),
-            Case::QueueIdle { .. } => "queue-idle-sleep".into(),
+            Case::LogPingPong { .. } => "log-pingpong-spin".into(),
+            Case::LogFanOut { subscribers, .. } => format!("log-fanout-{subscribers}sub"),
+            Case::QueueWakeup { .. } => "queue-spsc-wakeup-sleep".into(),
+            Case::QueueIdle { spsc, .. } => format!("queue-{}-idle-sleep", mode_name(spsc)),
         }
     }
 
@@ -430,48 +469,98 @@ impl Case {
             | Case::RawRing { size }
             | Case::QueueStream { size, .. }
             | Case::StreamStream { size, .. }
+            | Case::LogPingPong { size }
+            | Case::LogFanOut { size, .. }
             | Case::QueueWakeup { size } => size,
             Case::QueueIdle { .. } => 0,
         }
     }
+
+    /// Whether the case runs in the background while the others run (it
+    /// measures a sleeping process's own CPU time, which they do not touch).
+    fn background(&self) -> bool {
+        matches!(self, Case::QueueIdle { .. })
+    }
 }
 
 /// The cases of a run, in order: per size, latency then throughput, each
-/// raw limit first; then the wake-up and idle cases.
+/// raw limit first; then the fan-out log, the wake-up and the idle cases.
+///
+/// One producer and one consumer use a single-producer/single-consumer
+/// queue, as a 1:1 user would, with every `--wait` strategy; the
+/// multi-producer ring is measured beside them with the first strategy, and
+/// alone for several producers or consumers.
 fn plan(a: &BenchArgs) -> Vec<Case> {
     let mut cases = Vec::new();
+    let first_wait = a.wait[0];
+    let one_to_one = a.producers.contains(&1) && a.consumers.contains(&1);
     for &size in &a.sizes {
         cases.push(Case::RawPingPong { size });
         for &wait in &a.wait {
-            cases.push(Case::QueuePingPong { size, wait });
+            cases.push(Case::QueuePingPong {
+                size,
+                wait,
+                spsc: true,
+            });
         }
+        cases.push(Case::QueuePingPong {
+            size,
+            wait: first_wait,
+            spsc: false,
+        });
         cases.push(Case::StreamPingPong { size, unix: false });
         cases.push(Case::StreamPingPong { size, unix: true });
         cases.push(Case::RawRing { size });
+        let stream = |wait, producers, consumers, spsc| Case::QueueStream {
+            size,
+            wait,
+            producers,
+            consumers,
+            spsc,
+        };
+        if one_to_one {
+            for &wait in &a.wait {
+                cases.push(stream(wait, 1, 1, true));
+            }
+            cases.push(stream(first_wait, 1, 1, false));
+        }
         for &wait in &a.wait {
             for &producers in &a.producers {
                 for &consumers in &a.consumers {
-                    cases.push(Case::QueueStream {
-                        size,
-                        wait,
-                        producers,
-                        consumers,
-                    });
+                    if (producers, consumers) != (1, 1) {
+                        cases.push(stream(wait, producers, consumers, false));
+                    }
                 }
             }
         }
         cases.push(Case::StreamStream { size, unix: false });
         cases.push(Case::StreamStream { size, unix: true });
     }
-    // EXTENSION(log): fan-out cases (one publisher, N subscribers) go here.
-    let wake_size = if a.sizes.contains(&64) {
+    let size64 = if a.sizes.contains(&64) {
         64
     } else {
         a.sizes[0]
     };
-    cases.push(Case::QueueWakeup { size: wake_size });
+    if !a.subscribers.is_empty() {
+        cases.push(Case::LogPingPong { size: size64 });
+    }
+    for &subscribers in &a.subscribers {
+        // Subscribers check each message's sequence number: 8 bytes at least.
+        cases.push(Case::LogFanOut {
+            size: size64.max(8),
+            subscribers,
+        });
+    }
+    cases.push(Case::QueueWakeup { size: size64 });
     if a.idle > 0.0 {
-        cases.push(Case::QueueIdle { secs: a.idle });
+        cases.push(Case::QueueIdle {
+            secs: a.idle,
+            spsc: true,
+        });
+        cases.push(Case::QueueIdle {
+            secs: a.idle,
+            spsc: false,
+        });
     }
     if !a.cases.is_empty() {
         cases.retain(|c| a.cases.iter().any(|w| c.name().contains(w.as_str())));
@@ -545,14 +634,31 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn queue(&mut self, size: usize, wait: Wait) -> anyhow::Result<(String, SegGuard, Queue)> {
+    /// A new queue (single-producer if `spsc`) with its name and guard.
+    fn queue(
+        &mut self,
+        size: usize,
+        wait: Wait,
+        spsc: bool,
+    ) -> anyhow::Result<(String, SegGuard, Queue)> {
         let (name, guard) = self.names.next();
         let q = Queue::create(
             &Target::Posix(name.clone()),
-            &QueueConfig::new(size, self.a.capacity),
+            &QueueConfig::new(size, self.a.capacity).spsc(spsc),
         )?
         .with_wait_strategy(wait.strategy());
         Ok((name, guard, q))
+    }
+
+    /// A new log with its name and guard.
+    fn log(
+        &mut self,
+        config: &LogConfig,
+        wait: WaitStrategy,
+    ) -> anyhow::Result<(String, SegGuard, Log)> {
+        let (name, guard) = self.names.next();
+        let log = Log::create(&Target::Posix(name.clone()), config)?.with_wait_strategy(wait);
+        Ok((name, guard, log))
     }
 
     /// Runs `case` `n` times and keeps the median run: by p50 for latency,
@@ -572,17 +678,9 @@ impl Runner<'_> {
     }
 
     fn run(&mut self, case: Case) -> anyhow::Result<Row> {
-        let (producers, consumers) = match case {
-            Case::QueueStream {
-                producers,
-                consumers,
-                ..
-            } => (producers, consumers),
-            _ => (1, 1),
-        };
         let m = match case {
             Case::RawPingPong { size } => self.raw_pingpong(size)?,
-            Case::QueuePingPong { size, wait } => self.queue_pingpong(size, wait)?,
+            Case::QueuePingPong { size, wait, spsc } => self.queue_pingpong(size, wait, spsc)?,
             Case::StreamPingPong { size, unix } => self.stream_pingpong(size, unix)?,
             Case::RawRing { size } => self.raw_ring(size)?,
             Case::QueueStream {
@@ -590,18 +688,15 @@ impl Runner<'_> {
                 wait,
                 producers,
                 consumers,
-            } => self.queue_stream(size, wait, producers, consumers)?,
+                spsc,
+            } => self.queue_stream(size, wait, producers, consumers, spsc)?,
             Case::StreamStream { size, unix } => self.stream_stream(size, unix)?,
+            Case::LogPingPong { size } => self.log_pingpong(size)?,
+            Case::LogFanOut { size, subscribers } => self.log_fanout(size, subscribers)?,
             Case::QueueWakeup { size } => self.queue_wakeup(size)?,
-            Case::QueueIdle { secs } => self.queue_idle(secs)?,
+            Case::QueueIdle { secs, spsc } => self.start_idle(secs, spsc)?.finish()?,
         };
-        Ok(Row {
-            case: case.name(),
-            size: case.size(),
-            producers,
-            consumers,
-            m,
-        })
+        Ok(row(case, m))
     }
 
     fn raw_pingpong(&mut self, size: usize) -> anyhow::Result<Measure> {
@@ -628,9 +723,13 @@ impl Runner<'_> {
         Ok(latency(&h))
     }
 
-    fn queue_pingpong(&mut self, size: usize, wait: Wait) -> anyhow::Result<Measure> {
-        let (a_name, _ga, a) = self.queue(size, wait)?;
-        let (b_name, _gb, b) = self.queue(size, wait)?;
+    fn queue_pingpong(&mut self, size: usize, wait: Wait, spsc: bool) -> anyhow::Result<Measure> {
+        let (a_name, _ga, a) = self.queue(size, wait, spsc)?;
+        let (b_name, _gb, b) = self.queue(size, wait, spsc)?;
+        // The handles a user of this mode would take (on a multi-producer
+        // queue they forward to the shared `Queue` calls).
+        let mut a = a.into_producer()?;
+        let mut b = b.into_consumer()?;
         let args = vec![
             "--a".into(),
             a_name,
@@ -684,8 +783,9 @@ impl Runner<'_> {
         wait: Wait,
         producers: u32,
         consumers: u32,
+        spsc: bool,
     ) -> anyhow::Result<Measure> {
-        let (name, _guard, _q) = self.queue(size, wait)?;
+        let (name, _guard, _q) = self.queue(size, wait, spsc)?;
         self.stream_children(&name, size, Some(wait), producers, consumers, false)
     }
 
@@ -811,7 +911,8 @@ impl Runner<'_> {
 
     fn queue_wakeup(&mut self, size: usize) -> anyhow::Result<Measure> {
         let size = size.max(8);
-        let (name, _guard, q) = self.queue(size, Wait::Sleep)?;
+        let (name, _guard, q) = self.queue(size, Wait::Sleep, true)?;
+        let mut q = q.into_producer()?;
         let (ctl_name, _ctl_guard) = self.names.next();
         let ctl = Ctl::create(&ctl_name)?;
         let args = vec![
@@ -849,15 +950,155 @@ impl Runner<'_> {
         })
     }
 
-    fn queue_idle(&mut self, secs: f64) -> anyhow::Result<Measure> {
-        let (name, _guard, _q) = self.queue(64, Wait::Sleep)?;
+    /// Starts a consumer that sits blocked on an empty queue for `secs`;
+    /// [`Idle::finish`] collects the CPU time it used.
+    fn start_idle(&mut self, secs: f64, spsc: bool) -> anyhow::Result<Idle> {
+        let (name, guard, queue) = self.queue(64, Wait::Sleep, spsc)?;
         let args = vec!["--a".into(), name, "--secs".into(), secs.to_string()];
-        let mut kid = Kid::spawn("idle", &args, Stdio::null(), Stdio::piped())?;
-        kid.finish(Duration::from_secs_f64(secs + 30.0))?;
-        Ok(Measure::Idle {
-            secs: kid.result("wall_ns")? as f64 / 1e9,
-            cpu_secs: kid.result("cpu_ns")? as f64 / 1e9,
+        let kid = Kid::spawn("idle", &args, Stdio::null(), Stdio::piped())?;
+        Ok(Idle {
+            kid,
+            secs,
+            _guard: guard,
+            _queue: queue,
         })
+    }
+
+    /// One publisher to one subscriber and back, over two logs in
+    /// overwrite mode, busy-spinning: one-way latency = round trip / 2.
+    fn log_pingpong(&mut self, size: usize) -> anyhow::Result<Measure> {
+        let config = LogConfig::new(size, self.a.capacity);
+        let spin = WaitStrategy::BusySpin;
+        let (ping_name, _gp, ping) = self.log(&config, spin)?;
+        let (pong_name, _gq, pong) = self.log(&config, spin)?;
+        // Subscribed before the child exists, so its first echo is not missed.
+        let mut sub = pong.subscribe(Start::Latest)?;
+        let args = vec![
+            "--a".into(),
+            ping_name,
+            "--b".into(),
+            pong_name,
+            "--wait".into(),
+            Wait::Spin.name().into(),
+            "--size".into(),
+            size.to_string(),
+        ];
+        let mut kid = Kid::spawn("log-pong", &args, Stdio::null(), Stdio::null())?;
+        let msg = vec![0x5a; size];
+        let mut buf = vec![0; size];
+        let h = ping_loop(self.a.rounds, self.a.case_secs, |_, deadline| {
+            ping.publish(&msg)?;
+            sub.recv_until(&mut buf, Some(deadline))?;
+            Ok(())
+        });
+        ping.close();
+        let h = h?;
+        kid.finish(Duration::from_secs(10))?;
+        Ok(latency(&h))
+    }
+
+    /// One publisher process to `subscribers` subscriber processes over a
+    /// reliable log (publisher gated by the slowest: nothing may be lost).
+    /// Every subscriber checks it got every message in order; the rate is
+    /// the slowest subscriber's.
+    fn log_fanout(&mut self, size: usize, subscribers: u32) -> anyhow::Result<Measure> {
+        let config = LogConfig::new(size, self.a.capacity)
+            .mode(LogMode::Reliable)
+            .cursors(subscribers as usize);
+        let (name, _guard, _log) = self.log(&config, WaitStrategy::default())?;
+        let (ctl_name, _ctl_guard) = self.names.next();
+        let ctl = Ctl::create(&ctl_name)?;
+        let common = vec![
+            "--a".to_string(),
+            name,
+            "--ctl".into(),
+            ctl_name,
+            "--size".into(),
+            size.to_string(),
+            "--secs".into(),
+            self.a.case_secs.to_string(),
+        ];
+        let mut subs = Vec::new();
+        for _ in 0..subscribers {
+            subs.push(Kid::spawn(
+                "log-subscribe",
+                &common,
+                Stdio::null(),
+                Stdio::piped(),
+            )?);
+        }
+        let mut args = common.clone();
+        args.extend(["--count".to_string(), self.a.messages.to_string()]);
+        let mut publisher = Kid::spawn("log-publish", &args, Stdio::null(), Stdio::piped())?;
+        let mut all: Vec<&mut Kid> = std::iter::once(&mut publisher)
+            .chain(subs.iter_mut())
+            .collect();
+        ctl.wait_ready(all.len() as u32, &mut all)?;
+        ctl.go();
+        let limit = Duration::from_secs_f64(self.a.case_secs + 30.0);
+        for k in std::iter::once(&mut publisher).chain(subs.iter_mut()) {
+            k.finish(limit)?;
+        }
+        let sent = publisher.result("sent")?;
+        let start = publisher.result("start_ns")?;
+        let mut end = 0;
+        for s in &subs {
+            let received = s.result("received")?;
+            anyhow::ensure!(
+                received == sent,
+                "the publisher sent {sent} messages but a subscriber received {received}"
+            );
+            anyhow::ensure!(
+                s.result("ordered")? == 1,
+                "a subscriber saw a gap or a message out of order"
+            );
+            end = end.max(s.result("end_ns")?);
+        }
+        anyhow::ensure!(end > start && sent > 0, "no measurable transfer");
+        Ok(Measure::Throughput {
+            messages: sent,
+            secs: (end - start) as f64 / 1e9,
+        })
+    }
+}
+
+/// The idle case, running while the others do: a consumer asleep on an
+/// empty queue uses no CPU, so it neither disturbs them nor is disturbed
+/// (its figure is its own CPU time).
+struct Idle {
+    kid: Kid,
+    secs: f64,
+    _guard: SegGuard,
+    _queue: Queue,
+}
+
+impl Idle {
+    fn finish(mut self) -> anyhow::Result<Measure> {
+        self.kid.finish(Duration::from_secs_f64(self.secs + 30.0))?;
+        Ok(Measure::Idle {
+            secs: self.kid.result("wall_ns")? as f64 / 1e9,
+            cpu_secs: self.kid.result("cpu_ns")? as f64 / 1e9,
+        })
+    }
+}
+
+/// The report line of `case`.
+fn row(case: Case, m: Measure) -> Row {
+    let (producers, consumers) = match case {
+        Case::QueueStream {
+            producers,
+            consumers,
+            ..
+        } => (producers, consumers),
+        Case::LogFanOut { subscribers, .. } => (1, subscribers),
+        _ => (1, 1),
+    };
+    Row {
+        case: case.name(),
+        size: case.size(),
+        producers,
+        consumers,
+        m,
     }
 }
 
@@ -893,14 +1134,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn show(&self, i: usize, case: &Case) {
+    fn show(&self, i: usize, case: &Case, note: &str) {
         let size = if case.size() > 0 {
             format!(" {} B", case.size())
         } else {
             String::new()
         };
         let text = format!(
-            "shmq bench: [{}/{}] {}{size}",
+            "shmq bench: [{}/{}] {}{size}{note}",
             i + 1,
             self.total,
             case.name()
@@ -942,6 +1183,12 @@ fn validate(a: &BenchArgs) -> anyhow::Result<()> {
     {
         return bad("--producers and --consumers take counts from 1 to 32".into());
     }
+    if a.subscribers.iter().any(|&n| n == 0 || n > 32) {
+        return bad("--subscribers takes counts from 1 to 32".into());
+    }
+    if a.wait.is_empty() {
+        return bad("--wait needs at least one strategy".into());
+    }
     if a.repeat == 0 || a.repeat > 100 {
         return bad("--repeat takes 1 to 100".into());
     }
@@ -980,24 +1227,51 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let started = Instant::now();
     let cpu_start = CpuUse::now();
-    for (i, case) in cases.iter().enumerate() {
-        progress.show(i, case);
-        let row = runner.run_repeated(*case, a.repeat).map_err(|e| {
-            progress.done();
-            if signal::interrupted() {
-                exit::fail(
-                    exit::INTERRUPTED,
-                    "interrupted; removed the segments it created",
-                )
-            } else {
-                e.context(format!("{} ({} bytes)", case.name(), case.size()))
-            }
-        })?;
+    let label = |e: anyhow::Error, case: &Case| {
+        progress.done();
+        if signal::interrupted() {
+            exit::fail(
+                exit::INTERRUPTED,
+                "interrupted; removed the segments it created",
+            )
+        } else {
+            e.context(format!("{} ({} bytes)", case.name(), case.size()))
+        }
+    };
+    let emit = |row: &Row| -> anyhow::Result<()> {
         if a.json {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", row.json())?;
             out.flush()?;
         }
+        Ok(())
+    };
+    // Background cases first, so they overlap the rest of the run.
+    let (background, foreground): (Vec<Case>, Vec<Case>) =
+        cases.iter().partition(|c| c.background());
+    let mut idle = Vec::new();
+    for (i, case) in background.iter().enumerate() {
+        progress.show(i, case, " (in the background)");
+        let Case::QueueIdle { secs, spsc } = *case else {
+            unreachable!("only the idle cases run in the background")
+        };
+        idle.push((
+            *case,
+            runner.start_idle(secs, spsc).map_err(|e| label(e, case))?,
+        ));
+    }
+    for (i, case) in foreground.iter().enumerate() {
+        progress.show(background.len() + i, case, "");
+        let row = runner
+            .run_repeated(*case, a.repeat)
+            .map_err(|e| label(e, case))?;
+        emit(&row)?;
+        rows.push(row);
+    }
+    for (case, run) in idle {
+        progress.show(cases.len() - 1, &case, " (waiting for it to finish)");
+        let row = row(case, run.finish().map_err(|e| label(e, &case))?);
+        emit(&row)?;
         rows.push(row);
     }
     progress.done();
@@ -1006,20 +1280,21 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         if let Some(others) = cpu_start.as_ref().and_then(CpuUse::others_since) {
             println!("{}", contention_note(others));
         }
-        println!(
+        let mut notes = vec![format!(
             "one-way latency = round trip / 2 over {} round trips (at most {} s per case); \
-             throughput over {} messages (at most {} s), queue capacity {}{}",
-            a.rounds,
-            a.case_secs,
-            a.messages,
-            a.case_secs,
-            a.capacity,
-            if a.repeat > 1 {
-                format!("; median of {} runs", a.repeat)
-            } else {
-                String::new()
-            }
-        );
+             throughput over {} messages (at most {} s), ring capacity {}",
+            a.rounds, a.case_secs, a.messages, a.case_secs, a.capacity
+        )];
+        if cases.iter().any(|c| matches!(c, Case::LogFanOut { .. })) {
+            notes.push("fan-out: reliable log, the slowest subscriber's rate".into());
+        }
+        if !background.is_empty() {
+            notes.push("idle cases ran in the background".into());
+        }
+        if a.repeat > 1 {
+            notes.push(format!("median of {} runs", a.repeat));
+        }
+        println!("{}", notes.join("; "));
         println!();
         print!("{}", table(&rows));
         println!();

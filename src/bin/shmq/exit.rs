@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use shmq::{DequeueError, EnqueueError, Error};
+use shmq::{CursorError, DequeueError, EnqueueError, Error, PublishError, RecvError};
 
 // 0 is success.
 /// Any other failure.
@@ -86,6 +86,25 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
         match cause.downcast_ref::<DequeueError>() {
             Some(DequeueError::Timeout) => return TIMEOUT,
             Some(DequeueError::Corrupt { .. }) => return CORRUPT,
+            Some(_) => return OTHER,
+            None => {}
+        }
+        match cause.downcast_ref::<PublishError>() {
+            Some(PublishError::Timeout) => return TIMEOUT,
+            Some(PublishError::Corrupt { .. }) => return CORRUPT,
+            Some(_) => return OTHER,
+            None => {}
+        }
+        match cause.downcast_ref::<RecvError>() {
+            Some(RecvError::Timeout) => return TIMEOUT,
+            Some(RecvError::Corrupt { .. }) => return CORRUPT,
+            Some(_) => return OTHER,
+            None => {}
+        }
+        match cause.downcast_ref::<CursorError>() {
+            Some(CursorError::NotFound { .. }) => return NOT_FOUND,
+            Some(CursorError::InvalidName { .. }) => return USAGE,
+            Some(CursorError::Corrupt { .. }) => return CORRUPT,
             Some(_) => return OTHER,
             None => {}
         }

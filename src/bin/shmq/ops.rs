@@ -1,20 +1,79 @@
 //! `shmq create` and `shmq rm`.
 
 use shmq::inspect::Probe;
-use shmq::{Queue, QueueConfig, Target};
+use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, Target};
 
-use crate::exit;
+use crate::{exit, CreateArgs, Kind, LogModeArg};
 
-/// `shmq create`: a new work queue; fails (exit 6) if anything is there.
-pub fn create(target: &Target, slot_size: usize, capacity: usize, mode: u32) -> anyhow::Result<()> {
-    // EXTENSION(log): a `--kind log` option would call the log's create here.
-    let q = Queue::create(target, &QueueConfig::new(slot_size, capacity).mode(mode))?;
-    let p = q.params();
-    println!(
-        "created {target}: queue of {} slots of {} bytes, {} bytes, mode {:04o}",
-        p.capacity, p.slot_size, p.total_size, p.mode
-    );
+/// `shmq create`: a new work queue or fan-out log; fails (exit 6) if
+/// anything is there.
+pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
+    let target = &a.target;
+    match a.kind {
+        Kind::Queue => {
+            if a.log_mode.is_some() || a.cursors.is_some() {
+                return Err(exit::fail(
+                    exit::USAGE,
+                    "--log-mode and --cursors apply to logs (--kind log)",
+                ));
+            }
+            let config = QueueConfig::new(a.slot_size, a.capacity)
+                .mode(a.mode)
+                .spsc(a.spsc);
+            let q = Queue::create(target, &config)?;
+            let p = q.params();
+            println!(
+                "created {target}: {}queue of {} slots of {} bytes, {} bytes, mode {:04o}",
+                if q.is_spsc() {
+                    "single-producer/single-consumer "
+                } else {
+                    ""
+                },
+                p.capacity,
+                p.slot_size,
+                p.total_size,
+                p.mode
+            );
+        }
+        Kind::Log => {
+            if a.spsc {
+                return Err(exit::fail(
+                    exit::USAGE,
+                    "--spsc applies to work queues (a log has any number of subscribers)",
+                ));
+            }
+            let mode = match a.log_mode {
+                Some(LogModeArg::Reliable) => LogMode::Reliable,
+                Some(LogModeArg::Overwrite) | None => LogMode::Overwrite,
+            };
+            let mut config = LogConfig::new(a.slot_size, a.capacity)
+                .mode(mode)
+                .file_mode(a.mode);
+            if let Some(n) = a.cursors {
+                config = config.cursors(n);
+            }
+            let log = Log::create(target, &config)?;
+            let p = log.params();
+            println!(
+                "created {target}: {} log of {} slots of {} bytes, {} cursor entries, {} bytes, mode {:04o}",
+                log_mode_name(log.mode()),
+                p.capacity,
+                p.slot_size,
+                log.cursor_capacity(),
+                p.total_size,
+                p.mode
+            );
+        }
+    }
     Ok(())
+}
+
+/// A log mode as the command line spells it.
+pub fn log_mode_name(mode: LogMode) -> &'static str {
+    match mode {
+        LogMode::Overwrite => "overwrite",
+        LogMode::Reliable => "reliable",
+    }
 }
 
 /// Why `rm` refuses to remove `target` without `--force`, if it does.

@@ -1,7 +1,8 @@
 //! `shmq pub` and `shmq tail`: messages in from the shell, messages out to it.
 //!
-//! Both look at the segment's kind first; the work queue is handled here,
-//! and the fan-out log hangs off the same `match` (see `EXTENSION(log)`).
+//! Both look at the segment's kind first: a work queue (`pub` enqueues,
+//! `tail` consumes) or a fan-out log (`pub` publishes, `tail` subscribes
+//! without taking anything from anyone).
 
 use std::io::{BufRead, Read, Write};
 use std::time::{Duration, Instant};
@@ -9,9 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use shmq::inspect::Inspector;
 use shmq::layout::QueueKind;
-use shmq::{DequeueError, EnqueueError, Queue, Target};
+use shmq::{
+    DequeueError, EnqueueError, Log, PublishError, Queue, RecvError, Start, Subscriber, Target,
+};
 
-use crate::{exit, signal, Format, PubArgs, TailArgs};
+use crate::{exit, signal, Format, PubArgs, StartAt, TailArgs};
 
 /// How long one blocking call waits before looking at the Ctrl-C flag.
 const SLICE: Duration = Duration::from_millis(100);
@@ -27,17 +30,26 @@ fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
     }
 }
 
-/// Opens the work queue at `target`, or says why `what` cannot use it.
-fn open_queue(target: &Target, what: &str) -> anyhow::Result<Queue> {
-    match Inspector::open(target)?.params().kind {
-        QueueKind::WorkQueue => Ok(Queue::open(target)?),
-        // EXTENSION(log): open the log and publish / subscribe here.
-        QueueKind::Log => Err(exit::fail(
-            exit::INCOMPATIBLE,
-            format!(
-                "{target} is a fan-out log; `shmq {what}` handles work queues only in this build"
-            ),
-        )),
+/// What `pub` and `tail` work on.
+enum Endpoint {
+    Queue(Queue),
+    Log(Log),
+}
+
+impl Endpoint {
+    /// Opens whatever kind is at `target`.
+    fn open(target: &Target) -> anyhow::Result<Endpoint> {
+        Ok(match Inspector::open(target)?.params().kind {
+            QueueKind::WorkQueue => Endpoint::Queue(Queue::open(target)?),
+            QueueKind::Log => Endpoint::Log(Log::open(target)?),
+        })
+    }
+
+    fn slot_size(&self) -> usize {
+        match self {
+            Endpoint::Queue(q) => q.slot_size(),
+            Endpoint::Log(l) => l.slot_size(),
+        }
     }
 }
 
@@ -48,67 +60,111 @@ fn generated(seq: u64, size: usize) -> Vec<u8> {
     m
 }
 
-/// Enqueues one message the way `pub` was asked to: shifting, or waiting
-/// (in slices, so Ctrl-C is noticed) up to the timeout.
+/// After a wait slice without room: fails with the timeout exit code once
+/// `deadline` passed (`what` says what stayed full), or on Ctrl-C; else
+/// the caller tries again.
+fn waited(deadline: Option<Instant>, timeout: Option<Duration>, what: &str) -> anyhow::Result<()> {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(exit::fail(
+            exit::TIMEOUT,
+            format!(
+                "{what} for {:.1} s; message not sent",
+                timeout.unwrap_or_default().as_secs_f64()
+            ),
+        ));
+    }
+    signal::check()
+}
+
+fn too_large(len: usize, max: usize) -> anyhow::Error {
+    exit::fail(
+        exit::OTHER,
+        format!("message of {len} bytes exceeds the slot size of {max} bytes"),
+    )
+}
+
+/// What `pub` has done so far.
+#[derive(Default)]
+struct Sent {
+    count: u64,
+    /// Messages `--shift` discarded to make room (work queue).
+    discarded: u64,
+    /// Sequence numbers of the first and last message published (log).
+    seqs: Option<(u64, u64)>,
+}
+
+/// Sends one message the way `pub` was asked to: shifting, or waiting (in
+/// slices, so Ctrl-C is noticed) up to the timeout.
 fn send(
-    q: &Queue,
+    to: &Endpoint,
     msg: &[u8],
     shift: bool,
     timeout: Option<Duration>,
-    discarded: &mut u64,
+    sent: &mut Sent,
 ) -> anyhow::Result<()> {
-    if shift {
-        *discarded += q.enqueue_shift(msg)?;
-        return Ok(());
-    }
     let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
+    let slice = || {
         let slice_end = Instant::now() + SLICE;
-        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        match q.enqueue_until(msg, Some(until)) {
-            Ok(()) => return Ok(()),
-            Err(EnqueueError::Timeout) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(exit::fail(
-                        exit::TIMEOUT,
-                        format!(
-                            "the queue stayed full for {:.1} s; message not sent",
-                            timeout.unwrap_or_default().as_secs_f64()
-                        ),
-                    ));
-                }
-                signal::check()?;
-            }
-            Err(EnqueueError::TooLarge { len, max }) => {
-                return Err(exit::fail(
-                    exit::OTHER,
-                    format!("message of {len} bytes exceeds the slot size of {max} bytes"),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+        Some(deadline.map_or(slice_end, |d| d.min(slice_end)))
+    };
+    match to {
+        Endpoint::Queue(q) if shift => {
+            sent.discarded += q.enqueue_shift(msg)?;
         }
+        Endpoint::Queue(q) => loop {
+            match q.enqueue_until(msg, slice()) {
+                Ok(()) => break,
+                Err(EnqueueError::Timeout) => waited(deadline, timeout, "the queue stayed full")?,
+                Err(EnqueueError::TooLarge { len, max }) => return Err(too_large(len, max)),
+                Err(e) => return Err(e.into()),
+            }
+        },
+        Endpoint::Log(log) => loop {
+            // In overwrite mode this never waits.
+            match log.publish_until(msg, slice()) {
+                Ok(seq) => {
+                    sent.seqs = Some((sent.seqs.map_or(seq, |(first, _)| first), seq));
+                    break;
+                }
+                Err(PublishError::Timeout) => waited(
+                    deadline,
+                    timeout,
+                    "the log's slowest subscriber stayed a full ring behind",
+                )?,
+                Err(PublishError::TooLarge { len, max }) => return Err(too_large(len, max)),
+                Err(e) => return Err(e.into()),
+            }
+        },
     }
+    sent.count += 1;
+    Ok(())
 }
 
 /// `shmq pub`.
 pub fn publish(a: &PubArgs) -> anyhow::Result<()> {
     let timeout = seconds(a.timeout, "--timeout")?;
-    let q = open_queue(&a.target, "pub")?;
+    let to = Endpoint::open(&a.target)?;
+    if a.shift && matches!(to, Endpoint::Log(_)) {
+        return Err(exit::fail(
+            exit::USAGE,
+            format!(
+                "--shift applies to work queues; {} is a fan-out log (in overwrite mode publishing never waits)",
+                a.target
+            ),
+        ));
+    }
     signal::install();
-    let mut sent = 0u64;
-    let mut discarded = 0u64;
+    let mut sent = Sent::default();
     if let Some(path) = &a.file {
         let mut data = Vec::new();
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut data))
             .with_context(|| format!("read {}", path.display()))?;
-        send(&q, &data, a.shift, timeout, &mut discarded)?;
-        sent = 1;
+        send(&to, &data, a.shift, timeout, &mut sent)?;
     } else if let Some(count) = a.count {
-        let size = a.size.unwrap_or_else(|| q.slot_size().min(64));
+        let size = a.size.unwrap_or_else(|| to.slot_size().min(64));
         for seq in 0..count {
-            send(&q, &generated(seq, size), a.shift, timeout, &mut discarded)?;
-            sent += 1;
+            send(&to, &generated(seq, size), a.shift, timeout, &mut sent)?;
         }
     } else {
         let mut input = std::io::stdin().lock();
@@ -125,18 +181,22 @@ pub fn publish(a: &PubArgs) -> anyhow::Result<()> {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            send(&q, &line, a.shift, timeout, &mut discarded)
-                .with_context(|| format!("line {}", sent + 1))?;
-            sent += 1;
+            let n = sent.count + 1;
+            send(&to, &line, a.shift, timeout, &mut sent).with_context(|| format!("line {n}"))?;
         }
     }
     if !a.quiet {
-        let extra = if discarded > 0 {
-            format!(" ({discarded} older ones discarded to make room)")
-        } else {
-            String::new()
-        };
-        eprintln!("shmq: published {sent} message(s) to {}{extra}", a.target);
+        let mut extra = String::new();
+        if sent.discarded > 0 {
+            extra = format!(" ({} older ones discarded to make room)", sent.discarded);
+        }
+        if let Some((first, last)) = sent.seqs {
+            extra = format!(" (sequence numbers {first} to {last})");
+        }
+        eprintln!(
+            "shmq: published {} message(s) to {}{extra}",
+            sent.count, a.target
+        );
     }
     Ok(())
 }
@@ -157,37 +217,111 @@ fn print(out: &mut impl Write, msg: &[u8], format: Format) -> std::io::Result<()
 /// `shmq tail`.
 pub fn tail(a: &TailArgs) -> anyhow::Result<()> {
     let idle = seconds(a.timeout, "--timeout")?;
-    let kind = Inspector::open(&a.target)?.params().kind;
-    match kind {
-        QueueKind::WorkQueue => {
-            if let Some(from) = &a.from {
+    let result = match Endpoint::open(&a.target)? {
+        Endpoint::Queue(q) => {
+            if a.from.is_some() {
                 return Err(exit::fail(
                     exit::USAGE,
-                    format!("--from {from} applies to fan-out logs; a work queue is always consumed from its head"),
+                    "--from applies to fan-out logs; a work queue is always consumed from its head",
                 ));
             }
-            let q = open_queue(&a.target, "tail")?;
-            match tail_queue(&q, a.format, a.count, idle) {
-                // A closed standard output (`shmq tail q | head`) ends the tail.
-                Err(e)
-                    if e.downcast_ref::<std::io::Error>()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-                {
-                    Ok(())
-                }
-                other => other,
-            }
+            tail_queue(&q, a.format, a.count, idle)
         }
-        // EXTENSION(log): subscribe from --from (oldest, latest or a named
-        // cursor) and print like tail_queue, reporting Lagged(n) on stderr.
-        QueueKind::Log => Err(exit::fail(
-            exit::INCOMPATIBLE,
-            format!(
-                "{} is a fan-out log; `shmq tail` handles work queues only in this build",
-                a.target
-            ),
-        )),
+        Endpoint::Log(log) => tail_log(&log, a, idle),
+    };
+    match result {
+        // A closed standard output (`shmq tail q | head`) ends the tail.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
+}
+
+/// Subscribes to `log` where `--from` says.
+fn subscribe(log: &Log, from: &StartAt) -> anyhow::Result<Subscriber> {
+    Ok(match from {
+        StartAt::Oldest => log.subscribe(Start::Oldest)?,
+        StartAt::Latest => log.subscribe(Start::Latest)?,
+        // A new cursor starts at the oldest message: a durable reader
+        // wants everything still there the first time.
+        StartAt::Cursor(name) => log
+            .subscribe_named(name, Start::Oldest)
+            .with_context(|| format!("cursor {name:?}"))?,
+    })
+}
+
+/// Prints a log's messages until `--count`, an idle `--timeout`, the
+/// log's close, or Ctrl-C. On a named cursor, each message is committed
+/// once printed (written out), so a later tail on it resumes after it.
+fn tail_log(log: &Log, a: &TailArgs, idle: Option<Duration>) -> anyhow::Result<()> {
+    signal::install();
+    let mut sub = subscribe(log, a.from.as_ref().unwrap_or(&StartAt::Latest))?;
+    let named = sub.name().is_some();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut buf = vec![0u8; log.slot_size()];
+    let mut seen = 0u64;
+    let mut lost = 0u64;
+    let mut last = Instant::now();
+    while a.count.is_none_or(|c| seen < c) {
+        let got = match sub.recv_try(&mut buf) {
+            Err(RecvError::Empty) => {
+                out.flush()?;
+                let slice_end = Instant::now() + SLICE;
+                let until = idle.map_or(slice_end, |t| (last + t).min(slice_end));
+                sub.recv_until(&mut buf, Some(until))
+            }
+            other => other,
+        };
+        match got {
+            Ok(len) => {
+                print(&mut out, &buf[..len], a.format)?;
+                if named {
+                    out.flush()?;
+                    sub.commit()?;
+                }
+                seen += 1;
+                last = Instant::now();
+            }
+            Err(RecvError::Lagged(n)) => {
+                out.flush()?;
+                lost += n;
+                eprintln!(
+                    "shmq: lagged: {n} message(s) overwritten before they could be read; \
+                     going on from the oldest one left"
+                );
+            }
+            Err(RecvError::Timeout) => {
+                if signal::interrupted() {
+                    break;
+                }
+                if let Some(t) = idle {
+                    if last.elapsed() >= t {
+                        out.flush()?;
+                        return Err(exit::fail(
+                            exit::TIMEOUT,
+                            format!(
+                                "no message for {:.1} s ({seen} received{})",
+                                t.as_secs_f64(),
+                                if lost > 0 {
+                                    format!(", {lost} lost")
+                                } else {
+                                    String::new()
+                                }
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(RecvError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Consumes and prints messages until `count`, an idle `timeout`, the

@@ -1,10 +1,10 @@
 //! `shmq ls` and `shmq stat`: looking inside segments without joining them.
 //!
 //! Both read through `shmq::inspect`, which validates the header like any
-//! opener and never registers in the process table. Kinds other than the
-//! work queue are shown from the header generically (parameters, counters,
-//! processes); kind-specific sections hang off the `match` on `QueueKind`
-//! in [`stat_text`] and [`stat_json`].
+//! opener and never registers in the process table. For a fan-out log,
+//! `stat` also opens the log to read its counters and cursor table
+//! ([`Log::stats`]); that registers `stat` itself in the process table,
+//! so it leaves its own pid out of the list it prints.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use shmq::inspect::{Counters, Inspector, Probe};
 use shmq::layout::QueueKind;
-use shmq::{Error, Target};
+use shmq::log::LOG_FLAG_RELIABLE;
+use shmq::{Attached, Error, Log, LogStats, Target};
 
 use crate::json::{self, Obj};
 use crate::{exit, signal};
@@ -25,6 +26,25 @@ pub fn kind_name(kind: QueueKind) -> &'static str {
         QueueKind::WorkQueue => "queue",
         QueueKind::Log => "log",
     }
+}
+
+/// A log's mode from its header flags (without opening it).
+fn log_mode_of(flags: u64) -> &'static str {
+    if flags & LOG_FLAG_RELIABLE != 0 {
+        "reliable"
+    } else {
+        "overwrite"
+    }
+}
+
+/// The processes to show: the segment's table, without this process when
+/// it attached only to look (`stat` of a log).
+fn others(view: &Inspector, log: Option<&Log>) -> Vec<Attached> {
+    let me = std::process::id();
+    view.attached()
+        .into_iter()
+        .filter(|a| log.is_none() || a.pid != me)
+        .collect()
 }
 
 /// One SysV segment as the kernel lists it in /proc/sysvipc/shm.
@@ -163,6 +183,9 @@ impl Row {
         };
         if let Some(s) = stats {
             obj = obj.int("len", s.len);
+        }
+        if p.kind == QueueKind::Log {
+            obj = obj.str("log_mode", log_mode_of(p.flags));
         }
         obj = obj.bool("closed", view.counters().closed);
         Row {
@@ -391,12 +414,12 @@ fn sysv_entry(target: &Target) -> Option<SysvEntry> {
     sysv_segments().ok()?.into_iter().find(|e| e.key == *key)
 }
 
-fn stat_text(target: &Target, view: &Inspector, rates: Option<Rates>) -> String {
+fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option<Rates>) -> String {
     let p = view.params();
     let c = view.counters();
     let mut s = String::new();
     let _ = writeln!(s, "{target}");
-    let _ = writeln!(s, "  kind        {}", kind_name(p.kind));
+    let _ = writeln!(s, "  kind        {}", kind_detail(view));
     let _ = writeln!(
         s,
         "  slot size   {} bytes (stride {})",
@@ -464,24 +487,31 @@ fn stat_text(target: &Target, view: &Inspector, rates: Option<Rates>) -> String 
                 view.sleeping_slots().unwrap_or(0)
             );
         }
-        // EXTENSION(log): decode the log's own counters and its named
-        // cursors (with lag = tail - cursor) from `view.aux_table()` here,
-        // once src/log.rs exists; until then the header is shown generically.
         QueueKind::Log => {
+            let st = log.expect("a log is opened for stat").stats();
             let _ = writeln!(s, "counters");
             let _ = writeln!(
                 s,
                 "  published   {}{}",
-                c.tail,
+                st.published,
                 rate(rates.unwrap_or_default().in_per_s)
             );
-            let _ = writeln!(s, "  lagged      {}", c.lagged);
-            let _ = writeln!(s, "  discarded   {}", c.discarded);
-            let _ = writeln!(s, "  tombstones  {}", c.tombstones);
-            let _ = writeln!(s, "  cursor table {} entries", p.aux_count);
+            let _ = writeln!(s, "  next seq    {}", st.next_seq);
+            let _ = writeln!(
+                s,
+                "  oldest      {} (the oldest sequence number a new subscriber can read)",
+                st.oldest
+            );
+            let _ = writeln!(
+                s,
+                "  lagged      {} (messages subscribers lost by falling a ring behind)",
+                st.lagged
+            );
+            let _ = writeln!(s, "  tombstones  {}", st.tombstones);
+            s.push_str(&cursors_text(&st));
         }
     }
-    let procs = view.attached();
+    let procs = others(view, log);
     let alive = procs.iter().filter(|a| a.alive).count();
     let _ = writeln!(s, "processes ({} listed, {alive} alive)", procs.len());
     for a in &procs {
@@ -495,10 +525,10 @@ fn stat_text(target: &Target, view: &Inspector, rates: Option<Rates>) -> String 
     s
 }
 
-fn stat_json(target: &Target, view: &Inspector, rates: Option<Rates>) -> String {
+fn stat_json(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option<Rates>) -> String {
     let p = view.params();
     let c = view.counters();
-    let procs = view.attached();
+    let procs = others(view, log);
     let mut o = Obj::new()
         .str("target", &target.to_string())
         .str("kind", kind_name(p.kind))
@@ -536,9 +566,16 @@ fn stat_json(target: &Target, view: &Inspector, rates: Option<Rates>) -> String 
                 .int("len", q.len);
             o = o.int("sleeping_slots", view.sleeping_slots().unwrap_or(0));
         }
-        // EXTENSION(log): add "cursors": [{"name", "position", "lag"}] here.
         QueueKind::Log => {
-            counters = counters.int("published", c.tail);
+            let st = log.expect("a log is opened for stat").stats();
+            counters = counters
+                .int("published", st.published)
+                .int("next_seq", st.next_seq)
+                .int("oldest", st.oldest);
+            o = o
+                .str("log_mode", log_mode_of(p.flags))
+                .int("cursor_capacity", st.cursor_capacity as u64)
+                .raw("cursors", &cursors_json(&st));
         }
     }
     o = o.raw("counters", &counters.end());
@@ -559,14 +596,113 @@ fn stat_json(target: &Target, view: &Inspector, rates: Option<Rates>) -> String 
     o.raw("processes", &list).end()
 }
 
+/// The kind, with its mode.
+fn kind_detail(view: &Inspector) -> String {
+    let p = view.params();
+    match p.kind {
+        QueueKind::WorkQueue if p.flags & shmq::layout::QUEUE_FLAG_SPSC != 0 => {
+            "queue (single producer, single consumer)".into()
+        }
+        QueueKind::WorkQueue => "queue".into(),
+        QueueKind::Log => format!("log ({})", log_mode_of(p.flags)),
+    }
+}
+
+/// A cursor's owner: the pid and whether it is alive.
+fn owner_text(pid: Option<u32>) -> String {
+    match pid {
+        None => "-".into(),
+        Some(pid) => format!(
+            "{pid} {}",
+            if shmq::liveness::start_time(pid).is_some() {
+                "alive"
+            } else {
+                "dead"
+            }
+        ),
+    }
+}
+
+/// The cursor table as `stat` prints it.
+fn cursors_text(st: &LogStats) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "cursors ({} of {} entries in use)",
+        st.cursors.len(),
+        st.cursor_capacity
+    );
+    if st.cursors.is_empty() {
+        return s;
+    }
+    let rows: Vec<[String; 5]> = st
+        .cursors
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone().unwrap_or_else(|| "(unnamed)".into()),
+                c.position.to_string(),
+                c.read.to_string(),
+                c.lag.to_string(),
+                owner_text(c.owner),
+            ]
+        })
+        .collect();
+    let head = ["NAME", "POSITION", "READ", "LAG", "OWNER"].map(String::from);
+    let mut w = [0usize; 5];
+    for r in std::iter::once(&head).chain(&rows) {
+        for (i, v) in r.iter().enumerate() {
+            w[i] = w[i].max(v.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(&rows) {
+        let _ = writeln!(
+            s,
+            "  {:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        );
+    }
+    s
+}
+
+fn cursors_json(st: &LogStats) -> String {
+    json::array(st.cursors.iter().map(|c| {
+        let o = match &c.name {
+            Some(n) => Obj::new().str("name", n),
+            None => Obj::new().raw("name", "null"),
+        }
+        .int("position", c.position)
+        .int("read", c.read)
+        .int("lag", c.lag);
+        match c.owner {
+            Some(pid) => o.int("owner", pid),
+            None => o.raw("owner", "null"),
+        }
+        .end()
+    }))
+}
+
 /// `shmq stat`.
 pub fn stat(target: &Target, watch: bool, count: Option<u64>, as_json: bool) -> anyhow::Result<()> {
     let view = Inspector::open(target)?;
+    // A log's counters and cursors come from the log itself.
+    let log = match view.params().kind {
+        QueueKind::Log => Some(Log::open(target)?),
+        QueueKind::WorkQueue => None,
+    };
     let render = |rates: Option<Rates>| {
         if as_json {
-            format!("{}\n", stat_json(target, &view, rates))
+            format!("{}\n", stat_json(target, &view, log.as_ref(), rates))
         } else {
-            stat_text(target, &view, rates)
+            stat_text(target, &view, log.as_ref(), rates)
         }
     };
     let mut out = std::io::stdout();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use shmq::{DequeueError, Queue, Target};
+use shmq::{Consumer, DequeueError, Log, Producer, Queue, RecvError, Start, Target};
 
 use super::raw::{self, Stop};
 use super::{histogram, now_ns, ChildArgs, Ctl};
@@ -31,6 +31,12 @@ pub enum Role {
     Wakeup,
     /// Sit blocked on an empty queue and report the CPU time spent.
     Idle,
+    /// Echo every message of one log to another (log latency).
+    LogPong,
+    /// Publish messages to a log (fan-out throughput).
+    LogPublish,
+    /// Receive every message of a log, checking none is missing (fan-out throughput).
+    LogSubscribe,
 }
 
 /// A deadline that never fires in a healthy run: the parent ends every
@@ -43,6 +49,22 @@ fn posix(name: &str) -> Target {
 
 fn open_queue(a: &ChildArgs) -> anyhow::Result<Queue> {
     Ok(Queue::open(&posix(&a.a))?.with_wait_strategy(a.wait.strategy()))
+}
+
+// The queue's ends are taken as `Producer` / `Consumer` handles, as a user
+// would: on a single-producer queue (created so by the parent) that is the
+// lock-free path; on a multi-producer queue they forward to `Queue`.
+
+fn producer(name: &str, a: &ChildArgs) -> anyhow::Result<Producer> {
+    Ok(Queue::open(&posix(name))?
+        .with_wait_strategy(a.wait.strategy())
+        .into_producer()?)
+}
+
+fn consumer(name: &str, a: &ChildArgs) -> anyhow::Result<Consumer> {
+    Ok(Queue::open(&posix(name))?
+        .with_wait_strategy(a.wait.strategy())
+        .into_consumer()?)
 }
 
 /// Dies with the parent, and gives up if the parent is already gone.
@@ -77,6 +99,9 @@ pub fn child(a: &ChildArgs) -> anyhow::Result<()> {
         Role::Write => write(a),
         Role::Wakeup => wakeup(a),
         Role::Idle => idle(a),
+        Role::LogPong => log_pong(a),
+        Role::LogPublish => log_publish(a),
+        Role::LogSubscribe => log_subscribe(a),
     }
 }
 
@@ -95,8 +120,8 @@ fn raw_pong(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn queue_pong(a: &ChildArgs) -> anyhow::Result<()> {
-    let rx = open_queue(a)?;
-    let tx = Queue::open(&posix(&a.b))?.with_wait_strategy(a.wait.strategy());
+    let mut rx = consumer(&a.a, a)?;
+    let mut tx = producer(&a.b, a)?;
     let mut buf = vec![0u8; a.size];
     loop {
         match rx.dequeue_until(&mut buf, None) {
@@ -160,7 +185,7 @@ fn produce(a: &ChildArgs) -> anyhow::Result<()> {
         println!("RESULT sent={sent} start_ns={start}");
         return Ok(());
     }
-    let q = open_queue(a)?;
+    let mut q = producer(&a.a, a)?;
     ctl.ready();
     ctl.wait_go()?;
     let start = now_ns();
@@ -206,7 +231,7 @@ fn consume(a: &ChildArgs) -> anyhow::Result<()> {
             received += 1;
         }
     } else {
-        let q = open_queue(a)?;
+        let mut q = consumer(&a.a, a)?;
         ctl.ready();
         ctl.wait_go()?;
         loop {
@@ -275,7 +300,7 @@ fn write(a: &ChildArgs) -> anyhow::Result<()> {
 
 fn wakeup(a: &ChildArgs) -> anyhow::Result<()> {
     let ctl = Ctl::open(&a.ctl)?;
-    let q = open_queue(a)?;
+    let mut q = consumer(&a.a, a)?;
     let mut buf = vec![0u8; a.size];
     let mut h = histogram();
     let mut n = 0u64;
@@ -319,8 +344,8 @@ fn cpu_ns() -> u64 {
 }
 
 fn idle(a: &ChildArgs) -> anyhow::Result<()> {
-    let q = open_queue(a)?;
-    let mut buf = vec![0u8; q.slot_size()];
+    let mut q = open_queue(a)?.into_consumer()?;
+    let mut buf = vec![0u8; q.queue().slot_size()];
     let wait = Duration::from_secs_f64(a.secs);
     let (cpu0, t0) = (cpu_ns(), Instant::now());
     let r = q.dequeue_block(&mut buf, Some(wait));
@@ -330,5 +355,90 @@ fn idle(a: &ChildArgs) -> anyhow::Result<()> {
         "the idle queue delivered {r:?}"
     );
     println!("RESULT cpu_ns={} wall_ns={}", cpu1 - cpu0, wall.as_nanos());
+    Ok(())
+}
+
+fn open_log(name: &str, a: &ChildArgs) -> anyhow::Result<Log> {
+    Ok(Log::open(&posix(name))?.with_wait_strategy(a.wait.strategy()))
+}
+
+fn log_pong(a: &ChildArgs) -> anyhow::Result<()> {
+    let ping = open_log(&a.a, a)?;
+    let pong = open_log(&a.b, a)?;
+    // The ping log is fresh: from the oldest, the first ping is not missed
+    // however late this subscribes.
+    let mut sub = ping.subscribe(Start::Oldest)?;
+    let mut buf = vec![0u8; a.size];
+    loop {
+        match sub.recv_until(&mut buf, None) {
+            Ok(n) => {
+                pong.publish(&buf[..n])?;
+            }
+            Err(RecvError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn log_publish(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
+    let log = open_log(&a.a, a)?;
+    let mut msg = vec![0xa5u8; a.size];
+    let far = Instant::now() + FAR;
+    ctl.ready();
+    ctl.wait_go()?;
+    let start = now_ns();
+    let stop_at = Instant::now() + Duration::from_secs_f64(a.secs);
+    let mut sent = 0;
+    let result = (|| -> anyhow::Result<()> {
+        while sent < a.count {
+            if sent % 1024 == 0 && Instant::now() >= stop_at {
+                break;
+            }
+            stamp(&mut msg, sent);
+            log.publish_until(&msg, Some(far))?;
+            sent += 1;
+        }
+        Ok(())
+    })();
+    // Even after a failure, so that the subscribers end.
+    log.close();
+    result?;
+    println!("RESULT sent={sent} start_ns={start}");
+    Ok(())
+}
+
+fn log_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
+    let log = open_log(&a.a, a)?;
+    // Registered (reliable mode) before saying ready: the publisher, which
+    // starts only after every subscriber is ready, is gated by this one.
+    let mut sub = log.subscribe(Start::Oldest)?;
+    let mut buf = vec![0u8; a.size];
+    let far = Instant::now() + FAR;
+    let mut received = 0u64;
+    let mut ordered = true;
+    ctl.ready();
+    ctl.wait_go()?;
+    loop {
+        match sub.recv_until(&mut buf, Some(far)) {
+            Ok(n) => {
+                // Every message, in order: its sequence is the count so far.
+                let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                ordered &= n == a.size && seq == received;
+                received += 1;
+            }
+            Err(RecvError::Closed) => break,
+            Err(RecvError::Lagged(n)) => {
+                anyhow::bail!("lost {n} messages of a reliable log")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let end = now_ns();
+    println!(
+        "RESULT received={received} end_ns={end} ordered={}",
+        u8::from(ordered)
+    );
     Ok(())
 }
