@@ -1069,6 +1069,7 @@ impl Producer {
     }
 
     /// As [`Queue::enqueue_block`].
+    #[inline]
     pub fn enqueue_block(
         &mut self,
         msg: &[u8],
@@ -1078,6 +1079,7 @@ impl Producer {
     }
 
     /// As [`Queue::enqueue_until`].
+    #[inline]
     pub fn enqueue_until(
         &mut self,
         msg: &[u8],
@@ -1114,6 +1116,7 @@ impl Consumer {
     }
 
     /// As [`Queue::dequeue_block`].
+    #[inline]
     pub fn dequeue_block(
         &mut self,
         buf: &mut [u8],
@@ -1123,6 +1126,7 @@ impl Consumer {
     }
 
     /// As [`Queue::dequeue_until`].
+    #[inline]
     pub fn dequeue_until(
         &mut self,
         buf: &mut [u8],

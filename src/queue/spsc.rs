@@ -30,7 +30,7 @@
 use std::time::Instant;
 
 use super::{Queue, Side};
-use crate::layout::{Control, CLOSED_QUIET, OPEN, SLOT_TOMBSTONE};
+use crate::layout::{Control, CLOSED_QUIET, OPEN};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
 use crate::{DequeueError, EnqueueError};
@@ -197,7 +197,7 @@ impl Queue {
     }
 
     /// Enqueues as the holder of the producer role.
-    #[inline]
+    #[inline(always)]
     pub(super) fn spsc_enqueue(&self, role: &mut Role, msg: &[u8]) -> Result<(), EnqueueError> {
         if msg.len() > self.slot_size {
             return Err(EnqueueError::TooLarge {
@@ -232,7 +232,6 @@ impl Queue {
         let slot = self.slot(t);
         // Relaxed: published by the Release store of the stamp below.
         slot.len.store(msg.len() as u32, Ordering::Relaxed);
-        slot.flags.store(0, Ordering::Relaxed);
         // SAFETY: position t is free (t - head < capacity) and only the
         // producer-role holder writes slots; the payload holds slot_size >=
         // msg.len() bytes inside the validated slot array.
@@ -249,50 +248,42 @@ impl Queue {
     }
 
     /// Dequeues as the holder of the consumer role.
-    #[inline]
+    #[inline(always)]
     pub(super) fn spsc_dequeue(
         &self,
         role: &mut Role,
         buf: &mut [u8],
     ) -> Result<usize, DequeueError> {
-        loop {
-            let pos = role.pos;
-            let slot = self.slot(pos);
-            // SYNC(spsc-publish): Acquire, pairs with the producer's Release
-            // store of the stamp: its length and payload are visible.
-            if slot.stamp.load(Ordering::Acquire) >> 1 != pos + 1 {
-                self.prefetch_rest_of(slot);
-                return Err(if self.spsc_drained(pos) {
-                    DequeueError::Closed
-                } else {
-                    DequeueError::Empty
-                });
-            }
-            // Relaxed: ordered after the publish by the Acquire stamp load.
-            let len = slot.len.load(Ordering::Relaxed) as usize;
-            let skip = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
-            if !skip && len > self.slot_size {
-                self.spsc_advance(role);
-                return Err(DequeueError::Corrupt {
-                    detail: format!("slot holds length {len} > slot size {}", self.slot_size),
-                });
-            }
-            if !skip && len > buf.len() {
-                return Err(DequeueError::BufferTooSmall { needed: len });
-            }
-            if !skip {
-                // SAFETY: pos < tail, so the slot holds a published message
-                // that only the consumer-role holder reads; len <= slot_size
-                // and len <= buf.len() were checked above.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(Self::payload(slot), buf.as_mut_ptr(), len)
-                };
-            }
-            self.spsc_advance(role);
-            if !skip {
-                return Ok(len);
-            }
+        let pos = role.pos;
+        let slot = self.slot(pos);
+        // SYNC(spsc-publish): Acquire, pairs with the producer's Release
+        // store of the stamp: its length and payload are visible.
+        if slot.stamp.load(Ordering::Acquire) >> 1 != pos + 1 {
+            self.prefetch_rest_of(slot);
+            return Err(if self.spsc_drained(pos) {
+                DequeueError::Closed
+            } else {
+                DequeueError::Empty
+            });
         }
+        // Relaxed: ordered after the publish by the Acquire stamp load. (A
+        // single-producer queue never publishes tombstones: no flags to read.)
+        let len = slot.len.load(Ordering::Relaxed) as usize;
+        if len > self.slot_size {
+            self.spsc_advance(role);
+            return Err(DequeueError::Corrupt {
+                detail: format!("slot holds length {len} > slot size {}", self.slot_size),
+            });
+        }
+        if len > buf.len() {
+            return Err(DequeueError::BufferTooSmall { needed: len });
+        }
+        // SAFETY: the stamp says the slot holds the published message of
+        // position pos, which only the consumer-role holder reads; len <=
+        // slot_size and len <= buf.len() were checked above.
+        unsafe { std::ptr::copy_nonoverlapping(Self::payload(slot), buf.as_mut_ptr(), len) };
+        self.spsc_advance(role);
+        Ok(len)
     }
 
     /// While the consumer polls an empty slot, asks for the slot's second
@@ -375,7 +366,24 @@ impl Queue {
         wait::futex_wake_u32(&ctl.wake_seq);
     }
 
+    #[inline]
     pub(super) fn spsc_enqueue_until(
+        &self,
+        role: &mut Role,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), EnqueueError> {
+        match self.spsc_enqueue(role, msg) {
+            Err(EnqueueError::Full) => {}
+            other => return other,
+        }
+        self.spsc_enqueue_wait(role, msg, deadline)
+    }
+
+    /// The slow half of `spsc_enqueue_until`: the queue was full.
+    #[cold]
+    #[inline(never)]
+    fn spsc_enqueue_wait(
         &self,
         role: &mut Role,
         msg: &[u8],
@@ -383,10 +391,6 @@ impl Queue {
     ) -> Result<(), EnqueueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.spsc_enqueue(role, msg) {
-                Err(EnqueueError::Full) => {}
-                other => return other,
-            }
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => return Err(EnqueueError::Timeout),
@@ -400,10 +404,31 @@ impl Queue {
                     });
                 }
             }
+            match self.spsc_enqueue(role, msg) {
+                Err(EnqueueError::Full) => {}
+                other => return other,
+            }
         }
     }
 
+    #[inline]
     pub(super) fn spsc_dequeue_until(
+        &self,
+        role: &mut Role,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, DequeueError> {
+        match self.spsc_dequeue(role, buf) {
+            Err(DequeueError::Empty) => {}
+            other => return other,
+        }
+        self.spsc_dequeue_wait(role, buf, deadline)
+    }
+
+    /// The slow half of `spsc_dequeue_until`: the queue was empty.
+    #[cold]
+    #[inline(never)]
+    fn spsc_dequeue_wait(
         &self,
         role: &mut Role,
         buf: &mut [u8],
@@ -411,10 +436,6 @@ impl Queue {
     ) -> Result<usize, DequeueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.spsc_dequeue(role, buf) {
-                Err(DequeueError::Empty) => {}
-                other => return other,
-            }
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => return Err(DequeueError::Timeout),
@@ -432,6 +453,10 @@ impl Queue {
                             || self.control().producer.load(Ordering::Relaxed) != seen_producer
                     });
                 }
+            }
+            match self.spsc_dequeue(role, buf) {
+                Err(DequeueError::Empty) => {}
+                other => return other,
             }
         }
     }
