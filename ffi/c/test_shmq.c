@@ -17,33 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "msg.h"
-#include "shmq.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                                    \
-    do {                                                                                               \
-        checks++;                                                                                      \
-        if (!(cond)) {                                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-                    shmq_last_error());                                                                \
-            failures++;                                                                                \
-        }                                                                                              \
-    } while (0)
-
-#define CHECK_STATUS(call, want)                                                                       \
-    do {                                                                                               \
-        checks++;                                                                                      \
-        shmq_status got_ = (call);                                                                     \
-        if (got_ != (want)) {                                                                          \
-            fprintf(stderr, "%s:%d: %s\n  returned %s, wanted %s (last error: %s)\n", __FILE__,       \
-                    __LINE__, #call, shmq_status_name((int32_t)got_), shmq_status_name((int32_t)(want)), \
-                    shmq_last_error());                                                                \
-            failures++;                                                                                \
-        }                                                                                              \
-    } while (0)
 
 /* ---- targets, removed at exit ---- */
 
@@ -81,13 +56,7 @@ static shmq_queue *create(const char *target, uint32_t slot, uint64_t cap) {
     return q;
 }
 
-static void sleep_ms(int ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL); }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Joins a thread that must finish within 10 s (else the test aborts). */
 struct joinable {
