@@ -7,7 +7,7 @@ use std::ffi::{c_char, CStr};
 
 use super::queue::{buf_arg, msg_arg, timeout, wait_strategy};
 use super::shmq_status::{self, *};
-use super::{boundary, cstr, fail, fail_static, non_null, parse_target, setup_error};
+use super::{boundary, cstr, fail, fail_static, non_null, parse_target, setup_error, try_status};
 use crate::{CursorError, Log, LogConfig, LogMode, PublishError, RecvError, Start, Subscriber};
 
 /// A handle to a fan-out log. Opaque: create it with shmq_log_create(),
@@ -291,14 +291,8 @@ pub unsafe extern "C" fn shmq_log_create(
         non_null!(target);
         non_null!(log_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
-        let config = match config(slot_size, capacity, mode, flags, cursors) {
-            Ok(c) => c,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
+        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
         // SAFETY: log_out is non-null (checked) and writable (caller).
         unsafe { write_log(Log::create(&target, &config), log_out) }
     })
@@ -321,10 +315,7 @@ pub unsafe extern "C" fn shmq_log_open(
         non_null!(target);
         non_null!(log_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
         // SAFETY: log_out is non-null (checked) and writable (caller).
         unsafe { write_log(Log::open(&target), log_out) }
     })
@@ -350,14 +341,8 @@ pub unsafe extern "C" fn shmq_log_open_or_create(
         non_null!(target);
         non_null!(log_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
-        let config = match config(slot_size, capacity, mode, flags, cursors) {
-            Ok(c) => c,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
+        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
         // SAFETY: log_out is non-null (checked) and writable (caller).
         unsafe { write_log(Log::open_or_create(&target, &config), log_out) }
     })
@@ -537,10 +522,7 @@ pub unsafe extern "C" fn shmq_log_publish(
     boundary(|| {
         let l = log_ref!(log);
         // SAFETY: readable for len bytes (caller).
-        let msg = match unsafe { msg_arg(msg, len) } {
-            Ok(m) => m,
-            Err(status) => return status,
-        };
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
         match l.publish(msg) {
             Ok(seq) => {
                 // SAFETY: NULL or writable (caller).
@@ -570,10 +552,7 @@ pub unsafe extern "C" fn shmq_log_publish_block(
     boundary(|| {
         let l = log_ref!(log);
         // SAFETY: readable for len bytes (caller).
-        let msg = match unsafe { msg_arg(msg, len) } {
-            Ok(m) => m,
-            Err(status) => return status,
-        };
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
         match l.publish_block(msg, timeout(timeout_ns)) {
             Ok(seq) => {
                 // SAFETY: NULL or writable (caller).
@@ -603,10 +582,7 @@ pub unsafe extern "C" fn shmq_log_subscribe(
     boundary(|| {
         let l = log_ref!(log);
         non_null!(sub_out);
-        let start = match start_arg(start) {
-            Ok(s) => s,
-            Err(status) => return status,
-        };
+        let start = try_status!(start_arg(start));
         // SAFETY: sub_out is non-null (checked) and writable (caller).
         unsafe { write_sub(l.subscribe(start), sub_out) }
     })
@@ -634,14 +610,8 @@ pub unsafe extern "C" fn shmq_log_subscribe_named(
         non_null!(name);
         non_null!(sub_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let name = match unsafe { name_arg(name) } {
-            Ok(n) => n,
-            Err(status) => return status,
-        };
-        let start = match start_arg(start) {
-            Ok(s) => s,
-            Err(status) => return status,
-        };
+        let name = try_status!(unsafe { name_arg(name) });
+        let start = try_status!(start_arg(start));
         // SAFETY: sub_out is non-null (checked) and writable (caller).
         unsafe { write_sub(l.subscribe_named(name, start), sub_out) }
     })
@@ -663,14 +633,8 @@ pub unsafe extern "C" fn shmq_log_create_cursor(
         let l = log_ref!(log);
         non_null!(name);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let name = match unsafe { name_arg(name) } {
-            Ok(n) => n,
-            Err(status) => return status,
-        };
-        let start = match start_arg(start) {
-            Ok(s) => s,
-            Err(status) => return status,
-        };
+        let name = try_status!(unsafe { name_arg(name) });
+        let start = try_status!(start_arg(start));
         match l.create_cursor(name, start) {
             Ok(()) => SHMQ_OK,
             Err(e) => cursor_error(e),
@@ -723,10 +687,7 @@ pub unsafe extern "C" fn shmq_log_remove_cursor(
         let l = log_ref!(log);
         non_null!(name);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let name = match unsafe { name_arg(name) } {
-            Ok(n) => n,
-            Err(status) => return status,
-        };
+        let name = try_status!(unsafe { name_arg(name) });
         match l.remove_cursor(name) {
             Ok(()) => SHMQ_OK,
             Err(e) => cursor_error(e),
@@ -752,10 +713,7 @@ pub unsafe extern "C" fn shmq_log_cursor(
         non_null!(name);
         non_null!(info_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let name = match unsafe { name_arg(name) } {
-            Ok(n) => n,
-            Err(status) => return status,
-        };
+        let name = try_status!(unsafe { name_arg(name) });
         match l.cursor(name) {
             Some(c) => {
                 let info = shmq_cursor_info {
@@ -902,10 +860,7 @@ pub unsafe extern "C" fn shmq_subscriber_recv_try(
         let s = sub_mut!(sub);
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
-        let buf = match unsafe { buf_arg(buf, buf_len) } {
-            Ok(b) => b,
-            Err(status) => return status,
-        };
+        let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         // SAFETY: len_out non-null (checked); both writable (caller).
         unsafe { recv_out(s.recv_try(buf), len_out, missed_out) }
     })
@@ -931,10 +886,7 @@ pub unsafe extern "C" fn shmq_subscriber_recv_block(
         let s = sub_mut!(sub);
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
-        let buf = match unsafe { buf_arg(buf, buf_len) } {
-            Ok(b) => b,
-            Err(status) => return status,
-        };
+        let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         let result = s.recv_block(buf, timeout(timeout_ns));
         // SAFETY: len_out non-null (checked); both writable (caller).
         unsafe { recv_out(result, len_out, missed_out) }

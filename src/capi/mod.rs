@@ -128,6 +128,19 @@ macro_rules! non_null {
 }
 pub(crate) use non_null;
 
+/// Unwraps a `Result<T, shmq_status>`, or returns the status from the
+/// enclosing closure (whose failure was already recorded for
+/// `shmq_last_error`).
+macro_rules! try_status {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(status) => return status,
+        }
+    };
+}
+pub(crate) use try_status;
+
 thread_local! {
     /// The message of the calling thread's last failed call.
     static LAST_ERROR: RefCell<Cow<'static, CStr>> = const { RefCell::new(Cow::Borrowed(cstr!(""))) };
@@ -326,10 +339,7 @@ pub unsafe extern "C" fn shmq_target_unlink(target: *const c_char) -> shmq_statu
     boundary(|| {
         non_null!(target);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
         match target.unlink() {
             Ok(()) => SHMQ_OK,
             Err(e) => setup_error(e),

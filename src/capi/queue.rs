@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::shmq_status::{self, *};
 use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
+    try_status,
 };
 use crate::{Queue, QueueConfig, WaitStrategy};
 
@@ -178,14 +179,8 @@ pub unsafe extern "C" fn shmq_queue_create(
         non_null!(target);
         non_null!(queue_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
-        let config = match config(slot_size, capacity, mode, flags) {
-            Ok(c) => c,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
+        let config = try_status!(config(slot_size, capacity, mode, flags));
         // SAFETY: queue_out is non-null (checked) and writable (caller).
         unsafe { handle_out(Queue::create(&target, &config), queue_out) }
     })
@@ -209,10 +204,7 @@ pub unsafe extern "C" fn shmq_queue_open(
         non_null!(target);
         non_null!(queue_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
         // SAFETY: queue_out is non-null (checked) and writable (caller).
         unsafe { handle_out(Queue::open(&target), queue_out) }
     })
@@ -236,14 +228,8 @@ pub unsafe extern "C" fn shmq_queue_open_or_create(
         non_null!(target);
         non_null!(queue_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = match unsafe { parse_target(target) } {
-            Ok(t) => t,
-            Err(status) => return status,
-        };
-        let config = match config(slot_size, capacity, mode, flags) {
-            Ok(c) => c,
-            Err(status) => return status,
-        };
+        let target = try_status!(unsafe { parse_target(target) });
+        let config = try_status!(config(slot_size, capacity, mode, flags));
         // SAFETY: queue_out is non-null (checked) and writable (caller).
         unsafe { handle_out(Queue::open_or_create(&target, &config), queue_out) }
     })
@@ -363,10 +349,7 @@ pub unsafe extern "C" fn shmq_queue_enqueue_try(
     boundary(|| {
         let q = queue_ref!(queue);
         // SAFETY: readable for len bytes (caller).
-        let msg = match unsafe { msg_arg(msg, len) } {
-            Ok(m) => m,
-            Err(status) => return status,
-        };
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
         match q.enqueue_try(msg) {
             Ok(()) => SHMQ_OK,
             Err(e) => enqueue_error(e),
@@ -390,10 +373,7 @@ pub unsafe extern "C" fn shmq_queue_enqueue_block(
     boundary(|| {
         let q = queue_ref!(queue);
         // SAFETY: readable for len bytes (caller).
-        let msg = match unsafe { msg_arg(msg, len) } {
-            Ok(m) => m,
-            Err(status) => return status,
-        };
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
         match q.enqueue_block(msg, timeout(timeout_ns)) {
             Ok(()) => SHMQ_OK,
             Err(e) => enqueue_error(e),
@@ -418,10 +398,7 @@ pub unsafe extern "C" fn shmq_queue_enqueue_shift(
     boundary(|| {
         let q = queue_ref!(queue);
         // SAFETY: readable for len bytes (caller).
-        let msg = match unsafe { msg_arg(msg, len) } {
-            Ok(m) => m,
-            Err(status) => return status,
-        };
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
         match q.enqueue_shift(msg) {
             Ok(discarded) => {
                 if !discarded_out.is_null() {
@@ -455,10 +432,7 @@ pub unsafe extern "C" fn shmq_queue_dequeue_try(
         let q = queue_ref!(queue);
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
-        let buf = match unsafe { buf_arg(buf, buf_len) } {
-            Ok(b) => b,
-            Err(status) => return status,
-        };
+        let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         match q.dequeue_try(buf) {
             Ok(n) => {
                 // SAFETY: non-null (checked), writable (caller).
@@ -489,10 +463,7 @@ pub unsafe extern "C" fn shmq_queue_dequeue_block(
         let q = queue_ref!(queue);
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
-        let buf = match unsafe { buf_arg(buf, buf_len) } {
-            Ok(b) => b,
-            Err(status) => return status,
-        };
+        let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         match q.dequeue_block(buf, timeout(timeout_ns)) {
             Ok(n) => {
                 // SAFETY: non-null (checked), writable (caller).
