@@ -4,7 +4,9 @@
 #define SHMQ_TEST_CHECK_H
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shmq.h"
 
@@ -41,6 +43,36 @@ static inline double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- targets, removed at exit (remove_targets) ---- */
+
+#define MAX_TARGETS 64
+static char made_targets[MAX_TARGETS][256];
+static int n_made_targets = 0;
+
+/* Remembers a target made elsewhere, so remove_targets() removes it too. */
+static inline void remember_target(const char *target) {
+    snprintf(made_targets[n_made_targets++ % MAX_TARGETS], 256, "%s", target);
+}
+
+static inline const char *new_target(const char *kind) {
+    static int counter = 0;
+    char *t = made_targets[n_made_targets++ % MAX_TARGETS];
+    if (strcmp(kind, "sysv") == 0) {
+        int32_t key = 0;
+        CHECK_STATUS(shmq_find_free_key(&key), SHMQ_OK);
+        snprintf(t, 256, "sysv:%d", key);
+    } else if (strcmp(kind, "file") == 0) {
+        snprintf(t, 256, "file:/tmp/shmq-ctest-%ld-%d", (long)getpid(), counter++);
+    } else {
+        snprintf(t, 256, "posix:shmq-ctest-%ld-%d", (long)getpid(), counter++);
+    }
+    return t;
+}
+
+static inline void remove_targets(void) {
+    for (int i = 0; i < n_made_targets && i < MAX_TARGETS; i++) shmq_target_unlink(made_targets[i]);
 }
 
 #endif

@@ -23,30 +23,6 @@
 #include "msg.h"
 #include "shmq.h"
 
-/* ---- targets, removed at exit ---- */
-
-#define MAX_TARGETS 64
-static char targets[MAX_TARGETS][256];
-static int n_targets = 0;
-
-static const char *new_target(const char *kind) {
-    static int counter = 0;
-    char *t = targets[n_targets++ % MAX_TARGETS];
-    if (strcmp(kind, "sysv") == 0) {
-        int32_t key = 0;
-        CHECK_STATUS(shmq_find_free_key(&key), SHMQ_OK);
-        snprintf(t, 256, "sysv:%d", key);
-    } else if (strcmp(kind, "file") == 0) {
-        snprintf(t, 256, "file:/tmp/shmq-ctest-log-%ld-%d", (long)getpid(), counter++);
-    } else {
-        snprintf(t, 256, "posix:shmq-ctest-log-%ld-%d", (long)getpid(), counter++);
-    }
-    return t;
-}
-
-static void remove_targets(void) {
-    for (int i = 0; i < n_targets && i < MAX_TARGETS; i++) shmq_target_unlink(targets[i]);
-}
 
 static shmq_log *create(const char *target, uint32_t slot, uint64_t cap, uint32_t flags, uint32_t cursors) {
     shmq_log *l = NULL;

@@ -20,30 +20,6 @@
 #include "check.h"
 #include "msg.h"
 
-/* ---- targets, removed at exit ---- */
-
-#define MAX_TARGETS 64
-static char targets[MAX_TARGETS][256];
-static int n_targets = 0;
-
-static const char *new_target(const char *kind) {
-    static int counter = 0;
-    char *t = targets[n_targets++ % MAX_TARGETS];
-    if (strcmp(kind, "sysv") == 0) {
-        int32_t key = 0;
-        CHECK_STATUS(shmq_find_free_key(&key), SHMQ_OK);
-        snprintf(t, 256, "sysv:%d", key);
-    } else if (strcmp(kind, "file") == 0) {
-        snprintf(t, 256, "file:/tmp/shmq-ctest-%ld-%d", (long)getpid(), counter++);
-    } else {
-        snprintf(t, 256, "posix:shmq-ctest-%ld-%d", (long)getpid(), counter++);
-    }
-    return t;
-}
-
-static void remove_targets(void) {
-    for (int i = 0; i < n_targets && i < MAX_TARGETS; i++) shmq_target_unlink(targets[i]);
-}
 
 static shmq_queue *create(const char *target, uint32_t slot, uint64_t cap) {
     shmq_queue *q = NULL;
@@ -203,7 +179,7 @@ static void test_bare_targets(void) {
     char bare[64], hex[64];
     snprintf(bare, sizeof bare, "%d", key);
     snprintf(hex, sizeof hex, "sysv:0x%x", (unsigned)key);
-    snprintf(targets[n_targets++ % MAX_TARGETS], 256, "%s", hex);
+    remember_target(hex);
     shmq_queue *a = create(bare, 8, 2), *b = NULL;
     CHECK_STATUS(shmq_queue_open(hex, &b), SHMQ_OK);
     shmq_queue_free(b);
