@@ -310,6 +310,7 @@ impl Params {
             for i in 0..self.capacity {
                 let slot = base.add((self.slots_offset + i * self.slot_stride as u64) as usize)
                     as *const SlotHeader;
+                // Relaxed: published by the Release store of magic below.
                 (*slot).stamp.store(i << 1, crate::sync::Ordering::Relaxed);
             }
             // SYNC(publish-header): Release, pairs with the Acquire load of

@@ -828,6 +828,8 @@ impl Queue {
                     Err(cur) => h = cur,
                 }
             } else {
+                // Relaxed: coherence suffices; the Acquire stamp load above
+                // orders it after any release of position h (see below).
                 let cur = head.load(Ordering::Relaxed);
                 if cur != h {
                     h = cur; // another consumer moved on: retry there

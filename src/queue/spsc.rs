@@ -441,6 +441,8 @@ impl Queue {
                 Next::TimedOut => return Err(DequeueError::Timeout),
                 Next::Sleep => {
                     let h = self.region.header();
+                    // Relaxed: snapshots the sleep re-check compares against
+                    // after its barrier; a stale value only means a spare wakeup.
                     let seen_closed = self.control().closed.load(Ordering::Relaxed);
                     let seen_producer = self.control().producer.load(Ordering::Relaxed);
                     // Closed by a third party: the producer's acknowledgement may
