@@ -1250,10 +1250,16 @@ mod tests {
         assert!(q.is_closed());
         assert_eq!(q.enqueue_try(b"c"), Err(EnqueueError::Closed));
         assert_eq!(q.enqueue_shift(b"c"), Err(EnqueueError::Closed));
-        assert_eq!(q.enqueue_block(b"c", None), Err(EnqueueError::Closed));
+        assert_eq!(
+            q.enqueue_block(b"c", Some(Duration::from_secs(5))),
+            Err(EnqueueError::Closed)
+        );
         let mut buf = [0u8; 8];
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
-        assert_eq!(q.dequeue_block(&mut buf, None), Ok(1));
+        assert_eq!(
+            q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
+            Ok(1)
+        );
         assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
         assert_eq!(
             q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
