@@ -173,6 +173,11 @@ pub enum EnqueueError {
         /// The holder's process id.
         pid: u32,
     },
+    /// The segment's process table is full of live entries (every one of
+    /// its 256 entries is a live handle or a thread lane), so this thread
+    /// cannot announce a claim; nothing was done. Drop idle handles, or use
+    /// fewer threads per handle.
+    Busy,
     /// Shared memory holds an impossible value (another process wrote garbage).
     Corrupt {
         /// Which check failed.
@@ -200,6 +205,11 @@ pub enum DequeueError {
         /// The holder's process id.
         pid: u32,
     },
+    /// The segment's process table is full of live entries (every one of
+    /// its 256 entries is a live handle or a thread lane), so this thread
+    /// cannot announce a claim; nothing was done. Drop idle handles, or use
+    /// fewer threads per handle.
+    Busy,
     /// Shared memory holds an impossible value (another process wrote garbage).
     Corrupt {
         /// Which check failed.
@@ -222,6 +232,7 @@ impl fmt::Display for EnqueueError {
             EnqueueError::RoleTaken { pid } => {
                 write!(f, "this single-producer queue's producer is pid {pid}")
             }
+            EnqueueError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             EnqueueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
         }
     }
@@ -240,6 +251,7 @@ impl fmt::Display for DequeueError {
             DequeueError::RoleTaken { pid } => {
                 write!(f, "this single-consumer queue's consumer is pid {pid}")
             }
+            DequeueError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             DequeueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
         }
     }

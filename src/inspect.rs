@@ -73,6 +73,14 @@ pub struct Counters {
     pub tombstones: u64,
     /// Messages lost by subscribers that fell behind (fan-out log).
     pub lagged: u64,
+    /// Of `tombstones`: claims of dead producers or writes of dead
+    /// publishers, finished by crash recovery.
+    pub dead_claims: u64,
+    /// Messages delivered again because their consumer died before its
+    /// dequeue returned (work queue).
+    pub redelivered: u64,
+    /// Tombstones already passed by consumers (work queue).
+    pub skipped: u64,
     /// Whether `close()` was called.
     pub closed: bool,
 }
@@ -218,6 +226,9 @@ impl Inspector {
             discarded: h.stats.discarded.load(Ordering::Relaxed),
             tombstones: h.stats.tombstones.load(Ordering::Relaxed),
             lagged: h.stats.lagged.load(Ordering::Relaxed),
+            dead_claims: h.stats.dead_claims.load(Ordering::Relaxed),
+            redelivered: h.stats.redelivered.load(Ordering::Relaxed),
+            skipped: h.stats.skipped.load(Ordering::Relaxed),
             closed: h.control.closed.load(Ordering::Relaxed) != 0,
         }
     }
@@ -229,12 +240,26 @@ impl Inspector {
             return None;
         }
         let c = self.counters();
+        let pending = c.tombstones.saturating_sub(c.skipped);
         Some(QueueStats {
-            enqueued: c.tail.saturating_sub(c.tombstones),
-            dequeued: c.head.saturating_sub(c.discarded + c.tombstones),
+            enqueued: c
+                .tail
+                .saturating_sub(c.tombstones)
+                .saturating_sub(c.redelivered),
+            dequeued: c
+                .head
+                .saturating_sub(c.discarded)
+                .saturating_sub(c.skipped)
+                .saturating_sub(c.redelivered),
             discarded: c.discarded,
             tombstones: c.tombstones,
-            len: c.tail.saturating_sub(c.head).min(self.params.capacity),
+            dead_claims: c.dead_claims,
+            redelivered: c.redelivered,
+            len: c
+                .tail
+                .saturating_sub(c.head)
+                .min(self.params.capacity)
+                .saturating_sub(pending),
             capacity: self.params.capacity,
         })
     }

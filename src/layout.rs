@@ -4,7 +4,7 @@
 //! ```text
 //! 0      Header (1024 bytes): immutable line, then one 128-byte line each for
 //!        tail, head, control (closed flag) and statistics
-//! 1024   process table: PROC_SLOTS entries of 128 bytes
+//! 1024   process table: PROC_SLOTS entries of 128 bytes (handles and thread lanes)
 //! aux    kind-specific table (the fan-out log's cursors), aux_count entries
 //! slots  capacity slots of slot_stride bytes: SlotHeader then payload
 //! ```
@@ -19,12 +19,14 @@ use crate::Error;
 
 /// "SHMQSEG1" read as a little-endian integer: marks an initialised segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG1");
-/// The layout version this library writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The layout version this library writes and reads (2: a 256-entry process
+/// table of handles and thread lanes that announce their claims).
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of [`Header`], also the offset of the process table.
 pub const HEADER_SIZE: usize = 1024;
-/// Number of entries in the process table.
-pub const PROC_SLOTS: usize = 64;
+/// Number of entries in the process table: one per attached handle, plus
+/// one per (handle, thread) pair that claims positions.
+pub const PROC_SLOTS: usize = 256;
 /// Size of one process-table entry.
 pub const PROC_ENTRY_SIZE: usize = 128;
 /// Bytes of a slot before its payload.
@@ -96,10 +98,20 @@ pub const QUEUE_FLAG_SPSC: u64 = 1;
 pub struct Stats {
     /// Messages discarded by `enqueue_shift` to make room.
     pub discarded: AtomicU64,
-    /// Slots published as tombstones (claims abandoned by close or by a dead process).
+    /// Slots published as tombstones (claims abandoned by close or by a dead
+    /// process, padding published by crash recovery).
     pub tombstones: AtomicU64,
     /// Messages lost to subscribers that fell behind (fan-out log).
     pub lagged: AtomicU64,
+    /// Of `tombstones`: claims of dead producers (work queue) or writes of
+    /// dead publishers (log) that crash recovery turned into tombstones.
+    pub dead_claims: AtomicU64,
+    /// Work queue: messages whose consumer died before its dequeue returned,
+    /// delivered again (each is also counted twice in `tail`).
+    pub redelivered: AtomicU64,
+    /// Work queue: tombstones passed by consumers (or by `enqueue_shift`),
+    /// so `tombstones - skipped` are still in the ring.
+    pub skipped: AtomicU64,
 }
 
 /// The segment header. Immutable fields first, then the hot lines.
@@ -161,18 +173,60 @@ const _: () = assert!(core::mem::offset_of!(Header, stats) == 512);
 /// The bytes covered by [`Header::checksum`].
 const CHECKSUM_RANGE: core::ops::Range<usize> = 8..96;
 
-/// One process attached to a segment.
+/// One entry of the process table: an attached handle, or a thread lane (one
+/// thread of one handle announcing the positions it claims).
+///
+/// An entry is taken by a CAS of `pid` from 0 (then its identity words are
+/// written), and freed by its owner, or by a reaper once its owner is dead
+/// (the reaper first CASes `pid` to [`PID_REAPING`], so that two reapers or
+/// a reaper and a new owner never interleave).
 #[repr(C, align(128))]
 pub struct ProcEntry {
-    /// 0 when free; otherwise the pid of the attached process.
+    /// 0 when free, [`PID_REAPING`] while being reaped; otherwise the pid of the owner.
     pub pid: AtomicU32,
-    /// Attachment role bits (reserved).
-    pub role: AtomicU32,
-    /// The process's start time in clock ticks since boot (tells pid reuse apart).
+    /// [`ENTRY_HANDLE`] or [`ENTRY_LANE`].
+    pub kind: AtomicU32,
+    /// The owner's start time in clock ticks since boot (tells pid reuse apart).
     pub start_time: AtomicU64,
-    /// Position the process is claiming, plus one; 0 when none (for recovery).
-    pub intent: AtomicU64,
+    /// The owner's pid namespace (inode of `/proc/self/ns/pid`; 0 unknown).
+    pub pid_ns: AtomicU64,
+    /// Bumped each time the entry is taken: a role token names (index, gen),
+    /// so a token outlives neither its owner nor the entry's reuse.
+    pub gen: AtomicU64,
+    /// The claim this lane is making: [`CLAIM_PRODUCE`] or [`CLAIM_CONSUME`]
+    /// or-ed with the position; 0 when none. Written before the claiming CAS
+    /// and cleared after the claimed step is complete, so a position that
+    /// was claimed but never completed is named by its owner's lane.
+    pub claim: AtomicU64,
+    /// What the lane's thread sleeps on: [`SLEEP_SLOT`] or [`SLEEP_CURSOR`]
+    /// or-ed with the index; 0 when awake. `close` wakes these.
+    pub sleeping_on: AtomicU64,
+    /// Handles of single-producer queues: how many of this handle's
+    /// sleepers are counted in `Control::sleepers` (recovered when it dies).
+    pub spsc_sleeping: AtomicU32,
+    /// The owning thread's id (display only).
+    pub tid: AtomicU32,
 }
+
+/// [`ProcEntry::pid`] of an entry being reaped.
+pub const PID_REAPING: u32 = u32::MAX;
+/// [`ProcEntry::kind`]: an attached handle.
+pub const ENTRY_HANDLE: u32 = 1;
+/// [`ProcEntry::kind`]: a thread lane of a handle.
+pub const ENTRY_LANE: u32 = 2;
+/// [`ProcEntry::claim`] tag: producing (enqueue, publish) at the position.
+pub const CLAIM_PRODUCE: u64 = 1 << 62;
+/// [`ProcEntry::claim`] tag: consuming (dequeue) at the position.
+pub const CLAIM_CONSUME: u64 = 2 << 62;
+/// [`ProcEntry::claim`]: the position bits.
+pub const CLAIM_POS: u64 = (1 << 62) - 1;
+/// Largest position shmq accepts (claims name positions in 62 bits); a
+/// position beyond it in shared memory is corrupt.
+pub const MAX_POSITION: u64 = CLAIM_POS;
+/// [`ProcEntry::sleeping_on`] tag: a slot index.
+pub const SLEEP_SLOT: u64 = 1 << 62;
+/// [`ProcEntry::sleeping_on`] tag: a cursor entry index (the log).
+pub const SLEEP_CURSOR: u64 = 2 << 62;
 
 const _: () = assert!(core::mem::size_of::<ProcEntry>() == PROC_ENTRY_SIZE);
 
@@ -192,8 +246,14 @@ const _: () = assert!(core::mem::size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
 
 /// Stamp bit set by a process sleeping on the slot's futex word.
 pub const STAMP_WAITER: u64 = 1;
+/// Work-queue stamp bit: the published position carries no message (set by
+/// crash recovery, which must not write the fields of a slot it does not own).
+pub const STAMP_TOMB: u64 = 1 << 63;
 /// Slot flag: the position holds no message and is skipped by consumers.
 pub const SLOT_TOMBSTONE: u32 = 1;
+/// Slot flag: the message was delivered again, its first consumer having
+/// died before its dequeue returned.
+pub const SLOT_REDELIVERED: u32 = 2;
 
 /// The immutable parameters of a segment, validated and copied into the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,12 +26,15 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[macro_use]
+pub mod failpoint;
 pub mod capi;
 mod error;
 pub mod inspect;
 pub mod layout;
 pub mod liveness;
 pub mod log;
+mod procs;
 mod queue;
 mod region;
 pub mod segment;
@@ -44,6 +47,6 @@ pub use log::{
     CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, RecvError, Start,
     Subscriber,
 };
-pub use queue::{Consumer, Producer, Queue, QueueConfig, QueueStats};
+pub use queue::{Consumer, Producer, Queue, QueueConfig, QueueStats, StuckClaim};
 pub use segment::{find_free_key, Segment, Target};
 pub use wait::WaitStrategy;

@@ -1,25 +1,153 @@
-//! Who is attached to a segment, and whether they are still alive.
+//! Who is attached to a segment, and whether they are still alive: the one
+//! liveness mechanism every part of shmq uses (process table, thread lanes,
+//! single-producer roles, log cursors, the cursor table's lock, sleepers and
+//! claims).
 //!
-//! Each handle registers its process in the segment's process table (pid plus
-//! start time, so a reused pid is told apart) and clears its entry on drop.
-//! Entries of processes that died without clearing are reaped when the table
-//! fills up, and shown as dead by `shmq stat`.
+//! # The mechanism: pid, start time and pid namespace
+//!
+//! Every entry of the process table names its owner by pid, the process's
+//! start time (clock ticks since boot, `/proc/PID/stat` field 22) and its pid
+//! namespace (the inode of `/proc/self/ns/pid`). [`judge`] says:
+//!
+//! - **dead** when the pid does not exist (`/proc/PID` is gone and
+//!   `kill(pid, 0)` says `ESRCH`), when it exists with another start time
+//!   (the pid was reused), or when it is a zombie (`Z`) or being reaped
+//!   (`X`): a zombie has run its last instruction, so whatever it left
+//!   half-done will never be finished;
+//! - **alive** when the pid exists with the same start time and is not a
+//!   zombie, *whatever its state*: a process stopped by SIGSTOP, a debugger
+//!   or a long page-in is alive, and is never taken for dead;
+//! - **unknown** when it cannot tell: the entry belongs to another pid
+//!   namespace (its pid means nothing here), `/proc` is not mounted, or the
+//!   process exists but its `/proc` entry is hidden (`hidepid`). Unknown is
+//!   treated as alive everywhere: nothing of an unknown process is ever
+//!   recovered, and `shmq stat` says "unknown".
+//!
+//! Why this and not a lock the kernel drops on exit: the kernel's robust
+//! futex list belongs to the C library (glibc keeps its own per thread, and
+//! a second registration would silently replace it), an OFD lock needs a file
+//! descriptor that a SysV segment does not have, and a pidfd cannot be shared
+//! through memory. Pid plus start time needs nothing but `/proc`, works on
+//! every backing, and the start time tells a reused pid apart (a pid cannot
+//! cycle through the whole pid space within one 10 ms clock tick).
+//!
+//! What it cannot see: processes in *different* pid namespaces sharing a
+//! segment (containers sharing `/dev/shm` or an IPC namespace without
+//! sharing a pid namespace). Their entries are "unknown": they work, but a
+//! crash of theirs is not recovered by processes of another namespace. Run
+//! such containers with a shared pid namespace (`--pid=host`, or a pod's
+//! shared process namespace) to get crash recovery across them.
 
 use crate::layout::ProcEntry;
 use crate::sync::Ordering;
 
-/// The start time of process `pid`, in clock ticks since boot
-/// (`/proc/PID/stat`, field 22); `None` if it does not exist.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields resume after its ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// What [`judge`] found out about the owner of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    /// Running (or stopped, or being debugged): never recovered from.
+    Alive,
+    /// Gone, a zombie, or its pid now names another process.
+    Dead,
+    /// Cannot be told from here (another pid namespace, no `/proc`): treated as alive.
+    Unknown,
 }
 
-/// Whether the process `pid` that started at `start` is still running.
+impl Life {
+    /// Whether the owner must be treated as dead (only when known to be).
+    pub fn is_dead(self) -> bool {
+        self == Life::Dead
+    }
+}
+
+/// What `/proc/PID/stat` says of a pid.
+enum Stat {
+    Missing,
+    Unreadable,
+    Found { start: u64, state: u8 },
+}
+
+fn read_stat(pid: u32) -> Stat {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The command name (field 2) may hold spaces and parentheses;
+            // fields resume after its last ')'.
+            let Some(close) = stat.rfind(')') else {
+                return Stat::Unreadable;
+            };
+            let mut fields = stat[close + 1..].split_whitespace();
+            let state = fields.next().and_then(|s| s.bytes().next());
+            // Field 3 is the state; field 22 the start time (19 further on).
+            let start = fields.nth(18).and_then(|s| s.parse().ok());
+            match (state, start) {
+                (Some(state), Some(start)) => Stat::Found { start, state },
+                _ => Stat::Unreadable,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stat::Missing,
+        Err(_) => Stat::Unreadable,
+    }
+}
+
+/// Whether a pid exists at all, by `kill(pid, 0)` (a pid we may not signal exists too).
+fn pid_exists(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks existence and permission; pid is a
+    // positive pid_t (checked by the caller), so this is never kill(-1, 0).
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The start time of process `pid`, in clock ticks since boot
+/// (`/proc/PID/stat`, field 22); `None` if it cannot be read.
+pub fn start_time(pid: u32) -> Option<u64> {
+    match read_stat(pid) {
+        Stat::Found { start, .. } => Some(start),
+        _ => None,
+    }
+}
+
+/// The inode of this process's pid namespace (`/proc/self/ns/pid`), 0 if unknown.
+pub fn own_pid_namespace() -> u64 {
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|p| {
+                let s = p.to_string_lossy().into_owned();
+                s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .unwrap_or(0)
+    })
+}
+
+/// Judges the owner named by `pid`, `start` (its start time) and `ns` (its
+/// pid namespace inode, 0 if it did not know its own).
+pub fn judge(pid: u32, start: u64, ns: u64) -> Life {
+    if pid == 0 || pid > i32::MAX as u32 {
+        // No process has this pid: garbage, or nobody.
+        return Life::Dead;
+    }
+    let own_ns = own_pid_namespace();
+    if ns != 0 && own_ns != 0 && ns != own_ns {
+        return Life::Unknown;
+    }
+    match read_stat(pid) {
+        Stat::Found { start: s, state } => {
+            if s != start || state == b'Z' || state == b'X' {
+                Life::Dead
+            } else {
+                Life::Alive
+            }
+        }
+        Stat::Missing if !pid_exists(pid) => Life::Dead,
+        // It exists but /proc hides it (hidepid), or /proc is not mounted.
+        Stat::Missing | Stat::Unreadable => Life::Unknown,
+    }
+}
+
+/// Whether the process `pid` that started at `start` (in this pid namespace)
+/// must be treated as alive: [`judge`] said alive or unknown.
 pub fn is_alive(pid: u32, start: u64) -> bool {
-    start_time(pid) == Some(start)
+    !judge(pid, start, 0).is_dead()
 }
 
 /// This process's start time, cached per pid: a child forked without exec
@@ -34,39 +162,18 @@ pub(crate) fn own_start_time() -> u64 {
     cache.1
 }
 
-/// Claims a free entry for this process; reaps dead entries if none is free.
-/// Returns `None` when the table is full of live processes (the handle still
-/// works, it is just not listed).
-pub(crate) fn register(table: &[ProcEntry]) -> Option<usize> {
-    let pid = std::process::id();
-    let start = own_start_time();
-    for pass in 0..2 {
-        for (i, entry) in table.iter().enumerate() {
-            let cur = entry.pid.load(Ordering::Relaxed);
-            let free =
-                cur == 0 || (pass == 1 && !is_alive(cur, entry.start_time.load(Ordering::Relaxed)));
-            if free
-                // SYNC(proc-claim): AcqRel, pairs with the Release store in
-                // `unregister` and with other claimers of the same entry.
-                && entry.pid.compare_exchange(cur, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-            {
-                // Relaxed: start_time is informational; readers tolerate a
-                // momentary mismatch (they see a "dead" entry for a moment).
-                entry.start_time.store(start, Ordering::Relaxed);
-                entry.intent.store(0, Ordering::Relaxed);
-                return Some(i);
-            }
-        }
-    }
-    None
-}
-
-/// Clears this process's entry.
-pub(crate) fn unregister(entry: &ProcEntry) {
-    // SYNC(proc-claim): Release, pairs with the AcqRel claim in `register`.
-    let _ = entry
-        .pid
-        .compare_exchange(std::process::id(), 0, Ordering::Release, Ordering::Relaxed);
+/// Judges the owner of a process-table entry (dead if the entry is free).
+pub(crate) fn judge_entry(entry: &ProcEntry) -> Life {
+    // SYNC(proc-claim): Acquire, pairs with the Release that freed the
+    // entry. Identity words are written by a new owner right after its CAS
+    // on pid: a torn view judges a just-taken entry "dead" while its claim
+    // word is still 0 (it names nothing), or judges it by its new owner.
+    let pid = entry.pid.load(Ordering::Acquire);
+    judge(
+        pid,
+        entry.start_time.load(Ordering::Relaxed),
+        entry.pid_ns.load(Ordering::Relaxed),
+    )
 }
 
 /// One process listed in a segment's process table.
@@ -74,20 +181,24 @@ pub(crate) fn unregister(entry: &ProcEntry) {
 pub struct Attached {
     /// Its process id.
     pub pid: u32,
-    /// Whether it is still running (by pid and start time).
+    /// Whether it is still running (by pid, start time and pid namespace;
+    /// a process that cannot be judged from here counts as alive).
     pub alive: bool,
 }
 
-/// The processes listed in a table.
+/// The processes listed in a table, one row per process.
 pub(crate) fn list(table: &[ProcEntry]) -> Vec<Attached> {
-    table
-        .iter()
-        .filter_map(|e| {
-            let pid = e.pid.load(Ordering::Relaxed);
-            (pid != 0).then(|| Attached {
-                pid,
-                alive: is_alive(pid, e.start_time.load(Ordering::Relaxed)),
-            })
-        })
-        .collect()
+    let mut out: Vec<Attached> = Vec::new();
+    for e in table {
+        // Relaxed: a snapshot for display.
+        let pid = e.pid.load(Ordering::Relaxed);
+        if pid == 0 || out.iter().any(|a| a.pid == pid) {
+            continue;
+        }
+        out.push(Attached {
+            pid,
+            alive: !judge_entry(e).is_dead(),
+        });
+    }
+    out
 }

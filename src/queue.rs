@@ -20,16 +20,28 @@
 //! publish tombstones, and crash recovery can publish them for claims a dead
 //! process left half-done.
 
+mod recover;
 mod spsc;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::layout::{
-    Params, QueueKind, SlotHeader, QUEUE_FLAG_SPSC, SLOT_HEADER_SIZE, SLOT_TOMBSTONE, STAMP_WAITER,
+    Params, QueueKind, SlotHeader, CLAIM_CONSUME, CLAIM_PRODUCE, MAX_POSITION, QUEUE_FLAG_SPSC,
+    SLEEP_SLOT, SLOT_HEADER_SIZE, SLOT_TOMBSTONE, STAMP_TOMB, STAMP_WAITER,
 };
 use crate::liveness::{self, Attached};
+use crate::procs::{self, Announce};
 use crate::region::Region;
+use recover::{RecoverGate, IDLE_CHECK, RECOVER_EVERY};
+
+pub use recover::StuckClaim;
+
+/// The position a work-queue stamp names (without the waiter and tombstone bits).
+#[inline]
+fn stamp_pos(stamp: u64) -> u64 {
+    (stamp & !STAMP_TOMB) >> 1
+}
 use crate::sync::Ordering;
 use crate::wait::{self, Backoff, Next, WaitStrategy};
 use crate::{DequeueError, EnqueueError, Error, Target};
@@ -119,8 +131,14 @@ pub struct QueueStats {
     pub dequeued: u64,
     /// Messages discarded by `enqueue_shift` to make room.
     pub discarded: u64,
-    /// Positions that carried no message (claims abandoned by close or crash).
+    /// Positions that carried no message (claims abandoned by close or
+    /// crash, padding written by crash recovery).
     pub tombstones: u64,
+    /// Of `tombstones`: claims of producers that died before publishing.
+    pub dead_claims: u64,
+    /// Messages delivered again because their consumer died before its
+    /// dequeue returned (the application never saw them).
+    pub redelivered: u64,
     /// Messages waiting now.
     pub len: u64,
     /// Number of slots.
@@ -154,6 +172,8 @@ pub struct Queue {
     wait: WaitStrategy,
     /// Single-producer/single-consumer queues: the roles this handle holds.
     roles: Option<Box<Roles>>,
+    /// Rate limit of crash-recovery checks.
+    gate: RecoverGate,
 }
 
 /// Which end of a single-producer/single-consumer queue.
@@ -233,6 +253,7 @@ impl Queue {
             },
             wait: WaitStrategy::default(),
             roles: (p.flags & QUEUE_FLAG_SPSC != 0).then(Box::default),
+            gate: RecoverGate::new(),
             region,
         }
     }
@@ -374,15 +395,20 @@ impl Queue {
         liveness::list(self.region.procs())
     }
 
+    /// The slot index of position `pos`.
     #[inline]
-    fn slot(&self, pos: u64) -> &SlotHeader {
-        let index = if self.mask != 0 {
+    fn index(&self, pos: u64) -> u64 {
+        if self.mask != 0 {
             pos & self.mask
         } else {
             pos % self.capacity
-        };
+        }
+    }
+
+    #[inline]
+    fn slot(&self, pos: u64) -> &SlotHeader {
         // SAFETY: index < capacity by construction.
-        unsafe { self.region.slot(index) }
+        unsafe { self.region.slot(self.index(pos)) }
     }
 
     #[inline]
@@ -409,36 +435,19 @@ impl Queue {
         let tail = h.tail.value.load(Ordering::Relaxed);
         let head = h.head.value.load(Ordering::Relaxed);
         let positions = tail.saturating_sub(head).min(self.capacity);
-        (positions - self.pending_tombstones(head, positions)) as usize
+        positions.saturating_sub(self.pending_tombstones()) as usize
     }
 
-    /// Published tombstones among the `positions` positions from `head`,
-    /// not yet skipped by a consumer. They are not messages waiting: after
-    /// `close()`, a producer that claimed a position after the consumers saw
-    /// the queue drained publishes a tombstone that no consumer will ever
-    /// skip. Scanned only on a closed queue that has tombstones.
-    fn pending_tombstones(&self, head: u64, positions: u64) -> u64 {
-        // Relaxed: a statistic; only decides whether to scan.
-        let any = self
-            .region
-            .header()
-            .stats
-            .tombstones
-            .load(Ordering::Relaxed)
-            != 0;
-        if !any || !self.closed() {
+    /// Published tombstones not yet skipped by a consumer (they are not
+    /// messages waiting). Counted, never scanned for.
+    fn pending_tombstones(&self) -> u64 {
+        if self.roles.is_some() {
             return 0;
         }
-        (head..head + positions)
-            .filter(|&pos| {
-                let slot = self.slot(pos);
-                // SYNC(slot-publish): Acquire, pairs with the Release swap in
-                // `publish`: the flags read next were written before it.
-                let published = slot.stamp.load(Ordering::Acquire) >> 1 == pos + 1;
-                // Relaxed: ordered by the Acquire above; a snapshot.
-                published && slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0
-            })
-            .count() as u64
+        let s = &self.region.header().stats;
+        // Relaxed: statistics.
+        let published = s.tombstones.load(Ordering::Relaxed);
+        published.saturating_sub(s.skipped.load(Ordering::Relaxed))
     }
 
     /// Whether no message is waiting.
@@ -446,7 +455,12 @@ impl Queue {
         self.len() == 0
     }
 
-    /// Counters: enqueued, dequeued, discarded by shift, tombstones, length.
+    /// Counters: enqueued, dequeued, discarded by shift, tombstones, length,
+    /// and what crash recovery did (claims of dead producers, messages of
+    /// dead consumers delivered again).
+    ///
+    /// Counters count completed operations: a claim that a producer has not
+    /// published yet (or never will: it died) is not counted as enqueued.
     ///
     /// # Examples
     /// ```
@@ -464,36 +478,66 @@ impl Queue {
         let head = h.head.value.load(Ordering::Relaxed);
         let discarded = h.stats.discarded.load(Ordering::Relaxed);
         let tombstones = h.stats.tombstones.load(Ordering::Relaxed);
+        let skipped = h.stats.skipped.load(Ordering::Relaxed);
+        let redelivered = h.stats.redelivered.load(Ordering::Relaxed);
+        let dead_claims = h.stats.dead_claims.load(Ordering::Relaxed);
+        let unpublished = if self.roles.is_some() {
+            0
+        } else {
+            self.claims().iter().filter(|c| c.producing).count() as u64
+        };
         let positions = tail.saturating_sub(head).min(self.capacity);
-        let pending = self.pending_tombstones(head, positions);
-        // Head has passed every tombstone but the pending ones.
-        let skipped = tombstones.saturating_sub(pending);
         QueueStats {
-            enqueued: tail.saturating_sub(tombstones),
-            dequeued: head.saturating_sub(discarded + skipped),
+            enqueued: tail
+                .saturating_sub(tombstones)
+                .saturating_sub(redelivered)
+                .saturating_sub(unpublished),
+            dequeued: head
+                .saturating_sub(discarded)
+                .saturating_sub(skipped)
+                .saturating_sub(redelivered),
             discarded,
             tombstones,
-            len: positions - pending,
+            dead_claims,
+            redelivered,
+            len: positions
+                .saturating_sub(tombstones.saturating_sub(skipped))
+                .saturating_sub(unpublished),
             capacity: self.capacity,
         }
     }
 
     // ---- producing ----
 
-    /// Claims the next producer position, or says why not.
+    /// The calling thread's lane, in which it announces its claims.
     #[inline]
-    fn claim_tail(&self) -> Result<(u64, &SlotHeader), EnqueueError> {
+    fn announce(&self) -> Option<Announce<'_>> {
+        self.region.lane().map(|lane| Announce::new(Some(lane)))
+    }
+
+    /// Claims the next producer position, or says why not. The claim is
+    /// announced in `ann` before the claiming CAS (see [`crate::procs`]).
+    #[inline]
+    fn claim_tail(&self, ann: &Announce<'_>) -> Result<(u64, &SlotHeader), EnqueueError> {
         let tail = &self.region.header().tail.value;
         // Relaxed: only a first guess; the stamp and the CAS decide.
         let mut t = tail.load(Ordering::Relaxed);
         loop {
+            if t > MAX_POSITION {
+                return Err(EnqueueError::Corrupt {
+                    detail: format!("tail {t} is beyond the largest position"),
+                });
+            }
             let slot = self.slot(t);
             // SYNC(slot-free): Acquire, pairs with the Release swap in
             // `release`: the last consumer's copy-out is done before we write.
-            let s = slot.stamp.load(Ordering::Acquire) >> 1;
+            let s = stamp_pos(slot.stamp.load(Ordering::Acquire));
             if s == t {
+                ann.set(CLAIM_PRODUCE, t);
                 // SYNC(claim-close): SeqCst, ordered against the store of
                 // `closed` and the consumer's load of tail in `drained`.
+                // SYNC(claim-announce): its release half publishes the
+                // announcement above to recoverers that Acquire tail.
                 match tail.compare_exchange_weak(t, t + 1, Ordering::SeqCst, Ordering::Relaxed) {
                     Ok(_) => return Ok((t, slot)),
                     Err(cur) => t = cur,
@@ -526,6 +570,7 @@ impl Queue {
         // the payload area holds slot_size >= msg.len() bytes inside the
         // validated slot array; no one else touches it until the swap below.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        failpoint!("queue-publish");
         // SYNC(slot-publish): Release, pairs with the Acquire stamp load in
         // `claim_head`. The swap also reads the waiter bit (see crate::wait).
         let old = slot.stamp.swap((pos + 1) << 1, Ordering::Release);
@@ -556,7 +601,15 @@ impl Queue {
                 .with_role(Side::Producer, |role| self.spsc_enqueue(role, msg))
                 .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
         }
-        self.mpmc_enqueue_try(msg)
+        match self.mpmc_enqueue_try(msg) {
+            Err(EnqueueError::Full) => {
+                if self.recovery_due(false) {
+                    self.recover_producer_side()?;
+                }
+                Err(EnqueueError::Full)
+            }
+            other => other,
+        }
     }
 
     #[inline]
@@ -570,21 +623,25 @@ impl Queue {
         if self.closed() {
             return Err(EnqueueError::Closed);
         }
-        let (pos, slot) = self.claim_tail()?;
+        let ann = self.announce().ok_or(EnqueueError::Busy)?;
+        let (pos, slot) = self.claim_tail(&ann)?;
+        failpoint!("queue-produce-claimed");
         if self.closed() {
             // Closed after our check: the position is ours and must be
             // published, but as a tombstone, so drained consumers stay right.
             self.publish(pos, slot, &[], SLOT_TOMBSTONE);
-            // Relaxed: a statistic.
-            self.region
-                .header()
-                .stats
-                .tombstones
-                .fetch_add(1, Ordering::Relaxed);
+            self.count(&self.region.header().stats.tombstones, 1);
             return Err(EnqueueError::Closed);
         }
         self.publish(pos, slot, msg, 0);
+        failpoint!("queue-produce-published");
         Ok(())
+    }
+
+    /// Adds `n` to a statistics counter.
+    fn count(&self, counter: &crate::sync::AtomicU64, n: u64) {
+        // Relaxed: a statistic.
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Enqueues `msg`, waiting while the queue is full, up to `timeout`
@@ -624,6 +681,9 @@ impl Queue {
                 Next::Retry => {}
                 Next::TimedOut => return Err(EnqueueError::Timeout),
                 Next::Sleep => {
+                    if self.recovery_due(true) && self.recover_producer_side()? {
+                        continue;
+                    }
                     // Relaxed: a guess; the stamp read decides.
                     let t = self.region.header().tail.value.load(Ordering::Relaxed);
                     let slot = self.slot(t);
@@ -632,18 +692,31 @@ impl Queue {
                     // Sleep only while slot `t` holds an older lap: its
                     // release wakes us. A later stamp means `t` was stale
                     // (another producer took it): retry, do not wait for
-                    // that slot to come round again.
-                    if (s >> 1) < t {
-                        wait::sleep_on_stamp(
-                            &slot.stamp,
-                            s,
-                            Some(&self.region.header().control.closed),
-                            backoff.remaining(),
-                        );
+                    // that slot to come round again. The sleep is bounded:
+                    // the slot's holder may have died.
+                    if stamp_pos(s) < t {
+                        self.sleep_on(t, s, backoff.remaining(), RECOVER_EVERY);
                     }
                 }
             }
         }
+    }
+
+    /// Sleeps on the stamp of the slot of position `pos` while it holds
+    /// `seen`, at most `remaining` and `cap`, announcing the sleep in the
+    /// thread's lane so that `close` can find it.
+    fn sleep_on(&self, pos: u64, seen: u64, remaining: Option<Duration>, cap: Duration) {
+        let slot = self.slot(pos);
+        let ann = Announce::new(self.region.lane());
+        ann.sleeping(procs::sleep_slot(self.index(pos)));
+        let bound = if ann.has_lane() { cap } else { Duration::from_millis(1) };
+        wait::sleep_on_stamp(
+            &slot.stamp,
+            seen,
+            Some(&self.region.header().control.closed),
+            Some(remaining.map_or(bound, |r| r.min(bound))),
+        );
+        ann.sleeping(0);
     }
 
     /// Enqueues `msg`; when the queue is full, discards the oldest message to
@@ -684,16 +757,19 @@ impl Queue {
             // SYNC(slot-publish): Acquire, pairs with the Release swap in
             // `publish`: the oldest message's writes are done before ours.
             let s = slot.stamp.load(Ordering::Acquire);
-            if t >= self.capacity && s >> 1 == oldest + 1 {
-                // Relaxed: the claim needs atomicity only (as in `claim_head`);
-                // it fails if a consumer took the oldest first.
+            if t >= self.capacity && stamp_pos(s) == oldest + 1 {
+                let ann = self.announce().ok_or(EnqueueError::Busy)?;
+                ann.set(CLAIM_CONSUME, oldest);
+                // SYNC(claim-announce): Release, publishes the announcement
+                // to recoverers that Acquire head; atomicity decides the claim,
+                // which fails if a consumer took the oldest first.
                 if hdr
                     .head
                     .value
-                    .compare_exchange(oldest, oldest + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(oldest, oldest + 1, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return self.replace_oldest(t, slot, msg);
+                    return self.replace_oldest(t, slot, msg, &ann);
                 }
             }
             match backoff.next() {
@@ -703,13 +779,8 @@ impl Queue {
                     // Sleep only while slot `t` still holds an older lap (its
                     // consumer or producer is mid-operation); it wakes us
                     // when it swaps the stamp.
-                    if (s >> 1) < t {
-                        wait::sleep_on_stamp(
-                            &slot.stamp,
-                            s,
-                            Some(&hdr.control.closed),
-                            backoff.remaining(),
-                        );
+                    if stamp_pos(s) < t {
+                        self.sleep_on(t, s, backoff.remaining(), RECOVER_EVERY);
                     }
                 }
             }
@@ -724,15 +795,23 @@ impl Queue {
     /// Second half of `enqueue_shift`: this process has claimed position
     /// `t - capacity` (the oldest message, in slot `t`) from the consumers.
     /// Moves tail past `t` and writes `msg` into that slot as position `t`.
-    fn replace_oldest(&self, t: u64, slot: &SlotHeader, msg: &[u8]) -> Result<u64, EnqueueError> {
+    fn replace_oldest(
+        &self,
+        t: u64,
+        slot: &SlotHeader,
+        msg: &[u8],
+        ann: &Announce<'_>,
+    ) -> Result<u64, EnqueueError> {
         let hdr = self.region.header();
         // Relaxed: ordered after the Acquire stamp load in `enqueue_shift`;
         // the slot cannot change while we own its position.
-        let was_message = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE == 0;
-        if was_message {
-            // Relaxed: a statistic.
-            hdr.stats.discarded.fetch_add(1, Ordering::Relaxed);
-        }
+        let was_message = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE == 0
+            // Relaxed: as above.
+            && slot.stamp.load(Ordering::Relaxed) & STAMP_TOMB == 0;
+        failpoint!("queue-shift-claimed-oldest");
+        // From here the claim is on `t`: a recoverer that finds slot `t`
+        // holding the oldest message unreleased checks both positions.
+        ann.set(CLAIM_PRODUCE, t);
         // No producer can claim `t` while its slot's stamp reads the oldest
         // position, so tail still reads `t`.
         // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
@@ -754,11 +833,17 @@ impl Queue {
                 detail: format!("tail moved past {t} while its slot was held"),
             });
         }
+        if was_message {
+            self.count(&hdr.stats.discarded, 1);
+        } else {
+            // The oldest was a tombstone: it is skipped here, not by a consumer.
+            self.count(&hdr.stats.skipped, 1);
+        }
+        failpoint!("queue-shift-claimed-tail");
         if self.closed() {
             // As in `enqueue_try`: consumers may have seen the queue drained.
             self.publish(t, slot, &[], SLOT_TOMBSTONE);
-            // Relaxed: a statistic.
-            hdr.stats.tombstones.fetch_add(1, Ordering::Relaxed);
+            self.count(&hdr.stats.tombstones, 1);
             return Err(EnqueueError::Closed);
         }
         self.publish(t, slot, msg, 0);
@@ -776,12 +861,7 @@ impl Queue {
                     match self.spsc_enqueue(role, msg) {
                         Err(EnqueueError::Full) if self.spsc_discard(consumer) => {
                             discarded += 1;
-                            // Relaxed: a statistic.
-                            self.region
-                                .header()
-                                .stats
-                                .discarded
-                                .fetch_add(1, Ordering::Relaxed);
+                            self.count(&self.region.header().stats.discarded, 1);
                         }
                         other => return other.map(|()| discarded),
                     }
@@ -795,28 +875,32 @@ impl Queue {
     // ---- consuming ----
 
     /// Claims the next consumer position if it holds a message of at most
-    /// `room` bytes (or a tombstone).
+    /// `room` bytes (or a tombstone), announcing the claim in `ann`.
     #[inline]
-    fn claim_head(&self, room: usize) -> Result<Claim<'_>, DequeueError> {
+    fn claim_head(&self, room: usize, ann: &Announce<'_>) -> Result<Claim<'_>, DequeueError> {
         let head = &self.region.header().head.value;
         // Relaxed: only a first guess; the stamp and the CAS decide.
         let mut h = head.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(h);
             // SYNC(slot-publish): Acquire, pairs with the Release swap in `publish`.
-            let s = slot.stamp.load(Ordering::Acquire) >> 1;
+            let raw = slot.stamp.load(Ordering::Acquire);
+            let s = stamp_pos(raw);
             let ready = h.wrapping_add(1);
             if s == ready {
                 // Relaxed: ordered after the publish by the Acquire above; the
                 // slot cannot change until position h is claimed and released.
                 let len = slot.len.load(Ordering::Relaxed) as usize;
-                let tombstone = slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
+                let tombstone = raw & STAMP_TOMB != 0
+                    || slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
                 if !tombstone && len <= self.slot_size && len > room {
                     return Err(DequeueError::BufferTooSmall { needed: len });
                 }
-                // Relaxed: the claim needs atomicity only; the payload was
-                // ordered by the Acquire stamp load above.
-                match head.compare_exchange_weak(h, ready, Ordering::Relaxed, Ordering::Relaxed) {
+                ann.set(CLAIM_CONSUME, h);
+                // SYNC(claim-announce): Release, publishes the announcement
+                // to recoverers that Acquire head. The payload was ordered
+                // by the Acquire stamp load above.
+                match head.compare_exchange_weak(h, ready, Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => {
                         return Ok(Claim {
                             pos: h,
@@ -900,14 +984,33 @@ impl Queue {
                 .with_role(Side::Consumer, |role| self.spsc_dequeue(role, buf))
                 .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
         }
-        self.mpmc_dequeue_try(buf)
+        loop {
+            match self.mpmc_dequeue_try(buf) {
+                Err(DequeueError::Empty) if self.recovery_due(false) => {
+                    if !self.recover_consumer_side()? {
+                        return Err(DequeueError::Empty);
+                    }
+                }
+                Err(DequeueError::Closed) => {
+                    // Closed and drained, unless a dead consumer left a
+                    // message unreleased: that one is delivered again.
+                    if !self.recover_orphans()? {
+                        return Err(DequeueError::Closed);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     #[inline]
     fn mpmc_dequeue_try(&self, buf: &mut [u8]) -> Result<usize, DequeueError> {
+        let ann = self.announce().ok_or(DequeueError::Busy)?;
         loop {
-            let claim = self.claim_head(buf.len())?;
+            let claim = self.claim_head(buf.len(), &ann)?;
+            failpoint!("queue-consume-claimed");
             if claim.tombstone {
+                self.count(&self.region.header().stats.skipped, 1);
                 self.release(&claim);
                 continue;
             }
@@ -930,6 +1033,7 @@ impl Queue {
                     claim.len,
                 )
             };
+            failpoint!("queue-consume-copied");
             self.release(&claim);
             return Ok(claim.len);
         }
@@ -975,14 +1079,24 @@ impl Queue {
         loop {
             match self.mpmc_dequeue_try(buf) {
                 Err(DequeueError::Empty) => {}
+                Err(DequeueError::Closed) => {
+                    if self.recover_orphans()? {
+                        continue;
+                    }
+                    return Err(DequeueError::Closed);
+                }
                 other => return other,
             }
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => return Err(DequeueError::Timeout),
                 Next::Sleep => {
+                    if self.recovery_due(true) && self.recover_consumer_side()? {
+                        continue;
+                    }
+                    let hdr = self.region.header();
                     // Relaxed: a guess; the stamp read decides.
-                    let h = self.region.header().head.value.load(Ordering::Relaxed);
+                    let h = hdr.head.value.load(Ordering::Relaxed);
                     let slot = self.slot(h);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
@@ -990,13 +1104,15 @@ impl Queue {
                     // slot `h`: its publish wakes us. A later stamp means `h`
                     // was stale (another consumer took it): retry, do not
                     // wait for the slot's next lap while later messages wait.
-                    if (s >> 1) <= h {
-                        wait::sleep_on_stamp(
-                            &slot.stamp,
-                            s,
-                            Some(&self.region.header().control.closed),
-                            backoff.remaining(),
-                        );
+                    if stamp_pos(s) <= h {
+                        // A claimed position that is not published may be a
+                        // dead producer's: wake up soon to check. Otherwise
+                        // the next claim's publish wakes us; the bound only
+                        // covers a producer that claims and dies meanwhile.
+                        // Relaxed: a guess, as above.
+                        let in_flight = hdr.tail.value.load(Ordering::Relaxed) > h;
+                        let cap = if in_flight { RECOVER_EVERY } else { IDLE_CHECK };
+                        self.sleep_on(h, s, backoff.remaining(), cap);
                     }
                 }
             }
@@ -1014,16 +1130,19 @@ impl Queue {
         // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`,
         // `drained` and `wait::sleep_on_stamp`.
         hdr.control.closed.store(1, Ordering::SeqCst);
-        for i in 0..self.capacity {
-            // SAFETY: i < capacity.
-            let slot = unsafe { self.region.slot(i) };
+        // Sleepers announce in their lanes which slot they sleep on (see
+        // `sleep_on`): wake those, not every slot of the ring.
+        for index in procs::sleeping_on(self.region.procs(), SLEEP_SLOT) {
+            if index >= self.capacity {
+                continue; // garbage in a lane
+            }
+            // SAFETY: index < capacity.
+            let slot = unsafe { self.region.slot(index) };
             // SYNC(close-wake): SeqCst, pairs with the sleeper's SeqCst CAS of
             // the waiter bit: either we see the bit, or it sees `closed`.
-            if slot.stamp.load(Ordering::SeqCst) & STAMP_WAITER != 0 {
-                let old = slot.stamp.fetch_and(!STAMP_WAITER, Ordering::SeqCst);
-                if old & STAMP_WAITER != 0 {
-                    wait::wake_all(&slot.stamp);
-                }
+            let old = slot.stamp.fetch_and(!STAMP_WAITER, Ordering::SeqCst);
+            if old & STAMP_WAITER != 0 {
+                wait::wake_all(&slot.stamp);
             }
         }
     }
@@ -1273,7 +1392,8 @@ mod tests {
         q.enqueue_try(b"a").unwrap();
         // A producer that claimed a position and found the queue closed
         // publishes a tombstone; simulate one between two messages.
-        let (pos, slot) = q.claim_tail().unwrap();
+        let ann = q.announce().unwrap();
+        let (pos, slot) = q.claim_tail(&ann).unwrap();
         q.publish(pos, slot, &[], SLOT_TOMBSTONE);
         q.enqueue_try(b"b").unwrap();
         let mut buf = [0u8; 8];

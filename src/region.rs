@@ -1,11 +1,16 @@
 //! A validated shmq segment: the mapping plus the parameters copied out of its
 //! header. Both engines (queue, log) sit on a [`Region`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::layout::{Header, Params, ProcEntry, QueueKind, SlotHeader, HEADER_SIZE, PROC_SLOTS};
+use crate::layout::{
+    Header, Params, ProcEntry, QueueKind, SlotHeader, ENTRY_HANDLE, HEADER_SIZE, PROC_SLOTS,
+};
+use crate::procs::{self, LaneBook};
 use crate::segment::{Segment, INIT_WAIT};
-use crate::{liveness, Error, Target};
+use crate::sync::Ordering;
+use crate::{Error, Target};
 
 /// A mapped segment whose header was validated, with its parameters copied
 /// into the process and this process registered in its process table.
@@ -15,6 +20,14 @@ pub(crate) struct Region {
     params: Params,
     /// Our entry in the process table, cleared on drop.
     proc_slot: Option<usize>,
+    /// The lanes of the threads that claim through this handle.
+    lanes: Arc<LaneBook>,
+}
+
+impl std::fmt::Debug for LaneBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaneBook")
+    }
 }
 
 impl Region {
@@ -95,13 +108,67 @@ impl Region {
 
     fn attached(seg: Segment, params: Params) -> Region {
         crate::wait::register_process();
+        crate::failpoint::arm_from_env();
+        // SAFETY: validated: the table lies at HEADER_SIZE, PROC_SLOTS
+        // entries, inside total_size <= mapping length.
+        let table = unsafe { Self::table_of(&seg) };
         let mut region = Region {
+            lanes: LaneBook::new(table),
             seg,
             params,
             proc_slot: None,
         };
-        region.proc_slot = liveness::register(region.procs());
+        let slot = procs::take(region.procs(), ENTRY_HANDLE, &|e| region.on_reap(e));
+        region.proc_slot = slot;
         region
+    }
+
+    /// # Safety
+    /// `seg` holds a validated segment.
+    unsafe fn table_of(seg: &Segment) -> &[ProcEntry] {
+        // SAFETY: the caller guarantees the table is inside the mapping;
+        // entries are atomics, 128-byte aligned from a page-aligned base.
+        unsafe {
+            std::slice::from_raw_parts(seg.as_ptr().add(HEADER_SIZE) as *const ProcEntry, PROC_SLOTS)
+        }
+    }
+
+    /// Undoes what a dead entry counted elsewhere, before it is reaped:
+    /// its single-producer sleepers.
+    pub(crate) fn on_reap(&self, e: &ProcEntry) {
+        // Relaxed: the reaper owns the entry now (PID_REAPING).
+        let n = e.spsc_sleeping.swap(0, Ordering::Relaxed);
+        if n != 0 {
+            let sleepers = &self.header().control.sleepers;
+            // Relaxed: a count that wakers read as a hint; saturating, as
+            // the word is shared memory.
+            let _ = sleepers.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        }
+    }
+
+    /// The calling thread's lane (taken on first use); `None` when the
+    /// process table is full of live entries.
+    #[inline]
+    pub(crate) fn lane(&self) -> Option<&ProcEntry> {
+        self.lanes.lane(&|e| self.on_reap(e))
+    }
+
+    /// This handle's entry and its token (for roles), if it has one.
+    pub(crate) fn handle_token(&self) -> Option<u64> {
+        self.proc_slot
+            .map(|i| procs::token(i, procs::gen_of(self.procs(), i)))
+    }
+
+    /// This handle's entry, if it has one.
+    pub(crate) fn handle_entry(&self) -> Option<&ProcEntry> {
+        self.proc_slot.map(|i| &self.procs()[i])
+    }
+
+    /// Frees the entries of dead processes (undoing their counts); returns how many.
+    pub(crate) fn reap_dead(&self) -> usize {
+        procs::reap_dead(self.procs(), &|e| self.on_reap(e))
     }
 
     /// The validated, process-local copy of the immutable parameters.
@@ -123,14 +190,8 @@ impl Region {
 
     /// The process table.
     pub(crate) fn procs(&self) -> &[ProcEntry] {
-        // SAFETY: validated: the table lies at HEADER_SIZE, PROC_SLOTS entries,
-        // inside total_size <= mapping length; entries are atomics.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.seg.as_ptr().add(HEADER_SIZE) as *const ProcEntry,
-                PROC_SLOTS,
-            )
-        }
+        // SAFETY: validated when the region was made.
+        unsafe { Self::table_of(&self.seg) }
     }
 
     /// The start of the kind-specific table (`aux_count` entries of 128 bytes).
@@ -165,8 +226,9 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        self.lanes.close();
         if let Some(i) = self.proc_slot {
-            liveness::unregister(&self.procs()[i]);
+            procs::free(&self.procs()[i]);
         }
     }
 }

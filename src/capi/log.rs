@@ -136,6 +136,7 @@ fn publish_error(e: PublishError) -> shmq_status {
             cstr!("timed out waiting for the slowest cursor to make room"),
         ),
         e @ PublishError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
+        e @ PublishError::Busy => fail(SHMQ_BUSY, e),
         e @ PublishError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
 }

@@ -215,6 +215,7 @@ pub(crate) fn enqueue_error(e: EnqueueError) -> shmq_status {
         }
         e @ EnqueueError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
         e @ EnqueueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
+        e @ EnqueueError::Busy => fail(SHMQ_BUSY, e),
         e @ EnqueueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
 }
@@ -229,6 +230,7 @@ pub(crate) fn dequeue_error(e: DequeueError) -> shmq_status {
         }
         e @ DequeueError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
         e @ DequeueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
+        e @ DequeueError::Busy => fail(SHMQ_BUSY, e),
         e @ DequeueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
 }

@@ -21,6 +21,11 @@ pub enum PublishError {
     },
     /// Reliable mode only: the timeout or deadline passed while the log stayed full.
     Timeout,
+    /// The segment's process table is full of live entries (every one of
+    /// its 256 entries is a live handle or a thread lane), so this thread
+    /// cannot announce a claim; nothing was done. Drop idle handles, or use
+    /// fewer threads per handle.
+    Busy,
     /// Shared memory holds an impossible value, or every slot is held by a
     /// publisher that stopped in the middle of a write.
     Corrupt {
@@ -119,6 +124,7 @@ impl fmt::Display for PublishError {
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")
             }
+            PublishError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             PublishError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),
         }
     }

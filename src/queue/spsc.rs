@@ -12,9 +12,13 @@
 //! says the ring is full. Neither side writes a cache line the other is about
 //! to write, and neither executes a locked instruction per message.
 //!
-//! Who may produce and consume is a role token in the control line
-//! (`pid << 32 | nonce`), taken by a handle on first use and given back on
-//! drop; a token whose process died is taken over.
+//! Who may produce and consume is a role token in the control line: the
+//! token of the holding handle's process-table entry (its index and
+//! generation, see `crate::procs`), taken by a handle on first use and given
+//! back on drop. A token whose entry's owner is dead (by the one liveness
+//! mechanism, `crate::liveness`), whose entry was reused since, or that
+//! names no entry at all (garbage) is taken over; the dead holder's entry is
+//! reaped then, which also takes its sleepers out of `Control::sleepers`.
 //!
 //! Waiting: a sleeper counts itself in `Control::sleepers`, reads
 //! `wake_seq`, issues the asymmetric barrier (see `crate::wait`), re-checks,
@@ -31,6 +35,7 @@ use std::time::Instant;
 
 use super::{Queue, Side};
 use crate::layout::{Control, CLOSED_QUIET, OPEN};
+use crate::procs;
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
 use crate::{DequeueError, EnqueueError};
@@ -51,19 +56,6 @@ pub(super) struct Role {
     cached: u64,
 }
 
-fn new_token() -> u64 {
-    static NONCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    // Relaxed: only uniqueness within the process matters.
-    ((std::process::id() as u64) << 32) | NONCE.fetch_add(1, Ordering::Relaxed) as u64
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    pid != 0
-        && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
-}
-
 impl Queue {
     fn role_word(&self, side: Side) -> &AtomicU64 {
         let ctl = &self.region.header().control;
@@ -73,17 +65,34 @@ impl Queue {
         }
     }
 
-    /// Takes the `side` role, or returns the pid of its live holder.
+    /// The pid of the live holder named by a role word, or `None` if the
+    /// word names nobody alive (free, dead, reused entry, or garbage).
+    fn live_holder(&self, word: u64) -> Option<u32> {
+        if word == 0 {
+            return None;
+        }
+        match procs::token_alive(self.region.procs(), word) {
+            Some((pid, life)) if !life.is_dead() => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Takes the `side` role, or returns the pid of its live holder (0 if
+    /// this handle has no process-table entry: the table is full).
     pub(super) fn claim_role(&self, side: Side) -> Result<Role, u32> {
         let word = self.role_word(side);
-        let token = new_token();
+        let token = self.region.handle_token().ok_or(0u32)?;
         loop {
             // SYNC(role): Acquire, pairs with the Release in `release_role`:
             // the previous holder's index stores are visible to us.
             let cur = word.load(Ordering::Acquire);
-            let holder = (cur >> 32) as u32;
-            if cur != 0 && pid_alive(holder) {
+            if let Some(holder) = self.live_holder(cur) {
                 return Err(holder);
+            }
+            if cur != 0 && cur != token {
+                // Taking over from a dead holder: reap its entry, which
+                // takes its sleepers out of the count.
+                self.region.reap_dead();
             }
             // SYNC(role): AcqRel, as above, and against a racing claimer.
             if word
@@ -174,6 +183,12 @@ impl Queue {
         ready: impl Fn() -> bool,
     ) {
         let ctl = self.control();
+        let mine = self.region.handle_entry();
+        if let Some(e) = mine {
+            // Relaxed: counted before the global count, read by a reaper
+            // only once we are dead.
+            e.spsc_sleeping.fetch_add(1, Ordering::Relaxed);
+        }
         // SYNC(spsc-sleep): SeqCst, announces us before the barrier below.
         ctl.sleepers.fetch_add(1, Ordering::SeqCst);
         // SYNC(spsc-wake): Acquire, pairs with the waker's Release bump.
@@ -194,6 +209,10 @@ impl Queue {
         }
         // Relaxed: a count; wakers tolerate a stale non-zero (one spare syscall).
         ctl.sleepers.fetch_sub(1, Ordering::Relaxed);
+        if let Some(e) = mine {
+            // Relaxed: as above.
+            e.spsc_sleeping.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Enqueues as the holder of the producer role.
@@ -336,7 +355,7 @@ impl Queue {
         if closed != CLOSED_QUIET {
             // SYNC(role): Acquire, pairs with the Release in `release_role`.
             let holder = ctl.producer.load(Ordering::Acquire);
-            if holder != 0 && pid_alive((holder >> 32) as u32) {
+            if self.live_holder(holder).is_some() {
                 return false; // the producer may still publish: wait for its acknowledgement
             }
         }
