@@ -144,6 +144,25 @@ pub fn judge(pid: u32, start: u64, ns: u64) -> Life {
     }
 }
 
+/// [`judge`] for an owner recorded with only the low 32 bits of its start
+/// time (the log's cursor-table lock word).
+pub fn judge_low32(pid: u32, start_low: u32) -> Life {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return Life::Dead;
+    }
+    match read_stat(pid) {
+        Stat::Found { start, state } => {
+            if start as u32 != start_low || state == b'Z' || state == b'X' {
+                Life::Dead
+            } else {
+                Life::Alive
+            }
+        }
+        Stat::Missing if !pid_exists(pid) => Life::Dead,
+        Stat::Missing | Stat::Unreadable => Life::Unknown,
+    }
+}
+
 /// Whether the process `pid` that started at `start` (in this pid namespace)
 /// must be treated as alive: [`judge`] said alive or unknown.
 pub fn is_alive(pid: u32, start: u64) -> bool {

@@ -65,8 +65,11 @@ mod error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::layout::{Params, QueueKind, SlotHeader, SLOT_HEADER_SIZE, STAMP_WAITER};
+use crate::layout::{
+    Params, QueueKind, SlotHeader, CLAIM_PRODUCE, SLEEP_SLOT, SLOT_HEADER_SIZE, STAMP_WAITER,
+};
 use crate::liveness::{self, Attached};
+use crate::procs::{self, Announce, Named};
 use crate::region::Region;
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next, WaitStrategy};
@@ -84,7 +87,16 @@ const LOG_FLAGS_KNOWN: u64 = LOG_FLAG_RELIABLE;
 /// Most cursor entries a log may have.
 pub const MAX_CURSORS: usize = 4096;
 /// How often a gated publisher checks for cursors of dead processes.
-const REAP_EVERY: Duration = Duration::from_millis(100);
+const REAP_EVERY: Duration = Duration::from_millis(5);
+/// How often a blocked subscriber checks whether the publisher of what it
+/// waits for died mid-write.
+const RECOVER_EVERY: Duration = Duration::from_millis(2);
+/// How long an idle subscriber sleeps before it checks that no publisher
+/// claimed a sequence number and died meanwhile (nobody else would wake it).
+const IDLE_CHECK: Duration = Duration::from_millis(20);
+/// Largest sequence number (stamps hold `4 * (seq + capacity) + state`
+/// shifted by one, in 64 bits).
+const MAX_SEQ: u64 = 1 << 60;
 
 const ST_WRITING: u64 = 1;
 const ST_COMPLETE: u64 = 2;
@@ -222,6 +234,13 @@ pub struct LogStats {
     pub tombstones: u64,
     /// Messages lost, summed over every [`RecvError::Lagged`] reported.
     pub lagged: u64,
+    /// Of `tombstones`: writes of publishers that died mid-write, skipped
+    /// by crash recovery.
+    pub dead_writes: u64,
+    /// Sequence numbers claimed whose write is not complete yet (a live
+    /// publisher mid-write, or a dead one not yet recovered); not counted
+    /// in `published`.
+    pub in_flight: u64,
     /// Number of slots.
     pub capacity: u64,
     /// Overwrite or reliable.
@@ -296,15 +315,20 @@ impl Inner {
         Table::new(&self.region)
     }
 
+    /// The slot index of sequence number `seq`.
     #[inline]
-    fn slot(&self, seq: u64) -> &SlotHeader {
-        let index = if self.mask != 0 {
+    fn index(&self, seq: u64) -> u64 {
+        if self.mask != 0 {
             seq & self.mask
         } else {
             seq % self.capacity
-        };
+        }
+    }
+
+    #[inline]
+    fn slot(&self, seq: u64) -> &SlotHeader {
         // SAFETY: index < capacity by construction.
-        unsafe { self.region.slot(index) }
+        unsafe { self.region.slot(self.index(seq)) }
     }
 
     #[inline]
@@ -384,36 +408,88 @@ impl Inner {
 
     // ---- publishing ----
 
-    /// Claims the next sequence number.
+    /// Claims the next sequence number, announcing the claim in `ann`
+    /// before the claiming CAS (see [`crate::procs`]).
     #[inline]
-    fn claim(&self) -> Result<u64, PublishError> {
+    fn claim(&self, ann: &Announce<'_>) -> Result<u64, PublishError> {
         let tail = &self.region.header().tail.value;
-        if !self.reliable {
-            // SYNC(claim-close): SeqCst, ordered against the store of
-            // `closed` and the subscribers' load of tail in `drained`.
-            return Ok(tail.fetch_add(1, Ordering::SeqCst));
-        }
         // Relaxed: only a first guess; the CAS decides.
         let mut t = tail.load(Ordering::Relaxed);
         loop {
-            // SYNC(gate-cache): Acquire, pairs with the Release store below by
-            // another thread of this process, which Acquired the cursors' words.
-            let g = self.gate.load(Ordering::Acquire);
-            if t.saturating_sub(g) >= self.capacity {
-                let g = self.table().gate().unwrap_or(t);
-                // SYNC(gate-cache): Release, pairs with the Acquire load above.
-                self.gate.store(g, Ordering::Release);
+            if t > MAX_SEQ {
+                return Err(PublishError::Corrupt {
+                    detail: format!("tail {t} is beyond the largest sequence number"),
+                });
+            }
+            if self.reliable {
+                // SYNC(gate-cache): Acquire, pairs with the Release store below by
+                // another thread of this process, which Acquired the cursors' words.
+                let g = self.gate.load(Ordering::Acquire);
                 if t.saturating_sub(g) >= self.capacity {
-                    self.maybe_reap();
-                    return Err(PublishError::Full);
+                    let g = self.table().gate().unwrap_or(t);
+                    // SYNC(gate-cache): Release, pairs with the Acquire load above.
+                    self.gate.store(g, Ordering::Release);
+                    if t.saturating_sub(g) >= self.capacity {
+                        self.maybe_reap();
+                        return Err(PublishError::Full);
+                    }
                 }
             }
-            // SYNC(claim-close): SeqCst, as in overwrite mode above.
+            ann.set(CLAIM_PRODUCE, t);
+            // SYNC(claim-close): SeqCst, ordered against the store of
+            // `closed` and the subscribers' load of tail in `drained`.
+            // SYNC(claim-announce): its release half publishes the
+            // announcement above to recoverers that Acquire tail.
             match tail.compare_exchange_weak(t, t + 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return Ok(t),
                 Err(cur) => t = cur,
             }
         }
+    }
+
+    /// Sequence `r` was claimed (tail passed it) and is neither complete nor
+    /// skipped. If its publisher is dead (no live lane names `r`), marks it
+    /// skipped with one CAS from the stuck stamp: subscribers in both modes
+    /// pass it, gating resumes, and close completes. True if it did.
+    fn recover_hole(&self, r: u64) -> bool {
+        // SYNC(claim-announce): Acquire (SeqCst), pairs with the release half
+        // of the claiming CAS: the claimer's announcement is visible.
+        if self.region.header().tail.value.load(Ordering::SeqCst) <= r {
+            return false;
+        }
+        let slot = self.slot(r);
+        // Relaxed: only compared; the CAS below decides.
+        let cur = slot.stamp.load(Ordering::Relaxed);
+        if cur >> 1 >= self.value(r, ST_COMPLETE) {
+            return false;
+        }
+        if procs::named_by_live(self.region.procs(), &[r]) == Named::Live {
+            return false;
+        }
+        // Relaxed: a skipped stamp publishes no data.
+        if slot
+            .stamp
+            .compare_exchange(
+                cur,
+                self.value(r, ST_SKIPPED) << 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        if cur & STAMP_WAITER != 0 {
+            wait::wake_all(&slot.stamp);
+        }
+        self.count_tombstone();
+        // Relaxed: a statistic.
+        self.region
+            .header()
+            .stats
+            .dead_claims
+            .fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Writes `msg` as sequence `seq` (claimed by us) and marks it `state`
@@ -430,6 +506,15 @@ impl Inner {
     /// why the sequence number gets no message.
     #[inline]
     fn take_slot(&self, seq: u64) -> Result<&SlotHeader, Outcome> {
+        let taken = self.take_slot_inner(seq);
+        if taken.is_ok() {
+            failpoint!("log-publish-taken");
+        }
+        taken
+    }
+
+    #[inline]
+    fn take_slot_inner(&self, seq: u64) -> Result<&SlotHeader, Outcome> {
         let slot = self.slot(seq);
         let mine = self.value(seq, ST_WRITING);
         // Relaxed: a first guess; the CAS decides.
@@ -492,6 +577,7 @@ impl Inner {
         // payload holds slot_size >= msg.len() bytes inside the validated slot
         // array. Readers may copy concurrently; they discard such copies.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        failpoint!("log-publish-written");
         let done = self.value(seq, state);
         let mut cur = mine << 1;
         loop {
@@ -542,10 +628,12 @@ impl Inner {
         if self.closed() {
             return Err(PublishError::Closed);
         }
+        let ann = Announce::new(Some(self.region.lane().ok_or(PublishError::Busy)?));
         // Each failed attempt bumped past a slot held by a stalled publisher;
         // after a whole ring of them, give up rather than spin.
         for _ in 0..=self.capacity {
-            let seq = self.claim()?;
+            let seq = self.claim(&ann)?;
+            failpoint!("log-publish-claimed");
             if self.closed() {
                 // Closed after our check: the position is ours and must be
                 // marked, as a tombstone, so drained subscribers stay right.
@@ -838,6 +926,8 @@ impl Log {
             pos,
             cursor,
             wait: self.wait,
+            polls: 0,
+            next_check: None,
         })
     }
 
@@ -895,6 +985,8 @@ impl Log {
                 name: name.to_owned(),
             },
             wait: self.wait,
+            polls: 0,
+            next_check: None,
         })
     }
 
@@ -1000,17 +1092,50 @@ impl Log {
         // Relaxed: counters for display; each is individually coherent.
         let tombstones = h.stats.tombstones.load(Ordering::Relaxed);
         let table = self.inner.table();
+        let in_flight = self.claims().len() as u64;
         LogStats {
-            published: tail.saturating_sub(tombstones),
+            published: tail.saturating_sub(tombstones).saturating_sub(in_flight),
             next_seq: tail,
             oldest: self.inner.start_pos(Start::Oldest),
             tombstones,
             lagged: h.stats.lagged.load(Ordering::Relaxed),
+            dead_writes: h.stats.dead_claims.load(Ordering::Relaxed),
+            in_flight,
             capacity: self.inner.capacity,
             mode: self.mode(),
             cursor_capacity: table.capacity(),
             cursors: table.list(tail),
         }
+    }
+
+    /// The publishers' claims announced now whose write is not complete,
+    /// with their claimers' liveness (a dead one is recovered by the next
+    /// subscriber that waits for it).
+    pub fn claims(&self) -> Vec<crate::StuckClaim> {
+        let inner = &*self.inner;
+        let tail = inner.tail();
+        inner
+            .region
+            .procs()
+            .iter()
+            .filter_map(|e| {
+                // SYNC(claim-announce): Acquire, as in `procs::named_by_live`.
+                let claim = e.claim.load(Ordering::Acquire);
+                let seq = claim & crate::layout::CLAIM_POS;
+                if claim == 0 || seq >= tail {
+                    return None;
+                }
+                // Relaxed: a snapshot for display.
+                let v = inner.slot(seq).stamp.load(Ordering::Relaxed) >> 1;
+                (v < inner.value(seq, ST_COMPLETE)).then(|| crate::StuckClaim {
+                    position: seq,
+                    producing: true,
+                    // Relaxed: display.
+                    pid: e.pid.load(Ordering::Relaxed),
+                    alive: !liveness::judge_entry(e).is_dead(),
+                })
+            })
+            .collect()
     }
 
     /// Whether `close()` was called on this log (by any process).
@@ -1044,16 +1169,19 @@ impl Log {
             .control
             .closed
             .store(1, Ordering::SeqCst);
-        for i in 0..inner.capacity {
+        // Sleepers announce in their lanes which slot they sleep on (see
+        // `Subscriber::recv_until`): wake those, not every slot of the ring.
+        for i in procs::sleeping_on(inner.region.procs(), SLEEP_SLOT) {
+            if i >= inner.capacity {
+                continue; // garbage in a lane
+            }
             // SAFETY: i < capacity.
             let slot = unsafe { inner.region.slot(i) };
             // SYNC(close-wake): SeqCst, pairs with the sleeper's SeqCst CAS of
             // the waiter bit: either we see the bit, or it sees `closed`.
-            if slot.stamp.load(Ordering::SeqCst) & STAMP_WAITER != 0 {
-                let old = slot.stamp.fetch_and(!STAMP_WAITER, Ordering::SeqCst);
-                if old & STAMP_WAITER != 0 {
-                    wait::wake_all(&slot.stamp);
-                }
+            let old = slot.stamp.fetch_and(!STAMP_WAITER, Ordering::SeqCst);
+            if old & STAMP_WAITER != 0 {
+                wait::wake_all(&slot.stamp);
             }
         }
         inner.table().wake_all();
@@ -1083,6 +1211,10 @@ pub struct Subscriber {
     pos: u64,
     cursor: CursorRef,
     wait: WaitStrategy,
+    /// Empty polls by `recv_try` (rate limit of recovery checks).
+    polls: u32,
+    /// No recovery check before this instant.
+    next_check: Option<Instant>,
 }
 
 impl Subscriber {
@@ -1177,6 +1309,35 @@ impl Subscriber {
     /// ```
     #[inline]
     pub fn recv_try(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        loop {
+            match self.recv_once(buf) {
+                Err(RecvError::Empty)
+                    if self.recovery_due(false) && self.inner.recover_hole(self.pos) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether a check for a dead publisher is due: blocked callers
+    /// (`blocked`) at most every [`RECOVER_EVERY`], `try` callers also only
+    /// every 256th empty poll.
+    fn recovery_due(&mut self, blocked: bool) -> bool {
+        if !blocked {
+            self.polls = self.polls.wrapping_add(1);
+            if self.polls % 256 != 0 {
+                return false;
+            }
+        }
+        let now = Instant::now();
+        if self.next_check.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.next_check = Some(now + RECOVER_EVERY);
+        true
+    }
+
+    #[inline]
+    fn recv_once(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         loop {
             let inner = &*self.inner;
             let r = self.pos;
@@ -1278,17 +1439,37 @@ impl Subscriber {
                 Next::Retry => {}
                 Next::TimedOut => return Err(RecvError::Timeout),
                 Next::Sleep => {
+                    if self.recovery_due(true) && self.inner.recover_hole(self.pos) {
+                        continue;
+                    }
                     let inner = &*self.inner;
                     let slot = inner.slot(self.pos);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
                     if s >> 1 < inner.value(self.pos, ST_COMPLETE) {
+                        // A claimed sequence number that is not complete may
+                        // be a dead publisher's: wake up soon to check.
+                        // Otherwise its publish wakes us; the bound covers a
+                        // publisher that claims and dies meanwhile.
+                        let cap = if inner.tail() > self.pos {
+                            RECOVER_EVERY
+                        } else {
+                            IDLE_CHECK
+                        };
+                        let remaining = backoff.remaining().map_or(cap, |r| r.min(cap));
+                        let ann = Announce::new(inner.region.lane());
+                        ann.sleeping(procs::sleep_slot(inner.index(self.pos)));
                         wait::sleep_on_stamp(
                             &slot.stamp,
                             s,
                             Some(&inner.region.header().control.closed),
-                            backoff.remaining(),
+                            Some(if ann.has_lane() {
+                                remaining
+                            } else {
+                                remaining.min(Duration::from_millis(1))
+                            }),
                         );
+                        ann.sleeping(0);
                     }
                 }
             }

@@ -30,9 +30,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
-use crate::layout::{
-    ProcEntry, CLAIM_POS, ENTRY_HANDLE, ENTRY_LANE, PID_REAPING, SLEEP_CURSOR, SLEEP_SLOT,
-};
+use crate::layout::{ProcEntry, CLAIM_POS, ENTRY_LANE, PID_REAPING, SLEEP_SLOT};
 use crate::liveness::{self, Life};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -63,8 +61,7 @@ pub(crate) fn take(table: &[ProcEntry], kind: u32, on_reap: &dyn Fn(&ProcEntry))
             }
             // SYNC(proc-claim): Acquire, pairs with the Release that freed
             // the entry (`free`, `reap`): its old words are cleared first.
-            if e
-                .pid
+            if e.pid
                 .compare_exchange(0, pid, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
@@ -122,12 +119,9 @@ pub(crate) fn free(e: &ProcEntry) {
     }
     clear(e);
     // SYNC(proc-claim): Release, pairs with the Acquire CAS in `take`.
-    let _ = e.pid.compare_exchange(
-        std::process::id(),
-        0,
-        Ordering::Release,
-        Ordering::Relaxed,
-    );
+    let _ = e
+        .pid
+        .compare_exchange(std::process::id(), 0, Ordering::Release, Ordering::Relaxed);
 }
 
 /// Reaps every entry of a dead owner (for `shmq` and for tests); returns how many.
@@ -429,11 +423,6 @@ pub(crate) fn sleep_slot(index: u64) -> u64 {
     SLEEP_SLOT | (index + 1)
 }
 
-/// A `sleeping_on` value for cursor entry `index`.
-pub(crate) fn sleep_cursor(index: u64) -> u64 {
-    SLEEP_CURSOR | (index + 1)
-}
-
 /// Whether the owner of the entry a token names is alive (or unjudgeable).
 /// A token naming no entry, or an entry since reused, is dead.
 pub(crate) fn token_alive(table: &[ProcEntry], token: u64) -> Option<(u32, Life)> {
@@ -456,10 +445,4 @@ pub(crate) fn token_alive(table: &[ProcEntry], token: u64) -> Option<(u32, Life)
 pub(crate) fn gen_of(table: &[ProcEntry], index: usize) -> u64 {
     // Relaxed: our own entry's generation, set by us.
     table[index].gen.load(Ordering::Relaxed) & ((1 << 48) - 1)
-}
-
-/// Handles of `kind` only (for listing and tests).
-pub(crate) fn is_handle(e: &ProcEntry) -> bool {
-    // Relaxed: display.
-    e.kind.load(Ordering::Relaxed) == ENTRY_HANDLE
 }

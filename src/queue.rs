@@ -709,7 +709,11 @@ impl Queue {
         let slot = self.slot(pos);
         let ann = Announce::new(self.region.lane());
         ann.sleeping(procs::sleep_slot(self.index(pos)));
-        let bound = if ann.has_lane() { cap } else { Duration::from_millis(1) };
+        let bound = if ann.has_lane() {
+            cap
+        } else {
+            Duration::from_millis(1)
+        };
         wait::sleep_on_stamp(
             &slot.stamp,
             seen,

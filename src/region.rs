@@ -129,7 +129,10 @@ impl Region {
         // SAFETY: the caller guarantees the table is inside the mapping;
         // entries are atomics, 128-byte aligned from a page-aligned base.
         unsafe {
-            std::slice::from_raw_parts(seg.as_ptr().add(HEADER_SIZE) as *const ProcEntry, PROC_SLOTS)
+            std::slice::from_raw_parts(
+                seg.as_ptr().add(HEADER_SIZE) as *const ProcEntry,
+                PROC_SLOTS,
+            )
         }
     }
 

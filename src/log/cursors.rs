@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::layout::{AUX_ENTRY_SIZE, STAMP_WAITER};
+use crate::layout::{ProcEntry, AUX_ENTRY_SIZE, STAMP_WAITER};
 use crate::liveness;
 use crate::region::Region;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -102,10 +102,16 @@ fn lock_word() -> u64 {
     (std::process::id() as u64) << 32 | (own_start() & 0xffff_ffff)
 }
 
-/// Whether the holder of a lock word is still running.
-fn holder_alive(word: u64) -> bool {
+/// Whether the holder of a lock word is still running *and attached to
+/// this log*: a word naming a live process that is not in the segment's
+/// process table (garbage, or a foreign process) does not hold the lock.
+fn holder_alive(word: u64, procs: &[ProcEntry]) -> bool {
     let pid = (word >> 32) as u32;
-    liveness::start_time(pid).map(|s| s & 0xffff_ffff) == Some(word & 0xffff_ffff)
+    let attached = procs.iter().any(|e| {
+        // Relaxed: a snapshot; an entry is judged by its own identity words.
+        e.pid.load(Ordering::Relaxed) == pid && !liveness::judge_entry(e).is_dead()
+    });
+    attached && !liveness::judge_low32(pid, word as u32).is_dead()
 }
 
 /// Checks a cursor name: 1 to [`MAX_CURSOR_NAME`] bytes, no NUL.
@@ -150,6 +156,7 @@ impl Drop for TableLock<'_> {
 pub(crate) struct Table<'a> {
     control: &'a TableControl,
     entries: &'a [CursorEntry],
+    procs: &'a [ProcEntry],
 }
 
 impl<'a> Table<'a> {
@@ -169,6 +176,7 @@ impl<'a> Table<'a> {
                     base.add(AUX_ENTRY_SIZE as usize) as *const CursorEntry,
                     count.saturating_sub(1),
                 ),
+                procs: region.procs(),
             }
         }
     }
@@ -190,7 +198,7 @@ impl<'a> Table<'a> {
             let cur = word.load(Ordering::Relaxed);
             // A holder is checked for liveness only after a while: reading
             // /proc costs more than a short critical section.
-            let free = cur == 0 || (spins > 0 && spins % 16 == 0 && !holder_alive(cur));
+            let free = cur == 0 || (spins > 0 && spins % 16 == 0 && !holder_alive(cur, self.procs));
             // SYNC(table-lock): Acquire, pairs with the Release in `TableLock::drop`.
             if free
                 && word

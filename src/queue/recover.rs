@@ -34,7 +34,9 @@
 use std::time::{Duration, Instant};
 
 use super::{stamp_pos, Queue};
-use crate::layout::{CLAIM_CONSUME, CLAIM_POS, CLAIM_PRODUCE, SLOT_TOMBSTONE, STAMP_TOMB, STAMP_WAITER};
+use crate::layout::{
+    CLAIM_CONSUME, CLAIM_POS, CLAIM_PRODUCE, SLOT_TOMBSTONE, STAMP_TOMB, STAMP_WAITER,
+};
 use crate::procs::{self, Named};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait;
@@ -323,7 +325,7 @@ impl Queue {
             // SYNC(slot-publish): Acquire, a snapshot.
             let s = stamp_pos(self.slot(pos).stamp.load(Ordering::Acquire));
             let pending = if producing {
-                pos < tail && s != pos + 1
+                pos < tail && s <= pos
             } else {
                 pos < head && s == pos + 1
             };

@@ -115,8 +115,14 @@ pub struct Proc {
 impl Proc {
     /// Spawns this test binary as a child in `role` with `args`.
     pub fn spawn(role: &str, args: &[String]) -> Proc {
+        Proc::spawn_env(role, args, &[])
+    }
+
+    /// As [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_env(role: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
         let exe = std::env::current_exe().expect("test binary path");
         let child = Command::new(exe)
+            .envs(env.iter().copied())
             .args([
                 "--exact",
                 "__child",
@@ -176,6 +182,24 @@ impl Proc {
     pub fn wait_ok(&mut self, timeout: Duration) {
         let status = self.wait(timeout);
         assert!(status.success(), "child {:?} failed: {status}", self.role);
+    }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child, which has not been reaped.
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+    }
+
+    /// The child's state letter from /proc (R, S, T for stopped, Z, ...).
+    pub fn state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        stat[stat.rfind(')')? + 1..]
+            .split_whitespace()
+            .next()?
+            .chars()
+            .next()
     }
 
     /// Kills the child with SIGKILL and reaps it.
