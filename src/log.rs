@@ -872,7 +872,7 @@ impl Log {
             }
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(PublishError::Timeout),
+                Next::TimedOut => return Err(self.timed_out()),
                 Next::Sleep => {
                     if let Some((word, seen)) = self.inner.table().slowest() {
                         if self.inner.tail().saturating_sub(seen >> 1) >= self.inner.capacity {
@@ -891,6 +891,30 @@ impl Log {
                     }
                 }
             }
+        }
+    }
+
+    /// The error of a publish that timed out: names the cursor that gated it
+    /// when that is a named cursor (durable: it gates until resumed or
+    /// removed, also when its subscriber died).
+    fn timed_out(&self) -> PublishError {
+        let table = self.inner.table();
+        if let Some(lock) = table.try_lock() {
+            table.reap(&lock);
+        }
+        match table.slowest_info(self.inner.tail()) {
+            Some(CursorInfo {
+                name: Some(cursor),
+                owner,
+                owner_alive,
+                dead_owner,
+                ..
+            }) => PublishError::GatedBy {
+                cursor,
+                owner: owner.filter(|_| owner_alive),
+                dead_owner,
+            },
+            _ => PublishError::Timeout,
         }
     }
 

@@ -20,6 +20,7 @@ common::child_roles! {
     "dequeue" => dequeue_child,
     "shift" => shift_child,
     "publish" => publish_child,
+    "hold" => hold_child,
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -58,6 +59,18 @@ fn publish_child(args: &[String]) {
     let seq: u64 = args[1].parse().unwrap();
     log.publish_block(&make_msg(1, seq, 32), Some(WAIT))
         .unwrap();
+}
+
+/// Subscribes to a reliable log (named `args[1]`, or unnamed if absent),
+/// says so, then waits to be killed.
+fn hold_child(args: &[String]) {
+    let log = Log::open(&target_of(args)).unwrap();
+    let _sub = match args.get(1) {
+        Some(name) => log.subscribe_named(name, Start::Latest).unwrap(),
+        None => log.subscribe(Start::Latest).unwrap(),
+    };
+    println!("RESULT ready");
+    std::thread::sleep(WAIT);
 }
 
 fn failpoint(name: &str, action: &str) -> String {
@@ -327,4 +340,63 @@ fn a_stopped_publisher_is_never_taken_for_dead() {
     child.signal(libc::SIGCONT);
     child.wait_ok(WAIT);
     assert_eq!(recv_log(&mut sub), Ok(9));
+}
+
+/// Spawns a `hold` child and waits until its subscriber is registered.
+fn holder(args: &[String], log: &Log, cursors_before: usize) -> Proc {
+    let child = Proc::spawn("hold", args);
+    assert!(
+        common::wait_until(WAIT, || log.stats().cursors.len() > cursors_before),
+        "the child subscribed"
+    );
+    child
+}
+
+#[test]
+fn a_dead_unnamed_subscriber_stops_gating_at_once() {
+    let (_t, log, args) = new_log("fp-gate-anon", LogMode::Reliable);
+    let mut child = holder(&args, &log, 0);
+    for i in 0..8 {
+        log.publish(&make_msg(1, i, 32)).unwrap();
+    }
+    assert_eq!(
+        log.publish(&make_msg(1, 8, 32)),
+        Err(shmq::PublishError::Full)
+    );
+    child.kill();
+    let t0 = Instant::now();
+    log.publish_block(&make_msg(1, 8, 32), Some(WAIT)).unwrap();
+    eprintln!("gating resumed {:?} after the kill", t0.elapsed());
+    assert!(log.stats().cursors.is_empty(), "its cursor was reaped");
+}
+
+#[test]
+fn a_publisher_gated_by_a_dead_named_cursor_is_told_which() {
+    let (_t, log, args) = new_log("fp-gate-named", LogMode::Reliable);
+    let mut child = holder(&[args[0].clone(), "audit".into()], &log, 0);
+    let pid = child.pid();
+    for i in 0..8 {
+        log.publish(&make_msg(1, i, 32)).unwrap();
+    }
+    child.kill();
+    let err = log
+        .publish_block(&make_msg(1, 8, 32), Some(Duration::from_millis(200)))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        shmq::PublishError::GatedBy {
+            cursor: "audit".into(),
+            owner: None,
+            dead_owner: Some(pid),
+        }
+    );
+    assert!(err.to_string().contains("\"audit\""), "{err}");
+    let info = log.cursor("audit").unwrap();
+    assert_eq!(
+        (info.owner, info.dead_owner, info.position),
+        (None, Some(pid), 0)
+    );
+    // Durable: it is still there, and resuming it (or removing it) ungates.
+    log.remove_cursor("audit").unwrap();
+    log.publish_block(&make_msg(1, 8, 32), Some(WAIT)).unwrap();
 }

@@ -135,6 +135,7 @@ fn publish_error(e: PublishError) -> shmq_status {
             SHMQ_TIMEOUT,
             cstr!("timed out waiting for the slowest cursor to make room"),
         ),
+        e @ PublishError::GatedBy { .. } => fail(SHMQ_TIMEOUT, e),
         e @ PublishError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
         e @ PublishError::Busy => fail(SHMQ_BUSY, e),
         e @ PublishError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),

@@ -59,7 +59,11 @@ pub(crate) struct CursorEntry {
     name_len: AtomicU32,
     /// Pid of the process whose subscriber is attached; 0 when none.
     owner_pid: AtomicU32,
-    _pad: u32,
+    /// Named cursors: the pid of the last attached subscriber if its
+    /// process died while attached (reaped), 0 otherwise. Display only: the
+    /// cursor keeps its position and gates publishers until someone resumes
+    /// it or removes it.
+    dead_owner: AtomicU32,
     /// Start time of `owner_pid` (tells a reused pid apart).
     owner_start: AtomicU64,
     /// `position << 1 | STAMP_WAITER`: the committed position (the next
@@ -90,6 +94,14 @@ pub struct CursorInfo {
     pub lag: u64,
     /// The process whose subscriber is attached, if any.
     pub owner: Option<u32>,
+    /// Whether that process is alive (false when there is none; a dead
+    /// owner of an unnamed cursor is reaped, of a named one detached).
+    pub owner_alive: bool,
+    /// Named cursors: the pid of a subscriber that died while attached. The
+    /// cursor is durable: it keeps its position, and in reliable mode it
+    /// gates publishers until a subscriber resumes it or it is removed
+    /// ([`crate::Log::remove_cursor`], `shmq cursor rm`).
+    pub dead_owner: Option<u32>,
 }
 
 /// The start time of this process (see [`liveness::own_start_time`]).
@@ -276,6 +288,7 @@ impl<'a> Table<'a> {
                 reaped += 1;
             } else {
                 // Relaxed: only the lock holder reads it to decide.
+                e.dead_owner.store(pid, Ordering::Relaxed);
                 e.owner_pid.store(0, Ordering::Relaxed);
             }
         }
@@ -376,6 +389,7 @@ impl<'a> Table<'a> {
         }
         e.owner_start.store(own_start(), Ordering::Relaxed);
         e.owner_pid.store(std::process::id(), Ordering::Relaxed);
+        e.dead_owner.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -396,6 +410,7 @@ impl<'a> Table<'a> {
         e.state.store(FREE, Ordering::Release);
         // Relaxed: informational once free.
         e.owner_pid.store(0, Ordering::Relaxed);
+        e.dead_owner.store(0, Ordering::Relaxed);
         e.name_len.store(0, Ordering::Relaxed);
         Self::wake_gated(&e.committed, 0);
     }
@@ -484,6 +499,12 @@ impl<'a> Table<'a> {
         best
     }
 
+    /// The cursor that gates publishers now (the slowest), described. Lock-free.
+    pub(crate) fn slowest_info(&self, tail: u64) -> Option<CursorInfo> {
+        let raw = self.slowest()?.1;
+        self.list(tail).into_iter().find(|c| c.position == raw >> 1)
+    }
+
     /// The smallest committed position over every cursor, or `None`. Lock-free.
     pub(crate) fn gate(&self) -> Option<u64> {
         self.slowest().map(|(_, raw)| raw >> 1)
@@ -516,6 +537,12 @@ impl<'a> Table<'a> {
                 read,
                 lag: tail.saturating_sub(position),
                 owner: (pid != 0).then_some(pid),
+                owner_alive: pid != 0
+                    && liveness::is_alive(pid, e.owner_start.load(Ordering::Relaxed)),
+                dead_owner: match e.dead_owner.load(Ordering::Relaxed) {
+                    0 => None,
+                    dead => Some(dead),
+                },
             });
         }
         out

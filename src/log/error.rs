@@ -21,6 +21,19 @@ pub enum PublishError {
     },
     /// Reliable mode only: the timeout or deadline passed while the log stayed full.
     Timeout,
+    /// Reliable mode only: the timeout or deadline passed while the log
+    /// stayed full because the named cursor `cursor` did not move. A named
+    /// cursor is durable: it gates publishers until a subscriber resumes it
+    /// or it is removed ([`Log::remove_cursor`](crate::Log::remove_cursor),
+    /// `shmq cursor rm`), also after its subscriber died.
+    GatedBy {
+        /// The cursor's name.
+        cursor: String,
+        /// The live process whose subscriber holds it, if any.
+        owner: Option<u32>,
+        /// The process whose subscriber died while holding it, if any.
+        dead_owner: Option<u32>,
+    },
     /// The segment's process table is full of live entries (every one of
     /// its 256 entries is a live handle or a thread lane), so this thread
     /// cannot announce a claim; nothing was done. Drop idle handles, or use
@@ -120,6 +133,24 @@ impl fmt::Display for PublishError {
                     f,
                     "message of {len} bytes exceeds the slot size of {max} bytes"
                 )
+            }
+            PublishError::GatedBy {
+                cursor,
+                owner,
+                dead_owner,
+            } => {
+                write!(f, "timed out: the log is full, gated by named cursor {cursor:?}")?;
+                match (owner, dead_owner) {
+                    (Some(pid), _) => write!(f, ", held by live process {pid}, which is not reading"),
+                    (None, Some(pid)) => write!(
+                        f,
+                        ", whose subscriber (process {pid}) died; resume it or remove it (shmq cursor rm)"
+                    ),
+                    (None, None) => write!(
+                        f,
+                        " that no subscriber holds; resume it or remove it (shmq cursor rm)"
+                    ),
+                }
             }
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")

@@ -249,7 +249,7 @@ fn a_writer_stalled_for_a_ring_is_bumped_not_waited_for() {
     let inner = &*l.inner;
     let mut sub = l.subscribe(Start::Oldest).unwrap();
     // A publisher claims seq 0 and stops in the middle of its write.
-    let seq = inner.claim().unwrap();
+    let seq = inner.claim(&crate::procs::Announce::new(None)).unwrap();
     assert_eq!(seq, 0);
     let slot = inner.take_slot(seq).unwrap();
     let mut buf = [0u8; 16];
@@ -408,7 +408,12 @@ fn reliable_named_cursors_gate_on_their_committed_position() {
     }
     assert_eq!(
         l.publish_block(b"z", Some(Duration::from_millis(20))),
-        Err(PublishError::Timeout)
+        Err(PublishError::GatedBy {
+            cursor: "n".into(),
+            owner: None,
+            dead_owner: None
+        }),
+        "the timeout names the cursor"
     );
     l.remove_cursor("n").unwrap();
     assert_eq!(l.publish(b"z"), Ok(8));

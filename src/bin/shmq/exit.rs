@@ -90,7 +90,7 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
             None => {}
         }
         match cause.downcast_ref::<PublishError>() {
-            Some(PublishError::Timeout) => return TIMEOUT,
+            Some(PublishError::Timeout | PublishError::GatedBy { .. }) => return TIMEOUT,
             Some(PublishError::Corrupt { .. }) => return CORRUPT,
             Some(_) => return OTHER,
             None => {}

@@ -126,7 +126,7 @@ fn send(
                     sent.seqs = Some((sent.seqs.map_or(seq, |(first, _)| first), seq));
                     break;
                 }
-                Err(PublishError::Timeout) => waited(
+                Err(PublishError::Timeout | PublishError::GatedBy { .. }) => waited(
                     deadline,
                     timeout,
                     "the log's slowest subscriber stayed a full ring behind",
