@@ -221,3 +221,60 @@ pub(crate) fn list(table: &[ProcEntry]) -> Vec<Attached> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn this_process_is_alive_and_garbage_is_dead() {
+        let me = std::process::id();
+        let start = own_start_time();
+        assert_eq!(judge(me, start, own_pid_namespace()), Life::Alive);
+        assert_eq!(judge(me, start, 0), Life::Alive, "namespace unknown");
+        assert_eq!(judge(me, start + 1, 0), Life::Dead, "a reused pid");
+        assert_eq!(judge(0, 0, 0), Life::Dead);
+        assert_eq!(judge(u32::MAX, 0, 0), Life::Dead, "never kill(-1, 0)");
+        assert_eq!(judge(i32::MAX as u32 + 1, 0, 0), Life::Dead);
+        assert_eq!(
+            judge(me, start, own_pid_namespace().wrapping_add(1)),
+            Life::Unknown,
+            "another pid namespace cannot be judged"
+        );
+        assert_eq!(judge_low32(me, start as u32), Life::Alive);
+        assert_eq!(judge_low32(me, start as u32 ^ 1), Life::Dead);
+    }
+
+    #[test]
+    fn a_zombie_is_dead_and_a_stopped_process_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let start = start_time(pid).expect("its start time");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let stopped = |p: u32| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| s[s.rfind(')').unwrap() + 2..].starts_with('T'))
+                .unwrap_or(false)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stopped(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(judge(pid, start, 0), Life::Alive, "stopped is alive");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // Not reaped yet: a zombie.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while judge(pid, start, 0) != Life::Dead && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(judge(pid, start, 0), Life::Dead, "a zombie is dead");
+        assert!(child.try_wait().unwrap().is_some() || child.wait().is_ok());
+        assert_eq!(judge(pid, start, 0), Life::Dead, "a reaped process is dead");
+    }
+}

@@ -1608,6 +1608,43 @@ mod tests {
     }
 
     #[test]
+    fn spsc_roles_named_by_garbage_or_dead_tokens_are_taken_over() {
+        for garbage in [
+            u64::MAX,
+            0xffff_ffff_0000_0001,
+            // A token naming a real entry with the wrong generation.
+            (7 << 16) | 1,
+            // A token naming an entry out of range.
+            (5 << 16) | 0xffff,
+        ] {
+            let q = Queue::in_process(&QueueConfig::new(8, 4).spsc(true)).unwrap();
+            let ctl = &q.region.header().control;
+            ctl.producer.store(garbage, Ordering::Relaxed);
+            ctl.consumer.store(garbage, Ordering::Relaxed);
+            q.enqueue_try(b"a").unwrap();
+            assert_eq!(q.dequeue_try(&mut [0u8; 8]), Ok(1), "token {garbage:#x}");
+        }
+    }
+
+    #[test]
+    fn a_head_past_tail_is_corrupt_not_a_silent_hang() {
+        let q = queue(8, 4);
+        q.region.header().head.value.store(3, Ordering::Relaxed);
+        let mut buf = [0u8; 8];
+        let r = (0..10_000)
+            .map(|_| q.dequeue_try(&mut buf))
+            .find(|r| *r != Err(DequeueError::Empty));
+        assert!(
+            matches!(r, Some(Err(DequeueError::Corrupt { .. }))),
+            "{r:?}"
+        );
+        assert!(matches!(
+            q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
+            Err(DequeueError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
     fn spsc_into_handles_take_roles() {
         let (target, q) = spsc_pair("into", 4);
         let mut p = Queue::open(&target).unwrap().into_producer().unwrap();
