@@ -181,7 +181,9 @@ impl fmt::Display for Protection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Protection::Guarded => f.write_str("guarded (a truncation gives Corrupt)"),
-            Protection::NotTruncatable => f.write_str("cannot be truncated"),
+            Protection::NotTruncatable => {
+                f.write_str("impossible (a SysV segment has a fixed size)")
+            }
             Protection::Unguarded { reason } => {
                 write!(f, "NOT guarded ({reason}): a truncation kills with SIGBUS")
             }
@@ -428,7 +430,7 @@ pub fn guard_active() -> bool {
 }
 
 /// Installs the handler once per process; says why not if it could not.
-fn install() -> Result<(), &'static str> {
+pub(super) fn install() -> Result<(), &'static str> {
     static ONCE: Once = Once::new();
     static WHY_NOT: AtomicU32 = AtomicU32::new(0);
     ONCE.call_once(|| {

@@ -114,6 +114,44 @@ impl Target {
         }
     }
 
+    /// How a segment at this target is protected against the truncation of
+    /// its backing in this process: SysV segments cannot be truncated; POSIX
+    /// objects and files are guarded unless the guard is disabled
+    /// (`SHMQ_SIGBUS_GUARD=0`) or could not be installed. (A segment mapped
+    /// beyond the guard's [`guard::SLOTS`] is unguarded too: see
+    /// [`Segment::protection`].)
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{segment::Protection, Target};
+    /// assert_eq!(Target::SysV(42).protection(), Protection::NotTruncatable);
+    /// ```
+    pub fn protection(&self) -> Protection {
+        match self {
+            Target::SysV(_) => Protection::NotTruncatable,
+            Target::Posix(_) | Target::File(_) => match guard::install() {
+                Ok(()) => Protection::Guarded,
+                Err(reason) => Protection::Unguarded { reason },
+            },
+        }
+    }
+
+    /// The file that holds a POSIX object (`/dev/shm/NAME`) or a file
+    /// target; `None` for SysV.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::Target;
+    /// assert_eq!(Target::Posix("q".into()).path().unwrap().to_str(), Some("/dev/shm/q"));
+    /// ```
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            Target::SysV(_) => None,
+            Target::Posix(name) => posix::path_of(name).ok(),
+            Target::File(path) => Some(path.clone()),
+        }
+    }
+
     /// Whether something exists at this target (shmq's or not).
     pub fn exists(&self) -> bool {
         match self {
