@@ -362,6 +362,18 @@ impl Segment {
         }
     }
 
+    /// The detail for a `Corrupt` error the engine found in this segment:
+    /// the truncation, if the SIGBUS guard replaced the mapping (the
+    /// impossible value was a zero page), else `detail` as it is.
+    #[inline]
+    #[allow(dead_code)] // for the engine's Corrupt paths; see NOTES-trunc.md
+    pub(crate) fn explain(&self, detail: String) -> String {
+        match self.truncation_seen() {
+            Some(t) => t.to_string(),
+            None => detail,
+        }
+    }
+
     /// Writes dirty pages of a file-backed segment to disk (`msync`); a no-op
     /// for the other backings.
     pub fn flush(&self) -> Result<(), Error> {
