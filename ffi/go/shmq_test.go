@@ -82,9 +82,15 @@ func child(role, args string) int {
 	case "logread":
 		return logReadChild(a)
 	}
+	if f, ok := moreRoles[role]; ok {
+		return f(a)
+	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
 }
+
+// moreRoles: child roles declared by other test files (in their init).
+var moreRoles = map[string]func(args []string) int{}
 
 func spawn(t testing.TB, role string, args ...string) *exec.Cmd {
 	t.Helper()

@@ -31,14 +31,14 @@ fn open_fd(path: &Path, flags: libc::c_int, mode: u32) -> Result<Fd, Error> {
 
 pub(super) fn create(path: &Path, size: usize, mode: u32) -> Result<Segment, Error> {
     let fd = open_fd(path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode)?;
-    size_and_map(&fd, size, mode, &what(path)).inspect_err(|_| {
+    size_and_map(fd, size, mode, &what(path)).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })
 }
 
 pub(super) fn open(path: &Path) -> Result<Segment, Error> {
     let fd = open_fd(path, libc::O_RDWR, 0)?;
-    map_existing(&fd, &what(path))
+    map_existing(fd, &what(path))
 }
 
 pub(super) fn unlink(path: &Path) -> Result<(), Error> {

@@ -3,8 +3,13 @@
 //! Backings know nothing of rings: they create (exclusively), open (never
 //! creating), map and unlink regions of bytes. `create` on an existing target
 //! fails with [`Error::AlreadyExists`] and leaves it untouched.
+//!
+//! POSIX and file mappings are registered with the SIGBUS guard ([`guard`]):
+//! if someone truncates the backing, the process survives and the segment
+//! reports [`Segment::truncated`]. SysV segments cannot be truncated.
 
 mod file;
+pub mod guard;
 mod posix;
 mod sysv;
 
@@ -15,6 +20,7 @@ use std::str::FromStr;
 
 use crate::Error;
 
+pub use guard::{guard_active, rescued_mappings, truncated_mappings, Protection, Truncation};
 pub use sysv::find_free_key;
 
 /// Where a queue lives.
@@ -108,6 +114,44 @@ impl Target {
         }
     }
 
+    /// How a segment at this target is protected against the truncation of
+    /// its backing in this process: SysV segments cannot be truncated; POSIX
+    /// objects and files are guarded unless the guard is disabled
+    /// (`SHMQ_SIGBUS_GUARD=0`) or could not be installed. (A segment mapped
+    /// beyond the guard's [`guard::SLOTS`] is unguarded too: see
+    /// [`Segment::protection`].)
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{segment::Protection, Target};
+    /// assert_eq!(Target::SysV(42).protection(), Protection::NotTruncatable);
+    /// ```
+    pub fn protection(&self) -> Protection {
+        match self {
+            Target::SysV(_) => Protection::NotTruncatable,
+            Target::Posix(_) | Target::File(_) => match guard::install() {
+                Ok(()) => Protection::Guarded,
+                Err(reason) => Protection::Unguarded { reason },
+            },
+        }
+    }
+
+    /// The file that holds a POSIX object (`/dev/shm/NAME`) or a file
+    /// target; `None` for SysV.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::Target;
+    /// assert_eq!(Target::Posix("q".into()).path().unwrap().to_str(), Some("/dev/shm/q"));
+    /// ```
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            Target::SysV(_) => None,
+            Target::Posix(name) => posix::path_of(name).ok(),
+            Target::File(path) => Some(path.clone()),
+        }
+    }
+
     /// Whether something exists at this target (shmq's or not).
     pub fn exists(&self) -> bool {
         match self {
@@ -123,8 +167,14 @@ impl Target {
 enum Backing {
     /// Attached with `shmat`; detached with `shmdt`.
     SysV,
-    /// Mapped with `mmap`; unmapped with `munmap`.
-    Mmap,
+    /// Mapped with `mmap`; unmapped with `munmap`. The descriptor stays open
+    /// so that a truncation can be told (fstat) and measured.
+    Mmap {
+        /// The backing's descriptor.
+        fd: Fd,
+        /// Our place in the SIGBUS guard's registry, or why there is none.
+        guard: Result<guard::Guard, &'static str>,
+    },
     /// Allocated on the heap (tests and in-process queues); owns the memory.
     Heap(#[allow(dead_code)] Vec<HeapLine>),
 }
@@ -190,12 +240,23 @@ impl Segment {
         }
     }
 
-    pub(crate) fn from_raw(ptr: NonNull<u8>, len: usize, sysv: bool) -> Segment {
-        let backing = if sysv { Backing::SysV } else { Backing::Mmap };
+    /// A segment attached with `shmat`.
+    pub(crate) fn from_sysv(ptr: NonNull<u8>, len: usize) -> Segment {
         Segment {
             ptr,
             len,
-            backing,
+            backing: Backing::SysV,
+            target: None,
+        }
+    }
+
+    /// A segment mapped from `fd` with `mmap`, registered with the SIGBUS guard.
+    fn from_mmap(ptr: NonNull<u8>, len: usize, fd: Fd) -> Segment {
+        let guard = guard::Guard::register(ptr.as_ptr(), len, fd.0);
+        Segment {
+            ptr,
+            len,
+            backing: Backing::Mmap { fd, guard },
             target: None,
         }
     }
@@ -220,10 +281,103 @@ impl Segment {
         self.target.as_ref()
     }
 
+    /// How this segment is protected against the truncation of its backing.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::segment::{Protection, Segment};
+    /// assert_eq!(Segment::heap(64).protection(), Protection::NotTruncatable);
+    /// let t = shmq::Target::Posix(format!("shmq-doc-protection-{}", std::process::id()));
+    /// let seg = Segment::create(&t, 4096, 0o600).unwrap();
+    /// assert_eq!(seg.protection(), Protection::Guarded);
+    /// t.unlink().unwrap();
+    /// ```
+    pub fn protection(&self) -> Protection {
+        match &self.backing {
+            Backing::Mmap { guard: Ok(_), .. } => Protection::Guarded,
+            Backing::Mmap {
+                guard: Err(reason), ..
+            } => Protection::Unguarded { reason },
+            Backing::SysV | Backing::Heap(_) => Protection::NotTruncatable,
+        }
+    }
+
+    /// Whether the backing was truncated under this mapping: either an
+    /// access already hit a missing page (the SIGBUS guard then replaced the
+    /// whole mapping with zero pages: the segment's contents are gone for
+    /// this process), or the backing is now shorter than the mapping (one
+    /// `fstat`). `None` for SysV and heap segments, which cannot shrink.
+    ///
+    /// Costs a syscall unless the guard already fired; for a check on a
+    /// hotter path, see `truncation_seen` (crate-internal).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::segment::Segment;
+    /// let t = shmq::Target::Posix(format!("shmq-doc-truncated-{}", std::process::id()));
+    /// let seg = Segment::create(&t, 8192, 0o600).unwrap();
+    /// assert_eq!(seg.truncated(), None);
+    /// std::fs::File::options().write(true)
+    ///     .open(format!("/dev/shm/shmq-doc-truncated-{}", std::process::id())).unwrap()
+    ///     .set_len(4096).unwrap();
+    /// let t2 = seg.truncated().unwrap();
+    /// assert_eq!(t2.to_string(), "segment truncated to 4096 bytes (8192 mapped)");
+    /// // SAFETY: in bounds of the mapping; the page is gone, the guard rescues the read.
+    /// assert_eq!(unsafe { seg.as_ptr().add(4096).read_volatile() }, 0);
+    /// t.unlink().unwrap();
+    /// ```
+    pub fn truncated(&self) -> Option<Truncation> {
+        match &self.backing {
+            Backing::Mmap { guard: Ok(g), .. } => g.truncated(),
+            Backing::Mmap { fd, .. } => guard::fstat_size(fd.0)
+                .filter(|&size| size < self.len as u64)
+                .map(|size| Truncation::new(size, self.len as u64)),
+            Backing::SysV | Backing::Heap(_) => None,
+        }
+    }
+
+    /// Whether the SIGBUS guard has already replaced this mapping (one atomic
+    /// load, no syscall): cheap enough for the paths that return `Empty`,
+    /// `Full` or an impossible value. Misses a truncation nobody has touched
+    /// yet; blocking loops use [`Segment::check_intact`].
+    #[inline]
+    #[allow(dead_code)] // for the engine's slow paths; see NOTES-trunc.md
+    pub(crate) fn truncation_seen(&self) -> Option<Truncation> {
+        match &self.backing {
+            Backing::Mmap { guard: Ok(g), .. } => g.rescued(),
+            _ => None,
+        }
+    }
+
+    /// `Err` if the backing was truncated ([`Segment::truncated`]); the error
+    /// converts with `?` into `Error`, `EnqueueError`, `DequeueError`,
+    /// `PublishError`, `RecvError` and `CursorError`'s `Corrupt` variant,
+    /// whose detail reads "segment truncated to N bytes (M mapped)".
+    #[inline]
+    #[allow(dead_code)] // for the engine's blocking loops; see NOTES-trunc.md
+    pub(crate) fn check_intact(&self) -> Result<(), Truncation> {
+        match self.truncated() {
+            Some(t) => Err(t),
+            None => Ok(()),
+        }
+    }
+
+    /// The detail for a `Corrupt` error the engine found in this segment:
+    /// the truncation, if the SIGBUS guard replaced the mapping (the
+    /// impossible value was a zero page), else `detail` as it is.
+    #[inline]
+    #[allow(dead_code)] // for the engine's Corrupt paths; see NOTES-trunc.md
+    pub(crate) fn explain(&self, detail: String) -> String {
+        match self.truncation_seen() {
+            Some(t) => t.to_string(),
+            None => detail,
+        }
+    }
+
     /// Writes dirty pages of a file-backed segment to disk (`msync`); a no-op
     /// for the other backings.
     pub fn flush(&self) -> Result<(), Error> {
-        if let (Backing::Mmap, Some(Target::File(path))) = (&self.backing, &self.target) {
+        if let (Backing::Mmap { .. }, Some(Target::File(path))) = (&self.backing, &self.target) {
             // SAFETY: ptr/len describe a live mapping owned by self.
             let rc = unsafe { libc::msync(self.ptr.as_ptr() as *mut _, self.len, libc::MS_SYNC) };
             if rc != 0 {
@@ -239,15 +393,21 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        match self.backing {
+        match &mut self.backing {
             // SAFETY: ptr was returned by shmat and is detached exactly once.
             Backing::SysV => unsafe {
                 libc::shmdt(self.ptr.as_ptr() as *const _);
             },
-            // SAFETY: ptr/len were returned by mmap and are unmapped exactly once.
-            Backing::Mmap => unsafe {
-                libc::munmap(self.ptr.as_ptr() as *mut _, self.len);
-            },
+            Backing::Mmap { guard, .. } => {
+                // Unregister before unmapping: the guard must never remap an
+                // address range that may already hold someone else's mapping.
+                drop(std::mem::replace(guard, Err("detached")));
+                // SAFETY: ptr/len were returned by mmap (possibly since
+                // replaced by the guard's zero pages, which munmap removes
+                // just as well) and are unmapped exactly once.
+                unsafe { libc::munmap(self.ptr.as_ptr() as *mut _, self.len) };
+                // The descriptor is closed when the field drops, after this.
+            }
             Backing::Heap(_) => {}
         }
     }
@@ -256,8 +416,8 @@ impl Drop for Segment {
 /// How long `open` waits for a segment whose creator has not yet published it.
 pub const INIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Maps `len` bytes of `fd` shared and read-write.
-pub(crate) fn map_fd(fd: libc::c_int, len: usize, what: &str) -> Result<Segment, Error> {
+/// Maps `len` bytes of `fd` shared and read-write; the segment keeps `fd`.
+pub(crate) fn map_fd(fd: Fd, len: usize, what: &str) -> Result<Segment, Error> {
     // SAFETY: a fresh mapping chosen by the kernel; fd is open read-write.
     let ptr = unsafe {
         libc::mmap(
@@ -265,7 +425,7 @@ pub(crate) fn map_fd(fd: libc::c_int, len: usize, what: &str) -> Result<Segment,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
-            fd,
+            fd.0,
             0,
         )
     };
@@ -277,10 +437,11 @@ pub(crate) fn map_fd(fd: libc::c_int, len: usize, what: &str) -> Result<Segment,
         ));
     }
     let ptr = NonNull::new(ptr as *mut u8).expect("mmap never returns null on success");
-    Ok(Segment::from_raw(ptr, len, false))
+    Ok(Segment::from_mmap(ptr, len, fd))
 }
 
 /// An owned file descriptor, closed on drop.
+#[derive(Debug)]
 pub(crate) struct Fd(pub libc::c_int);
 
 impl Drop for Fd {
@@ -291,7 +452,7 @@ impl Drop for Fd {
 }
 
 /// Sizes `fd` to `size` bytes and maps it (the create path of posix and file).
-pub(crate) fn size_and_map(fd: &Fd, size: usize, mode: u32, what: &str) -> Result<Segment, Error> {
+pub(crate) fn size_and_map(fd: Fd, size: usize, mode: u32, what: &str) -> Result<Segment, Error> {
     // SAFETY: plain syscalls on an owned descriptor.
     unsafe {
         // Exact mode regardless of the umask.
@@ -305,12 +466,12 @@ pub(crate) fn size_and_map(fd: &Fd, size: usize, mode: u32, what: &str) -> Resul
             ));
         }
     }
-    map_fd(fd.0, size, what)
+    map_fd(fd, size, what)
 }
 
 /// Maps the whole of an existing `fd`, waiting a bounded time while it is
 /// still empty (its creator has not sized it yet).
-pub(crate) fn map_existing(fd: &Fd, what: &str) -> Result<Segment, Error> {
+pub(crate) fn map_existing(fd: Fd, what: &str) -> Result<Segment, Error> {
     let deadline = std::time::Instant::now() + INIT_WAIT;
     loop {
         // SAFETY: fstat into a zeroed struct on an owned descriptor.
@@ -326,7 +487,7 @@ pub(crate) fn map_existing(fd: &Fd, what: &str) -> Result<Segment, Error> {
             st.st_size as usize
         };
         if size > 0 {
-            return map_fd(fd.0, size, what);
+            return map_fd(fd, size, what);
         }
         if std::time::Instant::now() >= deadline {
             return Err(Error::NotReady {

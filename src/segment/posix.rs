@@ -41,14 +41,14 @@ fn shm_open(name: &str, flags: libc::c_int, mode: u32) -> Result<Fd, Error> {
 
 pub(super) fn create(name: &str, size: usize, mode: u32) -> Result<Segment, Error> {
     let fd = shm_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode)?;
-    size_and_map(&fd, size, mode, &what(name)).inspect_err(|_| {
+    size_and_map(fd, size, mode, &what(name)).inspect_err(|_| {
         let _ = unlink(name);
     })
 }
 
 pub(super) fn open(name: &str) -> Result<Segment, Error> {
     let fd = shm_open(name, libc::O_RDWR, 0)?;
-    map_existing(&fd, &what(name))
+    map_existing(fd, &what(name))
 }
 
 pub(super) fn unlink(name: &str) -> Result<(), Error> {

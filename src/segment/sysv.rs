@@ -30,7 +30,7 @@ fn attach(id: libc::c_int, len: usize, key: i32) -> Result<Segment, Error> {
         ));
     }
     let ptr = NonNull::new(ptr as *mut u8).expect("shmat never returns null on success");
-    Ok(Segment::from_raw(ptr, len, true))
+    Ok(Segment::from_sysv(ptr, len))
 }
 
 pub(super) fn create(key: i32, size: usize, mode: u32) -> Result<Segment, Error> {

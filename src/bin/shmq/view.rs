@@ -414,6 +414,23 @@ fn sysv_entry(target: &Target) -> Option<SysvEntry> {
     sysv_segments().ok()?.into_iter().find(|e| e.key == *key)
 }
 
+/// The backing's size now, if it is a file (POSIX or file target).
+fn backing_size(target: &Target) -> Option<u64> {
+    std::fs::metadata(target.path()?).ok().map(|m| m.len())
+}
+
+/// How the segment is protected against truncation, and whether it is
+/// truncated now (attached processes then get `Corrupt`).
+fn truncation_text(target: &Target, total_size: u64) -> String {
+    let protection = target.protection().to_string();
+    match backing_size(target) {
+        Some(size) if size < total_size => {
+            format!("TRUNCATED: the backing is {size} bytes, not {total_size}; {protection}")
+        }
+        _ => protection,
+    }
+}
+
 fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option<Rates>) -> String {
     let p = view.params();
     let c = view.counters();
@@ -447,6 +464,7 @@ fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
         p.creator_pid
     );
     let _ = writeln!(s, "  closed      {}", if c.closed { "yes" } else { "no" });
+    let _ = writeln!(s, "  truncation  {}", truncation_text(target, p.total_size));
     if let Some(e) = sysv_entry(target) {
         let _ = writeln!(
             s,
@@ -547,7 +565,12 @@ fn stat_json(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
                 .map_or("null".into(), |a| a.to_string()),
         )
         .int("created_unix_ns", p.created_unix_ns)
-        .bool("closed", c.closed);
+        .bool("closed", c.closed)
+        .str("truncation", &target.protection().to_string())
+        .raw(
+            "backing_size",
+            &backing_size(target).map_or("null".into(), |s| s.to_string()),
+        );
     if let Some(e) = sysv_entry(target) {
         o = o.int("shmid", e.shmid).int("nattch", e.nattch);
     }
