@@ -430,6 +430,9 @@ impl Inner {
                     // SYNC(gate-cache): Release, pairs with the Acquire load above.
                     self.gate.store(g, Ordering::Release);
                     if t.saturating_sub(g) >= self.capacity {
+                        if let Some(t) = self.region.segment().truncation_seen() {
+                            return Err(t.into());
+                        }
                         self.maybe_reap();
                         return Err(PublishError::Full);
                     }
@@ -643,7 +646,14 @@ impl Inner {
                 return Err(PublishError::Closed);
             }
             match self.write(seq, msg, ST_COMPLETE) {
-                Outcome::Published | Outcome::Overtaken => return Ok(seq),
+                Outcome::Published | Outcome::Overtaken => {
+                    // Truncated under us: the message may have gone to the
+                    // zero pages that replaced the segment.
+                    if let Some(t) = self.region.segment().truncation_seen() {
+                        return Err(t.into());
+                    }
+                    return Ok(seq);
+                }
                 Outcome::Bumped => self.count_tombstone(),
             }
         }
@@ -873,8 +883,12 @@ impl Log {
             }
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(self.timed_out()),
+                Next::TimedOut => {
+                    self.inner.region.segment().check_intact()?;
+                    return Err(self.timed_out());
+                }
                 Next::Sleep => {
+                    self.inner.region.segment().check_intact()?;
                     if let Some((word, seen)) = self.inner.table().slowest() {
                         if self.inner.tail().saturating_sub(seen >> 1) >= self.inner.capacity {
                             // At most REAP_EVERY at a time: the slowest cursor
@@ -1336,8 +1350,12 @@ impl Subscriber {
     pub fn recv_try(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         loop {
             match self.recv_once(buf) {
-                Err(RecvError::Empty)
-                    if self.recovery_due(false) && self.inner.recover_hole(self.pos) => {}
+                Err(RecvError::Empty) if self.recovery_due(false) => {
+                    self.inner.region.segment().check_intact()?;
+                    if !self.inner.recover_hole(self.pos) {
+                        return Err(RecvError::Empty);
+                    }
+                }
                 other => return other,
             }
         }
@@ -1462,8 +1480,12 @@ impl Subscriber {
             }
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(RecvError::Timeout),
+                Next::TimedOut => {
+                    self.inner.region.segment().check_intact()?;
+                    return Err(RecvError::Timeout);
+                }
                 Next::Sleep => {
+                    self.inner.region.segment().check_intact()?;
                     if self.recovery_due(true) && self.inner.recover_hole(self.pos) {
                         continue;
                     }

@@ -552,7 +552,10 @@ impl Queue {
                     // The Acquire above saw a publish of a later lap, which
                     // happens after tail passed t: tail cannot still read t.
                     return Err(EnqueueError::Corrupt {
-                        detail: format!("slot stamp {s} is ahead of tail {t}"),
+                        detail: self
+                            .region
+                            .segment()
+                            .explain(format!("slot stamp {s} is ahead of tail {t}")),
                     });
                 }
             }
@@ -603,6 +606,9 @@ impl Queue {
         }
         match self.mpmc_enqueue_try(msg) {
             Err(EnqueueError::Full) => {
+                if let Some(t) = self.region.segment().truncation_seen() {
+                    return Err(t.into());
+                }
                 if self.recovery_due(false) {
                     self.recover_producer_side()?;
                 }
@@ -635,6 +641,11 @@ impl Queue {
         }
         self.publish(pos, slot, msg, 0);
         failpoint!("queue-produce-published");
+        // Truncated under us: the message may have gone to the zero pages
+        // that replaced the segment, so do not report it enqueued.
+        if let Some(t) = self.region.segment().truncation_seen() {
+            return Err(t.into());
+        }
         Ok(())
     }
 
@@ -679,8 +690,12 @@ impl Queue {
             }
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(EnqueueError::Timeout),
+                Next::TimedOut => {
+                    self.region.segment().check_intact()?;
+                    return Err(EnqueueError::Timeout);
+                }
                 Next::Sleep => {
+                    self.region.segment().check_intact()?;
                     if self.recovery_due(true) && self.recover_producer_side()? {
                         continue;
                     }
@@ -931,7 +946,10 @@ impl Queue {
                     // The Acquire above saw a release of position h, which
                     // happens after head passed h: head cannot still read h.
                     return Err(DequeueError::Corrupt {
-                        detail: format!("slot stamp {s} is ahead of head {h}"),
+                        detail: self
+                            .region
+                            .segment()
+                            .explain(format!("slot stamp {s} is ahead of head {h}")),
                     });
                 }
             }
@@ -991,6 +1009,7 @@ impl Queue {
         loop {
             match self.mpmc_dequeue_try(buf) {
                 Err(DequeueError::Empty) if self.recovery_due(false) => {
+                    self.region.segment().check_intact()?;
                     if !self.recover_consumer_side()? {
                         return Err(DequeueError::Empty);
                     }
@@ -1093,8 +1112,12 @@ impl Queue {
             }
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(DequeueError::Timeout),
+                Next::TimedOut => {
+                    self.region.segment().check_intact()?;
+                    return Err(DequeueError::Timeout);
+                }
                 Next::Sleep => {
+                    self.region.segment().check_intact()?;
                     if self.recovery_due(true) && self.recover_consumer_side()? {
                         continue;
                     }

@@ -120,7 +120,10 @@ impl Queue {
         let t = hdr.tail.value.load(Ordering::SeqCst);
         if t < h {
             return Err(DequeueError::Corrupt {
-                detail: format!("head {h} is past tail {t}"),
+                detail: self
+                    .region
+                    .segment()
+                    .explain(format!("head {h} is past tail {t}")),
             });
         }
         if t > h && self.recover_hole(h) {

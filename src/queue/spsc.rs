@@ -36,6 +36,10 @@ use std::time::Instant;
 use super::{Queue, Side};
 use crate::layout::{Control, CLOSED_QUIET, OPEN};
 use crate::procs;
+
+/// How long a sleeper sleeps at most before it checks that its segment was
+/// not truncated under it (nobody would wake it then).
+const INTACT_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
 use crate::{DequeueError, EnqueueError};
@@ -241,10 +245,16 @@ impl Queue {
             let used = t.wrapping_sub(role.cached);
             if used > self.capacity {
                 return Err(EnqueueError::Corrupt {
-                    detail: format!("head {} is not within a ring of tail {t}", role.cached),
+                    detail: self.region.segment().explain(format!(
+                        "head {} is not within a ring of tail {t}",
+                        role.cached
+                    )),
                 });
             }
             if used == self.capacity {
+                if let Some(t) = self.region.segment().truncation_seen() {
+                    return Err(t.into());
+                }
                 return Err(EnqueueError::Full);
             }
         }
@@ -263,6 +273,11 @@ impl Queue {
         h.tail.value.store(t + 1, Ordering::Release);
         role.pos = t + 1;
         self.wake_sleepers(false);
+        // Truncated under us: the message may have gone to the zero pages
+        // that replaced the segment, so do not report it enqueued.
+        if let Some(t) = self.region.segment().truncation_seen() {
+            return Err(t.into());
+        }
         Ok(())
     }
 
@@ -279,6 +294,9 @@ impl Queue {
         // store of the stamp: its length and payload are visible.
         if slot.stamp.load(Ordering::Acquire) >> 1 != pos + 1 {
             self.prefetch_rest_of(slot);
+            if let Some(t) = self.region.segment().truncation_seen() {
+                return Err(t.into());
+            }
             return Err(if self.spsc_drained(pos) {
                 DequeueError::Closed
             } else {
@@ -412,10 +430,14 @@ impl Queue {
         loop {
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(EnqueueError::Timeout),
+                Next::TimedOut => {
+                    self.region.segment().check_intact()?;
+                    return Err(EnqueueError::Timeout);
+                }
                 Next::Sleep => {
+                    self.region.segment().check_intact()?;
                     let h = self.region.header();
-                    self.spsc_sleep(&backoff, None, || {
+                    self.spsc_sleep(&backoff, Some(INTACT_CHECK), || {
                         // Relaxed loads: a re-check after the barrier; the real attempt re-reads with Acquire.
                         let t = h.tail.value.load(Ordering::Relaxed);
                         t.wrapping_sub(h.head.value.load(Ordering::Relaxed)) < self.capacity
@@ -457,8 +479,12 @@ impl Queue {
         loop {
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(DequeueError::Timeout),
+                Next::TimedOut => {
+                    self.region.segment().check_intact()?;
+                    return Err(DequeueError::Timeout);
+                }
                 Next::Sleep => {
+                    self.region.segment().check_intact()?;
                     let h = self.region.header();
                     // Relaxed: snapshots the sleep re-check compares against
                     // after its barrier; a stale value only means a spare wakeup.
@@ -466,7 +492,14 @@ impl Queue {
                     let seen_producer = self.control().producer.load(Ordering::Relaxed);
                     // Closed by a third party: the producer's acknowledgement may
                     // never come if it died, so re-check its liveness now and then.
-                    let cap = (seen_closed != OPEN).then(|| std::time::Duration::from_millis(50));
+                    // Otherwise wake now and then all the same: nobody wakes a
+                    // sleeper on a segment truncated under it.
+                    let cap = if seen_closed != OPEN {
+                        std::time::Duration::from_millis(50)
+                    } else {
+                        INTACT_CHECK
+                    };
+                    let cap = Some(cap);
                     self.spsc_sleep(&backoff, cap, || {
                         // Relaxed loads: a re-check after the barrier; the real attempt re-reads with Acquire.
                         h.tail.value.load(Ordering::Relaxed) != h.head.value.load(Ordering::Relaxed)
