@@ -1367,3 +1367,26 @@ fn bench_children(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+#[test]
+fn cursor_ls_and_rm_release_a_gating_named_cursor() {
+    let t = common::posix("cli-cursor");
+    let log = shmq::Log::create(
+        &t,
+        &shmq::LogConfig::new(16, 4).mode(shmq::LogMode::Reliable),
+    )
+    .unwrap();
+    log.create_cursor("billing\u{1b}[31m", shmq::Start::Latest)
+        .unwrap();
+    for _ in 0..4 {
+        log.publish(b"x").unwrap();
+    }
+    assert_eq!(log.publish(b"y"), Err(shmq::PublishError::Full));
+    let out = run(&["cursor", "ls", &arg(&t)]).expect(0);
+    assert!(out.stdout.contains("billing\\u{1b}[31m"), "{}", out.stdout);
+    assert!(!out.stdout.contains('\u{1b}'), "escaped: {}", out.stdout);
+    run(&["cursor", "rm", &arg(&t), "billing\u{1b}[31m"]).expect(0);
+    assert_eq!(log.publish(b"y"), Ok(4), "no longer gated");
+    assert_eq!(run(&["cursor", "rm", &arg(&t), "billing"]).code, 3);
+    run(&["cursor", "--help"]).expect(0);
+}

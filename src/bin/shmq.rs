@@ -7,6 +7,8 @@
 
 #[path = "shmq/bench.rs"]
 mod bench;
+#[path = "shmq/cursor.rs"]
+mod cursor;
 #[path = "shmq/exit.rs"]
 mod exit;
 #[path = "shmq/json.rs"]
@@ -95,6 +97,12 @@ enum Cmd {
          reported on standard error and tail goes on."
     ))]
     Tail(TailArgs),
+    /// List or remove a log's named durable cursors
+    #[command(
+        subcommand,
+        after_help = "Example:\n  shmq cursor ls audit\n  shmq cursor rm audit billing\n\nA named cursor is durable: in reliable mode it gates publishers until a subscriber resumes it, also after that subscriber died (`shmq stat` shows it held by a dead process). Removing it lets publishers go on."
+    )]
+    Cursor(CursorCmd),
     /// Measure cross-process latency and throughput beside the machine's raw limits
     #[command(after_help = concat!(
         "Example:\n  shmq bench\n  shmq bench --sizes 64 --producers 1,2 --consumers 1,2 --json\n  \
@@ -120,6 +128,28 @@ enum Cmd {
     /// One side of a benchmark (started by `shmq bench`)
     #[command(hide = true)]
     BenchChild(bench::ChildArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum CursorCmd {
+    /// List every cursor of a log with its position, lag and holder
+    Ls {
+        /// The log
+        #[arg(value_parser = target)]
+        target: Target,
+    },
+    /// Remove named cursors (refused for one a live subscriber holds, unless --force)
+    Rm {
+        /// The log
+        #[arg(value_parser = target)]
+        target: Target,
+        /// Cursor names
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Remove it even if a live subscriber holds it
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Parses a target for clap (usage errors exit with 2).
@@ -305,6 +335,12 @@ fn main() {
         Cmd::Rm(a) => ops::rm(&a.targets, a.force),
         Cmd::Pub(a) => pubtail::publish(&a),
         Cmd::Tail(a) => pubtail::tail(&a),
+        Cmd::Cursor(CursorCmd::Ls { target }) => cursor::ls(&target),
+        Cmd::Cursor(CursorCmd::Rm {
+            target,
+            names,
+            force,
+        }) => cursor::rm(&target, &names, force),
         Cmd::Bench(a) => bench::run(&a),
         Cmd::BenchChild(a) => bench::child(&a),
     };
