@@ -1384,6 +1384,11 @@ impl Subscriber {
         loop {
             let inner = &*self.inner;
             let r = self.pos;
+            if r > MAX_SEQ {
+                return Err(RecvError::Corrupt {
+                    detail: format!("position {r} is beyond the largest sequence number"),
+                });
+            }
             let slot = inner.slot(r);
             // SYNC(slot-publish): Acquire, pairs with the Release CAS that
             // completes a slot in `write`: length and payload are visible.

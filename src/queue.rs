@@ -771,6 +771,11 @@ impl Queue {
             // oldest), replace it in place (as crossbeam's `force_push`).
             // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
             let t = hdr.tail.value.load(Ordering::SeqCst);
+            if t > MAX_POSITION {
+                return Err(EnqueueError::Corrupt {
+                    detail: format!("tail {t} is beyond the largest position"),
+                });
+            }
             let slot = self.slot(t);
             let oldest = t.wrapping_sub(self.capacity);
             // SYNC(slot-publish): Acquire, pairs with the Release swap in
@@ -901,6 +906,11 @@ impl Queue {
         // Relaxed: only a first guess; the stamp and the CAS decide.
         let mut h = head.load(Ordering::Relaxed);
         loop {
+            if h > MAX_POSITION {
+                return Err(DequeueError::Corrupt {
+                    detail: format!("head {h} is beyond the largest position"),
+                });
+            }
             let slot = self.slot(h);
             // SYNC(slot-publish): Acquire, pairs with the Release swap in `publish`.
             let raw = slot.stamp.load(Ordering::Acquire);

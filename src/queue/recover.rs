@@ -165,6 +165,9 @@ impl Queue {
     /// if the slot holds the unreleased message of `p - capacity` that a
     /// dead recoverer was republishing, finishes that republish).
     fn recover_hole(&self, p: u64) -> bool {
+        if p > CLAIM_POS {
+            return false; // garbage: reported as Corrupt by the claim paths
+        }
         let slot = self.slot(p);
         // SYNC(slot-publish): Acquire, pairs with the Release swaps.
         let cur = slot.stamp.load(Ordering::Acquire);

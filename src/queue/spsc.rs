@@ -131,10 +131,12 @@ impl Queue {
         // SYNC(spsc-tail): Acquire, pairs with the previous holder's Release store of tail.
         let t = tail.load(Ordering::Acquire);
         // Relaxed: the stamp is only compared; we are the only producer now.
-        if self.slot(t).stamp.load(Ordering::Relaxed) >> 1 == t + 1 {
+        // Positions from shared memory: wrapping, so garbage gives Corrupt
+        // from the ring checks, never an overflow panic.
+        if self.slot(t).stamp.load(Ordering::Relaxed) >> 1 == t.wrapping_add(1) {
             // SYNC(spsc-tail): Release, as every store of tail.
-            tail.store(t + 1, Ordering::Release);
-            return t + 1;
+            tail.store(t.wrapping_add(1), Ordering::Release);
+            return t.wrapping_add(1);
         }
         t
     }
@@ -267,11 +269,11 @@ impl Queue {
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
         // SYNC(spsc-publish): Release, pairs with the consumer's Acquire load
         // of the stamp in `spsc_dequeue`. No waiter bit in this mode.
-        slot.stamp.store((t + 1) << 1, Ordering::Release);
+        slot.stamp.store(t.wrapping_add(1) << 1, Ordering::Release);
         // SYNC(spsc-tail): Release, pairs with the Acquire loads of tail in
         // `spsc_drained`, `repaired_tail` and the statistics.
-        h.tail.value.store(t + 1, Ordering::Release);
-        role.pos = t + 1;
+        h.tail.value.store(t.wrapping_add(1), Ordering::Release);
+        role.pos = t.wrapping_add(1);
         self.wake_sleepers(false);
         // Truncated under us: the message may have gone to the zero pages
         // that replaced the segment, so do not report it enqueued.
@@ -292,7 +294,7 @@ impl Queue {
         let slot = self.slot(pos);
         // SYNC(spsc-publish): Acquire, pairs with the producer's Release
         // store of the stamp: its length and payload are visible.
-        if slot.stamp.load(Ordering::Acquire) >> 1 != pos + 1 {
+        if slot.stamp.load(Ordering::Acquire) >> 1 != pos.wrapping_add(1) {
             self.prefetch_rest_of(slot);
             if let Some(t) = self.region.segment().truncation_seen() {
                 return Err(t.into());
@@ -342,7 +344,7 @@ impl Queue {
 
     #[inline]
     fn spsc_advance(&self, role: &mut Role) {
-        role.pos += 1;
+        role.pos = role.pos.wrapping_add(1);
         // SYNC(spsc-free): Release, pairs with the producer's Acquire load of head.
         self.region
             .header()
@@ -355,7 +357,7 @@ impl Queue {
     /// Discards the oldest message (for `enqueue_shift`, holding both roles).
     pub(super) fn spsc_discard(&self, role: &mut Role) -> bool {
         // SYNC(spsc-publish): Acquire, as in `spsc_dequeue`.
-        if self.slot(role.pos).stamp.load(Ordering::Acquire) >> 1 != role.pos + 1 {
+        if self.slot(role.pos).stamp.load(Ordering::Acquire) >> 1 != role.pos.wrapping_add(1) {
             return false;
         }
         self.spsc_advance(role);
