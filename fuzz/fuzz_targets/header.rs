@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // SAFETY: the region holds len >= HEADER_SIZE bytes.
     if let Ok(Some(p)) = unsafe { Params::validate(seg.as_ptr(), len) } {
-        assert!(p.total_size <= len as u64, "accepted a header larger than its mapping");
+        assert!(
+            p.total_size <= len as u64,
+            "accepted a header larger than its mapping"
+        );
         assert!(p.slots_offset + p.capacity * p.slot_stride as u64 <= len as u64);
     }
     let _ = classify_uninitialised(&seg);

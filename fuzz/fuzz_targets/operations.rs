@@ -84,7 +84,11 @@ fuzz_target!(|data: &[u8]| {
         if rest.len() < 11 {
             break;
         }
-        let (sel, kind, raw) = (rest[0], rest[1], u64::from_le_bytes(rest[2..10].try_into().unwrap()));
+        let (sel, kind, raw) = (
+            rest[0],
+            rest[1],
+            u64::from_le_bytes(rest[2..10].try_into().unwrap()),
+        );
         let width4 = rest[10] & 1 == 1;
         rest = &rest[11..];
         let k = (sel >> 3) as usize;
@@ -111,7 +115,11 @@ fuzz_target!(|data: &[u8]| {
     let Target::File(p) = t else { unreachable!() };
     std::fs::write(p, &image).unwrap();
     let mut buf = [0u8; 64];
-    let ops = if rest.is_empty() { &[0u8, 1, 2, 3, 4, 5, 6, 7][..] } else { &rest[..rest.len().min(24)] };
+    let ops = if rest.is_empty() {
+        &[0u8, 1, 2, 3, 4, 5, 6, 7][..]
+    } else {
+        &rest[..rest.len().min(24)]
+    };
     if which < 2 {
         let Ok(q) = Queue::open(t) else { return };
         for &op in ops {

@@ -436,15 +436,11 @@ mod tests {
         assert_eq!(forced, SHMQ_OK);
         assert!(!path.exists());
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { shmq_target_unlink_force(c.as_ptr()) },
-            SHMQ_NOT_FOUND
-        );
+        let again = unsafe { shmq_target_unlink_force(c.as_ptr()) };
+        assert_eq!(again, SHMQ_NOT_FOUND);
         // SAFETY: NULL is allowed and refused.
-        assert_eq!(
-            unsafe { shmq_target_unlink_force(std::ptr::null()) },
-            SHMQ_NULL_PARAMETER
-        );
+        let null = unsafe { shmq_target_unlink_force(std::ptr::null()) };
+        assert_eq!(null, SHMQ_NULL_PARAMETER);
     }
 
     #[test]
