@@ -326,14 +326,31 @@ const char *shmq_status_name(int32_t status);
 enum shmq_status shmq_find_free_key(int32_t *key_out);
 
 /**
- * Removes the queue at `target` (see shmq_queue_create() for the syntax):
- * later opens fail with `SHMQ_NOT_FOUND`; processes attached keep working
- * until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+ * Removes the queue or log at `target` (see shmq_queue_create() for the
+ * syntax): later opens fail with `SHMQ_NOT_FOUND`; processes attached keep
+ * working until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+ *
+ * Removes only a shmq segment: one with shmq's magic (valid or damaged), or
+ * one whose creator never finished (header still unpublished but shaped like
+ * a shmq header; an empty file created in the last few seconds). Anything
+ * else is left untouched and gives `SHMQ_CORRUPT`, with shmq_last_error()
+ * saying what was found; shmq_target_unlink_force() removes it anyway.
+ * Never waits.
  *
  * # Safety
  * `target` is NULL or a NUL-terminated string.
  */
 enum shmq_status shmq_target_unlink(const char *target);
+
+/**
+ * Removes whatever is at `target`, shmq's or not, without looking at it
+ * (for cleaning up after tests, or a segment shmq_target_unlink() refused
+ * that you know is to go). `SHMQ_NOT_FOUND` if nothing is there.
+ *
+ * # Safety
+ * `target` is NULL or a NUL-terminated string.
+ */
+enum shmq_status shmq_target_unlink_force(const char *target);
 
 /**
  * Creates a new fan-out log at `target` (syntax as in shmq_queue_create())
@@ -359,6 +376,13 @@ enum shmq_status shmq_log_create(const char *target, uint32_t slot_size, uint64_
  * (e.g. a work queue), `SHMQ_CORRUPT`, `SHMQ_VERSION_MISMATCH` or
  * `SHMQ_NOT_READY` if what is there is not a usable log.
  *
+ * Waits only for a segment whose creator is still writing its header
+ * (shaped like a shmq header, its creator alive, changed in the last 3 s):
+ * up to 2 s, then `SHMQ_NOT_READY`. A segment abandoned by its creator gives
+ * `SHMQ_NOT_READY` and something that is not a shmq segment (an empty or
+ * zero-filled file of another size, `/dev/null`) `SHMQ_CORRUPT`, both at
+ * once; neither is ever modified.
+ *
  * # Safety
  * `target` is NULL or a NUL-terminated string; `log_out` is NULL or valid
  * for writing a pointer.
@@ -369,6 +393,7 @@ enum shmq_status shmq_log_open(const char *target, struct shmq_log **log_out);
  * Creates the log as shmq_log_create() does, or opens it if it exists with
  * the same slot size, capacity, mode and cursor table (else
  * `SHMQ_INCOMPATIBLE`).
+ * Opening waits as in shmq_log_open().
  *
  * # Safety
  * As for shmq_log_create().
@@ -707,6 +732,13 @@ enum shmq_status shmq_queue_create(const char *target, uint32_t slot_size, uint6
  * `SHMQ_VERSION_MISMATCH` or `SHMQ_NOT_READY` if what is there is not a
  * usable work queue.
  *
+ * Waits only for a segment whose creator is still writing its header
+ * (shaped like a shmq header, its creator alive, changed in the last 3 s):
+ * up to 2 s, then `SHMQ_NOT_READY`. A segment abandoned by its creator gives
+ * `SHMQ_NOT_READY` and something that is not a shmq segment (an empty or
+ * zero-filled file of another size, `/dev/null`) `SHMQ_CORRUPT`, both at
+ * once; neither is ever modified.
+ *
  * # Safety
  * `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
  * for writing a pointer.
@@ -716,6 +748,7 @@ enum shmq_status shmq_queue_open(const char *target, struct shmq_queue **queue_o
 /**
  * Creates the queue as shmq_queue_create() does, or opens it if it exists
  * with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
+ * Opening waits as in shmq_queue_open().
  *
  * # Safety
  * As for shmq_queue_create().

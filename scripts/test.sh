@@ -26,7 +26,9 @@ cargo build --release
 cargo build --release --examples
 
 echo "== Rust: unit, doc, integration and multi-process tests"
-cargo test --release -- --test-threads=2
+# The test-release profile is release with overflow checks on (Cargo.toml);
+# tests/ffi_cross.rs needs its libshmq.so in target/test-release.
+cargo build --profile test-release --lib && cargo test --profile test-release -- --test-threads=2
 
 echo "== C tests (ffi/c)"
 make -C ffi/c test

@@ -128,8 +128,9 @@ impl fmt::Display for Error {
             Error::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
             Error::NotReady { target } => write!(
                 f,
-                "{target} exists but was never fully initialised (its creator may have died); \
-                 remove it and create it again"
+                "{target} exists but its header was never published: its creator is still \
+                 at work, or died before finishing; nothing was changed. Retry the open; if \
+                 the creator died, a (checked) unlink removes it, then create it again"
             ),
             Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
             Error::RoleTaken { role, pid } => write!(

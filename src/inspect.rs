@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::layout::{
     Header, Params, ProcEntry, QueueKind, SlotHeader, HEADER_SIZE, MAGIC, PROC_SLOTS, STAMP_WAITER,
 };
-use crate::segment::{Segment, INIT_WAIT};
+use crate::segment::{backing_capacity, classify_uninitialised, Segment, Uninitialised, INIT_WAIT};
 use crate::sync::Ordering;
 use crate::{liveness, Attached, Error, QueueStats, Target};
 
@@ -43,8 +43,10 @@ pub enum Probe {
     /// checksum, impossible sizes, another layout version): shmq's, but
     /// unusable.
     Corrupt(Error),
-    /// The first word is still zero: a shmq segment whose creator has not
-    /// finished (or died before finishing), or a foreign zero-filled one.
+    /// The first word is still zero and the rest is shaped like a header
+    /// being written (see [`classify_uninitialised`]): a shmq segment whose
+    /// creator has not finished (or died before finishing), or zeros of a
+    /// size a creator makes.
     Uninitialised,
     /// Not a shmq segment.
     Foreign {
@@ -85,6 +87,32 @@ pub struct Counters {
     pub closed: bool,
 }
 
+/// Most slots [`Inspector::sleeping_slots`] looks at: 1024 slot headers,
+/// a few MiB of memory touched even over a sparse segment.
+pub const SCAN_LIMIT: u64 = 1024;
+
+/// Most entries [`Inspector::aux_table`] copies (8 MiB).
+pub const AUX_COPY_LIMIT: usize = 65_536;
+
+/// What [`Inspector::sleeping_slots`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotScan {
+    /// Slots whose stamp carries the waiter bit, among those scanned.
+    pub marked: u64,
+    /// Slots looked at: all of them, or (over [`SCAN_LIMIT`]) the ones
+    /// around the head and the tail.
+    pub scanned: u64,
+    /// Slots in the queue.
+    pub capacity: u64,
+}
+
+impl SlotScan {
+    /// Whether only part of the slots was looked at.
+    pub fn bounded(&self) -> bool {
+        self.scanned < self.capacity
+    }
+}
+
 /// The size of whatever is at `target`, without mapping it (SysV: the
 /// segment size; POSIX and file: the file size).
 fn size_of_target(target: &Target) -> Result<u64, Error> {
@@ -116,7 +144,10 @@ fn classify(seg: Segment) -> Probe {
     };
     // Relaxed: only a first look; `Params::validate` re-reads it with Acquire.
     if magic == 0 {
-        return Probe::Uninitialised;
+        return match classify_uninitialised(&seg) {
+            Uninitialised::Foreign { reason } => Probe::Foreign { reason },
+            _ => Probe::Uninitialised,
+        };
     }
     if magic != MAGIC {
         return Probe::Foreign {
@@ -170,10 +201,23 @@ impl Inspector {
             )));
         }
         let deadline = Instant::now() + INIT_WAIT;
-        loop {
+        let params = loop {
             // SAFETY: seg.len() >= HEADER_SIZE, checked above.
             if let Some(params) = unsafe { Params::validate(seg.as_ptr(), seg.len()) }? {
-                return Ok(Inspector { seg, params });
+                break params;
+            }
+            match classify_uninitialised(&seg) {
+                Uninitialised::Initialising => {}
+                Uninitialised::Abandoned { .. } => {
+                    return Err(Error::NotReady {
+                        target: target.to_string(),
+                    })
+                }
+                Uninitialised::Foreign { reason } => {
+                    return Err(Error::corrupt(format!(
+                        "{target}: {reason}; not a shmq segment"
+                    )))
+                }
             }
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
@@ -181,7 +225,17 @@ impl Inspector {
                 });
             }
             std::thread::sleep(Duration::from_millis(1));
+        };
+        if let Some(limit) = backing_capacity(target) {
+            if params.total_size > limit {
+                return Err(Error::corrupt(format!(
+                    "header claims {} bytes ({} slots), more than the {limit} bytes \
+                     the file system holding {target} can ever store",
+                    params.total_size, params.capacity
+                )));
+            }
         }
+        Ok(Inspector { seg, params })
     }
 
     /// The validated immutable parameters.
@@ -267,23 +321,48 @@ impl Inspector {
     /// For a work queue, how many slots have a process sleeping on them
     /// (their stamp carries the waiter bit): consumers wait on the slot at
     /// the head, producers on the slot at the tail. `None` for other kinds.
-    pub fn sleeping_slots(&self) -> Option<u64> {
+    ///
+    /// The work is bounded whatever the capacity the header claims: a queue
+    /// of more than [`SCAN_LIMIT`] slots has only the slots around its head
+    /// and its tail looked at (where sleepers wait), and the result says so.
+    pub fn sleeping_slots(&self) -> Option<SlotScan> {
         if self.params.kind != QueueKind::WorkQueue {
             return None;
         }
-        let mut n = 0;
-        for i in 0..self.params.capacity {
+        let cap = self.params.capacity;
+        let mut indices: Vec<u64> = if cap <= SCAN_LIMIT {
+            (0..cap).collect()
+        } else {
+            let c = self.counters();
+            let half = SCAN_LIMIT / 4;
+            [c.head, c.tail]
+                .iter()
+                .flat_map(|&pos| {
+                    // Positions come from shared memory: any value, so wrap.
+                    let start = pos.wrapping_sub(half);
+                    (0..2 * half).map(move |i| start.wrapping_add(i) % cap)
+                })
+                .collect()
+        };
+        indices.sort_unstable();
+        indices.dedup();
+        let mut marked = 0;
+        for &i in &indices {
             let off = self.params.slots_offset + i * self.params.slot_stride as u64;
-            // SAFETY: validated: slots_offset + capacity * stride <= mapping
-            // length, and the stride is a multiple of 64, so each slot header
-            // is in bounds and aligned.
+            // SAFETY: i < capacity and validated: slots_offset + capacity *
+            // stride <= mapping length, and the stride is a multiple of 64,
+            // so each slot header is in bounds and aligned.
             let slot = unsafe { &*(self.seg.as_ptr().add(off as usize) as *const SlotHeader) };
             // Relaxed: a display snapshot.
             if slot.stamp.load(Ordering::Relaxed) & STAMP_WAITER != 0 {
-                n += 1;
+                marked += 1;
             }
         }
-        Some(n)
+        Some(SlotScan {
+            marked,
+            scanned: indices.len() as u64,
+            capacity: cap,
+        })
     }
 
     /// The processes in the segment's process table, and whether each is alive.
@@ -293,14 +372,18 @@ impl Inspector {
 
     /// The kind-specific table (`aux_count` entries of
     /// [`crate::layout::AUX_ENTRY_SIZE`] bytes), copied out: the fan-out
-    /// log's cursors. Decoding it is the kind's business.
+    /// log's cursors. Decoding it is the kind's business. At most
+    /// [`AUX_COPY_LIMIT`] entries are copied (the count comes from an
+    /// untrusted header).
     pub fn aux_table(&self) -> Vec<u8> {
-        let len = self.params.aux_count as usize * crate::layout::AUX_ENTRY_SIZE as usize;
+        let entries = (self.params.aux_count as usize).min(AUX_COPY_LIMIT);
+        let len = entries * crate::layout::AUX_ENTRY_SIZE as usize;
         let mut out = vec![0u8; len];
         // SAFETY: validated: aux_offset + aux_count * AUX_ENTRY_SIZE =
-        // slots_offset <= mapping length. A volatile-free byte copy of memory
-        // other processes may be writing: the copy may be torn, which the
-        // decoder must tolerate (it is untrusted anyway).
+        // slots_offset <= mapping length, and len covers at most aux_count
+        // entries. A volatile-free byte copy of memory other processes may
+        // be writing: the copy may be torn, which the decoder must tolerate
+        // (it is untrusted anyway).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.seg.as_ptr().add(self.params.aux_offset as usize),
@@ -376,7 +459,7 @@ mod tests {
 
     impl Drop for Name {
         fn drop(&mut self) {
-            let _ = self.0.unlink();
+            let _ = self.0.unlink_force();
         }
     }
 
@@ -398,7 +481,8 @@ mod tests {
         let view = Inspector::open(&t).unwrap();
         let s = view.queue_stats().unwrap();
         assert_eq!((s.enqueued, s.dequeued, s.len, s.capacity), (2, 1, 1, 4));
-        assert_eq!(view.sleeping_slots(), Some(0));
+        let scan = view.sleeping_slots().unwrap();
+        assert_eq!((scan.marked, scan.scanned, scan.bounded()), (0, 4, false));
         assert_eq!(view.creator_alive(), Some(true));
         // Only the queue handle is listed: the inspector did not register.
         let me = std::process::id();
@@ -416,8 +500,12 @@ mod tests {
     fn tells_foreign_and_corrupt_segments_apart() {
         let foreign = name("foreign");
         drop(Segment::create(&foreign, 4096, 0o600).unwrap());
-        // Zero-filled: could be a creator still at work.
-        assert!(matches!(probe(&foreign), Ok(Probe::Uninitialised)));
+        // Zero-filled but smaller than any segment a creator makes.
+        assert!(matches!(probe(&foreign), Ok(Probe::Foreign { .. })));
+        let zeros = name("zeros");
+        drop(Segment::create(&zeros, crate::segment::MIN_SEGMENT_SIZE, 0o600).unwrap());
+        // Zero-filled, of a size a creator makes: could be a creator at work.
+        assert!(matches!(probe(&zeros), Ok(Probe::Uninitialised)));
         let seg = Segment::open(&foreign).unwrap();
         // SAFETY: the segment is 4096 bytes; we write its first 8.
         unsafe { std::ptr::copy_nonoverlapping(b"NOTSHMQ!".as_ptr(), seg.as_ptr(), 8) };
@@ -426,7 +514,10 @@ mod tests {
             Inspector::open(&foreign),
             Err(Error::Corrupt { .. })
         ));
-        foreign.unlink().unwrap();
+        // Not shmq's: the checked unlink refuses it and leaves it.
+        assert!(matches!(foreign.unlink(), Err(Error::Corrupt { .. })));
+        assert!(foreign.exists());
+        foreign.unlink_force().unwrap();
 
         let broken = name("broken");
         drop(Queue::create(&broken, &QueueConfig::new(8, 2)).unwrap());

@@ -72,7 +72,7 @@ static inline const char *new_target(const char *kind) {
 }
 
 static inline void remove_targets(void) {
-    for (int i = 0; i < n_made_targets && i < MAX_TARGETS; i++) shmq_target_unlink(made_targets[i]);
+    for (int i = 0; i < n_made_targets && i < MAX_TARGETS; i++) shmq_target_unlink_force(made_targets[i]);
 }
 
 #endif

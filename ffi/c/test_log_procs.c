@@ -39,7 +39,7 @@ static void cleanup(void) {
         }
     }
     for (int i = 0; i < 3; i++)
-        if (targets[i][0]) shmq_target_unlink(targets[i]);
+        if (targets[i][0]) shmq_target_unlink_force(targets[i]);
 }
 
 static void on_alarm(int sig) {

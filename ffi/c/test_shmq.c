@@ -552,6 +552,33 @@ static void test_unusable_segments(void) {
     CHECK(out == sentinel);
 }
 
+/* shmq_target_unlink removes only shmq's segments; the forced variant anything.
+ * Opening what is not a segment fails at once. */
+static void test_unlink_checks(void) {
+    const char *t = new_target("file");
+    const char *path = t + strlen("file:");
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("user data, not a queue", f);
+    fclose(f);
+    CHECK_STATUS(shmq_target_unlink(t), SHMQ_CORRUPT);
+    CHECK(strstr(shmq_last_error(), "not a shmq segment") != NULL);
+    CHECK(access(path, F_OK) == 0);
+    CHECK_STATUS(shmq_target_unlink_force(t), SHMQ_OK);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_STATUS(shmq_target_unlink_force(t), SHMQ_NOT_FOUND);
+    CHECK_STATUS(shmq_target_unlink_force(NULL), SHMQ_NULL_PARAMETER);
+    /* a damaged shmq segment (its magic intact) is still shmq's */
+    CHECK_STATUS(shmq_target_unlink(damaged(bad_checksum)), SHMQ_OK);
+
+    shmq_queue *sentinel = (shmq_queue *)(uintptr_t)0x5a5a, *out = sentinel;
+    double t0 = now_s();
+    CHECK_STATUS(shmq_queue_open("file:/dev/null", &out), SHMQ_CORRUPT);
+    CHECK(strstr(shmq_last_error(), "not a regular file") != NULL);
+    CHECK(now_s() - t0 < 1.0);
+    CHECK(out == sentinel);
+}
+
 /* Opening a queue the caller may not write: as root, from a child that
  * drops to uid/gid 65534; otherwise a queue created read-only. */
 static void test_permission_denied(void) {
@@ -684,6 +711,7 @@ int main(void) {
     test_null_parameters();
     test_bad_arguments();
     test_unusable_segments();
+    test_unlink_checks();
     test_permission_denied();
     test_threads();
     if (failures) {

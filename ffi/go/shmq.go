@@ -43,6 +43,10 @@ static enum shmq_status go_unlink(const char *t, char *msg, size_t msg_cap) {
 	return go_capture(shmq_target_unlink(t), msg, msg_cap);
 }
 
+static enum shmq_status go_unlink_force(const char *t, char *msg, size_t msg_cap) {
+	return go_capture(shmq_target_unlink_force(t), msg, msg_cap);
+}
+
 static enum shmq_status go_flush(const shmq_queue *q, char *msg, size_t msg_cap) {
 	return go_capture(shmq_queue_flush(q), msg, msg_cap);
 }
@@ -195,12 +199,25 @@ func OpenAt(t Target) (*Queue, error) {
 	return newQueue(t, h), nil
 }
 
-// Unlink removes the queue at t: later opens fail with ErrNotFound;
+// Unlink removes the queue or log at t: later opens fail with ErrNotFound;
 // processes attached keep working until they close their handles.
+//
+// It removes only a shmq segment (shmq's magic, or a segment whose creator
+// never finished); anything else is left untouched and Unlink returns an
+// error matching ErrCorrupt that says what was found. UnlinkForce removes it
+// anyway.
 func Unlink(t Target) error {
 	ct := C.CString(string(t))
 	defer C.free(unsafe.Pointer(ct))
 	return setup("unlink", t, func(msg *C.char) C.enum_shmq_status { return C.go_unlink(ct, msg, errCap) })
+}
+
+// UnlinkForce removes whatever is at t, shmq's or not, without looking at
+// it. Prefer Unlink.
+func UnlinkForce(t Target) error {
+	ct := C.CString(string(t))
+	defer C.free(unsafe.Pointer(ct))
+	return setup("unlink", t, func(msg *C.char) C.enum_shmq_status { return C.go_unlink_force(ct, msg, errCap) })
 }
 
 // ---- the seed API (shqueue-go) ----

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,7 +126,7 @@ var counter atomic.Int64
 // target is a fresh POSIX target, removed when the test ends.
 func target(t testing.TB) shmq.Target {
 	tg := shmq.Posix(fmt.Sprintf("shmq-gotest-%d-%d", os.Getpid(), counter.Add(1)))
-	t.Cleanup(func() { _ = shmq.Unlink(tg) })
+	t.Cleanup(func() { _ = shmq.UnlinkForce(tg) })
 	return tg
 }
 
@@ -149,7 +150,7 @@ func TestSeedAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = shmq.Unlink(shmq.SysV(key)) })
+	t.Cleanup(func() { _ = shmq.UnlinkForce(shmq.SysV(key)) })
 	msg := make([]byte, 64)
 	for i := range msg {
 		msg[i] = 0xAA
@@ -339,7 +340,7 @@ func TestTargetsAndOptions(t *testing.T) {
 	file := shmq.File(fmt.Sprintf("%s/shmq-gotest-%d-file", t.TempDir(), os.Getpid()))
 	for _, tg := range []shmq.Target{shmq.SysV(key), target(t), file} {
 		t.Run(string(tg), func(t *testing.T) {
-			t.Cleanup(func() { _ = shmq.Unlink(tg) })
+			t.Cleanup(func() { _ = shmq.UnlinkForce(tg) })
 			if _, err := shmq.OpenAt(tg); !errors.Is(err, shmq.ErrNotFound) {
 				t.Fatalf("open before create: %v", err)
 			}
@@ -753,4 +754,25 @@ func Example() {
 	}
 	fmt.Println(string(buf[:n]))
 	// Output: hello
+}
+
+// Unlink leaves a file that is not shmq's untouched; UnlinkForce removes it.
+func TestUnlinkRefusesWhatIsNotShmqs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(path, []byte("user data, not a queue"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := shmq.Unlink(shmq.File(path))
+	if !errors.Is(err, shmq.ErrCorrupt) {
+		t.Fatalf("Unlink of a foreign file: %v, want ErrCorrupt", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "user data, not a queue" {
+		t.Fatalf("foreign file changed: %q", got)
+	}
+	if err := shmq.UnlinkForce(shmq.File(path)); err != nil {
+		t.Fatalf("UnlinkForce: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("file still there after UnlinkForce: %v", err)
+	}
 }

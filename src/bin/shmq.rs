@@ -19,6 +19,8 @@ mod ops;
 mod pubtail;
 #[path = "shmq/signal.rs"]
 mod signal;
+#[path = "shmq/text.rs"]
+mod text;
 #[path = "shmq/view.rs"]
 mod view;
 

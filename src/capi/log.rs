@@ -305,6 +305,13 @@ pub unsafe extern "C" fn shmq_log_create(
 /// (e.g. a work queue), `SHMQ_CORRUPT`, `SHMQ_VERSION_MISMATCH` or
 /// `SHMQ_NOT_READY` if what is there is not a usable log.
 ///
+/// Waits only for a segment whose creator is still writing its header
+/// (shaped like a shmq header, its creator alive, changed in the last 3 s):
+/// up to 2 s, then `SHMQ_NOT_READY`. A segment abandoned by its creator gives
+/// `SHMQ_NOT_READY` and something that is not a shmq segment (an empty or
+/// zero-filled file of another size, `/dev/null`) `SHMQ_CORRUPT`, both at
+/// once; neither is ever modified.
+///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string; `log_out` is NULL or valid
 /// for writing a pointer.
@@ -326,6 +333,7 @@ pub unsafe extern "C" fn shmq_log_open(
 /// Creates the log as shmq_log_create() does, or opens it if it exists with
 /// the same slot size, capacity, mode and cursor table (else
 /// `SHMQ_INCOMPATIBLE`).
+/// Opening waits as in shmq_log_open().
 ///
 /// # Safety
 /// As for shmq_log_create().

@@ -330,9 +330,16 @@ pub unsafe extern "C" fn shmq_find_free_key(key_out: *mut i32) -> shmq_status {
     })
 }
 
-/// Removes the queue at `target` (see shmq_queue_create() for the syntax):
-/// later opens fail with `SHMQ_NOT_FOUND`; processes attached keep working
-/// until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+/// Removes the queue or log at `target` (see shmq_queue_create() for the
+/// syntax): later opens fail with `SHMQ_NOT_FOUND`; processes attached keep
+/// working until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+///
+/// Removes only a shmq segment: one with shmq's magic (valid or damaged), or
+/// one whose creator never finished (header still unpublished but shaped like
+/// a shmq header; an empty file created in the last few seconds). Anything
+/// else is left untouched and gives `SHMQ_CORRUPT`, with shmq_last_error()
+/// saying what was found; shmq_target_unlink_force() removes it anyway.
+/// Never waits.
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string.
@@ -343,6 +350,25 @@ pub unsafe extern "C" fn shmq_target_unlink(target: *const c_char) -> shmq_statu
         // SAFETY: non-null (checked), NUL-terminated (caller).
         let target = try_status!(unsafe { parse_target(target) });
         match target.unlink() {
+            Ok(()) => SHMQ_OK,
+            Err(e) => setup_error(e),
+        }
+    })
+}
+
+/// Removes whatever is at `target`, shmq's or not, without looking at it
+/// (for cleaning up after tests, or a segment shmq_target_unlink() refused
+/// that you know is to go). `SHMQ_NOT_FOUND` if nothing is there.
+///
+/// # Safety
+/// `target` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_target_unlink_force(target: *const c_char) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = try_status!(unsafe { parse_target(target) });
+        match target.unlink_force() {
             Ok(()) => SHMQ_OK,
             Err(e) => setup_error(e),
         }
@@ -388,6 +414,35 @@ mod tests {
         // SAFETY: as above.
         let unknown = unsafe { CStr::from_ptr(shmq_status_name(-3)) };
         assert_eq!(unknown.to_str().unwrap(), "SHMQ_UNKNOWN");
+    }
+
+    #[test]
+    fn target_unlink_leaves_what_is_not_shmqs_and_force_removes_it() {
+        let path =
+            std::env::temp_dir().join(format!("shmq-unit-capi-unlink-{}", std::process::id()));
+        std::fs::write(&path, b"user data, not a queue").unwrap();
+        let c = CString::new(format!("file:{}", path.display())).unwrap();
+        // SAFETY: c is NUL-terminated.
+        let status = unsafe { shmq_target_unlink(c.as_ptr()) };
+        let kept = std::fs::read(&path);
+        // SAFETY: as above.
+        let forced = unsafe { shmq_target_unlink_force(c.as_ptr()) };
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(status, SHMQ_CORRUPT);
+        assert!(
+            last_error().contains("not a shmq segment"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(kept.unwrap(), b"user data, not a queue");
+        assert_eq!(forced, SHMQ_OK);
+        assert!(!path.exists());
+        // SAFETY: as above.
+        let again = unsafe { shmq_target_unlink_force(c.as_ptr()) };
+        assert_eq!(again, SHMQ_NOT_FOUND);
+        // SAFETY: NULL is allowed and refused.
+        let null = unsafe { shmq_target_unlink_force(std::ptr::null()) };
+        assert_eq!(null, SHMQ_NULL_PARAMETER);
     }
 
     #[test]

@@ -192,6 +192,13 @@ pub unsafe extern "C" fn shmq_queue_create(
 /// `SHMQ_VERSION_MISMATCH` or `SHMQ_NOT_READY` if what is there is not a
 /// usable work queue.
 ///
+/// Waits only for a segment whose creator is still writing its header
+/// (shaped like a shmq header, its creator alive, changed in the last 3 s):
+/// up to 2 s, then `SHMQ_NOT_READY`. A segment abandoned by its creator gives
+/// `SHMQ_NOT_READY` and something that is not a shmq segment (an empty or
+/// zero-filled file of another size, `/dev/null`) `SHMQ_CORRUPT`, both at
+/// once; neither is ever modified.
+///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
 /// for writing a pointer.
@@ -212,6 +219,7 @@ pub unsafe extern "C" fn shmq_queue_open(
 
 /// Creates the queue as shmq_queue_create() does, or opens it if it exists
 /// with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
+/// Opening waits as in shmq_queue_open().
 ///
 /// # Safety
 /// As for shmq_queue_create().

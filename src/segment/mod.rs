@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::str::FromStr;
 
+use crate::layout::{HEADER_SIZE, PROC_ENTRY_SIZE, PROC_SLOTS};
 use crate::Error;
 
 pub use guard::{guard_active, rescued_mappings, truncated_mappings, Protection, Truncation};
@@ -100,13 +101,51 @@ impl Target {
     /// Removes the queue's name: later `open`s fail, mappings stay valid until
     /// every process has detached.
     ///
+    /// Removes only a shmq segment: one that carries shmq's magic (valid or
+    /// damaged), or one whose creator never finished (its header still
+    /// unpublished but shaped like a header being written; an empty file or
+    /// POSIX object changed in the last few seconds). Anything else is left
+    /// in place with [`Error::Corrupt`] saying what was found; see
+    /// [`Target::unlink_force`] to remove it anyway. The check and the
+    /// removal are two steps: something put at the target in between is
+    /// removed unchecked.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if nothing is there; [`Error::Corrupt`] if what is
+    /// there is not shmq's (left untouched); [`Error::PermissionDenied`] if it
+    /// cannot be looked at or removed.
+    ///
     /// # Examples
     /// ```
     /// use shmq::{Error, Target};
     /// let t = Target::Posix(format!("shmq-doc-unlink-{}", std::process::id()));
     /// assert!(matches!(t.unlink(), Err(Error::NotFound { .. })));
+    /// // A file that is not shmq's is left alone.
+    /// let path = std::env::temp_dir().join(format!("shmq-doc-notes-{}", std::process::id()));
+    /// std::fs::write(&path, b"my notes")?;
+    /// assert!(matches!(Target::File(path.clone()).unlink(), Err(Error::Corrupt { .. })));
+    /// assert_eq!(std::fs::read(&path)?, b"my notes");
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unlink(&self) -> Result<(), Error> {
+        check_removable(self)?;
+        self.unlink_force()
+    }
+
+    /// Removes whatever is at the target, shmq's or not, without looking at
+    /// it (`shmq rm --force`). Prefer [`Target::unlink`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::Target;
+    /// let path = std::env::temp_dir().join(format!("shmq-doc-force-{}", std::process::id()));
+    /// std::fs::write(&path, b"scratch")?;
+    /// Target::File(path.clone()).unlink_force()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unlink_force(&self) -> Result<(), Error> {
         match self {
             Target::SysV(key) => sysv::unlink(*key),
             Target::Posix(name) => posix::unlink(name),
@@ -471,11 +510,15 @@ pub(crate) fn size_and_map(fd: Fd, size: usize, mode: u32, what: &str) -> Result
 
 /// Maps the whole of an existing `fd`, waiting a bounded time while it is
 /// still empty (its creator has not sized it yet).
+///
+/// Does not wait for what cannot be a segment being created: something
+/// other than a regular file (`/dev/null`, a directory), or an empty file
+/// that has not changed for [`STALE_AFTER`]. Both give [`Error::Corrupt`].
 pub(crate) fn map_existing(fd: Fd, what: &str) -> Result<Segment, Error> {
     let deadline = std::time::Instant::now() + INIT_WAIT;
     loop {
         // SAFETY: fstat into a zeroed struct on an owned descriptor.
-        let size = unsafe {
+        let st = unsafe {
             let mut st: libc::stat = std::mem::zeroed();
             if libc::fstat(fd.0, &mut st) != 0 {
                 return Err(Error::from_os(
@@ -484,10 +527,24 @@ pub(crate) fn map_existing(fd: Fd, what: &str) -> Result<Segment, Error> {
                     std::io::Error::last_os_error(),
                 ));
             }
-            st.st_size as usize
+            st
         };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::corrupt(format!(
+                "{what} is not a regular file: not a shmq segment"
+            )));
+        }
+        let size = st.st_size as usize;
         if size > 0 {
             return map_fd(fd, size, what);
+        }
+        let changed = changed_at(st.st_mtime, st.st_ctime);
+        if age(changed) >= STALE_AFTER {
+            return Err(Error::corrupt(format!(
+                "{what} is empty and unchanged for {} s: not a shmq segment \
+                 (or one whose creator died before sizing it)",
+                age(changed).as_secs()
+            )));
         }
         if std::time::Instant::now() >= deadline {
             return Err(Error::NotReady {
@@ -495,6 +552,330 @@ pub(crate) fn map_existing(fd: Fd, what: &str) -> Result<Segment, Error> {
             });
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// How long a segment may stay unpublished (empty, or its magic still zero)
+/// while its creator is taken to be at work: the opener's bounded wait plus
+/// a second of slack for coarse file-system timestamps. Older than that, the
+/// creator has died, or the thing was never a segment being created.
+pub const STALE_AFTER: std::time::Duration =
+    INIT_WAIT.saturating_add(std::time::Duration::from_secs(1));
+
+/// The smallest segment a shmq creator makes: header, process table and two
+/// slots of the smallest stride (64 bytes). Every segment size is a multiple
+/// of 64.
+pub const MIN_SEGMENT_SIZE: usize = HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE + 2 * 64;
+
+/// The later of a file's modification and change times, from `stat` seconds.
+fn changed_at(mtime: libc::time_t, ctime: libc::time_t) -> std::time::SystemTime {
+    let secs = mtime.max(ctime).max(0) as u64;
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+/// Time since `t` (zero if `t` is in the future).
+fn age(t: std::time::SystemTime) -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+}
+
+/// What the kernel says about a segment besides its bytes: when it last
+/// changed (files: modification or status change; SysV: creation or
+/// `IPC_SET`), and for SysV the pid of its creator.
+struct BackingFacts {
+    changed: std::time::SystemTime,
+    creator_pid: Option<u32>,
+}
+
+fn backing_facts(target: &Target) -> Option<BackingFacts> {
+    use std::os::unix::fs::MetadataExt;
+    let path = match target {
+        Target::SysV(key) => {
+            // SAFETY: plain syscalls; IPC_STAT fills a zeroed struct.
+            return unsafe {
+                let id = libc::shmget(*key, 0, 0);
+                let mut ds: libc::shmid_ds = std::mem::zeroed();
+                if id < 0 || libc::shmctl(id, libc::IPC_STAT, &mut ds) != 0 {
+                    return None;
+                }
+                Some(BackingFacts {
+                    changed: changed_at(ds.shm_ctime, ds.shm_ctime),
+                    creator_pid: u32::try_from(ds.shm_cpid).ok(),
+                })
+            };
+        }
+        Target::Posix(name) => posix::path_of(name).ok()?,
+        Target::File(path) => path.clone(),
+    };
+    let meta = std::fs::metadata(path).ok()?;
+    Some(BackingFacts {
+        changed: changed_at(meta.mtime(), meta.ctime()),
+        creator_pid: None,
+    })
+}
+
+/// What a mapped segment whose magic word is still zero is, decided at once
+/// from its bytes and what the kernel says about it (see
+/// [`classify_uninitialised`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uninitialised {
+    /// Shaped like a shmq header being written, by a creator that may still
+    /// be at work: worth waiting (a bounded time) for its magic.
+    Initialising,
+    /// Shaped like a shmq header being written, but its creator is gone (it
+    /// exited, or nothing changed for [`STALE_AFTER`]): it will never be
+    /// published. Shmq's, and safe to remove.
+    Abandoned {
+        /// Why the creator is taken to be gone.
+        why: String,
+    },
+    /// Not a shmq segment at all: waiting would not help.
+    Foreign {
+        /// What does not fit a segment being created.
+        reason: String,
+    },
+}
+
+/// Classifies a mapped segment whose magic is zero, without waiting.
+///
+/// A creator sizes the segment to its final `total_size` (a multiple of 64,
+/// at least [`MIN_SEGMENT_SIZE`]), writes the immutable header fields and the
+/// slots' stamps, then publishes the magic. Until then the header's hot lines
+/// and the process table stay zero, and each immutable field is either still
+/// zero or holds a value a creator of this layout writes. Anything else is
+/// [`Uninitialised::Foreign`]. A shmq-shaped segment is
+/// [`Uninitialised::Abandoned`] when its creator has exited (SysV's creator
+/// pid, or the pid in the header once written) or when it has not changed for
+/// [`STALE_AFTER`]; else [`Uninitialised::Initialising`]. A segment whose
+/// magic is not zero is `Foreign` here (validate it instead).
+///
+/// # Examples
+/// ```
+/// use shmq::segment::{classify_uninitialised, Segment, Uninitialised};
+/// // Zeros of a size no shmq segment has.
+/// let seg = Segment::heap(4096);
+/// assert!(matches!(classify_uninitialised(&seg), Uninitialised::Foreign { .. }));
+/// // Zeros of a size a creator makes, no creator known: may be at work.
+/// let seg = Segment::heap(shmq::segment::MIN_SEGMENT_SIZE);
+/// assert_eq!(classify_uninitialised(&seg), Uninitialised::Initialising);
+/// ```
+pub fn classify_uninitialised(seg: &Segment) -> Uninitialised {
+    let header_pid = match uninitialised_shape(seg) {
+        Ok(pid) => pid,
+        Err(reason) => return Uninitialised::Foreign { reason },
+    };
+    let facts = seg.target().and_then(backing_facts);
+    let creator = facts
+        .as_ref()
+        .and_then(|f| f.creator_pid)
+        .or(header_pid)
+        .filter(|&pid| pid != 0);
+    if let Some(pid) = creator {
+        if crate::liveness::start_time(pid).is_none()
+            && std::path::Path::new("/proc/self/stat").exists()
+        {
+            return Uninitialised::Abandoned {
+                why: format!("its creator, pid {pid}, has exited"),
+            };
+        }
+    }
+    if let Some(f) = facts {
+        let idle = age(f.changed);
+        if idle >= STALE_AFTER {
+            return Uninitialised::Abandoned {
+                why: format!("unchanged for {} s", idle.as_secs()),
+            };
+        }
+    }
+    Uninitialised::Initialising
+}
+
+/// Checks that an unpublished segment is shaped like a shmq header being
+/// written; returns the creator pid the header holds already, if any.
+fn uninitialised_shape(seg: &Segment) -> Result<Option<u32>, String> {
+    use crate::layout::{slot_stride, AUX_ENTRY_SIZE, LAYOUT_VERSION, MAX_CAPACITY, MAX_SLOT_SIZE};
+    let len = seg.len();
+    if len < MIN_SEGMENT_SIZE {
+        return Err(format!(
+            "{len} bytes, smaller than the smallest shmq segment ({MIN_SEGMENT_SIZE})"
+        ));
+    }
+    if len % 64 != 0 {
+        return Err(format!(
+            "{len} bytes, not a multiple of 64 as every shmq segment is"
+        ));
+    }
+    // SAFETY: len >= MIN_SEGMENT_SIZE > raw.len(), so the copy is in bounds.
+    // Other processes may be writing these bytes: a volatile copy of plain
+    // bytes, which may be torn (every value is checked below, nothing trusted).
+    let raw: [u8; MIN_SEGMENT_SIZE - 128] =
+        unsafe { std::ptr::read_volatile(seg.as_ptr() as *const [u8; MIN_SEGMENT_SIZE - 128]) };
+    let w32 = |off: usize| u32::from_le_bytes(raw[off..off + 4].try_into().expect("4 bytes"));
+    let w64 = |off: usize| u64::from_le_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+    if w64(0) != 0 {
+        return Err(format!("first word {:#018x} is not shmq's magic", w64(0)));
+    }
+    // A complete header of this layout but for its magic (its checksum
+    // matches): shmq's, whatever the rest holds (a published segment whose
+    // magic was wiped, or a creator stopped just before the last store).
+    let mut sealed = [0u8; HEADER_SIZE];
+    sealed.copy_from_slice(&raw[..HEADER_SIZE]);
+    sealed[..8].copy_from_slice(&crate::layout::MAGIC.to_le_bytes());
+    if w32(8) == LAYOUT_VERSION && crate::layout::checksum(&sealed) == w64(96) {
+        return Ok(Some(w32(40)).filter(|&pid| pid != 0));
+    }
+    let zero_from = |start: usize, end: usize| raw[start..end].iter().position(|&b| b != 0);
+    // Hot lines and the process table: written only after the magic.
+    if let Some(i) = zero_from(104, raw.len()) {
+        return Err(format!(
+            "byte {} is {:#04x} where a header being created holds zero",
+            104 + i,
+            raw[104 + i]
+        ));
+    }
+    let aux_offset = (HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE) as u64;
+    let slot_size = w32(16);
+    let stride = w32(20);
+    let slots_offset = w64(88);
+    let bad = |what: &str, v: u64| Err(format!("{what} {v} is not what a shmq creator writes"));
+    let version = w32(8);
+    if version != 0 && version != LAYOUT_VERSION {
+        return bad("layout version", version as u64);
+    }
+    if w32(12) > 2 {
+        return bad("kind", w32(12) as u64);
+    }
+    if slot_size > MAX_SLOT_SIZE {
+        return bad("slot size", slot_size as u64);
+    }
+    if stride != 0
+        && (stride % 64 != 0
+            || stride > slot_stride(MAX_SLOT_SIZE)
+            || (slot_size != 0 && stride != slot_stride(slot_size)))
+    {
+        return bad("slot stride", stride as u64);
+    }
+    let capacity = w64(24);
+    if capacity != 0 && !(2..=MAX_CAPACITY).contains(&capacity) {
+        return bad("capacity", capacity);
+    }
+    if w32(44) & !0o777 != 0 {
+        return bad("mode", w32(44) as u64);
+    }
+    let total = w64(56);
+    if total != 0 && total != len as u64 {
+        return Err(format!("header says {total} bytes, the segment has {len}"));
+    }
+    if ![0, HEADER_SIZE as u64].contains(&w64(64)) {
+        return bad("process table offset", w64(64));
+    }
+    if ![0, PROC_SLOTS as u32].contains(&w32(72)) {
+        return bad("process table size", w32(72) as u64);
+    }
+    if ![0, aux_offset].contains(&w64(80)) {
+        return bad("table offset", w64(80));
+    }
+    if slots_offset != 0
+        && (slots_offset < aux_offset
+            || (slots_offset - aux_offset) % AUX_ENTRY_SIZE != 0
+            || slots_offset >= len as u64)
+    {
+        return bad("slot array offset", slots_offset);
+    }
+    Ok(Some(w32(40)).filter(|&pid| pid != 0))
+}
+
+/// The most bytes the backing of `target` can ever hold, where that can be
+/// told: the size of the file system holding a POSIX object (/dev/shm's
+/// `size=` limit) or a file. A header claiming more than this describes a
+/// segment that could never be filled (a sparse file blown up by a hostile
+/// or corrupt writer): validation may reject it. `None` for SysV (the kernel
+/// already bounds a segment by `shmmax`, and the mapping is its real size)
+/// and when the file system does not say.
+///
+/// # Examples
+/// ```
+/// use shmq::segment::backing_capacity;
+/// use shmq::Target;
+/// assert_eq!(backing_capacity(&Target::SysV(42)), None);
+/// let dir = Target::File(std::env::temp_dir().join("x"));
+/// assert!(backing_capacity(&dir).map_or(true, |n| n > 0));
+/// ```
+pub fn backing_capacity(target: &Target) -> Option<u64> {
+    let path = match target {
+        Target::SysV(_) => return None,
+        Target::Posix(_) => PathBuf::from("/dev/shm"),
+        Target::File(path) => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        },
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: c is NUL-terminated; statvfs fills a zeroed struct.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        st
+    };
+    let bytes = (st.f_blocks as u64).checked_mul(st.f_frsize as u64)?;
+    (bytes > 0).then_some(bytes)
+}
+
+/// Refuses (with [`Error::Corrupt`]) to remove what is not a shmq segment:
+/// the check behind [`Target::unlink`].
+fn check_removable(target: &Target) -> Result<(), Error> {
+    let refuse = |what: String| {
+        Err(Error::corrupt(format!(
+            "{target} is not a shmq segment ({what}); it was left in place \
+             (a forced unlink removes it anyway)"
+        )))
+    };
+    let path = match target {
+        Target::SysV(_) => None,
+        Target::Posix(name) => Some(posix::path_of(name)?),
+        Target::File(path) => Some(path.clone()),
+    };
+    if let Some(path) = path {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(&path).map_err(|e| Error::from_os("stat", &target.to_string(), e))?;
+        if !meta.is_file() {
+            return refuse("not a regular file".into());
+        }
+        if meta.len() == 0 {
+            let idle = age(changed_at(meta.mtime(), meta.ctime()));
+            if idle < STALE_AFTER {
+                // Just created: a creator that has not sized it yet.
+                return Ok(());
+            }
+            return refuse(format!("empty, unchanged for {} s", idle.as_secs()));
+        }
+        if meta.len() < HEADER_SIZE as u64 {
+            return refuse(format!("{} bytes, smaller than a shmq header", meta.len()));
+        }
+    }
+    let seg = Segment::open(target)?;
+    if seg.len() < HEADER_SIZE {
+        return refuse(format!("{} bytes, smaller than a shmq header", seg.len()));
+    }
+    // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page
+    // aligned, so the first word is in bounds and aligned.
+    let magic = unsafe {
+        (*(seg.as_ptr() as *const crate::layout::Header))
+            .magic
+            .load(crate::sync::Ordering::Relaxed)
+    };
+    // Relaxed: only the value matters (no other field is read after it).
+    if magic == crate::layout::MAGIC {
+        return Ok(());
+    }
+    match classify_uninitialised(&seg) {
+        Uninitialised::Initialising | Uninitialised::Abandoned { .. } => Ok(()),
+        Uninitialised::Foreign { reason } => refuse(reason),
     }
 }
 

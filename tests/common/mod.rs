@@ -48,7 +48,7 @@ impl std::ops::Deref for Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.unlink();
+        let _ = self.0.unlink_force();
     }
 }
 

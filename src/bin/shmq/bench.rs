@@ -169,12 +169,13 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// A POSIX segment name removed when dropped.
+/// A POSIX segment name removed when dropped (forced: the raw baselines
+/// are plain shared memory, not shmq segments).
 struct SegGuard(Target);
 
 impl Drop for SegGuard {
     fn drop(&mut self) {
-        let _ = self.0.unlink();
+        let _ = self.0.unlink_force();
     }
 }
 

@@ -120,7 +120,8 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
 }
 
 /// The error and its causes on one line (`context: cause: cause`), with any
-/// line breaks inside a message flattened.
+/// line breaks inside a message flattened and every other control character
+/// escaped (a message may quote names or bytes read from a segment).
 pub fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
+    crate::text::printable(&format!("{err:#}").replace('\n', " ")).into_owned()
 }

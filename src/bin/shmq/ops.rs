@@ -9,6 +9,7 @@ use crate::{exit, CreateArgs, Kind, LogModeArg};
 /// anything is there.
 pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
     let target = &a.target;
+    let shown = crate::text::printable(&target.to_string()).into_owned();
     match a.kind {
         Kind::Queue => {
             if a.log_mode.is_some() || a.cursors.is_some() {
@@ -23,7 +24,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
             let q = Queue::create(target, &config)?;
             let p = q.params();
             println!(
-                "created {target}: {}queue of {} slots of {} bytes, {} bytes, mode {:04o}",
+                "created {shown}: {}queue of {} slots of {} bytes, {} bytes, mode {:04o}",
                 if q.is_spsc() {
                     "single-producer/single-consumer "
                 } else {
@@ -55,7 +56,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
             let log = Log::create(target, &config)?;
             let p = log.params();
             println!(
-                "created {target}: {} log of {} slots of {} bytes, {} cursor entries, {} bytes, mode {:04o}",
+                "created {shown}: {} log of {} slots of {} bytes, {} cursor entries, {} bytes, mode {:04o}",
                 log_mode_name(log.mode()),
                 p.capacity,
                 p.slot_size,
@@ -76,14 +77,28 @@ pub fn log_mode_name(mode: LogMode) -> &'static str {
     }
 }
 
-/// Why `rm` refuses to remove `target` without `--force`, if it does.
-fn refusal(target: &Target) -> Result<Option<String>, shmq::Error> {
-    Ok(match shmq::inspect::probe(target)? {
-        Probe::Shmq(_) => None,
-        Probe::Corrupt(e) => Some(format!("{target} is a damaged shmq segment ({e})")),
-        Probe::Uninitialised => Some(format!("{target} was never initialised (or is not shmq's)")),
-        Probe::Foreign { reason } => Some(format!("{target} is not a shmq segment ({reason})")),
-    })
+/// Removes `target` if it is shmq's: the library's check
+/// ([`Target::unlink`]), and beyond it a damaged shmq segment is kept too
+/// (`shmq stat` shows why it is damaged; `--force` removes it).
+fn remove_checked(target: &Target) -> anyhow::Result<()> {
+    let shown = crate::text::printable(&target.to_string()).into_owned();
+    let refuse = |why: String| {
+        Err(exit::fail(
+            exit::CORRUPT,
+            format!("{why}; left in place, use --force to remove it anyway"),
+        ))
+    };
+    if let Probe::Corrupt(e) = shmq::inspect::probe(target)? {
+        return refuse(format!("{shown} is a damaged shmq segment ({e})"));
+    }
+    match target.unlink() {
+        // The library's refusal, with the command line's way to force it.
+        Err(shmq::Error::Corrupt { detail }) => Err(exit::fail(
+            exit::CORRUPT,
+            detail.replace("a forced unlink removes", "use --force to remove"),
+        )),
+        other => Ok(other?),
+    }
 }
 
 /// `shmq rm`: removes each target; reports every failure, and the first
@@ -91,17 +106,11 @@ fn refusal(target: &Target) -> Result<Option<String>, shmq::Error> {
 pub fn rm(targets: &[Target], force: bool) -> anyhow::Result<()> {
     let mut first_code = None;
     for target in targets {
-        let result = match refusal(target) {
-            Ok(Some(why)) if !force => Err(exit::fail(
-                exit::CORRUPT,
-                format!("{why}; left in place, use --force to remove it anyway"),
-            )),
-            Ok(_) => target.unlink().map_err(anyhow::Error::new),
+        let result = if force {
             // --force removes whatever is there, even what cannot be looked at.
-            Err(e) if force && !matches!(e, shmq::Error::NotFound { .. }) => {
-                target.unlink().map_err(anyhow::Error::new)
-            }
-            Err(e) => Err(anyhow::Error::new(e)),
+            target.unlink_force().map_err(anyhow::Error::new)
+        } else {
+            remove_checked(target)
         };
         if let Err(e) = result {
             eprintln!("shmq: {}", exit::one_line(&e));

@@ -195,7 +195,8 @@ pub fn publish(a: &PubArgs) -> anyhow::Result<()> {
         }
         eprintln!(
             "shmq: published {} message(s) to {}{extra}",
-            sent.count, a.target
+            sent.count,
+            crate::text::printable(&a.target.to_string())
         );
     }
     Ok(())

@@ -18,6 +18,7 @@ use shmq::log::LOG_FLAG_RELIABLE;
 use shmq::{Attached, Error, Log, LogStats, Target};
 
 use crate::json::{self, Obj};
+use crate::text::printable;
 use crate::{exit, signal};
 
 /// The short name of a kind, as `ls` and `stat` print it.
@@ -276,7 +277,7 @@ pub fn ls(paths: &[PathBuf], all: bool, as_json: bool) -> anyhow::Result<()> {
             Ok(Some(r)) => rows.push(r),
             Ok(None) => {}
             Err(e) => {
-                eprintln!("shmq: {e}");
+                eprintln!("shmq: {}", printable(&e.to_string()));
                 first_err.get_or_insert(e);
             }
         }
@@ -299,18 +300,29 @@ fn print_table(out: &mut impl std::io::Write, rows: &[Row]) -> std::io::Result<(
     let head = [
         "TARGET", "KIND", "SLOT", "CAPACITY", "FILL", "PROCS", "CREATOR", "",
     ];
-    let cells: Vec<[&str; 8]> = rows
+    // Names and notes may quote what another process wrote: escaped.
+    let shown: Vec<[String; 2]> = rows
         .iter()
         .map(|r| {
             [
-                &*r.target,
+                printable(&r.target).into_owned(),
+                printable(&r.note).into_owned(),
+            ]
+        })
+        .collect();
+    let cells: Vec<[&str; 8]> = rows
+        .iter()
+        .zip(&shown)
+        .map(|(r, [target, note])| {
+            [
+                &**target,
                 &*r.kind,
                 &*r.slot,
                 &*r.capacity,
                 &*r.fill,
                 &*r.procs,
                 &*r.creator,
-                &*r.note,
+                &**note,
             ]
         })
         .collect();
@@ -435,7 +447,7 @@ fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
     let p = view.params();
     let c = view.counters();
     let mut s = String::new();
-    let _ = writeln!(s, "{target}");
+    let _ = writeln!(s, "{}", printable(&target.to_string()));
     let _ = writeln!(s, "  kind        {}", kind_detail(view));
     let _ = writeln!(
         s,
@@ -499,11 +511,19 @@ fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
             let _ = writeln!(s, "  tombstones  {}", q.tombstones);
             let _ = writeln!(s, "  lagged      {}", c.lagged);
             let _ = writeln!(s, "waiters");
+            let scan = view.sleeping_slots().expect("a work queue has slots");
             let _ = writeln!(
                 s,
                 "  {} slot(s) marked with a sleeper (a stale mark clears on the next message)",
-                view.sleeping_slots().unwrap_or(0)
+                scan.marked
             );
+            if scan.bounded() {
+                let _ = writeln!(
+                    s,
+                    "  (bounded scan: {} of {} slots looked at, around the head and the tail)",
+                    scan.scanned, scan.capacity
+                );
+            }
         }
         QueueKind::Log => {
             let st = log.expect("a log is opened for stat").stats();
@@ -587,7 +607,10 @@ fn stat_json(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
                 .int("enqueued", q.enqueued)
                 .int("dequeued", q.dequeued)
                 .int("len", q.len);
-            o = o.int("sleeping_slots", view.sleeping_slots().unwrap_or(0));
+            let scan = view.sleeping_slots().expect("a work queue has slots");
+            o = o
+                .int("sleeping_slots", scan.marked)
+                .int("sleeping_slots_scanned", scan.scanned);
         }
         QueueKind::Log => {
             let st = log.expect("a log is opened for stat").stats();
@@ -663,7 +686,9 @@ fn cursors_text(st: &LogStats) -> String {
         .iter()
         .map(|c| {
             [
-                c.name.clone().unwrap_or_else(|| "(unnamed)".into()),
+                c.name
+                    .as_deref()
+                    .map_or_else(|| "(unnamed)".into(), |n| printable(n).into_owned()),
                 c.position.to_string(),
                 c.read.to_string(),
                 c.lag.to_string(),
