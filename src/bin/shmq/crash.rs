@@ -32,7 +32,6 @@ mod child;
 mod ledger;
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -147,6 +146,12 @@ pub struct CrashArgs {
     /// Longest wait for close + drain at the end of a round (milliseconds)
     #[arg(long, default_value_t = 5000)]
     drain_ms: u64,
+    /// Messages per second per producer (0: as fast as they can, the
+    /// default: kills then land inside the engine most often; a rate leaves
+    /// the CPU idle enough to time recovery without scheduling delays).
+    /// Overwrite publishers never wait and use 2,000,000 when this is 0.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Recovery p99 bar in milliseconds (0: report only)
     #[arg(long, default_value_t = 10.0)]
     latency_bar_ms: f64,
@@ -191,6 +196,9 @@ pub struct ChildArgs {
     /// Reliable log: commit after this many messages
     #[arg(long, default_value_t = 1)]
     commit_every: u64,
+    /// Messages per second to send at most (0: as fast as possible)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Give up after this long
     #[arg(long, default_value_t = 600)]
     max_secs: u64,
@@ -257,8 +265,7 @@ struct Kid {
     inc: u32,
     ledger: PathBuf,
     err: PathBuf,
-    reader: Option<File>,
-    partial: Vec<u8>,
+    reader: Option<ledger::Reader>,
     /// Whether it wrote its first record.
     began: bool,
     /// Progress records read so far (sends, receives, lag reports).
@@ -270,21 +277,18 @@ impl Kid {
     /// Reads what the child appended to its ledger since the last call.
     fn poll(&mut self) {
         if self.reader.is_none() {
-            self.reader = File::open(&self.ledger).ok();
+            self.reader = ledger::Reader::open(&self.ledger);
         }
-        let Some(f) = self.reader.as_mut() else {
+        let Some(r) = self.reader.as_mut() else {
             return;
         };
         let before = self.progress;
-        let _ = f.read_to_end(&mut self.partial);
-        let whole = self.partial.len() / ledger::RECORD * ledger::RECORD;
-        for chunk in self.partial[..whole].chunks_exact(ledger::RECORD) {
+        while let Some(rec) = r.next() {
             self.began = true;
-            if ledger::Record::decode(chunk).is_some_and(|r| r.tag.is_progress()) {
+            if rec.tag.is_progress() {
                 self.progress += 1;
             }
         }
-        self.partial.drain(..whole);
         if self.progress > before {
             self.last_progress = Instant::now();
         }
@@ -389,7 +393,8 @@ impl Round<'_> {
             .arg(&ledger)
             .args(["--inc", &inc.to_string()])
             .args(["--salt", &self.salt.to_string()])
-            .args(["--slot-size", &self.a.slot_size.to_string()]);
+            .args(["--slot-size", &self.a.slot_size.to_string()])
+            .args(["--rate", &self.a.rate.to_string()]);
         if self.kind == KindArg::LogReliable && role == RoleArg::Consumer {
             cmd.args(["--cursor", &format!("c{slot}")])
                 .args(["--commit-every", &(1 + rng.below(4)).to_string()]);
@@ -410,7 +415,6 @@ impl Round<'_> {
             ledger: ledger.clone(),
             err,
             reader: None,
-            partial: Vec::new(),
             began: false,
             progress: 0,
             last_progress: Instant::now(),

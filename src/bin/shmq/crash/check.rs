@@ -525,3 +525,151 @@ pub fn quantile_ms(v: &mut [u64], q: f64) -> f64 {
     let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
     v[i] as f64 / 1e6
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(tag: Tag, id: u64, pos: u64, ts: u64) -> Record {
+        Record {
+            tag,
+            len: 0,
+            id,
+            pos,
+            ts,
+        }
+    }
+
+    fn inc(role: RoleArg, slot: usize, inc: u32, records: Vec<Record>) -> Inc {
+        Inc {
+            role,
+            slot,
+            inc,
+            records,
+        }
+    }
+
+    /// Producer 1 acknowledges seqs 0..n (at ts 10, 20, ...; log positions = seq).
+    fn producer(n: u64) -> Inc {
+        let mut r = vec![rec(Tag::Begin, 0, 0, 1)];
+        r.extend((0..n).map(|s| rec(Tag::Ack, ledger::id(1, s), s, 10 * (s + 1))));
+        inc(RoleArg::Producer, 0, 1, r)
+    }
+
+    fn queue_round(consumers: Vec<Vec<u64>>, kills: &[u64]) -> Tally {
+        let mut incs = vec![producer(4)];
+        for (i, seqs) in consumers.into_iter().enumerate() {
+            let r = seqs
+                .into_iter()
+                .map(|s| rec(Tag::Recv, ledger::id(1, s), 0, 100 + s))
+                .collect();
+            incs.push(inc(RoleArg::Consumer, i, 2 + i as u32, r));
+        }
+        let input = RoundInput {
+            kind: KindArg::Mpmc,
+            capacity: 4,
+            incs,
+            kills: kills
+                .iter()
+                .map(|&ts| Kill {
+                    ts,
+                    role: RoleArg::Consumer,
+                    sole: false,
+                    replacement: None,
+                })
+                .collect(),
+            complete: true,
+        };
+        let mut t = Tally::default();
+        analyse(0, &input, &mut t);
+        t
+    }
+
+    #[test]
+    fn a_clean_queue_round_passes() {
+        let t = queue_round(vec![vec![0, 2], vec![1, 3]], &[]);
+        assert_eq!((t.messages, t.received), (4, 4));
+        assert_eq!((t.losses, t.duplicates, t.order, t.phantom), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn queue_violations_are_counted() {
+        let t = queue_round(vec![vec![0, 2, 1], vec![2, 5]], &[]);
+        assert_eq!(t.duplicates, 1, "2 twice");
+        assert_eq!(t.order, 1, "1 after 2 on one consumer");
+        assert_eq!(t.phantom, 1, "5 was never sent (4 might have been)");
+        assert_eq!(t.losses, 1, "3 is missing and no consumer was killed");
+    }
+
+    #[test]
+    fn a_consumer_kill_excuses_one_message_sent_before_it() {
+        // 3 (sent after the ack of 2 at ts 30) is missing; a kill at 35 excuses it.
+        let t = queue_round(vec![vec![0, 1, 2]], &[35]);
+        assert_eq!((t.in_hand, t.losses), (1, 0));
+        // A kill before the message could exist does not.
+        let t = queue_round(vec![vec![0, 1, 2]], &[25]);
+        assert_eq!((t.in_hand, t.losses), (0, 1));
+        // One kill excuses one message only.
+        let t = queue_round(vec![vec![0, 1]], &[35]);
+        assert_eq!((t.in_hand, t.losses), (1, 1));
+    }
+
+    #[test]
+    fn reliable_cursor_rereads_are_allowed_only_above_the_commit() {
+        let sub = |i: u32, start: u64, reads: &[u64], commit: Option<u64>| {
+            let mut r = vec![rec(Tag::Begin, 0, 0, 0), rec(Tag::Start, 0, start, 0)];
+            r.extend(
+                reads
+                    .iter()
+                    .map(|&p| rec(Tag::Recv, ledger::id(1, p), p, 0)),
+            );
+            r.extend(commit.map(|c| rec(Tag::Commit, 0, c, 0)));
+            inc(RoleArg::Consumer, 0, i, r)
+        };
+        let run = |second_start: u64| {
+            let input = RoundInput {
+                kind: KindArg::LogReliable,
+                capacity: 4,
+                incs: vec![
+                    producer(4),
+                    sub(2, 0, &[0, 1, 2], Some(2)),
+                    sub(3, second_start, &[second_start, 3], None),
+                ],
+                kills: Vec::new(),
+                complete: true,
+            };
+            let mut t = Tally::default();
+            analyse(0, &input, &mut t);
+            t
+        };
+        let t = run(2);
+        assert_eq!((t.redelivered_allowed, t.duplicates, t.losses), (1, 0, 0));
+        let t = run(1);
+        assert_eq!((t.duplicates, t.order), (1, 0), "1 was committed");
+    }
+
+    #[test]
+    fn overwrite_gaps_must_be_told() {
+        let run = |lag: u64| {
+            let r = vec![
+                rec(Tag::Start, 0, 0, 0),
+                rec(Tag::Recv, ledger::id(1, 0), 0, 0),
+                rec(Tag::Lag, lag, 3, 0),
+                rec(Tag::Recv, ledger::id(1, 3), 3, 0),
+                rec(Tag::Closed, 0, 4, 0),
+            ];
+            let input = RoundInput {
+                kind: KindArg::LogOverwrite,
+                capacity: 4,
+                incs: vec![producer(4), inc(RoleArg::Consumer, 0, 2, r)],
+                kills: Vec::new(),
+                complete: true,
+            };
+            let mut t = Tally::default();
+            analyse(0, &input, &mut t);
+            t
+        };
+        assert_eq!(run(2).losses, 0);
+        assert_eq!(run(1).losses, 1);
+    }
+}

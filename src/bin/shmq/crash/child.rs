@@ -46,6 +46,29 @@ struct Ctx {
     deadline: Instant,
     msg: Vec<u8>,
     scratch: Vec<u8>,
+    pace: Pace,
+}
+
+/// Keeps a sender at `--rate` messages per second: it sends in bursts and
+/// sleeps whenever it is a millisecond or more ahead of schedule.
+struct Pace {
+    rate: u64,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    fn sent_one(&mut self) {
+        self.sent += 1;
+        if self.rate == 0 {
+            return;
+        }
+        let due = self.start + Duration::from_nanos(self.sent * 1_000_000_000 / self.rate);
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
+    }
 }
 
 impl Ctx {
@@ -89,6 +112,16 @@ pub fn run(a: &ChildArgs) -> anyhow::Result<()> {
         deadline: Instant::now() + Duration::from_secs(a.max_secs),
         msg: Vec::with_capacity(a.slot_size),
         scratch: Vec::with_capacity(a.slot_size),
+        pace: Pace {
+            // Unpaced, an overwrite publisher never waits: give it a rate
+            // (about what a subscriber keeps up with).
+            rate: match (a.rate, a.kind, a.role) {
+                (0, KindArg::LogOverwrite, RoleArg::Producer) => 2_000_000,
+                (r, _, _) => r,
+            },
+            start: Instant::now(),
+            sent: 0,
+        },
     };
     cx.put(Tag::Begin, 0, 0, 0)?;
     let target: Target = a.target.parse()?;
@@ -122,7 +155,7 @@ pub fn run(a: &ChildArgs) -> anyhow::Result<()> {
         (KindArg::LogReliable | KindArg::LogOverwrite, RoleArg::Producer) => {
             let log = Log::open(&target)?;
             cx.put(Tag::Start, 0, 0, 0)?;
-            publish(&mut cx, &log, a.kind == KindArg::LogOverwrite)
+            publish(&mut cx, &log)
         }
         (KindArg::LogReliable | KindArg::LogOverwrite, RoleArg::Consumer) => {
             let log = Log::open(&target)?;
@@ -165,6 +198,7 @@ fn produce(
             Ok(()) => {
                 let len = cx.msg.len();
                 cx.put(Tag::Ack, id, len, 0)?;
+                cx.pace.sent_one();
                 seq += 1;
             }
             Err(EnqueueError::Timeout | EnqueueError::Full) => cx.check_deadline()?,
@@ -194,8 +228,8 @@ fn consume(
 }
 
 /// Publishes until closed; records each acknowledged message with its
-/// sequence number. An overwrite publisher never waits, so it paces itself.
-fn publish(cx: &mut Ctx, log: &Log, paced: bool) -> anyhow::Result<()> {
+/// sequence number.
+fn publish(cx: &mut Ctx, log: &Log) -> anyhow::Result<()> {
     let mut seq = 0;
     loop {
         let id = cx.build(seq);
@@ -203,10 +237,8 @@ fn publish(cx: &mut Ctx, log: &Log, paced: bool) -> anyhow::Result<()> {
             Ok(pos) => {
                 let len = cx.msg.len();
                 cx.put(Tag::Ack, id, len, pos)?;
+                cx.pace.sent_one();
                 seq += 1;
-                if paced && seq % 16 == 0 {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
             }
             Err(PublishError::Timeout | PublishError::Full) => cx.check_deadline()?,
             Err(PublishError::Closed) => return Ok(()),

@@ -12,19 +12,26 @@
 //!
 //! # Ledgers
 //! Each child incarnation appends fixed-size [`Record`]s to its own file,
-//! one `write(2)` per record, right after the operation it records returned.
-//! A SIGKILL can land between the operation and the record (the "message in
-//! hand"), never inside a record that is counted: a trailing partial record
-//! is ignored.
+//! mapped shared (`MAP_SHARED`), right after the operation a record tells of
+//! returned. A store to a shared file mapping is in the page cache at once,
+//! so a SIGKILL loses nothing that was stored; and recording costs a few
+//! stores, not a system call, so a random kill lands inside the engine
+//! most of the time, not inside the bookkeeping. A record becomes visible
+//! when its tag is stored (Release, last); a record whose tag was never
+//! stored does not exist. The file is sparse: only what is written takes room.
+//! A SIGKILL can still land between an operation and its record: the
+//! "message in hand" (see `check`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Bits of an id that hold the sequence number.
 const SEQ_BITS: u32 = 40;
 /// Size of one ledger record in bytes.
-pub const RECORD: usize = 32;
+const RECORD: usize = std::mem::size_of::<Slot>();
+/// Size of a ledger file (sparse): room for 128 Mi records.
+const LEDGER_BYTES: usize = 1 << 32;
 
 /// The id of message `seq` of producer incarnation `inc`.
 pub fn id(inc: u32, seq: u64) -> u64 {
@@ -191,30 +198,19 @@ pub struct Record {
     pub ts: u64,
 }
 
-impl Record {
-    fn encode(&self) -> [u8; RECORD] {
-        let mut b = [0u8; RECORD];
-        b[0..4].copy_from_slice(&(self.tag as u32).to_le_bytes());
-        b[4..8].copy_from_slice(&self.len.to_le_bytes());
-        b[8..16].copy_from_slice(&self.id.to_le_bytes());
-        b[16..24].copy_from_slice(&self.pos.to_le_bytes());
-        b[24..32].copy_from_slice(&self.ts.to_le_bytes());
-        b
-    }
-
-    /// Decodes one record; `None` for an unknown tag.
-    pub fn decode(b: &[u8]) -> Option<Record> {
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Some(Record {
-            tag: Tag::from_u32(u32_at(0))?,
-            len: u32_at(4),
-            id: u64_at(8),
-            pos: u64_at(16),
-            ts: u64_at(24),
-        })
-    }
+/// A record as it lies in the mapped file. Every field is atomic: the
+/// campaign reads ledgers while their children write them.
+#[repr(C)]
+struct Slot {
+    /// `Tag as u32`; 0 until the record is complete.
+    tag: AtomicU32,
+    len: AtomicU32,
+    id: AtomicU64,
+    pos: AtomicU64,
+    ts: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every process.
 pub fn now_ns() -> u64 {
@@ -227,43 +223,150 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The append-only ledger of one child incarnation.
-pub struct Ledger(File);
+/// A ledger file mapped shared, as an array of record slots.
+struct Map {
+    ptr: *mut Slot,
+    slots: usize,
+}
 
-impl Ledger {
-    /// Creates the ledger file (it must not exist).
-    pub fn create(path: &Path) -> std::io::Result<Ledger> {
-        OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(path)
-            .map(Ledger)
+impl Map {
+    fn new(file: &File, writable: bool) -> std::io::Result<Map> {
+        let len = (file.metadata()?.len() as usize).min(LEDGER_BYTES);
+        if len < RECORD {
+            return Ok(Map {
+                ptr: std::ptr::null_mut(),
+                slots: 0,
+            });
+        }
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh shared mapping of an open file; the kernel picks
+        // the address; nothing else is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Map {
+            ptr: ptr.cast(),
+            slots: len / RECORD,
+        })
     }
 
-    /// Appends one record with one `write(2)`.
-    pub fn put(&mut self, tag: Tag, id: u64, len: usize, pos: u64) -> std::io::Result<()> {
-        let r = Record {
+    fn slot(&self, i: usize) -> Option<&Slot> {
+        // SAFETY: i < slots, so the slot lies inside the mapping, which is
+        // page-aligned (so 32-byte slots are aligned) and lives as long as
+        // `self`. Slots hold only atomics: concurrent access is defined.
+        (i < self.slots).then(|| unsafe { &*self.ptr.add(i) })
+    }
+
+    /// Record `i`, if its tag has been stored.
+    fn get(&self, i: usize) -> Option<Record> {
+        let s = self.slot(i)?;
+        // SYNC(ledger): Acquire, pairs with the Release store of the tag in `put`.
+        let tag = Tag::from_u32(s.tag.load(Ordering::Acquire))?;
+        // Relaxed: ordered by the Acquire above.
+        Some(Record {
             tag,
-            len: len as u32,
-            id,
-            pos,
-            ts: now_ns(),
-        };
-        // A regular file: one write(2) of 32 bytes, not split.
-        self.0.write_all(&r.encode())
+            len: s.len.load(Ordering::Relaxed),
+            id: s.id.load(Ordering::Relaxed),
+            pos: s.pos.load(Ordering::Relaxed),
+            ts: s.ts.load(Ordering::Relaxed),
+        })
     }
 }
 
-/// Every whole record of a ledger file (a missing file has none).
-pub fn read_all(path: &Path) -> Vec<Record> {
-    let mut bytes = Vec::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_end(&mut bytes);
+impl Drop for Map {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: unmaps exactly the mapping made in `new`; no reference
+            // into it outlives `self`.
+            unsafe { libc::munmap(self.ptr.cast(), self.slots * RECORD) };
+        }
     }
-    bytes
-        .chunks_exact(RECORD)
-        .filter_map(Record::decode)
-        .collect()
+}
+
+/// The append-only ledger of one child incarnation (its writer).
+pub struct Ledger {
+    map: Map,
+    next: usize,
+}
+
+impl Ledger {
+    /// Creates the ledger file (it must not exist) and maps it.
+    pub fn create(path: &Path) -> std::io::Result<Ledger> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.set_len(LEDGER_BYTES as u64)?;
+        Ok(Ledger {
+            map: Map::new(&file, true)?,
+            next: 0,
+        })
+    }
+
+    /// Appends one record: its fields, then its tag.
+    pub fn put(&mut self, tag: Tag, id: u64, len: usize, pos: u64) -> std::io::Result<()> {
+        let Some(s) = self.map.slot(self.next) else {
+            return Err(std::io::Error::other("the ledger is full"));
+        };
+        // Relaxed: published by the Release store of the tag below.
+        s.len.store(len as u32, Ordering::Relaxed);
+        s.id.store(id, Ordering::Relaxed);
+        s.pos.store(pos, Ordering::Relaxed);
+        s.ts.store(now_ns(), Ordering::Relaxed);
+        // SYNC(ledger): Release, pairs with the Acquire load of the tag in `Map::get`.
+        s.tag.store(tag as u32, Ordering::Release);
+        self.next += 1;
+        Ok(())
+    }
+}
+
+/// Reads a ledger while (or after) its child writes it.
+pub struct Reader {
+    map: Map,
+    next: usize,
+}
+
+impl Reader {
+    /// Maps the ledger at `path`; `None` until the child has created and sized it.
+    pub fn open(path: &Path) -> Option<Reader> {
+        let file = File::open(path).ok()?;
+        let map = Map::new(&file, false).ok()?;
+        (map.slots > 0).then_some(Reader { map, next: 0 })
+    }
+
+    /// The next complete record, if there is one yet.
+    pub fn next(&mut self) -> Option<Record> {
+        let r = self.map.get(self.next)?;
+        self.next += 1;
+        Some(r)
+    }
+}
+
+/// Every complete record of a ledger file (a missing file has none).
+pub fn read_all(path: &Path) -> Vec<Record> {
+    let mut out = Vec::new();
+    if let Some(mut r) = Reader::open(path) {
+        while let Some(rec) = r.next() {
+            out.push(rec);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -283,5 +386,23 @@ mod tests {
             torn[i] ^= 1;
             assert_ne!(verify(&torn, 42, 64, &mut s), Verdict::Good(id));
         }
+    }
+
+    #[test]
+    fn ledgers_read_back_what_was_put() {
+        let path =
+            std::env::temp_dir().join(format!("shmq-crash-ledger-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut led = Ledger::create(&path).unwrap();
+        let mut reader = Reader::open(&path).unwrap();
+        assert_eq!(reader.next(), None);
+        led.put(Tag::Begin, 0, 0, 0).unwrap();
+        led.put(Tag::Recv, id(3, 9), 17, 5).unwrap();
+        assert_eq!(reader.next().map(|r| r.tag), Some(Tag::Begin));
+        let r = reader.next().unwrap();
+        assert_eq!((r.tag, r.id, r.len, r.pos), (Tag::Recv, id(3, 9), 17, 5));
+        assert_eq!(reader.next(), None);
+        assert_eq!(read_all(&path).len(), 2);
+        std::fs::remove_file(&path).unwrap();
     }
 }
