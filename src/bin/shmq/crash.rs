@@ -876,6 +876,11 @@ pub fn run(a: &CrashArgs) -> anyhow::Result<()> {
                 for s in rep.tally.problems.iter().take(5) {
                     println!("  problem: {s}");
                 }
+                if a.verbose {
+                    for s in &rep.tally.slowest {
+                        println!("  slow recovery: {}", s.1);
+                    }
+                }
             }
         }
         Ok(())
@@ -963,6 +968,10 @@ fn summarize(a: &CrashArgs, kind: KindArg, rep: &mut KindReport) -> (bool, Strin
         .raw("stall_details", &strings(&rep.stall_details))
         .raw("crash_details", &strings(&rep.crash_details))
         .raw("problems", &strings(&t.problems))
+        .raw(
+            "slowest_recoveries",
+            &strings(&t.slowest.iter().map(|s| s.1.clone()).collect::<Vec<_>>()),
+        )
         .end();
     let line = format!(
         "{:<13} {} kills {} rounds {} messages {} stalls {} torn {} duplicates {} \

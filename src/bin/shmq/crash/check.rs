@@ -96,6 +96,8 @@ pub struct Tally {
     pub recovery: Vec<u64>,
     /// Lap recovery latencies in ns.
     pub lap: Vec<u64>,
+    /// The slowest recoveries: (ns, description), longest first.
+    pub slowest: Vec<(u64, String)>,
     /// The first few problems, described.
     pub problems: Vec<String>,
 }
@@ -219,7 +221,7 @@ pub fn analyse(round: u32, r: &RoundInput, t: &mut Tally) {
         KindArg::LogReliable => check_reliable(round, r, &sent, t),
         KindArg::LogOverwrite => check_overwrite(round, r, &sent, t),
     }
-    recovery(r, &sent, t);
+    recovery(round, r, &sent, t);
 }
 
 fn check_queue(round: u32, r: &RoundInput, sent: &Sent, t: &mut Tally) {
@@ -475,7 +477,7 @@ fn nth_after(v: &[u64], t0: u64, nth: usize) -> Option<u64> {
     v.get(v.partition_point(|&x| x <= t0) + nth - 1).copied()
 }
 
-fn recovery(r: &RoundInput, sent: &Sent, t: &mut Tally) {
+fn recovery(round: u32, r: &RoundInput, sent: &Sent, t: &mut Tally) {
     let mut sends: Vec<u64> = sent.ack_ts.values().copied().collect();
     sends.sort_unstable();
     let mut recvs: Vec<u64> = r
@@ -504,7 +506,22 @@ fn recovery(r: &RoundInput, sent: &Sent, t: &mut Tally) {
             continue;
         };
         match (nth_after(&sends, t0, 1), nth_after(&recvs, t0, 1)) {
-            (Some(a), Some(b)) => t.recovery.push(a.max(b) - t0),
+            (Some(a), Some(b)) => {
+                let d = a.max(b) - t0;
+                t.recovery.push(d);
+                t.slowest.push((
+                    d,
+                    format!(
+                        "round {round}: {} killed{}: first send after {:.2} ms, first receive after {:.2} ms",
+                        if k.role == RoleArg::Producer { "producer" } else { "consumer" },
+                        if k.sole { " (timed from its replacement's start)" } else { "" },
+                        (a - t0) as f64 / 1e6,
+                        (b - t0) as f64 / 1e6
+                    ),
+                ));
+                t.slowest.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
+                t.slowest.truncate(5);
+            }
             _ => {
                 t.unrecovered += 1;
                 continue;
