@@ -80,8 +80,6 @@ fn assert_survives(kind: &str, backing: &str, kills: u64) {
         Duration::from_secs(120),
     );
     assert_eq!(field(&json, "kind"), format!("\"{kind}\""));
-    assert_eq!(count(&json, "kills"), kills, "every kill was made");
-    assert!(count(&json, "messages") > 0, "messages flowed");
     for key in [
         "stalls",
         "torn",
@@ -95,6 +93,9 @@ fn assert_survives(kind: &str, backing: &str, kills: u64) {
     ] {
         assert_eq!(count(&json, key), 0, "{key} on {kind}/{backing}: {json}");
     }
+    // A stalled round ends early: count the kills once stalls are ruled out.
+    assert_eq!(count(&json, "kills"), kills, "every kill was made");
+    assert!(count(&json, "messages") > 0, "messages flowed");
     assert!(count(&json, "in_hand_losses") <= kills);
     assert_eq!(field(&json, "ok"), "true", "{json}");
     assert!(success, "shmq crash exits 0 when every invariant held");
