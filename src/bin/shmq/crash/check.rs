@@ -1,0 +1,692 @@
+//! The invariant checks of one round, from the ledgers of every child
+//! incarnation and the parent's list of kills.
+//!
+//! What each count means:
+//! - `torn`, `wrong_length`: receives whose bytes are not exactly the
+//!   message their id names (see [`super::ledger`]).
+//! - `phantom`: a well-formed message that no producer of the round sent:
+//!   an unknown incarnation, a sequence number beyond the last acknowledged
+//!   one plus one (a producer killed mid-send may or may not have sent its
+//!   last message; nothing after it exists), or, in a log, a message at a
+//!   sequence number that its publisher was told holds another message.
+//! - `duplicates`: a queue message recorded by two receives; a log message
+//!   read again by a named cursor below a commit recorded earlier.
+//! - `redelivered_allowed`: re-reads that the rules allow: a reliable log's
+//!   named cursor re-reading what was read but not committed before its
+//!   subscriber was killed. For queues it is always 0: a redelivery of a
+//!   message whose dequeue never returned shows as its only delivery.
+//! - `losses`: acknowledged messages never received (queues: by anyone;
+//!   reliable log: by each cursor; overwrite log: skipped without a
+//!   `Lagged(n)` saying so), minus `in_hand`.
+//! - `in_hand`: queue messages missing because the consumer holding them was
+//!   killed after its dequeue returned and before it recorded them. Each
+//!   consumer kill excuses at most one missing message that was sent before
+//!   it (the sender's previous acknowledgement precedes the kill).
+//! - `order`: FIFO broken (per producer incarnation and consumer for queues,
+//!   per subscriber incarnation for logs), or a producer ledger out of sequence.
+//! - recovery: per kill, from the kill (or, when the killed process had a
+//!   role no one else could take over, from its replacement's start) to the
+//!   first acknowledged send and the first receive after it (the later of
+//!   the two). `lap`: to a full ring of sends and receives after it, which
+//!   proves the slot a dead process was touching has been passed.
+//!
+//! Loss checks need a finished drain: a round that stalled is checked for
+//! everything else only.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::ledger::{self, Record, Tag};
+use super::{KindArg, RoleArg};
+
+/// The ledger of one child incarnation.
+pub struct Inc {
+    /// Producer (publisher) or consumer (subscriber).
+    pub role: RoleArg,
+    /// Which subscriber (cursor) it plays, for logs.
+    pub slot: usize,
+    /// Its incarnation number.
+    pub inc: u32,
+    /// What it recorded.
+    pub records: Vec<Record>,
+}
+
+/// One SIGKILL sent by the campaign.
+pub struct Kill {
+    /// When (CLOCK_MONOTONIC ns, just before kill(2)).
+    pub ts: u64,
+    /// The victim's role.
+    pub role: RoleArg,
+    /// Whether no other process could take over the victim's work (so
+    /// recovery is timed from its replacement's start).
+    pub sole: bool,
+    /// The replacement's incarnation.
+    pub replacement: Option<u32>,
+}
+
+/// Everything one round left behind.
+pub struct RoundInput {
+    /// The kind of queue or log.
+    pub kind: KindArg,
+    /// Ring capacity.
+    pub capacity: u64,
+    /// Every incarnation, in spawn order.
+    pub incs: Vec<Inc>,
+    /// Every kill, in order.
+    pub kills: Vec<Kill>,
+    /// Whether close and drain completed (loss checks apply).
+    pub complete: bool,
+}
+
+/// The counts of one kind, summed over rounds.
+#[derive(Default, Debug)]
+pub struct Tally {
+    pub messages: u64,
+    pub received: u64,
+    pub torn: u64,
+    pub wrong_length: u64,
+    pub phantom: u64,
+    pub duplicates: u64,
+    pub redelivered_allowed: u64,
+    pub losses: u64,
+    pub in_hand: u64,
+    pub order: u64,
+    pub lagged: u64,
+    pub unrecovered: u64,
+    /// Recovery latencies in ns.
+    pub recovery: Vec<u64>,
+    /// Lap recovery latencies in ns.
+    pub lap: Vec<u64>,
+    /// The slowest recoveries: (ns, description), longest first.
+    pub slowest: Vec<(u64, String)>,
+    /// The first few problems, described.
+    pub problems: Vec<String>,
+}
+
+impl Tally {
+    fn problem(&mut self, round: u32, what: String) {
+        if self.problems.len() < 20 {
+            self.problems.push(format!("round {round}: {what}"));
+        }
+    }
+}
+
+/// What the producers say they sent.
+struct Sent {
+    /// Acknowledged messages per producer incarnation (seqs `0..n`).
+    acked: HashMap<u32, u64>,
+    /// When each acknowledgement was recorded.
+    ack_ts: HashMap<u64, u64>,
+    /// When each producer incarnation began.
+    begin: HashMap<u32, u64>,
+    /// Logs: sequence number -> message id.
+    at: BTreeMap<u64, u64>,
+}
+
+/// Whether a received id was sent.
+#[derive(PartialEq, Eq)]
+enum Known {
+    Acked,
+    /// The message after the last acknowledged one: its sender may have been
+    /// killed after sending it and before recording.
+    Unacked,
+    Phantom,
+}
+
+impl Sent {
+    fn known(&self, id: u64) -> Known {
+        match self.acked.get(&ledger::inc_of(id)) {
+            Some(&n) if ledger::seq_of(id) < n => Known::Acked,
+            Some(&n) if ledger::seq_of(id) == n => Known::Unacked,
+            _ => Known::Phantom,
+        }
+    }
+}
+
+/// Checks one round and adds its counts to `t`.
+pub fn analyse(round: u32, r: &RoundInput, t: &mut Tally) {
+    let is_log = matches!(r.kind, KindArg::LogReliable | KindArg::LogOverwrite);
+    let mut sent = Sent {
+        acked: HashMap::new(),
+        ack_ts: HashMap::new(),
+        begin: HashMap::new(),
+        at: BTreeMap::new(),
+    };
+    for p in r.incs.iter().filter(|i| i.role == RoleArg::Producer) {
+        let mut next = 0;
+        for rec in &p.records {
+            match rec.tag {
+                Tag::Begin => {
+                    sent.begin.insert(p.inc, rec.ts);
+                }
+                Tag::Ack => {
+                    if rec.id != ledger::id(p.inc, next) {
+                        t.order += 1;
+                        t.problem(
+                            round,
+                            format!("producer {} acked {:#x} out of sequence", p.inc, rec.id),
+                        );
+                    }
+                    next += 1;
+                    sent.ack_ts.insert(rec.id, rec.ts);
+                    if is_log {
+                        if let Some(other) = sent.at.insert(rec.pos, rec.id) {
+                            t.duplicates += 1;
+                            t.problem(
+                                round,
+                                format!(
+                                    "sequence number {} given to {other:#x} and {:#x}",
+                                    rec.pos, rec.id
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        sent.acked.insert(p.inc, next);
+        t.messages += next;
+    }
+    for c in r.incs.iter().filter(|i| i.role == RoleArg::Consumer) {
+        for rec in &c.records {
+            match rec.tag {
+                Tag::Recv => t.received += 1,
+                Tag::BadLength => {
+                    t.wrong_length += 1;
+                    t.problem(
+                        round,
+                        format!(
+                            "consumer {} got {:#x} with wrong length {}",
+                            c.inc, rec.id, rec.len
+                        ),
+                    );
+                }
+                Tag::BadData => {
+                    t.torn += 1;
+                    t.problem(
+                        round,
+                        format!(
+                            "consumer {} got {:#x} torn ({} bytes)",
+                            c.inc, rec.id, rec.len
+                        ),
+                    );
+                }
+                Tag::Lag => t.lagged += rec.id,
+                _ => {}
+            }
+        }
+    }
+    match r.kind {
+        KindArg::Mpmc | KindArg::Spsc => check_queue(round, r, &sent, t),
+        KindArg::LogReliable => check_reliable(round, r, &sent, t),
+        KindArg::LogOverwrite => check_overwrite(round, r, &sent, t),
+    }
+    recovery(round, r, &sent, t);
+}
+
+fn check_queue(round: u32, r: &RoundInput, sent: &Sent, t: &mut Tally) {
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for c in r.incs.iter().filter(|i| i.role == RoleArg::Consumer) {
+        let mut last: HashMap<u32, u64> = HashMap::new();
+        for rec in c.records.iter().filter(|r| r.tag == Tag::Recv) {
+            let (inc, seq) = (ledger::inc_of(rec.id), ledger::seq_of(rec.id));
+            if sent.known(rec.id) == Known::Phantom {
+                t.phantom += 1;
+                t.problem(
+                    round,
+                    format!("consumer {} got {inc}/{seq}, never sent", c.inc),
+                );
+                continue;
+            }
+            if let Some(&l) = last.get(&inc) {
+                if seq <= l {
+                    t.order += 1;
+                    t.problem(
+                        round,
+                        format!("consumer {} got {inc}/{seq} after {inc}/{l}", c.inc),
+                    );
+                }
+            }
+            last.insert(inc, seq);
+            *seen.entry(rec.id).or_default() += 1;
+        }
+    }
+    for (&id, &n) in &seen {
+        if n > 1 {
+            t.duplicates += u64::from(n - 1);
+            let (inc, seq) = (ledger::inc_of(id), ledger::seq_of(id));
+            t.problem(round, format!("{inc}/{seq} received {n} times"));
+        }
+    }
+    if !r.complete {
+        return;
+    }
+    // Missing messages, each with the earliest time it can have been dequeued.
+    let mut missing: Vec<(u64, u64)> = Vec::new();
+    for (&inc, &n) in &sent.acked {
+        for seq in 0..n {
+            let id = ledger::id(inc, seq);
+            if !seen.contains_key(&id) {
+                let earliest = if seq == 0 {
+                    sent.begin.get(&inc).copied().unwrap_or(0)
+                } else {
+                    sent.ack_ts
+                        .get(&ledger::id(inc, seq - 1))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                missing.push((earliest, id));
+            }
+        }
+    }
+    // Each consumer kill excuses one message in hand sent before it. The
+    // kills that can excuse a message form an upward-closed set, so taking
+    // the most constrained message first and any kill after it is optimal.
+    let mut kills: Vec<u64> = r
+        .kills
+        .iter()
+        .filter(|k| k.role == RoleArg::Consumer)
+        .map(|k| k.ts)
+        .collect();
+    kills.sort_unstable();
+    missing.sort_unstable_by(|a, b| b.cmp(a));
+    for (earliest, id) in missing {
+        if kills.last().is_some_and(|&k| k > earliest) {
+            kills.pop();
+            t.in_hand += 1;
+        } else {
+            t.losses += 1;
+            let (inc, seq) = (ledger::inc_of(id), ledger::seq_of(id));
+            t.problem(round, format!("{inc}/{seq} acknowledged, never received"));
+        }
+    }
+}
+
+/// Checks that log position `pos` holds message `id`; learns the unacked
+/// last messages of killed publishers. False for a phantom.
+fn check_at(sent: &Sent, unacked: &mut HashMap<u64, u64>, pos: u64, id: u64) -> bool {
+    match sent.at.get(&pos) {
+        Some(&want) => want == id,
+        None => sent.known(id) == Known::Unacked && *unacked.entry(pos).or_insert(id) == id,
+    }
+}
+
+fn check_reliable(round: u32, r: &RoundInput, sent: &Sent, t: &mut Tally) {
+    let mut unacked = HashMap::new();
+    let slots: HashSet<usize> = r
+        .incs
+        .iter()
+        .filter(|i| i.role == RoleArg::Consumer)
+        .map(|i| i.slot)
+        .collect();
+    for slot in slots {
+        let mut received: HashSet<u64> = HashSet::new();
+        // The highest commit recorded so far on this cursor.
+        let mut committed = 0;
+        for c in r
+            .incs
+            .iter()
+            .filter(|i| i.role == RoleArg::Consumer && i.slot == slot)
+        {
+            let mut last: Option<u64> = None;
+            for rec in &c.records {
+                match rec.tag {
+                    Tag::Recv => {
+                        if !check_at(sent, &mut unacked, rec.pos, rec.id) {
+                            t.phantom += 1;
+                            t.problem(
+                                round,
+                                format!(
+                                    "cursor c{slot} read {:#x} at {}: not what was published there",
+                                    rec.id, rec.pos
+                                ),
+                            );
+                        }
+                        if last.is_some_and(|l| rec.pos <= l) {
+                            t.order += 1;
+                            t.problem(
+                                round,
+                                format!(
+                                    "cursor c{slot} (incarnation {}) read {} after {}",
+                                    c.inc,
+                                    rec.pos,
+                                    last.unwrap_or(0)
+                                ),
+                            );
+                        }
+                        last = Some(rec.pos);
+                        if !received.insert(rec.pos) {
+                            if rec.pos < committed {
+                                t.duplicates += 1;
+                                t.problem(
+                                    round,
+                                    format!(
+                                        "cursor c{slot} re-read {} below its commit {committed}",
+                                        rec.pos
+                                    ),
+                                );
+                            } else {
+                                t.redelivered_allowed += 1;
+                            }
+                        }
+                    }
+                    Tag::Commit => {
+                        if rec.pos < committed {
+                            t.order += 1;
+                            t.problem(
+                                round,
+                                format!(
+                                    "cursor c{slot} commit went back from {committed} to {}",
+                                    rec.pos
+                                ),
+                            );
+                        }
+                        committed = committed.max(rec.pos);
+                    }
+                    Tag::Lag => {
+                        t.losses += rec.id;
+                        t.problem(round, format!("reliable cursor c{slot} lagged {}", rec.id));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if r.complete {
+            let lost: Vec<u64> = sent
+                .at
+                .keys()
+                .filter(|p| !received.contains(p))
+                .copied()
+                .collect();
+            if let Some(first) = lost.first() {
+                t.losses += lost.len() as u64;
+                t.problem(
+                    round,
+                    format!(
+                        "cursor c{slot} never read {} published messages (first: {first})",
+                        lost.len()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_overwrite(round: u32, r: &RoundInput, sent: &Sent, t: &mut Tally) {
+    let mut unacked = HashMap::new();
+    for c in r.incs.iter().filter(|i| i.role == RoleArg::Consumer) {
+        // The next position this subscriber owes an account of, and the
+        // losses it was told of since its last message.
+        let mut from: Option<u64> = None;
+        let mut told = 0u64;
+        let gap = |from: u64, to: u64, told: u64, t: &mut Tally| {
+            let skipped = sent.at.range(from..to.max(from)).count() as u64;
+            if skipped > told {
+                t.losses += skipped - told;
+                t.problem(
+                    round,
+                    format!(
+                        "subscriber {} skipped {} messages in {from}..{to}, told of {told}",
+                        c.inc,
+                        skipped - told
+                    ),
+                );
+            }
+        };
+        for rec in &c.records {
+            match rec.tag {
+                Tag::Start => from = Some(rec.pos),
+                Tag::Lag => told += rec.id,
+                Tag::Recv => {
+                    if !check_at(sent, &mut unacked, rec.pos, rec.id) {
+                        t.phantom += 1;
+                        t.problem(
+                            round,
+                            format!(
+                                "subscriber {} read {:#x} at {}: not what was published there",
+                                c.inc, rec.id, rec.pos
+                            ),
+                        );
+                    }
+                    let f = from.unwrap_or(rec.pos);
+                    if rec.pos < f {
+                        t.order += 1;
+                        t.problem(
+                            round,
+                            format!("subscriber {} read {} after {}", c.inc, rec.pos, f),
+                        );
+                    } else {
+                        gap(f, rec.pos, told, t);
+                    }
+                    from = Some(rec.pos + 1);
+                    told = 0;
+                }
+                Tag::Closed if r.complete => {
+                    if let Some(f) = from {
+                        gap(f, rec.pos, told, t);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The `nth` (1-based) timestamp after `t0` in sorted `v`.
+fn nth_after(v: &[u64], t0: u64, nth: usize) -> Option<u64> {
+    v.get(v.partition_point(|&x| x <= t0) + nth - 1).copied()
+}
+
+fn recovery(round: u32, r: &RoundInput, sent: &Sent, t: &mut Tally) {
+    let mut sends: Vec<u64> = sent.ack_ts.values().copied().collect();
+    sends.sort_unstable();
+    let mut recvs: Vec<u64> = r
+        .incs
+        .iter()
+        .filter(|i| i.role == RoleArg::Consumer)
+        .flat_map(|i| i.records.iter())
+        .filter(|rec| rec.tag.is_progress())
+        .map(|rec| rec.ts)
+        .collect();
+    recvs.sort_unstable();
+    let began: HashMap<u32, u64> = r
+        .incs
+        .iter()
+        .filter_map(|i| i.records.first().map(|rec| (i.inc, rec.ts)))
+        .collect();
+    let lap = r.capacity as usize;
+    for k in &r.kills {
+        let t0 = if k.sole {
+            k.replacement.and_then(|inc| began.get(&inc).copied())
+        } else {
+            Some(k.ts)
+        };
+        let Some(t0) = t0 else {
+            t.unrecovered += 1;
+            continue;
+        };
+        match (nth_after(&sends, t0, 1), nth_after(&recvs, t0, 1)) {
+            (Some(a), Some(b)) => {
+                let d = a.max(b) - t0;
+                t.recovery.push(d);
+                t.slowest.push((
+                    d,
+                    format!(
+                        "round {round}: {} killed{}: first send after {:.2} ms, first receive after {:.2} ms",
+                        if k.role == RoleArg::Producer { "producer" } else { "consumer" },
+                        if k.sole { " (timed from its replacement's start)" } else { "" },
+                        (a - t0) as f64 / 1e6,
+                        (b - t0) as f64 / 1e6
+                    ),
+                ));
+                t.slowest.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
+                t.slowest.truncate(5);
+            }
+            _ => {
+                t.unrecovered += 1;
+                continue;
+            }
+        }
+        if let (Some(a), Some(b)) = (nth_after(&sends, t0, lap), nth_after(&recvs, t0, lap)) {
+            t.lap.push(a.max(b) - t0);
+        }
+    }
+}
+
+/// The `q` quantile of `v` (sorted in place), in milliseconds.
+pub fn quantile_ms(v: &mut [u64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i] as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(tag: Tag, id: u64, pos: u64, ts: u64) -> Record {
+        Record {
+            tag,
+            len: 0,
+            id,
+            pos,
+            ts,
+        }
+    }
+
+    fn inc(role: RoleArg, slot: usize, inc: u32, records: Vec<Record>) -> Inc {
+        Inc {
+            role,
+            slot,
+            inc,
+            records,
+        }
+    }
+
+    /// Producer 1 acknowledges seqs 0..n (at ts 10, 20, ...; log positions = seq).
+    fn producer(n: u64) -> Inc {
+        let mut r = vec![rec(Tag::Begin, 0, 0, 1)];
+        r.extend((0..n).map(|s| rec(Tag::Ack, ledger::id(1, s), s, 10 * (s + 1))));
+        inc(RoleArg::Producer, 0, 1, r)
+    }
+
+    fn queue_round(consumers: Vec<Vec<u64>>, kills: &[u64]) -> Tally {
+        let mut incs = vec![producer(4)];
+        for (i, seqs) in consumers.into_iter().enumerate() {
+            let r = seqs
+                .into_iter()
+                .map(|s| rec(Tag::Recv, ledger::id(1, s), 0, 100 + s))
+                .collect();
+            incs.push(inc(RoleArg::Consumer, i, 2 + i as u32, r));
+        }
+        let input = RoundInput {
+            kind: KindArg::Mpmc,
+            capacity: 4,
+            incs,
+            kills: kills
+                .iter()
+                .map(|&ts| Kill {
+                    ts,
+                    role: RoleArg::Consumer,
+                    sole: false,
+                    replacement: None,
+                })
+                .collect(),
+            complete: true,
+        };
+        let mut t = Tally::default();
+        analyse(0, &input, &mut t);
+        t
+    }
+
+    #[test]
+    fn a_clean_queue_round_passes() {
+        let t = queue_round(vec![vec![0, 2], vec![1, 3]], &[]);
+        assert_eq!((t.messages, t.received), (4, 4));
+        assert_eq!((t.losses, t.duplicates, t.order, t.phantom), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn queue_violations_are_counted() {
+        let t = queue_round(vec![vec![0, 2, 1], vec![2, 5]], &[]);
+        assert_eq!(t.duplicates, 1, "2 twice");
+        assert_eq!(t.order, 1, "1 after 2 on one consumer");
+        assert_eq!(t.phantom, 1, "5 was never sent (4 might have been)");
+        assert_eq!(t.losses, 1, "3 is missing and no consumer was killed");
+    }
+
+    #[test]
+    fn a_consumer_kill_excuses_one_message_sent_before_it() {
+        // 3 (sent after the ack of 2 at ts 30) is missing; a kill at 35 excuses it.
+        let t = queue_round(vec![vec![0, 1, 2]], &[35]);
+        assert_eq!((t.in_hand, t.losses), (1, 0));
+        // A kill before the message could exist does not.
+        let t = queue_round(vec![vec![0, 1, 2]], &[25]);
+        assert_eq!((t.in_hand, t.losses), (0, 1));
+        // One kill excuses one message only.
+        let t = queue_round(vec![vec![0, 1]], &[35]);
+        assert_eq!((t.in_hand, t.losses), (1, 1));
+    }
+
+    #[test]
+    fn reliable_cursor_rereads_are_allowed_only_above_the_commit() {
+        let sub = |i: u32, start: u64, reads: &[u64], commit: Option<u64>| {
+            let mut r = vec![rec(Tag::Begin, 0, 0, 0), rec(Tag::Start, 0, start, 0)];
+            r.extend(
+                reads
+                    .iter()
+                    .map(|&p| rec(Tag::Recv, ledger::id(1, p), p, 0)),
+            );
+            r.extend(commit.map(|c| rec(Tag::Commit, 0, c, 0)));
+            inc(RoleArg::Consumer, 0, i, r)
+        };
+        let run = |second_start: u64| {
+            let input = RoundInput {
+                kind: KindArg::LogReliable,
+                capacity: 4,
+                incs: vec![
+                    producer(4),
+                    sub(2, 0, &[0, 1, 2], Some(2)),
+                    sub(3, second_start, &[second_start, 3], None),
+                ],
+                kills: Vec::new(),
+                complete: true,
+            };
+            let mut t = Tally::default();
+            analyse(0, &input, &mut t);
+            t
+        };
+        let t = run(2);
+        assert_eq!((t.redelivered_allowed, t.duplicates, t.losses), (1, 0, 0));
+        let t = run(1);
+        assert_eq!((t.duplicates, t.order), (1, 0), "1 was committed");
+    }
+
+    #[test]
+    fn overwrite_gaps_must_be_told() {
+        let run = |lag: u64| {
+            let r = vec![
+                rec(Tag::Start, 0, 0, 0),
+                rec(Tag::Recv, ledger::id(1, 0), 0, 0),
+                rec(Tag::Lag, lag, 3, 0),
+                rec(Tag::Recv, ledger::id(1, 3), 3, 0),
+                rec(Tag::Closed, 0, 4, 0),
+            ];
+            let input = RoundInput {
+                kind: KindArg::LogOverwrite,
+                capacity: 4,
+                incs: vec![producer(4), inc(RoleArg::Consumer, 0, 2, r)],
+                kills: Vec::new(),
+                complete: true,
+            };
+            let mut t = Tally::default();
+            analyse(0, &input, &mut t);
+            t
+        };
+        assert_eq!(run(2).losses, 0);
+        assert_eq!(run(1).losses, 1);
+    }
+}
