@@ -8,7 +8,7 @@ use crate::layout::{
     Header, Params, ProcEntry, QueueKind, SlotHeader, ENTRY_HANDLE, HEADER_SIZE, PROC_SLOTS,
 };
 use crate::procs::{self, LaneBook};
-use crate::segment::{Segment, INIT_WAIT};
+use crate::segment::{Segment, Uninitialised, INIT_WAIT};
 use crate::sync::Ordering;
 use crate::{Error, Target};
 
@@ -92,10 +92,24 @@ impl Region {
             )));
         }
         let deadline = Instant::now() + INIT_WAIT;
-        loop {
+        let params = loop {
             // SAFETY: the mapping holds seg.len() >= HEADER_SIZE bytes.
             if let Some(params) = unsafe { Params::validate(seg.as_ptr(), seg.len()) }? {
-                return Ok(params);
+                break params;
+            }
+            // Magic still zero: wait only for a creator that may be at work.
+            match crate::segment::classify_uninitialised(seg) {
+                Uninitialised::Initialising => {}
+                Uninitialised::Abandoned { .. } => {
+                    return Err(Error::NotReady {
+                        target: what.to_owned(),
+                    })
+                }
+                Uninitialised::Foreign { reason } => {
+                    return Err(Error::corrupt(format!(
+                        "{what}: {reason}; not a shmq segment"
+                    )))
+                }
             }
             if Instant::now() >= deadline {
                 return Err(Error::NotReady {
@@ -103,7 +117,17 @@ impl Region {
                 });
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        if let Some(limit) = seg.target().and_then(crate::segment::backing_capacity) {
+            if params.total_size > limit {
+                return Err(Error::corrupt(format!(
+                    "header claims {} bytes ({} slots), more than the {limit} bytes the file \
+                     system holding {what} can ever store",
+                    params.total_size, params.capacity
+                )));
+            }
         }
+        Ok(params)
     }
 
     fn attached(seg: Segment, params: Params) -> Region {
