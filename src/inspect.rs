@@ -113,6 +113,24 @@ impl SlotScan {
     }
 }
 
+/// A claim announced in a thread lane whose step is not complete: a live
+/// process at work, or a dead one's half-done step that the next process to
+/// run into it recovers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimView {
+    /// The position (work queue) or sequence number (log) claimed.
+    pub position: u64,
+    /// Its slot.
+    pub slot: u64,
+    /// What is half-done: "claimed, not published" (a producer or
+    /// publisher) or "taken, not released" (a work-queue consumer).
+    pub state: &'static str,
+    /// The claimer's pid.
+    pub pid: u32,
+    /// Whether it is alive (or cannot be judged from here).
+    pub alive: bool,
+}
+
 /// The size of whatever is at `target`, without mapping it (SysV: the
 /// segment size; POSIX and file: the file size).
 fn size_of_target(target: &Target) -> Result<u64, Error> {
@@ -270,6 +288,59 @@ impl Inspector {
         }
     }
 
+    /// The claims announced in the process table whose step is not complete
+    /// (see [`ClaimView`]). Reads the table (256 entries) and one slot per claim.
+    pub fn claims(&self) -> Vec<ClaimView> {
+        let c = self.counters();
+        let p = &self.params;
+        let mut out = Vec::new();
+        for e in self.procs() {
+            // Acquire: pairs with the claimer's Release clear (a snapshot).
+            let claim = e.claim.load(Ordering::Acquire);
+            if claim == 0 {
+                continue;
+            }
+            let pos = claim & crate::layout::CLAIM_POS;
+            let producing = claim & !crate::layout::CLAIM_POS == crate::layout::CLAIM_PRODUCE;
+            let slot = pos % p.capacity;
+            let off = p.slots_offset + slot * p.slot_stride as u64;
+            // SAFETY: slot < capacity, so the slot header lies inside the
+            // validated slot array; it is aligned (stride multiple of 64).
+            let header = unsafe { &*(self.seg.as_ptr().add(off as usize) as *const SlotHeader) };
+            // Relaxed: a display snapshot.
+            let stamp = header.stamp.load(Ordering::Relaxed);
+            let state = match p.kind {
+                QueueKind::WorkQueue => {
+                    let s = (stamp & !crate::layout::STAMP_TOMB) >> 1;
+                    if producing && pos < c.tail && s <= pos {
+                        Some("claimed, not published")
+                    } else if !producing && pos < c.head && s == pos.saturating_add(1) {
+                        Some("taken, not released")
+                    } else {
+                        None
+                    }
+                }
+                QueueKind::Log => {
+                    // The log's stamp value for `pos` complete: 4 * (pos + capacity) + 2.
+                    let complete = pos.wrapping_add(p.capacity) << 2 | 2;
+                    (producing && pos < c.tail && stamp >> 1 < complete)
+                        .then_some("claimed, write not complete")
+                }
+            };
+            if let Some(state) = state {
+                out.push(ClaimView {
+                    position: pos,
+                    slot,
+                    state,
+                    // Relaxed: display.
+                    pid: e.pid.load(Ordering::Relaxed),
+                    alive: !liveness::judge_entry(e).is_dead(),
+                });
+            }
+        }
+        out
+    }
+
     /// The header's counters now.
     pub fn counters(&self) -> Counters {
         let h = self.header();
@@ -295,11 +366,18 @@ impl Inspector {
         }
         let c = self.counters();
         let pending = c.tombstones.saturating_sub(c.skipped);
+        // Claimed but not published: not enqueued (yet, or ever).
+        let unpublished = self
+            .claims()
+            .iter()
+            .filter(|cl| cl.state == "claimed, not published")
+            .count() as u64;
         Some(QueueStats {
             enqueued: c
                 .tail
                 .saturating_sub(c.tombstones)
-                .saturating_sub(c.redelivered),
+                .saturating_sub(c.redelivered)
+                .saturating_sub(unpublished),
             dequeued: c
                 .head
                 .saturating_sub(c.discarded)
@@ -313,7 +391,8 @@ impl Inspector {
                 .tail
                 .saturating_sub(c.head)
                 .min(self.params.capacity)
-                .saturating_sub(pending),
+                .saturating_sub(pending)
+                .saturating_sub(unpublished),
             capacity: self.params.capacity,
         })
     }

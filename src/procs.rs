@@ -189,7 +189,7 @@ pub(crate) fn sleeping_on(table: &[ProcEntry], tag: u64) -> Vec<u64> {
             // before it sets its waiter bit (see crate::wait): either the
             // closer sees it here, or the sleeper sees `closed`.
             let on = e.sleeping_on.load(Ordering::SeqCst);
-            (on != 0 && on & !CLAIM_POS == tag).then_some((on & CLAIM_POS) - 1)
+            (on != 0 && on & !CLAIM_POS == tag).then(|| (on & CLAIM_POS).saturating_sub(1))
         })
         .collect();
     v.sort_unstable();

@@ -509,7 +509,16 @@ fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
             );
             let _ = writeln!(s, "  discarded   {}", q.discarded);
             let _ = writeln!(s, "  tombstones  {}", q.tombstones);
-            let _ = writeln!(s, "  lagged      {}", c.lagged);
+            let _ = writeln!(
+                s,
+                "  dead claims {} (claims of producers that died before publishing, skipped)",
+                q.dead_claims
+            );
+            let _ = writeln!(
+                s,
+                "  redelivered {} (messages whose consumer died before its dequeue returned)",
+                q.redelivered
+            );
             let _ = writeln!(s, "waiters");
             let scan = view.sleeping_slots().expect("a work queue has slots");
             let _ = writeln!(
@@ -546,8 +555,30 @@ fn stat_text(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
                 st.lagged
             );
             let _ = writeln!(s, "  tombstones  {}", st.tombstones);
+            let _ = writeln!(
+                s,
+                "  dead writes {} (writes of publishers that died mid-write, skipped)",
+                st.dead_writes
+            );
             s.push_str(&cursors_text(&st));
         }
+    }
+    let claims = view.claims();
+    let _ = writeln!(s, "claims in flight ({})", claims.len());
+    for cl in &claims {
+        let _ = writeln!(
+            s,
+            "  position {} (slot {}): {}, by pid {} {}",
+            cl.position,
+            cl.slot,
+            cl.state,
+            cl.pid,
+            if cl.alive {
+                "(alive: at work)"
+            } else {
+                "(dead: the next process to run into it recovers it)"
+            }
+        );
     }
     let procs = others(view, log);
     let alive = procs.iter().filter(|a| a.alive).count();
@@ -599,7 +630,9 @@ fn stat_json(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
         .int("head", c.head)
         .int("discarded", c.discarded)
         .int("tombstones", c.tombstones)
-        .int("lagged", c.lagged);
+        .int("lagged", c.lagged)
+        .int("dead_claims", c.dead_claims)
+        .int("redelivered", c.redelivered);
     match p.kind {
         QueueKind::WorkQueue => {
             let q = view.queue_stats().expect("a work queue has queue stats");
@@ -625,6 +658,18 @@ fn stat_json(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
         }
     }
     o = o.raw("counters", &counters.end());
+    o = o.raw(
+        "claims",
+        &json::array(view.claims().iter().map(|cl| {
+            Obj::new()
+                .int("position", cl.position)
+                .int("slot", cl.slot)
+                .str("state", cl.state)
+                .int("pid", cl.pid)
+                .bool("alive", cl.alive)
+                .end()
+        })),
+    );
     if let Some(r) = rates {
         o = o.raw(
             "rates",
@@ -654,18 +699,13 @@ fn kind_detail(view: &Inspector) -> String {
     }
 }
 
-/// A cursor's owner: the pid and whether it is alive.
-fn owner_text(pid: Option<u32>) -> String {
-    match pid {
-        None => "-".into(),
-        Some(pid) => format!(
-            "{pid} {}",
-            if shmq::liveness::start_time(pid).is_some() {
-                "alive"
-            } else {
-                "dead"
-            }
-        ),
+/// A cursor's owner: the pid and whether it is alive, or the subscriber
+/// that died holding it (a named cursor keeps its position and gates).
+fn owner_text(c: &shmq::CursorInfo) -> String {
+    match (c.owner, c.dead_owner) {
+        (Some(pid), _) => format!("{pid} {}", if c.owner_alive { "alive" } else { "dead" }),
+        (None, Some(pid)) => format!("none: {pid} died holding it"),
+        (None, None) => "-".into(),
     }
 }
 
@@ -692,10 +732,14 @@ fn cursors_text(st: &LogStats) -> String {
                 c.position.to_string(),
                 c.read.to_string(),
                 c.lag.to_string(),
-                owner_text(c.owner),
+                owner_text(c),
             ]
         })
         .collect();
+    let gating = (st.mode == shmq::LogMode::Reliable)
+        .then(|| st.cursors.iter().min_by_key(|c| c.position))
+        .flatten()
+        .filter(|c| c.lag >= st.capacity);
     let head = ["NAME", "POSITION", "READ", "LAG", "OWNER"].map(String::from);
     let mut w = [0usize; 5];
     for r in std::iter::once(&head).chain(&rows) {
@@ -718,6 +762,21 @@ fn cursors_text(st: &LogStats) -> String {
             w3 = w[3]
         );
     }
+    if let Some(c) = gating {
+        let _ = writeln!(
+            s,
+            "  publishers wait on {} (a full ring behind){}",
+            c.name.as_deref().map_or_else(
+                || "an unnamed subscriber".into(),
+                |n| format!("cursor {:?}", printable(n))
+            ),
+            if c.name.is_some() && !c.owner_alive {
+                ": resume it, or remove it with `shmq cursor rm`"
+            } else {
+                ""
+            }
+        );
+    }
     s
 }
 
@@ -730,9 +789,13 @@ fn cursors_json(st: &LogStats) -> String {
         .int("position", c.position)
         .int("read", c.read)
         .int("lag", c.lag);
-        match c.owner {
-            Some(pid) => o.int("owner", pid),
+        let o = match c.owner {
+            Some(pid) => o.int("owner", pid).bool("owner_alive", c.owner_alive),
             None => o.raw("owner", "null"),
+        };
+        match c.dead_owner {
+            Some(pid) => o.int("dead_owner", pid),
+            None => o.raw("dead_owner", "null"),
         }
         .end()
     }))
