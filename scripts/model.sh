@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
-for t in model_recovery; do
+for t in model_recovery model_log; do
     echo "== $t"
     cargo test --release --test "$t" -- --test-threads=1 --nocapture "$@"
 done
