@@ -54,10 +54,7 @@ pub(crate) fn arm_from_env() {
         let spec = std::env::var("SHMQ_FAILPOINT").ok()?;
         let mut parts = spec.split(':');
         let name = parts.next()?.to_owned();
-        let stop = match parts.next().unwrap_or("kill") {
-            "stop" => true,
-            _ => false,
-        };
+        let stop = parts.next() == Some("stop");
         let nth = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
         Some(Plan {
             name,

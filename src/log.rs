@@ -466,16 +466,20 @@ impl Inner {
         if cur >> 1 >= self.value(r, ST_COMPLETE) {
             return false;
         }
-        if procs::named_by_live(self.region.procs(), &[r]) == Named::Live {
+        // A live writer of an earlier lap may still hold this slot, bumped to
+        // `r` by a later publisher: its lane names its own sequence number.
+        if procs::slot_named_by_live(self.region.procs(), r, self.capacity) == Named::Live {
             return false;
         }
-        // Relaxed: a skipped stamp publishes no data.
+        // SYNC(slot-claim): AcqRel, pairs with the next lap's Acquire CAS in
+        // `take_slot`: the dead writer's payload writes (Acquired here
+        // through the stamp it left) happen before the next writer's.
         if slot
             .stamp
             .compare_exchange(
                 cur,
                 self.value(r, ST_SKIPPED) << 1,
-                Ordering::Relaxed,
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             )
             .is_err()

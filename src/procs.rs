@@ -167,6 +167,22 @@ pub(crate) fn named_by_live(table: &[ProcEntry], positions: &[u64]) -> Named {
     Named::Dead
 }
 
+/// Whether any lane of a live process names `r` or an earlier lap of the
+/// same slot (`q <= r`, `q = r mod capacity`): for the log, whose stalled
+/// writers keep a slot that a later lap's publisher bumped to `r` while
+/// their lane still names their own, older sequence number.
+pub(crate) fn slot_named_by_live(table: &[ProcEntry], r: u64, capacity: u64) -> Named {
+    for e in table {
+        // SYNC(claim-announce): Acquire, as in `named_by_live`.
+        let claim = e.claim.load(Ordering::Acquire);
+        let q = claim & CLAIM_POS;
+        if claim != 0 && q <= r && (r - q) % capacity == 0 && !liveness::judge_entry(e).is_dead() {
+            return Named::Live;
+        }
+    }
+    Named::Dead
+}
+
 /// The claims of dead processes with tag `tag` (their positions).
 pub(crate) fn dead_claims(table: &[ProcEntry], tag: u64) -> Vec<u64> {
     table
@@ -386,9 +402,14 @@ impl<'a> Announce<'a> {
     #[inline]
     pub(crate) fn set(&self, tag: u64, pos: u64) {
         if let Some(e) = self.0 {
-            // Relaxed: published by the claiming CAS that follows, a release
-            // RMW on the claimed word (see the module doc).
-            e.claim.store(tag | (pos & CLAIM_POS), Ordering::Relaxed);
+            // SYNC(claim-announce): Release, pairs with the Acquire load in
+            // `named_by_live`: a recoverer that sees this announcement sees
+            // every step this thread completed before it (a slot it released
+            // since, say), so it cannot act on a stale view of that slot
+            // (found by the loom model in tests/model_recovery.rs). The
+            // claiming CAS that follows publishes it to recoverers that
+            // Acquire the claimed word.
+            e.claim.store(tag | (pos & CLAIM_POS), Ordering::Release);
         }
     }
 

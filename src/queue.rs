@@ -173,7 +173,7 @@ pub struct Queue {
     /// Single-producer/single-consumer queues: the roles this handle holds.
     roles: Option<Box<Roles>>,
     /// Rate limit of crash-recovery checks.
-    gate: RecoverGate,
+    gate: Box<RecoverGate>,
 }
 
 /// Which end of a single-producer/single-consumer queue.
@@ -253,7 +253,7 @@ impl Queue {
             },
             wait: WaitStrategy::default(),
             roles: (p.flags & QUEUE_FLAG_SPSC != 0).then(Box::default),
-            gate: RecoverGate::new(),
+            gate: Box::new(RecoverGate::new()),
             region,
         }
     }

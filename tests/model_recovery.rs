@@ -135,7 +135,7 @@ struct Stats {
 }
 
 struct Q {
-    /// The ordering of `Announce::set` (see [`AS_IS`], [`FIXED`]).
+    /// The ordering of `Announce::set` (see [`BEFORE_FIX`], [`CODE`]).
     announce: Ordering,
     head: AtomicU64,
     tail: AtomicU64,
@@ -155,13 +155,13 @@ fn stamp_pos(stamp: u64) -> u64 {
 /// `procs::Announce`: a claim announced in a lane, cleared (Release) when
 /// dropped. A crash `mem::forget`s it: a killed process runs no `Drop`.
 ///
-/// `.1` is the ordering of the announcing store: Relaxed in `src/procs.rs`
-/// ([`AS_IS`]), Release in the proposed fix ([`FIXED`]).
+/// `.1` is the ordering of the announcing store: Release in `src/procs.rs`
+/// ([`CODE`]), Relaxed before the fix ([`BEFORE_FIX`]).
 struct Announce<'a>(&'a AtomicU64, Ordering);
 
 impl Announce<'_> {
     fn set(&self, tag: u64, pos: u64) {
-        // src/procs.rs: "Relaxed: published by the claiming CAS that follows."
+        // src/procs.rs: SYNC(claim-announce), Release (Relaxed before the fix).
         self.0.store(tag | (pos & CLAIM_POS), self.1);
     }
 }
@@ -181,12 +181,13 @@ struct Claim<'a> {
     tombstone: bool,
 }
 
-/// The announcement as in `src/procs.rs` (a Relaxed store).
-const AS_IS: Ordering = Ordering::Relaxed;
-/// The proposed fix: a Release store, so that a recoverer that reads a
-/// later announcement of a live thread also sees that thread's completed
-/// steps (see `consumer_crash_*`).
-const FIXED: Ordering = Ordering::Release;
+/// The announcement before it was fixed (a Relaxed store): kept so that the
+/// ignored models show the bug this model found.
+const BEFORE_FIX: Ordering = Ordering::Relaxed;
+/// The announcement as in `src/procs.rs` now: a Release store, so that a
+/// recoverer that reads a later announcement of a live thread also sees that
+/// thread's completed steps (see `consumer_crash_*`).
+const CODE: Ordering = Ordering::Release;
 
 impl Q {
     fn new(announce: Ordering) -> Q {
@@ -272,12 +273,10 @@ impl Q {
                 if c.stop == Step::ProduceAnnounced {
                     return Err(EnqErr::Stopped);
                 }
-                match self.tail.compare_exchange_weak(
-                    t,
-                    t + 1,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
+                match self
+                    .tail
+                    .compare_exchange_weak(t, t + 1, Ordering::SeqCst, Ordering::Relaxed)
+                {
                     Ok(_) => {
                         trace!("lane {}: claim_tail {t}", c.me);
                         return Ok(t);
@@ -363,7 +362,11 @@ impl Q {
     // ---- consuming ----
 
     fn claim_head(&self, ann: &Announce<'_>) -> Result<Claim<'_>, DeqErr> {
-        let me = self.lanes.iter().position(|l| std::ptr::eq(l, ann.0)).unwrap();
+        let me = self
+            .lanes
+            .iter()
+            .position(|l| std::ptr::eq(l, ann.0))
+            .unwrap();
         let mut h = self.head.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(h);
@@ -375,12 +378,10 @@ impl Q {
                 let tombstone = raw & STAMP_TOMB != 0
                     || slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
                 ann.set(CLAIM_CONSUME, h);
-                match self.head.compare_exchange_weak(
-                    h,
-                    ready,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
+                match self
+                    .head
+                    .compare_exchange_weak(h, ready, Ordering::AcqRel, Ordering::Relaxed)
+                {
                     Ok(_) => {
                         trace!("lane {me}: claim_head {h} tomb={tombstone} (stamp {raw:#x})");
                         return Ok(Claim {
@@ -388,7 +389,7 @@ impl Q {
                             slot,
                             len,
                             tombstone,
-                        })
+                        });
                     }
                     Err(cur) => h = cur,
                 }
@@ -495,7 +496,10 @@ impl Q {
         }
         let back = t - CAP;
         let raw = self.slot(t).stamp.load(Ordering::Acquire);
-        trace!("lane {}: recover_producer_side: tail {t}, stamp {raw:#x}", c.me);
+        trace!(
+            "lane {}: recover_producer_side: tail {t}, stamp {raw:#x}",
+            c.me
+        );
         let s = stamp_pos(raw);
         if s == back {
             return Ok(self.recover_hole(back));
@@ -566,7 +570,10 @@ impl Q {
             return Ok(false);
         }
         let stamp = slot.stamp.load(Ordering::Acquire);
-        trace!("lane {}: recover_orphan {h}: head {head}, stamp {stamp:#x}", c.me);
+        trace!(
+            "lane {}: recover_orphan {h}: head {head}, stamp {stamp:#x}",
+            c.me
+        );
         if stamp_pos(stamp) != h + 1 {
             return Ok(false);
         }
@@ -592,7 +599,10 @@ impl Q {
             }
             ann.set(CLAIM_PRODUCE, target);
             let again = slot.stamp.load(Ordering::Acquire);
-            trace!("lane {}: recover_orphan {h}: tail {t}, stamp again {again:#x}", c.me);
+            trace!(
+                "lane {}: recover_orphan {h}: tail {t}, stamp again {again:#x}",
+                c.me
+            );
             if stamp_pos(again) != h + 1 {
                 return Ok(false);
             }
@@ -611,7 +621,10 @@ impl Q {
             let old = slot
                 .stamp
                 .swap((target + 1) << 1 | (cur & STAMP_TOMB), Ordering::Release);
-            trace!("lane {}: republished {h} as {target} (stamp was {old:#x})", c.me);
+            trace!(
+                "lane {}: republished {h} as {target} (stamp was {old:#x})",
+                c.me
+            );
             assert_eq!(old & STAMP_WAITER, 0);
             if !Self::holds_tombstone(slot, cur) {
                 self.count(&self.stats.redelivered);
@@ -692,63 +705,71 @@ fn sorted(mut v: Vec<u64>) -> Vec<u64> {
 /// Producer A (lane 0) crashes at `stop`; producer B (lane 1) enqueues;
 /// consumer C (lane 2) dequeues with recovery; then close and drain.
 fn producer_crash(stop: Step, announce: Ordering) {
-    check(&format!("producer_crash({stop:?}, {announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        let a = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let r = q.enqueue_try(0xA1, Ctx { me: 0, stop });
-                assert_eq!(r, Err(EnqErr::Stopped));
-                q.die(0);
-            })
-        };
-        let b = {
-            let q = q.clone();
-            thread::spawn(move || q.enqueue_try(0xB1, ctx(1)))
-        };
-        let c = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                for _ in 0..2 {
-                    match q.dequeue_try(ctx(2)) {
-                        Ok(m) => got.push(m),
-                        Err(DeqErr::Empty) => {}
-                        Err(e) => panic!("consumer: {e:?}"),
+    check(
+        &format!("producer_crash({stop:?}, {announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let r = q.enqueue_try(0xA1, Ctx { me: 0, stop });
+                    assert_eq!(r, Err(EnqErr::Stopped));
+                    q.die(0);
+                })
+            };
+            let b = {
+                let q = q.clone();
+                thread::spawn(move || q.enqueue_try(0xB1, ctx(1)))
+            };
+            let c = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        match q.dequeue_try(ctx(2)) {
+                            Ok(m) => got.push(m),
+                            Err(DeqErr::Empty) => {}
+                            Err(e) => panic!("consumer: {e:?}"),
+                        }
                     }
-                }
-                got
-            })
-        };
-        a.join().unwrap();
-        assert_eq!(b.join().unwrap(), Ok(()));
-        let mut got = c.join().unwrap();
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert!(closed, "consumers reach Closed after close");
-        assert_eq!(got, vec![0xB1], "B's message exactly once, nothing else");
-        let claimed = stop != Step::ProduceAnnounced;
-        let want = u64::from(claimed);
-        assert_eq!(q.stat(&q.stats.tombstones), want, "one tombstone per dead claim");
-        assert_eq!(q.stat(&q.stats.dead_claims), want);
-        assert_eq!(q.stat(&q.stats.skipped), want);
-        assert_eq!(q.stat(&q.stats.redelivered), 0);
-    });
+                    got
+                })
+            };
+            a.join().unwrap();
+            assert_eq!(b.join().unwrap(), Ok(()));
+            let mut got = c.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed, "consumers reach Closed after close");
+            assert_eq!(got, vec![0xB1], "B's message exactly once, nothing else");
+            let claimed = stop != Step::ProduceAnnounced;
+            let want = u64::from(claimed);
+            assert_eq!(
+                q.stat(&q.stats.tombstones),
+                want,
+                "one tombstone per dead claim"
+            );
+            assert_eq!(q.stat(&q.stats.dead_claims), want);
+            assert_eq!(q.stat(&q.stats.skipped), want);
+            assert_eq!(q.stat(&q.stats.redelivered), 0);
+        },
+    );
 }
 
 #[test]
 fn producer_crash_after_announce() {
-    producer_crash(Step::ProduceAnnounced, AS_IS);
+    producer_crash(Step::ProduceAnnounced, CODE);
 }
 
 #[test]
 fn producer_crash_after_claim() {
-    producer_crash(Step::ProduceClaimed, AS_IS);
+    producer_crash(Step::ProduceClaimed, CODE);
 }
 
 #[test]
 fn producer_crash_after_write() {
-    producer_crash(Step::ProduceWritten, AS_IS);
+    producer_crash(Step::ProduceWritten, CODE);
 }
 
 // ---- 2. consumer crash ----
@@ -761,7 +782,7 @@ fn producer_crash_after_write() {
 /// Preemption bound 2 as is (the bug needs two preemptions with one
 /// message), 1 with the fix (bound 2 passes too, in 82 s, 83 s and 355 s).
 fn consumer_crash(stop: Step, prefill: &'static [u64], announce: Ordering) {
-    let bound = if announce == AS_IS { 2 } else { 1 };
+    let bound = if announce == BEFORE_FIX { 2 } else { 1 };
     let name = format!("consumer_crash({stop:?}, {prefill:x?}, {announce:?})");
     check(&name, bound, move || {
         let q = Arc::new(Q::new(announce));
@@ -837,37 +858,37 @@ fn consumer_crash(stop: Step, prefill: &'static [u64], announce: Ordering) {
 const ANNOUNCE_BUG: &str = "finds bug: a Relaxed announcement lets recover_orphan redeliver a message a live consumer released";
 
 #[test]
-#[ignore = "finds bug: a Relaxed announcement lets recover_orphan redeliver a message a live consumer released"]
+#[ignore = "the protocol before its fix, kept to show the model finds the bug (scripts/model.sh --ignored): a Relaxed announcement lets recover_orphan redeliver a message a live consumer released"]
 fn consumer_crash_after_claim() {
     let _ = ANNOUNCE_BUG;
-    consumer_crash(Step::ConsumeClaimed, &[0xF1], AS_IS);
+    consumer_crash(Step::ConsumeClaimed, &[0xF1], BEFORE_FIX);
 }
 
 #[test]
-#[ignore = "finds bug: a Relaxed announcement lets recover_orphan redeliver a message a live consumer released"]
+#[ignore = "the protocol before its fix, kept to show the model finds the bug (scripts/model.sh --ignored): a Relaxed announcement lets recover_orphan redeliver a message a live consumer released"]
 fn consumer_crash_after_copy() {
-    consumer_crash(Step::ConsumeCopied, &[0xF1], AS_IS);
+    consumer_crash(Step::ConsumeCopied, &[0xF1], BEFORE_FIX);
 }
 
 #[test]
-#[ignore = "finds bug: a Relaxed announcement lets recover_orphan redeliver a message a live consumer released"]
+#[ignore = "the protocol before its fix, kept to show the model finds the bug (scripts/model.sh --ignored): a Relaxed announcement lets recover_orphan redeliver a message a live consumer released"]
 fn consumer_crash_ring_full() {
-    consumer_crash(Step::ConsumeClaimed, &[0xF1, 0xF2], AS_IS);
+    consumer_crash(Step::ConsumeClaimed, &[0xF1, 0xF2], BEFORE_FIX);
 }
 
 #[test]
 fn consumer_crash_after_claim_fixed() {
-    consumer_crash(Step::ConsumeClaimed, &[0xF1], FIXED);
+    consumer_crash(Step::ConsumeClaimed, &[0xF1], CODE);
 }
 
 #[test]
 fn consumer_crash_after_copy_fixed() {
-    consumer_crash(Step::ConsumeCopied, &[0xF1], FIXED);
+    consumer_crash(Step::ConsumeCopied, &[0xF1], CODE);
 }
 
 #[test]
 fn consumer_crash_ring_full_fixed() {
-    consumer_crash(Step::ConsumeClaimed, &[0xF1, 0xF2], FIXED);
+    consumer_crash(Step::ConsumeClaimed, &[0xF1, 0xF2], CODE);
 }
 
 // ---- 3. a live claim is never recovered ----
@@ -876,125 +897,145 @@ fn consumer_crash_ring_full_fixed() {
 /// consumer C (lane 1) runs recovery: A's message must be delivered and no
 /// tombstone written.
 fn slow_producer_is_not_recovered(announce: Ordering) {
-    check(&format!("slow_producer_is_not_recovered({announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        let a = {
-            let q = q.clone();
-            thread::spawn(move || q.enqueue_try(0xA1, ctx(0)))
-        };
-        let c = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                for _ in 0..3 {
-                    match q.dequeue_try(ctx(1)) {
-                        Ok(m) => got.push(m),
-                        Err(DeqErr::Empty) => {}
-                        Err(e) => panic!("consumer: {e:?}"),
+    check(
+        &format!("slow_producer_is_not_recovered({announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || q.enqueue_try(0xA1, ctx(0)))
+            };
+            let c = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..3 {
+                        match q.dequeue_try(ctx(1)) {
+                            Ok(m) => got.push(m),
+                            Err(DeqErr::Empty) => {}
+                            Err(e) => panic!("consumer: {e:?}"),
+                        }
                     }
-                }
-                got
-            })
-        };
-        assert_eq!(a.join().unwrap(), Ok(()));
-        let mut got = c.join().unwrap();
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert!(closed);
-        assert_eq!(got, vec![0xA1]);
-        assert_eq!(q.stat(&q.stats.tombstones), 0, "a live claim is never tombstoned");
-    });
+                    got
+                })
+            };
+            assert_eq!(a.join().unwrap(), Ok(()));
+            let mut got = c.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed);
+            assert_eq!(got, vec![0xA1]);
+            assert_eq!(
+                q.stat(&q.stats.tombstones),
+                0,
+                "a live claim is never tombstoned"
+            );
+        },
+    );
 }
 
 /// Producer A (lane 0) stops (SIGSTOP) after its tail CAS and never
 /// resumes, alive; consumer C (lane 1) runs recovery: nothing is recovered,
 /// and the queue stays held (drain ends `Empty`, not `Closed`).
 fn stopped_producer_is_not_recovered(announce: Ordering) {
-    check(&format!("stopped_producer_is_not_recovered({announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        q.fill(&[0xF1]);
-        let a = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let stop = Ctx {
-                    me: 0,
-                    stop: Step::ProduceClaimed,
-                };
-                assert_eq!(q.enqueue_try(0xA1, stop), Err(EnqErr::Stopped));
-                // Stopped, not dead: `dead` is never set.
-            })
-        };
-        let c = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                for _ in 0..2 {
-                    match q.dequeue_try(ctx(1)) {
-                        Ok(m) => got.push(m),
-                        Err(DeqErr::Empty) => {}
-                        Err(e) => panic!("consumer: {e:?}"),
+    check(
+        &format!("stopped_producer_is_not_recovered({announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            q.fill(&[0xF1]);
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let stop = Ctx {
+                        me: 0,
+                        stop: Step::ProduceClaimed,
+                    };
+                    assert_eq!(q.enqueue_try(0xA1, stop), Err(EnqErr::Stopped));
+                    // Stopped, not dead: `dead` is never set.
+                })
+            };
+            let c = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        match q.dequeue_try(ctx(1)) {
+                            Ok(m) => got.push(m),
+                            Err(DeqErr::Empty) => {}
+                            Err(e) => panic!("consumer: {e:?}"),
+                        }
                     }
-                }
-                got
-            })
-        };
-        a.join().unwrap();
-        let mut got = c.join().unwrap();
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert_eq!(got, vec![0xF1]);
-        assert!(!closed, "a stopped producer's claim holds the queue");
-        assert_eq!(q.stat(&q.stats.tombstones), 0);
-        assert_eq!(q.stat(&q.stats.dead_claims), 0);
-    });
+                    got
+                })
+            };
+            a.join().unwrap();
+            let mut got = c.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert_eq!(got, vec![0xF1]);
+            assert!(!closed, "a stopped producer's claim holds the queue");
+            assert_eq!(q.stat(&q.stats.tombstones), 0);
+            assert_eq!(q.stat(&q.stats.dead_claims), 0);
+        },
+    );
 }
 
 /// Consumer A (lane 0) is slow but alive holding the oldest message of a
 /// full ring while producer P (lane 1) runs producer-side recovery and
 /// consumer B (lane 2) consumer-side recovery: no redelivery.
 fn slow_consumer_is_not_recovered(announce: Ordering) {
-    check(&format!("slow_consumer_is_not_recovered({announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        q.fill(&[0xF1, 0xF2]);
-        let a = {
-            let q = q.clone();
-            thread::spawn(move || q.dequeue_try(ctx(0)))
-        };
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || {
-                for _ in 0..2 {
-                    match q.enqueue_try(0xC1, ctx(1)) {
-                        Ok(()) => return true,
-                        Err(EnqErr::Full) => {}
-                        Err(e) => panic!("producer: {e:?}"),
+    check(
+        &format!("slow_consumer_is_not_recovered({announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            q.fill(&[0xF1, 0xF2]);
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || q.dequeue_try(ctx(0)))
+            };
+            let p = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        match q.enqueue_try(0xC1, ctx(1)) {
+                            Ok(()) => return true,
+                            Err(EnqErr::Full) => {}
+                            Err(e) => panic!("producer: {e:?}"),
+                        }
                     }
-                }
-                false
-            })
-        };
-        let b = {
-            let q = q.clone();
-            thread::spawn(move || q.dequeue_try(ctx(2)))
-        };
-        let mut got = vec![a.join().unwrap().unwrap()];
-        let sent = p.join().unwrap();
-        match b.join().unwrap() {
-            Ok(m) => got.push(m),
-            Err(DeqErr::Empty) => {}
-            Err(e) => panic!("consumer B: {e:?}"),
-        }
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert!(closed);
-        let mut want = vec![0xF1, 0xF2];
-        if sent {
-            want.push(0xC1);
-        }
-        assert_eq!(sorted(got), sorted(want));
-        assert_eq!(q.stat(&q.stats.redelivered), 0, "a live claim is never redelivered");
-        assert_eq!(q.stat(&q.stats.tombstones), 0);
-    });
+                    false
+                })
+            };
+            let b = {
+                let q = q.clone();
+                thread::spawn(move || q.dequeue_try(ctx(2)))
+            };
+            let mut got = vec![a.join().unwrap().unwrap()];
+            let sent = p.join().unwrap();
+            match b.join().unwrap() {
+                Ok(m) => got.push(m),
+                Err(DeqErr::Empty) => {}
+                Err(e) => panic!("consumer B: {e:?}"),
+            }
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed);
+            let mut want = vec![0xF1, 0xF2];
+            if sent {
+                want.push(0xC1);
+            }
+            assert_eq!(sorted(got), sorted(want));
+            assert_eq!(
+                q.stat(&q.stats.redelivered),
+                0,
+                "a live claim is never redelivered"
+            );
+            assert_eq!(q.stat(&q.stats.tombstones), 0);
+        },
+    );
 }
 
 // ---- 4. racing recoverers ----
@@ -1003,154 +1044,166 @@ fn slow_consumer_is_not_recovered(announce: Ordering) {
 /// workers start); a message follows at position 1. Two consumers (lanes 1
 /// and 2) race to recover the hole: exactly one tombstone.
 fn recoverers_race_on_a_dead_producer(announce: Ordering) {
-    check(&format!("recoverers_race_on_a_dead_producer({announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        let dying = Ctx {
-            me: 0,
-            stop: Step::ProduceClaimed,
-        };
-        assert_eq!(q.enqueue_try(0xA1, dying), Err(EnqErr::Stopped));
-        q.die(0);
-        q.fill(&[0xF1]);
-        let workers: Vec<_> = [1, 2]
-            .map(|me| {
-                let q = q.clone();
-                thread::spawn(move || q.dequeue_try(ctx(me)).ok())
-            })
-            .into_iter()
-            .collect();
-        let mut got: Vec<u64> = workers
-            .into_iter()
-            .filter_map(|w| w.join().unwrap())
-            .collect();
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert!(closed);
-        assert_eq!(got, vec![0xF1]);
-        assert_eq!(q.stat(&q.stats.tombstones), 1, "recovered once");
-        assert_eq!(q.stat(&q.stats.dead_claims), 1);
-    });
+    check(
+        &format!("recoverers_race_on_a_dead_producer({announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            let dying = Ctx {
+                me: 0,
+                stop: Step::ProduceClaimed,
+            };
+            assert_eq!(q.enqueue_try(0xA1, dying), Err(EnqErr::Stopped));
+            q.die(0);
+            q.fill(&[0xF1]);
+            let workers: Vec<_> = [1, 2]
+                .map(|me| {
+                    let q = q.clone();
+                    thread::spawn(move || q.dequeue_try(ctx(me)).ok())
+                })
+                .into_iter()
+                .collect();
+            let mut got: Vec<u64> = workers
+                .into_iter()
+                .filter_map(|w| w.join().unwrap())
+                .collect();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed);
+            assert_eq!(got, vec![0xF1]);
+            assert_eq!(q.stat(&q.stats.tombstones), 1, "recovered once");
+            assert_eq!(q.stat(&q.stats.dead_claims), 1);
+        },
+    );
 }
 
 /// A consumer (lane 0) claimed the oldest message of a full ring and died
 /// (set up before the workers start). Consumer B (lane 1) and producer P
 /// (lane 2) race to redeliver it: exactly one redelivery.
 fn recoverers_race_on_a_dead_consumer(announce: Ordering) {
-    check(&format!("recoverers_race_on_a_dead_consumer({announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        q.fill(&[0xF1, 0xF2]);
-        let dying = Ctx {
-            me: 0,
-            stop: Step::ConsumeClaimed,
-        };
-        assert_eq!(q.dequeue_try(dying), Err(DeqErr::Stopped));
-        q.die(0);
-        let b = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                for _ in 0..2 {
-                    if let Ok(m) = q.dequeue_try(ctx(1)) {
-                        got.push(m);
+    check(
+        &format!("recoverers_race_on_a_dead_consumer({announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            q.fill(&[0xF1, 0xF2]);
+            let dying = Ctx {
+                me: 0,
+                stop: Step::ConsumeClaimed,
+            };
+            assert_eq!(q.dequeue_try(dying), Err(DeqErr::Stopped));
+            q.die(0);
+            let b = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        if let Ok(m) = q.dequeue_try(ctx(1)) {
+                            got.push(m);
+                        }
                     }
-                }
-                got
-            })
-        };
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || q.enqueue_try(0xC1, ctx(2)).is_ok())
-        };
-        let mut got = b.join().unwrap();
-        let sent = p.join().unwrap();
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert!(closed);
-        let mut want = vec![0xF1, 0xF2];
-        if sent {
-            want.push(0xC1);
-        }
-        assert_eq!(sorted(got), sorted(want));
-        assert_eq!(q.stat(&q.stats.redelivered), 1, "redelivered once");
-    });
+                    got
+                })
+            };
+            let p = {
+                let q = q.clone();
+                thread::spawn(move || q.enqueue_try(0xC1, ctx(2)).is_ok())
+            };
+            let mut got = b.join().unwrap();
+            let sent = p.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed);
+            let mut want = vec![0xF1, 0xF2];
+            if sent {
+                want.push(0xC1);
+            }
+            assert_eq!(sorted(got), sorted(want));
+            assert_eq!(q.stat(&q.stats.redelivered), 1, "redelivered once");
+        },
+    );
 }
 
 /// A consumer (lane 0) claimed a message and died; recoverer R (lane 1)
 /// dies after claiming the republish position (`queue-redeliver-claimed`);
 /// consumer B (lane 2) finishes the republish: delivered once, counted once.
 fn recoverer_crash_mid_republish(announce: Ordering) {
-    check(&format!("recoverer_crash_mid_republish({announce:?})"), 2, move || {
-        let q = Arc::new(Q::new(announce));
-        q.fill(&[0xF1]);
-        let dying = Ctx {
-            me: 0,
-            stop: Step::ConsumeClaimed,
-        };
-        assert_eq!(q.dequeue_try(dying), Err(DeqErr::Stopped));
-        q.die(0);
-        let r = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let stop = Ctx {
-                    me: 1,
-                    stop: Step::RedeliverClaimed,
-                };
-                let r = q.recover_orphans(stop);
-                q.die(1);
-                r
-            })
-        };
-        let b = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                for _ in 0..2 {
-                    if let Ok(m) = q.dequeue_try(ctx(2)) {
-                        got.push(m);
+    check(
+        &format!("recoverer_crash_mid_republish({announce:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::new(announce));
+            q.fill(&[0xF1]);
+            let dying = Ctx {
+                me: 0,
+                stop: Step::ConsumeClaimed,
+            };
+            assert_eq!(q.dequeue_try(dying), Err(DeqErr::Stopped));
+            q.die(0);
+            let r = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let stop = Ctx {
+                        me: 1,
+                        stop: Step::RedeliverClaimed,
+                    };
+                    let r = q.recover_orphans(stop);
+                    q.die(1);
+                    r
+                })
+            };
+            let b = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        if let Ok(m) = q.dequeue_try(ctx(2)) {
+                            got.push(m);
+                        }
                     }
-                }
-                got
-            })
-        };
-        let r = r.join().unwrap();
-        assert!(matches!(r, Ok(false) | Err(DeqErr::Stopped)), "{r:?}");
-        let mut got = b.join().unwrap();
-        let (rest, closed) = q.close_and_drain();
-        got.extend(rest);
-        assert!(closed);
-        assert_eq!(got, vec![0xF1]);
-        assert_eq!(q.stat(&q.stats.redelivered), 1, "redelivered once");
-    });
+                    got
+                })
+            };
+            let r = r.join().unwrap();
+            assert!(matches!(r, Ok(false) | Err(DeqErr::Stopped)), "{r:?}");
+            let mut got = b.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed);
+            assert_eq!(got, vec![0xF1]);
+            assert_eq!(q.stat(&q.stats.redelivered), 1, "redelivered once");
+        },
+    );
 }
 
 // ---- the standalone models, as is ----
 
 #[test]
 fn slow_producer_is_not_recovered_as_is() {
-    slow_producer_is_not_recovered(AS_IS);
+    slow_producer_is_not_recovered(CODE);
 }
 
 #[test]
 fn stopped_producer_is_not_recovered_as_is() {
-    stopped_producer_is_not_recovered(AS_IS);
+    stopped_producer_is_not_recovered(CODE);
 }
 
 #[test]
 fn slow_consumer_is_not_recovered_as_is() {
-    slow_consumer_is_not_recovered(AS_IS);
+    slow_consumer_is_not_recovered(CODE);
 }
 
 #[test]
 fn recoverers_race_on_a_dead_producer_as_is() {
-    recoverers_race_on_a_dead_producer(AS_IS);
+    recoverers_race_on_a_dead_producer(CODE);
 }
 
 #[test]
 fn recoverers_race_on_a_dead_consumer_as_is() {
-    recoverers_race_on_a_dead_consumer(AS_IS);
+    recoverers_race_on_a_dead_consumer(CODE);
 }
 
 #[test]
 fn recoverer_crash_mid_republish_as_is() {
-    recoverer_crash_mid_republish(AS_IS);
+    recoverer_crash_mid_republish(CODE);
 }

@@ -329,7 +329,7 @@ fn signal_of(s: &ExitStatus) -> Option<i32> {
 
 /// A segment the parent creates for one try; dropped before truncating.
 enum Made {
-    Queue(Queue),
+    Queue(Box<Queue>),
     Log(Log),
 }
 
@@ -390,7 +390,9 @@ fn run(kind: &str, backing: &str) {
         let target = Guard(target_of(backing, &base, i));
         let made = if kind == "queue" {
             let spsc = i % 2 == 1;
-            Made::Queue(Queue::create(&target, &QueueConfig::new(64, 256).spsc(spsc)).unwrap())
+            Made::Queue(Box::new(
+                Queue::create(&target, &QueueConfig::new(64, 256).spsc(spsc)).unwrap(),
+            ))
         } else {
             Made::Log(Log::create(&target, &LogConfig::new(64, 256)).unwrap())
         };

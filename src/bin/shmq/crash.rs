@@ -211,7 +211,7 @@ pub fn child(a: &ChildArgs) -> anyhow::Result<()> {
 
 /// The queue or log a round runs on, held by the campaign itself.
 enum Handle {
-    Queue(Queue),
+    Queue(Box<Queue>),
     Log(Log),
 }
 
@@ -715,11 +715,14 @@ fn run_round(
     let target = round_target(a, kind, no, &dir)?;
     let (slot, cap) = (a.slot_size as usize, a.capacity as usize);
     let handle = match kind {
-        KindArg::Mpmc => Handle::Queue(Queue::create(&target, &QueueConfig::new(slot, cap))?),
-        KindArg::Spsc => Handle::Queue(Queue::create(
+        KindArg::Mpmc => Handle::Queue(Box::new(Queue::create(
+            &target,
+            &QueueConfig::new(slot, cap),
+        )?)),
+        KindArg::Spsc => Handle::Queue(Box::new(Queue::create(
             &target,
             &QueueConfig::new(slot, cap).spsc(true),
-        )?),
+        )?)),
         KindArg::LogReliable => {
             let log = Log::create(&target, &LogConfig::new(slot, cap).mode(LogMode::Reliable))?;
             log.create_cursor("c0", Start::Oldest)?;

@@ -32,7 +32,7 @@ fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
 
 /// What `pub` and `tail` work on.
 enum Endpoint {
-    Queue(Queue),
+    Queue(Box<Queue>),
     Log(Log),
 }
 
@@ -40,7 +40,7 @@ impl Endpoint {
     /// Opens whatever kind is at `target`.
     fn open(target: &Target) -> anyhow::Result<Endpoint> {
         Ok(match Inspector::open(target)?.params().kind {
-            QueueKind::WorkQueue => Endpoint::Queue(Queue::open(target)?),
+            QueueKind::WorkQueue => Endpoint::Queue(Box::new(Queue::open(target)?)),
             QueueKind::Log => Endpoint::Log(Log::open(target)?),
         })
     }
