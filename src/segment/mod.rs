@@ -329,7 +329,7 @@ impl Segment {
     /// let t = shmq::Target::Posix(format!("shmq-doc-protection-{}", std::process::id()));
     /// let seg = Segment::create(&t, 4096, 0o600).unwrap();
     /// assert_eq!(seg.protection(), Protection::Guarded);
-    /// t.unlink().unwrap();
+    /// t.unlink_force().unwrap(); // a bare segment, not a queue: unlink would refuse it
     /// ```
     pub fn protection(&self) -> Protection {
         match &self.backing {
@@ -363,7 +363,7 @@ impl Segment {
     /// assert_eq!(t2.to_string(), "segment truncated to 4096 bytes (8192 mapped)");
     /// // SAFETY: in bounds of the mapping; the page is gone, the guard rescues the read.
     /// assert_eq!(unsafe { seg.as_ptr().add(4096).read_volatile() }, 0);
-    /// t.unlink().unwrap();
+    /// t.unlink_force().unwrap(); // a bare segment, not a queue: unlink would refuse it
     /// ```
     pub fn truncated(&self) -> Option<Truncation> {
         match &self.backing {
