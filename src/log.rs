@@ -93,7 +93,7 @@ const REAP_EVERY: Duration = Duration::from_millis(5);
 const RECOVER_EVERY: Duration = Duration::from_millis(2);
 /// How long an idle subscriber sleeps before it checks that no publisher
 /// claimed a sequence number and died meanwhile (nobody else would wake it).
-const IDLE_CHECK: Duration = Duration::from_millis(20);
+const IDLE_CHECK: Duration = Duration::from_millis(50);
 /// Largest sequence number (stamps hold `4 * (seq + capacity) + state`
 /// shifted by one, in 64 bits).
 const MAX_SEQ: u64 = 1 << 60;

@@ -46,7 +46,7 @@ use crate::{DequeueError, EnqueueError};
 pub(crate) const RECOVER_EVERY: Duration = Duration::from_millis(2);
 /// How long an idle consumer sleeps before it checks that no producer
 /// claimed a position and died meanwhile (nobody else would wake it).
-pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(20);
+pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(50);
 
 /// Rate limit of a handle's recovery checks.
 #[derive(Debug)]
