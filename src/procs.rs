@@ -76,6 +76,9 @@ pub(crate) fn take(table: &[ProcEntry], kind: u32, on_reap: &dyn Fn(&ProcEntry))
                 // SAFETY: gettid has no preconditions.
                 e.tid
                     .store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
+                // SYNC(proc-claim): AcqRel, pairs with the Acquire load of
+                // gen in `token_alive`: a token of the entry's previous owner
+                // no longer matches once this bump is seen.
                 e.gen.fetch_add(1, Ordering::AcqRel);
                 return Some(i);
             }
