@@ -1209,7 +1209,7 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
     // Fan-out at 64 bytes: the log's one-way latency, and one publisher to
     // 1, 2 and 4 subscriber processes (each of which checked it got every
     // message in order, or the bench would have failed).
-    let log = find("log-pingpong-spin", 64.0);
+    let log = find("log-mpub-pingpong-spin", 64.0);
     assert!(
         0.0 < log.num("p50_ns") && log.num("p50_ns") <= log.num("p99_ns"),
         "{log:?}"
@@ -1225,6 +1225,37 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
     assert!(!rows
         .iter()
         .any(|r| r.str("case").starts_with("log-") && r.num("size") == 8.0));
+    // The log 1:1 beside the single-producer queue, at 48 bytes (one slot
+    // line) and 64 (two); the single-publisher cases run or say what they lack.
+    for size in [48.0, 64.0] {
+        assert!(find("queue-spsc-stream-spin", size).num("msgs_per_s") > 0.0);
+        assert!(find("log-mpub-stream-spin", size).num("msgs_per_s") > 0.0);
+        assert!(find("log-mpub-pingpong-spin", size).num("p50_ns") > 0.0);
+        let spub = find("log-spub-stream-spin", size);
+        assert!(
+            spub.get("unavailable").is_some() || spub.num("msgs_per_s") > 0.0,
+            "{spub:?}"
+        );
+    }
+    assert_eq!(find("log-mpub-stream-spin", 48.0).num("slot_lines"), 1.0);
+    assert_eq!(find("log-mpub-stream-spin", 64.0).num("slot_lines"), 2.0);
+    // Paced fan-out: latency per subscriber from the scheduled send time,
+    // and the subscribers' CPU time per delivered message.
+    for wait in ["nospin", "sleep"] {
+        for n in [1usize, 2, 4] {
+            let r = find(&format!("log-paced-{n}sub-{wait}"), 64.0);
+            assert!(
+                r.num("p50_ns") > 0.0 && r.num("cpu_ns_per_msg") > 0.0,
+                "{r:?}"
+            );
+            if n > 1 {
+                let Some(Json::Arr(subs)) = r.get("subscribers") else {
+                    panic!("no subscribers in {r:?}")
+                };
+                assert_eq!(subs.len(), n, "{r:?}");
+            }
+        }
+    }
     let wake = find("queue-spsc-wakeup-sleep", 64.0);
     assert!(wake.num("p50_ns") > 0.0);
     for case in ["queue-spsc-idle-sleep", "queue-mpmc-idle-sleep"] {

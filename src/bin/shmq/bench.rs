@@ -16,9 +16,33 @@
 //! - idle: a child blocked on an empty queue reports its own CPU time; it
 //!   runs in the background while the other cases run (asleep, it takes no
 //!   CPU from them, and its figure is its own CPU time);
-//! - fan-out: one publisher child and N subscriber children of a reliable
-//!   log start together as in the throughput cases; each subscriber checks
-//!   it got every message in order; the rate is the slowest subscriber's.
+//! - fan-out (`--cases fanout` runs these and the single-producer queue
+//!   cases beside them): every log is reliable and every subscriber checks
+//!   it got every message in order, or the run fails.
+//!   - 1:1, busy-spin, at `--fanout-sizes` (48 and 64 bytes: the largest
+//!     payload whose slot fits one cache line, the smallest taking two):
+//!     `log-mpub-pingpong-spin` and `log-mpub-stream-spin`, beside
+//!     `queue-spsc-pingpong-spin` and `queue-spsc-stream-spin` of the same
+//!     size (the last column divides by them); `log-spub-*` are the same on
+//!     a single-publisher log;
+//!   - 1:N flat out, `log-fanout-Nsub`: one publisher child and N
+//!     subscriber children with the default wait start together as in the
+//!     throughput cases; the rate is the slowest subscriber's;
+//!   - 1:N paced, `log-paced-Nsub-{nospin,sleep}`: the publisher sends
+//!     `--rate` messages per second on a fixed schedule, each carrying its
+//!     scheduled send time; subscribers sleep at once when idle (`nospin`)
+//!     or use the default wait (`sleep`) and record receive time minus
+//!     scheduled time, so a stall counts against every message it delays
+//!     (no coordinated omission); reported per subscriber, with the
+//!     subscribers' CPU time (getrusage) per delivered message;
+//! - zero-copy and batch cases (opt-in: `--cases api`, `zerocopy`,
+//!   `batch`), each beside its copying case; until those APIs exist they
+//!   are reported as not available in this build (see `Case::missing_api`).
+//!
+//! Every row knows how many of its processes keep a CPU busy (spinning, or
+//! working flat out); the report names the cases with more of them than
+//! the machine has CPUs, whose figures then include waiting for a CPU. It
+//! also says, per message size, how many cache lines a slot takes.
 //!
 //! One producer and one consumer use a single-producer/single-consumer
 //! queue through `into_producer` / `into_consumer` handles (what a 1:1 user
@@ -45,15 +69,19 @@ use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, Segment, Start, Target, 
 use crate::{exit, signal};
 
 pub use child::child;
-use report::{bars, contention_note, machine, table, CpuUse, Measure, Row};
+use report::{
+    bars, contention_note, machine, oversubscribed, slot_layout, table, CpuUse, Measure, Row,
+};
 
 /// How the queue's blocking calls wait in a case.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
     /// `WaitStrategy::BusySpin`.
     Spin,
-    /// The default `WaitStrategy::SpinThenSleep`.
+    /// The default wait strategy (`WaitStrategy::default()`).
     Sleep,
+    /// Sleep on the futex at once when there is nothing to do (no spin).
+    Nospin,
 }
 
 impl Wait {
@@ -61,6 +89,9 @@ impl Wait {
         match self {
             Wait::Spin => WaitStrategy::BusySpin,
             Wait::Sleep => WaitStrategy::default(),
+            Wait::Nospin => WaitStrategy::SpinThenSleep {
+                spin: Duration::ZERO,
+            },
         }
     }
 
@@ -68,9 +99,52 @@ impl Wait {
         match self {
             Wait::Spin => "spin",
             Wait::Sleep => "sleep",
+            Wait::Nospin => "nospin",
+        }
+    }
+
+    /// Whether a process waiting this way for messages that arrive every
+    /// `gap` keeps its CPU busy (it spins longer than the gap).
+    fn spins_through(self, gap: Duration) -> bool {
+        match self.strategy() {
+            WaitStrategy::BusySpin => true,
+            WaitStrategy::SpinThenSleep { spin } => spin >= gap,
         }
     }
 }
+
+/// How the messages of a case move: the copying calls every case uses, or
+/// the zero-copy and batch calls measured beside them.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `enqueue` / `dequeue`, `publish` / `recv`: one message per call, copied.
+    Copy,
+    /// The queue's `reserve` + `commit` / `consume` + `release`, in place.
+    ZeroCopy,
+    /// Batch calls, `--batch` messages per call.
+    Batch,
+}
+
+/// Who may publish to a log case's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Publishers {
+    /// The default log: any number of publishers.
+    Multi,
+    /// A single-publisher log (issue 10).
+    Single,
+}
+
+impl Publishers {
+    fn name(self) -> &'static str {
+        match self {
+            Publishers::Multi => "mpub",
+            Publishers::Single => "spub",
+        }
+    }
+}
+
+/// Messages per call of the batch cases.
+const BATCH: u32 = 32;
 
 /// Options of `shmq bench`.
 #[derive(Args, Debug)]
@@ -84,9 +158,17 @@ pub struct BenchArgs {
     /// Consumer process counts for the queue's throughput cases
     #[arg(long, value_delimiter = ',', default_value = "1")]
     consumers: Vec<u32>,
-    /// Subscriber process counts of the fan-out log's throughput cases
+    /// Subscriber process counts of the fan-out log's throughput and paced cases
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     subscribers: Vec<u32>,
+    /// Message sizes of the log's 1:1 cases and of the single-producer queue
+    /// measured beside them (48: the largest payload whose slot is one cache
+    /// line; 64: the smallest that takes two)
+    #[arg(long, value_delimiter = ',', default_value = "48,64")]
+    fanout_sizes: Vec<usize>,
+    /// Messages per second of the paced fan-out cases
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
     /// Round trips per latency case, at most (after a warm-up)
     #[arg(long, default_value_t = 200_000)]
     rounds: u64,
@@ -156,6 +238,15 @@ pub struct ChildArgs {
     /// Ring capacity (raw).
     #[arg(long, default_value_t = 1024)]
     capacity: u64,
+    /// How the messages move.
+    #[arg(long, value_enum, default_value_t = Op::Copy)]
+    op: Op,
+    /// Messages per call with `--op batch`.
+    #[arg(long, default_value_t = BATCH)]
+    batch: u32,
+    /// Messages per second (paced publisher).
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
 }
 
 /// Nanoseconds of CLOCK_MONOTONIC, comparable between processes.
@@ -392,19 +483,35 @@ enum Case {
         producers: u32,
         consumers: u32,
         spsc: bool,
+        op: Op,
     },
     StreamStream {
         size: usize,
         unix: bool,
     },
-    /// A ping-pong over two fan-out logs (overwrite mode, busy-spin).
+    /// A ping-pong over two reliable logs, busy-spinning: the log's 1:1
+    /// one-way latency, beside `queue-spsc-pingpong-spin`.
     LogPingPong {
         size: usize,
+        publishers: Publishers,
     },
-    /// One publisher process to `subscribers` subscriber processes, reliable mode.
+    /// One publisher process to `subscribers` subscriber processes, reliable
+    /// mode, flat out. With one subscriber and busy-spin it is the log's 1:1
+    /// throughput, beside `queue-spsc-stream-spin`.
     LogFanOut {
         size: usize,
         subscribers: u32,
+        wait: Wait,
+        publishers: Publishers,
+        op: Op,
+    },
+    /// A publisher paced at `--rate` to `subscribers` subscriber processes
+    /// waiting with `wait`: publish-to-receive latency per subscriber, from
+    /// each message's scheduled send time, and the subscribers' CPU time.
+    LogPaced {
+        size: usize,
+        subscribers: u32,
+        wait: Wait,
     },
     /// Paced messages to a consumer asleep on a single-producer queue.
     QueueWakeup {
@@ -421,6 +528,15 @@ fn mode_name(spsc: bool) -> &'static str {
         "spsc"
     } else {
         "mpmc"
+    }
+}
+
+/// The suffix of a case moving its messages by `op`.
+fn op_suffix(op: Op) -> String {
+    match op {
+        Op::Copy => String::new(),
+        Op::ZeroCopy => "-zerocopy".into(),
+        Op::Batch => format!("-batch{BATCH}"),
     }
 }
 
@@ -443,20 +559,49 @@ impl Case {
                 producers,
                 consumers,
                 spsc,
+                op,
                 ..
             } => {
                 let base = format!("queue-{}-stream-{}", mode_name(spsc), wait.name());
-                if (producers, consumers) == (1, 1) {
+                let base = if (producers, consumers) == (1, 1) {
                     base
                 } else {
                     format!("{base}-{producers}p{consumers}c")
-                }
+                };
+                base + &op_suffix(op)
             }
             Case::StreamStream { unix, .. } => {
                 if unix { "unix-stream" } else { "pipe-stream" }.into()
             }
-            Case::LogPingPong { .. } => "log-pingpong-spin".into(),
-            Case::LogFanOut { subscribers, .. } => format!("log-fanout-{subscribers}sub"),
+            Case::LogPingPong { publishers, .. } => {
+                format!("log-{}-pingpong-spin", publishers.name())
+            }
+            Case::LogFanOut {
+                subscribers: 1,
+                wait: Wait::Spin,
+                publishers,
+                op,
+                ..
+            } => format!("log-{}-stream-spin{}", publishers.name(), op_suffix(op)),
+            Case::LogFanOut {
+                subscribers,
+                wait,
+                publishers,
+                op,
+                ..
+            } => {
+                let mut name = format!("log-fanout-{subscribers}sub");
+                if wait != Wait::Sleep {
+                    name = format!("{name}-{}", wait.name());
+                }
+                if publishers != Publishers::Multi {
+                    name = format!("{name}-{}", publishers.name());
+                }
+                name + &op_suffix(op)
+            }
+            Case::LogPaced {
+                subscribers, wait, ..
+            } => format!("log-paced-{subscribers}sub-{}", wait.name()),
             Case::QueueWakeup { .. } => "queue-spsc-wakeup-sleep".into(),
             Case::QueueIdle { spsc, .. } => format!("queue-{}-idle-sleep", mode_name(spsc)),
         }
@@ -470,8 +615,9 @@ impl Case {
             | Case::RawRing { size }
             | Case::QueueStream { size, .. }
             | Case::StreamStream { size, .. }
-            | Case::LogPingPong { size }
+            | Case::LogPingPong { size, .. }
             | Case::LogFanOut { size, .. }
+            | Case::LogPaced { size, .. }
             | Case::QueueWakeup { size } => size,
             Case::QueueIdle { .. } => 0,
         }
@@ -482,10 +628,130 @@ impl Case {
     fn background(&self) -> bool {
         matches!(self, Case::QueueIdle { .. })
     }
+
+    /// The API this build lacks to run the case, if any: the case is
+    /// reported as "not available in this build" instead of run.
+    ///
+    /// HOOKS: each line names an API another branch adds; when it lands,
+    /// delete the line, and fill in the matching `HOOK` arm in `child.rs`
+    /// (and for the single-publisher log, `Publishers::Single` in
+    /// `Runner::log_config`).
+    fn missing_api(&self) -> Option<&'static str> {
+        match *self {
+            Case::LogPingPong {
+                publishers: Publishers::Single,
+                ..
+            }
+            | Case::LogFanOut {
+                publishers: Publishers::Single,
+                ..
+            } => Some("the single-publisher log (LogConfig::single_publisher)"),
+            Case::QueueStream {
+                op: Op::ZeroCopy, ..
+            } => Some("Queue::reserve / consume (zero-copy)"),
+            Case::QueueStream { op: Op::Batch, .. } => Some("Queue::enqueue_batch / dequeue_batch"),
+            Case::LogFanOut {
+                op: Op::Batch | Op::ZeroCopy,
+                ..
+            } => Some("the log's batch publish / receive"),
+            _ => None,
+        }
+    }
+
+    /// Processes of the case that keep a CPU busy: spinning, or moving
+    /// messages flat out. More than the machine's CPUs oversubscribes it.
+    fn busy(&self, rate: u64) -> u32 {
+        match *self {
+            // Both sides spin or make syscalls back to back (a sleeping
+            // waiter's spin outlasts a round trip).
+            Case::RawPingPong { .. } | Case::StreamPingPong { .. } => 2,
+            Case::QueuePingPong { wait, .. } => {
+                if wait.spins_through(Duration::from_micros(10)) {
+                    2
+                } else {
+                    1
+                }
+            }
+            Case::LogPingPong { .. } => 2,
+            Case::RawRing { .. } | Case::StreamStream { .. } => 2,
+            Case::QueueStream {
+                producers,
+                consumers,
+                ..
+            } => producers + consumers,
+            Case::LogFanOut { subscribers, .. } => subscribers + 1,
+            // The paced publisher spins between messages; the subscribers
+            // spin too when their wait outlasts the gap between messages.
+            Case::LogPaced {
+                subscribers, wait, ..
+            } => {
+                let gap = Duration::from_nanos(1_000_000_000 / rate.max(1));
+                1 + if wait.spins_through(gap) {
+                    subscribers
+                } else {
+                    0
+                }
+            }
+            Case::QueueWakeup { .. } | Case::QueueIdle { .. } => 0,
+        }
+    }
+
+    /// Whether the case runs only when `--cases` names it (zero-copy, batch).
+    fn opt_in(&self) -> bool {
+        matches!(
+            self,
+            Case::QueueStream {
+                op: Op::ZeroCopy | Op::Batch,
+                ..
+            } | Case::LogFanOut {
+                op: Op::ZeroCopy | Op::Batch,
+                ..
+            }
+        )
+    }
+
+    /// Whether `word` of `--cases` selects the case: a word in its name, or
+    /// `fanout`, which selects issue 10's cases (every log case, and the
+    /// single-producer queue beside the 1:1 ones at `--fanout-sizes`); the
+    /// opt-in cases only by `zerocopy`, `batch` or `api` (all of them).
+    fn selected_by(&self, word: &str, a: &BenchArgs) -> bool {
+        if let Case::QueueStream { op, .. } | Case::LogFanOut { op, .. } = *self {
+            if self.opt_in() {
+                return word == "api" || op_suffix(op).contains(word);
+            }
+        }
+        if self.name().contains(word) {
+            return true;
+        }
+        match word {
+            "fanout" => match *self {
+                Case::LogPingPong { .. } | Case::LogFanOut { .. } | Case::LogPaced { .. } => true,
+                Case::QueuePingPong {
+                    size,
+                    wait: Wait::Spin,
+                    spsc: true,
+                }
+                | Case::QueueStream {
+                    size,
+                    wait: Wait::Spin,
+                    producers: 1,
+                    consumers: 1,
+                    spsc: true,
+                    op: Op::Copy,
+                } => a.fanout_sizes.contains(&size),
+                _ => false,
+            },
+            "api" => self.opt_in(),
+            _ => false,
+        }
+    }
 }
 
 /// The cases of a run, in order: per size, latency then throughput, each
-/// raw limit first; then the fan-out log, the wake-up and the idle cases.
+/// raw limit first; then the fan-out log (its 1:1 cases beside the
+/// single-producer queue, then 1:N flat out and paced), the wake-up and the
+/// idle cases. The zero-copy and batch cases run only when `--cases` names
+/// them (`api`, `zerocopy`, `batch`).
 ///
 /// One producer and one consumer use a single-producer/single-consumer
 /// queue, as a 1:1 user would, with every `--wait` strategy; the
@@ -495,6 +761,14 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
     let mut cases = Vec::new();
     let first_wait = a.wait[0];
     let one_to_one = a.producers.contains(&1) && a.consumers.contains(&1);
+    let stream = |size, wait, producers, consumers, spsc, op| Case::QueueStream {
+        size,
+        wait,
+        producers,
+        consumers,
+        spsc,
+        op,
+    };
     for &size in &a.sizes {
         cases.push(Case::RawPingPong { size });
         for &wait in &a.wait {
@@ -512,24 +786,17 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
         cases.push(Case::StreamPingPong { size, unix: false });
         cases.push(Case::StreamPingPong { size, unix: true });
         cases.push(Case::RawRing { size });
-        let stream = |wait, producers, consumers, spsc| Case::QueueStream {
-            size,
-            wait,
-            producers,
-            consumers,
-            spsc,
-        };
         if one_to_one {
             for &wait in &a.wait {
-                cases.push(stream(wait, 1, 1, true));
+                cases.push(stream(size, wait, 1, 1, true, Op::Copy));
             }
-            cases.push(stream(first_wait, 1, 1, false));
+            cases.push(stream(size, first_wait, 1, 1, false, Op::Copy));
         }
         for &wait in &a.wait {
             for &producers in &a.producers {
                 for &consumers in &a.consumers {
                     if (producers, consumers) != (1, 1) {
-                        cases.push(stream(wait, producers, consumers, false));
+                        cases.push(stream(size, wait, producers, consumers, false, Op::Copy));
                     }
                 }
             }
@@ -542,15 +809,49 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
     } else {
         a.sizes[0]
     };
-    if !a.subscribers.is_empty() {
-        cases.push(Case::LogPingPong { size: size64 });
+    let with_log = !a.subscribers.is_empty();
+    // The log 1:1, busy-spinning, beside the single-producer queue at the
+    // same sizes (measured here when the sizes above lack them); like the
+    // queue's 1:1 cases, only when `--producers` and `--consumers` have 1.
+    for &size in a.fanout_sizes.iter().filter(|_| with_log && one_to_one) {
+        if !a.sizes.contains(&size) {
+            cases.push(Case::QueuePingPong {
+                size,
+                wait: Wait::Spin,
+                spsc: true,
+            });
+            cases.push(stream(size, Wait::Spin, 1, 1, true, Op::Copy));
+        }
+        for publishers in [Publishers::Single, Publishers::Multi] {
+            cases.push(Case::LogPingPong { size, publishers });
+            cases.push(Case::LogFanOut {
+                size: size.max(8),
+                subscribers: 1,
+                wait: Wait::Spin,
+                publishers,
+                op: Op::Copy,
+            });
+        }
     }
     for &subscribers in &a.subscribers {
         // Subscribers check each message's sequence number: 8 bytes at least.
         cases.push(Case::LogFanOut {
             size: size64.max(8),
             subscribers,
+            wait: Wait::Sleep,
+            publishers: Publishers::Multi,
+            op: Op::Copy,
         });
+    }
+    for wait in [Wait::Nospin, Wait::Sleep] {
+        for &subscribers in &a.subscribers {
+            // A sequence number and the scheduled send time: 16 bytes at least.
+            cases.push(Case::LogPaced {
+                size: size64.max(16),
+                subscribers,
+                wait,
+            });
+        }
     }
     cases.push(Case::QueueWakeup { size: size64 });
     if a.idle > 0.0 {
@@ -563,10 +864,50 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
             spsc: false,
         });
     }
+    let pick = |c: &Case| a.cases.iter().any(|w| c.selected_by(w, a));
     if !a.cases.is_empty() {
-        cases.retain(|c| a.cases.iter().any(|w| c.name().contains(w.as_str())));
+        cases.retain(pick);
+        // Opt-in: zero-copy against copying at 4096 bytes, batches of 32
+        // against single calls at 64 bytes (SPSC and MPMC queue, and the
+        // log), each with its copying reference beside it.
+        let api = api_cases();
+        if api.iter().any(|c| c.opt_in() && pick(c)) {
+            cases.extend(api.into_iter().filter(|c| !c.opt_in() || pick(c)));
+        }
     }
+    // A case planned twice (an opt-in reference may repeat a main case) runs once.
+    let mut seen = std::collections::HashSet::new();
+    cases.retain(|c| seen.insert((c.name(), c.size())));
     cases
+}
+
+/// The zero-copy and batch cases (issue 11), each after its copying reference.
+fn api_cases() -> Vec<Case> {
+    let stream = |size, spsc, op| Case::QueueStream {
+        size,
+        wait: Wait::Spin,
+        producers: 1,
+        consumers: 1,
+        spsc,
+        op,
+    };
+    let log = |op| Case::LogFanOut {
+        size: 64,
+        subscribers: 1,
+        wait: Wait::Spin,
+        publishers: Publishers::Multi,
+        op,
+    };
+    vec![
+        stream(4096, true, Op::Copy),
+        stream(4096, true, Op::ZeroCopy),
+        stream(64, true, Op::Copy),
+        stream(64, true, Op::Batch),
+        stream(64, false, Op::Copy),
+        stream(64, false, Op::Batch),
+        log(Op::Copy),
+        log(Op::Batch),
+    ]
 }
 
 fn histogram() -> Histogram<u64> {
@@ -679,6 +1020,9 @@ impl Runner<'_> {
     }
 
     fn run(&mut self, case: Case) -> anyhow::Result<Row> {
+        if let Some(what) = case.missing_api() {
+            return Ok(self.row(case, Measure::Unavailable(what)));
+        }
         let m = match case {
             Case::RawPingPong { size } => self.raw_pingpong(size)?,
             Case::QueuePingPong { size, wait, spsc } => self.queue_pingpong(size, wait, spsc)?,
@@ -690,14 +1034,31 @@ impl Runner<'_> {
                 producers,
                 consumers,
                 spsc,
-            } => self.queue_stream(size, wait, producers, consumers, spsc)?,
+                op,
+            } => self.queue_stream(size, wait, producers, consumers, spsc, op)?,
             Case::StreamStream { size, unix } => self.stream_stream(size, unix)?,
-            Case::LogPingPong { size } => self.log_pingpong(size)?,
-            Case::LogFanOut { size, subscribers } => self.log_fanout(size, subscribers)?,
+            Case::LogPingPong { size, publishers } => self.log_pingpong(size, publishers)?,
+            Case::LogFanOut {
+                size,
+                subscribers,
+                wait,
+                publishers,
+                op,
+            } => self.log_fanout(size, subscribers, wait, publishers, op)?,
+            Case::LogPaced {
+                size,
+                subscribers,
+                wait,
+            } => return self.log_paced(case, size, subscribers, wait),
             Case::QueueWakeup { size } => self.queue_wakeup(size)?,
             Case::QueueIdle { secs, spsc } => self.start_idle(secs, spsc)?.finish()?,
         };
-        Ok(row(case, m))
+        Ok(self.row(case, m))
+    }
+
+    /// The report line of `case`.
+    fn row(&self, case: Case, m: Measure) -> Row {
+        row(case, m, self.a.rate)
     }
 
     fn raw_pingpong(&mut self, size: usize) -> anyhow::Result<Measure> {
@@ -785,9 +1146,10 @@ impl Runner<'_> {
         producers: u32,
         consumers: u32,
         spsc: bool,
+        op: Op,
     ) -> anyhow::Result<Measure> {
         let (name, _guard, _q) = self.queue(size, wait, spsc)?;
-        self.stream_children(&name, size, Some(wait), producers, consumers, false)
+        self.stream_children(&name, size, Some((wait, op)), producers, consumers, false)
     }
 
     /// Runs producer and consumer children over segment `name` and
@@ -796,7 +1158,7 @@ impl Runner<'_> {
         &mut self,
         name: &str,
         size: usize,
-        wait: Option<Wait>,
+        wait: Option<(Wait, Op)>,
         producers: u32,
         consumers: u32,
         raw: bool,
@@ -818,8 +1180,9 @@ impl Runner<'_> {
             "--capacity".into(),
             self.a.capacity.to_string(),
         ];
-        if let Some(w) = wait {
+        if let Some((w, op)) = wait {
             common.extend(["--wait".to_string(), w.name().into()]);
+            common.extend(op_args(op));
         }
         if raw {
             common.push("--raw".into());
@@ -965,30 +1328,51 @@ impl Runner<'_> {
         })
     }
 
-    /// One publisher to one subscriber and back, over two logs in
-    /// overwrite mode, busy-spinning: one-way latency = round trip / 2.
-    fn log_pingpong(&mut self, size: usize) -> anyhow::Result<Measure> {
-        let config = LogConfig::new(size, self.a.capacity);
+    /// The configuration of a reliable log of this run with `cursors`
+    /// entries in its cursor table.
+    fn log_config(&self, size: usize, cursors: u32, publishers: Publishers) -> LogConfig {
+        let config = LogConfig::new(size, self.a.capacity)
+            .mode(LogMode::Reliable)
+            .cursors(cursors as usize);
+        match publishers {
+            Publishers::Multi => config,
+            // HOOK(single-publisher log): `config.single_publisher(true)`.
+            // Until then `Case::missing_api` keeps these cases from running.
+            Publishers::Single => config,
+        }
+    }
+
+    /// One publisher to one subscriber and back, over two reliable logs,
+    /// busy-spinning: one-way latency = round trip / 2.
+    fn log_pingpong(&mut self, size: usize, publishers: Publishers) -> anyhow::Result<Measure> {
+        let config = self.log_config(size, 1, publishers);
         let spin = WaitStrategy::BusySpin;
         let (ping_name, _gp, ping) = self.log(&config, spin)?;
         let (pong_name, _gq, pong) = self.log(&config, spin)?;
-        // Subscribed before the child exists, so its first echo is not missed.
+        let (ctl_name, _ctl_guard) = self.names.next();
+        let ctl = Ctl::create(&ctl_name)?;
+        // Subscribed before the child exists, so its first echo is not missed
+        // (and, the log being reliable, its publish is not refused).
         let mut sub = pong.subscribe(Start::Latest)?;
         let args = vec![
             "--a".into(),
             ping_name,
             "--b".into(),
             pong_name,
+            "--ctl".into(),
+            ctl_name,
             "--wait".into(),
             Wait::Spin.name().into(),
             "--size".into(),
             size.to_string(),
         ];
         let mut kid = Kid::spawn("log-pong", &args, Stdio::null(), Stdio::null())?;
+        // The child subscribes to the ping log before it says it is ready.
+        ctl.wait_ready(1, &mut [&mut kid])?;
         let msg = vec![0x5a; size];
         let mut buf = vec![0; size];
         let h = ping_loop(self.a.rounds, self.a.case_secs, |_, deadline| {
-            ping.publish(&msg)?;
+            ping.publish_until(&msg, Some(deadline))?;
             sub.recv_until(&mut buf, Some(deadline))?;
             Ok(())
         });
@@ -999,17 +1383,22 @@ impl Runner<'_> {
     }
 
     /// One publisher process to `subscribers` subscriber processes over a
-    /// reliable log (publisher gated by the slowest: nothing may be lost).
-    /// Every subscriber checks it got every message in order; the rate is
-    /// the slowest subscriber's.
-    fn log_fanout(&mut self, size: usize, subscribers: u32) -> anyhow::Result<Measure> {
-        let config = LogConfig::new(size, self.a.capacity)
-            .mode(LogMode::Reliable)
-            .cursors(subscribers as usize);
-        let (name, _guard, _log) = self.log(&config, WaitStrategy::default())?;
+    /// reliable log (publisher gated by the slowest: nothing may be lost),
+    /// flat out. Every subscriber checks it got every message in order; the
+    /// rate is the slowest subscriber's.
+    fn log_fanout(
+        &mut self,
+        size: usize,
+        subscribers: u32,
+        wait: Wait,
+        publishers: Publishers,
+        op: Op,
+    ) -> anyhow::Result<Measure> {
+        let config = self.log_config(size, subscribers, publishers);
+        let (name, _guard, _log) = self.log(&config, wait.strategy())?;
         let (ctl_name, _ctl_guard) = self.names.next();
         let ctl = Ctl::create(&ctl_name)?;
-        let common = vec![
+        let mut common = vec![
             "--a".to_string(),
             name,
             "--ctl".into(),
@@ -1018,7 +1407,10 @@ impl Runner<'_> {
             size.to_string(),
             "--secs".into(),
             self.a.case_secs.to_string(),
+            "--wait".into(),
+            wait.name().into(),
         ];
+        common.extend(op_args(op));
         let mut subs = Vec::new();
         for _ in 0..subscribers {
             subs.push(Kid::spawn(
@@ -1044,15 +1436,7 @@ impl Runner<'_> {
         let start = publisher.result("start_ns")?;
         let mut end = 0;
         for s in &subs {
-            let received = s.result("received")?;
-            anyhow::ensure!(
-                received == sent,
-                "the publisher sent {sent} messages but a subscriber received {received}"
-            );
-            anyhow::ensure!(
-                s.result("ordered")? == 1,
-                "a subscriber saw a gap or a message out of order"
-            );
+            check_delivery(s, sent)?;
             end = end.max(s.result("end_ns")?);
         }
         anyhow::ensure!(end > start && sent > 0, "no measurable transfer");
@@ -1061,6 +1445,117 @@ impl Runner<'_> {
             secs: (end - start) as f64 / 1e9,
         })
     }
+
+    /// A publisher paced at `--rate` messages per second for `--case-secs`
+    /// to `subscribers` subscriber processes of a reliable log, waiting with
+    /// `wait` between messages. Each message carries its scheduled send
+    /// time, t0 + i / rate, and each subscriber records now - scheduled:
+    /// a publisher or subscriber that stalls delays the messages after it,
+    /// and the stall is counted for each of them (no coordinated omission).
+    /// The row holds each percentile's worst over the subscribers, each
+    /// subscriber's own figures, and the subscribers' CPU time per
+    /// delivered message.
+    fn log_paced(
+        &mut self,
+        case: Case,
+        size: usize,
+        subscribers: u32,
+        wait: Wait,
+    ) -> anyhow::Result<Row> {
+        let config = self.log_config(size, subscribers, Publishers::Multi);
+        let (name, _guard, _log) = self.log(&config, wait.strategy())?;
+        let (ctl_name, _ctl_guard) = self.names.next();
+        let ctl = Ctl::create(&ctl_name)?;
+        let count = ((self.a.rate as f64 * self.a.case_secs) as u64).max(100);
+        let common = vec![
+            "--a".to_string(),
+            name,
+            "--ctl".into(),
+            ctl_name,
+            "--size".into(),
+            size.to_string(),
+            "--wait".into(),
+            wait.name().into(),
+            "--rate".into(),
+            self.a.rate.to_string(),
+            "--count".into(),
+            count.to_string(),
+        ];
+        let mut subs = Vec::new();
+        for _ in 0..subscribers {
+            subs.push(Kid::spawn(
+                "paced-subscribe",
+                &common,
+                Stdio::null(),
+                Stdio::piped(),
+            )?);
+        }
+        let mut publisher = Kid::spawn("paced-publish", &common, Stdio::null(), Stdio::piped())?;
+        let mut all: Vec<&mut Kid> = std::iter::once(&mut publisher)
+            .chain(subs.iter_mut())
+            .collect();
+        ctl.wait_ready(all.len() as u32, &mut all)?;
+        ctl.go();
+        let limit = Duration::from_secs_f64(count as f64 / self.a.rate.max(1) as f64 + 30.0);
+        for k in std::iter::once(&mut publisher).chain(subs.iter_mut()) {
+            k.finish(limit)?;
+        }
+        let sent = publisher.result("sent")?;
+        anyhow::ensure!(sent == count, "the publisher sent {sent} of {count}");
+        // Per subscriber: samples, p50, p99, p99.9, max.
+        let mut per_sub: Vec<[u64; 5]> = Vec::new();
+        let (mut cpu, mut delivered) = (0u64, 0u64);
+        for s in &subs {
+            check_delivery(s, sent)?;
+            per_sub.push([
+                s.result("n")?,
+                s.result("p50")?,
+                s.result("p99")?,
+                s.result("p999")?,
+                s.result("max")?,
+            ]);
+            cpu += s.result("cpu_ns")?;
+            delivered += s.result("received")?;
+        }
+        let worst = |i: usize| per_sub.iter().map(|f| f[i]).max().unwrap_or(0);
+        let m = Measure::Latency {
+            samples: per_sub.iter().map(|f| f[0]).min().unwrap_or(0),
+            p50: worst(1),
+            p99: worst(2),
+            p999: worst(3),
+            max: worst(4),
+        };
+        let per_sub: Vec<Measure> = per_sub
+            .iter()
+            .map(|&[samples, p50, p99, p999, max]| Measure::Latency {
+                samples,
+                p50,
+                p99,
+                p999,
+                max,
+            })
+            .collect();
+        let mut row = self.row(case, m);
+        if subscribers > 1 {
+            row.subs = per_sub;
+        }
+        row.cpu_per_msg_ns = Some(cpu as f64 / delivered.max(1) as f64);
+        Ok(row)
+    }
+}
+
+/// Fails unless subscriber `s` received all `sent` messages, in order.
+fn check_delivery(s: &Kid, sent: u64) -> anyhow::Result<()> {
+    let received = s.result("received")?;
+    anyhow::ensure!(
+        received == sent,
+        "the publisher sent {sent} messages but a subscriber received {received}"
+    );
+    anyhow::ensure!(
+        s.result("ordered")? == 1,
+        "a subscriber saw a gap or a message out of order"
+    );
+    Ok(())
 }
 
 /// The idle case, running while the others do: a consumer asleep on an
@@ -1083,15 +1578,17 @@ impl Idle {
     }
 }
 
-/// The report line of `case`.
-fn row(case: Case, m: Measure) -> Row {
+/// The report line of `case` (`rate`: of the paced cases).
+fn row(case: Case, m: Measure, rate: u64) -> Row {
     let (producers, consumers) = match case {
         Case::QueueStream {
             producers,
             consumers,
             ..
         } => (producers, consumers),
-        Case::LogFanOut { subscribers, .. } => (1, subscribers),
+        Case::LogFanOut { subscribers, .. } | Case::LogPaced { subscribers, .. } => {
+            (1, subscribers)
+        }
         _ => (1, 1),
     };
     Row {
@@ -1100,7 +1597,19 @@ fn row(case: Case, m: Measure) -> Row {
         producers,
         consumers,
         m,
+        subs: Vec::new(),
+        cpu_per_msg_ns: None,
+        busy: case.busy(rate),
     }
+}
+
+/// The child options of moving messages by `op`.
+fn op_args(op: Op) -> Vec<String> {
+    let op = op
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    vec!["--op".into(), op, "--batch".into(), BATCH.to_string()]
 }
 
 /// A child with the parent's writing and reading ends of its channel.
@@ -1183,6 +1692,15 @@ fn validate(a: &BenchArgs) -> anyhow::Result<()> {
         .any(|&n| n == 0 || n > 32)
     {
         return bad("--producers and --consumers take counts from 1 to 32".into());
+    }
+    if a.fanout_sizes
+        .iter()
+        .any(|&s| s == 0 || s > shmq::layout::MAX_SLOT_SIZE as usize)
+    {
+        return bad("--fanout-sizes takes sizes from 1 byte".into());
+    }
+    if a.rate == 0 || a.rate > 100_000_000 {
+        return bad("--rate takes 1 to 100000000 messages per second".into());
     }
     if a.subscribers.iter().any(|&n| n == 0 || n > 32) {
         return bad("--subscribers takes counts from 1 to 32".into());
@@ -1271,7 +1789,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     for (case, run) in idle {
         progress.show(cases.len() - 1, &case, " (waiting for it to finish)");
-        let row = row(case, run.finish().map_err(|e| label(e, &case))?);
+        let row = row(case, run.finish().map_err(|e| label(e, &case))?, a.rate);
         emit(&row)?;
         rows.push(row);
     }
@@ -1286,8 +1804,27 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
              throughput over {} messages (at most {} s), ring capacity {}",
             a.rounds, a.case_secs, a.messages, a.case_secs, a.capacity
         )];
-        if cases.iter().any(|c| matches!(c, Case::LogFanOut { .. })) {
-            notes.push("fan-out: reliable log, the slowest subscriber's rate".into());
+        if cases.iter().any(|c| {
+            matches!(
+                c,
+                Case::LogFanOut { .. } | Case::LogPingPong { .. } | Case::LogPaced { .. }
+            )
+        }) {
+            notes.push(
+                "log cases: reliable log, every message checked in order; mpub/spub: multi- or \
+                 single-publisher log; 1:N flat out: the slowest subscriber's rate"
+                    .into(),
+            );
+        }
+        if cases.iter().any(|c| matches!(c, Case::LogPaced { .. })) {
+            notes.push(format!(
+                "paced: {} msgs/s, latency from each message's scheduled send time \
+                 (t0 + i / rate), worst subscriber then each; nospin: subscribers sleep at \
+                 once when idle, sleep: the default wait ({:?}); CPU: the subscribers' CPU \
+                 time per delivered message",
+                a.rate,
+                WaitStrategy::default()
+            ));
         }
         if !background.is_empty() {
             notes.push("idle cases ran in the background".into());
@@ -1296,9 +1833,19 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             notes.push(format!("median of {} runs", a.repeat));
         }
         println!("{}", notes.join("; "));
+        let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).filter(|&s| s > 0).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if !sizes.is_empty() {
+            println!("{}", slot_layout(&sizes));
+        }
         println!();
         print!("{}", table(&rows));
         println!();
+        if let Some(o) = oversubscribed(&rows) {
+            println!("{o}");
+            println!();
+        }
         if let Some(b) = bars(&rows) {
             println!("{b}");
         }

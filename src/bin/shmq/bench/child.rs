@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use shmq::{Consumer, DequeueError, Log, Producer, Queue, RecvError, Start, Target};
 
 use super::raw::{self, Stop};
-use super::{histogram, now_ns, ChildArgs, Ctl};
+use super::{histogram, now_ns, ChildArgs, Ctl, Op};
 
 /// What a benchmark child does.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,10 @@ pub enum Role {
     LogPublish,
     /// Receive every message of a log, checking none is missing (fan-out throughput).
     LogSubscribe,
+    /// Publish messages at `--rate`, each carrying its scheduled send time.
+    PacedPublish,
+    /// Receive every paced message, recording now - scheduled send time.
+    PacedSubscribe,
 }
 
 /// A deadline that never fires in a healthy run: the parent ends every
@@ -102,6 +106,22 @@ pub fn child(a: &ChildArgs) -> anyhow::Result<()> {
         Role::LogPong => log_pong(a),
         Role::LogPublish => log_publish(a),
         Role::LogSubscribe => log_subscribe(a),
+        Role::PacedPublish => paced_publish(a),
+        Role::PacedSubscribe => paced_subscribe(a),
+    }
+}
+
+/// Fails for the ways of moving messages this build lacks.
+///
+/// HOOK(zero-copy, batch): when `Queue::reserve`/`consume`,
+/// `enqueue_batch`/`dequeue_batch` and the log's batch calls land, give
+/// `produce`, `consume`, `log_publish` and `log_subscribe` a loop per `Op`
+/// (a `match a.op` around the copying loop) and drop the arms here.
+fn supported(op: Op) -> anyhow::Result<()> {
+    match op {
+        Op::Copy => Ok(()),
+        Op::ZeroCopy => anyhow::bail!("zero-copy calls are not available in this build"),
+        Op::Batch => anyhow::bail!("batch calls are not available in this build"),
     }
 }
 
@@ -162,6 +182,7 @@ impl Order {
 }
 
 fn produce(a: &ChildArgs) -> anyhow::Result<()> {
+    supported(a.op)?;
     let ctl = Ctl::open(&a.ctl)?;
     let mut msg = vec![0xa5u8; a.size];
     let far = Instant::now() + FAR;
@@ -212,6 +233,7 @@ fn produce(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn consume(a: &ChildArgs) -> anyhow::Result<()> {
+    supported(a.op)?;
     let ctl = Ctl::open(&a.ctl)?;
     let mut buf = vec![0u8; a.size];
     let mut order = Order {
@@ -363,11 +385,13 @@ fn open_log(name: &str, a: &ChildArgs) -> anyhow::Result<Log> {
 }
 
 fn log_pong(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
     let ping = open_log(&a.a, a)?;
     let pong = open_log(&a.b, a)?;
-    // The ping log is fresh: from the oldest, the first ping is not missed
-    // however late this subscribes.
+    // Registered before saying ready (the logs are reliable: the parent's
+    // first ping waits for a subscriber).
     let mut sub = ping.subscribe(Start::Oldest)?;
+    ctl.ready();
     let mut buf = vec![0u8; a.size];
     loop {
         match sub.recv_until(&mut buf, None) {
@@ -381,7 +405,10 @@ fn log_pong(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn log_publish(a: &ChildArgs) -> anyhow::Result<()> {
+    supported(a.op)?;
     let ctl = Ctl::open(&a.ctl)?;
+    // HOOK(single-publisher log): on a single-publisher log, publish
+    // through its `Publisher` handle (the parent made the log).
     let log = open_log(&a.a, a)?;
     let mut msg = vec![0xa5u8; a.size];
     let far = Instant::now() + FAR;
@@ -409,6 +436,7 @@ fn log_publish(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn log_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
+    supported(a.op)?;
     let ctl = Ctl::open(&a.ctl)?;
     let log = open_log(&a.a, a)?;
     // Registered (reliable mode) before saying ready: the publisher, which
@@ -439,6 +467,106 @@ fn log_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
     println!(
         "RESULT received={received} end_ns={end} ordered={}",
         u8::from(ordered)
+    );
+    Ok(())
+}
+
+/// Nanoseconds from `t0` to message `i` of a schedule of `rate` per second.
+fn scheduled(t0: u64, i: u64, rate: u64) -> u64 {
+    t0 + (i as u128 * 1_000_000_000 / rate.max(1) as u128) as u64
+}
+
+/// Waits until CLOCK_MONOTONIC reaches `due`: sleeps while it is far,
+/// spins the last 200 µs (a sleep overshoots by tens of µs).
+fn wait_until_ns(due: u64) {
+    loop {
+        let now = now_ns();
+        if now >= due {
+            return;
+        }
+        if due - now > 200_000 {
+            std::thread::sleep(Duration::from_nanos(due - now - 100_000));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The paced publisher: message `i` (its sequence number in bytes 0..8) is
+/// due at t0 + i / rate (in bytes 8..16) and published as soon as that time
+/// comes; a late one (after a stall) goes at once, keeping its due time.
+fn paced_publish(a: &ChildArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.size >= 16, "paced messages need 16 bytes");
+    let ctl = Ctl::open(&a.ctl)?;
+    let log = open_log(&a.a, a)?;
+    let mut msg = vec![0xa5u8; a.size];
+    let far = Instant::now() + FAR;
+    ctl.ready();
+    ctl.wait_go()?;
+    // A little after the start, so that every subscriber is waiting.
+    let t0 = now_ns() + 1_000_000;
+    let mut sent = 0;
+    let result = (|| -> anyhow::Result<()> {
+        while sent < a.count {
+            let due = scheduled(t0, sent, a.rate);
+            wait_until_ns(due);
+            msg[..8].copy_from_slice(&sent.to_le_bytes());
+            msg[8..16].copy_from_slice(&due.to_le_bytes());
+            log.publish_until(&msg, Some(far))?;
+            sent += 1;
+        }
+        Ok(())
+    })();
+    // Even after a failure, so that the subscribers end.
+    log.close();
+    result?;
+    println!("RESULT sent={sent} start_ns={t0}");
+    Ok(())
+}
+
+/// A paced subscriber: checks every message arrives in order and records
+/// its publish-to-receive latency from the scheduled send time; reports
+/// its CPU time from subscribing to the close.
+fn paced_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
+    let ctl = Ctl::open(&a.ctl)?;
+    let log = open_log(&a.a, a)?;
+    let mut sub = log.subscribe(Start::Oldest)?;
+    let mut buf = vec![0u8; a.size];
+    let mut h = histogram();
+    let far = Instant::now() + FAR;
+    let (mut received, mut ordered) = (0u64, true);
+    let cpu0 = cpu_ns();
+    ctl.ready();
+    loop {
+        match sub.recv_until(&mut buf, Some(far)) {
+            Ok(n) => {
+                let now = now_ns();
+                anyhow::ensure!(n >= 16, "a paced message of {n} bytes");
+                let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                let due = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+                ordered &= seq == received;
+                // The first few include page faults and cold caches.
+                if received >= 10 {
+                    h.saturating_record(now.saturating_sub(due));
+                }
+                received += 1;
+            }
+            Err(RecvError::Closed) => break,
+            Err(RecvError::Lagged(n)) => {
+                anyhow::bail!("lost {n} messages of a reliable log")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let cpu = cpu_ns() - cpu0;
+    println!(
+        "RESULT received={received} ordered={} n={} p50={} p99={} p999={} max={} cpu_ns={cpu}",
+        u8::from(ordered),
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
     );
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::json::Obj;
+use crate::json::{array, Obj};
 
 /// What was measured.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,8 @@ pub enum Measure {
     Throughput { messages: u64, secs: f64 },
     /// CPU time of a blocked consumer over `secs` of wall time.
     Idle { secs: f64, cpu_secs: f64 },
+    /// The case needs an API this build lacks (what it needs).
+    Unavailable(&'static str),
 }
 
 impl Measure {
@@ -30,6 +32,7 @@ impl Measure {
             Measure::Latency { p50, .. } => p50 as f64,
             Measure::Throughput { messages, secs } => messages as f64 / secs,
             Measure::Idle { cpu_secs, .. } => cpu_secs,
+            Measure::Unavailable(_) => 0.0,
         }
     }
 }
@@ -45,18 +48,110 @@ pub struct Row {
     pub producers: u32,
     /// Consumer processes.
     pub consumers: u32,
-    /// The figures.
+    /// The figures (of a paced fan-out case: each percentile's maximum
+    /// over the subscribers, i.e. the worst subscriber's).
     pub m: Measure,
+    /// A paced fan-out case's latency per subscriber (else empty).
+    pub subs: Vec<Measure>,
+    /// A paced fan-out case's subscriber CPU time per delivered message, ns.
+    pub cpu_per_msg_ns: Option<f64>,
+    /// Processes of the case that keep a CPU busy (spinning or working
+    /// flat out): more than the machine's CPUs means it is oversubscribed.
+    pub busy: u32,
+}
+
+/// The machine's CPUs.
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+/// Bytes of a cache line, as the slot layout counts them.
+const LINE: usize = 64;
+
+/// Cache lines of the slot holding a `size`-byte payload (header included).
+pub fn slot_lines(size: usize) -> usize {
+    shmq::layout::slot_stride(size as u32) as usize / LINE
+}
+
+/// One line per message size on how a payload fills the slot: the slot
+/// stride (16-byte header + payload, rounded up to whole 64-byte lines) and
+/// whether it fits one cache line or takes more.
+pub fn slot_layout(sizes: &[usize]) -> String {
+    let header = shmq::layout::SLOT_HEADER_SIZE;
+    let parts: Vec<String> = sizes
+        .iter()
+        .map(|&s| {
+            let lines = slot_lines(s);
+            format!(
+                "{s} B -> {} B slot ({})",
+                shmq::layout::slot_stride(s as u32),
+                match lines {
+                    1 => "one line".to_string(),
+                    2 => "two lines".to_string(),
+                    n => format!("{n} lines"),
+                }
+            )
+        })
+        .collect();
+    format!(
+        "slot layout ({header}-byte slot header, {LINE}-byte lines; payloads up to {} B fit one line): {}",
+        LINE - header,
+        parts.join(", ")
+    )
+}
+
+/// A line naming the cases that ran more busy processes than there are
+/// CPUs (their figures include waiting for a CPU), or None.
+pub fn oversubscribed(rows: &[Row]) -> Option<String> {
+    let cpus = cpus();
+    let over: Vec<String> = rows
+        .iter()
+        .filter(|r| r.busy > cpus && !matches!(r.m, Measure::Unavailable(_)))
+        .map(|r| format!("{} ({} busy)", r.case, r.busy))
+        .collect();
+    (!over.is_empty()).then(|| {
+        format!(
+            "oversubscribed: these cases keep more processes busy (spinning or flat out) than \
+             the {cpus} CPUs, so their figures include waiting for a CPU: {}",
+            over.join(", ")
+        )
+    })
 }
 
 impl Row {
     pub fn json(&self) -> String {
-        let o = Obj::new()
+        let mut o = Obj::new()
             .str("case", &self.case)
             .int("size", self.size as u64)
             .int("producers", self.producers)
             .int("consumers", self.consumers);
-        match self.m {
+        if self.size > 0 {
+            o = o
+                .int("slot_stride", shmq::layout::slot_stride(self.size as u32))
+                .int("slot_lines", slot_lines(self.size) as u64);
+        }
+        o = o
+            .int("busy_processes", self.busy)
+            .bool("oversubscribed", self.busy > cpus());
+        if !self.subs.is_empty() {
+            o = o.raw(
+                "subscribers",
+                &array(self.subs.iter().map(|m| measure_json(Obj::new(), *m, 0))),
+            );
+        }
+        if let Some(c) = self.cpu_per_msg_ns {
+            o = o.num("cpu_ns_per_msg", c);
+        }
+        measure_json(o, self.m, self.size)
+    }
+}
+
+/// `m`'s fields added to `o`, which is then ended.
+fn measure_json(o: Obj, m: Measure, size: usize) -> String {
+    {
+        match m {
             Measure::Latency {
                 samples,
                 p50,
@@ -73,11 +168,12 @@ impl Row {
                 .int("messages", messages)
                 .num("secs", secs)
                 .num("msgs_per_s", (messages as f64 / secs).round())
-                .num("mb_per_s", messages as f64 * self.size as f64 / secs / 1e6),
+                .num("mb_per_s", messages as f64 * size as f64 / secs / 1e6),
             Measure::Idle { secs, cpu_secs } => o
                 .num("secs", secs)
                 .num("cpu_secs", cpu_secs)
                 .num("cpu_percent", cpu_secs / secs * 100.0),
+            Measure::Unavailable(what) => o.str("unavailable", what),
         }
         .end()
     }
@@ -101,12 +197,69 @@ fn fmt_rate(r: f64) -> String {
     }
 }
 
+/// Messages per second of a throughput measurement.
+fn rate_of(m: Measure) -> Option<f64> {
+    match m {
+        Measure::Throughput { messages, secs } if secs > 0.0 => Some(messages as f64 / secs),
+        _ => None,
+    }
+}
+
+/// The copying case a zero-copy or batch case is measured against.
+fn copying_case(case: &str) -> Option<&str> {
+    if let Some(base) = case.strip_suffix("-zerocopy") {
+        return Some(base);
+    }
+    let (base, n) = case.rsplit_once("-batch")?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+}
+
 /// The ratio column: against the raw case of the same kind and size.
 fn ratio(row: &Row, rows: &[Row]) -> String {
     if row.case.starts_with("raw") {
         return "(limit)".into();
     }
     let raw = |name: &str| rows.iter().find(|r| r.case == name && r.size == row.size);
+    if let Some(c) = row.cpu_per_msg_ns {
+        return format!("CPU {} per msg", fmt_ns(c.round() as u64));
+    }
+    // Zero-copy and batch cases: against the same case copying one by one.
+    if let Some(copying) = copying_case(&row.case) {
+        return match (rate_of(row.m), raw(copying).and_then(|r| rate_of(r.m))) {
+            (Some(a), Some(b)) => format!("{:.2}x copying", a / b),
+            _ => "-".into(),
+        };
+    }
+    // The log 1:1 cases: against the single-producer queue of the same size.
+    if row.case.starts_with("log-") && row.case.ends_with("-spin") {
+        let spsc = if row.case.contains("pingpong") {
+            "queue-spsc-pingpong-spin"
+        } else {
+            "queue-spsc-stream-spin"
+        };
+        return match (row.m, raw(spsc).map(|r| r.m)) {
+            (
+                Measure::Latency { p50, p999, .. },
+                Some(Measure::Latency {
+                    p50: q50,
+                    p999: q999,
+                    ..
+                }),
+            ) if q50 > 0 && q999 > 0 => format!(
+                "p50 {:.2}x  p99.9 {:.2}x spsc",
+                p50 as f64 / q50 as f64,
+                p999 as f64 / q999 as f64
+            ),
+            (
+                Measure::Throughput { messages, secs },
+                Some(Measure::Throughput {
+                    messages: qm,
+                    secs: qs,
+                }),
+            ) if qm > 0 => format!("{:.2}x spsc", (messages as f64 / secs) / (qm as f64 / qs)),
+            _ => "-".into(),
+        };
+    }
     match row.m {
         Measure::Latency { p50, p999, .. } if row.case.contains("pingpong") => {
             match raw("raw-pingpong").map(|r| r.m) {
@@ -205,9 +358,38 @@ pub fn table(rows: &[Row]) -> String {
                 cells.push(c);
                 continue;
             }
+            Measure::Unavailable(what) => {
+                c.extend(std::iter::repeat_n("-".to_string(), 6));
+                c.push(format!("not available in this build: needs {what}"));
+                cells.push(c);
+                continue;
+            }
         }
         c.push(ratio(r, rows));
         cells.push(c);
+        // A paced fan-out case: then each subscriber's own latency.
+        for (i, m) in r.subs.iter().enumerate() {
+            if let Measure::Latency {
+                p50,
+                p99,
+                p999,
+                max,
+                ..
+            } = *m
+            {
+                cells.push(vec![
+                    format!("  subscriber {}", i + 1),
+                    String::new(),
+                    fmt_ns(p50),
+                    fmt_ns(p99),
+                    fmt_ns(p999),
+                    fmt_ns(max),
+                    "-".into(),
+                    "-".into(),
+                    String::new(),
+                ]);
+            }
+        }
     }
     let mut w = vec![0; head.len()];
     for c in &cells {
@@ -314,6 +496,82 @@ pub fn bars(rows: &[Row]) -> Option<String> {
             "at least 0.25x",
             r >= 0.25,
         );
+    }
+    // Issue 10's fan-out bars: the log 1:1 beside the single-producer queue
+    // (the bar is for a single-publisher log; a multi-publisher one is
+    // judged too, until the single one is available).
+    let spsc_p50 = match find("queue-spsc-pingpong-spin") {
+        Some(Measure::Latency { p50, .. }) => Some(p50),
+        _ => None,
+    };
+    let spsc_rate = rate(find("queue-spsc-stream-spin"));
+    for publishers in ["spub", "mpub"] {
+        if let (Some(Measure::Latency { p50, .. }), Some(q)) =
+            (find(&format!("log-{publishers}-pingpong-spin")), spsc_p50)
+        {
+            let r = p50 as f64 / q.max(1) as f64;
+            line(
+                &format!("log 1->1 ({publishers}) p50"),
+                format!("{r:.2}x spsc queue"),
+                "within 1.2x",
+                r <= 1.2,
+            );
+        }
+        if let (Some(l), Some(q)) = (
+            rate(find(&format!("log-{publishers}-stream-spin"))),
+            spsc_rate,
+        ) {
+            let r = l / q;
+            line(
+                &format!("log 1->1 ({publishers}) msgs/s"),
+                format!("{r:.2}x spsc queue"),
+                "at least 0.8x",
+                r >= 0.8,
+            );
+        }
+    }
+    let p99 = |case: &str| match find(case) {
+        Some(Measure::Latency { p99, .. }) => Some(p99),
+        _ => None,
+    };
+    if let (Some(one), Some(four)) = (p99("log-paced-1sub-sleep"), p99("log-paced-4sub-sleep")) {
+        let r = four as f64 / one.max(1) as f64;
+        line(
+            "paced, default wait, p99",
+            format!("4 subs {r:.1}x 1 sub"),
+            "at most 5x",
+            r <= 5.0,
+        );
+    }
+    // Issue 11's: zero-copy at 4096 bytes, batches of 32 at 64 bytes.
+    for r in rows.iter().filter(|r| copying_case(&r.case).is_some()) {
+        let base = copying_case(&r.case).unwrap_or_default();
+        let copying = rows
+            .iter()
+            .find(|c| c.case == base && c.size == r.size)
+            .and_then(|c| rate_of(c.m));
+        if let (Some(a), Some(b)) = (rate_of(r.m), copying) {
+            let need = if r.case.contains("-mpmc-") { 2.0 } else { 1.5 };
+            let x = a / b;
+            line(
+                &r.case.replace("-stream-spin", ""),
+                format!("{x:.2}x copying ({} B)", r.size),
+                &format!("at least {need}x"),
+                x >= need,
+            );
+        }
+    }
+    if let Some(c) = rows
+        .iter()
+        .find(|r| r.case == "log-paced-4sub-nospin" && r.size == 64)
+        .and_then(|r| r.cpu_per_msg_ns)
+    {
+        lines.push(format!(
+            "  {:<26} {:<26} bar: {:<16} reported",
+            "CPU/msg, 4 sleeping subs",
+            format!("{} per delivered msg", fmt_ns(c.round() as u64)),
+            "halve it"
+        ));
     }
     if lines.is_empty() {
         return None;
@@ -435,6 +693,9 @@ mod tests {
             producers: 1,
             consumers: 1,
             m,
+            subs: Vec::new(),
+            cpu_per_msg_ns: None,
+            busy: 2,
         }
     }
 
@@ -470,6 +731,9 @@ mod tests {
                     secs: 10.0,
                     cpu_secs: 0.01,
                 },
+                subs: Vec::new(),
+                cpu_per_msg_ns: None,
+                busy: 0,
             },
             row("log-fanout-1sub", tput(80_000)),
             row("log-fanout-4sub", tput(16_000)),
@@ -502,6 +766,70 @@ mod tests {
         assert!(t.contains("0.100% of a core over 10.0 s"), "{t}");
         assert!(rows[1].json().contains(r#""p50_ns":120,"#));
         assert!(rows[4].json().contains(r#""msgs_per_s":40000,"#));
+    }
+
+    #[test]
+    fn fanout_rows_compare_with_the_spsc_queue_and_name_oversubscription() {
+        let tput = |messages| Measure::Throughput {
+            messages,
+            secs: 1.0,
+        };
+        let mut paced = row("log-paced-4sub-nospin", lat(5_000, 40_000));
+        paced.subs = vec![lat(4_000, 30_000), lat(5_000, 40_000)];
+        paced.cpu_per_msg_ns = Some(1500.0);
+        paced.busy = 1;
+        let mut fan4 = row("log-fanout-4sub", tput(10_000));
+        fan4.busy = 5;
+        let rows = vec![
+            row("queue-spsc-pingpong-spin", lat(100, 300)),
+            row("queue-spsc-stream-spin", tput(50_000)),
+            row("log-mpub-pingpong-spin", lat(150, 600)),
+            row("log-mpub-stream-spin", tput(40_000)),
+            row(
+                "log-spub-stream-spin",
+                Measure::Unavailable("the single-publisher log"),
+            ),
+            row("queue-spsc-stream-spin-batch32", tput(100_000)),
+            paced,
+            fan4,
+        ];
+        assert_eq!(ratio(&rows[2], &rows), "p50 1.50x  p99.9 2.00x spsc");
+        assert_eq!(ratio(&rows[3], &rows), "0.80x spsc");
+        assert_eq!(ratio(&rows[5], &rows), "2.00x copying");
+        assert_eq!(ratio(&rows[6], &rows), "CPU 1500 ns per msg");
+        let t = table(&rows);
+        assert!(
+            t.contains("not available in this build: needs the single-publisher log"),
+            "{t}"
+        );
+        // Each subscriber of the paced case on its own line.
+        assert!(t.contains("  subscriber 2"), "{t}");
+        assert!(rows[6].json().contains(r#""cpu_ns_per_msg":1500"#));
+        assert!(rows[6].json().contains(r#""subscribers":[{"samples":1000"#));
+        assert!(rows[4]
+            .json()
+            .contains(r#""unavailable":"the single-publisher log""#));
+        // 64-byte payloads take two lines.
+        assert!(rows[0]
+            .json()
+            .contains(r#""slot_stride":128,"slot_lines":2"#));
+        let b = bars(&rows).unwrap();
+        assert!(
+            b.contains("log 1->1 (mpub) p50        1.50x spsc queue"),
+            "{b}"
+        );
+        assert!(b.contains("CPU/msg, 4 sleeping subs"), "{b}");
+        assert!(b.contains("queue-spsc-batch32"), "{b}");
+        let o = oversubscribed(&rows).unwrap_or_default();
+        if cpus() < 5 {
+            assert!(o.contains("log-fanout-4sub (5 busy)"), "{o}");
+        }
+        assert!(!o.contains("paced"), "{o}");
+        assert_eq!(
+            slot_layout(&[48, 64]),
+            "slot layout (16-byte slot header, 64-byte lines; payloads up to 48 B fit one \
+             line): 48 B -> 64 B slot (one line), 64 B -> 128 B slot (two lines)"
+        );
     }
 
     #[test]
