@@ -1,22 +1,41 @@
 //! Market-data subscriber: reads quotes from the fan-out log, prints its
-//! rate, its one-way latency percentiles and what it lost, every second.
+//! rate, its latency percentiles and what it lost every second, and at the
+//! end (the log closed, or `--secs` passed) a latency histogram over the
+//! whole run: p50, p90, p99, p99.9 and max.
 //!
 //! ```text
-//! cargo run --release --example market_sub -- [--target shmq-market] [--slow] [--spin]
-//!     [--name CURSOR] [--secs 3600]
+//! cargo run --release --example market_sub -- [--target shmq-market] [--name CURSOR]
+//!     [--slow] [--spin] [--secs 3600]
 //! ```
 //!
+//! Latency is receive time minus the quote's `ts_ns`, which `market_pub`
+//! sets to the quote's scheduled send time (see there). `--name` reads
+//! through a durable named cursor (`market_pub --cursors` creates them at
+//! the start of a reliable log: then every quote arrives, in order),
+//! committed every 1000 quotes, so a restart resumes where it left off.
 //! `--slow` makes it deliberately slow (1 ms pause every 20 messages, at
 //! most ~20k msg/s) to show `Lagged` in overwrite mode (in reliable mode it
 //! slows the publisher instead). `--spin` busy-polls for the lowest latency
-//! instead of sleeping when idle. `--name` reads through a durable named
-//! cursor, committed every 1000 messages, so a restart resumes where it left off.
+//! instead of sleeping when idle.
+//!
+//! The last two lines, the same from the C and Go subscribers:
+//!
+//! ```text
+//! received N quotes, lost L to lag, G unexplained gaps, first F
+//! latency from scheduled send (N quotes): p50 .. us  p90 .. us  p99 .. us  p99.9 .. us  max .. us
+//! ```
+//!
+//! An unexplained gap is a quote missing without a `Lagged` saying so; it
+//! must never happen.
 
+#[path = "market/hist.rs"]
+mod hist;
 #[path = "market/quote.rs"]
 mod quote;
 
 use std::time::{Duration, Instant};
 
+use hist::Hist;
 use quote::{arg, flag, now_ns, percentile, Quote, QUOTE_SIZE};
 use shmq::{Error, Log, RecvError, Start, Target, WaitStrategy};
 
@@ -52,6 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut latencies: Vec<u64> = Vec::with_capacity(1 << 20);
     let (mut received, mut lost, mut total, mut total_lost) = (0u64, 0u64, 0u64, 0u64);
     let mut last: Option<Quote> = None;
+    let mut hist = Hist::new();
+    // The sequence number expected next (None before the first quote).
+    let (mut next, mut gaps, mut first) = (None::<u64>, 0u64, None::<u64>);
     loop {
         let now = Instant::now();
         if now >= next_report {
@@ -66,7 +88,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match sub.recv_block(&mut buf, Some(Duration::from_millis(100))) {
             Ok(n) => {
                 let q = Quote::decode(&buf[..n]).ok_or("not a quote")?;
-                latencies.push(now_ns().saturating_sub(q.ts_ns));
+                let latency = now_ns().saturating_sub(q.ts_ns);
+                latencies.push(latency);
+                hist.record(latency);
+                if next.is_some_and(|n| n != q.seq) {
+                    gaps += 1;
+                }
+                first.get_or_insert(q.seq);
+                next = Some(q.seq + 1);
                 received += 1;
                 total += 1;
                 last = Some(q);
@@ -80,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(RecvError::Lagged(n)) => {
                 lost += n;
                 total_lost += n;
+                next = next.map(|s| s + n);
             }
             Err(RecvError::Timeout) => {}
             Err(RecvError::Closed) => {
@@ -92,7 +122,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !name.is_empty() {
         sub.commit()?;
     }
-    println!("received {total} quotes, lost {total_lost} to lag");
+    println!(
+        "received {total} quotes, lost {total_lost} to lag, {gaps} unexplained gaps, first {}",
+        first.map_or("-".to_string(), |f| f.to_string())
+    );
+    println!("{}", hist.summary());
     Ok(())
 }
 

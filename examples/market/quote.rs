@@ -1,8 +1,11 @@
 //! The record the market-data examples exchange: a fixed 48-byte layout,
-//! little-endian, so a subscriber in any language can decode it.
+//! little-endian, so a subscriber in any language can decode it. 48 bytes
+//! is the largest payload whose log slot (16-byte header + payload) fits
+//! one 64-byte cache line.
 //!
 //! ```text
-//! 0   u64 ts_ns     CLOCK_MONOTONIC when published (same clock in every process)
+//! 0   u64 ts_ns     CLOCK_MONOTONIC when the quote was due to be sent (its
+//!                   scheduled time; same clock in every process)
 //! 8   u64 seq       the publisher's own counter
 //! 16  [u8; 8]       symbol, ASCII, zero-padded
 //! 24  f64 bid
