@@ -188,7 +188,10 @@ pub struct BenchArgs {
     /// 1:1 cases use the first)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "spin,sleep")]
     wait: Vec<Wait>,
-    /// Run only the cases whose name contains one of these words
+    /// Run only the cases whose name contains one of these words; `fanout`:
+    /// the log cases and the single-producer queue cases beside them;
+    /// `api` (or `zerocopy`, `batch`): the zero-copy and batch cases, which
+    /// run only when named
     #[arg(long, value_delimiter = ',', value_name = "WORDS")]
     cases: Vec<String>,
     /// Run each case this many times and report the median run
@@ -739,6 +742,15 @@ impl Case {
                     spsc: true,
                     op: Op::Copy,
                 } => a.fanout_sizes.contains(&size),
+                // Beside log-fanout-1sub (the default wait too).
+                Case::QueueStream {
+                    size,
+                    wait: Wait::Sleep,
+                    producers: 1,
+                    consumers: 1,
+                    spsc: true,
+                    op: Op::Copy,
+                } => a.fanout_sizes.contains(&size) && a.sizes.contains(&size),
                 _ => false,
             },
             "api" => self.opt_in(),

@@ -277,6 +277,16 @@ fn ratio(row: &Row, rows: &[Row]) -> String {
                 _ => "-".into(),
             }
         }
+        // One subscriber, the default wait: beside the single-producer
+        // queue with the default wait, when it ran.
+        Measure::Throughput { messages, secs }
+            if row.case == "log-fanout-1sub" && raw("queue-spsc-stream-sleep").is_some() =>
+        {
+            match raw("queue-spsc-stream-sleep").and_then(|r| rate_of(r.m)) {
+                Some(q) => format!("{:.2}x spsc", messages as f64 / secs / q),
+                None => "-".into(),
+            }
+        }
         Measure::Throughput { messages, secs }
             if row.case.starts_with("log-fanout-") && row.case != "log-fanout-1sub" =>
         {
