@@ -143,6 +143,10 @@ impl Publishers {
     }
 }
 
+/// The log of the 1:N cases (flat out and paced), which a feed would use.
+/// HOOK(single-publisher log): `Publishers::Single` once it lands.
+const FEED_PUBLISHERS: Publishers = Publishers::Multi;
+
 /// Messages per call of the batch cases.
 const BATCH: u32 = 32;
 
@@ -515,6 +519,7 @@ enum Case {
         size: usize,
         subscribers: u32,
         wait: Wait,
+        publishers: Publishers,
     },
     /// Paced messages to a consumer asleep on a single-producer queue.
     QueueWakeup {
@@ -586,19 +591,16 @@ impl Case {
                 op,
                 ..
             } => format!("log-{}-stream-spin{}", publishers.name(), op_suffix(op)),
+            // 1:N: the publisher kind is `FEED_PUBLISHERS`, said in the notes.
             Case::LogFanOut {
                 subscribers,
                 wait,
-                publishers,
                 op,
                 ..
             } => {
                 let mut name = format!("log-fanout-{subscribers}sub");
                 if wait != Wait::Sleep {
                     name = format!("{name}-{}", wait.name());
-                }
-                if publishers != Publishers::Multi {
-                    name = format!("{name}-{}", publishers.name());
                 }
                 name + &op_suffix(op)
             }
@@ -646,6 +648,10 @@ impl Case {
                 ..
             }
             | Case::LogFanOut {
+                publishers: Publishers::Single,
+                ..
+            }
+            | Case::LogPaced {
                 publishers: Publishers::Single,
                 ..
             } => Some("the single-publisher log (LogConfig::single_publisher)"),
@@ -851,7 +857,7 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
             size: size64.max(8),
             subscribers,
             wait: Wait::Sleep,
-            publishers: Publishers::Multi,
+            publishers: FEED_PUBLISHERS,
             op: Op::Copy,
         });
     }
@@ -862,6 +868,7 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
                 size: size64.max(16),
                 subscribers,
                 wait,
+                publishers: FEED_PUBLISHERS,
             });
         }
     }
@@ -1061,7 +1068,8 @@ impl Runner<'_> {
                 size,
                 subscribers,
                 wait,
-            } => return self.log_paced(case, size, subscribers, wait),
+                publishers,
+            } => return self.log_paced(case, size, subscribers, wait, publishers),
             Case::QueueWakeup { size } => self.queue_wakeup(size)?,
             Case::QueueIdle { secs, spsc } => self.start_idle(secs, spsc)?.finish()?,
         };
@@ -1473,8 +1481,9 @@ impl Runner<'_> {
         size: usize,
         subscribers: u32,
         wait: Wait,
+        publishers: Publishers,
     ) -> anyhow::Result<Row> {
-        let config = self.log_config(size, subscribers, Publishers::Multi);
+        let config = self.log_config(size, subscribers, publishers);
         let (name, _guard, _log) = self.log(&config, wait.strategy())?;
         let (ctl_name, _ctl_guard) = self.names.next();
         let ctl = Ctl::create(&ctl_name)?;
@@ -1822,11 +1831,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 Case::LogFanOut { .. } | Case::LogPingPong { .. } | Case::LogPaced { .. }
             )
         }) {
-            notes.push(
-                "log cases: reliable log, every message checked in order; mpub/spub: multi- or \
-                 single-publisher log; 1:N flat out: the slowest subscriber's rate"
-                    .into(),
-            );
+            notes.push(format!(
+                "log cases: reliable log, every message checked in order; mpub/spub: multi- \
+                     or single-publisher log (1:N cases: {}); 1:N flat out: the slowest \
+                     subscriber's rate",
+                FEED_PUBLISHERS.name()
+            ));
         }
         if cases.iter().any(|c| matches!(c, Case::LogPaced { .. })) {
             notes.push(format!(

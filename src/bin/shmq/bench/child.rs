@@ -498,6 +498,7 @@ fn wait_until_ns(due: u64) {
 fn paced_publish(a: &ChildArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.size >= 16, "paced messages need 16 bytes");
     let ctl = Ctl::open(&a.ctl)?;
+    // HOOK(single-publisher log): as in `log_publish`.
     let log = open_log(&a.a, a)?;
     let mut msg = vec![0xa5u8; a.size];
     let far = Instant::now() + FAR;
