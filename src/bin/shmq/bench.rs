@@ -889,9 +889,10 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
         // Opt-in: zero-copy against copying at 4096 bytes, batches of 32
         // against single calls at 64 bytes (SPSC and MPMC queue, and the
         // log), each with its copying reference beside it.
-        let api = api_cases();
-        if api.iter().any(|c| c.opt_in() && pick(c)) {
-            cases.extend(api.into_iter().filter(|c| !c.opt_in() || pick(c)));
+        for (copying, case) in api_cases() {
+            if pick(&case) {
+                cases.extend([copying, case]);
+            }
         }
     }
     // A case planned twice (an opt-in reference may repeat a main case) runs once.
@@ -900,8 +901,8 @@ fn plan(a: &BenchArgs) -> Vec<Case> {
     cases
 }
 
-/// The zero-copy and batch cases (issue 11), each after its copying reference.
-fn api_cases() -> Vec<Case> {
+/// The zero-copy and batch cases (issue 11), each with its copying reference.
+fn api_cases() -> Vec<(Case, Case)> {
     let stream = |size, spsc, op| Case::QueueStream {
         size,
         wait: Wait::Spin,
@@ -918,14 +919,13 @@ fn api_cases() -> Vec<Case> {
         op,
     };
     vec![
-        stream(4096, true, Op::Copy),
-        stream(4096, true, Op::ZeroCopy),
-        stream(64, true, Op::Copy),
-        stream(64, true, Op::Batch),
-        stream(64, false, Op::Copy),
-        stream(64, false, Op::Batch),
-        log(Op::Copy),
-        log(Op::Batch),
+        (
+            stream(4096, true, Op::Copy),
+            stream(4096, true, Op::ZeroCopy),
+        ),
+        (stream(64, true, Op::Copy), stream(64, true, Op::Batch)),
+        (stream(64, false, Op::Copy), stream(64, false, Op::Batch)),
+        (log(Op::Copy), log(Op::Batch)),
     ]
 }
 
@@ -1878,4 +1878,118 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: BenchArgs,
+    }
+
+    fn names(args: &[&str]) -> Vec<(String, usize)> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .expect("valid options");
+        plan(&cli.a).iter().map(|c| (c.name(), c.size())).collect()
+    }
+
+    fn has(plan: &[(String, usize)], case: &str, size: usize) -> bool {
+        plan.iter().any(|(n, s)| n == case && *s == size)
+    }
+
+    #[test]
+    fn the_default_run_has_the_log_beside_the_spsc_queue_and_no_opt_in_case() {
+        let p = names(&[]);
+        for size in [48, 64] {
+            for case in [
+                "queue-spsc-pingpong-spin",
+                "queue-spsc-stream-spin",
+                "log-mpub-pingpong-spin",
+                "log-mpub-stream-spin",
+                "log-spub-pingpong-spin",
+                "log-spub-stream-spin",
+            ] {
+                assert!(has(&p, case, size), "{case} {size} missing: {p:?}");
+            }
+        }
+        for n in [1, 2, 4] {
+            assert!(has(&p, &format!("log-fanout-{n}sub"), 64));
+            assert!(has(&p, &format!("log-paced-{n}sub-nospin"), 64));
+            assert!(has(&p, &format!("log-paced-{n}sub-sleep"), 64));
+        }
+        assert!(!p
+            .iter()
+            .any(|(n, _)| n.contains("batch") || n.contains("zerocopy")));
+        // Each case once.
+        let mut unique = p.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), p.len());
+    }
+
+    #[test]
+    fn case_groups_select_the_fanout_and_the_opt_in_cases_with_their_references() {
+        let p = names(&["--cases", "fanout"]);
+        assert!(has(&p, "queue-spsc-stream-spin", 48) && has(&p, "queue-spsc-stream-spin", 64));
+        assert!(has(&p, "queue-spsc-stream-sleep", 64) && has(&p, "log-paced-4sub-nospin", 64));
+        assert!(!p
+            .iter()
+            .any(|(n, _)| n.starts_with("raw") || n.contains("mpmc")));
+        assert!(!p.iter().any(|(n, _)| n.contains("batch")), "{p:?}");
+        let p = names(&["--cases", "batch"]);
+        assert_eq!(
+            p,
+            [
+                ("queue-spsc-stream-spin".to_string(), 64),
+                ("queue-spsc-stream-spin-batch32".to_string(), 64),
+                ("queue-mpmc-stream-spin".to_string(), 64),
+                ("queue-mpmc-stream-spin-batch32".to_string(), 64),
+                ("log-mpub-stream-spin".to_string(), 64),
+                ("log-mpub-stream-spin-batch32".to_string(), 64),
+            ]
+        );
+        let p = names(&["--cases", "zerocopy"]);
+        assert_eq!(
+            p,
+            [
+                ("queue-spsc-stream-spin".to_string(), 4096),
+                ("queue-spsc-stream-spin-zerocopy".to_string(), 4096),
+            ]
+        );
+        // A word naming a copying case does not pull in the opt-in ones.
+        assert!(!names(&["--cases", "stream"])
+            .iter()
+            .any(|(n, _)| n.contains("batch") || n.contains("zerocopy")));
+    }
+
+    #[test]
+    fn missing_apis_and_oversubscription_are_known_per_case() {
+        let spub = Case::LogPingPong {
+            size: 64,
+            publishers: Publishers::Single,
+        };
+        assert!(spub.missing_api().is_some());
+        let four = Case::LogFanOut {
+            size: 64,
+            subscribers: 4,
+            wait: Wait::Sleep,
+            publishers: Publishers::Multi,
+            op: Op::Copy,
+        };
+        assert_eq!((four.missing_api(), four.busy(100_000)), (None, 5));
+        let paced = |wait| Case::LogPaced {
+            size: 64,
+            subscribers: 4,
+            wait,
+            publishers: Publishers::Multi,
+        };
+        // Sleeping subscribers leave only the pacing publisher busy; spinning
+        // ones (a spin longer than the 10 µs between messages) are busy too.
+        assert_eq!(paced(Wait::Nospin).busy(100_000), 1);
+        assert_eq!(paced(Wait::Spin).busy(100_000), 5);
+    }
 }
