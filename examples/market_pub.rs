@@ -23,7 +23,8 @@
 //! subscriber reading through one (`--name a`) receives every quote, in
 //! order, and the publisher waits (at most 10 s) until every cursor has a
 //! subscriber attached before it starts. Four subscribers, one per cursor,
-//! in three languages, make the feed of the README. Without `--cursors`,
+//! in three languages, make the feed: `examples/market/feed.sh` builds and
+//! runs it and prints each subscriber's histogram. Without `--cursors`,
 //! subscribers join at the latest quote, and in overwrite mode (the
 //! default) a slow one loses quotes, and is told how many.
 //!
