@@ -15,6 +15,11 @@
 //	buf.Add(ctx, rec) // from any number of goroutines
 //	buf.Close()       // once every Add has returned: Run drains and flushes
 //
+// Beyond the seed, a Buffer can be fed by a shmq queue or fan-out log
+// instead of Add (FromQueue, FromLog): Run reads the messages, decodes them
+// and batches them with the same Config. On a log with a named cursor the
+// cursor is committed only after a successful flush (at-least-once).
+//
 // Differences from the seed, all in the caller's favour: Close is
 // idempotent, and Add after Close returns ErrClosed instead of panicking.
 package buffer
@@ -124,6 +129,12 @@ type Buffer[T any] struct {
 	items  chan T
 	mu     sync.RWMutex
 	closed bool
+
+	// Source mode (FromQueue, FromLog): Run reads src instead of items,
+	// until stopCtx is cancelled by Close (or the source ends).
+	src     *source[T]
+	stopCtx context.Context
+	stop    context.CancelFunc
 }
 
 // NewBuffer returns a Buffer fed by Add. Flush is required; every other
@@ -139,7 +150,12 @@ func NewBuffer[T any](cfg Config[T]) (*Buffer[T], error) {
 // Add hands item to the buffer. It blocks while ChanSize items wait for
 // Run (backpressure) and returns ctx.Err() if ctx is done first; the item
 // is then not added. After Close it returns ErrClosed (the seed panics).
+// A buffer fed by a queue or log (FromQueue, FromLog) takes no items from
+// Add: it returns ErrHasSource.
 func (b *Buffer[T]) Add(ctx context.Context, item T) error {
+	if b.src != nil {
+		return ErrHasSource
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
@@ -157,7 +173,15 @@ func (b *Buffer[T]) Add(ctx context.Context, item T) error {
 // accepted, flushes a last time and returns. Call it once the producers
 // are done (an Add racing with Close either is accepted and flushed, or
 // returns ErrClosed). Idempotent.
+//
+// For a buffer fed by a queue or log, Close makes Run stop reading (what
+// it has not read stays in the queue or log), flush what it holds, commit,
+// and return.
 func (b *Buffer[T]) Close() {
+	if b.src != nil {
+		b.stop()
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.closed {
@@ -167,8 +191,12 @@ func (b *Buffer[T]) Close() {
 }
 
 // ItemsInChannel is the number of items waiting for Run: added and not
-// yet taken. A snapshot, for monitoring.
+// yet taken (for a queue, its length; for a log, the subscriber's lag). A
+// snapshot, for monitoring.
 func (b *Buffer[T]) ItemsInChannel() int {
+	if b.src != nil {
+		return b.src.waiting()
+	}
 	return len(b.items)
 }
 
@@ -178,8 +206,15 @@ func (b *Buffer[T]) ItemsInChannel() int {
 //
 // ctx is handed to every Flush; cancelling it does not stop Run (only
 // Close does, so that nothing already added is dropped).
+//
+// A buffer fed by a queue or log also returns when the queue or log is
+// closed and drained (after a final flush), and with an error when reading
+// fails or, on a log's named cursor, when a flush fails (see FromLog).
 func (b *Buffer[T]) Run(ctx context.Context) error {
 	st := newBatch(ctx, b.cfg, nil)
+	if b.src != nil {
+		return b.runSource(st)
+	}
 	ticker := time.NewTicker(b.cfg.FlushInterval)
 	defer ticker.Stop()
 	for {
