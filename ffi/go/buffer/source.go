@@ -17,6 +17,10 @@ var ErrHasSource = errors.New("buffer: fed by a shmq queue or log, not by Add")
 // a log's named cursor (see FromLog).
 var ErrFlushFailed = errors.New("buffer: flush failed; the cursor was not committed past the batch")
 
+// stopPoll is the longest wait of a queue- or log-fed Run before it looks
+// whether Close was called.
+const stopPoll = 50 * time.Millisecond
+
 // SourceOption tunes a Buffer fed by a queue or log.
 type SourceOption func(*sourceOptions)
 
@@ -35,9 +39,9 @@ func OnDecodeError(f func(err error, msg []byte)) SourceOption {
 // it a local slice of decoded messages refilled per call; commit must then
 // wait until that slice is empty.
 type source[T any] struct {
-	try     func(buf []byte) (int, error)                      // one message, no wait
-	read    func(ctx context.Context, buf []byte) (int, error) // one message, waiting until ctx is done
-	commit  func() error                                       // nil: nothing to commit
+	try     func(buf []byte) (int, error)                        // one message, no wait
+	read    func(buf []byte, timeout time.Duration) (int, error) // one message, waiting up to timeout
+	commit  func() error                                         // nil: nothing to commit
 	waiting func() int
 	decode  func([]byte) (T, error)
 	bufSize int
@@ -60,7 +64,7 @@ func FromQueue[T any](q *shmq.Queue, decode func([]byte) (T, error), cfg Config[
 	}
 	src := &source[T]{
 		try:     q.TryDequeue,
-		read:    q.Dequeue,
+		read:    q.DequeueTimeout,
 		waiting: q.Len,
 		decode:  decode,
 		bufSize: q.SlotSize(),
@@ -88,7 +92,7 @@ func FromLog[T any](sub *shmq.Subscriber, decode func([]byte) (T, error), cfg Co
 	}
 	src := &source[T]{
 		try:     sub.TryRecv,
-		read:    sub.Recv,
+		read:    sub.RecvTimeout,
 		waiting: func() int { return int(sub.Lag()) },
 		decode:  decode,
 		bufSize: sub.SlotSize(),
@@ -161,9 +165,15 @@ func (b *Buffer[T]) runSource(st *batch[T]) error {
 				due = time.Now().Add(interval)
 				continue
 			}
-			ctx, cancel := context.WithDeadline(b.stopCtx, due)
-			n, err = src.read(ctx, buf)
-			cancel()
+			// Wait in slices, so that Close is seen within stopPoll.
+			wait := time.Until(due)
+			if wait <= 0 {
+				continue // (a negative timeout would wait forever)
+			}
+			if wait > stopPoll {
+				wait = stopPoll
+			}
+			n, err = src.read(buf, wait)
 		}
 		var lagged *shmq.LaggedError
 		switch {
@@ -182,10 +192,8 @@ func (b *Buffer[T]) runSource(st *batch[T]) error {
 			if err := failed(); err != nil {
 				return err
 			}
-		case errors.Is(err, context.DeadlineExceeded):
-			// the interval passed: flushed at the top of the loop
-		case errors.Is(err, context.Canceled):
-			return finish()
+		case errors.Is(err, shmq.ErrTimeout):
+			// the slice passed: the top of the loop looks at Close and the interval
 		case errors.As(err, &lagged):
 			atomic.AddUint64(&src.lost, lagged.Missed)
 		case errors.Is(err, shmq.ErrClosed):
