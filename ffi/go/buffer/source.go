@@ -53,7 +53,8 @@ type source[T any] struct {
 // message, turns it into an item with decode and batches it with cfg's
 // rules. Run ends (after a final flush) when q is closed and drained, or
 // when Close is called: what Run has not dequeued then stays in the queue.
-// The caller keeps q, and closes it after Run returns.
+// The caller keeps q, and closes it after Run returns. decode's argument
+// is reused for the next message: copy the bytes an item keeps.
 //
 // A dequeue is final: the items of a failed flush go to OnFlushError, and
 // those of a process that dies before its flush are lost (use FromLog for
@@ -76,7 +77,8 @@ func FromQueue[T any](q *shmq.Queue, decode func([]byte) (T, error), cfg Config[
 // message, turns it into an item with decode and batches it with cfg's
 // rules. Run ends (after a final flush) when the log is closed and read to
 // its end, or when Close is called. The caller keeps sub, and closes it
-// after Run returns.
+// after Run returns. decode's argument is reused for the next message:
+// copy the bytes an item keeps.
 //
 // On a named cursor (Log.SubscribeNamed) the cursor is committed after a
 // successful flush, once every message read is flushed or rejected: after
