@@ -333,6 +333,12 @@ impl fmt::Debug for Stopper {
 
 /// Drains a source into batches and flushes them: see the [module
 /// docs](self).
+///
+/// Dropping a batcher before [`Batcher::run`] returns discards the batch it
+/// holds (and, in-process, the items still waiting in its channel: senders
+/// then get [`AddError::Closed`]). Items read from a log's named cursor are
+/// not lost that way: they were never committed, so the next batcher on
+/// the cursor reads them again.
 pub struct Batcher<T> {
     config: BatchConfig<T>,
     source: Box<dyn Source<T>>,
