@@ -153,7 +153,9 @@ impl<T> BatchConfig<T> {
     }
 
     /// In-process batchers: how many items [`Sender::add`] may queue ahead
-    /// of the batcher before it blocks. Default `2 * capacity`.
+    /// of the batcher before it blocks. Default `2 * capacity`. (The
+    /// batcher takes waiting items in bulk, so up to twice this many may be
+    /// accepted and not yet in a batch.)
     pub fn channel_size(mut self, size: usize) -> Self {
         self.channel_size = Some(size.max(1));
         self

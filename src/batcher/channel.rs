@@ -1,6 +1,9 @@
 //! The in-process source: a bounded channel of items, a mutex-guarded
 //! deque with two condition variables (items may be of any type, so the
-//! byte-slot work queue cannot carry them).
+//! byte-slot work queue cannot carry them). The batcher takes every waiting
+//! item at once (a swap of deques under one lock), and each side signals
+//! the other only when it is known to wait, so a busy channel makes no
+//! syscall per item.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -25,6 +28,10 @@ struct State<T> {
     closed: bool,
     /// Live [`Sender`]s; the channel closes when it drops to 0.
     senders: usize,
+    /// Whether the batcher waits on `not_empty`.
+    taker_waits: bool,
+    /// Senders waiting on `not_full`.
+    putters_wait: usize,
 }
 
 impl<T> Chan<T> {
@@ -34,6 +41,8 @@ impl<T> Chan<T> {
                 items: VecDeque::with_capacity(cap.min(4096)),
                 closed: false,
                 senders: 1,
+                taker_waits: false,
+                putters_wait: 0,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -57,28 +66,36 @@ impl<T> Chan<T> {
         self.lock().items.len()
     }
 
-    /// The next item, waiting until `deadline`: `Ok(Some)`, `Ok(None)` when
-    /// the deadline passed, `Err(())` when closed and empty.
-    pub(crate) fn take(&self, deadline: Instant) -> Result<Option<T>, ()> {
+    /// Moves every waiting item into `into` (which must be empty), waiting
+    /// until `deadline` for one: `Ok(true)` when it moved some, `Ok(false)`
+    /// when the deadline passed, `Err(())` when closed and empty.
+    pub(crate) fn take_all(&self, into: &mut VecDeque<T>, deadline: Instant) -> Result<bool, ()> {
+        debug_assert!(into.is_empty());
         let mut st = self.lock();
         loop {
-            if let Some(item) = st.items.pop_front() {
+            if !st.items.is_empty() {
+                std::mem::swap(&mut st.items, into);
+                let wake = st.putters_wait > 0;
                 drop(st);
-                self.not_full.notify_one();
-                return Ok(Some(item));
+                if wake {
+                    self.not_full.notify_all();
+                }
+                return Ok(true);
             }
             if st.closed {
                 return Err(());
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return Ok(false);
             }
+            st.taker_waits = true;
             st = self
                 .not_empty
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.taker_waits = false;
         }
     }
 
@@ -92,15 +109,20 @@ impl<T> Chan<T> {
             }
             if st.items.len() < self.cap {
                 st.items.push_back(item);
+                let wake = st.taker_waits;
                 drop(st);
-                self.not_empty.notify_one();
+                if wake {
+                    self.not_empty.notify_one();
+                }
                 return Ok(());
             }
+            st.putters_wait += 1;
             st = match deadline {
                 None => self.not_full.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        st.putters_wait -= 1;
                         return Err(AddError::Timeout(item));
                     }
                     self.not_full
@@ -109,6 +131,7 @@ impl<T> Chan<T> {
                         .0
                 }
             };
+            st.putters_wait -= 1;
         }
     }
 }

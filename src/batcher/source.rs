@@ -9,6 +9,7 @@
 //! commit while that deque holds items (the subscriber's position is then
 //! past items the batcher has not taken yet).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +75,8 @@ fn slice_end(deadline: Instant) -> Instant {
 /// The in-process channel.
 pub(crate) struct ChannelSource<T> {
     chan: Arc<Chan<T>>,
+    /// Items taken from the channel in bulk, handed out one by one.
+    taken: VecDeque<T>,
 }
 
 impl<T> ChannelSource<T> {
@@ -81,7 +84,10 @@ impl<T> ChannelSource<T> {
     pub(crate) fn new(size: usize) -> (ChannelSource<T>, Sender<T>) {
         let chan = Chan::new(size);
         (
-            ChannelSource { chan: chan.clone() },
+            ChannelSource {
+                chan: chan.clone(),
+                taken: VecDeque::new(),
+            },
             Sender::new(chan.clone()),
         )
     }
@@ -98,15 +104,18 @@ impl<T> ChannelSource<T> {
 
 impl<T: Send> Source<T> for ChannelSource<T> {
     fn next(&mut self, deadline: Instant) -> Result<Pulled<T>, BatchError> {
-        Ok(match self.chan.take(deadline) {
-            Ok(Some(item)) => Pulled::Item(item),
-            Ok(None) => Pulled::Idle,
-            Err(()) => Pulled::End,
-        })
+        if self.taken.is_empty() {
+            match self.chan.take_all(&mut self.taken, deadline) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Pulled::Idle),
+                Err(()) => return Ok(Pulled::End),
+            }
+        }
+        Ok(self.taken.pop_front().map_or(Pulled::Idle, Pulled::Item))
     }
 
     fn waiting(&self) -> usize {
-        self.chan.len()
+        self.taken.len() + self.chan.len()
     }
 }
 
