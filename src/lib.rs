@@ -28,6 +28,7 @@
 
 #[macro_use]
 pub mod failpoint;
+pub mod batcher;
 pub mod capi;
 mod error;
 pub mod inspect;
