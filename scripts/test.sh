@@ -20,21 +20,35 @@ posix_count() { ls -1 /dev/shm 2>/dev/null | grep -c '^shmq' || true; }
 sysv_before=$(sysv_count)
 posix_before=$(posix_count)
 
-echo "== cargo build --release (libshmq.so, libshmq.a, shmq, examples)"
-cargo build --release
-# The Go market-data example test runs the Rust publisher example.
-cargo build --release --examples
+# Everything is built once, in the test-release profile (Cargo.toml):
+# optimised, with overflow checks, so that arithmetic on counters read from
+# shared memory that could overflow panics in the tests instead of wrapping
+# unseen. The C and Go tests link the libshmq.so built here.
+profile=test-release
+libdir="$PWD/target/$profile"
+phase_start=$SECONDS
+phase() {
+    echo "   ($(( SECONDS - phase_start )) s)"
+    phase_start=$SECONDS
+    echo "== $1"
+}
 
-echo "== Rust: unit, doc, integration and multi-process tests"
-# The test-release profile is release with overflow checks on (Cargo.toml);
-# tests/ffi_cross.rs needs its libshmq.so in target/test-release.
-cargo build --profile test-release --lib && cargo test --profile test-release -- --test-threads=2
+echo "== cargo build --profile $profile (libshmq.so, libshmq.a, shmq, examples)"
+cargo build --profile "$profile" --lib --bins --examples
 
-echo "== C tests (ffi/c)"
-make -C ffi/c test
+phase "Rust: unit, doc, integration and multi-process tests"
+cargo test --profile "$profile" -- --test-threads=2
 
-echo "== Go tests (ffi/go)"
+phase "C tests (ffi/c)"
+make -C ffi/c test LIBDIR="$libdir"
+
+phase "Go tests (ffi/go)"
+# The package's #cgo directive names target/release (what `cargo build
+# --release` makes); these flags come first, so this build's library wins.
+export CGO_LDFLAGS="-L$libdir -Wl,-rpath,$libdir"
+export SHMQ_TARGET_DIR="$libdir"
 (cd ffi/go && go vet ./... && go test -race -count=1 ./...)
+phase "shared-memory leak check"
 
 sysv_after=$(sysv_count)
 posix_after=$(posix_count)

@@ -74,14 +74,23 @@ func TestTickerExample(t *testing.T) {
 	}
 }
 
+// targetDir is where cargo put the Rust examples: $SHMQ_TARGET_DIR (the
+// test command builds in target/test-release), else ../../target/release.
+func targetDir() string {
+	if dir := os.Getenv("SHMQ_TARGET_DIR"); dir != "" {
+		return dir
+	}
+	return "../../target/release"
+}
+
 // The market-data example across languages: the Rust publisher
-// (examples/market_pub.rs, built by `cargo build --release --examples`,
-// which scripts/test.sh runs) and two Go subscribers
+// (examples/market_pub.rs, built by `cargo build --release --examples`, or
+// in $SHMQ_TARGET_DIR by scripts/test.sh) and two Go subscribers
 // (examples/market-sub), one deliberately slow. Every quote published after
 // a subscriber joined is either received or counted as lost to lag, and the
 // slow one must lag.
 func TestMarketSubExample(t *testing.T) {
-	pub, err := filepath.Abs("../../target/release/examples/market_pub")
+	pub, err := filepath.Abs(filepath.Join(targetDir(), "examples", "market_pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
