@@ -45,6 +45,11 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct TableControl {
     /// 0 when free; else the holder's `pid << 32 | (start_time & 0xffff_ffff)`.
     lock: AtomicU64,
+    /// Blocked subscribers spinning now (see `crate::wait`, "How long to
+    /// spin"). A hint: a process killed while spinning leaves its count
+    /// behind, which makes others spin less, never wait longer than a
+    /// publish (they sleep on the futex instead).
+    spinners: AtomicU32,
 }
 
 const _: () = assert!(core::mem::size_of::<TableControl>() == AUX_ENTRY_SIZE as usize);
@@ -191,6 +196,11 @@ impl<'a> Table<'a> {
                 procs: region.procs(),
             }
         }
+    }
+
+    /// The count of spinning subscribers (see [`TableControl::spinners`]).
+    pub(crate) fn spinners(&self) -> &'a AtomicU32 {
+        &self.control.spinners
     }
 
     /// Number of cursor entries.
