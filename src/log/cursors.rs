@@ -93,7 +93,10 @@ pub struct CursorInfo {
     /// restart or a rollback. Reliable-mode publishers are gated by it.
     pub position: u64,
     /// The position the attached subscriber has read up to (equal to
-    /// `position` when no subscriber is attached or it has committed everything).
+    /// `position` when no subscriber is attached or it has committed
+    /// everything), as the subscriber last showed it: it stores it every
+    /// [`cursor_batch`](crate::Subscriber::cursor_batch) positions and
+    /// whenever it finds nothing new, so it may be that many behind.
     pub read: u64,
     /// Messages published after `position`: how far behind the cursor is.
     pub lag: u64,
