@@ -115,3 +115,48 @@ fn a_stopped_holder_is_never_taken_for_dead() {
     assert_eq!(recv(&mut sub), Ok(1));
     drop(child);
 }
+
+/// Direction only (not a bar; the lead measures in a quiet window): 1→1
+/// reliable-mode throughput of 64-byte messages between two threads,
+/// busy-spinning, multi- vs single-publisher log. Prints msgs/s.
+/// `cargo test --release --test log_single -- --ignored --nocapture throughput`
+#[test]
+#[ignore = "a measurement: run by hand, see the doc comment"]
+fn throughput_single_vs_multi_publisher() {
+    const N: u64 = 5_000_000;
+    for single in [false, true] {
+        let guard = common::posix("sp-bench");
+        let config = LogConfig::new(64, 4096)
+            .mode(LogMode::Reliable)
+            .single_publisher(single);
+        let log = Log::create(&guard.0, &config)
+            .unwrap()
+            .with_wait_strategy(shmq::WaitStrategy::BusySpin);
+        let mut sub = log.subscribe(Start::Latest).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            for i in 0..N {
+                let n = sub.recv_block(&mut buf, Some(WAIT)).unwrap();
+                assert_eq!(n, 64);
+                assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+            }
+        });
+        let start = std::time::Instant::now();
+        let mut msg = [0u8; 64];
+        let mut p = log.clone().into_publisher().unwrap();
+        for i in 0..N {
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            while let Err(e) = p.publish(&msg) {
+                assert_eq!(e, PublishError::Full);
+                std::hint::spin_loop();
+            }
+        }
+        reader.join().unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{} publisher: {:.1} M msgs/s ({N} x 64 B, reliable, 1 -> 1 threads, busy-spin)",
+            if single { "single" } else { "multi" },
+            N as f64 / secs / 1e6
+        );
+    }
+}
