@@ -30,6 +30,16 @@
 #define SHMQ_LOG_RELIABLE 1
 
 /**
+ * Flag for shmq_log_create(): a single-publisher log. One handle publishes
+ * at a time: the first to publish takes the publisher role (until it is
+ * freed, or its process dies), any other publish gets `SHMQ_ROLE_TAKEN`.
+ * In exchange a publish executes no locked instruction, and one wake
+ * reaches every sleeping subscriber. Read it back with
+ * shmq_log_flags(). Combines with `SHMQ_LOG_RELIABLE`.
+ */
+#define SHMQ_LOG_SINGLE_PUBLISHER 2
+
+/**
  * Start for shmq_log_subscribe(): the oldest message still in the ring (in
  * reliable mode, the oldest still protected by a cursor).
  */
@@ -355,8 +365,9 @@ enum shmq_status shmq_target_unlink_force(const char *target);
 /**
  * Creates a new fan-out log at `target` (syntax as in shmq_queue_create())
  * with `capacity` slots (at least 2) of up to `slot_size` bytes, permission
- * bits `mode` (0 means 0600), `flags` (0 for overwrite mode, or
- * `SHMQ_LOG_RELIABLE`) and a table of `cursors` entries for named cursors
+ * bits `mode` (0 means 0600), `flags` (0 for a multi-publisher log in
+ * overwrite mode, or-ed with `SHMQ_LOG_RELIABLE` for reliable mode and
+ * `SHMQ_LOG_SINGLE_PUBLISHER` for a single-publisher log) and a table of `cursors` entries for named cursors
  * and reliable-mode subscribers (0 means 16; at most 4096), and writes its
  * handle to `*log_out`.
  *
@@ -704,6 +715,62 @@ enum shmq_status shmq_subscriber_lag(const struct shmq_subscriber *sub, uint64_t
  * `committed_out` is NULL or valid for writing a `uint64_t`.
  */
 enum shmq_status shmq_subscriber_committed(const struct shmq_subscriber *sub, uint64_t *committed_out);
+
+/**
+ * Writes the log's creation flags (`SHMQ_LOG_RELIABLE`,
+ * `SHMQ_LOG_SINGLE_PUBLISHER`) to `*flags_out`: which kind of log this is.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `flags_out` is NULL or valid for writing
+ * a `uint32_t`.
+ */
+enum shmq_status shmq_log_flags(const struct shmq_log *log, uint32_t *flags_out);
+
+/**
+ * Publishes up to `count` messages in one call, in order: message `i` is
+ * the `lens[i]` bytes that follow message `i - 1` in `data` (the messages
+ * are packed one after the other). Writes how many were published to
+ * `*published_out`: all of them in overwrite mode (at most a ring's worth
+ * per call), as many as there is room for in reliable mode. On a
+ * single-publisher log the whole batch costs one index store and at most
+ * one wake.
+ *
+ * Fails, publishing nothing, with `SHMQ_TOO_LARGE` when any message is
+ * longer than the slot size, `SHMQ_FULL` (reliable mode, no room for even
+ * one), `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
+ * another live publisher). `data` may be NULL when the lengths add up to 0.
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `lens` is NULL or readable for `count`
+ * values; `data` is NULL or readable for the sum of `lens` bytes;
+ * `published_out` is NULL or valid for writing a `size_t`.
+ */
+enum shmq_status shmq_log_publish_batch(const struct shmq_log *log, const uint8_t *data, const size_t *lens, size_t count, size_t *published_out);
+
+/**
+ * Receives up to `max` messages in one call into the `buf_len` bytes at
+ * `buf`, packed one after the other (message `i` starts where message
+ * `i - 1` ends); writes their lengths to `lens_out[0..n]` and `n` to
+ * `*count_out`. With `timeout_ns` 0 it never waits; otherwise it waits up
+ * to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value:
+ * no limit) for the first message, then takes what else is ready.
+ * Messages that do not fit in what is left of `buf` stay for the next
+ * call.
+ *
+ * Outputs, by status: `SHMQ_OK` with n >= 1; `SHMQ_LAGGED` when the very
+ * first message was lost (the count is written to `*missed_out` unless it
+ * is NULL; a loss met after some messages is reported by the next call);
+ * otherwise nothing is written: `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
+ * `SHMQ_BUFFER_TOO_SMALL` (not even the first message fits),
+ * `SHMQ_CLOSED`, `SHMQ_CORRUPT`.
+ *
+ * # Safety
+ * `sub` is NULL or a live subscriber that no other thread is using; `buf`
+ * is NULL or writable for `buf_len` bytes; `lens_out` is NULL or writable
+ * for `max` `size_t` values; `count_out` is NULL or valid for writing a
+ * `size_t`; `missed_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_subscriber_recv_batch(struct shmq_subscriber *sub, uint8_t *buf, size_t buf_len, size_t max, int64_t timeout_ns, size_t *lens_out, size_t *count_out, uint64_t *missed_out);
 
 /**
  * Creates a new work queue at `target` with `capacity` slots (at least 2) of

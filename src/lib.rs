@@ -45,8 +45,8 @@ mod wait;
 pub use error::{DequeueError, EnqueueError, Error};
 pub use liveness::Attached;
 pub use log::{
-    CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, RecvError, Start,
-    Subscriber,
+    CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, Publisher, RecvError,
+    Start, Subscriber,
 };
 pub use queue::{Consumer, Producer, Queue, QueueConfig, QueueStats, StuckClaim};
 pub use segment::{find_free_key, Segment, Target};

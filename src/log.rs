@@ -61,8 +61,9 @@
 
 mod cursors;
 mod error;
+mod single;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::layout::{
@@ -71,19 +72,24 @@ use crate::layout::{
 use crate::liveness::{self, Attached};
 use crate::procs::{self, Announce, Named};
 use crate::region::Region;
-use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{self, Backoff, Next, WaitStrategy};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{self, Backoff, Next, SpinBudget, WaitStrategy};
 use crate::{Error, Target};
 
 pub use cursors::{CursorInfo, MAX_CURSOR_NAME};
 pub use error::{CursorError, PublishError, RecvError};
 
 use cursors::Table;
+use single::{LocalRole, PubRole};
 
 /// Header flag of a log: reliable mode (publishers gated by the slowest cursor).
 pub const LOG_FLAG_RELIABLE: u64 = 1;
+/// Header flag of a log: one publisher at a time, holding a role token,
+/// publishing with plain stores (see [`LogConfig::single_publisher`]).
+/// Libraries that predate it refuse such a log as `Corrupt` (unknown flag).
+pub const LOG_FLAG_SINGLE_PUBLISHER: u64 = 2;
 /// Every flag this layout knows.
-const LOG_FLAGS_KNOWN: u64 = LOG_FLAG_RELIABLE;
+const LOG_FLAGS_KNOWN: u64 = LOG_FLAG_RELIABLE | LOG_FLAG_SINGLE_PUBLISHER;
 /// Most cursor entries a log may have.
 pub const MAX_CURSORS: usize = 4096;
 /// How often a gated publisher checks for cursors of dead processes.
@@ -128,6 +134,7 @@ pub struct LogConfig {
     slot_size: u32,
     capacity: u64,
     mode: LogMode,
+    single: bool,
     cursors: u32,
     file_mode: u32,
 }
@@ -140,9 +147,44 @@ impl LogConfig {
             slot_size: slot_size.min(u32::MAX as usize) as u32,
             capacity: capacity as u64,
             mode: LogMode::Overwrite,
+            single: false,
             cursors: 16,
             file_mode: 0o600,
         }
+    }
+
+    /// Makes a single-publisher log (default: many publishers). At most one
+    /// handle publishes at a time: the first to publish (or
+    /// [`Log::into_publisher`]) takes the publisher role, any other gets
+    /// [`PublishError::RoleTaken`] while its holder lives; the role is given
+    /// back when that handle is dropped and taken over when its process
+    /// dies. In exchange a publish executes no locked instruction (plain
+    /// stores of the slot's stamp and of the tail), and sleeping
+    /// subscribers are woken with one syscall for all of them. The common
+    /// case for a feed.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, PublishError, Start};
+    /// let config = LogConfig::new(64, 1024).single_publisher(true);
+    /// assert!(config.is_single_publisher());
+    /// let log = Log::in_process(&config).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// let mut publisher = log.clone().into_publisher().unwrap();
+    /// assert_eq!(publisher.publish(b"tick"), Ok(0));
+    /// // The role is lent to `publisher`: the log handle may not publish meanwhile.
+    /// assert!(matches!(log.publish(b"x"), Err(PublishError::RoleTaken { .. })));
+    /// let mut buf = [0u8; 64];
+    /// assert_eq!(sub.recv_try(&mut buf), Ok(4));
+    /// ```
+    pub fn single_publisher(mut self, single: bool) -> LogConfig {
+        self.single = single;
+        self
+    }
+
+    /// Whether this is a single-publisher log.
+    pub fn is_single_publisher(&self) -> bool {
+        self.single
     }
 
     /// Sets overwrite or reliable mode (default overwrite).
@@ -193,10 +235,13 @@ impl LogConfig {
                 ),
             });
         }
-        let flags = match self.mode {
+        let mut flags = match self.mode {
             LogMode::Overwrite => 0,
             LogMode::Reliable => LOG_FLAG_RELIABLE,
         };
+        if self.single {
+            flags |= LOG_FLAG_SINGLE_PUBLISHER;
+        }
         // Aux entry 0 is the cursor table's control line.
         Params::new(
             QueueKind::Log,
@@ -273,6 +318,10 @@ struct Inner {
     /// `capacity - 1` when capacity is a power of two, else 0 (use `%`).
     mask: u64,
     reliable: bool,
+    /// A single-publisher log (see [`single`]).
+    single: bool,
+    /// Single-publisher logs: the role as this mapping holds it.
+    local: Mutex<LocalRole>,
     /// Reliable mode: a lower bound of every cursor's committed position
     /// (or of the tail, when none was registered) from the last scan; the
     /// slots of positions below `gate + capacity` may be claimed.
@@ -304,6 +353,8 @@ impl Inner {
                 0
             },
             reliable: p.flags & LOG_FLAG_RELIABLE != 0,
+            single: p.flags & LOG_FLAG_SINGLE_PUBLISHER != 0,
+            local: Mutex::new(LocalRole::Free),
             gate: AtomicU64::new(0),
             reaped_ms: AtomicU64::new(0),
             born: Instant::now(),
@@ -313,6 +364,35 @@ impl Inner {
 
     fn table(&self) -> Table<'_> {
         Table::new(&self.region)
+    }
+
+    /// Positions a subscriber reads between two stores of its cursor.
+    fn cursor_batch(&self) -> u64 {
+        (self.capacity / 8).clamp(1, 4096)
+    }
+
+    /// The role as this mapping holds it (a poisoned lock still holds a
+    /// consistent value: every change to it is one assignment).
+    fn local(&self) -> MutexGuard<'_, LocalRole> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes through this mapping's role (single-publisher logs),
+    /// taking the role first if needed.
+    fn publish_shared(&self, msg: &[u8]) -> Result<u64, PublishError> {
+        let mut local = self.local();
+        if let LocalRole::Free = *local {
+            let role = self
+                .claim_publisher()
+                .map_err(|pid| PublishError::RoleTaken { pid })?;
+            *local = LocalRole::Here(role);
+        }
+        match &mut *local {
+            LocalRole::Here(role) => self.sp_publish(role, msg),
+            _ => Err(PublishError::RoleTaken {
+                pid: std::process::id(),
+            }),
+        }
     }
 
     /// The slot index of sequence number `seq`.
@@ -364,6 +444,9 @@ impl Inner {
     /// Whether the log is closed and no publisher holds a position at or
     /// after `r` (so nothing more will ever be published there).
     fn drained(&self, r: u64) -> bool {
+        if self.single {
+            return self.sp_drained(r);
+        }
         // SYNC(claim-close): SeqCst loads, ordered with the SeqCst store of
         // `closed` and the publishers' SeqCst claims of tail: a publisher
         // whose claim we do not see will see `closed` after claiming and
@@ -455,6 +538,10 @@ impl Inner {
     /// skipped with one CAS from the stuck stamp: subscribers in both modes
     /// pass it, gating resumes, and close completes. True if it did.
     fn recover_hole(&self, r: u64) -> bool {
+        if self.single {
+            // Recovered by the next holder of the role (see `single`).
+            return false;
+        }
         // SYNC(claim-announce): Acquire (SeqCst), pairs with the release half
         // of the claiming CAS: the claimer's announcement is visible.
         if self.region.header().tail.value.load(Ordering::SeqCst) <= r {
@@ -616,6 +703,25 @@ impl Inner {
         }
     }
 
+    /// Multi-publisher batch: each message claimed and published in turn
+    /// (see [`Log::publish_batch`]); stops at the first that does not fit.
+    fn publish_batch(&self, msgs: &[&[u8]]) -> Result<usize, PublishError> {
+        if let Some(m) = msgs.iter().find(|m| m.len() > self.slot_size) {
+            return Err(PublishError::TooLarge {
+                len: m.len(),
+                max: self.slot_size,
+            });
+        }
+        for (i, msg) in msgs.iter().enumerate() {
+            match self.publish(msg) {
+                Ok(_) => {}
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => return Ok(i),
+            }
+        }
+        Ok(msgs.len())
+    }
+
     fn count_tombstone(&self) {
         // Relaxed: a statistic.
         self.region
@@ -665,6 +771,14 @@ impl Inner {
             detail: "every slot is held by a publisher that stopped in the middle of a write"
                 .into(),
         })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let LocalRole::Here(role) = std::mem::take(&mut *self.local()) {
+            self.release_publisher(&role);
+        }
     }
 }
 
@@ -844,9 +958,158 @@ impl Log {
     /// assert_eq!(log.publish(b"c"), Ok(2));
     /// assert_eq!(log.publish(b"too long!"), Err(PublishError::TooLarge { len: 9, max: 8 }));
     /// ```
+    ///
+    /// On a single-publisher log the first publish takes the publisher
+    /// role for this handle's mapping (until it is dropped); a second live
+    /// publisher gets [`PublishError::RoleTaken`]. [`Log::into_publisher`]
+    /// gives a handle that publishes without taking a lock.
     #[inline]
     pub fn publish(&self, msg: &[u8]) -> Result<u64, PublishError> {
+        if self.inner.single {
+            return self.inner.publish_shared(msg);
+        }
         self.inner.publish(msg)
+    }
+
+    /// Publishes up to `msgs.len()` messages, in order, and returns how many
+    /// were published: all of them in overwrite mode (at most a ring's
+    /// worth per call), as many as there is room for in reliable mode. On a
+    /// single-publisher log the batch costs one store of the tail and at
+    /// most one wake; on a multi-publisher log each message is claimed and
+    /// published as by [`Log::publish`] (a claim is announced one position
+    /// at a time for crash recovery), so the batch saves only the calls. The first published message's sequence number
+    /// is `next_seq()` before the call (single publisher).
+    ///
+    /// # Errors
+    /// As [`Log::publish`], for the first message (nothing published):
+    /// [`PublishError::TooLarge`] if any message is too long,
+    /// [`PublishError::Full`], [`PublishError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, LogMode, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 4).mode(LogMode::Reliable)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// let msgs: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e", b"f"];
+    /// assert_eq!(log.publish_batch(&msgs), Ok(4)); // the ring holds 4
+    /// let mut got = Vec::new();
+    /// sub.recv_batch_with(8, |m| got.push(m.to_vec())).unwrap();
+    /// assert_eq!(got, [b"a", b"b", b"c", b"d"]);
+    /// ```
+    pub fn publish_batch(&self, msgs: &[&[u8]]) -> Result<usize, PublishError> {
+        let inner = &*self.inner;
+        if !inner.single {
+            return inner.publish_batch(msgs);
+        }
+        let mut local = inner.local();
+        if let LocalRole::Free = *local {
+            let role = inner
+                .claim_publisher()
+                .map_err(|pid| PublishError::RoleTaken { pid })?;
+            *local = LocalRole::Here(role);
+        }
+        match &mut *local {
+            LocalRole::Here(role) => inner.sp_publish_batch(role, msgs),
+            _ => Err(PublishError::RoleTaken {
+                pid: std::process::id(),
+            }),
+        }
+    }
+
+    /// Publishes every message of `msgs`, in order, waiting up to `timeout`
+    /// (`None`: no limit) while the log is full in reliable mode. Returns
+    /// how many were published: all, unless the timeout passed or the log
+    /// closed after some were (then the error is reported only if none was).
+    pub fn publish_batch_block(
+        &self,
+        msgs: &[&[u8]],
+        timeout: Option<Duration>,
+    ) -> Result<usize, PublishError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut done = 0;
+        while done < msgs.len() {
+            match self.gated_until(deadline, || self.publish_batch(&msgs[done..])) {
+                Ok(n) => done += n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Whether this is a single-publisher log (see
+    /// [`LogConfig::single_publisher`]); fixed at creation.
+    pub fn is_single_publisher(&self) -> bool {
+        self.inner.single
+    }
+
+    /// Single-publisher logs: the process holding the publisher role and
+    /// whether it is alive (a dead holder's role is taken over by the next
+    /// publisher). `None` when nobody holds it, or for a multi-publisher log.
+    pub fn publisher(&self) -> Option<(u32, bool)> {
+        if !self.inner.single {
+            return None;
+        }
+        self.inner.publisher_holder()
+    }
+
+    /// Turns this handle into a [`Publisher`]. On a single-publisher log it
+    /// takes the publisher role (failing with [`Error::RoleTaken`] while a
+    /// live process, or another `Publisher` of this mapping, holds it), and
+    /// publishing through it takes no lock of any kind: no locked
+    /// instruction, no mutex. On a multi-publisher log it publishes as
+    /// [`Log::publish`] does.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Error, Log, LogConfig, Start, Target};
+    /// let target = Target::Posix(format!("shmq-doc-log-pub-{}", std::process::id()));
+    /// let config = LogConfig::new(64, 1024).single_publisher(true);
+    /// let mut publisher = Log::create(&target, &config).unwrap().into_publisher().unwrap();
+    /// let log = Log::open(&target).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// assert!(matches!(log.clone().into_publisher(), Err(Error::RoleTaken { .. })));
+    /// publisher.publish(b"tick").unwrap();
+    /// let mut buf = [0u8; 64];
+    /// assert_eq!(sub.recv_try(&mut buf), Ok(4));
+    /// drop(publisher); // gives the role back
+    /// let mut next = log.into_publisher().unwrap();
+    /// assert_eq!(next.publish(b"tock"), Ok(1));
+    /// target.unlink().unwrap();
+    /// ```
+    pub fn into_publisher(self) -> Result<Publisher, Error> {
+        if !self.inner.single {
+            return Ok(Publisher {
+                log: self,
+                role: None,
+            });
+        }
+        let role = {
+            let mut local = self.inner.local();
+            match std::mem::replace(&mut *local, LocalRole::Lent) {
+                LocalRole::Here(role) => role,
+                LocalRole::Free => match self.inner.claim_publisher() {
+                    Ok(role) => role,
+                    Err(pid) => {
+                        *local = LocalRole::Free;
+                        return Err(Error::RoleTaken {
+                            role: "publisher",
+                            pid,
+                        });
+                    }
+                },
+                LocalRole::Lent => {
+                    return Err(Error::RoleTaken {
+                        role: "publisher",
+                        pid: std::process::id(),
+                    })
+                }
+            }
+        };
+        Ok(Publisher {
+            log: self,
+            role: Some(role),
+        })
     }
 
     /// Publishes `msg`, waiting up to `timeout` (`None`: no limit) while the
@@ -879,9 +1142,19 @@ impl Log {
         msg: &[u8],
         deadline: Option<Instant>,
     ) -> Result<u64, PublishError> {
+        self.gated_until(deadline, || self.publish(msg))
+    }
+
+    /// Retries `attempt` while it reports [`PublishError::Full`], sleeping
+    /// on the slowest cursor, until `deadline`.
+    fn gated_until<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Result<T, PublishError>,
+    ) -> Result<T, PublishError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.inner.publish(msg) {
+            match attempt() {
                 Err(PublishError::Full) => {}
                 other => return other,
             }
@@ -971,6 +1244,11 @@ impl Log {
             wait: self.wait,
             polls: 0,
             next_check: None,
+            shown: pos,
+            batch: self.inner.cursor_batch(),
+            pending: None,
+            scratch: Vec::new(),
+            budget: SpinBudget::default(),
         })
     }
 
@@ -1030,6 +1308,11 @@ impl Log {
             wait: self.wait,
             polls: 0,
             next_check: None,
+            shown: pos,
+            batch: self.inner.cursor_batch(),
+            pending: None,
+            scratch: Vec::new(),
+            budget: SpinBudget::default(),
         })
     }
 
@@ -1204,6 +1487,12 @@ impl Log {
     /// ```
     pub fn close(&self) {
         let inner = &*self.inner;
+        if inner.single {
+            // Holding the lock, no publish of this mapping is in flight.
+            let local = inner.local();
+            inner.sp_close(matches!(*local, LocalRole::Here(_)));
+            return;
+        }
         // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`,
         // `drained` and `wait::sleep_on_stamp`.
         inner
@@ -1228,6 +1517,142 @@ impl Log {
             }
         }
         inner.table().wake_all();
+    }
+}
+
+/// The publishing end of a log, made by [`Log::into_publisher`]. On a
+/// single-publisher log it holds the publisher role until dropped, and a
+/// publish executes no locked instruction: plain stores of the slot's
+/// stamp, payload and the tail, and a syscall only when a subscriber sleeps.
+/// `Send`, not shared: one thread publishes through it at a time.
+#[derive(Debug)]
+pub struct Publisher {
+    log: Log,
+    /// The role (single-publisher logs); `None` on a multi-publisher log.
+    role: Option<PubRole>,
+}
+
+impl Publisher {
+    /// Publishes `msg` and returns its sequence number (see [`Log::publish`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig};
+    /// let log = Log::in_process(&LogConfig::new(8, 4).single_publisher(true)).unwrap();
+    /// let mut publisher = log.into_publisher().unwrap();
+    /// assert_eq!(publisher.publish(b"a"), Ok(0));
+    /// assert_eq!(publisher.publish(b"b"), Ok(1));
+    /// ```
+    #[inline]
+    pub fn publish(&mut self, msg: &[u8]) -> Result<u64, PublishError> {
+        match &mut self.role {
+            Some(role) => self.log.inner.sp_publish(role, msg),
+            None => self.log.inner.publish(msg),
+        }
+    }
+
+    /// Publishes `msg`, waiting up to `timeout` (`None`: no limit) while
+    /// the log is full in reliable mode (see [`Log::publish_block`]).
+    pub fn publish_block(
+        &mut self,
+        msg: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, PublishError> {
+        self.publish_until(msg, timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Publishes `msg`, waiting until `deadline` (`None`: no limit) while
+    /// the log is full in reliable mode.
+    pub fn publish_until(
+        &mut self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<u64, PublishError> {
+        let Publisher { log, role } = self;
+        log.gated_until(deadline, || match role {
+            Some(role) => log.inner.sp_publish(role, msg),
+            None => log.inner.publish(msg),
+        })
+    }
+
+    /// Publishes up to `msgs.len()` messages in order and returns how many
+    /// (see [`Log::publish_batch`]): one store of the tail and at most one
+    /// wake for the whole batch.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 16).single_publisher(true)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// let mut publisher = log.into_publisher().unwrap();
+    /// assert_eq!(publisher.publish_batch(&[b"x", b"y", b"z"]), Ok(3));
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(sub.recv_try(&mut buf), Ok(1));
+    /// assert_eq!(&buf[..1], b"x");
+    /// ```
+    pub fn publish_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, PublishError> {
+        match &mut self.role {
+            Some(role) => self.log.inner.sp_publish_batch(role, msgs),
+            None => self.log.inner.publish_batch(msgs),
+        }
+    }
+
+    /// Publishes every message of `msgs`, waiting up to `timeout` while the
+    /// log is full (see [`Log::publish_batch_block`]).
+    pub fn publish_batch_block(
+        &mut self,
+        msgs: &[&[u8]],
+        timeout: Option<Duration>,
+    ) -> Result<usize, PublishError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut done = 0;
+        while done < msgs.len() {
+            let Publisher { log, role } = &mut *self;
+            let rest = &msgs[done..];
+            let r = log.gated_until(deadline, || match role {
+                Some(role) => log.inner.sp_publish_batch(role, rest),
+                None => log.inner.publish_batch(rest),
+            });
+            match r {
+                Ok(n) => done += n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// The sequence number the next published message will get.
+    pub fn next_seq(&self) -> u64 {
+        match &self.role {
+            Some(role) => role.pos(),
+            None => self.log.next_seq(),
+        }
+    }
+
+    /// Closes the log (see [`Log::close`]). Through the role holder, nothing
+    /// is in flight: subscribers get `Closed` as soon as they have read
+    /// everything.
+    pub fn close(&self) {
+        match &self.role {
+            Some(_) => self.log.inner.sp_close(true),
+            None => self.log.close(),
+        }
+    }
+
+    /// The log this publisher writes.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Some(role) = self.role.take() {
+            let inner = &*self.log.inner;
+            inner.release_publisher(&role);
+            *inner.local() = LocalRole::Free;
+        }
     }
 }
 
@@ -1258,6 +1683,45 @@ pub struct Subscriber {
     polls: u32,
     /// No recovery check before this instant.
     next_check: Option<Instant>,
+    /// The position last stored in the cursor table (see `advance`).
+    shown: u64,
+    /// Positions between two stores of the cursor (see `cursor_batch`).
+    batch: u64,
+    /// An error met in the middle of a batch receive, reported next.
+    pending: Option<RecvError>,
+    /// Room for one message, for batch receives.
+    scratch: Vec<u8>,
+    /// How long blocking receives spin (learned; see `crate::wait`).
+    budget: SpinBudget,
+}
+
+/// This subscriber counted among the log's spinners, while it spins.
+struct Spinning<'a>(Option<&'a AtomicU32>);
+
+impl<'a> Spinning<'a> {
+    fn start(count: &'a AtomicU32, spins: bool) -> Spinning<'a> {
+        if !spins {
+            return Spinning(None);
+        }
+        // Relaxed: a hint for other subscribers' spin budgets.
+        count.fetch_add(1, Ordering::Relaxed);
+        Spinning(Some(count))
+    }
+
+    fn stop(&mut self) {
+        if let Some(count) = self.0.take() {
+            // Relaxed: as above; saturating, as the word is shared memory.
+            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        }
+    }
+}
+
+impl Drop for Spinning<'_> {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Subscriber {
@@ -1294,15 +1758,40 @@ impl Subscriber {
         self.wait = wait;
     }
 
-    /// Moves to `pos` and tells the cursor table.
+    /// Moves to `pos`. The cursor table hears of it in batches (see
+    /// [`Self::publish_cursor`]): every [`Subscriber::cursor_batch`]
+    /// positions, whenever the subscriber finds nothing to read (before it
+    /// waits), and on commit, rollback and drop.
     #[inline]
     fn advance(&mut self, pos: u64) {
         self.pos = pos;
+        if pos.wrapping_sub(self.shown) >= self.batch {
+            self.publish_cursor();
+        }
+    }
+
+    /// Tells the cursor table this subscriber's position: the committed
+    /// position of an unnamed reliable-mode subscriber (publishers are
+    /// gated by it, and woken if they sleep on it), the read position of a
+    /// named one (statistics). Nothing for an unnamed overwrite-mode one.
+    #[inline(never)]
+    fn publish_cursor(&mut self) {
+        self.shown = self.pos;
         match &self.cursor {
             CursorRef::Local => {}
-            CursorRef::Ephemeral(index) => self.inner.table().set_committed(*index, pos),
-            CursorRef::Named { index, .. } => self.inner.table().set_read(*index, pos),
+            CursorRef::Ephemeral(index) => self.inner.table().set_committed(*index, self.pos),
+            CursorRef::Named { index, .. } => self.inner.table().set_read(*index, self.pos),
         }
+    }
+
+    /// How many positions this subscriber reads between two stores of its
+    /// cursor in the shared table (`capacity / 8`, at least 1, at most
+    /// 4096); it also stores it whenever it finds nothing to read. In
+    /// reliable mode a publisher therefore sees an unnamed subscriber's
+    /// progress at most this many positions late, never a ring late, so it
+    /// is never gated by progress the subscriber has not shown.
+    pub fn cursor_batch(&self) -> u64 {
+        self.batch
     }
 
     /// Moves past positions lost to overwriting, seen because slot of
@@ -1352,9 +1841,229 @@ impl Subscriber {
     /// ```
     #[inline]
     pub fn recv_try(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let max = buf.len();
+        self.try_with(max, &mut |src, len| {
+            // SAFETY: `src` points to `len` readable bytes of the slot's
+            // payload (see `next_with`), len <= max = buf.len(). The source
+            // may be overwritten during the copy (a seqlock read): bytes have
+            // no invalid values, and the copy is discarded unless the stamp
+            // is unchanged afterwards.
+            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), len) };
+            len
+        })
+    }
+
+    /// Reads the next message in place, without copying it: calls `f` with
+    /// a view of the message in shared memory, then re-checks the slot's
+    /// seqlock and returns `f`'s result only if the message was not
+    /// overwritten meanwhile; otherwise [`RecvError::Lagged`] (and `f`'s
+    /// result is dropped). Never waits.
+    ///
+    /// The slice lies in shared memory that a publisher of a later lap may
+    /// overwrite *while `f` runs* (overwrite mode, a subscriber a ring
+    /// behind; or another process writing garbage). `f` must therefore
+    /// treat it as untrusted until this call returns `Ok`: parse
+    /// defensively, never index by a value read from it without a bounds
+    /// check, and keep no side effect that a torn read would make wrong
+    /// (copy out what it needs; act on it after `Ok`).
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv_try`], without `BufferTooSmall`.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(16, 4)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// log.publish(b"price=42").unwrap();
+    /// let price: Option<u32> = sub
+    ///     .recv_in_place(|m| std::str::from_utf8(m).ok()?.strip_prefix("price=")?.parse().ok())
+    ///     .unwrap();
+    /// assert_eq!(price, Some(42));
+    /// ```
+    #[inline]
+    pub fn recv_in_place<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, RecvError> {
+        let mut f = Some(f);
+        let r = self.try_with(usize::MAX, &mut |src, len| {
+            // SAFETY: `src` points to `len` (<= slot_size) bytes of the
+            // slot's payload inside the mapping, which stays mapped while
+            // `self` borrows the log. They may change under the reader; `f`
+            // is documented to treat them as untrusted until validated.
+            let msg = unsafe { std::slice::from_raw_parts(src, len) };
+            f.take().map(|f| f(msg))
+        })?;
+        r.ok_or_else(|| RecvError::Corrupt {
+            detail: "in-place reader called twice".into(),
+        })
+    }
+
+    /// Receives up to `max` messages that are ready now, calling `f` with
+    /// each, in order, and returns how many. Each message is validated
+    /// (seqlock re-check) before `f` sees it: it is copied into a scratch
+    /// buffer of the subscriber first, so `f` never sees a torn message.
+    /// Never waits; the cursor table hears of the batch once.
+    ///
+    /// # Errors
+    /// When no message could be received: as [`Subscriber::recv_try`]
+    /// ([`RecvError::Empty`], ...). An error met after some messages ends
+    /// the batch; a [`RecvError::Lagged`] met then is reported by the next
+    /// call, so no loss goes uncounted.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, RecvError, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 8)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// log.publish_batch(&[b"a", b"b", b"c"]).unwrap();
+    /// let mut got = Vec::new();
+    /// assert_eq!(sub.recv_batch_with(2, |m| got.push(m[0])), Ok(2));
+    /// assert_eq!(sub.recv_batch_with(2, |m| got.push(m[0])), Ok(1));
+    /// assert_eq!(got, b"abc");
+    /// assert_eq!(sub.recv_batch_with(2, |_| {}), Err(RecvError::Empty));
+    /// ```
+    pub fn recv_batch_with(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(self.inner.slot_size, 0);
+        let mut n = 0;
+        let mut result = Ok(0);
+        while n < max {
+            match self.recv_try(&mut scratch) {
+                Ok(len) => {
+                    f(&scratch[..len]);
+                    n += 1;
+                }
+                Err(e) if n == 0 => {
+                    result = Err(e);
+                    break;
+                }
+                Err(e) => {
+                    if let RecvError::Lagged(_) = e {
+                        self.pending = Some(e);
+                    }
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+        if n > 0 {
+            result = Ok(n);
+        }
+        result
+    }
+
+    /// Receives up to `max` messages into `bufs` (packed one after the
+    /// other, message `i` at `bufs[sum(lens[..i])..][..lens[i]]`), clears
+    /// and fills `lens` with their lengths, and returns how many. Stops
+    /// early at a message that does not fit in what is left of `bufs`
+    /// (the subscriber stays on it). Never waits.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv_batch_with`]; [`RecvError::BufferTooSmall`]
+    /// when not even the first message fits.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Start};
+    /// let log = Log::in_process(&LogConfig::new(8, 8)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// log.publish_batch(&[b"ab", b"c"]).unwrap();
+    /// let (mut bufs, mut lens) = ([0u8; 64], Vec::new());
+    /// assert_eq!(sub.recv_batch(&mut bufs, 8, &mut lens), Ok(2));
+    /// assert_eq!((lens.as_slice(), &bufs[..3]), (&[2, 1][..], &b"abc"[..]));
+    /// ```
+    pub fn recv_batch(
+        &mut self,
+        bufs: &mut [u8],
+        max: usize,
+        lens: &mut Vec<usize>,
+    ) -> Result<usize, RecvError> {
+        lens.clear();
+        let mut at = 0;
+        while lens.len() < max {
+            match self.recv_try(&mut bufs[at..]) {
+                Ok(len) => {
+                    lens.push(len);
+                    at += len;
+                }
+                Err(e) if lens.is_empty() => return Err(e),
+                Err(e) => {
+                    if let RecvError::Lagged(_) = e {
+                        self.pending = Some(e);
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(lens.len())
+    }
+
+    /// As [`Subscriber::recv_batch`], waiting up to `timeout` (`None`: no
+    /// limit) for the first message, then taking what else is ready.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, RecvError, Start};
+    /// use std::time::Duration;
+    /// let log = Log::in_process(&LogConfig::new(8, 8)).unwrap();
+    /// let mut sub = log.subscribe(Start::Latest).unwrap();
+    /// let (mut bufs, mut lens) = ([0u8; 64], Vec::new());
+    /// let t = Some(Duration::from_millis(5));
+    /// assert_eq!(sub.recv_batch_block(&mut bufs, 8, &mut lens, t), Err(RecvError::Timeout));
+    /// log.publish_batch(&[b"a", b"b"]).unwrap();
+    /// assert_eq!(sub.recv_batch_block(&mut bufs, 8, &mut lens, t), Ok(2));
+    /// ```
+    pub fn recv_batch_block(
+        &mut self,
+        bufs: &mut [u8],
+        max: usize,
+        lens: &mut Vec<usize>,
+        timeout: Option<Duration>,
+    ) -> Result<usize, RecvError> {
+        lens.clear();
+        if max == 0 {
+            return Ok(0);
+        }
+        let first = self.recv_block(bufs, timeout)?;
+        let mut rest = Vec::new();
+        let n = match self.recv_batch(&mut bufs[first..], max - 1, &mut rest) {
+            Ok(n) => n,
+            Err(RecvError::Lagged(n)) => {
+                self.pending = Some(RecvError::Lagged(n));
+                0
+            }
+            Err(_) => 0,
+        };
+        lens.push(first);
+        lens.extend_from_slice(&rest[..n]);
+        Ok(1 + n)
+    }
+
+    /// The non-waiting receive, with recovery checks: `read` gets the
+    /// payload's address and length of a complete message (`len <= max`).
+    #[inline]
+    fn try_with<R>(
+        &mut self,
+        max: usize,
+        read: &mut impl FnMut(*const u8, usize) -> R,
+    ) -> Result<R, RecvError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         loop {
-            match self.recv_once(buf) {
-                Err(RecvError::Empty) if self.recovery_due(false) => {
+            match self.next_with(max, read) {
+                Err(RecvError::Empty) => {
+                    if self.shown != self.pos {
+                        // Nothing to read: show our progress before anyone
+                        // waits for it (a gated publisher, or `stat`).
+                        self.publish_cursor();
+                    }
+                    if !self.recovery_due(false) {
+                        return Err(RecvError::Empty);
+                    }
                     self.inner.region.segment().check_intact()?;
                     if !self.inner.recover_hole(self.pos) {
                         return Err(RecvError::Empty);
@@ -1383,8 +2092,15 @@ impl Subscriber {
         true
     }
 
-    #[inline]
-    fn recv_once(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+    /// One attempt at the next position: a seqlock read that calls `read`
+    /// between the two stamp loads and keeps its result only if the stamp
+    /// did not change.
+    #[inline(always)]
+    fn next_with<R>(
+        &mut self,
+        max: usize,
+        read: &mut impl FnMut(*const u8, usize) -> R,
+    ) -> Result<R, RecvError> {
         loop {
             let inner = &*self.inner;
             let r = self.pos;
@@ -1394,8 +2110,9 @@ impl Subscriber {
                 });
             }
             let slot = inner.slot(r);
-            // SYNC(slot-publish): Acquire, pairs with the Release CAS that
-            // completes a slot in `write`: length and payload are visible.
+            // SYNC(slot-publish): Acquire, pairs with the Release CAS (or
+            // store, single publisher) that completes a slot: length and
+            // payload are visible.
             let s1 = slot.stamp.load(Ordering::Acquire);
             let v = s1 >> 1;
             let ready = inner.value(r, ST_COMPLETE);
@@ -1403,7 +2120,7 @@ impl Subscriber {
                 // Relaxed: ordered by the Acquire above, validated by the
                 // stamp re-check below.
                 let len = slot.len.load(Ordering::Relaxed) as usize;
-                if len > inner.slot_size || len > buf.len() {
+                if len > inner.slot_size || len > max {
                     std::sync::atomic::fence(Ordering::Acquire);
                     // Relaxed: after the fence (seqlock re-check, as below).
                     let s2 = slot.stamp.load(Ordering::Relaxed);
@@ -1420,17 +2137,11 @@ impl Subscriber {
                     }
                     return Err(RecvError::BufferTooSmall { needed: len });
                 }
-                // SAFETY: len <= slot_size (checked), so the source lies inside
-                // this slot's payload in the validated slot array; len <=
-                // buf.len(). A publisher of a later lap may overwrite the
-                // source during the copy (a seqlock read): bytes have no
-                // invalid values, and the copy is discarded unless the stamp
-                // is unchanged afterwards.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(Inner::payload(slot), buf.as_mut_ptr(), len)
-                };
+                // len <= slot_size (checked): the payload lies inside this
+                // slot in the validated slot array.
+                let out = read(Inner::payload(slot), len);
                 // SYNC(seqlock-write): Acquire fence, pairs with the publisher's
-                // Release fence after its claim in `write`.
+                // Release fence after taking the slot in `write` / `sp_write`.
                 std::sync::atomic::fence(Ordering::Acquire);
                 // Relaxed: ordered by the fence above.
                 let s2 = slot.stamp.load(Ordering::Relaxed);
@@ -1438,7 +2149,7 @@ impl Subscriber {
                     return Err(self.lagged(s2 >> 1));
                 }
                 self.advance(r + 1);
-                return Ok(len);
+                return Ok(out);
             }
             if v == ready + 1 {
                 // skipped(r): a tombstone, not a message.
@@ -1481,24 +2192,66 @@ impl Subscriber {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize, RecvError> {
-        let mut backoff = Backoff::new(self.wait, deadline);
-        loop {
+        match self.recv_try(buf) {
+            Err(RecvError::Empty) => {}
+            other => return other,
+        }
+        // Nothing now: wait, spinning only as long as it is likely to help
+        // (see `crate::wait`, "How long to spin").
+        let started = Instant::now();
+        // A reference of our own: the spinner count is borrowed across the loop.
+        let inner = Arc::clone(&self.inner);
+        let spinners = inner.table().spinners();
+        let (spin, configured) = match self.wait {
+            WaitStrategy::SpinThenSleep { spin } => {
+                // Relaxed: a hint of how many spin now.
+                let now = spinners.load(Ordering::Relaxed);
+                (self.budget.spin_for(spin, now), Some(spin))
+            }
+            WaitStrategy::BusySpin => (Duration::MAX, None),
+        };
+        let mut spinning = Spinning::start(spinners, !spin.is_zero());
+        let mut backoff = Backoff::with_spin(self.wait, deadline, spin);
+        let result = loop {
             match self.recv_try(buf) {
                 Err(RecvError::Empty) => {}
-                other => return other,
+                other => break other,
             }
-            match backoff.next() {
+            let next = backoff.next();
+            if next == Next::Sleep {
+                spinning.stop();
+            }
+            match next {
                 Next::Retry => {}
                 Next::TimedOut => {
-                    self.inner.region.segment().check_intact()?;
-                    return Err(RecvError::Timeout);
+                    break match self.inner.region.segment().check_intact() {
+                        Ok(()) => Err(RecvError::Timeout),
+                        Err(t) => Err(t.into()),
+                    };
                 }
                 Next::Sleep => {
-                    self.inner.region.segment().check_intact()?;
+                    if let Err(t) = self.inner.region.segment().check_intact() {
+                        break Err(t.into());
+                    }
                     if self.recovery_due(true) && self.inner.recover_hole(self.pos) {
                         continue;
                     }
                     let inner = &*self.inner;
+                    if inner.single {
+                        // Every subscriber sleeps on the one word the
+                        // publisher wakes; the bound covers a truncation.
+                        let pos = self.pos;
+                        let nap = backoff
+                            .remaining()
+                            .map_or(IDLE_CHECK, |r| r.min(IDLE_CHECK));
+                        inner.sp_sleep(nap, || {
+                            // Relaxed: after the sleeper's barrier (asym-dekker).
+                            inner.slot(pos).stamp.load(Ordering::Relaxed) >> 1
+                                >= inner.value(pos, ST_COMPLETE)
+                                || inner.sp_drained(pos)
+                        });
+                        continue;
+                    }
                     let slot = inner.slot(self.pos);
                     // Relaxed: only compared; the sleep re-checks atomically.
                     let s = slot.stamp.load(Ordering::Relaxed);
@@ -1529,7 +2282,12 @@ impl Subscriber {
                     }
                 }
             }
+        };
+        drop(spinning);
+        if let Some(spin) = configured {
+            self.budget.record(started.elapsed(), spin);
         }
+        result
     }
 
     /// Stores this subscriber's position as its named cursor's committed
@@ -1544,6 +2302,7 @@ impl Subscriber {
         match &self.cursor {
             CursorRef::Named { index, .. } => {
                 self.inner.table().set_committed(*index, self.pos);
+                self.publish_cursor();
                 Ok(())
             }
             _ => Err(CursorError::NotNamed),
@@ -1575,7 +2334,9 @@ impl Subscriber {
         match &self.cursor {
             CursorRef::Named { index, .. } => {
                 let pos = self.inner.table().committed(*index);
-                self.advance(pos);
+                self.pos = pos;
+                self.pending = None;
+                self.publish_cursor();
                 Ok(pos)
             }
             _ => Err(CursorError::NotNamed),
@@ -1585,6 +2346,9 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if self.shown != self.pos {
+            self.publish_cursor();
+        }
         let table = self.inner.table();
         match &self.cursor {
             CursorRef::Local => {}
@@ -1602,3 +2366,6 @@ impl Drop for Subscriber {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_single;

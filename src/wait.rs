@@ -10,6 +10,30 @@
 //!
 //! The futex is shared (no FUTEX_PRIVATE_FLAG): the kernel keys it by the
 //! backing object and offset, so processes wake each other.
+//!
+//! # How long to spin (the log's subscribers)
+//!
+//! A spin pays off only when the message arrives before the spin ends and
+//! when the spinner does not take the core the publisher needs. A blocking
+//! log subscriber with [`WaitStrategy::SpinThenSleep`] therefore spins for
+//! at most its configured `spin`, and less when either fails, in the manner
+//! of Aeron's backoff idle strategies and of adaptive mutexes
+//! ([`SpinBudget`]):
+//!
+//! - *Cores.* Spinning subscribers of a log count themselves in the log's
+//!   segment. A subscriber that would be one spinner too many for the CPUs
+//!   this process may run on (all but one, left to the publisher) does not
+//!   spin at all: it sleeps at once and is woken by the publish. So four
+//!   blocking subscribers on two cores make one spinner, not four.
+//! - *Arrivals.* Each subscriber measures how long its waits last (the
+//!   interval between messages, as it sees it). A wait that outlasted the
+//!   spin halves the budget (spinning did not help); a wait that ended
+//!   within it sets the budget to twice its length (spinning would have
+//!   caught it), never above `spin`. A feed that ticks every millisecond
+//!   stops costing its subscribers 50 us of spinning per tick.
+//!
+//! [`WaitStrategy::BusySpin`] never sleeps and ignores both: it is the
+//! explicit choice of a caller who has a core to give.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +41,11 @@ use crate::layout::STAMP_WAITER;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// How a blocking call waits.
+///
+/// The default spins for up to 50 us, then sleeps; a log subscriber adapts
+/// that spin to the cores and to how often messages arrive (see the module
+/// docs of `shmq::wait`: it spins less, or not at all, when spinning would
+/// not help).
 ///
 /// # Examples
 /// ```
@@ -47,6 +76,62 @@ impl Default for WaitStrategy {
     }
 }
 
+/// The number of CPUs this process may spin on without taking the last
+/// one (left to a publisher), at least 1. Read once.
+pub(crate) fn spin_cores() -> u32 {
+    static CORES: AtomicU32 = AtomicU32::new(0);
+    // Relaxed: a cached constant; racing initialisers store the same value.
+    let c = CORES.load(Ordering::Relaxed);
+    if c != 0 {
+        return c;
+    }
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .saturating_sub(1)
+        .clamp(1, u32::MAX as usize) as u32;
+    // Relaxed: as above.
+    CORES.store(n, Ordering::Relaxed);
+    n
+}
+
+/// A waiter's learned spin budget (see the module doc, "How long to spin").
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpinBudget {
+    /// Nanoseconds; `u64::MAX` until the first wait was measured.
+    ns: u64,
+}
+
+impl Default for SpinBudget {
+    fn default() -> Self {
+        SpinBudget { ns: u64::MAX }
+    }
+}
+
+impl SpinBudget {
+    /// The spin phase of the next wait, for a configured `spin`, when
+    /// `spinners` other waiters of the same segment spin now.
+    pub(crate) fn spin_for(&self, spin: Duration, spinners: u32) -> Duration {
+        if spinners >= spin_cores() {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.ns.min(spin.as_nanos().min(u64::MAX as u128) as u64))
+    }
+
+    /// Learns from a wait that lasted `waited` (until a message, or the
+    /// end of the call), with a configured `spin`.
+    pub(crate) fn record(&mut self, waited: Duration, spin: Duration) {
+        let cap = spin.as_nanos().min(u64::MAX as u128) as u64;
+        let w = waited.as_nanos().min(u64::MAX as u128) as u64;
+        let cur = self.ns.min(cap);
+        self.ns = if w > cap {
+            cur / 2
+        } else {
+            cur.max(w.saturating_mul(2)).min(cap)
+        };
+    }
+}
+
 /// What a blocked caller should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -74,6 +159,25 @@ impl Backoff {
             spin_until: None,
             spins: 0,
         }
+    }
+
+    /// A backoff whose spin phase lasts `spin` (when the strategy spins
+    /// then sleeps); with no spin at all it sleeps at the first call.
+    pub(crate) fn with_spin(
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        spin: Duration,
+    ) -> Backoff {
+        let strategy = match strategy {
+            WaitStrategy::SpinThenSleep { .. } => WaitStrategy::SpinThenSleep { spin },
+            other => other,
+        };
+        let mut b = Backoff::new(strategy, deadline);
+        if spin.is_zero() {
+            // The first call reads the clock and goes to sleep.
+            b.spins = 63;
+        }
+        b
     }
 
     /// Called after an attempt that could not proceed.

@@ -125,6 +125,11 @@ fn overwrite_log_survives_sigkill() {
 }
 
 #[test]
+fn single_publisher_log_survives_sigkill() {
+    assert_survives("log-single", "posix", 100);
+}
+
+#[test]
 #[ignore = "issue 8 bar (p99 recovery <= 10 ms on every kind): a timing, meaningful only on \
             a release build on a quiet machine: \
             cargo test --release --test crash_campaign -- --ignored recovery"]

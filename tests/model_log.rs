@@ -14,6 +14,11 @@
 //! `lagged`, `drained`, `close`, with the same orderings and fences, and
 //! `named_by_live` / `Announce` of `src/procs.rs`. Capacity 2.
 //!
+//! Section 7 models the single publisher's plain-store seqlock
+//! (`src/log/single.rs`) against a reader, and the reader's batched cursor
+//! (`Subscriber::advance`, `try_with`); it fails without the publisher's
+//! Release fence (a torn read), which shows it has teeth.
+//!
 //! Simplifications, each named:
 //!
 //! - The process table is one lane word per model thread and the liveness
@@ -867,4 +872,124 @@ fn stalled_writer_of_a_bumped_slot(fix: Fix) {
             assert_eq!(log.stat(&log.dead_claims), 0, "nobody died");
         },
     );
+}
+
+// ---- 7. the single publisher's plain-store seqlock, and batched cursors ----
+
+/// The payload word of message `seq` (two words per slot; they must agree).
+fn sp_msg(seq: u64) -> u64 {
+    0x5eed_0000 + seq
+}
+
+/// The single publisher (`src/log/single.rs`, `sp_write` and `sp_commit`):
+/// no CAS, a Relaxed store of `writing(s)`, a Release fence, the payload,
+/// a Release store of `complete(s)`, then of `tail`; three messages over a
+/// ring of 2 (the third overwrites the first). A reader (`recv_once`)
+/// checks the stamp around its copy: it never accepts a torn or stale
+/// message, and what it receives plus what it is told it lost is exact.
+/// The reader shows its cursor in batches of 2 (`Subscriber::advance`),
+/// and always before it stops (`try_with` on Empty): the shown cursor
+/// never passes what it has read, and ends equal to its position.
+#[test]
+fn single_publisher_plain_stores_never_tear() {
+    check("single_publisher_plain_stores_never_tear", 3, || {
+        const N: u64 = 3;
+        let stamps: Arc<[AtomicU64; 2]> =
+            Arc::new([AtomicU64::new(0 << 1), AtomicU64::new(1 << 1)]);
+        let words: Arc<[[AtomicU64; 2]; 2]> = Arc::new([
+            [AtomicU64::new(0), AtomicU64::new(0)],
+            [AtomicU64::new(0), AtomicU64::new(0)],
+        ]);
+        let tail = Arc::new(AtomicU64::new(0));
+        let cursor = Arc::new(AtomicU64::new(0));
+        let publisher = {
+            let (stamps, words, tail) = (stamps.clone(), words.clone(), tail.clone());
+            thread::spawn(move || {
+                for s in 0..N {
+                    let i = (s % CAP) as usize;
+                    stamps[i].store(value(s, ST_WRITING) << 1, Ordering::Relaxed);
+                    fence(Ordering::Release);
+                    words[i][0].store(sp_msg(s), Ordering::Relaxed);
+                    words[i][1].store(sp_msg(s), Ordering::Relaxed);
+                    stamps[i].store(value(s, ST_COMPLETE) << 1, Ordering::Release);
+                    tail.store(s + 1, Ordering::Release);
+                    trace!("published {s}");
+                }
+            })
+        };
+        let (mut pos, mut got, mut lost, mut shown) = (0u64, 0u64, 0u64, 0u64);
+        let advance = |pos: &mut u64, to: u64, shown: &mut u64| {
+            *pos = to;
+            if *pos - *shown >= 2 {
+                *shown = *pos;
+                cursor.store(*pos, Ordering::Release);
+            }
+        };
+        for _ in 0..4 {
+            if pos >= N {
+                break;
+            }
+            let i = (pos % CAP) as usize;
+            let s1 = stamps[i].load(Ordering::Acquire);
+            let v = s1 >> 1;
+            if v == value(pos, ST_COMPLETE) {
+                let a = words[i][0].load(Ordering::Relaxed);
+                let b = words[i][1].load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                let s2 = stamps[i].load(Ordering::Relaxed);
+                if s2 >> 1 == v {
+                    assert_eq!((a, b), (sp_msg(pos), sp_msg(pos)), "torn or stale at {pos}");
+                    trace!("received {pos}");
+                    got += 1;
+                    let to = pos + 1;
+                    advance(&mut pos, to, &mut shown);
+                } else {
+                    let q = seq_of(s2 >> 1);
+                    let next = (pos + 1).max(q + 1 - CAP);
+                    trace!("lagged at {pos} to {next}");
+                    lost += next - pos;
+                    advance(&mut pos, next, &mut shown);
+                }
+            } else if v > value(pos, ST_COMPLETE) {
+                let q = seq_of(v);
+                let next = (pos + 1).max(q + 1 - CAP);
+                trace!("lagged at {pos} to {next}");
+                lost += next - pos;
+                advance(&mut pos, next, &mut shown);
+            } else {
+                // Nothing yet: show the cursor (before any wait), then retry.
+                if shown != pos {
+                    shown = pos;
+                    cursor.store(pos, Ordering::Release);
+                }
+                thread::yield_now();
+            }
+            assert!(
+                cursor.load(Ordering::Relaxed) <= pos,
+                "shown past what was read"
+            );
+        }
+        publisher.join().unwrap();
+        // Drain what is left (the publisher is done: no more races).
+        while pos < N {
+            let i = (pos % CAP) as usize;
+            let v = stamps[i].load(Ordering::Acquire) >> 1;
+            if v == value(pos, ST_COMPLETE) {
+                assert_eq!(words[i][0].load(Ordering::Relaxed), sp_msg(pos));
+                got += 1;
+                pos += 1;
+            } else {
+                assert!(v > value(pos, ST_COMPLETE), "complete after join");
+                let next = (pos + 1).max(seq_of(v) + 1 - CAP);
+                lost += next - pos;
+                pos = next;
+            }
+        }
+        if shown != pos {
+            cursor.store(pos, Ordering::Release);
+        }
+        assert_eq!(got + lost, N, "received {got} + lost {lost}");
+        assert_eq!(tail.load(Ordering::Acquire), N);
+        assert_eq!(cursor.load(Ordering::Relaxed), pos);
+    });
 }

@@ -710,7 +710,7 @@ static void test_bad_arguments(void) {
     CHECK_STATUS(shmq_log_create(t, 16, UINT64_MAX, 0, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
     CHECK_STATUS(shmq_log_create(t, UINT32_MAX, 4, 0, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
     CHECK_STATUS(shmq_log_create(t, 16, 4, 01777, 0, 0, &out), SHMQ_INVALID_ARGUMENT);
-    CHECK_STATUS(shmq_log_create(t, 16, 4, 0, 2, 0, &out), SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_log_create(t, 16, 4, 0, 4, 0, &out), SHMQ_INVALID_ARGUMENT);
     CHECK(strstr(shmq_last_error(), "flags") != NULL);
     CHECK_STATUS(shmq_log_create(t, 16, 4, 0, 0, 4097, &out), SHMQ_INVALID_ARGUMENT);
     CHECK(strstr(shmq_last_error(), "cursors") != NULL);
@@ -848,6 +848,67 @@ static void test_threads(uint32_t flags) {
     shmq_log_free(l);
 }
 
+/* A single-publisher log: the kind read back, a second publisher refused
+ * while the first lives, the role given back on free; batch publish and
+ * batch receive, in order, with the statuses of a batch. */
+static void test_single_publisher_and_batches(void) {
+    const char *t = new_target("posix");
+    shmq_log *a = create(t, 8, 4, SHMQ_LOG_SINGLE_PUBLISHER | SHMQ_LOG_RELIABLE, 2);
+    uint32_t flags = 777;
+    CHECK_STATUS(shmq_log_flags(a, &flags), SHMQ_OK);
+    CHECK(flags == (SHMQ_LOG_SINGLE_PUBLISHER | SHMQ_LOG_RELIABLE));
+    CHECK_STATUS(shmq_log_flags(a, NULL), SHMQ_NULL_PARAMETER);
+    shmq_log *b = NULL;
+    CHECK_STATUS(shmq_log_open(t, &b), SHMQ_OK);
+    flags = 0;
+    CHECK_STATUS(shmq_log_flags(b, &flags), SHMQ_OK);
+    CHECK(flags & SHMQ_LOG_SINGLE_PUBLISHER);
+    shmq_subscriber *s = subscribe(b, SHMQ_START_LATEST);
+
+    /* "ab", "c", "", "de", "f": five messages packed in one buffer */
+    const uint8_t data[] = "abcdef";
+    size_t lens[] = {2, 1, 0, 2, 1};
+    size_t published = 777;
+    CHECK_STATUS(shmq_log_publish_batch(a, data, lens, 5, &published), SHMQ_OK);
+    CHECK(published == 4); /* reliable, a ring of 4 */
+    CHECK_STATUS(shmq_log_publish_batch(b, data, lens, 1, &published), SHMQ_ROLE_TAKEN);
+    CHECK_STATUS(shmq_log_publish(b, data, 1, NULL), SHMQ_ROLE_TAKEN);
+    size_t too_long[] = {9};
+    CHECK_STATUS(shmq_log_publish_batch(a, (const uint8_t *)"123456789", too_long, 1, &published),
+                 SHMQ_TOO_LARGE);
+    CHECK_STATUS(shmq_log_publish_batch(a, data, NULL, 1, &published), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_log_publish_batch(a, data, lens, 1, NULL), SHMQ_NULL_PARAMETER);
+    CHECK_STATUS(shmq_log_publish_batch(a, data, lens, 1, &published), SHMQ_FULL);
+
+    uint8_t buf[16];
+    size_t got[8], count = 777;
+    uint64_t missed = 777;
+    /* room for 3 bytes: "ab", "c" and "" fit, "de" stays */
+    CHECK_STATUS(shmq_subscriber_recv_batch(s, buf, 3, 8, 0, got, &count, &missed), SHMQ_OK);
+    CHECK(count == 3 && got[0] == 2 && got[1] == 1 && got[2] == 0 && memcmp(buf, "abc", 3) == 0);
+    CHECK(missed == 777);
+    CHECK_STATUS(shmq_subscriber_recv_batch(s, buf, sizeof buf, 8, 1000000000, got, &count, &missed),
+                 SHMQ_OK);
+    CHECK(count == 1 && got[0] == 2 && memcmp(buf, "de", 2) == 0);
+    count = 777;
+    CHECK_STATUS(shmq_subscriber_recv_batch(s, buf, sizeof buf, 8, 0, got, &count, &missed), SHMQ_EMPTY);
+    CHECK_STATUS(shmq_subscriber_recv_batch(s, buf, sizeof buf, 8, 1000000, got, &count, &missed),
+                 SHMQ_TIMEOUT);
+    CHECK(count == 777);
+    CHECK_STATUS(shmq_subscriber_recv_batch(s, buf, sizeof buf, 0, 0, got, &count, &missed),
+                 SHMQ_INVALID_ARGUMENT);
+    CHECK_STATUS(shmq_subscriber_recv_batch(s, buf, sizeof buf, 8, 0, NULL, &count, &missed),
+                 SHMQ_NULL_PARAMETER);
+
+    /* The holder's handle is freed: the role is free for b. */
+    shmq_log_free(a);
+    CHECK_STATUS(shmq_log_publish_batch(b, data + 5, lens + 4, 1, &published), SHMQ_OK);
+    CHECK(published == 1);
+    expect_byte(s, 'f');
+    shmq_subscriber_free(s);
+    shmq_log_free(b);
+}
+
 static void on_alarm(int sig) {
     (void)sig;
     static const char msg[] = "test_log: timed out after 120 s\n";
@@ -874,6 +935,7 @@ int main(void) {
     test_threads(0);
     test_threads(SHMQ_LOG_RELIABLE);
     test_busy();
+    test_single_publisher_and_batches();
     if (failures) {
         fprintf(stderr, "test_log: %d of %d checks FAILED\n", failures, checks);
         return 1;

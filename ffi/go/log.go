@@ -103,6 +103,7 @@ type Log struct {
 	slotSize int
 	capacity int
 	reliable bool
+	single   bool
 }
 
 // Start says where a new subscriber starts reading.
@@ -120,6 +121,15 @@ const (
 // the slowest registered cursor (Publish fails with ErrFull, PublishBlock
 // waits) and nothing is lost. Without it a log is in overwrite mode.
 func WithReliable() Option { return func(c *config) { c.reliable = true } }
+
+// WithSinglePublisher makes a single-publisher log (CreateLog): one
+// handle publishes at a time. The first handle to publish takes the
+// publisher role until it is closed (or its process dies: the role is
+// then taken over); Publish through any other handle fails with
+// ErrRoleTaken meanwhile. In exchange a publish executes no locked
+// instruction, and one wake reaches every sleeping subscriber. The common
+// case for a feed; combines with WithReliable.
+func WithSinglePublisher() Option { return func(c *config) { c.single = true } }
 
 // WithCursors sets the number of entries of a log's cursor table (default
 // 16, at most 4096): named cursors, plus unnamed subscribers of a reliable
@@ -168,8 +178,10 @@ func newLog(t Target, h *C.shmq_log) *Log {
 	C.shmq_log_slot_size(h, &slot)
 	C.shmq_log_capacity(h, &capacity)
 	C.shmq_log_stats(h, &st)
+	var flags C.uint32_t
+	C.shmq_log_flags(h, &flags)
 	l := &Log{h: h, closing: new(int32), target: t, slotSize: int(slot), capacity: int(capacity),
-		reliable: bool(st.reliable)}
+		reliable: bool(st.reliable), single: flags&C.SHMQ_LOG_SINGLE_PUBLISHER != 0}
 	runtime.SetFinalizer(l, (*Log).Close)
 	return l
 }
@@ -195,6 +207,9 @@ func createLog(t Target, openExisting bool, opts []Option) (*Log, error) {
 	flags := C.uint32_t(0)
 	if cfg.reliable {
 		flags = C.SHMQ_LOG_RELIABLE
+	}
+	if cfg.single {
+		flags |= C.SHMQ_LOG_SINGLE_PUBLISHER
 	}
 	ct := C.CString(string(t))
 	defer C.free(unsafe.Pointer(ct))
@@ -269,6 +284,44 @@ func (l *Log) Cap() int { return l.capacity }
 
 // Reliable reports whether the log is in reliable mode.
 func (l *Log) Reliable() bool { return l.reliable }
+
+// SinglePublisher reports whether the log is a single-publisher log
+// (WithSinglePublisher), as its header says.
+func (l *Log) SinglePublisher() bool { return l.single }
+
+// PublishBatch publishes up to len(msgs) messages, in order, in one call
+// into the library (one cgo crossing), and returns how many were
+// published: all of them in overwrite mode (at most a ring's worth per
+// call), as many as there is room for in reliable mode. It never waits.
+// On a single-publisher log the batch costs one index store and at most
+// one wake. Errors, with nothing published: ErrTooLarge (any message),
+// ErrFull (reliable mode, no room), ErrClosed, ErrRoleTaken.
+func (l *Log) PublishBatch(msgs [][]byte) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
+	}
+	data := make([]byte, 0, total)
+	lens := make([]C.size_t, len(msgs))
+	for i, m := range msgs {
+		data = append(data, m...)
+		lens[i] = C.size_t(len(m))
+	}
+	var n C.size_t
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.h == nil {
+		return 0, ErrHandleClosed
+	}
+	st := C.shmq_log_publish_batch(l.h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), &n)
+	if st != C.SHMQ_OK {
+		return 0, statusErr(st)
+	}
+	return int(n), nil
+}
 
 // Publish publishes msg and returns its sequence number. In overwrite mode
 // it never waits; in reliable mode it fails with ErrFull when the slowest
@@ -510,6 +563,7 @@ type Subscriber struct {
 	closing  *int32 // set by Close (never reset): a Recv waiting in C returns
 	slotSize int
 	name     string
+	lens     []C.size_t // scratch of TryRecvBatch
 }
 
 // Name is the name of the subscriber's cursor ("" for an unnamed subscriber).
@@ -577,6 +631,54 @@ func (s *Subscriber) TryRecv(buf []byte) (int, error) {
 	st := s.recvTry(buf, &n, &missed)
 	if st != C.SHMQ_OK {
 		return 0, recvErr(st, missed)
+	}
+	return int(n), nil
+}
+
+// TryRecvBatch receives up to len(lens) messages that are ready now into
+// buf, packed one after the other, in one call into the library (one cgo
+// crossing); it writes their lengths to lens[:n] and returns n. Message i
+// is buf[off_i : off_i+lens[i]] with off_i the sum of lens[:i]. Messages
+// that do not fit in what is left of buf stay for the next call. Errors
+// when no message was received: as TryRecv (ErrEmpty, *LaggedError, ...).
+func (s *Subscriber) TryRecvBatch(buf []byte, lens []int) (int, error) {
+	return s.recvBatch(buf, lens, 0)
+}
+
+// RecvBatchTimeout is TryRecvBatch that waits up to timeout for the first
+// message (a negative timeout waits forever), then takes what else is
+// ready. The wait happens inside the library: Close of this subscriber
+// waits for it to end.
+func (s *Subscriber) RecvBatchTimeout(buf []byte, lens []int, timeout time.Duration) (int, error) {
+	t := int64(timeout)
+	if t == 0 {
+		t = 1 // 0 would mean "do not wait" to the library
+	}
+	return s.recvBatch(buf, lens, t)
+}
+
+func (s *Subscriber) recvBatch(buf []byte, lens []int, timeoutNs int64) (int, error) {
+	if len(lens) == 0 {
+		return 0, fmt.Errorf("%w: lens is empty", ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.h == nil {
+		return 0, ErrHandleClosed
+	}
+	if cap(s.lens) < len(lens) {
+		s.lens = make([]C.size_t, len(lens))
+	}
+	clens := s.lens[:len(lens)]
+	var n C.size_t
+	var missed C.uint64_t
+	st := C.shmq_subscriber_recv_batch(s.h, bytesPtr(buf), C.size_t(len(buf)), C.size_t(len(lens)),
+		C.int64_t(timeoutNs), &clens[0], &n, &missed)
+	if st != C.SHMQ_OK {
+		return 0, recvErr(st, missed)
+	}
+	for i := 0; i < int(n); i++ {
+		lens[i] = int(clens[i])
 	}
 	return int(n), nil
 }

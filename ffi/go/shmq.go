@@ -661,6 +661,7 @@ type config struct {
 	mode     os.FileMode
 	flags    uint32 // queues only
 	reliable bool   // logs only
+	single   bool   // logs only: WithSinglePublisher
 	cursors  int    // logs only; 0: the default
 }
 

@@ -247,6 +247,10 @@ struct CreateArgs {
     /// Log: overwrite (default) or reliable
     #[arg(long, value_enum, value_name = "MODE")]
     log_mode: Option<LogModeArg>,
+    /// Log: one publisher at a time (a role taken over when its holder
+    /// dies); publishing then executes no locked instruction
+    #[arg(long)]
+    single_publisher: bool,
     /// Log: entries in the cursor table (named cursors, plus unnamed
     /// subscribers in reliable mode; default 16)
     #[arg(long, value_name = "N")]

@@ -33,6 +33,14 @@ pub struct shmq_subscriber {
 /// falls a full ring behind gets `SHMQ_LAGGED`.
 pub const SHMQ_LOG_RELIABLE: u32 = 1;
 
+/// Flag for shmq_log_create(): a single-publisher log. One handle publishes
+/// at a time: the first to publish takes the publisher role (until it is
+/// freed, or its process dies), any other publish gets `SHMQ_ROLE_TAKEN`.
+/// In exchange a publish executes no locked instruction, and one wake
+/// reaches every sleeping subscriber. Read it back with
+/// shmq_log_flags(). Combines with `SHMQ_LOG_RELIABLE`.
+pub const SHMQ_LOG_SINGLE_PUBLISHER: u32 = 2;
+
 /// Start for shmq_log_subscribe(): the oldest message still in the ring (in
 /// reliable mode, the oldest still protected by a cursor).
 pub const SHMQ_START_OLDEST: u32 = 0;
@@ -138,6 +146,7 @@ fn publish_error(e: PublishError) -> shmq_status {
         e @ PublishError::GatedBy { .. } => fail(SHMQ_TIMEOUT, e),
         e @ PublishError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
         e @ PublishError::Busy => fail(SHMQ_BUSY, e),
+        e @ PublishError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
         e @ PublishError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
     }
 }
@@ -205,7 +214,7 @@ fn config(
     flags: u32,
     cursors: u32,
 ) -> Result<LogConfig, shmq_status> {
-    if flags & !SHMQ_LOG_RELIABLE != 0 {
+    if flags & !(SHMQ_LOG_RELIABLE | SHMQ_LOG_SINGLE_PUBLISHER) != 0 {
         return Err(fail_static(
             SHMQ_INVALID_ARGUMENT,
             cstr!("unknown bits in `flags`"),
@@ -227,6 +236,7 @@ fn config(
     Ok(LogConfig::new(slot_size as usize, capacity)
         .mode(log_mode)
         .cursors(cursors)
+        .single_publisher(flags & SHMQ_LOG_SINGLE_PUBLISHER != 0)
         .file_mode(mode))
 }
 
@@ -267,8 +277,9 @@ unsafe fn write_sub(
 
 /// Creates a new fan-out log at `target` (syntax as in shmq_queue_create())
 /// with `capacity` slots (at least 2) of up to `slot_size` bytes, permission
-/// bits `mode` (0 means 0600), `flags` (0 for overwrite mode, or
-/// `SHMQ_LOG_RELIABLE`) and a table of `cursors` entries for named cursors
+/// bits `mode` (0 means 0600), `flags` (0 for a multi-publisher log in
+/// overwrite mode, or-ed with `SHMQ_LOG_RELIABLE` for reliable mode and
+/// `SHMQ_LOG_SINGLE_PUBLISHER` for a single-publisher log) and a table of `cursors` entries for named cursors
 /// and reliable-mode subscribers (0 means 16; at most 4096), and writes its
 /// handle to `*log_out`.
 ///
@@ -1006,6 +1017,177 @@ pub unsafe extern "C" fn shmq_subscriber_committed(
                 SHMQ_OK
             }
             None => cursor_error(CursorError::NotNamed),
+        }
+    })
+}
+
+/// Writes the log's creation flags (`SHMQ_LOG_RELIABLE`,
+/// `SHMQ_LOG_SINGLE_PUBLISHER`) to `*flags_out`: which kind of log this is.
+///
+/// # Safety
+/// `log` is NULL or a live handle; `flags_out` is NULL or valid for writing
+/// a `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_log_flags(log: *const shmq_log, flags_out: *mut u32) -> shmq_status {
+    boundary(|| {
+        let l = log_ref!(log);
+        non_null!(flags_out);
+        let mut flags = 0;
+        if l.mode() == LogMode::Reliable {
+            flags |= SHMQ_LOG_RELIABLE;
+        }
+        if l.is_single_publisher() {
+            flags |= SHMQ_LOG_SINGLE_PUBLISHER;
+        }
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { flags_out.write(flags) };
+        SHMQ_OK
+    })
+}
+
+/// Borrows `count` lengths from C.
+///
+/// # Safety
+/// `ptr` is NULL or readable (or writable, for `mutable` callers) for
+/// `count` `size_t` values.
+unsafe fn lens_arg<'a>(ptr: *const usize, count: usize) -> Result<&'a [usize], shmq_status> {
+    if count == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(fail_static(
+            SHMQ_NULL_PARAMETER,
+            cstr!("argument `lens` is NULL but `count` is not 0"),
+        ));
+    }
+    if count > isize::MAX as usize / std::mem::size_of::<usize>() {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`count` is too large"),
+        ));
+    }
+    // SAFETY: non-null, in range, readable for count values (caller).
+    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+}
+
+/// Publishes up to `count` messages in one call, in order: message `i` is
+/// the `lens[i]` bytes that follow message `i - 1` in `data` (the messages
+/// are packed one after the other). Writes how many were published to
+/// `*published_out`: all of them in overwrite mode (at most a ring's worth
+/// per call), as many as there is room for in reliable mode. On a
+/// single-publisher log the whole batch costs one index store and at most
+/// one wake.
+///
+/// Fails, publishing nothing, with `SHMQ_TOO_LARGE` when any message is
+/// longer than the slot size, `SHMQ_FULL` (reliable mode, no room for even
+/// one), `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
+/// another live publisher). `data` may be NULL when the lengths add up to 0.
+///
+/// # Safety
+/// `log` is NULL or a live handle; `lens` is NULL or readable for `count`
+/// values; `data` is NULL or readable for the sum of `lens` bytes;
+/// `published_out` is NULL or valid for writing a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_log_publish_batch(
+    log: *const shmq_log,
+    data: *const u8,
+    lens: *const usize,
+    count: usize,
+    published_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let l = log_ref!(log);
+        non_null!(published_out);
+        // SAFETY: readable for count values (caller).
+        let lens = try_status!(unsafe { lens_arg(lens, count) });
+        let total = try_status!(lens
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .ok_or_else(|| fail_static(
+                SHMQ_INVALID_ARGUMENT,
+                cstr!("the lengths overflow size_t")
+            )));
+        // SAFETY: readable for the sum of lens bytes (caller).
+        let data = try_status!(unsafe { msg_arg(data, total) });
+        let mut msgs = Vec::with_capacity(lens.len());
+        let mut at = 0;
+        for &n in lens {
+            msgs.push(&data[at..at + n]);
+            at += n;
+        }
+        match l.publish_batch(&msgs) {
+            Ok(n) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { published_out.write(n) };
+                SHMQ_OK
+            }
+            Err(e) => publish_error(e),
+        }
+    })
+}
+
+/// Receives up to `max` messages in one call into the `buf_len` bytes at
+/// `buf`, packed one after the other (message `i` starts where message
+/// `i - 1` ends); writes their lengths to `lens_out[0..n]` and `n` to
+/// `*count_out`. With `timeout_ns` 0 it never waits; otherwise it waits up
+/// to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value:
+/// no limit) for the first message, then takes what else is ready.
+/// Messages that do not fit in what is left of `buf` stay for the next
+/// call.
+///
+/// Outputs, by status: `SHMQ_OK` with n >= 1; `SHMQ_LAGGED` when the very
+/// first message was lost (the count is written to `*missed_out` unless it
+/// is NULL; a loss met after some messages is reported by the next call);
+/// otherwise nothing is written: `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
+/// `SHMQ_BUFFER_TOO_SMALL` (not even the first message fits),
+/// `SHMQ_CLOSED`, `SHMQ_CORRUPT`.
+///
+/// # Safety
+/// `sub` is NULL or a live subscriber that no other thread is using; `buf`
+/// is NULL or writable for `buf_len` bytes; `lens_out` is NULL or writable
+/// for `max` `size_t` values; `count_out` is NULL or valid for writing a
+/// `size_t`; `missed_out` is NULL or valid for writing a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_subscriber_recv_batch(
+    sub: *mut shmq_subscriber,
+    buf: *mut u8,
+    buf_len: usize,
+    max: usize,
+    timeout_ns: i64,
+    lens_out: *mut usize,
+    count_out: *mut usize,
+    missed_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        let s = sub_mut!(sub);
+        non_null!(count_out);
+        if max == 0 {
+            return fail_static(SHMQ_INVALID_ARGUMENT, cstr!("`max` is 0"));
+        }
+        non_null!(lens_out);
+        // SAFETY: writable for buf_len bytes (caller).
+        let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
+        let mut lens = Vec::with_capacity(max.min(4096));
+        let result = if timeout_ns == 0 {
+            s.recv_batch(buf, max, &mut lens)
+        } else {
+            s.recv_batch_block(buf, max, &mut lens, timeout(timeout_ns))
+        };
+        match result {
+            Ok(n) => {
+                // SAFETY: lens_out is non-null (checked) and writable for
+                // max >= n values (caller).
+                unsafe { std::ptr::copy_nonoverlapping(lens.as_ptr(), lens_out, n) };
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { count_out.write(n) };
+                SHMQ_OK
+            }
+            Err(RecvError::Lagged(missed)) => {
+                // SAFETY: NULL or writable (caller).
+                unsafe { write_opt(missed_out, missed) };
+                recv_error(RecvError::Lagged(missed))
+            }
+            Err(e) => recv_error(e),
         }
     })
 }

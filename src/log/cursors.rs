@@ -45,6 +45,11 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct TableControl {
     /// 0 when free; else the holder's `pid << 32 | (start_time & 0xffff_ffff)`.
     lock: AtomicU64,
+    /// Blocked subscribers spinning now (see `crate::wait`, "How long to
+    /// spin"). A hint: a process killed while spinning leaves its count
+    /// behind, which makes others spin less, never wait longer than a
+    /// publish (they sleep on the futex instead).
+    spinners: AtomicU32,
 }
 
 const _: () = assert!(core::mem::size_of::<TableControl>() == AUX_ENTRY_SIZE as usize);
@@ -88,7 +93,10 @@ pub struct CursorInfo {
     /// restart or a rollback. Reliable-mode publishers are gated by it.
     pub position: u64,
     /// The position the attached subscriber has read up to (equal to
-    /// `position` when no subscriber is attached or it has committed everything).
+    /// `position` when no subscriber is attached or it has committed
+    /// everything), as the subscriber last showed it: it stores it every
+    /// [`cursor_batch`](crate::Subscriber::cursor_batch) positions and
+    /// whenever it finds nothing new, so it may be that many behind.
     pub read: u64,
     /// Messages published after `position`: how far behind the cursor is.
     pub lag: u64,
@@ -191,6 +199,11 @@ impl<'a> Table<'a> {
                 procs: region.procs(),
             }
         }
+    }
+
+    /// The count of spinning subscribers (see [`TableControl::spinners`]).
+    pub(crate) fn spinners(&self) -> &'a AtomicU32 {
+        &self.control.spinners
     }
 
     /// Number of cursor entries.

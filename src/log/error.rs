@@ -39,6 +39,14 @@ pub enum PublishError {
     /// cannot announce a claim; nothing was done. Drop idle handles, or use
     /// fewer threads per handle.
     Busy,
+    /// Single-publisher log: another live publisher holds the role (its
+    /// pid; this process's own pid when the role is lent to a
+    /// [`Publisher`](crate::Publisher) of the same mapping, or 0 when this
+    /// handle has no process-table entry). Nothing was written.
+    RoleTaken {
+        /// The holder's process id.
+        pid: u32,
+    },
     /// Shared memory holds an impossible value, or every slot is held by a
     /// publisher that stopped in the middle of a write.
     Corrupt {
@@ -155,6 +163,11 @@ impl fmt::Display for PublishError {
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")
             }
+            PublishError::RoleTaken { pid } => write!(
+                f,
+                "this single-publisher log already has a publisher (pid {pid}); \
+                 publish through it, wait for it to detach, or create the log without single_publisher"
+            ),
             PublishError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             PublishError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),
         }

@@ -56,6 +56,9 @@ pub enum KindArg {
     LogReliable,
     /// Overwrite log, 1 publisher, 2 subscribers
     LogOverwrite,
+    /// Single-publisher reliable log (the publisher role taken over from
+    /// the dead), 1 publisher, 2 subscribers on durable named cursors
+    LogSingle,
 }
 
 impl KindArg {
@@ -65,6 +68,7 @@ impl KindArg {
             KindArg::Spsc => "spsc",
             KindArg::LogReliable => "log-reliable",
             KindArg::LogOverwrite => "log-overwrite",
+            KindArg::LogSingle => "log-single",
         }
     }
 
@@ -74,7 +78,9 @@ impl KindArg {
         match self {
             KindArg::Mpmc => &[(P, 0), (P, 1), (C, 0), (C, 1)],
             KindArg::Spsc => &[(P, 0), (C, 0)],
-            KindArg::LogReliable | KindArg::LogOverwrite => &[(P, 0), (C, 0), (C, 1)],
+            KindArg::LogReliable | KindArg::LogOverwrite | KindArg::LogSingle => {
+                &[(P, 0), (C, 0), (C, 1)]
+            }
         }
     }
 
@@ -85,7 +91,7 @@ impl KindArg {
             KindArg::Mpmc => false,
             KindArg::Spsc => true,
             // A named cursor gates the publisher; only its next holder moves it.
-            KindArg::LogReliable => true,
+            KindArg::LogReliable | KindArg::LogSingle => true,
             KindArg::LogOverwrite => role == RoleArg::Producer,
         }
     }
@@ -116,7 +122,7 @@ pub enum BackingArg {
 pub struct CrashArgs {
     /// Kinds to run, comma-separated
     #[arg(long, value_enum, value_delimiter = ',',
-          default_values_t = [KindArg::Mpmc, KindArg::Spsc, KindArg::LogReliable, KindArg::LogOverwrite])]
+          default_values_t = [KindArg::Mpmc, KindArg::Spsc, KindArg::LogReliable, KindArg::LogOverwrite, KindArg::LogSingle])]
     kinds: Vec<KindArg>,
     /// SIGKILLs per kind
     #[arg(long, default_value_t = 100)]
@@ -395,7 +401,9 @@ impl Round<'_> {
             .args(["--salt", &self.salt.to_string()])
             .args(["--slot-size", &self.a.slot_size.to_string()])
             .args(["--rate", &self.a.rate.to_string()]);
-        if self.kind == KindArg::LogReliable && role == RoleArg::Consumer {
+        if matches!(self.kind, KindArg::LogReliable | KindArg::LogSingle)
+            && role == RoleArg::Consumer
+        {
             cmd.args(["--cursor", &format!("c{slot}")])
                 .args(["--commit-every", &(1 + rng.below(4)).to_string()]);
         }
@@ -730,6 +738,15 @@ fn run_round(
             Handle::Log(log)
         }
         KindArg::LogOverwrite => Handle::Log(Log::create(&target, &LogConfig::new(slot, cap))?),
+        KindArg::LogSingle => {
+            let config = LogConfig::new(slot, cap)
+                .mode(LogMode::Reliable)
+                .single_publisher(true);
+            let log = Log::create(&target, &config)?;
+            log.create_cursor("c0", Start::Oldest)?;
+            log.create_cursor("c1", Start::Oldest)?;
+            Handle::Log(log)
+        }
     };
     let mut r = Round {
         a,

@@ -12,10 +12,10 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
     let shown = crate::text::printable(&target.to_string()).into_owned();
     match a.kind {
         Kind::Queue => {
-            if a.log_mode.is_some() || a.cursors.is_some() {
+            if a.log_mode.is_some() || a.cursors.is_some() || a.single_publisher {
                 return Err(exit::fail(
                     exit::USAGE,
-                    "--log-mode and --cursors apply to logs (--kind log)",
+                    "--log-mode, --cursors and --single-publisher apply to logs (--kind log)",
                 ));
             }
             let config = QueueConfig::new(a.slot_size, a.capacity)
@@ -49,6 +49,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
             };
             let mut config = LogConfig::new(a.slot_size, a.capacity)
                 .mode(mode)
+                .single_publisher(a.single_publisher)
                 .file_mode(a.mode);
             if let Some(n) = a.cursors {
                 config = config.cursors(n);
@@ -56,8 +57,13 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
             let log = Log::create(target, &config)?;
             let p = log.params();
             println!(
-                "created {shown}: {} log of {} slots of {} bytes, {} cursor entries, {} bytes, mode {:04o}",
+                "created {shown}: {}{} log of {} slots of {} bytes, {} cursor entries, {} bytes, mode {:04o}",
                 log_mode_name(log.mode()),
+                if log.is_single_publisher() {
+                    " single-publisher"
+                } else {
+                    ""
+                },
                 p.capacity,
                 p.slot_size,
                 log.cursor_capacity(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use shmq::inspect::{Counters, Inspector, Probe};
 use shmq::layout::QueueKind;
-use shmq::log::LOG_FLAG_RELIABLE;
+use shmq::log::{LOG_FLAG_RELIABLE, LOG_FLAG_SINGLE_PUBLISHER};
 use shmq::{Attached, Error, Log, LogStats, Target};
 
 use crate::json::{self, Obj};
@@ -36,6 +36,11 @@ fn log_mode_of(flags: u64) -> &'static str {
     } else {
         "overwrite"
     }
+}
+
+/// Whether a log's header flags say it has a single publisher.
+fn single_publisher_of(flags: u64) -> bool {
+    flags & LOG_FLAG_SINGLE_PUBLISHER != 0
 }
 
 /// The processes to show: the segment's table, without this process when
@@ -164,11 +169,14 @@ impl Row {
                 None => "?",
             }
         );
-        let note = if view.counters().closed {
-            "closed".to_string()
-        } else {
-            String::new()
-        };
+        let mut notes = Vec::new();
+        if p.kind == QueueKind::Log && single_publisher_of(p.flags) {
+            notes.push("single publisher");
+        }
+        if view.counters().closed {
+            notes.push("closed");
+        }
+        let note = notes.join(", ");
         let mut obj = Obj::new()
             .str("target", &target)
             .str("kind", kind_name(p.kind))
@@ -186,7 +194,9 @@ impl Row {
             obj = obj.int("len", s.len);
         }
         if p.kind == QueueKind::Log {
-            obj = obj.str("log_mode", log_mode_of(p.flags));
+            obj = obj
+                .str("log_mode", log_mode_of(p.flags))
+                .bool("single_publisher", single_publisher_of(p.flags));
         }
         obj = obj.bool("closed", view.counters().closed);
         Row {
@@ -653,6 +663,7 @@ fn stat_json(target: &Target, view: &Inspector, log: Option<&Log>, rates: Option
                 .int("oldest", st.oldest);
             o = o
                 .str("log_mode", log_mode_of(p.flags))
+                .bool("single_publisher", single_publisher_of(p.flags))
                 .int("cursor_capacity", st.cursor_capacity as u64)
                 .raw("cursors", &cursors_json(&st));
         }
@@ -695,6 +706,9 @@ fn kind_detail(view: &Inspector) -> String {
             "queue (single producer, single consumer)".into()
         }
         QueueKind::WorkQueue => "queue".into(),
+        QueueKind::Log if single_publisher_of(p.flags) => {
+            format!("log ({}, single publisher)", log_mode_of(p.flags))
+        }
         QueueKind::Log => format!("log ({})", log_mode_of(p.flags)),
     }
 }

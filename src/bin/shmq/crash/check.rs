@@ -147,7 +147,10 @@ impl Sent {
 
 /// Checks one round and adds its counts to `t`.
 pub fn analyse(round: u32, r: &RoundInput, t: &mut Tally) {
-    let is_log = matches!(r.kind, KindArg::LogReliable | KindArg::LogOverwrite);
+    let is_log = matches!(
+        r.kind,
+        KindArg::LogReliable | KindArg::LogOverwrite | KindArg::LogSingle
+    );
     let mut sent = Sent {
         acked: HashMap::new(),
         ack_ts: HashMap::new(),
@@ -221,7 +224,7 @@ pub fn analyse(round: u32, r: &RoundInput, t: &mut Tally) {
     }
     match r.kind {
         KindArg::Mpmc | KindArg::Spsc => check_queue(round, r, &sent, t),
-        KindArg::LogReliable => check_reliable(round, r, &sent, t),
+        KindArg::LogReliable | KindArg::LogSingle => check_reliable(round, r, &sent, t),
         KindArg::LogOverwrite => check_overwrite(round, r, &sent, t),
     }
     recovery(round, r, &sent, t);

@@ -152,12 +152,12 @@ pub fn run(a: &ChildArgs) -> anyhow::Result<()> {
             cx.put(Tag::Start, 0, 0, 0)?;
             consume(&mut cx, |b| c.dequeue_block(b, Some(STEP)))
         }
-        (KindArg::LogReliable | KindArg::LogOverwrite, RoleArg::Producer) => {
+        (KindArg::LogReliable | KindArg::LogOverwrite | KindArg::LogSingle, RoleArg::Producer) => {
             let log = Log::open(&target)?;
             cx.put(Tag::Start, 0, 0, 0)?;
             publish(&mut cx, &log)
         }
-        (KindArg::LogReliable | KindArg::LogOverwrite, RoleArg::Consumer) => {
+        (KindArg::LogReliable | KindArg::LogOverwrite | KindArg::LogSingle, RoleArg::Consumer) => {
             let log = Log::open(&target)?;
             subscribe(&mut cx, &log, a)
         }
@@ -241,6 +241,11 @@ fn publish(cx: &mut Ctx, log: &Log) -> anyhow::Result<()> {
                 seq += 1;
             }
             Err(PublishError::Timeout | PublishError::Full) => cx.check_deadline()?,
+            // Single publisher: the killed holder is not judged dead yet.
+            Err(PublishError::RoleTaken { .. }) => {
+                cx.check_deadline()?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
             Err(PublishError::Closed) => return Ok(()),
             Err(e) => bail!("publish: {e}"),
         }

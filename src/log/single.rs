@@ -1,0 +1,442 @@
+//! The single-publisher log: one publisher at a time, holding a role token,
+//! publishes with plain stores (no locked instruction per message).
+//!
+//! # The role
+//!
+//! Who may publish is a token in the control line (`Control::producer`, the
+//! same word and the same token as the single-producer queue's producer
+//! role): the holding handle's process-table entry and its generation (see
+//! `crate::procs`). It is taken by the first publish through a [`Log`]
+//! handle, or by [`Log::into_publisher`], and given back when the handle
+//! (or the [`Publisher`]) is dropped. A token whose entry's owner is dead
+//! (by the one liveness judge, `crate::liveness`), whose entry was reused
+//! since, or that names no entry at all (garbage) is taken over. A live
+//! holder, even a stopped one, is never taken for dead: a second publisher
+//! gets [`PublishError::RoleTaken`].
+//!
+//! # Publishing
+//!
+//! The holder keeps the next sequence number `pos` privately (it is the
+//! only writer of positions), and, in reliable mode, a cached lower bound
+//! of the slowest cursor, reread only when the cache says the ring might be
+//! full. Publishing `s` is the seqlock write of the multi-publisher log
+//! without its CASes:
+//!
+//! ```text
+//! stamp := writing(s)            Relaxed store
+//! fence(Release)                 (seqlock-write: pairs with the reader's Acquire fence)
+//! len, payload                   plain writes
+//! stamp := complete(s)           Release store (slot-publish)
+//! tail := s + 1                  Release store (sp-tail), once per batch
+//! ```
+//!
+//! Readers are unchanged: they Acquire the stamp, copy, fence, re-check the
+//! stamp, so a copy that overlapped a later lap's write is discarded and
+//! reported as [`RecvError::Lagged`](super::RecvError::Lagged), never torn.
+//!
+//! # Crash recovery
+//!
+//! A holder killed mid-write leaves the slot of `tail` (or of a later
+//! position of its batch) stamped `writing`. Subscribers see it as "not
+//! published yet" and wait; they never read it. Whoever takes over the role
+//! recomputes the position from the slots, not from `tail` alone: it steps
+//! over every slot from `tail` on that is stamped complete or skipped for
+//! its own position (the dead holder published them but did not store
+//! `tail`), stores the repaired `tail`, and republishes the first position
+//! that is not complete, overwriting the dead holder's partial write (the
+//! stamp goes `writing(s)` again, so a reader never accepts it). Messages
+//! the dead holder completed are kept; the one it was writing is lost, as
+//! its publish never returned.
+//!
+//! # Waking
+//!
+//! Subscribers of a single-publisher log all sleep on one futex word,
+//! `Control::wake_seq`, counted in `Control::sleepers`, with the asymmetric
+//! barrier of the single-producer queue (see `crate::wait`): the publisher,
+//! after its publishing stores, checks `sleepers` with a plain load and only
+//! when it is non-zero bumps `wake_seq` and wakes every sleeper with one
+//! syscall (`FUTEX_WAKE` of `INT_MAX`). When nobody sleeps, publishing makes
+//! no syscall.
+//!
+//! # Close
+//!
+//! As in the single-producer queue: a close by the holder itself (nothing
+//! of its in flight) stores `CLOSED_QUIET`; any other close stores `CLOSED`,
+//! and subscribers report `Closed` once drained *and* the holder has
+//! acknowledged (its next publish upgrades the flag), given up its role, or
+//! died.
+
+use std::sync::atomic::fence;
+use std::time::Duration;
+
+use super::{Inner, PublishError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
+use crate::layout::{CLOSED, CLOSED_QUIET, OPEN};
+use crate::procs;
+use crate::sync::Ordering;
+use crate::wait;
+
+/// The publisher role held by one handle: its token, the next sequence
+/// number, and (reliable mode) its cached bound of the slowest cursor.
+#[derive(Debug)]
+pub(super) struct PubRole {
+    token: u64,
+    pos: u64,
+    /// Reliable mode: a committed position at or below every cursor's;
+    /// positions below `gate + capacity` may be written.
+    gate: u64,
+}
+
+/// Where this process's mapping keeps its role for [`super::Log::publish`].
+#[derive(Debug, Default)]
+pub(super) enum LocalRole {
+    /// Not held through this mapping.
+    #[default]
+    Free,
+    /// Held for `Log::publish` calls (taken on first use).
+    Here(PubRole),
+    /// Handed to a [`super::Publisher`].
+    Lent,
+}
+
+impl Inner {
+    /// The pid of the live holder named by a role word, or `None` if the
+    /// word names nobody alive (free, dead, reused entry, or garbage).
+    pub(super) fn live_publisher(&self, word: u64) -> Option<u32> {
+        if word == 0 {
+            return None;
+        }
+        match procs::token_alive(self.region.procs(), word) {
+            Some((pid, life)) if !life.is_dead() => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// The holder of the publisher role and whether it is alive, if any.
+    pub(super) fn publisher_holder(&self) -> Option<(u32, bool)> {
+        // Relaxed: a snapshot for display.
+        let word = self
+            .region
+            .header()
+            .control
+            .producer
+            .load(Ordering::Relaxed);
+        if word == 0 {
+            return None;
+        }
+        match procs::token_alive(self.region.procs(), word) {
+            Some((pid, life)) => Some((pid, !life.is_dead())),
+            None => Some((0, false)),
+        }
+    }
+
+    /// Takes the publisher role, or returns the pid of its live holder (0
+    /// if this handle has no process-table entry: the table is full).
+    pub(super) fn claim_publisher(&self) -> Result<PubRole, u32> {
+        let word = &self.region.header().control.producer;
+        let token = self.region.handle_token().ok_or(0u32)?;
+        loop {
+            // SYNC(role): Acquire, pairs with the Release in `release_publisher`:
+            // the previous holder's slot and tail stores are visible to us.
+            let cur = word.load(Ordering::Acquire);
+            if let Some(holder) = self.live_publisher(cur) {
+                return Err(holder);
+            }
+            if cur != 0 && cur != token {
+                // Taking over from a dead holder: reap its entry, which
+                // also takes its sleepers out of the count.
+                self.region.reap_dead();
+            }
+            // SYNC(role): AcqRel, as above, and against a racing claimer.
+            if word
+                .compare_exchange(cur, token, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(PubRole {
+                    token,
+                    pos: self.repaired_tail(),
+                    gate: 0,
+                });
+            }
+        }
+    }
+
+    /// The next position for a new holder of the role: `tail`, moved past
+    /// the positions a dead holder published without storing `tail` (see
+    /// the module doc).
+    fn repaired_tail(&self) -> u64 {
+        let tail = &self.region.header().tail.value;
+        // SYNC(sp-tail): Acquire, pairs with the previous holder's Release
+        // store of tail.
+        let t0 = tail.load(Ordering::Acquire);
+        let mut t = t0;
+        // At most a ring: beyond it, a slot's stamp names another lap.
+        while t.wrapping_sub(t0) < self.capacity && t <= super::MAX_SEQ {
+            // Relaxed: only compared; we are the only publisher now, and the
+            // previous holder's stores were Acquired through the role word.
+            let v = self.slot(t).stamp.load(Ordering::Relaxed) >> 1;
+            if v != self.value(t, ST_COMPLETE) && v != self.value(t, ST_SKIPPED) {
+                break;
+            }
+            t += 1;
+        }
+        if t != t0 {
+            // SYNC(sp-tail): Release, as every store of tail.
+            tail.store(t, Ordering::Release);
+        }
+        t
+    }
+
+    /// Gives the role back and wakes sleepers (a subscriber of a closed log
+    /// may be waiting to learn that the publisher is gone).
+    pub(super) fn release_publisher(&self, role: &PubRole) {
+        // SYNC(role): Release, pairs with the Acquire in `claim_publisher`
+        // and in `sp_drained`.
+        let _ = self.region.header().control.producer.compare_exchange(
+            role.token,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        self.sp_wake(true);
+    }
+
+    /// After a publishing store: wakes every sleeping subscriber, with one
+    /// syscall, if there are any.
+    #[inline]
+    pub(super) fn sp_wake(&self, always_fence: bool) {
+        if always_fence {
+            // SYNC(asym-dekker): a full fence on the rare paths (role
+            // release, close), which pairs with the sleeper's barrier
+            // whatever this process's membarrier registration.
+            fence(Ordering::SeqCst);
+        } else {
+            wait::waker_fence();
+        }
+        let ctl = &self.region.header().control;
+        // Relaxed: ordered after our publish by `waker_fence` together with
+        // the sleeper's barrier (see crate::wait, asym-dekker).
+        if ctl.sleepers.load(Ordering::Relaxed) != 0 {
+            // SYNC(sp-wake): Release, pairs with the sleeper's Acquire load
+            // of wake_seq: a sleeper that reads the new value sees our publish.
+            ctl.wake_seq.fetch_add(1, Ordering::Release);
+            wait::futex_wake_u32(&ctl.wake_seq);
+        }
+    }
+
+    /// Sleeps until a publisher bumps `wake_seq` (or `timeout`), unless
+    /// `ready()` holds after the barrier. Every subscriber of a
+    /// single-publisher log sleeps on the same word, so one wake reaches all.
+    pub(super) fn sp_sleep(&self, timeout: Duration, ready: impl Fn() -> bool) {
+        let ctl = &self.region.header().control;
+        let mine = self.region.handle_entry();
+        if let Some(e) = mine {
+            // Relaxed: counted before the global count, read by a reaper
+            // only once we are dead.
+            e.spsc_sleeping.fetch_add(1, Ordering::Relaxed);
+        }
+        // SYNC(sp-sleep): SeqCst, announces us before the barrier below.
+        ctl.sleepers.fetch_add(1, Ordering::SeqCst);
+        // SYNC(sp-wake): Acquire, pairs with the waker's Release bump.
+        let seq = ctl.wake_seq.load(Ordering::Acquire);
+        let barrier = wait::sleeper_barrier();
+        if !ready() {
+            // No barrier available (or no entry to count us in): never
+            // trust a sleep for long.
+            let timeout = if barrier && mine.is_some() {
+                timeout
+            } else {
+                timeout.min(Duration::from_millis(1))
+            };
+            wait::futex_wait_u32(&ctl.wake_seq, seq, Some(timeout));
+        }
+        // Relaxed: a count; wakers tolerate a stale non-zero (one spare syscall).
+        let _ = ctl
+            .sleepers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        if let Some(e) = mine {
+            // Relaxed: as above.
+            e.spsc_sleeping.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Single-publisher close: `CLOSED_QUIET` when `quiet` (the caller holds
+    /// the role and has nothing in flight), else `CLOSED`; then wakes
+    /// every sleeper.
+    pub(super) fn sp_close(&self, quiet: bool) {
+        let ctl = &self.region.header().control;
+        let value = if quiet { CLOSED_QUIET } else { CLOSED };
+        // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`
+        // and `sp_drained`. Never lowers CLOSED_QUIET back to CLOSED.
+        let _ = ctl
+            .closed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                (c < value).then_some(value)
+            });
+        // SYNC(sp-wake): Release bump (close-wake): a sleeper that reads
+        // the new value sees `closed`.
+        ctl.wake_seq.fetch_add(1, Ordering::Release);
+        wait::futex_wake_u32(&ctl.wake_seq);
+        // Publishers gated in reliable mode sleep on cursors.
+        self.table().wake_all();
+    }
+
+    /// Whether the single-publisher log is closed and nothing more will be
+    /// published at or after `r`.
+    pub(super) fn sp_drained(&self, r: u64) -> bool {
+        let ctl = &self.region.header().control;
+        // SYNC(close): SeqCst, pairs with `sp_close`; SYNC(sp-close): its
+        // Acquire half pairs with the holder's Release acknowledgement.
+        let c = ctl.closed.load(Ordering::SeqCst);
+        if c == OPEN {
+            return false;
+        }
+        if c != CLOSED_QUIET {
+            // SYNC(role): Acquire, pairs with the Release in `release_publisher`.
+            let holder = ctl.producer.load(Ordering::Acquire);
+            if self.live_publisher(holder).is_some() {
+                return false; // it may still complete a publish that raced the close
+            }
+        }
+        // SYNC(sp-tail): Acquire, pairs with the holder's Release stores.
+        self.region.header().tail.value.load(Ordering::Acquire) <= r
+    }
+
+    /// Checks that `msgs` may be published now: lengths, close, room.
+    /// Returns how many of them fit (at least 1) or why none may go.
+    #[inline]
+    fn sp_admit(&self, role: &mut PubRole, wanted: u64) -> Result<u64, PublishError> {
+        let ctl = &self.region.header().control;
+        // Relaxed: the close handshake is carried by CLOSED_QUIET below.
+        if ctl.closed.load(Ordering::Relaxed) != OPEN {
+            // Acknowledge: nothing of ours is in flight any more.
+            // SYNC(sp-close): Release, pairs with the Acquire in `sp_drained`.
+            ctl.closed.store(CLOSED_QUIET, Ordering::Release);
+            self.sp_wake(true);
+            return Err(PublishError::Closed);
+        }
+        let s = role.pos;
+        if s > super::MAX_SEQ {
+            return Err(PublishError::Corrupt {
+                detail: format!("position {s} is beyond the largest sequence number"),
+            });
+        }
+        if !self.reliable {
+            return Ok(wanted);
+        }
+        let mut room = self.capacity.saturating_sub(s.saturating_sub(role.gate));
+        if room < wanted {
+            role.gate = self.table().gate().unwrap_or(s).min(s);
+            room = self.capacity - (s - role.gate);
+            if room == 0 {
+                if let Some(t) = self.region.segment().truncation_seen() {
+                    return Err(t.into());
+                }
+                self.maybe_reap();
+                return Err(PublishError::Full);
+            }
+        }
+        Ok(room.min(wanted))
+    }
+
+    /// Writes `msg` into the slot of `seq` (seqlock write, plain stores).
+    #[inline(always)]
+    pub(super) fn sp_write(&self, seq: u64, msg: &[u8]) {
+        let slot = self.slot(seq);
+        // Relaxed: the seqlock's opening store; the fence below orders it
+        // before the payload writes.
+        slot.stamp
+            .store(self.value(seq, ST_WRITING) << 1, Ordering::Relaxed);
+        // SYNC(seqlock-write): Release fence, pairs with the reader's Acquire
+        // fence before its second stamp load in `recv_once`: a reader whose
+        // copy saw any of the writes below then sees a stamp past
+        // complete(seq - capacity), and discards the copy.
+        fence(Ordering::Release);
+        failpoint!("log-publish-taken");
+        // Relaxed: published by the Release store of the stamp below.
+        slot.len.store(msg.len() as u32, Ordering::Relaxed);
+        // SAFETY: only the role holder writes slots of a single-publisher
+        // log, and its stamp now reads writing(seq); the payload holds
+        // slot_size >= msg.len() bytes (checked by the callers) inside the
+        // validated slot array. Readers may copy concurrently; they discard
+        // such copies (seqlock).
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        failpoint!("log-publish-written");
+        // SYNC(slot-publish): Release, pairs with the Acquire stamp load in
+        // `recv_once`. No waiter bit: sleepers use `wake_seq`.
+        slot.stamp
+            .store(self.value(seq, ST_COMPLETE) << 1, Ordering::Release);
+    }
+
+    /// Stores `tail` after a publish or a batch, then wakes sleepers.
+    #[inline(always)]
+    fn sp_commit(&self, role: &mut PubRole, next: u64) -> Result<(), PublishError> {
+        failpoint!("log-publish-claimed");
+        // SYNC(sp-tail): Release, pairs with the Acquire loads of tail in
+        // `sp_drained` and `repaired_tail`.
+        self.region
+            .header()
+            .tail
+            .value
+            .store(next, Ordering::Release);
+        role.pos = next;
+        self.sp_wake(false);
+        // Truncated under us: the message may have gone to the zero pages
+        // that replaced the segment.
+        if let Some(t) = self.region.segment().truncation_seen() {
+            return Err(t.into());
+        }
+        Ok(())
+    }
+
+    /// Publishes `msg` as the role holder; returns its sequence number.
+    #[inline]
+    pub(super) fn sp_publish(&self, role: &mut PubRole, msg: &[u8]) -> Result<u64, PublishError> {
+        if msg.len() > self.slot_size {
+            return Err(PublishError::TooLarge {
+                len: msg.len(),
+                max: self.slot_size,
+            });
+        }
+        self.sp_admit(role, 1)?;
+        let seq = role.pos;
+        self.sp_write(seq, msg);
+        self.sp_commit(role, seq + 1)?;
+        Ok(seq)
+    }
+
+    /// Publishes as many of `msgs` as fit now, in order, with one store of
+    /// `tail` and at most one wake; returns how many.
+    pub(super) fn sp_publish_batch(
+        &self,
+        role: &mut PubRole,
+        msgs: &[&[u8]],
+    ) -> Result<usize, PublishError> {
+        if let Some(m) = msgs.iter().find(|m| m.len() > self.slot_size) {
+            return Err(PublishError::TooLarge {
+                len: m.len(),
+                max: self.slot_size,
+            });
+        }
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        // More than a ring at once would overwrite its own first messages.
+        let wanted = (msgs.len() as u64).min(self.capacity);
+        let n = self.sp_admit(role, wanted)? as usize;
+        let first = role.pos;
+        for (i, msg) in msgs[..n].iter().enumerate() {
+            self.sp_write(first + i as u64, msg);
+        }
+        self.sp_commit(role, first + n as u64)?;
+        Ok(n)
+    }
+}
+
+impl PubRole {
+    /// The next sequence number this holder publishes.
+    pub(super) fn pos(&self) -> u64 {
+        self.pos
+    }
+}
