@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use shmq::{Consumer, DequeueError, Log, Producer, Queue, RecvError, Start, Target};
 
 use super::raw::{self, Stop};
-use super::{histogram, now_ns, ChildArgs, Ctl, Op};
+use super::{histogram, now_ns, ChildArgs, Ctl, Op, BATCH};
 
 /// What a benchmark child does.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,7 +387,7 @@ fn open_log(name: &str, a: &ChildArgs) -> anyhow::Result<Log> {
 fn log_pong(a: &ChildArgs) -> anyhow::Result<()> {
     let ctl = Ctl::open(&a.ctl)?;
     let ping = open_log(&a.a, a)?;
-    let pong = open_log(&a.b, a)?;
+    let mut pong = open_log(&a.b, a)?.into_publisher()?;
     // Registered before saying ready (the logs are reliable: the parent's
     // first ping waits for a subscriber).
     let mut sub = ping.subscribe(Start::Oldest)?;
@@ -405,12 +405,11 @@ fn log_pong(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn log_publish(a: &ChildArgs) -> anyhow::Result<()> {
-    supported(a.op)?;
     let ctl = Ctl::open(&a.ctl)?;
-    // HOOK(single-publisher log): on a single-publisher log, publish
-    // through its `Publisher` handle (the parent made the log).
-    let log = open_log(&a.a, a)?;
+    // A `Publisher` handle: on a single-publisher log it holds the role.
+    let mut log = open_log(&a.a, a)?.into_publisher()?;
     let mut msg = vec![0xa5u8; a.size];
+    let mut batch = vec![vec![0xa5u8; a.size]; BATCH as usize];
     let far = Instant::now() + FAR;
     ctl.ready();
     ctl.wait_go()?;
@@ -419,12 +418,29 @@ fn log_publish(a: &ChildArgs) -> anyhow::Result<()> {
     let mut sent = 0;
     let result = (|| -> anyhow::Result<()> {
         while sent < a.count {
-            if sent % 1024 == 0 && Instant::now() >= stop_at {
+            if sent % 1024 < BATCH as u64 && Instant::now() >= stop_at {
                 break;
             }
-            stamp(&mut msg, sent);
-            log.publish_until(&msg, Some(far))?;
-            sent += 1;
+            match a.op {
+                // Receiving in place changes nothing on the publishing side.
+                Op::Copy | Op::ZeroCopy => {
+                    stamp(&mut msg, sent);
+                    log.publish_until(&msg, Some(far))?;
+                    sent += 1;
+                }
+                Op::Batch => {
+                    let n = (a.count - sent).min(BATCH as u64) as usize;
+                    for (i, m) in batch[..n].iter_mut().enumerate() {
+                        stamp(m, sent + i as u64);
+                    }
+                    let refs: Vec<&[u8]> = batch[..n].iter().map(Vec::as_slice).collect();
+                    let mut done = 0;
+                    while done < n {
+                        done += log.publish_batch_block(&refs[done..], Some(FAR))?;
+                    }
+                    sent += n as u64;
+                }
+            }
         }
         Ok(())
     })();
@@ -436,7 +452,6 @@ fn log_publish(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn log_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
-    supported(a.op)?;
     let ctl = Ctl::open(&a.ctl)?;
     let log = open_log(&a.a, a)?;
     // Registered (reliable mode) before saying ready: the publisher, which
@@ -446,16 +461,35 @@ fn log_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
     let far = Instant::now() + FAR;
     let mut received = 0u64;
     let mut ordered = true;
+    // Every message, in order: its sequence is the count so far.
+    let mut check = |msg: &[u8], received: &mut u64| {
+        let seq = msg
+            .get(..8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        ordered &= msg.len() == a.size && seq == Some(*received);
+        *received += 1;
+    };
     ctl.ready();
     ctl.wait_go()?;
     loop {
-        match sub.recv_until(&mut buf, Some(far)) {
-            Ok(n) => {
-                // Every message, in order: its sequence is the count so far.
-                let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
-                ordered &= n == a.size && seq == received;
-                received += 1;
-            }
+        let got = match a.op {
+            Op::Copy => sub
+                .recv_until(&mut buf, Some(far))
+                .map(|n| check(&buf[..n], &mut received)),
+            // Read in place; a slot overwritten under the reader would be
+            // `Lagged`, which a reliable log never gives. These calls do not
+            // wait: the zero-copy and batch cases busy-spin (`api_cases`).
+            Op::ZeroCopy => match sub.recv_in_place(|m| check(m, &mut received)) {
+                Err(RecvError::Empty) => Ok(std::hint::spin_loop()),
+                other => other,
+            },
+            Op::Batch => match sub.recv_batch_with(BATCH as usize, |m| check(m, &mut received)) {
+                Err(RecvError::Empty) => Ok(std::hint::spin_loop()),
+                other => other.map(drop),
+            },
+        };
+        match got {
+            Ok(()) => {}
             Err(RecvError::Closed) => break,
             Err(RecvError::Lagged(n)) => {
                 anyhow::bail!("lost {n} messages of a reliable log")
@@ -498,8 +532,8 @@ fn wait_until_ns(due: u64) {
 fn paced_publish(a: &ChildArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.size >= 16, "paced messages need 16 bytes");
     let ctl = Ctl::open(&a.ctl)?;
-    // HOOK(single-publisher log): as in `log_publish`.
-    let log = open_log(&a.a, a)?;
+    // A `Publisher` handle, as in `log_publish`.
+    let mut log = open_log(&a.a, a)?.into_publisher()?;
     let mut msg = vec![0xa5u8; a.size];
     let far = Instant::now() + FAR;
     ctl.ready();
