@@ -38,7 +38,7 @@ mod quote;
 use std::time::{Duration, Instant};
 
 use quote::{arg, flag, now_ns, Quote, QUOTE_SIZE};
-use shmq::{CursorError, Error, Log, LogConfig, LogMode, Start, Target};
+use shmq::{CursorError, Error, Log, LogConfig, LogMode, Publisher, Start, Target};
 
 const SYMBOLS: [&str; 8] = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "NFLX",
@@ -65,8 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(()) | Err(Error::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
+    // A feed has one publisher: a single-publisher log publishes with
+    // plain stores (no locked instruction) through its `Publisher` handle.
     let config = LogConfig::new(QUOTE_SIZE, capacity)
         .mode(mode)
+        .single_publisher(true)
         .cursors(cursors.len() + 16);
     let log = Log::create(&target, &config)?;
     for c in &cursors {
@@ -85,7 +88,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut seq = 0u64;
-    let result = publish(&log, rate, secs, &mut seq);
+    let result = {
+        // Dropped before the close below, which it would otherwise have to
+        // acknowledge by publishing again.
+        let mut publisher = log.clone().into_publisher()?;
+        publish(&mut publisher, rate, secs, &mut seq)
+    };
     let stats = log.stats();
     println!(
         "done: {} published, {} lost to slow subscribers in total, cursors {:?}",
@@ -102,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Publishes quotes at `rate` per second for `secs`, counting them in `seq`.
 fn publish(
-    log: &Log,
+    log: &mut Publisher,
     rate: u64,
     secs: f64,
     seq: &mut u64,
