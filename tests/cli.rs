@@ -16,6 +16,8 @@ use shmq::{Log, Queue, QueueConfig, Segment, Target};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shmq");
 const LIMIT: Duration = Duration::from_secs(60);
+/// The wait for a whole default `shmq bench` run (the demo's cases).
+const BENCH_LIMIT: Duration = Duration::from_secs(240);
 
 /// What a finished `shmq` process left.
 #[derive(Debug)]
@@ -1157,7 +1159,9 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
     .spawn()
     .unwrap();
     let pid = child.id();
-    let out = finish(child, None, LIMIT).expect(0);
+    // Every default case, about 70 of them, each bounded by --case-secs or
+    // its message count: seconds on a quiet machine, more on a loaded one.
+    let out = finish(child, None, BENCH_LIMIT).expect(0);
     assert!(
         bench_leftovers(pid).is_empty(),
         "bench left segments behind"
