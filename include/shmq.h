@@ -188,12 +188,26 @@ typedef enum shmq_status {
 typedef struct shmq_log shmq_log;
 
 /**
+ * A message read in place, from shmq_queue_consume(). Opaque. Free it with
+ * shmq_message_release(), before shmq_queue_free() of its queue.
+ */
+typedef struct shmq_message shmq_message;
+
+/**
  * A handle to a work queue. Opaque: create it with shmq_queue_create(),
  * shmq_queue_open() or shmq_queue_open_or_create(), release it with
  * shmq_queue_free(). One handle may be used by many threads at once (every
  * function taking a `const shmq_queue *` is thread-safe).
  */
 typedef struct shmq_queue shmq_queue;
+
+/**
+ * A slot reserved by shmq_queue_reserve(), written in place through the
+ * pointer that call returned. Opaque. End it with exactly one of
+ * shmq_reservation_commit() or shmq_reservation_cancel(), which free it;
+ * before shmq_queue_free() of its queue.
+ */
+typedef struct shmq_reservation shmq_reservation;
 
 /**
  * A subscriber of a fan-out log: a reader with its own position. Opaque:
@@ -299,6 +313,20 @@ typedef struct shmq_stats {
    */
   uint64_t capacity;
 } shmq_stats;
+
+/**
+ * One message of a batch for shmq_queue_enqueue_batch().
+ */
+typedef struct shmq_iovec {
+  /**
+   * The message's bytes (may be NULL when `len` is 0).
+   */
+  const uint8_t *base;
+  /**
+   * Its length.
+   */
+  size_t len;
+} shmq_iovec;
 
 #ifdef __cplusplus
 extern "C" {
@@ -982,6 +1010,98 @@ enum shmq_status shmq_queue_slot_size(const struct shmq_queue *queue, uint32_t *
  * a `shmq_stats`.
  */
 enum shmq_status shmq_queue_stats(const struct shmq_queue *queue, struct shmq_stats *stats_out);
+
+/**
+ * Reserves a slot for a message of up to `len` bytes, to be written in
+ * place: writes the reservation to `*res_out` and the address of its `len`
+ * writable bytes to `*buf_out`. `timeout_ns`: 0 never waits (`SHMQ_FULL`);
+ * negative (`SHMQ_WAIT_FOREVER`) no limit; else up to that many
+ * nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE` otherwise.
+ *
+ * Lifetime: the bytes at `*buf_out` are yours until the reservation is
+ * committed or cancelled; do not touch them after. On a multi-producer
+ * queue messages enqueued after the reservation wait behind it: keep it
+ * short. On a single-producer queue the handle's producer role is held
+ * until then (other producer calls on it get `SHMQ_ROLE_TAKEN`). A
+ * reservation may be ended by another thread than the one that made it.
+ *
+ * # Safety
+ * `queue` is NULL or a live handle, which outlives the reservation;
+ * `res_out` and `buf_out` are NULL or valid for writing a pointer.
+ */
+enum shmq_status shmq_queue_reserve(const struct shmq_queue *queue, size_t len, int64_t timeout_ns, struct shmq_reservation **res_out, uint8_t **buf_out);
+
+/**
+ * Publishes the first `n` bytes of the reservation as a message and frees
+ * the reservation (whatever the status). `SHMQ_TOO_LARGE` if `n` is more
+ * than was reserved (then nothing is published).
+ *
+ * # Safety
+ * `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+ */
+enum shmq_status shmq_reservation_commit(struct shmq_reservation *res, size_t n);
+
+/**
+ * Gives the reservation back unpublished and frees it. NULL is ignored.
+ *
+ * # Safety
+ * `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+ */
+void shmq_reservation_cancel(struct shmq_reservation *res);
+
+/**
+ * Takes the next message to read in place: writes a handle to `*msg_out`,
+ * the address of its bytes to `*data_out` and its length to `*len_out`.
+ * `timeout_ns` as for shmq_queue_reserve(); `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
+ * `SHMQ_CLOSED` (closed and drained).
+ *
+ * Lifetime: the bytes are readable until shmq_message_release(); the slot
+ * stays yours (no producer reuses it) until then, so release promptly. The
+ * bytes are shared memory: a process that breaks the protocol could change
+ * them while you read; the length was checked against the slot size.
+ *
+ * # Safety
+ * `queue` is NULL or a live handle, which outlives the message; the
+ * outputs are NULL or valid for writing.
+ */
+enum shmq_status shmq_queue_consume(const struct shmq_queue *queue, int64_t timeout_ns, struct shmq_message **msg_out, const uint8_t **data_out, size_t *len_out);
+
+/**
+ * Frees the message's slot and the handle. NULL is ignored.
+ *
+ * # Safety
+ * `msg` is NULL or a message from shmq_queue_consume() not yet released.
+ */
+void shmq_message_release(struct shmq_message *msg);
+
+/**
+ * Enqueues as many of the `count` messages at `msgs` as fit, in order, with
+ * one index publication, and writes how many to `*count_out` (a prefix,
+ * at least 1 on `SHMQ_OK`). The batch stops before a message longer than
+ * the slot size. `timeout_ns` as for shmq_queue_reserve() (a wait lasts
+ * until at least one message fits). Errors as shmq_queue_enqueue_try().
+ *
+ * # Safety
+ * `queue` is NULL or a live handle; `msgs` is NULL or readable for `count`
+ * entries, each readable for its `len` bytes; `count_out` NULL or writable.
+ */
+enum shmq_status shmq_queue_enqueue_batch(const struct shmq_queue *queue, const struct shmq_iovec *msgs, size_t count, int64_t timeout_ns, size_t *count_out);
+
+/**
+ * Dequeues up to `max` messages into the `buf_len` bytes at `buf`, back to
+ * back, with one index publication: message `i` is `lens[i]` bytes long,
+ * after those before it; writes how many to `*count_out` (at least 1 on
+ * `SHMQ_OK`). Takes only messages that fit in `buf` together (the rest
+ * stay queued); `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit.
+ * `timeout_ns` as for shmq_queue_reserve(). Errors as
+ * shmq_queue_dequeue_try().
+ *
+ * # Safety
+ * `queue` is NULL or a live handle; `buf` NULL or writable for `buf_len`
+ * bytes; `lens` NULL or writable for `max` entries; `count_out` NULL or
+ * writable.
+ */
+enum shmq_status shmq_queue_dequeue_batch(const struct shmq_queue *queue, uint8_t *buf, size_t buf_len, size_t *lens, size_t max, int64_t timeout_ns, size_t *count_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -29,6 +29,16 @@ pub const NAMES: &[&str] = &[
     "queue-consume-copied",
     // work queue, crash recovery redelivering a dead consumer's message
     "queue-redeliver-claimed",
+    // work queue, zero-copy: a reservation claimed / being committed, a
+    // consume guard being released
+    "queue-reserve-claimed",
+    "queue-reserve-committing",
+    "queue-consume-releasing",
+    // work queue, batches: a range claimed, each message of it published
+    // (also single-producer batches), a consumer range claimed
+    "queue-batch-claimed",
+    "queue-batch-published-one",
+    "queue-batch-consume-claimed",
     // log, publishing
     "log-publish-claimed",
     "log-publish-taken",

@@ -20,8 +20,11 @@ use crate::Error;
 /// "SHMQSEG1" read as a little-endian integer: marks an initialised segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG1");
 /// The layout version this library writes and reads (2: a 256-entry process
-/// table of handles and thread lanes that announce their claims).
-pub const LAYOUT_VERSION: u32 = 2;
+/// table of handles and thread lanes that announce their claims; 3: a lane
+/// may announce a range of positions, [`ProcEntry::claim_len`], which a
+/// version-2 recoverer would not read, and would take the rest of a live
+/// range for a dead claim).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Size of [`Header`], also the offset of the process table.
 pub const HEADER_SIZE: usize = 1024;
 /// Number of entries in the process table: one per attached handle, plus
@@ -206,6 +209,12 @@ pub struct ProcEntry {
     pub spsc_sleeping: AtomicU32,
     /// The owning thread's id (display only).
     pub tid: AtomicU32,
+    /// How many consecutive positions, from the one in `claim`, the claim
+    /// names (a batch claims a range with one CAS); 0 or 1: one. Written
+    /// (Release) before `claim`, reset to 0 (Release) after `claim` is
+    /// cleared, so a reader that Acquires a length written after the claim
+    /// it read also sees that claim's step complete (see `crate::procs`).
+    pub claim_len: AtomicU64,
 }
 
 /// [`ProcEntry::pid`] of an entry being reaped.
@@ -229,6 +238,7 @@ pub const SLEEP_SLOT: u64 = 1 << 62;
 pub const SLEEP_CURSOR: u64 = 2 << 62;
 
 const _: () = assert!(core::mem::size_of::<ProcEntry>() == PROC_ENTRY_SIZE);
+const _: () = assert!(core::mem::offset_of!(ProcEntry, claim_len) == 56);
 
 /// The header of one slot; the payload follows it.
 #[repr(C)]

@@ -48,6 +48,8 @@ pub use log::{
     CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, Publisher, RecvError,
     Start, Subscriber,
 };
-pub use queue::{Consumer, Producer, Queue, QueueConfig, QueueStats, StuckClaim};
+pub use queue::{
+    ConsumeGuard, Consumer, Producer, Queue, QueueConfig, QueueStats, ReserveGuard, StuckClaim,
+};
 pub use segment::{find_free_key, Segment, Target};
 pub use wait::WaitStrategy;

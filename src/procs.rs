@@ -24,6 +24,20 @@
 //! happens once, and a recoverer announces its own claims the same way, so
 //! a recoverer that dies is recovered from too.
 //!
+//! A batch claims a range of positions with one CAS: it writes the range's
+//! length into `claim_len` (Release) before the start position into
+//! `claim`, and resets it (Release) after clearing `claim`. A reader Acquires
+//! `claim`, then `claim_len`: either the length belongs to that claim, or it
+//! was written after the claim was cleared, and then the reader also sees
+//! the claimed step complete, so any recovery it attempts fails its CAS or
+//! its re-check (the same argument as for a stale announcement).
+//!
+//! A zero-copy guard (a reservation or a consumption that outlives the call)
+//! announces its claim in a lane of its own, taken from the handle's pool
+//! rather than the thread's lane, so that the thread may claim again while
+//! the guard lives, and the guard may move to another thread: a lane is
+//! written by one holder at a time (its thread, or the guard holding it).
+//!
 //! Liveness is [`crate::liveness`]'s: pid, start time and pid namespace.
 
 use std::cell::{Cell, RefCell};
@@ -109,6 +123,7 @@ fn reap(e: &ProcEntry, pid: u32, on_reap: &dyn Fn(&ProcEntry)) -> bool {
 fn clear(e: &ProcEntry) {
     // Relaxed: published by the Release store of pid that follows.
     e.claim.store(0, Ordering::Relaxed);
+    e.claim_len.store(0, Ordering::Relaxed);
     e.sleeping_on.store(0, Ordering::Relaxed);
     e.spsc_sleeping.store(0, Ordering::Relaxed);
     e.kind.store(0, Ordering::Relaxed);
@@ -151,20 +166,39 @@ pub(crate) enum Named {
     Dead,
 }
 
+/// Longest range a claim may name; a longer `claim_len` (garbage) is cut
+/// to this many positions.
+pub(crate) const MAX_CLAIM_LEN: u64 = 1 << 20;
+
+/// The claim a lane announces now: its tag, first position and length
+/// (at least 1), or `None`. See the module doc for why the two loads suffice.
+#[inline]
+pub(crate) fn claim_of(e: &ProcEntry) -> Option<(u64, u64, u64)> {
+    // SYNC(claim-announce): Acquire, pairs with the Release store that
+    // clears a claim after its step completed: if we see it cleared, we
+    // see the completion, and our recovery CAS fails.
+    let claim = e.claim.load(Ordering::Acquire);
+    if claim == 0 {
+        return None;
+    }
+    // SYNC(claim-announce): Acquire, pairs with the Release stores of
+    // claim_len (before a range's claim, and the reset after its clear).
+    let len = e.claim_len.load(Ordering::Acquire).clamp(1, MAX_CLAIM_LEN);
+    Some((claim & !CLAIM_POS, claim & CLAIM_POS, len))
+}
+
 /// Whether any lane of a live process names one of `positions` in its
-/// claim word (whatever the tag). Read after observing the position claimed
-/// (an Acquire load of the claimed word): see the module doc.
+/// claim (whatever the tag; a range names each of its positions). Read
+/// after observing the position claimed (an Acquire load of the claimed
+/// word): see the module doc.
 pub(crate) fn named_by_live(table: &[ProcEntry], positions: &[u64]) -> Named {
     for e in table {
-        // SYNC(claim-announce): Acquire, pairs with the Release store that
-        // clears a claim after its step completed: if we see it cleared, we
-        // see the completion, and our recovery CAS fails.
-        let claim = e.claim.load(Ordering::Acquire);
-        if claim != 0
-            && positions.contains(&(claim & CLAIM_POS))
-            && !liveness::judge_entry(e).is_dead()
-        {
-            return Named::Live;
+        if let Some((_, start, len)) = claim_of(e) {
+            if positions.iter().any(|&p| p >= start && p - start < len)
+                && !liveness::judge_entry(e).is_dead()
+            {
+                return Named::Live;
+            }
         }
     }
     Named::Dead
@@ -176,25 +210,24 @@ pub(crate) fn named_by_live(table: &[ProcEntry], positions: &[u64]) -> Named {
 /// their lane still names their own, older sequence number.
 pub(crate) fn slot_named_by_live(table: &[ProcEntry], r: u64, capacity: u64) -> Named {
     for e in table {
-        // SYNC(claim-announce): Acquire, as in `named_by_live`.
-        let claim = e.claim.load(Ordering::Acquire);
-        let q = claim & CLAIM_POS;
-        if claim != 0 && q <= r && (r - q) % capacity == 0 && !liveness::judge_entry(e).is_dead() {
-            return Named::Live;
+        if let Some((_, start, len)) = claim_of(e) {
+            // The first position of the range in r's slot (if any is <= r).
+            let names = start <= r && (r - start) % capacity.max(1) < len;
+            if names && !liveness::judge_entry(e).is_dead() {
+                return Named::Live;
+            }
         }
     }
     Named::Dead
 }
 
-/// The claims of dead processes with tag `tag` (their positions).
-pub(crate) fn dead_claims(table: &[ProcEntry], tag: u64) -> Vec<u64> {
+/// The claims of dead processes with tag `tag`: (first position, length).
+pub(crate) fn dead_claims(table: &[ProcEntry], tag: u64) -> Vec<(u64, u64)> {
     table
         .iter()
         .filter_map(|e| {
-            // SYNC(claim-announce): Acquire, as in `named_by_live`.
-            let claim = e.claim.load(Ordering::Acquire);
-            (claim != 0 && claim & !CLAIM_POS == tag && liveness::judge_entry(e).is_dead())
-                .then_some(claim & CLAIM_POS)
+            let (t, start, len) = claim_of(e)?;
+            (t == tag && liveness::judge_entry(e).is_dead()).then_some((start, len))
         })
         .collect()
 }
@@ -392,19 +425,32 @@ impl LaneBook {
 
 /// A claim announced in a lane; cleared (Release) when dropped, so every
 /// return path clears it.
-pub(crate) struct Announce<'a>(Option<&'a ProcEntry>);
+pub(crate) struct Announce<'a> {
+    lane: Option<&'a ProcEntry>,
+    /// Whether a range was announced (its length is reset on clear).
+    ranged: Cell<bool>,
+}
 
 impl<'a> Announce<'a> {
     /// A guard on `lane` (none: in-process heap regions may go without).
     #[inline]
     pub(crate) fn new(lane: Option<&'a ProcEntry>) -> Announce<'a> {
-        Announce(lane)
+        Announce {
+            lane,
+            ranged: Cell::new(false),
+        }
     }
 
     /// Announces `tag | pos` before the CAS that claims `pos`.
     #[inline]
     pub(crate) fn set(&self, tag: u64, pos: u64) {
-        if let Some(e) = self.0 {
+        if let Some(e) = self.lane {
+            if self.ranged.get() {
+                self.ranged.set(false);
+                // SYNC(claim-announce): Release, as in `Drop` (a single
+                // claim after a range on the same guard).
+                e.claim_len.store(0, Ordering::Release);
+            }
             // SYNC(claim-announce): Release, pairs with the Acquire load in
             // `named_by_live`: a recoverer that sees this announcement sees
             // every step this thread completed before it (a slot it released
@@ -416,9 +462,41 @@ impl<'a> Announce<'a> {
         }
     }
 
+    /// Announces the `len` positions from `pos` (a batch) before the CAS
+    /// that claims them all.
+    #[inline]
+    pub(crate) fn set_range(&self, tag: u64, pos: u64, len: u64) {
+        if let Some(e) = self.lane {
+            self.ranged.set(true);
+            // SYNC(claim-announce): Release, pairs with the Acquire load of
+            // claim_len in `claim_of`: written before the claim it belongs to.
+            e.claim_len.store(len, Ordering::Release);
+            // SYNC(claim-announce): Release, as in `set`.
+            e.claim.store(tag | (pos & CLAIM_POS), Ordering::Release);
+        }
+    }
+
+    /// Clears the announcement now (the claimed step is complete); the
+    /// guard may announce again.
+    #[inline]
+    pub(crate) fn clear(&self) {
+        if let Some(e) = self.lane {
+            // SYNC(claim-announce): Release, pairs with the Acquire load in
+            // `named_by_live`: the completed step is visible first.
+            e.claim.store(0, Ordering::Release);
+            if self.ranged.get() {
+                self.ranged.set(false);
+                // SYNC(claim-announce): Release, pairs with the Acquire load
+                // in `claim_of`: a reader that sees this reset (paired with
+                // a stale claim) sees the range's step complete.
+                e.claim_len.store(0, Ordering::Release);
+            }
+        }
+    }
+
     /// Records what the thread is about to sleep on (0: awake).
     pub(crate) fn sleeping(&self, tag_index: u64) {
-        if let Some(e) = self.0 {
+        if let Some(e) = self.lane {
             // SYNC(close-wake): SeqCst, pairs with the closer's SeqCst load
             // in `sleeping_on`.
             e.sleeping_on.store(tag_index, Ordering::SeqCst);
@@ -427,18 +505,14 @@ impl<'a> Announce<'a> {
 
     /// Whether the thread has a lane (its sleep can be found by `close`).
     pub(crate) fn has_lane(&self) -> bool {
-        self.0.is_some()
+        self.lane.is_some()
     }
 }
 
 impl Drop for Announce<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(e) = self.0 {
-            // SYNC(claim-announce): Release, pairs with the Acquire load in
-            // `named_by_live`: the completed step is visible first.
-            e.claim.store(0, Ordering::Release);
-        }
+        self.clear();
     }
 }
 

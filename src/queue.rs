@@ -20,8 +20,10 @@
 //! publish tombstones, and crash recovery can publish them for claims a dead
 //! process left half-done.
 
+mod batch;
 mod recover;
 mod spsc;
+mod zerocopy;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +38,7 @@ use crate::region::Region;
 use recover::{RecoverGate, IDLE_CHECK, RECOVER_EVERY};
 
 pub use recover::StuckClaim;
+pub use zerocopy::{ConsumeGuard, ReserveGuard};
 
 /// The position a work-queue stamp names (without the waiter and tombstone bits).
 #[inline]
@@ -174,6 +177,8 @@ pub struct Queue {
     roles: Option<Box<Roles>>,
     /// Rate limit of crash-recovery checks.
     gate: Box<RecoverGate>,
+    /// Lanes of zero-copy guards (multi-producer queues).
+    pool: Box<zerocopy::LanePool>,
 }
 
 /// Which end of a single-producer/single-consumer queue.
@@ -254,6 +259,7 @@ impl Queue {
             wait: WaitStrategy::default(),
             roles: (p.flags & QUEUE_FLAG_SPSC != 0).then(Box::default),
             gate: Box::new(RecoverGate::new()),
+            pool: Box::default(),
             region,
         }
     }
@@ -566,13 +572,20 @@ impl Queue {
     #[inline]
     fn publish(&self, pos: u64, slot: &SlotHeader, msg: &[u8], flags: u32) {
         debug_assert!(msg.len() <= self.slot_size);
-        // Relaxed: published by the Release swap below.
-        slot.len.store(msg.len() as u32, Ordering::Relaxed);
-        slot.flags.store(flags, Ordering::Relaxed);
         // SAFETY: this process owns position `pos` (claimed, not published);
         // the payload area holds slot_size >= msg.len() bytes inside the
         // validated slot array; no one else touches it until the swap below.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        self.publish_len(pos, slot, msg.len(), flags);
+    }
+
+    /// Publishes a claimed slot whose payload holds `len` bytes written in place.
+    #[inline]
+    fn publish_len(&self, pos: u64, slot: &SlotHeader, len: usize, flags: u32) {
+        debug_assert!(len <= self.slot_size);
+        // Relaxed: published by the Release swap below.
+        slot.len.store(len as u32, Ordering::Relaxed);
+        slot.flags.store(flags, Ordering::Relaxed);
         failpoint!("queue-publish");
         // SYNC(slot-publish): Release, pairs with the Acquire stamp load in
         // `claim_head`. The swap also reads the waiter bit (see crate::wait).
@@ -604,7 +617,17 @@ impl Queue {
                 .with_role(Side::Producer, |role| self.spsc_enqueue(role, msg))
                 .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
         }
-        match self.mpmc_enqueue_try(msg) {
+        self.produce_try(|| self.mpmc_enqueue_try(msg))
+    }
+
+    /// A multi-producer `try` attempt, with the crash-recovery check of a
+    /// full ring now and then.
+    #[inline]
+    fn produce_try<T>(
+        &self,
+        attempt: impl FnOnce() -> Result<T, EnqueueError>,
+    ) -> Result<T, EnqueueError> {
+        match attempt() {
             Err(EnqueueError::Full) => {
                 if let Some(t) = self.region.segment().truncation_seen() {
                     return Err(t.into());
@@ -682,9 +705,19 @@ impl Queue {
                 })
                 .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
         }
+        self.wait_produce(deadline, || self.mpmc_enqueue_try(msg))
+    }
+
+    /// Repeats a multi-producer attempt while the ring is full, waiting as
+    /// `enqueue_until` does, until `deadline`.
+    fn wait_produce<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Result<T, EnqueueError>,
+    ) -> Result<T, EnqueueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.mpmc_enqueue_try(msg) {
+            match attempt() {
                 Err(EnqueueError::Full) => {}
                 other => return other,
             }
@@ -1016,8 +1049,18 @@ impl Queue {
                 .with_role(Side::Consumer, |role| self.spsc_dequeue(role, buf))
                 .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
         }
+        self.consume_try(|| self.mpmc_dequeue_try(buf))
+    }
+
+    /// A multi-consumer `try` attempt, with the crash-recovery checks of an
+    /// empty or closed ring.
+    #[inline]
+    fn consume_try<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, DequeueError>,
+    ) -> Result<T, DequeueError> {
         loop {
-            match self.mpmc_dequeue_try(buf) {
+            match attempt() {
                 Err(DequeueError::Empty) if self.recovery_due(false) => {
                     self.region.segment().check_intact()?;
                     if !self.recover_consumer_side()? {
@@ -1108,9 +1151,19 @@ impl Queue {
                 })
                 .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
         }
+        self.wait_consume(deadline, || self.mpmc_dequeue_try(buf))
+    }
+
+    /// Repeats a multi-consumer attempt while the ring is empty, waiting as
+    /// `dequeue_until` does, until `deadline`.
+    fn wait_consume<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Result<T, DequeueError>,
+    ) -> Result<T, DequeueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match self.mpmc_dequeue_try(buf) {
+            match attempt() {
                 Err(DequeueError::Empty) => {}
                 Err(DequeueError::Closed) => {
                     if self.recover_orphans()? {
@@ -1187,6 +1240,7 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        self.free_pool();
         if let Some(roles) = self.roles.take() {
             for (side, lock) in [
                 (Side::Producer, &roles.producer),

@@ -696,6 +696,61 @@ static void on_alarm(int sig) {
     _exit(1);
 }
 
+/* Zero-copy and batch calls, in both modes: reserve/commit/cancel,
+ * consume/release, a batch partial when full, a flat-buffer batch out. */
+static void test_zero_copy_and_batches(void) {
+    for (int mode = 0; mode < 2; mode++) {
+        const char *t = new_target("posix");
+        shmq_queue *q = NULL;
+        CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, mode ? SHMQ_QUEUE_SPSC : 0, &q), SHMQ_OK);
+        shmq_reservation *r = NULL;
+        uint8_t *w = NULL;
+        CHECK_STATUS(shmq_queue_reserve(q, 17, 0, &r, &w), SHMQ_TOO_LARGE);
+        CHECK(r == NULL && w == NULL);
+        CHECK_STATUS(shmq_queue_reserve(q, 16, 0, &r, &w), SHMQ_OK);
+        CHECK(r != NULL && w != NULL);
+        memcpy(w, "hello", 5);
+        CHECK_STATUS(shmq_reservation_commit(r, 5), SHMQ_OK);
+        CHECK_STATUS(shmq_queue_reserve(q, 4, -1, &r, &w), SHMQ_OK);
+        shmq_reservation_cancel(r);
+        CHECK_STATUS(shmq_queue_reserve(q, 4, 1000000, &r, &w), SHMQ_OK);
+        CHECK_STATUS(shmq_reservation_commit(r, 5), SHMQ_TOO_LARGE); /* beyond the reservation */
+        shmq_reservation_cancel(NULL);
+
+        shmq_message *m = NULL;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        CHECK_STATUS(shmq_queue_consume(q, 0, &m, &data, &len), SHMQ_OK);
+        CHECK(len == 5 && memcmp(data, "hello", 5) == 0);
+        shmq_message_release(m);
+        CHECK_STATUS(shmq_queue_consume(q, 0, &m, &data, &len), SHMQ_EMPTY);
+        CHECK_STATUS(shmq_queue_consume(q, 1000000, &m, &data, &len), SHMQ_TIMEOUT);
+        shmq_message_release(NULL);
+
+        shmq_iovec iov[6] = {
+            {(const uint8_t *)"a", 1}, {(const uint8_t *)"bb", 2}, {(const uint8_t *)"ccc", 3},
+            {NULL, 0}, {(const uint8_t *)"e", 1}, {(const uint8_t *)"f", 1},
+        };
+        size_t count = 99;
+        CHECK_STATUS(shmq_queue_enqueue_batch(q, iov, 6, 0, &count), SHMQ_OK);
+        CHECK(count == 4); /* the ring holds 4 */
+        CHECK_STATUS(shmq_queue_enqueue_batch(q, iov + 4, 2, 0, &count), SHMQ_FULL);
+        uint8_t buf[5];
+        size_t lens[8];
+        CHECK_STATUS(shmq_queue_dequeue_batch(q, buf, 0, lens, 8, 0, &count), SHMQ_BUFFER_TOO_SMALL);
+        CHECK_STATUS(shmq_queue_dequeue_batch(q, buf, sizeof buf, lens, 8, 0, &count), SHMQ_OK);
+        CHECK(count == 2 && lens[0] == 1 && lens[1] == 2 && memcmp(buf, "abb", 3) == 0);
+        CHECK_STATUS(shmq_queue_dequeue_batch(q, buf, sizeof buf, lens, 8, -1, &count), SHMQ_OK);
+        CHECK(count == 2 && lens[0] == 3 && lens[1] == 0 && memcmp(buf, "ccc", 3) == 0);
+        CHECK_STATUS(shmq_queue_dequeue_batch(q, buf, sizeof buf, lens, 8, 0, &count), SHMQ_EMPTY);
+        CHECK_STATUS(shmq_queue_enqueue_batch(q, NULL, 0, 0, &count), SHMQ_OK);
+        CHECK(count == 0);
+        CHECK_STATUS(shmq_queue_enqueue_batch(q, NULL, 1, 0, &count), SHMQ_NULL_PARAMETER);
+        CHECK_STATUS(shmq_queue_unlink(q), SHMQ_OK);
+        shmq_queue_free(q);
+    }
+}
+
 int main(void) {
     atexit(remove_targets);
     signal(SIGALRM, on_alarm); /* a watchdog: every wait in this test is bounded */
@@ -708,6 +763,7 @@ int main(void) {
     test_bare_targets();
     test_operations();
     test_spsc();
+    test_zero_copy_and_batches();
     test_null_parameters();
     test_bad_arguments();
     test_unusable_segments();

@@ -624,6 +624,278 @@ pub unsafe extern "C" fn shmq_queue_stats(
     })
 }
 
+/// A slot reserved by shmq_queue_reserve(), written in place through the
+/// pointer that call returned. Opaque. End it with exactly one of
+/// shmq_reservation_commit() or shmq_reservation_cancel(), which free it;
+/// before shmq_queue_free() of its queue.
+pub struct shmq_reservation {
+    guard: crate::ReserveGuard<'static>,
+}
+
+/// A message read in place, from shmq_queue_consume(). Opaque. Free it with
+/// shmq_message_release(), before shmq_queue_free() of its queue.
+pub struct shmq_message {
+    /// Held only to be dropped (which releases the slot).
+    _guard: crate::ConsumeGuard<'static>,
+}
+
+/// One message of a batch for shmq_queue_enqueue_batch().
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmq_iovec {
+    /// The message's bytes (may be NULL when `len` is 0).
+    pub base: *const u8,
+    /// Its length.
+    pub len: usize,
+}
+
+/// Reserves a slot for a message of up to `len` bytes, to be written in
+/// place: writes the reservation to `*res_out` and the address of its `len`
+/// writable bytes to `*buf_out`. `timeout_ns`: 0 never waits (`SHMQ_FULL`);
+/// negative (`SHMQ_WAIT_FOREVER`) no limit; else up to that many
+/// nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE` otherwise.
+///
+/// Lifetime: the bytes at `*buf_out` are yours until the reservation is
+/// committed or cancelled; do not touch them after. On a multi-producer
+/// queue messages enqueued after the reservation wait behind it: keep it
+/// short. On a single-producer queue the handle's producer role is held
+/// until then (other producer calls on it get `SHMQ_ROLE_TAKEN`). A
+/// reservation may be ended by another thread than the one that made it.
+///
+/// # Safety
+/// `queue` is NULL or a live handle, which outlives the reservation;
+/// `res_out` and `buf_out` are NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_reserve(
+    queue: *const shmq_queue,
+    len: usize,
+    timeout_ns: i64,
+    res_out: *mut *mut shmq_reservation,
+    buf_out: *mut *mut u8,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(res_out);
+        non_null!(buf_out);
+        // SAFETY: the caller keeps the handle alive until the reservation
+        // ends (documented above), so the borrow may be 'static here.
+        let q: &'static Queue = unsafe { &*(q as *const Queue) };
+        let r = if timeout_ns == 0 {
+            q.reserve(len)
+        } else {
+            q.reserve_block(len, timeout(timeout_ns))
+        };
+        match r {
+            Ok(mut guard) => {
+                let buf = guard.as_mut_slice().as_mut_ptr();
+                // SAFETY: both non-null (checked), writable (caller).
+                unsafe {
+                    buf_out.write(buf);
+                    res_out.write(Box::into_raw(Box::new(shmq_reservation { guard })));
+                }
+                SHMQ_OK
+            }
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Publishes the first `n` bytes of the reservation as a message and frees
+/// the reservation (whatever the status). `SHMQ_TOO_LARGE` if `n` is more
+/// than was reserved (then nothing is published).
+///
+/// # Safety
+/// `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_reservation_commit(
+    res: *mut shmq_reservation,
+    n: usize,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(res);
+        // SAFETY: a live reservation (caller), ended here exactly once.
+        let res = unsafe { Box::from_raw(res) };
+        match res.guard.commit(n) {
+            Ok(()) => SHMQ_OK,
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Gives the reservation back unpublished and frees it. NULL is ignored.
+///
+/// # Safety
+/// `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_reservation_cancel(res: *mut shmq_reservation) {
+    boundary(|| {
+        if !res.is_null() {
+            // SAFETY: a live reservation (caller), ended here exactly once.
+            drop(unsafe { Box::from_raw(res) });
+        }
+        SHMQ_OK
+    });
+}
+
+/// Takes the next message to read in place: writes a handle to `*msg_out`,
+/// the address of its bytes to `*data_out` and its length to `*len_out`.
+/// `timeout_ns` as for shmq_queue_reserve(); `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
+/// `SHMQ_CLOSED` (closed and drained).
+///
+/// Lifetime: the bytes are readable until shmq_message_release(); the slot
+/// stays yours (no producer reuses it) until then, so release promptly. The
+/// bytes are shared memory: a process that breaks the protocol could change
+/// them while you read; the length was checked against the slot size.
+///
+/// # Safety
+/// `queue` is NULL or a live handle, which outlives the message; the
+/// outputs are NULL or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_consume(
+    queue: *const shmq_queue,
+    timeout_ns: i64,
+    msg_out: *mut *mut shmq_message,
+    data_out: *mut *const u8,
+    len_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(msg_out);
+        non_null!(data_out);
+        non_null!(len_out);
+        // SAFETY: as in shmq_queue_reserve().
+        let q: &'static Queue = unsafe { &*(q as *const Queue) };
+        let r = if timeout_ns == 0 {
+            q.consume()
+        } else {
+            q.consume_block(timeout(timeout_ns))
+        };
+        match r {
+            Ok(guard) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe {
+                    data_out.write(guard.as_ptr());
+                    len_out.write(guard.len());
+                    msg_out.write(Box::into_raw(Box::new(shmq_message { _guard: guard })));
+                }
+                SHMQ_OK
+            }
+            Err(e) => dequeue_error(e),
+        }
+    })
+}
+
+/// Frees the message's slot and the handle. NULL is ignored.
+///
+/// # Safety
+/// `msg` is NULL or a message from shmq_queue_consume() not yet released.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_message_release(msg: *mut shmq_message) {
+    boundary(|| {
+        if !msg.is_null() {
+            // SAFETY: a live message (caller), released here exactly once.
+            drop(unsafe { Box::from_raw(msg) });
+        }
+        SHMQ_OK
+    });
+}
+
+/// Enqueues as many of the `count` messages at `msgs` as fit, in order, with
+/// one index publication, and writes how many to `*count_out` (a prefix,
+/// at least 1 on `SHMQ_OK`). The batch stops before a message longer than
+/// the slot size. `timeout_ns` as for shmq_queue_reserve() (a wait lasts
+/// until at least one message fits). Errors as shmq_queue_enqueue_try().
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `msgs` is NULL or readable for `count`
+/// entries, each readable for its `len` bytes; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_enqueue_batch(
+    queue: *const shmq_queue,
+    msgs: *const shmq_iovec,
+    count: usize,
+    timeout_ns: i64,
+    count_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(count_out);
+        if count == 0 {
+            // SAFETY: non-null (checked), writable (caller).
+            unsafe { count_out.write(0) };
+            return SHMQ_OK;
+        }
+        non_null!(msgs);
+        // SAFETY: readable for count entries (caller).
+        let iov = unsafe { std::slice::from_raw_parts(msgs, count) };
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(count.min(q.capacity()));
+        for m in iov.iter().take(q.capacity()) {
+            // SAFETY: each readable for its len bytes (caller).
+            refs.push(try_status!(unsafe { msg_arg(m.base, m.len) }));
+        }
+        let r = if timeout_ns == 0 {
+            q.enqueue_batch(&refs)
+        } else {
+            q.enqueue_batch_block(&refs, timeout(timeout_ns))
+        };
+        match r {
+            Ok(n) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { count_out.write(n) };
+                SHMQ_OK
+            }
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Dequeues up to `max` messages into the `buf_len` bytes at `buf`, back to
+/// back, with one index publication: message `i` is `lens[i]` bytes long,
+/// after those before it; writes how many to `*count_out` (at least 1 on
+/// `SHMQ_OK`). Takes only messages that fit in `buf` together (the rest
+/// stay queued); `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit.
+/// `timeout_ns` as for shmq_queue_reserve(). Errors as
+/// shmq_queue_dequeue_try().
+///
+/// # Safety
+/// `queue` is NULL or a live handle; `buf` NULL or writable for `buf_len`
+/// bytes; `lens` NULL or writable for `max` entries; `count_out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_queue_dequeue_batch(
+    queue: *const shmq_queue,
+    buf: *mut u8,
+    buf_len: usize,
+    lens: *mut usize,
+    max: usize,
+    timeout_ns: i64,
+    count_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let q = queue_ref!(queue);
+        non_null!(count_out);
+        non_null!(lens);
+        // SAFETY: writable for buf_len bytes (caller).
+        let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
+        // SAFETY: non-null (checked), writable for max entries (caller).
+        let lens = unsafe { std::slice::from_raw_parts_mut(lens, max) };
+        let r = if timeout_ns == 0 {
+            q.dequeue_batch_into(buf, lens)
+        } else {
+            let deadline = timeout(timeout_ns).map(|t| std::time::Instant::now() + t);
+            q.dequeue_batch_into_until(buf, lens, deadline)
+        };
+        match r {
+            Ok(n) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { count_out.write(n) };
+                SHMQ_OK
+            }
+            Err(e) => dequeue_error(e),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

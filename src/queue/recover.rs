@@ -223,8 +223,15 @@ impl Queue {
     /// their lanes). True if it changed anything.
     pub(super) fn recover_orphans(&self) -> Result<bool, DequeueError> {
         let mut any = false;
-        for h in procs::dead_claims(self.region.procs(), CLAIM_CONSUME) {
-            any |= self.recover_orphan(h)?;
+        let mut claims = procs::dead_claims(self.region.procs(), CLAIM_CONSUME);
+        // Oldest first: a range's positions are republished in order (each
+        // one's padding needs the slots before it free).
+        claims.sort_unstable();
+        for (start, len) in claims {
+            // A range never spans more than a ring (garbage is cut there).
+            for h in (0..len.min(self.capacity)).map_while(|i| start.checked_add(i)) {
+                any |= self.recover_orphan(h)?;
+            }
         }
         Ok(any)
     }
@@ -232,7 +239,7 @@ impl Queue {
     /// Position `h` was claimed by a consumer (head passed it) and its slot
     /// still holds the message. If the claimer is dead, republishes the
     /// message in place as position `h + capacity`. True if it did.
-    fn recover_orphan(&self, h: u64) -> Result<bool, DequeueError> {
+    pub(super) fn recover_orphan(&self, h: u64) -> Result<bool, DequeueError> {
         let hdr = self.region.header();
         let slot = self.slot(h);
         let target = h + self.capacity;
@@ -321,29 +328,31 @@ impl Queue {
         let head = hdr.head.value.load(Ordering::Relaxed);
         let mut out = Vec::new();
         for e in self.region.procs() {
-            // SYNC(claim-announce): Acquire, as in `procs::named_by_live`.
-            let claim = e.claim.load(Ordering::Acquire);
-            if claim == 0 {
+            let Some((tag, start, len)) = procs::claim_of(e) else {
                 continue;
-            }
-            let pos = claim & CLAIM_POS;
-            let producing = claim & !CLAIM_POS == CLAIM_PRODUCE;
-            // SYNC(slot-publish): Acquire, a snapshot.
-            let s = stamp_pos(self.slot(pos).stamp.load(Ordering::Acquire));
-            let pending = if producing {
-                pos < tail && s <= pos
-            } else {
-                pos < head && s == pos + 1
             };
-            if pending {
-                // Relaxed: display.
-                let pid = e.pid.load(Ordering::Relaxed);
-                out.push(StuckClaim {
-                    position: pos,
-                    producing,
-                    pid,
-                    alive: !crate::liveness::judge_entry(e).is_dead(),
-                });
+            let producing = tag == CLAIM_PRODUCE;
+            for pos in (0..len.min(self.capacity)).map_while(|i| start.checked_add(i)) {
+                if pos > CLAIM_POS {
+                    break;
+                }
+                // SYNC(slot-publish): Acquire, a snapshot.
+                let s = stamp_pos(self.slot(pos).stamp.load(Ordering::Acquire));
+                let pending = if producing {
+                    pos < tail && s <= pos
+                } else {
+                    pos < head && s == pos + 1
+                };
+                if pending {
+                    // Relaxed: display.
+                    let pid = e.pid.load(Ordering::Relaxed);
+                    out.push(StuckClaim {
+                        position: pos,
+                        producing,
+                        pid,
+                        alive: !crate::liveness::judge_entry(e).is_dead(),
+                    });
+                }
             }
         }
         out

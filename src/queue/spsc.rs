@@ -34,7 +34,7 @@
 use std::time::Instant;
 
 use super::{Queue, Side};
-use crate::layout::{Control, CLOSED_QUIET, OPEN};
+use crate::layout::{Control, SlotHeader, CLOSED_QUIET, OPEN};
 use crate::procs;
 
 /// How long a sleeper sleeps at most before it checks that its segment was
@@ -123,20 +123,26 @@ impl Queue {
         }
     }
 
-    /// The producer's position for a new holder: `tail`, or one past it if
-    /// the previous holder died between publishing a slot's stamp and
-    /// storing `tail`.
+    /// The producer's position for a new holder: `tail`, or past it if the
+    /// previous holder died between publishing slots' stamps and storing
+    /// `tail` (one slot, or several of a batch).
     fn repaired_tail(&self) -> u64 {
         let tail = &self.region.header().tail.value;
         // SYNC(spsc-tail): Acquire, pairs with the previous holder's Release store of tail.
-        let t = tail.load(Ordering::Acquire);
-        // Relaxed: the stamp is only compared; we are the only producer now.
-        // Positions from shared memory: wrapping, so garbage gives Corrupt
-        // from the ring checks, never an overflow panic.
-        if self.slot(t).stamp.load(Ordering::Relaxed) >> 1 == t.wrapping_add(1) {
+        let t0 = tail.load(Ordering::Acquire);
+        let mut t = t0;
+        // Relaxed: the stamps are only compared; we are the only producer
+        // now. Positions from shared memory: wrapping, so garbage gives
+        // Corrupt from the ring checks, never an overflow panic. At most a
+        // ring of published stamps can lie past tail.
+        while t.wrapping_sub(t0) < self.capacity
+            && self.slot(t).stamp.load(Ordering::Relaxed) >> 1 == t.wrapping_add(1)
+        {
+            t = t.wrapping_add(1);
+        }
+        if t != t0 {
             // SYNC(spsc-tail): Release, as every store of tail.
-            tail.store(t.wrapping_add(1), Ordering::Release);
-            return t.wrapping_add(1);
+            tail.store(t, Ordering::Release);
         }
         t
     }
@@ -224,12 +230,37 @@ impl Queue {
     /// Enqueues as the holder of the producer role.
     #[inline(always)]
     pub(super) fn spsc_enqueue(&self, role: &mut Role, msg: &[u8]) -> Result<(), EnqueueError> {
-        if msg.len() > self.slot_size {
+        let slot = self.spsc_reserve(role, msg.len())?;
+        // SAFETY: position role.pos is free and ours (spsc_reserve); the
+        // payload holds slot_size >= msg.len() bytes inside the validated
+        // slot array.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        self.spsc_commit(role, slot, msg.len())
+    }
+
+    /// First half of an enqueue: checks size, close and room, and returns
+    /// the free slot of position `role.pos`, which only the producer-role
+    /// holder writes until it is published by [`Queue::spsc_commit`].
+    #[inline(always)]
+    pub(super) fn spsc_reserve(
+        &self,
+        role: &mut Role,
+        len: usize,
+    ) -> Result<&SlotHeader, EnqueueError> {
+        if len > self.slot_size {
             return Err(EnqueueError::TooLarge {
-                len: msg.len(),
+                len,
                 max: self.slot_size,
             });
         }
+        self.spsc_room(role, 1)?;
+        Ok(self.slot(role.pos))
+    }
+
+    /// How many of the next `want` (>= 1) positions are free, at least one:
+    /// else `Full`, `Closed` (acknowledged) or `Corrupt`.
+    #[inline(always)]
+    fn spsc_room(&self, role: &mut Role, want: u64) -> Result<u64, EnqueueError> {
         let ctl = self.control();
         // Relaxed: the close handshake is carried by CLOSED_QUIET below.
         if ctl.closed.load(Ordering::Relaxed) != OPEN {
@@ -241,7 +272,7 @@ impl Queue {
         }
         let h = self.region.header();
         let t = role.pos;
-        if t.wrapping_sub(role.cached) >= self.capacity {
+        if t.wrapping_sub(role.cached) > self.capacity.saturating_sub(want) {
             // SYNC(spsc-free): Acquire, pairs with the consumer's Release store of head.
             role.cached = h.head.value.load(Ordering::Acquire);
             let used = t.wrapping_sub(role.cached);
@@ -260,19 +291,31 @@ impl Queue {
                 return Err(EnqueueError::Full);
             }
         }
-        let slot = self.slot(t);
+        Ok((self.capacity - t.wrapping_sub(role.cached)).min(want))
+    }
+
+    /// Second half of an enqueue: publishes `len` bytes written in the slot
+    /// of position `role.pos` (from [`Queue::spsc_reserve`]).
+    #[inline(always)]
+    pub(super) fn spsc_commit(
+        &self,
+        role: &mut Role,
+        slot: &SlotHeader,
+        len: usize,
+    ) -> Result<(), EnqueueError> {
+        let t = role.pos;
         // Relaxed: published by the Release store of the stamp below.
-        slot.len.store(msg.len() as u32, Ordering::Relaxed);
-        // SAFETY: position t is free (t - head < capacity) and only the
-        // producer-role holder writes slots; the payload holds slot_size >=
-        // msg.len() bytes inside the validated slot array.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+        slot.len.store(len as u32, Ordering::Relaxed);
         // SYNC(spsc-publish): Release, pairs with the consumer's Acquire load
         // of the stamp in `spsc_dequeue`. No waiter bit in this mode.
         slot.stamp.store(t.wrapping_add(1) << 1, Ordering::Release);
         // SYNC(spsc-tail): Release, pairs with the Acquire loads of tail in
         // `spsc_drained`, `repaired_tail` and the statistics.
-        h.tail.value.store(t.wrapping_add(1), Ordering::Release);
+        self.region
+            .header()
+            .tail
+            .value
+            .store(t.wrapping_add(1), Ordering::Release);
         role.pos = t.wrapping_add(1);
         self.wake_sleepers(false);
         // Truncated under us: the message may have gone to the zero pages
@@ -283,6 +326,57 @@ impl Queue {
         Ok(())
     }
 
+    /// Enqueues the longest prefix of `msgs` that fits (stopping before a
+    /// message longer than the slot size), with one store of `tail`.
+    pub(super) fn spsc_enqueue_batch(
+        &self,
+        role: &mut Role,
+        msgs: &[&[u8]],
+    ) -> Result<usize, EnqueueError> {
+        let Some(first) = msgs.first() else {
+            return Ok(0);
+        };
+        if first.len() > self.slot_size {
+            return Err(EnqueueError::TooLarge {
+                len: first.len(),
+                max: self.slot_size,
+            });
+        }
+        let room = self.spsc_room(role, msgs.len() as u64)? as usize;
+        let t0 = role.pos;
+        let mut n = 0;
+        for msg in msgs[..room]
+            .iter()
+            .take_while(|m| m.len() <= self.slot_size)
+        {
+            let t = t0.wrapping_add(n as u64);
+            let slot = self.slot(t);
+            // Relaxed: published by the Release store of the stamp below.
+            slot.len.store(msg.len() as u32, Ordering::Relaxed);
+            // SAFETY: position t is free (within `room` of head) and only
+            // the producer-role holder writes slots; the payload holds
+            // slot_size >= msg.len() bytes inside the validated slot array.
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
+            // SYNC(spsc-publish): Release, as in `spsc_commit`: the consumer
+            // polls each slot's stamp, so it may take this message before
+            // the batch's tail store.
+            slot.stamp.store(t.wrapping_add(1) << 1, Ordering::Release);
+            n += 1;
+            failpoint!("queue-batch-published-one");
+        }
+        let t = t0.wrapping_add(n as u64);
+        // SYNC(spsc-tail): Release, as in `spsc_commit`; one store for the
+        // batch (a new holder after a death mid-batch skips the published
+        // stamps past tail: `repaired_tail`).
+        self.region.header().tail.value.store(t, Ordering::Release);
+        role.pos = t;
+        self.wake_sleepers(false);
+        if let Some(t) = self.region.segment().truncation_seen() {
+            return Err(t.into());
+        }
+        Ok(n)
+    }
+
     /// Dequeues as the holder of the consumer role.
     #[inline(always)]
     pub(super) fn spsc_dequeue(
@@ -290,6 +384,23 @@ impl Queue {
         role: &mut Role,
         buf: &mut [u8],
     ) -> Result<usize, DequeueError> {
+        let (slot, len) = self.spsc_peek(role)?;
+        if len > buf.len() {
+            return Err(DequeueError::BufferTooSmall { needed: len });
+        }
+        // SAFETY: the stamp says the slot holds the published message of
+        // position pos, which only the consumer-role holder reads; len <=
+        // slot_size (spsc_peek) and len <= buf.len() were checked.
+        unsafe { std::ptr::copy_nonoverlapping(Self::payload(slot), buf.as_mut_ptr(), len) };
+        self.spsc_advance(role);
+        Ok(len)
+    }
+
+    /// The message at the consumer's position, left in place (its length
+    /// checked against the slot size), or why there is none. A corrupt
+    /// length drops the slot.
+    #[inline(always)]
+    pub(super) fn spsc_peek(&self, role: &mut Role) -> Result<(&SlotHeader, usize), DequeueError> {
         let pos = role.pos;
         let slot = self.slot(pos);
         // SYNC(spsc-publish): Acquire, pairs with the producer's Release
@@ -314,15 +425,67 @@ impl Queue {
                 detail: format!("slot holds length {len} > slot size {}", self.slot_size),
             });
         }
-        if len > buf.len() {
-            return Err(DequeueError::BufferTooSmall { needed: len });
+        Ok((slot, len))
+    }
+
+    /// Hands up to `max` ready messages (and at most `budget` bytes in all)
+    /// to `f` in place, then frees them with one store of `head`.
+    pub(super) fn spsc_dequeue_batch(
+        &self,
+        role: &mut Role,
+        max: usize,
+        budget: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DequeueError> {
+        if max == 0 {
+            return Ok(0);
         }
-        // SAFETY: the stamp says the slot holds the published message of
-        // position pos, which only the consumer-role holder reads; len <=
-        // slot_size and len <= buf.len() were checked above.
-        unsafe { std::ptr::copy_nonoverlapping(Self::payload(slot), buf.as_mut_ptr(), len) };
-        self.spsc_advance(role);
-        Ok(len)
+        let (_, first) = self.spsc_peek(role)?;
+        if first > budget {
+            return Err(DequeueError::BufferTooSmall { needed: first });
+        }
+        /// Frees what was handed out, also if `f` panics.
+        struct Advance<'q, 'r> {
+            queue: &'q Queue,
+            role: &'r mut Role,
+            n: u64,
+        }
+        impl Drop for Advance<'_, '_> {
+            fn drop(&mut self) {
+                if self.n > 0 {
+                    self.role.pos = self.role.pos.wrapping_add(self.n - 1);
+                    self.queue.spsc_advance(self.role);
+                }
+            }
+        }
+        let start = role.pos;
+        let mut done = Advance {
+            queue: self,
+            role,
+            n: 0,
+        };
+        let mut bytes = 0usize;
+        while (done.n as usize) < max.min(self.capacity as usize) {
+            let pos = start.wrapping_add(done.n);
+            let slot = self.slot(pos);
+            // SYNC(spsc-publish): Acquire, as in `spsc_peek`.
+            if slot.stamp.load(Ordering::Acquire) >> 1 != pos.wrapping_add(1) {
+                break;
+            }
+            // Relaxed: ordered by the Acquire stamp load above.
+            let len = slot.len.load(Ordering::Relaxed) as usize;
+            if len > self.slot_size || bytes + len > budget {
+                break; // a corrupt one is reported by the next call
+            }
+            bytes += len;
+            done.n += 1;
+            // SAFETY: the stamp says the slot holds the published message
+            // of `pos`, which only the consumer-role holder reads, and it
+            // stays until head passes it (after `f`); len <= slot_size.
+            let msg = unsafe { std::slice::from_raw_parts(Self::payload(slot), len) };
+            f(msg);
+        }
+        Ok(done.n as usize)
     }
 
     /// While the consumer polls an empty slot, asks for the slot's second
@@ -343,7 +506,7 @@ impl Queue {
     }
 
     #[inline]
-    fn spsc_advance(&self, role: &mut Role) {
+    pub(super) fn spsc_advance(&self, role: &mut Role) {
         role.pos = role.pos.wrapping_add(1);
         // SYNC(spsc-free): Release, pairs with the producer's Acquire load of head.
         self.region
@@ -416,18 +579,19 @@ impl Queue {
             Err(EnqueueError::Full) => {}
             other => return other,
         }
-        self.spsc_enqueue_wait(role, msg, deadline)
+        self.spsc_produce_wait(role, deadline, |q, role| q.spsc_enqueue(role, msg))
     }
 
-    /// The slow half of `spsc_enqueue_until`: the queue was full.
+    /// The slow half of a blocking producer call: the queue was full;
+    /// repeats `attempt` as room is made, until `deadline`.
     #[cold]
     #[inline(never)]
-    fn spsc_enqueue_wait(
+    pub(super) fn spsc_produce_wait<T>(
         &self,
         role: &mut Role,
-        msg: &[u8],
         deadline: Option<Instant>,
-    ) -> Result<(), EnqueueError> {
+        mut attempt: impl FnMut(&Queue, &mut Role) -> Result<T, EnqueueError>,
+    ) -> Result<T, EnqueueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match backoff.next() {
@@ -447,7 +611,7 @@ impl Queue {
                     });
                 }
             }
-            match self.spsc_enqueue(role, msg) {
+            match attempt(self, role) {
                 Err(EnqueueError::Full) => {}
                 other => return other,
             }
@@ -465,18 +629,19 @@ impl Queue {
             Err(DequeueError::Empty) => {}
             other => return other,
         }
-        self.spsc_dequeue_wait(role, buf, deadline)
+        self.spsc_consume_wait(role, deadline, |q, role| q.spsc_dequeue(role, buf))
     }
 
-    /// The slow half of `spsc_dequeue_until`: the queue was empty.
+    /// The slow half of a blocking consumer call: the queue was empty;
+    /// repeats `attempt` as messages arrive, until `deadline`.
     #[cold]
     #[inline(never)]
-    fn spsc_dequeue_wait(
+    pub(super) fn spsc_consume_wait<T>(
         &self,
         role: &mut Role,
-        buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+        mut attempt: impl FnMut(&Queue, &mut Role) -> Result<T, DequeueError>,
+    ) -> Result<T, DequeueError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match backoff.next() {
@@ -510,7 +675,7 @@ impl Queue {
                     });
                 }
             }
-            match self.spsc_dequeue(role, buf) {
+            match attempt(self, role) {
                 Err(DequeueError::Empty) => {}
                 other => return other,
             }
