@@ -111,20 +111,6 @@ pub fn child(a: &ChildArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Fails for the ways of moving messages this build lacks.
-///
-/// HOOK(zero-copy, batch): when `Queue::reserve`/`consume`,
-/// `enqueue_batch`/`dequeue_batch` and the log's batch calls land, give
-/// `produce`, `consume`, `log_publish` and `log_subscribe` a loop per `Op`
-/// (a `match a.op` around the copying loop) and drop the arms here.
-fn supported(op: Op) -> anyhow::Result<()> {
-    match op {
-        Op::Copy => Ok(()),
-        Op::ZeroCopy => anyhow::bail!("zero-copy calls are not available in this build"),
-        Op::Batch => anyhow::bail!("batch calls are not available in this build"),
-    }
-}
-
 fn raw_pong(a: &ChildArgs) -> anyhow::Result<()> {
     let lines = raw::Lines::open(&posix(&a.a), a.size)?;
     let mut buf = vec![0u8; a.size];
@@ -182,7 +168,10 @@ impl Order {
 }
 
 fn produce(a: &ChildArgs) -> anyhow::Result<()> {
-    supported(a.op)?;
+    anyhow::ensure!(
+        !a.raw || a.op == Op::Copy,
+        "the raw ring has no zero-copy or batch calls"
+    );
     let ctl = Ctl::open(&a.ctl)?;
     let mut msg = vec![0xa5u8; a.size];
     let far = Instant::now() + FAR;
@@ -207,6 +196,7 @@ fn produce(a: &ChildArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut q = producer(&a.a, a)?;
+    let mut batch = vec![vec![0xa5u8; a.size]; BATCH as usize];
     ctl.ready();
     ctl.wait_go()?;
     let start = now_ns();
@@ -214,12 +204,36 @@ fn produce(a: &ChildArgs) -> anyhow::Result<()> {
     let mut sent = 0;
     let result = (|| -> anyhow::Result<()> {
         while sent < a.count {
-            if sent % 1024 == 0 && Instant::now() >= stop_at {
+            if sent % 1024 < BATCH as u64 && Instant::now() >= stop_at {
                 break;
             }
-            stamp(&mut msg, sent);
-            q.enqueue_until(&msg, Some(far))?;
-            sent += 1;
+            match a.op {
+                Op::Copy => {
+                    stamp(&mut msg, sent);
+                    q.enqueue_until(&msg, Some(far))?;
+                    sent += 1;
+                }
+                Op::ZeroCopy => {
+                    // Written in place: the sequence, then the payload.
+                    let mut slot = q.reserve_until(a.size, Some(far))?;
+                    slot[8..a.size].fill(0xa5);
+                    stamp(&mut slot[..a.size], sent);
+                    slot.commit(a.size)?;
+                    sent += 1;
+                }
+                Op::Batch => {
+                    let n = (a.count - sent).min(BATCH as u64) as usize;
+                    for (i, m) in batch[..n].iter_mut().enumerate() {
+                        stamp(m, sent + i as u64);
+                    }
+                    let refs: Vec<&[u8]> = batch[..n].iter().map(Vec::as_slice).collect();
+                    let mut done = 0;
+                    while done < n {
+                        done += q.enqueue_batch_until(&refs[done..], Some(far))?;
+                    }
+                    sent += n as u64;
+                }
+            }
         }
         Ok(())
     })();
@@ -233,7 +247,10 @@ fn produce(a: &ChildArgs) -> anyhow::Result<()> {
 }
 
 fn consume(a: &ChildArgs) -> anyhow::Result<()> {
-    supported(a.op)?;
+    anyhow::ensure!(
+        !a.raw || a.op == Op::Copy,
+        "the raw ring has no zero-copy or batch calls"
+    );
     let ctl = Ctl::open(&a.ctl)?;
     let mut buf = vec![0u8; a.size];
     let mut order = Order {
@@ -257,11 +274,22 @@ fn consume(a: &ChildArgs) -> anyhow::Result<()> {
         ctl.ready();
         ctl.wait_go()?;
         loop {
-            match q.dequeue_until(&mut buf, Some(far)) {
-                Ok(_) => {
+            let got = match a.op {
+                Op::Copy => q.dequeue_until(&mut buf, Some(far)).map(|_| {
                     order.see(&buf);
-                    received += 1;
-                }
+                    1
+                }),
+                // Read in place: the sequence (and, as a reader would, the
+                // whole payload's first and last bytes), then release.
+                Op::ZeroCopy => q.consume_until(Some(far)).map(|msg| {
+                    order.see(&msg);
+                    std::hint::black_box((msg.first(), msg.last()));
+                    1
+                }),
+                Op::Batch => q.dequeue_batch_until(BATCH as usize, |m| order.see(m), Some(far)),
+            };
+            match got {
+                Ok(n) => received += n as u64,
                 Err(DequeueError::Closed) => break,
                 Err(e) => return Err(e.into()),
             }
@@ -480,11 +508,17 @@ fn log_subscribe(a: &ChildArgs) -> anyhow::Result<()> {
             // `Lagged`, which a reliable log never gives. These calls do not
             // wait: the zero-copy and batch cases busy-spin (`api_cases`).
             Op::ZeroCopy => match sub.recv_in_place(|m| check(m, &mut received)) {
-                Err(RecvError::Empty) => Ok(std::hint::spin_loop()),
+                Err(RecvError::Empty) => {
+                    std::hint::spin_loop();
+                    Ok(())
+                }
                 other => other,
             },
             Op::Batch => match sub.recv_batch_with(BATCH as usize, |m| check(m, &mut received)) {
-                Err(RecvError::Empty) => Ok(std::hint::spin_loop()),
+                Err(RecvError::Empty) => {
+                    std::hint::spin_loop();
+                    Ok(())
+                }
                 other => other.map(drop),
             },
         };

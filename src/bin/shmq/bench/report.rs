@@ -21,8 +21,6 @@ pub enum Measure {
     Throughput { messages: u64, secs: f64 },
     /// CPU time of a blocked consumer over `secs` of wall time.
     Idle { secs: f64, cpu_secs: f64 },
-    /// The case needs an API this build lacks (what it needs).
-    Unavailable(&'static str),
 }
 
 impl Measure {
@@ -32,7 +30,6 @@ impl Measure {
             Measure::Latency { p50, .. } => p50 as f64,
             Measure::Throughput { messages, secs } => messages as f64 / secs,
             Measure::Idle { cpu_secs, .. } => cpu_secs,
-            Measure::Unavailable(_) => 0.0,
         }
     }
 }
@@ -108,7 +105,7 @@ pub fn oversubscribed(rows: &[Row]) -> Option<String> {
     let cpus = cpus();
     let over: Vec<String> = rows
         .iter()
-        .filter(|r| r.busy > cpus && !matches!(r.m, Measure::Unavailable(_)))
+        .filter(|r| r.busy > cpus)
         .map(|r| format!("{} ({} busy)", r.case, r.busy))
         .collect();
     (!over.is_empty()).then(|| {
@@ -173,7 +170,6 @@ fn measure_json(o: Obj, m: Measure, size: usize) -> String {
                 .num("secs", secs)
                 .num("cpu_secs", cpu_secs)
                 .num("cpu_percent", cpu_secs / secs * 100.0),
-            Measure::Unavailable(what) => o.str("unavailable", what),
         }
         .end()
     }
@@ -365,12 +361,6 @@ pub fn table(rows: &[Row]) -> String {
                     "{:.3}% of a core over {secs:.1} s",
                     cpu_secs / secs * 100.0
                 ));
-                cells.push(c);
-                continue;
-            }
-            Measure::Unavailable(what) => {
-                c.extend(std::iter::repeat_n("-".to_string(), 6));
-                c.push(format!("not available in this build: needs {what}"));
                 cells.push(c);
                 continue;
             }
@@ -795,10 +785,7 @@ mod tests {
             row("queue-spsc-stream-spin", tput(50_000)),
             row("log-mpub-pingpong-spin", lat(150, 600)),
             row("log-mpub-stream-spin", tput(40_000)),
-            row(
-                "log-spub-stream-spin",
-                Measure::Unavailable("the single-publisher log"),
-            ),
+            row("log-spub-stream-spin", tput(45_000)),
             row("queue-spsc-stream-spin-batch32", tput(100_000)),
             paced,
             fan4,
@@ -807,18 +794,12 @@ mod tests {
         assert_eq!(ratio(&rows[3], &rows), "0.80x spsc");
         assert_eq!(ratio(&rows[5], &rows), "2.00x copying");
         assert_eq!(ratio(&rows[6], &rows), "CPU 1500 ns per msg");
+        assert_eq!(ratio(&rows[4], &rows), "0.90x spsc");
         let t = table(&rows);
-        assert!(
-            t.contains("not available in this build: needs the single-publisher log"),
-            "{t}"
-        );
         // Each subscriber of the paced case on its own line.
         assert!(t.contains("  subscriber 2"), "{t}");
         assert!(rows[6].json().contains(r#""cpu_ns_per_msg":1500"#));
         assert!(rows[6].json().contains(r#""subscribers":[{"samples":1000"#));
-        assert!(rows[4]
-            .json()
-            .contains(r#""unavailable":"the single-publisher log""#));
         // 64-byte payloads take two lines.
         assert!(rows[0]
             .json()
