@@ -69,6 +69,26 @@ fn workers_do_every_job_exactly_once() {
     );
 }
 
+#[test]
+fn packet_pipeline_processes_every_committed_packet_once_in_place() {
+    let out = run("packet_pipeline", &["2", "5000"], Duration::from_secs(60));
+    // The example itself fails unless the workers processed exactly what
+    // the reader committed, each once, every checksum right.
+    let committed = out
+        .split("the reader committed ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no committed count in: {out}"));
+    assert!(committed > 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "2 workers processed {committed} in place, 0 with a bad checksum"
+        )),
+        "{out}"
+    );
+}
+
 // ---- market data: the paced feed, one subscriber per language ----
 
 fn repo() -> PathBuf {
