@@ -142,6 +142,10 @@ pub struct LogConfig {
 impl LogConfig {
     /// A log of `capacity` slots (at least 2) of up to `slot_size` bytes, in
     /// overwrite mode, with room for 16 cursors, mode 0600.
+    ///
+    /// As in a queue, a slot is a 16-byte header and the payload, rounded up
+    /// to whole 64-byte cache lines: up to 48 bytes fit one line, 49 to 112
+    /// take two (see [`QueueConfig::new`](crate::QueueConfig::new)).
     pub fn new(slot_size: usize, capacity: usize) -> LogConfig {
         LogConfig {
             slot_size: slot_size.min(u32::MAX as usize) as u32,

@@ -68,6 +68,12 @@ pub struct QueueConfig {
 impl QueueConfig {
     /// A queue of `capacity` slots (at least 2) of up to `slot_size` bytes
     /// each, mode 0600.
+    ///
+    /// Each slot is a 16-byte header followed by the payload, rounded up to
+    /// whole 64-byte cache lines: a `slot_size` of up to 48 bytes takes one
+    /// line, 49 to 112 bytes two, and so on. A message then moves in one
+    /// line or two; `shmq bench` measures 48 beside 64 bytes to show what the
+    /// second line costs, and `shmq stat` prints the stride.
     pub fn new(slot_size: usize, capacity: usize) -> QueueConfig {
         QueueConfig {
             slot_size: slot_size.min(u32::MAX as usize) as u32,

@@ -35,6 +35,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
                 p.total_size,
                 p.mode
             );
+            println!("{}", slot_note(p.slot_stride));
         }
         Kind::Log => {
             if a.spsc {
@@ -70,6 +71,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
                 p.total_size,
                 p.mode
             );
+            println!("{}", slot_note(p.slot_stride));
         }
     }
     Ok(())
@@ -124,4 +126,14 @@ pub fn rm(targets: &[Target], force: bool) -> anyhow::Result<()> {
         }
     }
     first_code.map_or(Ok(()), |code| Err(exit::fail(code, "")))
+}
+
+/// How many cache lines a slot takes, and the payload that fits one line
+/// (a 16-byte header precedes the payload in every slot).
+fn slot_note(stride: u32) -> String {
+    let lines = stride.div_ceil(64);
+    format!(
+        "  each slot takes {stride} bytes: {lines} cache line{} (16-byte header; payloads up to 48 bytes fit one line)",
+        if lines == 1 { "" } else { "s" }
+    )
 }
