@@ -250,8 +250,8 @@ func (r *Reservation) poison() {
 // ConsumeTimeout, to be read in place and then released by Release. Until
 // Release its slot is not reused: release it promptly.
 //
-// Lifetime of Bytes(): the slice is the slot, in shared memory, valid only
-// until Release (or Close of the Queue, which releases the messages still
+// Lifetime of Bytes(): the slice is the slot, in shared memory, read-only
+// (do not write into it), valid only until Release (or Close of the Queue, which releases the messages still
 // live). Copy what you keep beyond. Bytes() itself panics once released.
 // The bytes are shared memory: a process that breaks the protocol could
 // change them while you read (the length was checked against the slot

@@ -409,3 +409,57 @@ func TestBatchLargeAndWait(t *testing.T) {
 		t.Fatalf("DequeueBatchTimeout woken: %d %v", n, err)
 	}
 }
+
+// Write a message in place, then read it in place.
+func ExampleQueue_TryReserve() {
+	q, err := shmq.CreateAt(shmq.Posix(fmt.Sprintf("shmq-example-reserve-%d", os.Getpid())),
+		shmq.WithSlotSize(64), shmq.WithCapacity(4))
+	if err != nil {
+		panic(err)
+	}
+	defer q.Delete()
+	defer q.Close()
+
+	r, err := q.TryReserve(q.SlotSize())
+	if err != nil {
+		panic(err)
+	}
+	n := copy(r.Bytes(), "packet 1") // or conn.Read(r.Bytes())
+	if err := r.Commit(n); err != nil {
+		panic(err)
+	}
+
+	m, err := q.TryConsume()
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(m.Bytes())) // valid until Release
+	m.Release()
+	// Output: packet 1
+}
+
+// Move several messages per call.
+func ExampleQueue_EnqueueBatch() {
+	q, err := shmq.CreateAt(shmq.Posix(fmt.Sprintf("shmq-example-batch-%d", os.Getpid())),
+		shmq.WithSlotSize(16), shmq.WithCapacity(2))
+	if err != nil {
+		panic(err)
+	}
+	defer q.Delete()
+	defer q.Close()
+
+	n, err := q.EnqueueBatch([][]byte{[]byte("a"), []byte("bb"), []byte("ccc")})
+	fmt.Println(n, err) // 2 slots: the third stays with the caller
+
+	buf, lens := make([]byte, 64), make([]int, 8)
+	n, err = q.DequeueBatch(buf, lens)
+	off := 0
+	for _, l := range lens[:n] {
+		fmt.Printf("%q ", buf[off:off+l])
+		off += l
+	}
+	fmt.Println(err)
+	// Output:
+	// 2 <nil>
+	// "a" "bb" <nil>
+}
