@@ -236,3 +236,149 @@ func BenchmarkCgoFloor(b *testing.B) {
 		shmq.VersionPtr()
 	}
 }
+
+// spscHandoff moves b.N 64-byte messages from a producer goroutine to this
+// one through an SPSC queue, with send and recv each moving up to 32
+// messages per call; it reports msgs/s.
+func spscHandoff(b *testing.B, send func(q *shmq.Queue, msgs [][]byte) (int, error),
+	recv func(q *shmq.Queue, buf []byte, lens []int) (int, error)) {
+	spscHandoffSize(b, 64, send, recv)
+}
+
+// spscHandoffSize is spscHandoff with messages of size bytes.
+func spscHandoffSize(b *testing.B, size int, send func(q *shmq.Queue, msgs [][]byte) (int, error),
+	recv func(q *shmq.Queue, buf []byte, lens []int) (int, error)) {
+	q := mustCreate(b, target(b), shmq.WithSlotSize(size), shmq.WithCapacity(1024), shmq.WithSPSC())
+	batch := make([][]byte, 32)
+	for i := range batch {
+		batch[i] = make([]byte, size)
+	}
+	done := make(chan error, 1)
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for sent := 0; sent < b.N; {
+			k := b.N - sent
+			if k > len(batch) {
+				k = len(batch)
+			}
+			n, err := send(q, batch[:k])
+			if err != nil {
+				done <- err
+				return
+			}
+			sent += n
+		}
+		done <- nil
+	}()
+	buf, lens := make([]byte, size*32), make([]int, 32)
+	for got := 0; got < b.N; {
+		n, err := recv(q, buf, lens)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += n
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// 64-byte SPSC, one message per call (EnqueueTimeout/DequeueTimeout): the
+// baseline of BenchmarkBatch64.
+func BenchmarkSingle64(b *testing.B) {
+	spscHandoff(b, func(q *shmq.Queue, msgs [][]byte) (int, error) {
+		return 1, q.EnqueueTimeout(msgs[0], 30*time.Second)
+	}, func(q *shmq.Queue, buf []byte, lens []int) (int, error) {
+		_, err := q.DequeueTimeout(buf[:64], 30*time.Second)
+		return 1, err
+	})
+}
+
+// 64-byte SPSC, batches of 32 (EnqueueBatchTimeout/DequeueBatchTimeout: one
+// cgo crossing per batch on each side).
+func BenchmarkBatch64(b *testing.B) {
+	spscHandoff(b, func(q *shmq.Queue, msgs [][]byte) (int, error) {
+		return q.EnqueueBatchTimeout(msgs, 30*time.Second)
+	}, func(q *shmq.Queue, buf []byte, lens []int) (int, error) {
+		return q.DequeueBatchTimeout(buf, lens, 30*time.Second)
+	})
+}
+
+// 64-byte SPSC, zero-copy: Reserve+Commit and Consume+Release per message.
+func BenchmarkZeroCopy64(b *testing.B) {
+	spscHandoff(b, func(q *shmq.Queue, msgs [][]byte) (int, error) {
+		r, err := q.ReserveTimeout(64, 30*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		copy(r.Bytes(), msgs[0])
+		return 1, r.Commit(64)
+	}, func(q *shmq.Queue, buf []byte, lens []int) (int, error) {
+		m, err := q.ConsumeTimeout(30 * time.Second)
+		if err != nil {
+			return 0, err
+		}
+		m.Release()
+		return 1, nil
+	})
+}
+
+// 4096-byte SPSC, one copying call per message on each side: the baseline
+// of BenchmarkZeroCopy4K.
+func BenchmarkSingle4K(b *testing.B) {
+	spscHandoffSize(b, 4096, func(q *shmq.Queue, msgs [][]byte) (int, error) {
+		return 1, q.EnqueueTimeout(msgs[0], 30*time.Second)
+	}, func(q *shmq.Queue, buf []byte, lens []int) (int, error) {
+		_, err := q.DequeueTimeout(buf[:4096], 30*time.Second)
+		return 1, err
+	})
+}
+
+// 4096-byte SPSC, zero-copy: the producer writes the slot in place, the
+// consumer reads it in place (sums one byte per 64 to touch every line).
+func BenchmarkZeroCopy4K(b *testing.B) {
+	spscHandoffSize(b, 4096, func(q *shmq.Queue, msgs [][]byte) (int, error) {
+		r, err := q.ReserveTimeout(4096, 30*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		copy(r.Bytes(), msgs[0])
+		return 1, r.Commit(4096)
+	}, func(q *shmq.Queue, buf []byte, lens []int) (int, error) {
+		m, err := q.ConsumeTimeout(30 * time.Second)
+		if err != nil {
+			return 0, err
+		}
+		var sum byte
+		p := m.Bytes()
+		for i := 0; i < len(p); i += 64 {
+			sum += p[i]
+		}
+		buf[0] = sum
+		m.Release()
+		return 1, nil
+	})
+}
+
+// TryReserve+Commit and TryConsume+Release of 64 bytes, one goroutine (as
+// BenchmarkTryPair): the per-call cost of the zero-copy calls.
+func BenchmarkZeroCopyPair(b *testing.B) {
+	benchPairs(b, func(q *shmq.Queue, msg []byte) error {
+		r, err := q.TryReserve(len(msg))
+		if err != nil {
+			return err
+		}
+		copy(r.Bytes(), msg)
+		return r.Commit(len(msg))
+	}, func(q *shmq.Queue, buf []byte) error {
+		m, err := q.TryConsume()
+		if err != nil {
+			return err
+		}
+		copy(buf, m.Bytes())
+		m.Release()
+		return nil
+	})
+}

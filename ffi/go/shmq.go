@@ -107,6 +107,7 @@ type Queue struct {
 	target   Target
 	slotSize int
 	capacity int
+	zc       zeroCopy // live reservations and messages (zerocopy.go)
 }
 
 // Stats are a queue's counters, read from shared memory (approximate while
@@ -272,8 +273,9 @@ func Open(key int) (*Queue, error) {
 // Close detaches this handle from the queue; the queue lives on until
 // Delete (or Unlink). Calls already in progress finish first (a blocked call
 // returns within about 10 ms with ErrHandleClosed); later calls fail with
-// ErrHandleClosed. To close the queue itself for every process, see
-// CloseQueue.
+// ErrHandleClosed. Reservations still live are cancelled and Messages still
+// live released: their Bytes() must not be used after Close. To close the
+// queue itself for every process, see CloseQueue.
 func (q *Queue) Close() error {
 	// Calls waiting in C see this within a slice and return; no new call
 	// starts once the Lock below is pending.
@@ -283,6 +285,7 @@ func (q *Queue) Close() error {
 	if q.h == nil {
 		return ErrHandleClosed
 	}
+	q.zc.endAll() // a reservation or message must not outlive the handle
 	C.shmq_queue_free(q.h)
 	q.h = nil
 	runtime.SetFinalizer(q, nil)
