@@ -283,7 +283,7 @@ extern "C" fn after_fork_in_child() {
     FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
-fn fork_epoch() -> u32 {
+pub(crate) fn fork_epoch() -> u32 {
     static REGISTERED: std::sync::Once = std::sync::Once::new();
     REGISTERED.call_once(|| {
         // SAFETY: registers a handler that only bumps an atomic.

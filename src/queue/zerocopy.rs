@@ -49,8 +49,10 @@ pub(super) struct LanePool {
 
 #[derive(Debug, Default)]
 struct PoolState {
-    /// The process the entries belong to (a forked child must not use them).
-    pid: u32,
+    /// The fork epoch of the process the entries belong to (a forked child
+    /// must not use them). Not the pid: `getpid` is a syscall, and this is
+    /// read twice per guard.
+    epoch: u32,
     free: Vec<usize>,
     all: Vec<usize>,
 }
@@ -67,7 +69,7 @@ impl Drop for GuardLane<'_> {
     fn drop(&mut self) {
         self.ann.clear();
         let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.pid == std::process::id() {
+        if st.epoch == procs::fork_epoch() {
             st.free.push(self.index);
         }
     }
@@ -108,11 +110,11 @@ impl Queue {
     /// A lane for a guard; `None` when the process table is full of live entries.
     pub(super) fn guard_lane(&self) -> Option<GuardLane<'_>> {
         let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
-        if st.pid != pid {
-            // A fresh pool, or the parent's copy in a forked child.
+        let epoch = procs::fork_epoch();
+        if st.epoch != epoch {
+            // The parent's copy in a forked child.
             *st = PoolState {
-                pid,
+                epoch,
                 ..PoolState::default()
             };
         }
@@ -135,7 +137,7 @@ impl Queue {
     /// lives, as guards borrow the handle).
     pub(super) fn free_pool(&self) {
         let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.pid == std::process::id() {
+        if st.epoch == procs::fork_epoch() {
             for &i in &st.all {
                 procs::free(&self.region.procs()[i]);
             }
