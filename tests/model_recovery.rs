@@ -13,7 +13,10 @@
 //! (`claim_tail`, `publish`, `mpmc_enqueue_try`, `claim_head`, `release`,
 //! `mpmc_dequeue_try`, `drained`, `close`, `recover_hole`, `recover_orphan`,
 //! `recover_orphans`, `recover_consumer_side`, `recover_producer_side`,
-//! `named_by_live`, `dead_claims`, `Announce`). Capacity 2.
+//! `named_by_live`, `dead_claims`, `Announce`), and the range claims of
+//! `src/queue/batch.rs` (`claim_tail_range`, `mpmc_enqueue_batch`,
+//! `claim_head_range`, `mpmc_dequeue_batch`; `claim_len`, `claim_of`,
+//! `Announce::set_range`/`clear`). Capacity 2.
 //!
 //! Simplifications, each named:
 //!
@@ -1740,3 +1743,24 @@ fn range_then_single_claim_dies() {
 fn batch_consumer_crash_after_one() {
     batch_consumer_crash(Ranges::Code, 1);
 }
+
+// ---- weakened range reading, kept to show the models catch it ----
+
+#[test]
+#[ignore = "weakened on purpose (scripts/model.sh --ignored): with claim_len ignored, recovery tombstones the second position of a live producer's range"]
+fn slow_batch_producer_no_range_check() {
+    live_batch_producer_is_not_recovered(Step::Never, Ranges::NoRangeCheck);
+}
+
+#[test]
+#[ignore = "weakened on purpose (scripts/model.sh --ignored): with claim_len ignored, recovery tombstones the second position of a stopped producer's range"]
+fn stopped_batch_producer_no_range_check() {
+    live_batch_producer_is_not_recovered(Step::BatchPublishedOne, Ranges::NoRangeCheck);
+}
+
+// Not caught: `claim_len` stored and loaded Relaxed (`Ranges::RelaxedLen`).
+// `batch_consumer_crash(Ranges::RelaxedLen, 1)` passes (381680
+// interleavings, 69 s), as do the producer models: the length is written
+// before the claim's own Release store and the claiming CAS, so a reader that
+// Acquires the claim (or tail/head) sees it whatever claim_len's ordering.
+// Bound 2 of that model did not finish in 120 s.
