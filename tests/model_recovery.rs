@@ -13,7 +13,10 @@
 //! (`claim_tail`, `publish`, `mpmc_enqueue_try`, `claim_head`, `release`,
 //! `mpmc_dequeue_try`, `drained`, `close`, `recover_hole`, `recover_orphan`,
 //! `recover_orphans`, `recover_consumer_side`, `recover_producer_side`,
-//! `named_by_live`, `dead_claims`, `Announce`). Capacity 2.
+//! `named_by_live`, `dead_claims`, `Announce`), and the range claims of
+//! `src/queue/batch.rs` (`claim_tail_range`, `mpmc_enqueue_batch`,
+//! `claim_head_range`, `mpmc_dequeue_batch`; `claim_len`, `claim_of`,
+//! `Announce::set_range`/`clear`). Capacity 2.
 //!
 //! Simplifications, each named:
 //!
@@ -80,6 +83,12 @@ enum Step {
     ConsumeCopied,
     /// Recoverer: after claiming the republish position (`queue-redeliver-claimed`).
     RedeliverClaimed,
+    /// Batch producer: after publishing the first position of a range of
+    /// two or more (`queue-batch-published-one`).
+    BatchPublishedOne,
+    /// Batch consumer: after handing out and releasing the first position
+    /// of a range of two or more.
+    BatchConsumedOne,
 }
 
 /// One model thread: its lane and where it stops.
@@ -137,12 +146,20 @@ struct Stats {
 struct Q {
     /// The ordering of `Announce::set` (see [`BEFORE_FIX`], [`CODE`]).
     announce: Ordering,
+    /// The ordering of the `claim_len` stores (Release in `src/procs.rs`;
+    /// the loads are Acquire with it, Relaxed without: see [`Ranges`]).
+    len_order: Ordering,
+    /// Whether `named_by_live` and `dead_claims` read `claim_len` (false:
+    /// a weakened model that reads every claim as one position).
+    range_check: bool,
     head: AtomicU64,
     tail: AtomicU64,
     closed: AtomicU32,
     slots: [Slot; CAP as usize],
     /// `claim` words of the lanes (`procs::ProcEntry::claim`).
     lanes: [AtomicU64; LANES],
+    /// `claim_len` words of the lanes (`procs::ProcEntry::claim_len`).
+    lens: [AtomicU64; LANES],
     /// The liveness judge: set once a thread executed its last instruction.
     dead: [AtomicBool; LANES],
     stats: Stats,
@@ -157,21 +174,70 @@ fn stamp_pos(stamp: u64) -> u64 {
 ///
 /// `.1` is the ordering of the announcing store: Release in `src/procs.rs`
 /// ([`CODE`]), Relaxed before the fix ([`BEFORE_FIX`]).
-struct Announce<'a>(&'a AtomicU64, Ordering);
+///
+/// `len` is the lane's `claim_len`, stored with `len_order` (Release in
+/// `src/procs.rs`); `ranged` is `Announce::ranged` (a range was announced,
+/// so its length is reset on clear or on the next single claim).
+struct Announce<'a> {
+    claim: &'a AtomicU64,
+    order: Ordering,
+    len: &'a AtomicU64,
+    len_order: Ordering,
+    ranged: std::cell::Cell<bool>,
+}
 
 impl Announce<'_> {
     fn set(&self, tag: u64, pos: u64) {
+        if self.ranged.replace(false) {
+            // src/procs.rs: SYNC(claim-announce), Release (a single claim
+            // after a range on the same guard).
+            self.len.store(0, self.len_order);
+        }
         // src/procs.rs: SYNC(claim-announce), Release (Relaxed before the fix).
-        self.0.store(tag | (pos & CLAIM_POS), self.1);
+        self.claim.store(tag | (pos & CLAIM_POS), self.order);
+    }
+
+    /// `Announce::set_range`: the length first, then the claim.
+    fn set_range(&self, tag: u64, pos: u64, len: u64) {
+        self.ranged.set(true);
+        // src/procs.rs: SYNC(claim-announce), Release, pairs with the
+        // Acquire load of claim_len in `claim_of`.
+        self.len.store(len, self.len_order);
+        self.claim.store(tag | (pos & CLAIM_POS), self.order);
+    }
+
+    /// `Announce::clear`: the claim first, then the length.
+    fn clear(&self) {
+        // SYNC(claim-announce): Release, pairs with the Acquire in named_by_live.
+        self.claim.store(0, Ordering::Release);
+        if self.ranged.replace(false) {
+            // SYNC(claim-announce): Release, pairs with the Acquire load of
+            // claim_len in `claim_of`.
+            self.len.store(0, self.len_order);
+        }
     }
 }
 
 impl Drop for Announce<'_> {
     fn drop(&mut self) {
-        // SYNC(claim-announce): Release, pairs with the Acquire in named_by_live.
-        self.0.store(0, Ordering::Release);
+        self.clear();
     }
 }
+
+/// How the model reads ranges: `src/procs.rs` as is, or weakened to show
+/// that the models below catch the weakening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ranges {
+    /// `claim_len` stored Release, loaded Acquire, and read.
+    Code,
+    /// `claim_len` stored and loaded Relaxed.
+    RelaxedLen,
+    /// `claim_len` ignored: every claim names its first position only.
+    NoRangeCheck,
+}
+
+/// `procs::MAX_CLAIM_LEN`.
+const MAX_CLAIM_LEN: u64 = 1 << 20;
 
 /// A consumer's claim (`queue::Claim`).
 struct Claim<'a> {
@@ -191,8 +257,18 @@ const CODE: Ordering = Ordering::Release;
 
 impl Q {
     fn new(announce: Ordering) -> Q {
+        Q::ranged(announce, Ranges::Code)
+    }
+
+    fn ranged(announce: Ordering, ranges: Ranges) -> Q {
         Q {
             announce,
+            len_order: if ranges == Ranges::RelaxedLen {
+                Ordering::Relaxed
+            } else {
+                Ordering::Release
+            },
+            range_check: ranges != Ranges::NoRangeCheck,
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             closed: AtomicU32::new(0),
@@ -203,6 +279,7 @@ impl Q {
                 payload: UnsafeCell::new(0),
             }),
             lanes: Default::default(),
+            lens: Default::default(),
             dead: Default::default(),
             stats: Stats::default(),
         }
@@ -213,7 +290,13 @@ impl Q {
     }
 
     fn announce(&self, c: Ctx) -> Announce<'_> {
-        Announce(&self.lanes[c.me], self.announce)
+        Announce {
+            claim: &self.lanes[c.me],
+            order: self.announce,
+            len: &self.lens[c.me],
+            len_order: self.len_order,
+            ranged: std::cell::Cell::new(false),
+        }
     }
 
     fn die(&self, me: usize) {
@@ -231,28 +314,48 @@ impl Q {
 
     // ---- procs.rs ----
 
+    /// `procs::claim_of`: the claim lane `i` announces (tag, first
+    /// position, length), read claim first, then claim_len.
+    fn claim_of(&self, i: usize) -> Option<(u64, u64, u64)> {
+        let claim = self.lanes[i].load(Ordering::Acquire);
+        if claim == 0 {
+            return None;
+        }
+        let load = if self.len_order == Ordering::Release {
+            Ordering::Acquire
+        } else {
+            Ordering::Relaxed
+        };
+        let raw = self.lens[i].load(load);
+        let len = if self.range_check {
+            raw.clamp(1, MAX_CLAIM_LEN)
+        } else {
+            1
+        };
+        trace!("  lane {i} reads claim {claim:#x} len {raw}");
+        Some((claim & !CLAIM_POS, claim & CLAIM_POS, len))
+    }
+
     fn named_by_live(&self, positions: &[u64]) -> Named {
-        for (i, (lane, dead)) in self.lanes.iter().zip(&self.dead).enumerate() {
-            let claim = lane.load(Ordering::Acquire);
-            trace!("  named_by_live {positions:?}: lane {i} reads {claim:#x}");
-            if claim != 0
-                && positions.contains(&(claim & CLAIM_POS))
-                && !dead.load(Ordering::Acquire)
-            {
-                return Named::Live;
+        for (i, dead) in self.dead.iter().enumerate() {
+            if let Some((_, start, len)) = self.claim_of(i) {
+                if positions.iter().any(|&p| p >= start && p - start < len)
+                    && !dead.load(Ordering::Acquire)
+                {
+                    trace!("  named_by_live {positions:?}: live lane {i}");
+                    return Named::Live;
+                }
             }
         }
         Named::Dead
     }
 
-    fn dead_claims(&self, tag: u64) -> Vec<u64> {
-        self.lanes
-            .iter()
-            .zip(&self.dead)
-            .filter_map(|(lane, dead)| {
-                let claim = lane.load(Ordering::Acquire);
-                (claim != 0 && claim & !CLAIM_POS == tag && dead.load(Ordering::Acquire))
-                    .then_some(claim & CLAIM_POS)
+    /// `procs::dead_claims`: (first position, length) of each dead claim.
+    fn dead_claims(&self, tag: u64) -> Vec<(u64, u64)> {
+        (0..LANES)
+            .filter_map(|i| {
+                let (t, start, len) = self.claim_of(i)?;
+                (t == tag && self.dead[i].load(Ordering::Acquire)).then_some((start, len))
             })
             .collect()
     }
@@ -365,7 +468,7 @@ impl Q {
         let me = self
             .lanes
             .iter()
-            .position(|l| std::ptr::eq(l, ann.0))
+            .position(|l| std::ptr::eq(l, ann.claim))
             .unwrap();
         let mut h = self.head.load(Ordering::Relaxed);
         loop {
@@ -471,6 +574,183 @@ impl Q {
         }
     }
 
+    // ---- batch.rs (multi-producer, multi-consumer) ----
+
+    /// `claim_tail_range`: the run of up to `want` free positions from
+    /// tail, announced as a range, claimed with one CAS.
+    fn claim_tail_range(
+        &self,
+        want: u64,
+        ann: &Announce<'_>,
+        c: Ctx,
+    ) -> Result<(u64, u64), EnqErr> {
+        let mut t = self.tail.load(Ordering::Relaxed);
+        loop {
+            let s = stamp_pos(self.slot(t).stamp.load(Ordering::Acquire));
+            if s == t {
+                let mut k = 1;
+                while k < want && stamp_pos(self.slot(t + k).stamp.load(Ordering::Acquire)) == t + k
+                {
+                    k += 1;
+                }
+                ann.set_range(CLAIM_PRODUCE, t, k);
+                match self
+                    .tail
+                    .compare_exchange_weak(t, t + k, Ordering::SeqCst, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        trace!("lane {}: claim_tail_range {t}+{k}", c.me);
+                        return Ok((t, k));
+                    }
+                    Err(cur) => t = cur,
+                }
+            } else {
+                let cur = self.tail.load(Ordering::Relaxed);
+                if cur != t {
+                    t = cur;
+                } else if (s.wrapping_sub(t) as i64) < 0 {
+                    return Err(EnqErr::Full);
+                } else {
+                    return Err(EnqErr::Corrupt);
+                }
+            }
+        }
+    }
+
+    /// `mpmc_enqueue_batch`: how many of `msgs` went in.
+    fn mpmc_enqueue_batch(&self, msgs: &[u64], c: Ctx) -> Result<usize, EnqErr> {
+        if self.closed() {
+            return Err(EnqErr::Closed);
+        }
+        let ann = self.announce(c);
+        let (t, k) = self.claim_tail_range(msgs.len() as u64, &ann, c)?;
+        if self.closed() {
+            for p in t..t + k {
+                self.publish(p, None, SLOT_TOMBSTONE, ctx(c.me));
+                self.count(&self.stats.tombstones);
+            }
+            return Err(EnqErr::Closed);
+        }
+        for (i, &m) in msgs[..k as usize].iter().enumerate() {
+            self.publish(t + i as u64, Some(m), 0, ctx(c.me));
+            if c.stop == Step::BatchPublishedOne && k >= 2 {
+                std::mem::forget(ann);
+                return Err(EnqErr::Stopped);
+            }
+        }
+        Ok(k as usize)
+    }
+
+    /// `enqueue_batch` (recovery always due, as `enqueue_try`).
+    fn enqueue_batch(&self, msgs: &[u64], c: Ctx) -> Result<usize, EnqErr> {
+        match self.mpmc_enqueue_batch(msgs, c) {
+            Err(EnqErr::Full) => {
+                self.recover_producer_side(c)?;
+                Err(EnqErr::Full)
+            }
+            other => other,
+        }
+    }
+
+    /// `claim_head_range`: the run of up to `max` published positions from
+    /// head, announced as a range, claimed with one CAS (no byte budget).
+    fn claim_head_range(&self, max: u64, ann: &Announce<'_>, c: Ctx) -> Result<(u64, u64), DeqErr> {
+        let mut h = self.head.load(Ordering::Relaxed);
+        loop {
+            let s = stamp_pos(self.slot(h).stamp.load(Ordering::Acquire));
+            if s == h + 1 {
+                let mut k = 0;
+                while k < max
+                    && stamp_pos(self.slot(h + k).stamp.load(Ordering::Acquire)) == h + k + 1
+                {
+                    k += 1;
+                }
+                ann.set_range(CLAIM_CONSUME, h, k);
+                match self
+                    .head
+                    .compare_exchange_weak(h, h + k, Ordering::AcqRel, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        trace!("lane {}: claim_head_range {h}+{k}", c.me);
+                        return Ok((h, k));
+                    }
+                    Err(cur) => h = cur,
+                }
+            } else {
+                let cur = self.head.load(Ordering::Relaxed);
+                if cur != h {
+                    h = cur;
+                } else if (s.wrapping_sub(h + 1) as i64) < 0 {
+                    return Err(if self.drained(h) {
+                        DeqErr::Closed
+                    } else {
+                        DeqErr::Empty
+                    });
+                } else {
+                    return Err(DeqErr::Corrupt);
+                }
+            }
+        }
+    }
+
+    /// `mpmc_dequeue_batch` with its `mpmc_dequeue_range` (no panicking
+    /// callback, so `Rest` only ever finds the range done): the messages
+    /// handed out, pushed to `got` as they are (so that a thread stopped
+    /// half-way keeps what it was given).
+    fn mpmc_dequeue_batch(&self, max: u64, got: &mut Vec<u64>, c: Ctx) -> Result<(), DeqErr> {
+        let ann = self.announce(c);
+        loop {
+            let (h, k) = self.claim_head_range(max.min(CAP), &ann, c)?;
+            let mut delivered = 0;
+            for p in h..h + k {
+                let slot = self.slot(p);
+                let raw = slot.stamp.load(Ordering::Relaxed);
+                let tomb = raw & STAMP_TOMB != 0
+                    || slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
+                if tomb {
+                    self.count(&self.stats.skipped);
+                } else {
+                    assert_eq!(slot.len.load(Ordering::Relaxed), 8);
+                    // SAFETY (model): we own position p until released.
+                    got.push(slot.payload.with(|m| unsafe { *m }));
+                    delivered += 1;
+                }
+                self.release(&Claim {
+                    pos: p,
+                    slot,
+                    len: 0,
+                    tombstone: false,
+                });
+                if c.stop == Step::BatchConsumedOne && k >= 2 {
+                    std::mem::forget(ann);
+                    return Err(DeqErr::Stopped);
+                }
+            }
+            if delivered > 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// `dequeue_batch` (recovery always due, as `dequeue_try`).
+    fn dequeue_batch(&self, max: u64, got: &mut Vec<u64>, c: Ctx) -> Result<(), DeqErr> {
+        loop {
+            match self.mpmc_dequeue_batch(max, got, c) {
+                Err(DeqErr::Empty) => {
+                    if !self.recover_consumer_side(c)? {
+                        return Err(DeqErr::Empty);
+                    }
+                }
+                Err(DeqErr::Closed) => {
+                    if !self.recover_orphans(c)? {
+                        return Err(DeqErr::Closed);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn close(&self) {
         self.closed.store(1, Ordering::SeqCst);
     }
@@ -556,8 +836,13 @@ impl Q {
 
     fn recover_orphans(&self, c: Ctx) -> Result<bool, DeqErr> {
         let mut any = false;
-        for h in self.dead_claims(CLAIM_CONSUME) {
-            any |= self.recover_orphan(h, c)?;
+        let mut claims = self.dead_claims(CLAIM_CONSUME);
+        // Oldest first, as in src/queue/recover.rs.
+        claims.sort_unstable();
+        for (start, len) in claims {
+            for h in (0..len.min(CAP)).map_while(|i| start.checked_add(i)) {
+                any |= self.recover_orphan(h, c)?;
+            }
         }
         Ok(any)
     }
@@ -1207,3 +1492,275 @@ fn recoverers_race_on_a_dead_consumer_as_is() {
 fn recoverer_crash_mid_republish_as_is() {
     recoverer_crash_mid_republish(CODE);
 }
+
+// ---- 5. range claims (enqueue_batch, dequeue_batch) ----
+
+/// Consumer C (lane 1): up to `n` dequeues with recovery.
+fn consume(q: &Arc<Q>, me: usize, n: usize) -> thread::JoinHandle<Vec<u64>> {
+    let q = q.clone();
+    thread::spawn(move || {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            match q.dequeue_try(ctx(me)) {
+                Ok(m) => got.push(m),
+                Err(DeqErr::Empty) => {}
+                Err(e) => panic!("consumer {me}: {e:?}"),
+            }
+        }
+        got
+    })
+}
+
+/// Batch producer A (lane 0) claims positions 0 and 1 with one CAS,
+/// publishes 0 and is killed before 1; consumer C (lane 1) dequeues with
+/// recovery, and so does recoverer R (lane 2, a second consumer): exactly
+/// position 1 is tombstoned (once), A's first message is delivered once.
+fn batch_producer_crash(ranges: Ranges) {
+    check(&format!("batch_producer_crash({ranges:?})"), 2, move || {
+        let q = Arc::new(Q::ranged(CODE, ranges));
+        let a = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let stop = Ctx {
+                    me: 0,
+                    stop: Step::BatchPublishedOne,
+                };
+                assert_eq!(q.enqueue_batch(&[0xA1, 0xA2], stop), Err(EnqErr::Stopped));
+                q.die(0);
+            })
+        };
+        let c = consume(&q, 1, 2);
+        let r = consume(&q, 2, 1);
+        a.join().unwrap();
+        let mut got = c.join().unwrap();
+        got.extend(r.join().unwrap());
+        let (rest, closed) = q.close_and_drain();
+        got.extend(rest);
+        assert!(closed, "consumers reach Closed after close");
+        assert_eq!(got, vec![0xA1], "the published one exactly once");
+        assert_eq!(q.stat(&q.stats.tombstones), 1, "the unpublished one, once");
+        assert_eq!(q.stat(&q.stats.dead_claims), 1);
+        assert_eq!(q.stat(&q.stats.skipped), 1, "the tombstone skipped");
+        assert_eq!(q.stat(&q.stats.redelivered), 0);
+    });
+}
+
+/// Batch producer A (lane 0) is slow but alive inside its range of two
+/// (`stop` Never) or stopped (SIGSTOP, never resumed) after publishing the
+/// first; consumer C (lane 1) runs recovery on position 1, which A's lane
+/// names only through its `claim_len`: nothing is recovered.
+fn live_batch_producer_is_not_recovered(stop: Step, ranges: Ranges) {
+    check(
+        &format!("live_batch_producer_is_not_recovered({stop:?}, {ranges:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::ranged(CODE, ranges));
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let r = q.enqueue_batch(&[0xA1, 0xA2], Ctx { me: 0, stop });
+                    // Stopped or slow, never dead: `dead` is never set.
+                    if stop == Step::Never {
+                        assert_eq!(r, Ok(2));
+                    } else {
+                        assert_eq!(r, Err(EnqErr::Stopped));
+                    }
+                })
+            };
+            let c = consume(&q, 1, 3);
+            a.join().unwrap();
+            let mut got = c.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert_eq!(
+                q.stat(&q.stats.tombstones),
+                0,
+                "a live range is never tombstoned"
+            );
+            if stop == Step::Never {
+                assert!(closed);
+                assert_eq!(got, vec![0xA1, 0xA2]);
+            } else {
+                assert!(!closed, "a stopped producer's range holds the queue");
+                assert_eq!(got, vec![0xA1]);
+            }
+        },
+    );
+}
+
+/// Producer A (lane 0) enqueues a batch of two (a range, then cleared),
+/// then one message with a single claim in the same lane, and dies after
+/// that claim's tail CAS (`dies`) or completes it; consumer C (lane 1)
+/// dequeues with recovery. The lane's single claim must not be read with
+/// the range's length, nor the range with the reset length: the completed
+/// range is never recovered, the dead single claim is tombstoned once.
+fn range_then_single_claim(dies: bool, ranges: Ranges) {
+    check(
+        &format!("range_then_single_claim(dies: {dies}, {ranges:?})"),
+        2,
+        move || {
+            let q = Arc::new(Q::ranged(CODE, ranges));
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    assert_eq!(q.enqueue_batch(&[0xA1, 0xA2], ctx(0)), Ok(2));
+                    let stop = if dies {
+                        Step::ProduceClaimed
+                    } else {
+                        Step::Never
+                    };
+                    let mut sent = false;
+                    for _ in 0..2 {
+                        match q.enqueue_try(0xA3, Ctx { me: 0, stop }) {
+                            Ok(()) => {
+                                sent = true;
+                                break;
+                            }
+                            Err(EnqErr::Full) => {}
+                            Err(EnqErr::Stopped) if dies => {
+                                q.die(0);
+                                break;
+                            }
+                            Err(e) => panic!("producer: {e:?}"),
+                        }
+                    }
+                    sent
+                })
+            };
+            let c = consume(&q, 1, 3);
+            let sent = a.join().unwrap();
+            let mut got = c.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            let mut want = vec![0xA1, 0xA2];
+            if sent {
+                want.push(0xA3);
+            }
+            assert_eq!(got, want, "every message once, in order");
+            assert_eq!(q.stat(&q.stats.redelivered), 0);
+            // Tail 3: A's single claim of position 2 (not made if the ring
+            // was full both times).
+            let claimed = dies && q.tail.load(Ordering::SeqCst) == 3;
+            assert_eq!(q.stat(&q.stats.tombstones), u64::from(claimed));
+            assert!(
+                closed,
+                "a dead claim is recovered, a completed one holds nothing"
+            );
+        },
+    );
+}
+
+/// A full ring (two messages); batch consumer A (lane 0) claims both with
+/// one CAS, is given the first, releases it and is killed; consumer B
+/// (lane 1) dequeues with recovery, producer P (lane 2) enqueues one with
+/// recovery when full: every message delivered exactly once (A's first to
+/// A, its second redelivered once), the released one never again.
+fn batch_consumer_crash(ranges: Ranges, bound: usize) {
+    check(
+        &format!("batch_consumer_crash({ranges:?})"),
+        bound,
+        move || {
+            let q = Arc::new(Q::ranged(CODE, ranges));
+            q.fill(&[0xF1, 0xF2]);
+            let a = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let stop = Ctx {
+                        me: 0,
+                        stop: Step::BatchConsumedOne,
+                    };
+                    let mut got = Vec::new();
+                    let r = q.dequeue_batch(2, &mut got, stop);
+                    // Stopped half-way, or B was first (one message or none).
+                    assert!(
+                        matches!(r, Ok(()) | Err(DeqErr::Stopped | DeqErr::Empty)),
+                        "{r:?}"
+                    );
+                    q.die(0);
+                    (got, r == Err(DeqErr::Stopped))
+                })
+            };
+            let b = consume(&q, 1, 2);
+            let p = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        match q.enqueue_try(0xC1, ctx(2)) {
+                            Ok(()) => return true,
+                            Err(EnqErr::Full) => {}
+                            Err(e) => panic!("producer: {e:?}"),
+                        }
+                    }
+                    false
+                })
+            };
+            let (mut got, crashed) = a.join().unwrap();
+            got.extend(b.join().unwrap());
+            let sent = p.join().unwrap();
+            let (rest, closed) = q.close_and_drain();
+            got.extend(rest);
+            assert!(closed, "consumers reach Closed after close");
+            let mut want = vec![0xF1, 0xF2];
+            if sent {
+                want.push(0xC1);
+            }
+            assert_eq!(sorted(got.clone()), sorted(want), "exactly once: {got:x?}");
+            assert_eq!(
+                q.stat(&q.stats.redelivered),
+                u64::from(crashed),
+                "the unreleased one redelivered once, the released one never"
+            );
+        },
+    );
+}
+
+#[test]
+fn batch_producer_crash_after_one() {
+    batch_producer_crash(Ranges::Code);
+}
+
+#[test]
+fn slow_batch_producer_is_not_recovered() {
+    live_batch_producer_is_not_recovered(Step::Never, Ranges::Code);
+}
+
+#[test]
+fn stopped_batch_producer_is_not_recovered() {
+    live_batch_producer_is_not_recovered(Step::BatchPublishedOne, Ranges::Code);
+}
+
+#[test]
+fn range_then_single_claim_completes() {
+    range_then_single_claim(false, Ranges::Code);
+}
+
+#[test]
+fn range_then_single_claim_dies() {
+    range_then_single_claim(true, Ranges::Code);
+}
+
+#[test]
+fn batch_consumer_crash_after_one() {
+    batch_consumer_crash(Ranges::Code, 1);
+}
+
+// ---- weakened range reading, kept to show the models catch it ----
+
+#[test]
+#[ignore = "weakened on purpose (scripts/model.sh --ignored): with claim_len ignored, recovery tombstones the second position of a live producer's range"]
+fn slow_batch_producer_no_range_check() {
+    live_batch_producer_is_not_recovered(Step::Never, Ranges::NoRangeCheck);
+}
+
+#[test]
+#[ignore = "weakened on purpose (scripts/model.sh --ignored): with claim_len ignored, recovery tombstones the second position of a stopped producer's range"]
+fn stopped_batch_producer_no_range_check() {
+    live_batch_producer_is_not_recovered(Step::BatchPublishedOne, Ranges::NoRangeCheck);
+}
+
+// Not caught: `claim_len` stored and loaded Relaxed (`Ranges::RelaxedLen`).
+// `batch_consumer_crash(Ranges::RelaxedLen, 1)` passes (381680
+// interleavings, 69 s), as do the producer models: the length is written
+// before the claim's own Release store and the claiming CAS, so a reader that
+// Acquires the claim (or tail/head) sees it whatever claim_len's ordering.
+// Bound 2 of that model did not finish in 120 s.
