@@ -662,7 +662,10 @@ pub enum Uninitialised {
 /// ```
 pub fn classify_uninitialised(seg: &Segment) -> Uninitialised {
     let header_pid = match uninitialised_shape(seg) {
-        Ok(pid) => pid,
+        // Published since the caller found it unpublished: neither foreign
+        // nor abandoned; the caller's next look validates it.
+        Ok(Shape::Published) => return Uninitialised::Initialising,
+        Ok(Shape::Unpublished { creator }) => creator,
         Err(reason) => return Uninitialised::Foreign { reason },
     };
     let facts = seg.target().and_then(backing_facts);
@@ -691,9 +694,17 @@ pub fn classify_uninitialised(seg: &Segment) -> Uninitialised {
     Uninitialised::Initialising
 }
 
+/// What [`uninitialised_shape`] found.
+enum Shape {
+    /// The magic is there now: published since the caller looked.
+    Published,
+    /// A header being written, with the creator pid it holds already, if any.
+    Unpublished { creator: Option<u32> },
+}
+
 /// Checks that an unpublished segment is shaped like a shmq header being
-/// written; returns the creator pid the header holds already, if any.
-fn uninitialised_shape(seg: &Segment) -> Result<Option<u32>, String> {
+/// written.
+fn uninitialised_shape(seg: &Segment) -> Result<Shape, String> {
     use crate::layout::{slot_stride, AUX_ENTRY_SIZE, LAYOUT_VERSION, MAX_CAPACITY, MAX_SLOT_SIZE};
     let len = seg.len();
     if len < MIN_SEGMENT_SIZE {
@@ -713,6 +724,9 @@ fn uninitialised_shape(seg: &Segment) -> Result<Option<u32>, String> {
         unsafe { std::ptr::read_volatile(seg.as_ptr() as *const [u8; MIN_SEGMENT_SIZE - 128]) };
     let w32 = |off: usize| u32::from_le_bytes(raw[off..off + 4].try_into().expect("4 bytes"));
     let w64 = |off: usize| u64::from_le_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
+    if w64(0) == crate::layout::MAGIC {
+        return Ok(Shape::Published);
+    }
     if w64(0) != 0 {
         return Err(format!("first word {:#018x} is not shmq's magic", w64(0)));
     }
@@ -723,7 +737,9 @@ fn uninitialised_shape(seg: &Segment) -> Result<Option<u32>, String> {
     sealed.copy_from_slice(&raw[..HEADER_SIZE]);
     sealed[..8].copy_from_slice(&crate::layout::MAGIC.to_le_bytes());
     if w32(8) == LAYOUT_VERSION && crate::layout::checksum(&sealed) == w64(96) {
-        return Ok(Some(w32(40)).filter(|&pid| pid != 0));
+        return Ok(Shape::Unpublished {
+            creator: Some(w32(40)).filter(|&pid| pid != 0),
+        });
     }
     let zero_from = |start: usize, end: usize| raw[start..end].iter().position(|&b| b != 0);
     // Hot lines and the process table: written only after the magic.
@@ -783,7 +799,9 @@ fn uninitialised_shape(seg: &Segment) -> Result<Option<u32>, String> {
     {
         return bad("slot array offset", slots_offset);
     }
-    Ok(Some(w32(40)).filter(|&pid| pid != 0))
+    Ok(Shape::Unpublished {
+        creator: Some(w32(40)).filter(|&pid| pid != 0),
+    })
 }
 
 /// The most bytes the backing of `target` can ever hold, where that can be
