@@ -45,8 +45,9 @@ make -C ffi/c test LIBDIR="$libdir"
 phase "Go tests (ffi/go)"
 # The package's #cgo directive names target/release (what `cargo build
 # --release` makes); these flags come first, so this build's library wins.
+# Some Go tests build the C programs with ffi/c's Makefile: LIBDIR too.
 export CGO_LDFLAGS="-L$libdir -Wl,-rpath,$libdir"
-export SHMQ_TARGET_DIR="$libdir"
+export SHMQ_TARGET_DIR="$libdir" LIBDIR="$libdir"
 (cd ffi/go && go vet ./... && go test -race -count=1 ./...)
 phase "shared-memory leak check"
 
