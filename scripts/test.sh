@@ -33,11 +33,11 @@ phase() {
     echo "== $1"
 }
 
-echo "== cargo build --profile $profile (libshmq.so, libshmq.a, shmq, examples)"
-cargo build --profile "$profile" --lib --bins --examples
+echo "== cargo build --profile $profile (the workspace: engine, libshmq.so/.a, shmq, examples)"
+cargo build --profile "$profile" --workspace --lib --bins --examples
 
-phase "Rust: unit, doc, integration and multi-process tests"
-cargo test --profile "$profile" -- --test-threads=2
+phase "Rust: unit, doc, integration and multi-process tests (engine, C layer, CLI)"
+cargo test --profile "$profile" --workspace -- --test-threads=2
 
 phase "C tests (ffi/c)"
 make -C ffi/c test LIBDIR="$libdir"

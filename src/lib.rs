@@ -29,7 +29,6 @@
 #[macro_use]
 pub mod failpoint;
 pub mod batcher;
-pub mod capi;
 mod error;
 pub mod inspect;
 pub mod layout;

@@ -9,7 +9,7 @@
 #[allow(unused_imports)]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -91,41 +91,6 @@ fn packet_pipeline_processes_every_committed_packet_once_in_place() {
 
 // ---- market data: the paced feed, one subscriber per language ----
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// target/<profile>, where `cargo build` put libshmq.so (`cargo test` does
-/// not build the C library, so it must be there already).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    assert!(
-        dir.join("libshmq.so").exists(),
-        "{} is missing: run `cargo build --release` first",
-        dir.join("libshmq.so").display()
-    );
-    dir
-}
-
-/// Runs a build command to success within `limit`, or panics with its output.
-fn build(cmd: &mut Command, what: &str, limit: Duration) {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run the {what} ({e}): this test needs cc and go"));
-    let stderr = child.stderr.take().expect("piped");
-    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let status = wait_within(&mut child, limit, what);
-    let errors = errors.join().unwrap_or_default();
-    assert!(status.success(), "the {what} failed ({status}):\n{errors}");
-}
-
 /// Waits for `child` to exit, at most `limit` (then kills it and panics).
 fn wait_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
@@ -197,35 +162,9 @@ fn number_after(line: &str, prefix: &str) -> Option<f64> {
 
 #[test]
 fn market_feed_reaches_rust_c_and_go_subscribers_in_order() {
-    let lib = lib_dir();
-    let bin = lib.join("market-test-bin");
-    std::fs::create_dir_all(&bin).expect("create the binary directory");
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
-    let c_sub = bin.join("market_sub_c");
-    build(
-        Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-            .arg(repo().join("include"))
-            .arg(repo().join("ffi/c/examples/market_sub.c"))
-            .arg("-o")
-            .arg(&c_sub)
-            .arg(format!("-L{}", lib.display()))
-            .arg(&rpath)
-            .arg("-lshmq"),
-        "C compiler",
-        Duration::from_secs(120),
-    );
-    let go_sub = bin.join("market_sub_go");
-    build(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&go_sub)
-            .arg("./examples/market-sub")
-            .current_dir(repo().join("ffi/go"))
-            .env("CGO_LDFLAGS", format!("-L{} {rpath}", lib.display())),
-        "Go build",
-        Duration::from_secs(600),
-    );
+    let lib = common::native::lib_dir();
+    let c_sub = common::native::build_c("examples/market_sub", "market_sub_c", &lib);
+    let go_sub = common::native::build_go("examples/market-sub", "market_sub_go", &lib);
 
     // One second at 100 k quotes/s into a reliable log with a durable
     // cursor per subscriber, created before the first quote.

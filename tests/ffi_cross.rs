@@ -14,7 +14,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -26,124 +26,11 @@ const PRODUCERS: u32 = 2;
 const PER_PRODUCER: u64 = 10_000;
 const SLOT: usize = 64;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// target/<profile>: where `cargo build` put libshmq.so. (`cargo test` does
-/// not build the cdylib, so it must exist, and be newer than the sources.)
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf();
-    let profile = if cfg!(debug_assertions) {
-        ""
-    } else {
-        " --release"
-    };
-    let so = dir.join("libshmq.so");
-    let built = std::fs::metadata(&so)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run `cargo build{profile}` first",
-                so.display()
-            )
-        });
-    let newest = newest_source(&repo().join("src"));
-    assert!(
-        built >= newest,
-        "{} is older than the sources: run `cargo build{profile}` first",
-        so.display()
-    );
-    dir
-}
-
-fn newest_source(dir: &Path) -> std::time::SystemTime {
-    let mut newest = std::time::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir)
-        .expect("read src/")
-        .map_while(Result::ok)
-    {
-        let path = entry.path();
-        // src/bin is the command line: changing it does not relink the library.
-        if path.ends_with("src/bin") {
-            continue;
-        }
-        let t = if path.is_dir() {
-            newest_source(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH)
-        };
-        newest = newest.max(t);
-    }
-    newest
-}
-
-/// Runs a build command, killing it after `timeout`; panics with its output on failure.
-fn build(cmd: &mut Command, what: &str, timeout: Duration) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| {
-        panic!("cannot run the {what} ({e}): a C compiler (cc) and Go (go) are required for this test")
-    });
-    let stderr = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the {what} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let errors = reader.join().unwrap_or_default();
-    assert!(status.success(), "the {what} failed ({status}):\n{errors}");
-}
-
 fn build_consumers(lib: &Path) -> (PathBuf, PathBuf) {
-    let out = lib.join("ffi-test-bin");
-    std::fs::create_dir_all(&out).expect("create the binary directory");
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
-    let c_bin = out.join("c_consumer");
-    build(
-        Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-            .arg(repo().join("include"))
-            .arg(repo().join("ffi/c/consumer.c"))
-            .arg("-o")
-            .arg(&c_bin)
-            .arg(format!("-L{}", lib.display()))
-            .arg(&rpath)
-            .arg("-lshmq"),
-        "C compiler",
-        Duration::from_secs(120),
-    );
-    let go_bin = out.join("go_consumer");
-    build(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&go_bin)
-            .arg("./internal/testconsumer")
-            .current_dir(repo().join("ffi/go"))
-            // Link this build's libshmq, ahead of the package's default directory.
-            .env("CGO_LDFLAGS", format!("-L{} {rpath}", lib.display())),
-        "Go build",
-        Duration::from_secs(600),
-    );
-    (c_bin, go_bin)
+    (
+        common::native::build_c("consumer", "c_consumer", lib),
+        common::native::build_go("internal/testconsumer", "go_consumer", lib),
+    )
 }
 
 /// A consumer process whose output lines arrive on a channel.
@@ -227,7 +114,7 @@ impl Drop for Consumer {
 
 #[test]
 fn rust_producer_c_consumer_go_consumer_exactly_once() {
-    let lib = lib_dir();
+    let lib = common::native::lib_dir();
     let (c_bin, go_bin) = build_consumers(&lib);
 
     let target = common::posix("cross");

@@ -6,7 +6,7 @@
  *
  * Not provoked here: SHMQ_CORRUPT from a receive (it needs a slot length
  * forged in shared memory; opening a damaged log is tested) and SHMQ_PANIC
- * (tested in Rust, src/capi/mod.rs).
+ * (tested in Rust, capi/src/lib.rs).
  *
  * Every log is registered and removed at exit, also after a failed check. */
 #define _POSIX_C_SOURCE 200809L

@@ -1,7 +1,7 @@
 /* Tests of the C interface: every function, every status a caller can get,
  * NULL and bad arguments, outputs left alone on failure, one handle shared
  * by threads. (SHMQ_PANIC cannot be provoked through the API: the panic
- * boundary is tested in Rust, src/capi/mod.rs.)
+ * boundary is tested in Rust, capi/src/lib.rs.)
  *
  * Every queue is registered and removed at exit, also after a failed check. */
 #define _POSIX_C_SOURCE 200809L

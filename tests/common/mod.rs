@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use shmq::Target;
 
+pub mod native;
+
 /// Environment variable naming the role of a child process.
 pub const ROLE_ENV: &str = "SHMQ_TEST_ROLE";
 /// Environment variable carrying a child's arguments, separated by U+001F.

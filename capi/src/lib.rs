@@ -26,7 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub use log::*;
 pub use queue::*;
 
-use crate::{DequeueError, EnqueueError, Error, Target};
+use engine::{DequeueError, EnqueueError, Error, Target};
 
 /// What a shmq call did. The values are fixed: a value never changes meaning
 /// and new values are only ever added.
@@ -119,9 +119,9 @@ pub(crate) use cstr;
 macro_rules! non_null {
     ($p:ident) => {
         if $p.is_null() {
-            return $crate::capi::fail_static(
-                $crate::capi::shmq_status::SHMQ_NULL_PARAMETER,
-                $crate::capi::cstr!(concat!("argument `", stringify!($p), "` is NULL")),
+            return $crate::fail_static(
+                $crate::shmq_status::SHMQ_NULL_PARAMETER,
+                $crate::cstr!(concat!("argument `", stringify!($p), "` is NULL")),
             );
         }
     };
@@ -201,6 +201,9 @@ pub(crate) fn setup_error(e: Error) -> shmq_status {
         Error::InvalidArgument { .. } => SHMQ_INVALID_ARGUMENT,
         Error::RoleTaken { .. } => SHMQ_ROLE_TAKEN,
         Error::Io { .. } => SHMQ_IO,
+        // The engine's enums are non_exhaustive: a kind this layer does not
+        // know yet is still an error, with its message.
+        _ => SHMQ_IO,
     };
     fail(status, e)
 }
@@ -217,6 +220,7 @@ pub(crate) fn enqueue_error(e: EnqueueError) -> shmq_status {
         e @ EnqueueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
         e @ EnqueueError::Busy => fail(SHMQ_BUSY, e),
         e @ EnqueueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        e => fail(SHMQ_IO, e),
     }
 }
 
@@ -232,6 +236,7 @@ pub(crate) fn dequeue_error(e: DequeueError) -> shmq_status {
         e @ DequeueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
         e @ DequeueError::Busy => fail(SHMQ_BUSY, e),
         e @ DequeueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        e => fail(SHMQ_IO, e),
     }
 }
 
@@ -319,7 +324,7 @@ pub extern "C" fn shmq_status_name(status: i32) -> *const c_char {
 pub unsafe extern "C" fn shmq_find_free_key(key_out: *mut i32) -> shmq_status {
     boundary(|| {
         non_null!(key_out);
-        match crate::find_free_key() {
+        match engine::find_free_key() {
             Ok(key) => {
                 // SAFETY: non-null (checked) and valid for writes (caller).
                 unsafe { key_out.write(key) };

@@ -3,6 +3,7 @@
 //! forbidden segments.
 
 #[allow(unused_imports)] // the harness re-exports `child_roles!`, unused here
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! The committed C header must be exactly what cbindgen generates from
-//! src/capi now: header drift is a test failure.
+//! capi/src now: header drift is a test failure.
 //!
 //! build.rs writes a fresh generation to `$OUT_DIR/shmq.h` on every build of
 //! the crate; this test compares it with `include/shmq.h`.
@@ -12,7 +12,7 @@ fn committed_header_matches_a_fresh_generation() {
     let fresh = std::fs::read_to_string(fresh_path).unwrap_or_else(|e| {
         panic!("build.rs did not generate {fresh_path} ({e}); see the cargo warnings of the build")
     });
-    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/shmq.h");
+    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../include/shmq.h");
     let committed = std::fs::read_to_string(&committed_path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", committed_path.display()));
     if fresh != committed {
@@ -34,11 +34,11 @@ fn committed_header_matches_a_fresh_generation() {
 
 #[test]
 fn header_declares_every_exported_function() {
-    // Every `#[no_mangle]` function of src/capi appears in the header.
+    // Every `#[no_mangle]` function of capi/src appears in the header.
     let committed =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/shmq.h"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../include/shmq.h"))
             .unwrap();
-    let capi = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/capi");
+    let capi = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut seen = 0;
     for entry in std::fs::read_dir(&capi).unwrap() {
         let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
@@ -56,6 +56,6 @@ fn header_declares_every_exported_function() {
     }
     assert!(
         seen >= 20,
-        "found only {seen} exported functions in src/capi"
+        "found only {seen} exported functions in capi/src"
     );
 }

@@ -5,25 +5,15 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[path = "shmq/bench.rs"]
 mod bench;
-#[path = "shmq/crash.rs"]
 mod crash;
-#[path = "shmq/cursor.rs"]
 mod cursor;
-#[path = "shmq/exit.rs"]
 mod exit;
-#[path = "shmq/json.rs"]
 mod json;
-#[path = "shmq/ops.rs"]
 mod ops;
-#[path = "shmq/pubtail.rs"]
 mod pubtail;
-#[path = "shmq/signal.rs"]
 mod signal;
-#[path = "shmq/text.rs"]
 mod text;
-#[path = "shmq/view.rs"]
 mod view;
 
 use std::path::PathBuf;

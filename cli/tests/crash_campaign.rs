@@ -1,5 +1,5 @@
 //! A short run of the crash campaign (`shmq crash`, see
-//! src/bin/shmq/crash.rs): real processes on each kind of segment are
+//! cli/src/crash.rs): real processes on each kind of segment are
 //! SIGKILLed at random moments and replaced; every round then closes,
 //! drains and checks every invariant (no torn message, no duplicate, no
 //! loss beyond a message in hand, FIFO, no stall, no crash of a survivor,

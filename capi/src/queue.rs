@@ -8,7 +8,7 @@ use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
     try_status,
 };
-use crate::{Queue, QueueConfig, WaitStrategy};
+use engine::{Queue, QueueConfig, WaitStrategy};
 
 /// A handle to a work queue. Opaque: create it with shmq_queue_create(),
 /// shmq_queue_open() or shmq_queue_open_or_create(), release it with
@@ -105,7 +105,7 @@ macro_rules! queue_ref {
 /// # Safety
 /// `out` is non-null and valid for writing a pointer.
 unsafe fn handle_out(
-    result: Result<Queue, crate::Error>,
+    result: Result<Queue, engine::Error>,
     out: *mut *mut shmq_queue,
 ) -> shmq_status {
     match result {
@@ -629,14 +629,14 @@ pub unsafe extern "C" fn shmq_queue_stats(
 /// shmq_reservation_commit() or shmq_reservation_cancel(), which free it;
 /// before shmq_queue_free() of its queue.
 pub struct shmq_reservation {
-    guard: crate::ReserveGuard<'static>,
+    guard: engine::ReserveGuard<'static>,
 }
 
 /// A message read in place, from shmq_queue_consume(). Opaque. Free it with
 /// shmq_message_release(), before shmq_queue_free() of its queue.
 pub struct shmq_message {
     /// Held only to be dropped (which releases the slot).
-    _guard: crate::ConsumeGuard<'static>,
+    _guard: engine::ConsumeGuard<'static>,
 }
 
 /// One message of a batch for shmq_queue_enqueue_batch().

@@ -1,4 +1,4 @@
-//! Generates the C header from `src/capi` with cbindgen (configured by
+//! Generates the C header from `capi/src` with cbindgen (configured by
 //! `cbindgen.toml`).
 //!
 //! The fresh header always goes to `$OUT_DIR/shmq.h`, where
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    println!("cargo:rerun-if-changed=src/capi");
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-env-changed=SHMQ_UPDATE_HEADER");
 
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -32,7 +32,8 @@ fn main() {
         println!("cargo:warning=could not write {}: {e}", out.display());
     }
 
-    let committed = dir.join("include").join("shmq.h");
+    // The header lives at the workspace root, beside ffi/c, for C users.
+    let committed = dir.join("..").join("include").join("shmq.h");
     let current = fs::read(&committed).ok();
     if current.as_deref() == Some(header.as_slice()) {
         return;
@@ -46,7 +47,7 @@ fn main() {
         }
     } else {
         println!(
-            "cargo:warning=include/shmq.h is stale (src/capi changed): \
+            "cargo:warning=include/shmq.h is stale (capi/src changed): \
              regenerate it with `SHMQ_UPDATE_HEADER=1 cargo build` and commit it"
         );
     }
@@ -67,7 +68,7 @@ fn generate(dir: &Path) -> Result<Vec<u8>, String> {
     ));
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(dir.join("src").join("capi").join("mod.rs"))
+        .with_src(dir.join("src").join("lib.rs"))
         .generate()
         .map_err(|e| e.to_string())?;
     let mut header = Vec::new();

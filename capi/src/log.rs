@@ -8,7 +8,7 @@ use std::ffi::{c_char, CStr};
 use super::queue::{buf_arg, msg_arg, timeout, wait_strategy};
 use super::shmq_status::{self, *};
 use super::{boundary, cstr, fail, fail_static, non_null, parse_target, setup_error, try_status};
-use crate::{CursorError, Log, LogConfig, LogMode, PublishError, RecvError, Start, Subscriber};
+use engine::{CursorError, Log, LogConfig, LogMode, PublishError, RecvError, Start, Subscriber};
 
 /// A handle to a fan-out log. Opaque: create it with shmq_log_create(),
 /// shmq_log_open() or shmq_log_open_or_create(), release it with
@@ -148,6 +148,9 @@ fn publish_error(e: PublishError) -> shmq_status {
         e @ PublishError::Busy => fail(SHMQ_BUSY, e),
         e @ PublishError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
         e @ PublishError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        // The engine's enums are non_exhaustive: a kind this layer does not
+        // know yet is still an error, with its message.
+        e => fail(SHMQ_IO, e),
     }
 }
 
@@ -163,6 +166,7 @@ fn recv_error(e: RecvError) -> shmq_status {
         RecvError::Closed => fail_static(SHMQ_CLOSED, cstr!("log is closed and fully read")),
         e @ RecvError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
         e @ RecvError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        e => fail(SHMQ_IO, e),
     }
 }
 
@@ -177,6 +181,7 @@ fn cursor_error(e: CursorError) -> shmq_status {
         CursorError::NotNamed => SHMQ_NOT_NAMED,
         CursorError::Busy { .. } => SHMQ_BUSY,
         CursorError::Corrupt { .. } => SHMQ_CORRUPT,
+        _ => SHMQ_IO,
     };
     fail(status, e)
 }
@@ -244,7 +249,7 @@ fn config(
 ///
 /// # Safety
 /// `out` is non-null and valid for writing a pointer.
-unsafe fn write_log(result: Result<Log, crate::Error>, out: *mut *mut shmq_log) -> shmq_status {
+unsafe fn write_log(result: Result<Log, engine::Error>, out: *mut *mut shmq_log) -> shmq_status {
     match result {
         Ok(log) => {
             let handle = Box::into_raw(Box::new(shmq_log { log }));

@@ -24,11 +24,8 @@
 //! log's counters, which child stopped when), torn down and counted, and
 //! the campaign goes on. Children die with the parent (PR_SET_PDEATHSIG).
 
-#[path = "crash/check.rs"]
 mod check;
-#[path = "crash/child.rs"]
 mod child;
-#[path = "crash/ledger.rs"]
 mod ledger;
 
 use std::fs::File;

@@ -49,11 +49,8 @@
 //! queue through `into_producer` / `into_consumer` handles (what a 1:1 user
 //! would call); the multi-producer ring is measured beside it.
 
-#[path = "bench/child.rs"]
 mod child;
-#[path = "bench/raw.rs"]
 mod raw;
-#[path = "bench/report.rs"]
 mod report;
 
 use std::io::{Read, Write};
