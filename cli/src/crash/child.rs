@@ -240,7 +240,12 @@ fn publish(cx: &mut Ctx, log: &Log) -> anyhow::Result<()> {
                 cx.pace.sent_one();
                 seq += 1;
             }
-            Err(PublishError::Timeout | PublishError::Full) => cx.check_deadline()?,
+            // Gated by a cursor whose subscriber was killed: its
+            // replacement resumes the cursor, however long it takes to
+            // start on a loaded machine.
+            Err(PublishError::Timeout | PublishError::Full | PublishError::GatedBy { .. }) => {
+                cx.check_deadline()?
+            }
             // Single publisher: the killed holder is not judged dead yet.
             Err(PublishError::RoleTaken { .. }) => {
                 cx.check_deadline()?;
