@@ -5,18 +5,26 @@
 //! Conventions (after rustls-ffi):
 //! - names are `shmq_<object>_<verb>`; handles are opaque pointers;
 //! - every function that can fail returns a [`shmq_status`] whose values never
-//!   change meaning; outputs come last and are written only on `SHMQ_OK`
-//!   (one documented exception: a log receive that returns `SHMQ_LAGGED`
-//!   writes the number of messages missed to its `missed_out`);
+//!   change meaning; outputs come last and are written only on `SHMQ_OK`,
+//!   with two documented exceptions: a log receive that returns
+//!   `SHMQ_LAGGED` writes the number of messages missed to its
+//!   `missed_out`, and a dequeue or receive that returns
+//!   `SHMQ_BUFFER_TOO_SMALL` writes the length the message needs to its
+//!   `len_out` (for the batch calls, to the first entry of its lengths
+//!   array), so the caller can grow its buffer and call again;
 //! - every body runs inside a panic boundary (a panic gives `SHMQ_PANIC`, it
 //!   never unwinds into C) and checks every pointer (`SHMQ_NULL_PARAMETER`);
-//! - on failure, [`shmq_last_error`] gives a message for the calling thread.
+//! - every call that returns a status other than `SHMQ_OK` sets the calling
+//!   thread's [`shmq_last_error`] message, the everyday `SHMQ_EMPTY`,
+//!   `SHMQ_FULL` and `SHMQ_TIMEOUT` included; a successful call leaves the
+//!   message as it was, so read it right after the failed call.
 
 // C names on purpose: these items are the C API, spelled as C sees them.
 #![allow(non_camel_case_types, clippy::upper_case_acronyms)]
 
 mod log;
 mod queue;
+mod roles;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -25,6 +33,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use log::*;
 pub use queue::*;
+pub use roles::*;
 
 use engine::{DequeueError, EnqueueError, Error, Target};
 
@@ -262,9 +271,14 @@ pub extern "C" fn shmq_version() -> *const c_char {
 }
 
 /// The message of the calling thread's last failed shmq call, or `""` if no
-/// call has failed on this thread. Never NULL. Successful calls leave it as
-/// it is. The text stays valid until the next shmq call on this thread; copy
-/// it to keep it. Never free it.
+/// call has failed on this thread. Never NULL. Never free it.
+///
+/// Every status other than `SHMQ_OK` sets it, the everyday `SHMQ_EMPTY`,
+/// `SHMQ_FULL` and `SHMQ_TIMEOUT` included. Successful calls leave it as it
+/// is: after a success it still holds the text of an older failure, so do
+/// not use it to tell whether a call failed (the status says that); read it
+/// right after the call that failed. The text stays valid until the next
+/// shmq call on this thread; copy it to keep it.
 #[no_mangle]
 pub extern "C" fn shmq_last_error() -> *const c_char {
     // The pointer outlives the borrow: the string is only replaced by a later

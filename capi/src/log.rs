@@ -846,6 +846,11 @@ unsafe fn recv_out(
             unsafe { write_opt(missed_out, missed) };
             recv_error(RecvError::Lagged(missed))
         }
+        Err(RecvError::BufferTooSmall { needed }) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { len_out.write(needed) };
+            recv_error(RecvError::BufferTooSmall { needed })
+        }
         Err(e) => recv_error(e),
     }
 }
@@ -861,11 +866,14 @@ unsafe fn recv_out(
 ///   oldest message still present: call again to read it. Over a run,
 ///   messages received plus the sum of `*missed_out` equals the messages
 ///   published (in the subscriber's range).
+/// - `SHMQ_BUFFER_TOO_SMALL`: the message is longer than `buf_len`; the
+///   subscriber stays on it, and the length it needs is written to
+///   `*len_out` (a buffer of the log's slot size always suffices).
 /// - anything else: no output is written. `SHMQ_EMPTY` (nothing new);
-///   `SHMQ_BUFFER_TOO_SMALL` (the subscriber stays on the message: a buffer
-///   of the log's slot size always suffices); `SHMQ_CLOSED` once the log is
-///   closed and this subscriber has read everything; `SHMQ_CORRUPT` for an
-///   impossible length in shared memory (that message is skipped).
+///   `SHMQ_CLOSED` once the log is closed and this subscriber has read
+///   everything; `SHMQ_CORRUPT` for an impossible length in shared memory
+///   (that message is skipped); `SHMQ_NULL_PARAMETER`;
+///   `SHMQ_INVALID_ARGUMENT` (`buf_len` exceeds `PTRDIFF_MAX`).
 ///
 /// `buf` may be NULL when `buf_len` is 0.
 ///
@@ -1143,9 +1151,12 @@ pub unsafe extern "C" fn shmq_log_publish_batch(
 /// Outputs, by status: `SHMQ_OK` with n >= 1; `SHMQ_LAGGED` when the very
 /// first message was lost (the count is written to `*missed_out` unless it
 /// is NULL; a loss met after some messages is reported by the next call);
-/// otherwise nothing is written: `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
-/// `SHMQ_BUFFER_TOO_SMALL` (not even the first message fits),
-/// `SHMQ_CLOSED`, `SHMQ_CORRUPT`.
+/// `SHMQ_BUFFER_TOO_SMALL` when not even the first message fits (the
+/// subscriber stays on it; the length it needs is written to
+/// `lens_out[0]`); otherwise nothing is written: `SHMQ_EMPTY`,
+/// `SHMQ_TIMEOUT`, `SHMQ_CLOSED`, `SHMQ_CORRUPT`, `SHMQ_NULL_PARAMETER`,
+/// `SHMQ_INVALID_ARGUMENT` (`max` is 0, or `buf_len` exceeds
+/// `PTRDIFF_MAX`).
 ///
 /// # Safety
 /// `sub` is NULL or a live subscriber that no other thread is using; `buf`
@@ -1191,6 +1202,12 @@ pub unsafe extern "C" fn shmq_subscriber_recv_batch(
                 // SAFETY: NULL or writable (caller).
                 unsafe { write_opt(missed_out, missed) };
                 recv_error(RecvError::Lagged(missed))
+            }
+            Err(RecvError::BufferTooSmall { needed }) => {
+                // SAFETY: lens_out is non-null (checked) and writable for
+                // max >= 1 values (caller).
+                unsafe { lens_out.write(needed) };
+                recv_error(RecvError::BufferTooSmall { needed })
             }
             Err(e) => recv_error(e),
         }

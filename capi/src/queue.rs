@@ -8,14 +8,14 @@ use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
     try_status,
 };
-use engine::{Queue, QueueConfig, WaitStrategy};
+use engine::{DequeueError, Queue, QueueConfig, WaitStrategy};
 
 /// A handle to a work queue. Opaque: create it with shmq_queue_create(),
 /// shmq_queue_open() or shmq_queue_open_or_create(), release it with
 /// shmq_queue_free(). One handle may be used by many threads at once (every
 /// function taking a `const shmq_queue *` is thread-safe).
 pub struct shmq_queue {
-    queue: Queue,
+    pub(crate) queue: Queue,
 }
 
 /// Counters of a queue (approximate while operations are in flight).
@@ -88,6 +88,76 @@ pub(super) unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8
     }
     // SAFETY: non-null, len <= isize::MAX, writable and exclusive (caller).
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// Handles a dequeue's result: on `SHMQ_OK` the message's length, on
+/// `SHMQ_BUFFER_TOO_SMALL` the length the message needs, goes to `*len_out`.
+///
+/// # Safety
+/// `len_out` is non-null and valid for writing a `size_t`.
+pub(super) unsafe fn dequeue_out(
+    result: Result<usize, DequeueError>,
+    len_out: *mut usize,
+) -> shmq_status {
+    match result {
+        Ok(n) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { len_out.write(n) };
+            SHMQ_OK
+        }
+        Err(DequeueError::BufferTooSmall { needed }) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { len_out.write(needed) };
+            dequeue_error(DequeueError::BufferTooSmall { needed })
+        }
+        Err(e) => dequeue_error(e),
+    }
+}
+
+/// Handles a batch dequeue's result: on `SHMQ_OK` the count goes to
+/// `*count_out`; on `SHMQ_BUFFER_TOO_SMALL` the first message's length goes
+/// to `lens[0]` (when `lens` has room for one).
+///
+/// # Safety
+/// `count_out` is non-null and valid for writing a `size_t`.
+pub(super) unsafe fn dequeue_batch_out(
+    result: Result<usize, DequeueError>,
+    lens: &mut [usize],
+    count_out: *mut usize,
+) -> shmq_status {
+    match result {
+        Ok(n) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { count_out.write(n) };
+            SHMQ_OK
+        }
+        Err(DequeueError::BufferTooSmall { needed }) => {
+            if let Some(first) = lens.first_mut() {
+                *first = needed;
+            }
+            dequeue_error(DequeueError::BufferTooSmall { needed })
+        }
+        Err(e) => dequeue_error(e),
+    }
+}
+
+/// Borrows an output array of `max` lengths from C.
+///
+/// # Safety
+/// `ptr` is non-null and valid for writing `max` `size_t` values during the
+/// returned borrow, and not accessed by anyone else meanwhile.
+pub(super) unsafe fn lens_out_arg<'a>(
+    ptr: *mut usize,
+    max: usize,
+) -> Result<&'a mut [usize], shmq_status> {
+    if max > isize::MAX as usize / std::mem::size_of::<usize>() {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`max` lengths exceed PTRDIFF_MAX bytes"),
+        ));
+    }
+    // SAFETY: non-null, in range, writable and exclusive (caller).
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, max) })
 }
 
 /// The queue behind a handle, or a NULL_PARAMETER status.
@@ -421,10 +491,21 @@ pub unsafe extern "C" fn shmq_queue_enqueue_shift(
 }
 
 /// Dequeues the next message into the `buf_len` bytes at `buf` and writes
-/// its length to `*len_out`; never waits. `SHMQ_EMPTY`; `SHMQ_CLOSED` once
-/// the queue is closed and drained; `SHMQ_BUFFER_TOO_SMALL` if the message is
-/// longer than `buf_len` (it stays queued; a buffer of the queue's slot size
-/// always suffices). `buf` may be NULL when `buf_len` is 0.
+/// its length to `*len_out`; never waits. `buf` may be NULL when `buf_len`
+/// is 0.
+///
+/// Outputs, by status:
+/// - `SHMQ_OK`: the message is in `buf`, its length in `*len_out`.
+/// - `SHMQ_BUFFER_TOO_SMALL`: the message is longer than `buf_len`; it
+///   stays queued, and the length it needs is written to `*len_out` (the
+///   one exception to "outputs only on `SHMQ_OK`"; a buffer of the queue's
+///   slot size always suffices).
+/// - anything else writes nothing: `SHMQ_EMPTY`; `SHMQ_CLOSED` once the
+///   queue is closed and drained; `SHMQ_ROLE_TAKEN` (a `SHMQ_QUEUE_SPSC`
+///   queue whose consumer role another handle holds: see
+///   shmq_queue_consumer()); `SHMQ_CORRUPT` (an impossible length in shared
+///   memory); `SHMQ_NULL_PARAMETER`; `SHMQ_INVALID_ARGUMENT` (`buf_len`
+///   exceeds `PTRDIFF_MAX`).
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `buf` is NULL or writable for `buf_len`
@@ -441,19 +522,14 @@ pub unsafe extern "C" fn shmq_queue_dequeue_try(
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
-        match q.dequeue_try(buf) {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { len_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => dequeue_error(e),
-        }
+        // SAFETY: len_out is non-null (checked) and writable (caller).
+        unsafe { dequeue_out(q.dequeue_try(buf), len_out) }
     })
 }
 
-/// Dequeues the next message as shmq_queue_dequeue_try() does, waiting while
-/// the queue is empty for up to `timeout_ns` nanoseconds
+/// Dequeues the next message as shmq_queue_dequeue_try() does (same outputs
+/// by status, `SHMQ_BUFFER_TOO_SMALL`'s needed length included), waiting
+/// while the queue is empty for up to `timeout_ns` nanoseconds
 /// (`SHMQ_WAIT_FOREVER`, or any negative value: no limit); `SHMQ_TIMEOUT`
 /// when it passes.
 ///
@@ -472,14 +548,9 @@ pub unsafe extern "C" fn shmq_queue_dequeue_block(
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
-        match q.dequeue_block(buf, timeout(timeout_ns)) {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { len_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => dequeue_error(e),
-        }
+        let result = q.dequeue_block(buf, timeout(timeout_ns));
+        // SAFETY: len_out is non-null (checked) and writable (caller).
+        unsafe { dequeue_out(result, len_out) }
     })
 }
 
@@ -826,7 +897,14 @@ pub unsafe extern "C" fn shmq_queue_enqueue_batch(
             return SHMQ_OK;
         }
         non_null!(msgs);
-        // SAFETY: readable for count entries (caller).
+        if count > isize::MAX as usize / std::mem::size_of::<shmq_iovec>() {
+            return fail_static(
+                SHMQ_INVALID_ARGUMENT,
+                cstr!("`count` messages exceed PTRDIFF_MAX bytes"),
+            );
+        }
+        // SAFETY: non-null (checked), in range (checked), readable for count
+        // entries (caller).
         let iov = unsafe { std::slice::from_raw_parts(msgs, count) };
         let mut refs: Vec<&[u8]> = Vec::with_capacity(count.min(q.capacity()));
         for m in iov.iter().take(q.capacity()) {
@@ -853,9 +931,12 @@ pub unsafe extern "C" fn shmq_queue_enqueue_batch(
 /// back, with one index publication: message `i` is `lens[i]` bytes long,
 /// after those before it; writes how many to `*count_out` (at least 1 on
 /// `SHMQ_OK`). Takes only messages that fit in `buf` together (the rest
-/// stay queued); `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit.
-/// `timeout_ns` as for shmq_queue_reserve(). Errors as
-/// shmq_queue_dequeue_try().
+/// stay queued); `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit:
+/// then it stays queued and the length it needs is written to `lens[0]`
+/// (when `max` is at least 1; nothing else is written). `timeout_ns` as for
+/// shmq_queue_reserve(). Other errors as shmq_queue_dequeue_try(), plus
+/// `SHMQ_TIMEOUT`, and `SHMQ_INVALID_ARGUMENT` when `max` entries would
+/// exceed `PTRDIFF_MAX` bytes.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `buf` NULL or writable for `buf_len`
@@ -878,21 +959,15 @@ pub unsafe extern "C" fn shmq_queue_dequeue_batch(
         // SAFETY: writable for buf_len bytes (caller).
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         // SAFETY: non-null (checked), writable for max entries (caller).
-        let lens = unsafe { std::slice::from_raw_parts_mut(lens, max) };
+        let lens = try_status!(unsafe { lens_out_arg(lens, max) });
         let r = if timeout_ns == 0 {
             q.dequeue_batch_into(buf, lens)
         } else {
             let deadline = timeout(timeout_ns).map(|t| std::time::Instant::now() + t);
             q.dequeue_batch_into_until(buf, lens, deadline)
         };
-        match r {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { count_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => dequeue_error(e),
-        }
+        // SAFETY: count_out is non-null (checked) and writable (caller).
+        unsafe { dequeue_batch_out(r, lens, count_out) }
     })
 }
 
