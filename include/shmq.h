@@ -11,6 +11,13 @@
  *   did not return SHMQ_OK; SHMQ_EMPTY, SHMQ_FULL and SHMQ_TIMEOUT set it
  *   too. Successful calls do not clear it: it is only meaningful right after
  *   a failed call.
+ * - Besides the statuses a function lists, any call may return
+ *   SHMQ_NULL_PARAMETER (a required pointer is NULL) and SHMQ_PANIC (a bug
+ *   in shmq); a call that takes a target may return SHMQ_INVALID_ARGUMENT
+ *   (malformed target), SHMQ_PERMISSION_DENIED and SHMQ_IO (the operating
+ *   system refused or failed); a call that moves messages may return
+ *   SHMQ_BUSY (the segment's process table is full of live handles and
+ *   threads) and SHMQ_CORRUPT (shared memory holds an impossible value).
  * - Handles (shmq_queue, shmq_log) may be shared between threads; role
  *   handles (shmq_producer, shmq_consumer), subscribers, reservations and
  *   messages are used by one thread at a time. */
@@ -66,10 +73,12 @@
 
 /**
  * Flag for shmq_queue_create(): a single-producer/single-consumer queue.
- * At most one handle produces and one consumes at a time (the first to
- * enqueue, or dequeue, takes that role until it is freed; others get
+ * At most one handle produces and one consumes at a time (others get
  * `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
- * instruction: the fastest mode.
+ * instruction: the fastest mode. Take the roles explicitly with
+ * shmq_queue_producer() and shmq_queue_consumer(): their calls take no
+ * lock at all. A queue handle that enqueues (or dequeues) takes that role
+ * itself, until it is freed, and locks it per call.
  */
 #define SHMQ_QUEUE_SPSC 1
 
@@ -132,7 +141,8 @@ typedef enum shmq_status {
    */
   SHMQ_PANIC = 12,
   /**
-   * An argument is out of range or malformed (target, size, capacity, mode).
+   * An argument is out of range or malformed (target, size, capacity,
+   * flags, a length above `PTRDIFF_MAX`).
    */
   SHMQ_INVALID_ARGUMENT = 13,
   /**
@@ -153,7 +163,10 @@ typedef enum shmq_status {
   SHMQ_IO = 17,
   /**
    * A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
-   * has a live producer (or consumer) in another handle; nothing was done.
+   * has a live producer (or consumer) in another handle (a role handle
+   * or a queue handle that has enqueued or dequeued, in this process or
+   * another), or a single-publisher log a live publisher; nothing was
+   * done.
    */
   SHMQ_ROLE_TAKEN = 18,
   /**
@@ -186,8 +199,10 @@ typedef enum shmq_status {
    */
   SHMQ_NOT_NAMED = 24,
   /**
-   * Another live process kept the log's cursor table locked for too long;
-   * retry later.
+   * Another live process kept the log's cursor table locked for too long,
+   * or every entry of the segment's process table is a live handle or
+   * thread (256 of them), so this thread cannot announce a claim; nothing
+   * was done. Retry later, or free idle handles.
    */
   SHMQ_BUSY = 25,
 } shmq_status;
@@ -437,8 +452,10 @@ enum shmq_status shmq_target_unlink_force(const char *target);
  * handle to `*log_out`.
  *
  * Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
- * untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
- * out of range.
+ * untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
+ * `flags` bits or parameters out of range (`cursors` above 4096 included),
+ * `SHMQ_PERMISSION_DENIED` or `SHMQ_IO` when the operating system refuses
+ * or fails.
  *
  * # Safety
  * `target` is NULL or a NUL-terminated string; `log_out` is NULL or valid
@@ -450,7 +467,10 @@ enum shmq_status shmq_log_create(const char *target, uint32_t slot_size, uint64_
  * Opens the existing log at `target` and writes its handle to `*log_out`.
  * Never creates: `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`
  * (e.g. a work queue), `SHMQ_CORRUPT`, `SHMQ_VERSION_MISMATCH` or
- * `SHMQ_NOT_READY` if what is there is not a usable log.
+ * `SHMQ_NOT_READY` if what is there is not a usable log;
+ * `SHMQ_INVALID_ARGUMENT` for a malformed target;
+ * `SHMQ_PERMISSION_DENIED` when its permission bits do not let this user
+ * read and write it; `SHMQ_IO` for another operating-system error.
  *
  * Waits only for a segment whose creator is still writing its header
  * (shaped like a shmq header, its creator alive, changed in the last 3 s):
@@ -467,9 +487,13 @@ enum shmq_status shmq_log_open(const char *target, struct shmq_log **log_out);
 
 /**
  * Creates the log as shmq_log_create() does, or opens it if it exists with
- * the same slot size, capacity, mode and cursor table (else
- * `SHMQ_INCOMPATIBLE`).
- * Opening waits as in shmq_log_open().
+ * the same slot size, capacity, `flags` (`SHMQ_LOG_RELIABLE`,
+ * `SHMQ_LOG_SINGLE_PUBLISHER`) and number of `cursors` (0 counts as 16)
+ * (else `SHMQ_INCOMPATIBLE`, with shmq_last_error() naming what differs).
+ * The permission bits `mode` are used only when it creates: they are not
+ * compared with an existing log's (the operating system decides whether
+ * this user may open it: `SHMQ_PERMISSION_DENIED`). Opening waits as in
+ * shmq_log_open(); other statuses as those two functions.
  *
  * # Safety
  * As for shmq_log_create().
@@ -567,8 +591,11 @@ enum shmq_status shmq_log_next_seq(const struct shmq_log *log, uint64_t *seq_out
  * Publishes the `len` bytes at `msg` and writes its sequence number to
  * `*seq_out` unless `seq_out` is NULL. In overwrite mode it never waits; in
  * reliable mode it fails with `SHMQ_FULL` when the slowest cursor is a full
- * ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`. `msg` may
- * be NULL when `len` is 0.
+ * ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`;
+ * `SHMQ_ROLE_TAKEN` on a `SHMQ_LOG_SINGLE_PUBLISHER` log whose publisher
+ * role another handle holds; `SHMQ_INVALID_ARGUMENT` when `len` exceeds
+ * `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may be NULL when `len`
+ * is 0.
  *
  * # Safety
  * `log` is NULL or a live handle; `msg` is NULL or readable for `len`
@@ -580,7 +607,7 @@ enum shmq_status shmq_log_publish(const struct shmq_log *log, const uint8_t *msg
  * Publishes as shmq_log_publish() does, waiting while a reliable-mode log
  * is full for up to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any
  * negative value: no limit); `SHMQ_TIMEOUT` when it passes. In overwrite
- * mode it never waits.
+ * mode it never waits. Other statuses as shmq_log_publish().
  *
  * # Safety
  * As for shmq_log_publish().
@@ -592,7 +619,8 @@ enum shmq_status shmq_log_publish_block(const struct shmq_log *log, const uint8_
  * `SHMQ_START_LATEST`) and writes its handle to `*sub_out`. In overwrite
  * mode it is private to the caller; in reliable mode it takes an entry of
  * the cursor table and gates publishers until freed
- * (`SHMQ_CURSOR_TABLE_FULL` when no entry is free).
+ * (`SHMQ_CURSOR_TABLE_FULL` when no entry is free; `SHMQ_BUSY`).
+ * `SHMQ_INVALID_ARGUMENT` for another `start`.
  *
  * # Safety
  * `log` is NULL or a live handle; `sub_out` is NULL or valid for writing a
@@ -617,7 +645,9 @@ enum shmq_status shmq_log_subscribe_named(const struct shmq_log *log, const char
 /**
  * Creates the named cursor `name` at `start` without attaching to it (in
  * reliable mode it gates publishers from now on). `SHMQ_CURSOR_EXISTS` if
- * the name is taken.
+ * the name is taken, `SHMQ_CURSOR_TABLE_FULL`, `SHMQ_BUSY`,
+ * `SHMQ_INVALID_ARGUMENT` for a bad name (1 to 64 bytes of UTF-8) or
+ * `start`.
  *
  * # Safety
  * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
@@ -628,7 +658,8 @@ enum shmq_status shmq_log_create_cursor(const struct shmq_log *log, const char *
  * Creates the named cursor `new_name` at the committed position of the
  * existing cursor `existing_name` (a copy, e.g. to replay from there).
  * `SHMQ_CURSOR_NOT_FOUND` if `existing_name` does not exist,
- * `SHMQ_CURSOR_EXISTS` if `new_name` does.
+ * `SHMQ_CURSOR_EXISTS` if `new_name` does; `SHMQ_CURSOR_TABLE_FULL`,
+ * `SHMQ_BUSY`, `SHMQ_INVALID_ARGUMENT` for a bad name.
  *
  * # Safety
  * `log` is NULL or a live handle; `new_name` and `existing_name` are NULL
@@ -638,7 +669,8 @@ enum shmq_status shmq_log_cursor_from(const struct shmq_log *log, const char *ne
 
 /**
  * Removes the named cursor `name`. `SHMQ_CURSOR_NOT_FOUND`;
- * `SHMQ_CURSOR_IN_USE` while a live subscriber holds it.
+ * `SHMQ_CURSOR_IN_USE` while a live subscriber holds it; `SHMQ_BUSY`;
+ * `SHMQ_INVALID_ARGUMENT` for a bad name.
  *
  * # Safety
  * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
@@ -648,7 +680,8 @@ enum shmq_status shmq_log_remove_cursor(const struct shmq_log *log, const char *
 /**
  * Writes what the named cursor `name` looks like (committed position,
  * read position, lag, holder) to `*info_out`; `SHMQ_CURSOR_NOT_FOUND` if
- * there is no such cursor.
+ * there is no such cursor; `SHMQ_INVALID_ARGUMENT` for a name that is
+ * not UTF-8.
  *
  * # Safety
  * `log` is NULL or a live handle; `name` is NULL or a NUL-terminated
@@ -806,7 +839,9 @@ enum shmq_status shmq_log_flags(const struct shmq_log *log, uint32_t *flags_out)
  * Fails, publishing nothing, with `SHMQ_TOO_LARGE` when any message is
  * longer than the slot size, `SHMQ_FULL` (reliable mode, no room for even
  * one), `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
- * another live publisher). `data` may be NULL when the lengths add up to 0.
+ * another live publisher), `SHMQ_INVALID_ARGUMENT` (the lengths overflow
+ * `size_t`, or `count` values exceed `PTRDIFF_MAX` bytes), `SHMQ_BUSY`,
+ * `SHMQ_CORRUPT`. `data` may be NULL when the lengths add up to 0.
  *
  * # Safety
  * `log` is NULL or a live handle; `lens` is NULL or readable for `count`
@@ -854,8 +889,9 @@ enum shmq_status shmq_subscriber_recv_batch(struct shmq_subscriber *sub, uint8_t
  * anything else a POSIX name.
  *
  * Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
- * untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
- * out of range.
+ * untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
+ * `flags` bits or parameters out of range, `SHMQ_PERMISSION_DENIED` or
+ * `SHMQ_IO` when the operating system refuses or fails.
  *
  * # Safety
  * `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
@@ -868,7 +904,9 @@ enum shmq_status shmq_queue_create(const char *target, uint32_t slot_size, uint6
  * shmq_queue_create()) and writes its handle to `*queue_out`. Never creates:
  * `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`, `SHMQ_CORRUPT`,
  * `SHMQ_VERSION_MISMATCH` or `SHMQ_NOT_READY` if what is there is not a
- * usable work queue.
+ * usable work queue; `SHMQ_INVALID_ARGUMENT` for a malformed target;
+ * `SHMQ_PERMISSION_DENIED` when its permission bits do not let this user
+ * read and write it; `SHMQ_IO` for another operating-system error.
  *
  * Waits only for a segment whose creator is still writing its header
  * (shaped like a shmq header, its creator alive, changed in the last 3 s):
@@ -885,8 +923,11 @@ enum shmq_status shmq_queue_open(const char *target, struct shmq_queue **queue_o
 
 /**
  * Creates the queue as shmq_queue_create() does, or opens it if it exists
- * with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
- * Opening waits as in shmq_queue_open().
+ * with the same slot size, capacity and `flags` (else `SHMQ_INCOMPATIBLE`).
+ * The permission bits `mode` are used only when it creates: they are not
+ * compared with an existing queue's (the operating system decides whether
+ * this user may open it: `SHMQ_PERMISSION_DENIED`). Opening waits as in
+ * shmq_queue_open(); other statuses as those two functions.
  *
  * # Safety
  * As for shmq_queue_create().
@@ -915,8 +956,8 @@ void shmq_queue_free(struct shmq_queue *queue);
 enum shmq_status shmq_queue_set_wait(struct shmq_queue *queue, int64_t spin_ns);
 
 /**
- * Removes the queue's name (as shmq_target_unlink()); this and other
- * handles keep working until freed.
+ * Removes the queue's name (as shmq_target_unlink(), with its statuses);
+ * this and other handles keep working until freed.
  *
  * # Safety
  * `queue` is NULL or a live handle.
@@ -925,7 +966,7 @@ enum shmq_status shmq_queue_unlink(const struct shmq_queue *queue);
 
 /**
  * Writes a file-backed queue to disk (msync); does nothing for SysV and
- * POSIX queues.
+ * POSIX queues. `SHMQ_IO` if the write fails.
  *
  * # Safety
  * `queue` is NULL or a live handle.
@@ -935,7 +976,11 @@ enum shmq_status shmq_queue_flush(const struct shmq_queue *queue);
 /**
  * Enqueues the `len` bytes at `msg` if a slot is free; never waits.
  * `SHMQ_FULL`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise (nothing
- * written). `msg` may be NULL when `len` is 0.
+ * written); `SHMQ_ROLE_TAKEN` on a `SHMQ_QUEUE_SPSC` queue whose producer
+ * role another handle holds (this handle takes the role at its first
+ * enqueue, until freed: see shmq_queue_producer()); `SHMQ_INVALID_ARGUMENT`
+ * when `len` exceeds `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may
+ * be NULL when `len` is 0.
  *
  * # Safety
  * `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
@@ -945,7 +990,8 @@ enum shmq_status shmq_queue_enqueue_try(const struct shmq_queue *queue, const ui
 /**
  * Enqueues the `len` bytes at `msg`, waiting while the queue is full for up
  * to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value:
- * no limit). `SHMQ_TIMEOUT`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise.
+ * no limit). `SHMQ_TIMEOUT` when it passes; other statuses as
+ * shmq_queue_enqueue_try().
  *
  * # Safety
  * `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
@@ -955,7 +1001,8 @@ enum shmq_status shmq_queue_enqueue_block(const struct shmq_queue *queue, const 
 /**
  * Enqueues the `len` bytes at `msg`; when the queue is full, discards the
  * oldest messages to make room. Never waits. Writes how many messages were
- * discarded to `*discarded_out` unless it is NULL.
+ * discarded to `*discarded_out` unless it is NULL. Statuses as
+ * shmq_queue_enqueue_try(), without `SHMQ_FULL`.
  *
  * # Safety
  * `queue` is NULL or a live handle; `msg` is NULL or readable for `len`
@@ -976,10 +1023,11 @@ enum shmq_status shmq_queue_enqueue_shift(const struct shmq_queue *queue, const 
  *   slot size always suffices).
  * - anything else writes nothing: `SHMQ_EMPTY`; `SHMQ_CLOSED` once the
  *   queue is closed and drained; `SHMQ_ROLE_TAKEN` (a `SHMQ_QUEUE_SPSC`
- *   queue whose consumer role another handle holds: see
- *   shmq_queue_consumer()); `SHMQ_CORRUPT` (an impossible length in shared
- *   memory); `SHMQ_NULL_PARAMETER`; `SHMQ_INVALID_ARGUMENT` (`buf_len`
- *   exceeds `PTRDIFF_MAX`).
+ *   queue whose consumer role another handle holds; this handle takes the
+ *   role at its first dequeue, until freed: see shmq_queue_consumer());
+ *   `SHMQ_CORRUPT` (an impossible length in shared memory); `SHMQ_BUSY`;
+ *   `SHMQ_NULL_PARAMETER`; `SHMQ_INVALID_ARGUMENT` (`buf_len` exceeds
+ *   `PTRDIFF_MAX`).
  *
  * # Safety
  * `queue` is NULL or a live handle; `buf` is NULL or writable for `buf_len`
@@ -1071,7 +1119,9 @@ enum shmq_status shmq_queue_stats(const struct shmq_queue *queue, struct shmq_st
  * place: writes the reservation to `*res_out` and the address of its `len`
  * writable bytes to `*buf_out`. `timeout_ns`: 0 never waits (`SHMQ_FULL`);
  * negative (`SHMQ_WAIT_FOREVER`) no limit; else up to that many
- * nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE` otherwise.
+ * nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE`,
+ * `SHMQ_ROLE_TAKEN`, `SHMQ_BUSY`, `SHMQ_CORRUPT` otherwise, as
+ * shmq_queue_enqueue_try().
  *
  * Lifetime: the bytes at `*buf_out` are yours until the reservation is
  * committed or cancelled; do not touch them after. On a multi-producer
@@ -1108,7 +1158,9 @@ void shmq_reservation_cancel(struct shmq_reservation *res);
  * Takes the next message to read in place: writes a handle to `*msg_out`,
  * the address of its bytes to `*data_out` and its length to `*len_out`.
  * `timeout_ns` as for shmq_queue_reserve(); `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
- * `SHMQ_CLOSED` (closed and drained).
+ * `SHMQ_CLOSED` (closed and drained); `SHMQ_ROLE_TAKEN`, `SHMQ_BUSY`,
+ * `SHMQ_CORRUPT` as shmq_queue_dequeue_try(). Nothing is written unless
+ * `SHMQ_OK`.
  *
  * Lifetime: the bytes are readable until shmq_message_release(); the slot
  * stays yours (no producer reuses it) until then, so release promptly. The
@@ -1134,7 +1186,9 @@ void shmq_message_release(struct shmq_message *msg);
  * one index publication, and writes how many to `*count_out` (a prefix,
  * at least 1 on `SHMQ_OK`). The batch stops before a message longer than
  * the slot size. `timeout_ns` as for shmq_queue_reserve() (a wait lasts
- * until at least one message fits). Errors as shmq_queue_enqueue_try().
+ * until at least one message fits; `SHMQ_TIMEOUT`). Errors as
+ * shmq_queue_enqueue_try(), and `SHMQ_INVALID_ARGUMENT` when `count`
+ * entries exceed `PTRDIFF_MAX` bytes.
  *
  * # Safety
  * `queue` is NULL or a live handle; `msgs` is NULL or readable for `count`

@@ -70,7 +70,8 @@ pub enum shmq_status {
     SHMQ_NULL_PARAMETER = 11,
     /// shmq panicked (a bug); the call had no effect on its outputs.
     SHMQ_PANIC = 12,
-    /// An argument is out of range or malformed (target, size, capacity, mode).
+    /// An argument is out of range or malformed (target, size, capacity,
+    /// flags, a length above `PTRDIFF_MAX`).
     SHMQ_INVALID_ARGUMENT = 13,
     /// The caller may not open or create the target (mode bits, owner).
     SHMQ_PERMISSION_DENIED = 14,
@@ -81,7 +82,10 @@ pub enum shmq_status {
     /// Another operating-system error; see shmq_last_error().
     SHMQ_IO = 17,
     /// A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
-    /// has a live producer (or consumer) in another handle; nothing was done.
+    /// has a live producer (or consumer) in another handle (a role handle
+    /// or a queue handle that has enqueued or dequeued, in this process or
+    /// another), or a single-publisher log a live publisher; nothing was
+    /// done.
     SHMQ_ROLE_TAKEN = 18,
     /// A log subscriber fell a full ring behind (overwrite mode): messages
     /// were overwritten before it read them. The receive wrote how many to
@@ -100,8 +104,10 @@ pub enum shmq_status {
     SHMQ_CURSOR_IN_USE = 23,
     /// Commit and rollback need a subscriber on a named cursor.
     SHMQ_NOT_NAMED = 24,
-    /// Another live process kept the log's cursor table locked for too long;
-    /// retry later.
+    /// Another live process kept the log's cursor table locked for too long,
+    /// or every entry of the segment's process table is a live handle or
+    /// thread (256 of them), so this thread cannot announce a claim; nothing
+    /// was done. Retry later, or free idle handles.
     SHMQ_BUSY = 25,
 }
 

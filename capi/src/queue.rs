@@ -190,10 +190,12 @@ unsafe fn handle_out(
 }
 
 /// Flag for shmq_queue_create(): a single-producer/single-consumer queue.
-/// At most one handle produces and one consumes at a time (the first to
-/// enqueue, or dequeue, takes that role until it is freed; others get
+/// At most one handle produces and one consumes at a time (others get
 /// `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
-/// instruction: the fastest mode.
+/// instruction: the fastest mode. Take the roles explicitly with
+/// shmq_queue_producer() and shmq_queue_consumer(): their calls take no
+/// lock at all. A queue handle that enqueues (or dequeues) takes that role
+/// itself, until it is freed, and locks it per call.
 pub const SHMQ_QUEUE_SPSC: u32 = 1;
 
 fn config(
@@ -230,8 +232,9 @@ fn config(
 /// anything else a POSIX name.
 ///
 /// Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
-/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
-/// out of range.
+/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
+/// `flags` bits or parameters out of range, `SHMQ_PERMISSION_DENIED` or
+/// `SHMQ_IO` when the operating system refuses or fails.
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
@@ -260,7 +263,9 @@ pub unsafe extern "C" fn shmq_queue_create(
 /// shmq_queue_create()) and writes its handle to `*queue_out`. Never creates:
 /// `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`, `SHMQ_CORRUPT`,
 /// `SHMQ_VERSION_MISMATCH` or `SHMQ_NOT_READY` if what is there is not a
-/// usable work queue.
+/// usable work queue; `SHMQ_INVALID_ARGUMENT` for a malformed target;
+/// `SHMQ_PERMISSION_DENIED` when its permission bits do not let this user
+/// read and write it; `SHMQ_IO` for another operating-system error.
 ///
 /// Waits only for a segment whose creator is still writing its header
 /// (shaped like a shmq header, its creator alive, changed in the last 3 s):
@@ -288,8 +293,11 @@ pub unsafe extern "C" fn shmq_queue_open(
 }
 
 /// Creates the queue as shmq_queue_create() does, or opens it if it exists
-/// with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
-/// Opening waits as in shmq_queue_open().
+/// with the same slot size, capacity and `flags` (else `SHMQ_INCOMPATIBLE`).
+/// The permission bits `mode` are used only when it creates: they are not
+/// compared with an existing queue's (the operating system decides whether
+/// this user may open it: `SHMQ_PERMISSION_DENIED`). Opening waits as in
+/// shmq_queue_open(); other statuses as those two functions.
 ///
 /// # Safety
 /// As for shmq_queue_create().
@@ -380,8 +388,8 @@ impl Drop for AbortOnUnwind {
     }
 }
 
-/// Removes the queue's name (as shmq_target_unlink()); this and other
-/// handles keep working until freed.
+/// Removes the queue's name (as shmq_target_unlink(), with its statuses);
+/// this and other handles keep working until freed.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle.
@@ -397,7 +405,7 @@ pub unsafe extern "C" fn shmq_queue_unlink(queue: *const shmq_queue) -> shmq_sta
 }
 
 /// Writes a file-backed queue to disk (msync); does nothing for SysV and
-/// POSIX queues.
+/// POSIX queues. `SHMQ_IO` if the write fails.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle.
@@ -414,7 +422,11 @@ pub unsafe extern "C" fn shmq_queue_flush(queue: *const shmq_queue) -> shmq_stat
 
 /// Enqueues the `len` bytes at `msg` if a slot is free; never waits.
 /// `SHMQ_FULL`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise (nothing
-/// written). `msg` may be NULL when `len` is 0.
+/// written); `SHMQ_ROLE_TAKEN` on a `SHMQ_QUEUE_SPSC` queue whose producer
+/// role another handle holds (this handle takes the role at its first
+/// enqueue, until freed: see shmq_queue_producer()); `SHMQ_INVALID_ARGUMENT`
+/// when `len` exceeds `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may
+/// be NULL when `len` is 0.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
@@ -437,7 +449,8 @@ pub unsafe extern "C" fn shmq_queue_enqueue_try(
 
 /// Enqueues the `len` bytes at `msg`, waiting while the queue is full for up
 /// to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value:
-/// no limit). `SHMQ_TIMEOUT`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise.
+/// no limit). `SHMQ_TIMEOUT` when it passes; other statuses as
+/// shmq_queue_enqueue_try().
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
@@ -461,7 +474,8 @@ pub unsafe extern "C" fn shmq_queue_enqueue_block(
 
 /// Enqueues the `len` bytes at `msg`; when the queue is full, discards the
 /// oldest messages to make room. Never waits. Writes how many messages were
-/// discarded to `*discarded_out` unless it is NULL.
+/// discarded to `*discarded_out` unless it is NULL. Statuses as
+/// shmq_queue_enqueue_try(), without `SHMQ_FULL`.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len`
@@ -502,10 +516,11 @@ pub unsafe extern "C" fn shmq_queue_enqueue_shift(
 ///   slot size always suffices).
 /// - anything else writes nothing: `SHMQ_EMPTY`; `SHMQ_CLOSED` once the
 ///   queue is closed and drained; `SHMQ_ROLE_TAKEN` (a `SHMQ_QUEUE_SPSC`
-///   queue whose consumer role another handle holds: see
-///   shmq_queue_consumer()); `SHMQ_CORRUPT` (an impossible length in shared
-///   memory); `SHMQ_NULL_PARAMETER`; `SHMQ_INVALID_ARGUMENT` (`buf_len`
-///   exceeds `PTRDIFF_MAX`).
+///   queue whose consumer role another handle holds; this handle takes the
+///   role at its first dequeue, until freed: see shmq_queue_consumer());
+///   `SHMQ_CORRUPT` (an impossible length in shared memory); `SHMQ_BUSY`;
+///   `SHMQ_NULL_PARAMETER`; `SHMQ_INVALID_ARGUMENT` (`buf_len` exceeds
+///   `PTRDIFF_MAX`).
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `buf` is NULL or writable for `buf_len`
@@ -724,7 +739,9 @@ pub struct shmq_iovec {
 /// place: writes the reservation to `*res_out` and the address of its `len`
 /// writable bytes to `*buf_out`. `timeout_ns`: 0 never waits (`SHMQ_FULL`);
 /// negative (`SHMQ_WAIT_FOREVER`) no limit; else up to that many
-/// nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE` otherwise.
+/// nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE`,
+/// `SHMQ_ROLE_TAKEN`, `SHMQ_BUSY`, `SHMQ_CORRUPT` otherwise, as
+/// shmq_queue_enqueue_try().
 ///
 /// Lifetime: the bytes at `*buf_out` are yours until the reservation is
 /// committed or cancelled; do not touch them after. On a multi-producer
@@ -811,7 +828,9 @@ pub unsafe extern "C" fn shmq_reservation_cancel(res: *mut shmq_reservation) {
 /// Takes the next message to read in place: writes a handle to `*msg_out`,
 /// the address of its bytes to `*data_out` and its length to `*len_out`.
 /// `timeout_ns` as for shmq_queue_reserve(); `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
-/// `SHMQ_CLOSED` (closed and drained).
+/// `SHMQ_CLOSED` (closed and drained); `SHMQ_ROLE_TAKEN`, `SHMQ_BUSY`,
+/// `SHMQ_CORRUPT` as shmq_queue_dequeue_try(). Nothing is written unless
+/// `SHMQ_OK`.
 ///
 /// Lifetime: the bytes are readable until shmq_message_release(); the slot
 /// stays yours (no producer reuses it) until then, so release promptly. The
@@ -875,7 +894,9 @@ pub unsafe extern "C" fn shmq_message_release(msg: *mut shmq_message) {
 /// one index publication, and writes how many to `*count_out` (a prefix,
 /// at least 1 on `SHMQ_OK`). The batch stops before a message longer than
 /// the slot size. `timeout_ns` as for shmq_queue_reserve() (a wait lasts
-/// until at least one message fits). Errors as shmq_queue_enqueue_try().
+/// until at least one message fits; `SHMQ_TIMEOUT`). Errors as
+/// shmq_queue_enqueue_try(), and `SHMQ_INVALID_ARGUMENT` when `count`
+/// entries exceed `PTRDIFF_MAX` bytes.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msgs` is NULL or readable for `count`
