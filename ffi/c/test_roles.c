@@ -257,12 +257,35 @@ static void buffer_too_small_says_how_much(void) {
     shmq_log_free(log);
 }
 
+/* shmq_last_error(): set by every failing status, EMPTY included; kept
+ * across successful calls. */
+static void last_error_is_kept_across_successes(void) {
+    const char *t = new_target("posix");
+    shmq_queue *q = NULL;
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, 0, &q), SHMQ_OK);
+    if (!q) return;
+    uint8_t buf[16];
+    size_t n;
+    CHECK_STATUS(shmq_queue_dequeue_try(q, buf, sizeof buf, &n), SHMQ_EMPTY);
+    char after_empty[256];
+    snprintf(after_empty, sizeof after_empty, "%s", shmq_last_error());
+    CHECK(strlen(after_empty) > 0);
+    CHECK_STATUS(shmq_queue_enqueue_try(q, (const uint8_t *)"ok", 2), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_dequeue_try(q, buf, sizeof buf, &n), SHMQ_OK);
+    CHECK(strcmp(shmq_last_error(), after_empty) == 0); /* successes leave it */
+    CHECK_STATUS(shmq_queue_enqueue_try(q, buf, 17), SHMQ_TOO_LARGE);
+    CHECK(strcmp(shmq_last_error(), after_empty) != 0); /* the next failure replaces it */
+    shmq_queue_unlink(q);
+    shmq_queue_free(q);
+}
+
 int main(void) {
     atexit(remove_targets);
     roles_are_exclusive_and_free_releases();
     mpmc_role_handles_forward();
     messages_flow_between_processes();
     buffer_too_small_says_how_much();
+    last_error_is_kept_across_successes();
     if (failures) {
         fprintf(stderr, "test_roles: %d of %d checks failed\n", failures, checks);
         return 1;
