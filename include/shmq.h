@@ -222,8 +222,10 @@ typedef struct shmq_consumer shmq_consumer;
 typedef struct shmq_log shmq_log;
 
 /**
- * A message read in place, from shmq_queue_consume(). Opaque. Free it with
- * shmq_message_release(), before shmq_queue_free() of its queue.
+ * A message read in place, from shmq_queue_consume() or
+ * shmq_consumer_consume(). Opaque. Free it with shmq_message_release(),
+ * before shmq_queue_free() of its queue (or shmq_consumer_free() of its
+ * consumer).
  */
 typedef struct shmq_message shmq_message;
 
@@ -249,10 +251,11 @@ typedef struct shmq_producer shmq_producer;
 typedef struct shmq_queue shmq_queue;
 
 /**
- * A slot reserved by shmq_queue_reserve(), written in place through the
- * pointer that call returned. Opaque. End it with exactly one of
- * shmq_reservation_commit() or shmq_reservation_cancel(), which free it;
- * before shmq_queue_free() of its queue.
+ * A slot reserved by shmq_queue_reserve() or shmq_producer_reserve(),
+ * written in place through the pointer that call returned. Opaque. End it
+ * with exactly one of shmq_reservation_commit() or
+ * shmq_reservation_cancel(), which free it; before shmq_queue_free() of its
+ * queue (or shmq_producer_free() of its producer).
  */
 typedef struct shmq_reservation shmq_reservation;
 
@@ -1142,7 +1145,8 @@ enum shmq_status shmq_queue_reserve(const struct shmq_queue *queue, size_t len, 
  * than was reserved (then nothing is published).
  *
  * # Safety
- * `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+ * `res` is NULL or a reservation from shmq_queue_reserve() or
+ * shmq_producer_reserve() not yet ended.
  */
 enum shmq_status shmq_reservation_commit(struct shmq_reservation *res, size_t n);
 
@@ -1150,7 +1154,8 @@ enum shmq_status shmq_reservation_commit(struct shmq_reservation *res, size_t n)
  * Gives the reservation back unpublished and frees it. NULL is ignored.
  *
  * # Safety
- * `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+ * `res` is NULL or a reservation from shmq_queue_reserve() or
+ * shmq_producer_reserve() not yet ended.
  */
 void shmq_reservation_cancel(struct shmq_reservation *res);
 
@@ -1177,7 +1182,8 @@ enum shmq_status shmq_queue_consume(const struct shmq_queue *queue, int64_t time
  * Frees the message's slot and the handle. NULL is ignored.
  *
  * # Safety
- * `msg` is NULL or a message from shmq_queue_consume() not yet released.
+ * `msg` is NULL or a message from shmq_queue_consume() or
+ * shmq_consumer_consume() not yet released.
  */
 void shmq_message_release(struct shmq_message *msg);
 
@@ -1250,7 +1256,9 @@ enum shmq_status shmq_queue_consumer(const struct shmq_queue *queue, struct shmq
 /**
  * Releases the producer role (another handle may take it from now on),
  * detaches and frees the handle. NULL is accepted and ignored. The queue
- * itself lives on.
+ * itself lives on. End its reservation first: a producer freed while a
+ * reservation of it is open is not freed but leaked (with its role), as
+ * the reservation still uses it.
  *
  * # Safety
  * `producer` is NULL or a live handle that no other thread is using; it
@@ -1260,7 +1268,8 @@ void shmq_producer_free(struct shmq_producer *producer);
 
 /**
  * Releases the consumer role, detaches and frees the handle: as
- * shmq_producer_free().
+ * shmq_producer_free() (a consumer freed while a message of it is not
+ * released is leaked).
  *
  * # Safety
  * `consumer` is NULL or a live handle that no other thread is using; it
@@ -1365,6 +1374,36 @@ enum shmq_status shmq_consumer_dequeue_block(struct shmq_consumer *consumer, uin
  * `size_t`.
  */
 enum shmq_status shmq_consumer_dequeue_batch(struct shmq_consumer *consumer, uint8_t *buf, size_t buf_len, size_t *lens, size_t max, size_t *count_out);
+
+/**
+ * Reserves a slot for a message of up to `len` bytes, to be written in
+ * place: as shmq_queue_reserve() (same `timeout_ns`, outputs and
+ * statuses), through the producer. On a `SHMQ_QUEUE_SPSC` queue no lock
+ * is taken. End the reservation with shmq_reservation_commit() or
+ * shmq_reservation_cancel() (from any thread) before using the producer
+ * again: until then its other calls fail with `SHMQ_INVALID_ARGUMENT`,
+ * and it must not be freed.
+ *
+ * # Safety
+ * `producer` is NULL or a live handle that no other thread is using, which
+ * outlives the reservation; `res_out` and `buf_out` are NULL or valid for
+ * writing a pointer.
+ */
+enum shmq_status shmq_producer_reserve(struct shmq_producer *producer, size_t len, int64_t timeout_ns, struct shmq_reservation **res_out, uint8_t **buf_out);
+
+/**
+ * Takes the next message to read in place: as shmq_queue_consume() (same
+ * `timeout_ns`, outputs and statuses), through the consumer. On a
+ * `SHMQ_QUEUE_SPSC` queue no lock is taken. Release the message with
+ * shmq_message_release() (from any thread) before using the consumer
+ * again: until then its other calls fail with `SHMQ_INVALID_ARGUMENT`, and
+ * it must not be freed.
+ *
+ * # Safety
+ * `consumer` is NULL or a live handle that no other thread is using, which
+ * outlives the message; the outputs are NULL or valid for writing.
+ */
+enum shmq_status shmq_consumer_consume(struct shmq_consumer *consumer, int64_t timeout_ns, struct shmq_message **msg_out, const uint8_t **data_out, size_t *len_out);
 
 #ifdef __cplusplus
 }  // extern "C"

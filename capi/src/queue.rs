@@ -3,6 +3,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
+use super::roles::Loan;
 use super::shmq_status::{self, *};
 use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
@@ -710,19 +711,28 @@ pub unsafe extern "C" fn shmq_queue_stats(
     })
 }
 
-/// A slot reserved by shmq_queue_reserve(), written in place through the
-/// pointer that call returned. Opaque. End it with exactly one of
-/// shmq_reservation_commit() or shmq_reservation_cancel(), which free it;
-/// before shmq_queue_free() of its queue.
+/// A slot reserved by shmq_queue_reserve() or shmq_producer_reserve(),
+/// written in place through the pointer that call returned. Opaque. End it
+/// with exactly one of shmq_reservation_commit() or
+/// shmq_reservation_cancel(), which free it; before shmq_queue_free() of its
+/// queue (or shmq_producer_free() of its producer).
 pub struct shmq_reservation {
-    guard: engine::ReserveGuard<'static>,
+    // Field order matters: the guard drops before the loan ends.
+    pub(crate) guard: engine::ReserveGuard<'static>,
+    /// The role handle the guard borrows, if any.
+    pub(crate) loan: Loan,
 }
 
-/// A message read in place, from shmq_queue_consume(). Opaque. Free it with
-/// shmq_message_release(), before shmq_queue_free() of its queue.
+/// A message read in place, from shmq_queue_consume() or
+/// shmq_consumer_consume(). Opaque. Free it with shmq_message_release(),
+/// before shmq_queue_free() of its queue (or shmq_consumer_free() of its
+/// consumer).
 pub struct shmq_message {
+    // Field order matters: the guard drops before the loan ends.
     /// Held only to be dropped (which releases the slot).
-    _guard: engine::ConsumeGuard<'static>,
+    pub(crate) _guard: engine::ConsumeGuard<'static>,
+    /// The role handle the guard borrows, if any.
+    pub(crate) _loan: Loan,
 }
 
 /// One message of a batch for shmq_queue_enqueue_batch().
@@ -779,7 +789,10 @@ pub unsafe extern "C" fn shmq_queue_reserve(
                 // SAFETY: both non-null (checked), writable (caller).
                 unsafe {
                     buf_out.write(buf);
-                    res_out.write(Box::into_raw(Box::new(shmq_reservation { guard })));
+                    res_out.write(Box::into_raw(Box::new(shmq_reservation {
+                        guard,
+                        loan: Loan::NONE,
+                    })));
                 }
                 SHMQ_OK
             }
@@ -793,7 +806,8 @@ pub unsafe extern "C" fn shmq_queue_reserve(
 /// than was reserved (then nothing is published).
 ///
 /// # Safety
-/// `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+/// `res` is NULL or a reservation from shmq_queue_reserve() or
+/// shmq_producer_reserve() not yet ended.
 #[no_mangle]
 pub unsafe extern "C" fn shmq_reservation_commit(
     res: *mut shmq_reservation,
@@ -803,7 +817,9 @@ pub unsafe extern "C" fn shmq_reservation_commit(
         non_null!(res);
         // SAFETY: a live reservation (caller), ended here exactly once.
         let res = unsafe { Box::from_raw(res) };
-        match res.guard.commit(n) {
+        // The loan ends when `_loan` drops, after the commit.
+        let shmq_reservation { guard, loan: _loan } = *res;
+        match guard.commit(n) {
             Ok(()) => SHMQ_OK,
             Err(e) => enqueue_error(e),
         }
@@ -813,7 +829,8 @@ pub unsafe extern "C" fn shmq_reservation_commit(
 /// Gives the reservation back unpublished and frees it. NULL is ignored.
 ///
 /// # Safety
-/// `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+/// `res` is NULL or a reservation from shmq_queue_reserve() or
+/// shmq_producer_reserve() not yet ended.
 #[no_mangle]
 pub unsafe extern "C" fn shmq_reservation_cancel(res: *mut shmq_reservation) {
     boundary(|| {
@@ -866,7 +883,10 @@ pub unsafe extern "C" fn shmq_queue_consume(
                 unsafe {
                     data_out.write(guard.as_ptr());
                     len_out.write(guard.len());
-                    msg_out.write(Box::into_raw(Box::new(shmq_message { _guard: guard })));
+                    msg_out.write(Box::into_raw(Box::new(shmq_message {
+                        _guard: guard,
+                        _loan: Loan::NONE,
+                    })));
                 }
                 SHMQ_OK
             }
@@ -878,7 +898,8 @@ pub unsafe extern "C" fn shmq_queue_consume(
 /// Frees the message's slot and the handle. NULL is ignored.
 ///
 /// # Safety
-/// `msg` is NULL or a message from shmq_queue_consume() not yet released.
+/// `msg` is NULL or a message from shmq_queue_consume() or
+/// shmq_consumer_consume() not yet released.
 #[no_mangle]
 pub unsafe extern "C" fn shmq_message_release(msg: *mut shmq_message) {
     boundary(|| {

@@ -6,13 +6,18 @@
 //! from creation to shmq_producer_free() / shmq_consumer_free(). Its calls
 //! take no lock of any kind; in exchange one thread at a time uses it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::queue::{
-    buf_arg, dequeue_batch_out, dequeue_out, lens_out_arg, msg_arg, shmq_iovec, shmq_queue, timeout,
+    buf_arg, dequeue_batch_out, dequeue_out, lens_out_arg, msg_arg, shmq_iovec, shmq_message,
+    shmq_queue, shmq_reservation, timeout,
 };
 use super::shmq_status::{self, *};
-use super::{boundary, cstr, enqueue_error, fail, fail_static, non_null, setup_error, try_status};
+use super::{
+    boundary, cstr, dequeue_error, enqueue_error, fail, fail_static, non_null, setup_error,
+    try_status,
+};
 use engine::{Consumer, Producer, Queue};
 
 /// The producing end of a work queue: made by shmq_queue_producer(), freed
@@ -26,29 +31,86 @@ use engine::{Consumer, Producer, Queue};
 /// first.
 pub struct shmq_producer {
     producer: Producer,
+    /// The queue's number of slots (a batch takes at most this many).
+    capacity: usize,
+    /// Whether a reservation borrows `producer` now (from
+    /// shmq_producer_reserve() until it is committed or cancelled, perhaps
+    /// on another thread): no other call may touch `producer` meanwhile.
+    lent: AtomicBool,
 }
 
 /// The consuming end of a work queue: made by shmq_queue_consumer(), freed
 /// by shmq_consumer_free(). Opaque. As shmq_producer, for the consumer role.
 pub struct shmq_consumer {
     consumer: Consumer,
+    /// Whether a message from shmq_consumer_consume() borrows `consumer`
+    /// now (until released).
+    lent: AtomicBool,
 }
 
-/// The producer behind a handle, or a NULL_PARAMETER status.
+/// The end of a zero-copy guard's borrow of a role handle: clears the
+/// handle's `lent` flag when dropped (after the guard, which is declared
+/// before it in shmq_reservation and shmq_message).
+pub(crate) struct Loan(Option<&'static AtomicBool>);
+
+impl Loan {
+    /// No role handle is borrowed (a guard of a queue handle).
+    pub(crate) const NONE: Loan = Loan(None);
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if let Some(lent) = self.0 {
+            // SYNC(role-lent): Release, pairs with the Acquire load in
+            // `lent_check`: the guard's last use of the role handle happens
+            // before the next call that uses it.
+            lent.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The `lent` flag of a role handle, or a status (with its message) when a
+/// zero-copy guard borrows the handle now.
+///
+/// # Safety
+/// `lent` points to the `lent` field of a live role handle.
+unsafe fn lent_check(lent: *const AtomicBool) -> Result<&'static AtomicBool, shmq_status> {
+    // SAFETY: a live handle (caller). Only this field is referenced: a
+    // guard may hold the handle's producer or consumer field meanwhile.
+    let lent: &'static AtomicBool = unsafe { &*lent };
+    // SYNC(role-lent): Acquire, pairs with the Release store in Loan::drop.
+    if lent.load(Ordering::Acquire) {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!(
+                "a reservation or message made from this role handle is still open: \
+                 commit, cancel or release it first"
+            ),
+        ));
+    }
+    Ok(lent)
+}
+
+/// The producer behind a handle, or a NULL_PARAMETER (or, while a
+/// reservation borrows it, INVALID_ARGUMENT) status.
 macro_rules! producer_mut {
     ($p:ident) => {{
         non_null!($p);
+        // SAFETY: non-null (checked); the caller guarantees a live handle.
+        try_status!(unsafe { lent_check(std::ptr::addr_of!((*$p).lent)) });
         // SAFETY: non-null (checked); the caller guarantees a live handle
         // from shmq_queue_producer, not yet freed, used by no other thread
-        // meanwhile.
+        // meanwhile; no reservation borrows it (checked).
         unsafe { &mut (*$p).producer }
     }};
 }
 
-/// The consumer behind a handle, or a NULL_PARAMETER status.
+/// The consumer behind a handle: as producer_mut.
 macro_rules! consumer_mut {
     ($c:ident) => {{
         non_null!($c);
+        // SAFETY: non-null (checked); the caller guarantees a live handle.
+        try_status!(unsafe { lent_check(std::ptr::addr_of!((*$c).lent)) });
         // SAFETY: as in producer_mut.
         unsafe { &mut (*$c).consumer }
     }};
@@ -114,9 +176,14 @@ pub unsafe extern "C" fn shmq_queue_producer(
         // SAFETY: non-null (checked); a live handle (caller).
         let q = unsafe { &(*queue).queue };
         let again = try_status!(reattach(q));
+        let capacity = again.capacity();
         match again.into_producer() {
             Ok(producer) => {
-                let handle = Box::into_raw(Box::new(shmq_producer { producer }));
+                let handle = Box::into_raw(Box::new(shmq_producer {
+                    producer,
+                    capacity,
+                    lent: AtomicBool::new(false),
+                }));
                 // SAFETY: non-null (checked), writable (caller).
                 unsafe { producer_out.write(handle) };
                 SHMQ_OK
@@ -145,7 +212,10 @@ pub unsafe extern "C" fn shmq_queue_consumer(
         let again = try_status!(reattach(q));
         match again.into_consumer() {
             Ok(consumer) => {
-                let handle = Box::into_raw(Box::new(shmq_consumer { consumer }));
+                let handle = Box::into_raw(Box::new(shmq_consumer {
+                    consumer,
+                    lent: AtomicBool::new(false),
+                }));
                 // SAFETY: non-null (checked), writable (caller).
                 unsafe { consumer_out.write(handle) };
                 SHMQ_OK
@@ -157,7 +227,9 @@ pub unsafe extern "C" fn shmq_queue_consumer(
 
 /// Releases the producer role (another handle may take it from now on),
 /// detaches and frees the handle. NULL is accepted and ignored. The queue
-/// itself lives on.
+/// itself lives on. End its reservation first: a producer freed while a
+/// reservation of it is open is not freed but leaked (with its role), as
+/// the reservation still uses it.
 ///
 /// # Safety
 /// `producer` is NULL or a live handle that no other thread is using; it
@@ -165,7 +237,10 @@ pub unsafe extern "C" fn shmq_queue_consumer(
 #[no_mangle]
 pub unsafe extern "C" fn shmq_producer_free(producer: *mut shmq_producer) {
     let _ = boundary(|| {
-        if !producer.is_null() {
+        // SAFETY: non-null (checked first); a live handle (caller).
+        if !producer.is_null()
+            && unsafe { lent_check(std::ptr::addr_of!((*producer).lent)) }.is_ok()
+        {
             // SAFETY: made by Box::into_raw in shmq_queue_producer, freed
             // once (caller).
             drop(unsafe { Box::from_raw(producer) });
@@ -175,7 +250,8 @@ pub unsafe extern "C" fn shmq_producer_free(producer: *mut shmq_producer) {
 }
 
 /// Releases the consumer role, detaches and frees the handle: as
-/// shmq_producer_free().
+/// shmq_producer_free() (a consumer freed while a message of it is not
+/// released is leaked).
 ///
 /// # Safety
 /// `consumer` is NULL or a live handle that no other thread is using; it
@@ -183,7 +259,10 @@ pub unsafe extern "C" fn shmq_producer_free(producer: *mut shmq_producer) {
 #[no_mangle]
 pub unsafe extern "C" fn shmq_consumer_free(consumer: *mut shmq_consumer) {
     let _ = boundary(|| {
-        if !consumer.is_null() {
+        // SAFETY: non-null (checked first); a live handle (caller).
+        if !consumer.is_null()
+            && unsafe { lent_check(std::ptr::addr_of!((*consumer).lent)) }.is_ok()
+        {
             // SAFETY: made by Box::into_raw in shmq_queue_consumer, freed
             // once (caller).
             drop(unsafe { Box::from_raw(consumer) });
@@ -282,7 +361,8 @@ pub unsafe extern "C" fn shmq_producer_enqueue_batch(
         // SAFETY: non-null (checked), in range (checked), readable for count
         // entries (caller).
         let iov = unsafe { std::slice::from_raw_parts(msgs, count) };
-        let capacity = p.queue().capacity();
+        // SAFETY: non-null (checked above); a live handle (caller).
+        let capacity = unsafe { (*producer).capacity };
         let mut refs: Vec<&[u8]> = Vec::with_capacity(count.min(capacity));
         for m in iov.iter().take(capacity) {
             // SAFETY: each readable for its len bytes (caller).
@@ -409,6 +489,118 @@ pub unsafe extern "C" fn shmq_consumer_dequeue_batch(
         let r = c.dequeue_batch_into(buf, lens);
         // SAFETY: count_out is non-null (checked) and writable (caller).
         unsafe { dequeue_batch_out(r, lens, count_out) }
+    })
+}
+
+/// Reserves a slot for a message of up to `len` bytes, to be written in
+/// place: as shmq_queue_reserve() (same `timeout_ns`, outputs and
+/// statuses), through the producer. On a `SHMQ_QUEUE_SPSC` queue no lock
+/// is taken. End the reservation with shmq_reservation_commit() or
+/// shmq_reservation_cancel() (from any thread) before using the producer
+/// again: until then its other calls fail with `SHMQ_INVALID_ARGUMENT`,
+/// and it must not be freed.
+///
+/// # Safety
+/// `producer` is NULL or a live handle that no other thread is using, which
+/// outlives the reservation; `res_out` and `buf_out` are NULL or valid for
+/// writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_producer_reserve(
+    producer: *mut shmq_producer,
+    len: usize,
+    timeout_ns: i64,
+    res_out: *mut *mut shmq_reservation,
+    buf_out: *mut *mut u8,
+) -> shmq_status {
+    boundary(|| {
+        let p = producer_mut!(producer);
+        non_null!(res_out);
+        non_null!(buf_out);
+        // SAFETY: non-null and live (checked above; caller).
+        let lent: &'static AtomicBool = unsafe { &*std::ptr::addr_of!((*producer).lent) };
+        // SAFETY: the reservation may borrow the producer until it ends:
+        // the caller keeps the handle alive until then (documented above),
+        // and `lent` keeps every other call on it (free included) off the
+        // producer meanwhile.
+        let p: &'static mut Producer = unsafe { &mut *(p as *mut Producer) };
+        let r = if timeout_ns == 0 {
+            p.reserve(len)
+        } else {
+            p.reserve_until(len, timeout(timeout_ns).map(|t| Instant::now() + t))
+        };
+        match r {
+            Ok(mut guard) => {
+                let buf = guard.as_mut_slice().as_mut_ptr();
+                // Relaxed: read by later calls on this handle, which the
+                // caller orders after this one (one thread at a time).
+                lent.store(true, Ordering::Relaxed);
+                let res = Box::new(shmq_reservation {
+                    guard,
+                    loan: Loan(Some(lent)),
+                });
+                // SAFETY: both non-null (checked), writable (caller).
+                unsafe {
+                    buf_out.write(buf);
+                    res_out.write(Box::into_raw(res));
+                }
+                SHMQ_OK
+            }
+            Err(e) => enqueue_error(e),
+        }
+    })
+}
+
+/// Takes the next message to read in place: as shmq_queue_consume() (same
+/// `timeout_ns`, outputs and statuses), through the consumer. On a
+/// `SHMQ_QUEUE_SPSC` queue no lock is taken. Release the message with
+/// shmq_message_release() (from any thread) before using the consumer
+/// again: until then its other calls fail with `SHMQ_INVALID_ARGUMENT`, and
+/// it must not be freed.
+///
+/// # Safety
+/// `consumer` is NULL or a live handle that no other thread is using, which
+/// outlives the message; the outputs are NULL or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_consumer_consume(
+    consumer: *mut shmq_consumer,
+    timeout_ns: i64,
+    msg_out: *mut *mut shmq_message,
+    data_out: *mut *const u8,
+    len_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let c = consumer_mut!(consumer);
+        non_null!(msg_out);
+        non_null!(data_out);
+        non_null!(len_out);
+        // SAFETY: non-null and live (checked above; caller).
+        let lent: &'static AtomicBool = unsafe { &*std::ptr::addr_of!((*consumer).lent) };
+        // SAFETY: as in shmq_producer_reserve().
+        let c: &'static mut Consumer = unsafe { &mut *(c as *mut Consumer) };
+        let r = if timeout_ns == 0 {
+            c.consume()
+        } else {
+            c.consume_until(timeout(timeout_ns).map(|t| Instant::now() + t))
+        };
+        match r {
+            Ok(guard) => {
+                let (data, len) = (guard.as_ptr(), guard.len());
+                // Relaxed: as in shmq_producer_reserve().
+                lent.store(true, Ordering::Relaxed);
+                let msg = Box::new(shmq_message {
+                    _guard: guard,
+                    _loan: Loan(Some(lent)),
+                });
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe {
+                    data_out.write(data);
+                    len_out.write(len);
+                    msg_out.write(Box::into_raw(msg));
+                }
+                SHMQ_OK
+            }
+            Err(e) => dequeue_error(e),
+        }
     })
 }
 

@@ -257,6 +257,56 @@ static void buffer_too_small_says_how_much(void) {
     shmq_log_free(log);
 }
 
+/* Zero-copy through role handles: a reservation (or message) borrows its
+ * handle until it ends; meanwhile the handle's other calls are refused. */
+static void zero_copy_through_role_handles(void) {
+    for (int spsc = 0; spsc <= 1; spsc++) {
+        const char *t = new_target("posix");
+        shmq_queue *q = NULL;
+        CHECK_STATUS(shmq_queue_create(t, 32, 4, 0, spsc ? SHMQ_QUEUE_SPSC : 0, &q), SHMQ_OK);
+        if (!q) return;
+        shmq_producer *p = NULL;
+        shmq_consumer *c = NULL;
+        CHECK_STATUS(shmq_queue_producer(q, &p), SHMQ_OK);
+        CHECK_STATUS(shmq_queue_consumer(q, &c), SHMQ_OK);
+        if (!p || !c) return;
+        shmq_reservation *res = NULL;
+        uint8_t *buf = NULL;
+        CHECK_STATUS(shmq_producer_reserve(p, 32, 0, &res, &buf), SHMQ_OK);
+        CHECK_STATUS(shmq_producer_enqueue_try(p, (const uint8_t *)"x", 1), SHMQ_INVALID_ARGUMENT);
+        CHECK(strstr(shmq_last_error(), "still open") != NULL);
+        shmq_reservation *res2 = NULL;
+        CHECK_STATUS(shmq_producer_reserve(p, 8, 0, &res2, &buf), SHMQ_INVALID_ARGUMENT);
+        CHECK(res2 == NULL);
+        memcpy(buf, "in place", 8);
+        CHECK_STATUS(shmq_reservation_commit(res, 8), SHMQ_OK);
+        /* The handle is usable again once the reservation ended. */
+        CHECK_STATUS(shmq_producer_enqueue_try(p, (const uint8_t *)"copied", 6), SHMQ_OK);
+        CHECK_STATUS(shmq_producer_reserve(p, 4, SECOND, &res, &buf), SHMQ_OK);
+        shmq_reservation_cancel(res);
+        CHECK_STATUS(shmq_producer_reserve(p, 33, 0, &res, &buf), SHMQ_TOO_LARGE);
+
+        shmq_message *m = NULL;
+        const uint8_t *data = NULL;
+        size_t len = 0, n = 0;
+        uint8_t copy[32];
+        CHECK_STATUS(shmq_consumer_consume(c, 0, &m, &data, &len), SHMQ_OK);
+        CHECK(len == 8 && data && memcmp(data, "in place", 8) == 0);
+        CHECK_STATUS(shmq_consumer_dequeue_try(c, copy, sizeof copy, &n), SHMQ_INVALID_ARGUMENT);
+        shmq_message_release(m);
+        CHECK_STATUS(shmq_consumer_consume(c, SECOND, &m, &data, &len), SHMQ_OK);
+        CHECK(len == 6 && memcmp(data, "copied", 6) == 0);
+        shmq_message_release(m);
+        CHECK_STATUS(shmq_consumer_consume(c, 0, &m, &data, &len), SHMQ_EMPTY);
+        CHECK_STATUS(shmq_consumer_consume(c, 1000000, &m, &data, &len), SHMQ_TIMEOUT);
+        CHECK_STATUS(shmq_consumer_dequeue_try(c, copy, sizeof copy, &n), SHMQ_EMPTY);
+        shmq_producer_free(p);
+        shmq_consumer_free(c);
+        shmq_queue_unlink(q);
+        shmq_queue_free(q);
+    }
+}
+
 /* shmq_last_error(): set by every failing status, EMPTY included; kept
  * across successful calls. */
 static void last_error_is_kept_across_successes(void) {
@@ -286,6 +336,7 @@ int main(void) {
     messages_flow_between_processes();
     buffer_too_small_says_how_much();
     last_error_is_kept_across_successes();
+    zero_copy_through_role_handles();
     if (failures) {
         fprintf(stderr, "test_roles: %d of %d checks failed\n", failures, checks);
         return 1;
