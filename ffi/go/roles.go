@@ -1,6 +1,7 @@
 package shmq
 
 /*
+#include <stdlib.h>
 #include "cgo_helpers.h"
 
 static enum shmq_status go_queue_producer(const shmq_queue *q, shmq_producer **out, char *msg, size_t msg_cap) {
@@ -35,11 +36,30 @@ static enum shmq_status go_consumer_wait(shmq_consumer *c, uint8_t *buf, size_t 
 	}
 	return GO_STOPPED;
 }
+
+// A producer's batch, packed in data with lengths lens (Go may not hand C
+// an array of pointers to Go memory); never waits.
+static enum shmq_status go_producer_batch(shmq_producer *p, const uint8_t *data, const size_t *lens, size_t count,
+                                          size_t *n) {
+	shmq_iovec local[64];
+	shmq_iovec *v = count <= 64 ? local : malloc(count * sizeof(shmq_iovec));
+	if (v == NULL) return SHMQ_INVALID_ARGUMENT; // no memory for the iovecs
+	size_t off = 0;
+	for (size_t i = 0; i < count; i++) {
+		v[i].base = data + off;
+		v[i].len = lens[i];
+		off += lens[i];
+	}
+	enum shmq_status s = shmq_producer_enqueue_batch(p, v, count, 0, n);
+	if (v != local) free(v);
+	return s;
+}
 */
 import "C"
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -193,6 +213,37 @@ func (p *Producer) enqueue(ctx context.Context, until time.Time, msg []byte) err
 		}, statusErr)
 }
 
+// TryEnqueueBatch enqueues as many of msgs as fit now, in order, in one
+// call into the library (one index publication), and returns how many: a
+// prefix of msgs, at least 1 when err is nil. It never waits. Errors, with
+// nothing enqueued: ErrFull, ErrClosed, ErrTooLarge (the first message).
+// The messages are copied once into a packed buffer before the call.
+func (p *Producer) TryEnqueueBatch(msgs [][]byte) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
+	}
+	data := make([]byte, 0, total)
+	lens := make([]C.size_t, len(msgs))
+	for i, m := range msgs {
+		data = append(data, m...)
+		lens[i] = C.size_t(len(m))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return 0, ErrHandleClosed
+	}
+	var n C.size_t
+	if st := C.go_producer_batch(p.h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), &n); st != C.SHMQ_OK {
+		return 0, statusErr(st)
+	}
+	return int(n), nil
+}
+
 // CloseQueue closes the queue for every process (as Queue.CloseQueue):
 // enqueues fail with ErrClosed, consumers drain what is left. The producer
 // keeps its role until Close.
@@ -286,6 +337,44 @@ func (c *Consumer) dequeue(ctx context.Context, until time.Time, buf []byte) (in
 		return 0, err
 	}
 	return int(n), err
+}
+
+// TryDequeueBatch dequeues up to len(lens) messages that are ready now
+// into buf, packed one after the other, in one call into the library (one
+// index publication); it writes their lengths to lens[:n] and returns n.
+// Message i is buf[off_i : off_i+lens[i]] with off_i the sum of lens[:i];
+// messages that do not fit in what is left of buf stay queued. It never
+// waits. Errors, with nothing dequeued: ErrEmpty; ErrClosed once closed and
+// drained; ErrBufferTooSmall when the first message alone does not fit
+// (then lens[0] is the length it needs); ErrInvalidArgument (lens is empty).
+func (c *Consumer) TryDequeueBatch(buf []byte, lens []int) (int, error) {
+	if len(lens) == 0 {
+		return 0, fmt.Errorf("%w: lens is empty", ErrInvalidArgument)
+	}
+	var small [64]C.size_t
+	clens := small[:0]
+	if len(lens) <= len(small) {
+		clens = small[:len(lens)]
+	} else {
+		clens = make([]C.size_t, len(lens))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.h == nil {
+		return 0, ErrHandleClosed
+	}
+	var n C.size_t
+	st := C.shmq_consumer_dequeue_batch(c.h, bytesPtr(buf), C.size_t(len(buf)), &clens[0], C.size_t(len(clens)), &n)
+	switch st {
+	case C.SHMQ_OK:
+		for i := 0; i < int(n); i++ {
+			lens[i] = int(clens[i])
+		}
+		return int(n), nil
+	case C.SHMQ_BUFFER_TOO_SMALL:
+		lens[0] = int(clens[0])
+	}
+	return 0, statusErr(st)
 }
 
 // dequeued is a dequeue's result: the length on success, the needed length

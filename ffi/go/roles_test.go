@@ -372,3 +372,56 @@ func TestErrorsIsAndAs(t *testing.T) {
 		t.Fatalf("lagged: %v", err)
 	}
 }
+
+// Batches through role handles: one call for several messages.
+func TestRoleHandleBatches(t *testing.T) {
+	for _, spsc := range []bool{false, true} {
+		opts := []shmq.Option{shmq.WithSlotSize(8), shmq.WithCapacity(4)}
+		if spsc {
+			opts = append(opts, shmq.WithSPSC())
+		}
+		q := mustCreate(t, target(t), opts...)
+		p, err := q.Producer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := q.Consumer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := p.TryEnqueueBatch([][]byte{[]byte("a"), []byte("bb"), []byte("ccc"), []byte("dddd"), []byte("e")})
+		if err != nil || n != 4 { // 4 slots
+			t.Fatalf("enqueue batch: %d, %v", n, err)
+		}
+		if n, err := p.TryEnqueueBatch(nil); n != 0 || err != nil {
+			t.Fatalf("empty batch: %d, %v", n, err)
+		}
+		if _, err := p.TryEnqueueBatch([][]byte{[]byte("x")}); !errors.Is(err, shmq.ErrFull) {
+			t.Fatalf("full: %v", err)
+		}
+		lens := make([]int, 8)
+		if _, err := c.TryDequeueBatch(make([]byte, 0), lens); !errors.Is(err, shmq.ErrBufferTooSmall) || lens[0] != 1 {
+			t.Fatalf("too small: %v, lens[0] = %d", err, lens[0])
+		}
+		buf := make([]byte, 6)
+		n, err = c.TryDequeueBatch(buf, lens)
+		if err != nil || n != 3 || string(buf) != "abbccc" || lens[0] != 1 || lens[1] != 2 || lens[2] != 3 {
+			t.Fatalf("dequeue batch: %d, %v, %q, %v", n, err, buf, lens[:n])
+		}
+		if _, err := c.TryDequeueBatch(buf, nil); !errors.Is(err, shmq.ErrInvalidArgument) {
+			t.Fatalf("no lens: %v", err)
+		}
+		n, err = c.TryDequeueBatch(buf, lens)
+		if err != nil || n != 1 || string(buf[:4]) != "dddd" {
+			t.Fatalf("rest: %d, %v", n, err)
+		}
+		if _, err := c.TryDequeueBatch(buf, lens); !errors.Is(err, shmq.ErrEmpty) {
+			t.Fatalf("empty: %v", err)
+		}
+		p.Close()
+		c.Close()
+		if _, err := p.TryEnqueueBatch([][]byte{[]byte("x")}); !errors.Is(err, shmq.ErrHandleClosed) {
+			t.Fatalf("after Close: %v", err)
+		}
+	}
+}
