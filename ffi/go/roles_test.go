@@ -425,3 +425,51 @@ func TestRoleHandleBatches(t *testing.T) {
 		}
 	}
 }
+
+// TryEnqueue + TryDequeue of 64 bytes on a single-producer/single-consumer
+// queue, one goroutine: through the Queue handle (a role lock per call in
+// the library) and through Producer/Consumer handles (none). Rounds of 1024
+// enqueues then 1024 dequeues, as BenchmarkTryPair.
+func BenchmarkSPSCTryPair(b *testing.B) {
+	for _, roles := range []bool{false, true} {
+		name := "queue"
+		if roles {
+			name = "roles"
+		}
+		b.Run(name, func(b *testing.B) {
+			q := mustCreate(b, target(b), shmq.WithSlotSize(64), shmq.WithCapacity(1024), shmq.WithSPSC())
+			enqueue, dequeue := q.TryEnqueue, q.TryDequeue
+			if roles {
+				p, err := q.Producer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				c, err := q.Consumer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				enqueue, dequeue = p.TryEnqueue, c.TryDequeue
+			}
+			msg, buf := make([]byte, 64), make([]byte, 64)
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 1024 {
+				k := 1024
+				if b.N-i < k {
+					k = b.N - i
+				}
+				for j := 0; j < k; j++ {
+					if err := enqueue(msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for j := 0; j < k; j++ {
+					if _, err := dequeue(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
