@@ -229,6 +229,11 @@ func TestBufferTooSmallSaysHowMuch(t *testing.T) {
 			t.Fatal(err)
 		}
 		small := make([]byte, 3)
+		if !spsc { // (on an SPSC queue c holds the consumer role)
+			if n, err := q.TryDequeue(small); !errors.Is(err, shmq.ErrBufferTooSmall) || n != 10 {
+				t.Fatalf("Queue.TryDequeue: %d, %v; want 10, ErrBufferTooSmall", n, err)
+			}
+		}
 		if n, err := c.TryDequeue(small); !errors.Is(err, shmq.ErrBufferTooSmall) || n != 10 {
 			t.Fatalf("TryDequeue: %d, %v; want 10, ErrBufferTooSmall", n, err)
 		}
