@@ -4,6 +4,7 @@
  * by free; messages flow from a producer in a child process to a consumer
  * in the parent. Every wait has a timeout; targets are removed at exit. */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -307,6 +308,44 @@ static void zero_copy_through_role_handles(void) {
     }
 }
 
+struct commit_job {
+    shmq_reservation *res;
+    shmq_status status;
+};
+
+static void *commit_elsewhere(void *arg) {
+    struct commit_job *job = arg;
+    job->status = shmq_reservation_commit(job->res, 0);
+    return NULL;
+}
+
+/* A reservation of a producer may end on another thread; the producer is
+ * usable again afterwards. */
+static void reservation_ends_on_another_thread(void) {
+    const char *t = new_target("posix");
+    shmq_queue *q = NULL;
+    CHECK_STATUS(shmq_queue_create(t, 16, 4, 0, SHMQ_QUEUE_SPSC, &q), SHMQ_OK);
+    if (!q) return;
+    shmq_producer *p = NULL;
+    CHECK_STATUS(shmq_queue_producer(q, &p), SHMQ_OK);
+    if (!p) return;
+    shmq_reservation *res = NULL;
+    uint8_t *buf = NULL;
+    CHECK_STATUS(shmq_producer_reserve(p, 16, 0, &res, &buf), SHMQ_OK);
+    struct commit_job job = {res, SHMQ_PANIC};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, commit_elsewhere, &job) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK(job.status == SHMQ_OK);
+    CHECK_STATUS(shmq_producer_enqueue_try(p, (const uint8_t *)"after", 5), SHMQ_OK);
+    uint64_t len = 0;
+    CHECK_STATUS(shmq_queue_len(q, &len), SHMQ_OK);
+    CHECK(len == 2); /* the empty message committed there, and this one */
+    shmq_producer_free(p);
+    shmq_queue_unlink(q);
+    shmq_queue_free(q);
+}
+
 /* shmq_last_error(): set by every failing status, EMPTY included; kept
  * across successful calls. */
 static void last_error_is_kept_across_successes(void) {
@@ -337,6 +376,7 @@ int main(void) {
     buffer_too_small_says_how_much();
     last_error_is_kept_across_successes();
     zero_copy_through_role_handles();
+    reservation_ends_on_another_thread();
     if (failures) {
         fprintf(stderr, "test_roles: %d of %d checks failed\n", failures, checks);
         return 1;
