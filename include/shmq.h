@@ -412,6 +412,7 @@ const char *shmq_status_name(int32_t status);
  * Finds a SysV key with no segment behind it right now and writes it to
  * `*key_out` (another process may still take it first: then create fails
  * with `SHMQ_ALREADY_EXISTS` and you ask again). Use it as `"sysv:KEY"`.
+ * `SHMQ_INVALID_ARGUMENT` if no free key turned up in 10000 tries.
  *
  * # Safety
  * `key_out` is NULL or valid for writing an `int32_t`.
@@ -428,7 +429,8 @@ enum shmq_status shmq_find_free_key(int32_t *key_out);
  * a shmq header; an empty file created in the last few seconds). Anything
  * else is left untouched and gives `SHMQ_CORRUPT`, with shmq_last_error()
  * saying what was found; shmq_target_unlink_force() removes it anyway.
- * Never waits.
+ * `SHMQ_INVALID_ARGUMENT` for a malformed target, `SHMQ_PERMISSION_DENIED`
+ * or `SHMQ_IO` when the operating system refuses or fails. Never waits.
  *
  * # Safety
  * `target` is NULL or a NUL-terminated string.
@@ -438,7 +440,8 @@ enum shmq_status shmq_target_unlink(const char *target);
 /**
  * Removes whatever is at `target`, shmq's or not, without looking at it
  * (for cleaning up after tests, or a segment shmq_target_unlink() refused
- * that you know is to go). `SHMQ_NOT_FOUND` if nothing is there.
+ * that you know is to go). `SHMQ_NOT_FOUND` if nothing is there; other
+ * statuses as shmq_target_unlink().
  *
  * # Safety
  * `target` is NULL or a NUL-terminated string.
