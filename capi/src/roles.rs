@@ -126,14 +126,15 @@ fn reattach(queue: &Queue) -> Result<Queue, shmq_status> {
             cstr!("this queue has no target to attach a role handle through"),
         ));
     };
-    let again = Queue::open(target).map_err(|e| {
-        fail(
+    let again = Queue::open(target).map_err(|e| match e {
+        engine::Error::NotFound { .. } => fail(
             SHMQ_NOT_FOUND,
             format_args!(
                 "cannot attach a role handle to {target} ({e}): take roles before \
                  the queue is unlinked"
             ),
-        )
+        ),
+        e => setup_error(e),
     })?;
     if again.params() != queue.params() {
         return Err(fail(
