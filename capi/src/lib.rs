@@ -5,18 +5,26 @@
 //! Conventions (after rustls-ffi):
 //! - names are `shmq_<object>_<verb>`; handles are opaque pointers;
 //! - every function that can fail returns a [`shmq_status`] whose values never
-//!   change meaning; outputs come last and are written only on `SHMQ_OK`
-//!   (one documented exception: a log receive that returns `SHMQ_LAGGED`
-//!   writes the number of messages missed to its `missed_out`);
+//!   change meaning; outputs come last and are written only on `SHMQ_OK`,
+//!   with two documented exceptions: a log receive that returns
+//!   `SHMQ_LAGGED` writes the number of messages missed to its
+//!   `missed_out`, and a dequeue or receive that returns
+//!   `SHMQ_BUFFER_TOO_SMALL` writes the length the message needs to its
+//!   `len_out` (for the batch calls, to the first entry of its lengths
+//!   array), so the caller can grow its buffer and call again;
 //! - every body runs inside a panic boundary (a panic gives `SHMQ_PANIC`, it
 //!   never unwinds into C) and checks every pointer (`SHMQ_NULL_PARAMETER`);
-//! - on failure, [`shmq_last_error`] gives a message for the calling thread.
+//! - every call that returns a status other than `SHMQ_OK` sets the calling
+//!   thread's [`shmq_last_error`] message, the everyday `SHMQ_EMPTY`,
+//!   `SHMQ_FULL` and `SHMQ_TIMEOUT` included; a successful call leaves the
+//!   message as it was, so read it right after the failed call.
 
 // C names on purpose: these items are the C API, spelled as C sees them.
 #![allow(non_camel_case_types, clippy::upper_case_acronyms)]
 
 mod log;
 mod queue;
+mod roles;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -25,6 +33,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use log::*;
 pub use queue::*;
+pub use roles::*;
 
 use engine::{DequeueError, EnqueueError, Error, Target};
 
@@ -61,7 +70,8 @@ pub enum shmq_status {
     SHMQ_NULL_PARAMETER = 11,
     /// shmq panicked (a bug); the call had no effect on its outputs.
     SHMQ_PANIC = 12,
-    /// An argument is out of range or malformed (target, size, capacity, mode).
+    /// An argument is out of range or malformed (target, size, capacity,
+    /// flags, a length above `PTRDIFF_MAX`).
     SHMQ_INVALID_ARGUMENT = 13,
     /// The caller may not open or create the target (mode bits, owner).
     SHMQ_PERMISSION_DENIED = 14,
@@ -72,7 +82,10 @@ pub enum shmq_status {
     /// Another operating-system error; see shmq_last_error().
     SHMQ_IO = 17,
     /// A single-producer/single-consumer queue (`SHMQ_QUEUE_SPSC`) already
-    /// has a live producer (or consumer) in another handle; nothing was done.
+    /// has a live producer (or consumer) in another handle (a role handle
+    /// or a queue handle that has enqueued or dequeued, in this process or
+    /// another), or a single-publisher log a live publisher; nothing was
+    /// done.
     SHMQ_ROLE_TAKEN = 18,
     /// A log subscriber fell a full ring behind (overwrite mode): messages
     /// were overwritten before it read them. The receive wrote how many to
@@ -91,8 +104,10 @@ pub enum shmq_status {
     SHMQ_CURSOR_IN_USE = 23,
     /// Commit and rollback need a subscriber on a named cursor.
     SHMQ_NOT_NAMED = 24,
-    /// Another live process kept the log's cursor table locked for too long;
-    /// retry later.
+    /// Another live process kept the log's cursor table locked for too long,
+    /// or every entry of the segment's process table is a live handle or
+    /// thread (256 of them), so this thread cannot announce a claim; nothing
+    /// was done. Retry later, or free idle handles.
     SHMQ_BUSY = 25,
 }
 
@@ -262,9 +277,14 @@ pub extern "C" fn shmq_version() -> *const c_char {
 }
 
 /// The message of the calling thread's last failed shmq call, or `""` if no
-/// call has failed on this thread. Never NULL. Successful calls leave it as
-/// it is. The text stays valid until the next shmq call on this thread; copy
-/// it to keep it. Never free it.
+/// call has failed on this thread. Never NULL. Never free it.
+///
+/// Every status other than `SHMQ_OK` sets it, the everyday `SHMQ_EMPTY`,
+/// `SHMQ_FULL` and `SHMQ_TIMEOUT` included. Successful calls leave it as it
+/// is: after a success it still holds the text of an older failure, so do
+/// not use it to tell whether a call failed (the status says that); read it
+/// right after the call that failed. The text stays valid until the next
+/// shmq call on this thread; copy it to keep it.
 #[no_mangle]
 pub extern "C" fn shmq_last_error() -> *const c_char {
     // The pointer outlives the borrow: the string is only replaced by a later
@@ -317,6 +337,7 @@ pub extern "C" fn shmq_status_name(status: i32) -> *const c_char {
 /// Finds a SysV key with no segment behind it right now and writes it to
 /// `*key_out` (another process may still take it first: then create fails
 /// with `SHMQ_ALREADY_EXISTS` and you ask again). Use it as `"sysv:KEY"`.
+/// `SHMQ_INVALID_ARGUMENT` if no free key turned up in 10000 tries.
 ///
 /// # Safety
 /// `key_out` is NULL or valid for writing an `int32_t`.
@@ -344,7 +365,8 @@ pub unsafe extern "C" fn shmq_find_free_key(key_out: *mut i32) -> shmq_status {
 /// a shmq header; an empty file created in the last few seconds). Anything
 /// else is left untouched and gives `SHMQ_CORRUPT`, with shmq_last_error()
 /// saying what was found; shmq_target_unlink_force() removes it anyway.
-/// Never waits.
+/// `SHMQ_INVALID_ARGUMENT` for a malformed target, `SHMQ_PERMISSION_DENIED`
+/// or `SHMQ_IO` when the operating system refuses or fails. Never waits.
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string.
@@ -363,7 +385,8 @@ pub unsafe extern "C" fn shmq_target_unlink(target: *const c_char) -> shmq_statu
 
 /// Removes whatever is at `target`, shmq's or not, without looking at it
 /// (for cleaning up after tests, or a segment shmq_target_unlink() refused
-/// that you know is to go). `SHMQ_NOT_FOUND` if nothing is there.
+/// that you know is to go). `SHMQ_NOT_FOUND` if nothing is there; other
+/// statuses as shmq_target_unlink().
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string.

@@ -289,8 +289,10 @@ unsafe fn write_sub(
 /// handle to `*log_out`.
 ///
 /// Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
-/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
-/// out of range.
+/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
+/// `flags` bits or parameters out of range (`cursors` above 4096 included),
+/// `SHMQ_PERMISSION_DENIED` or `SHMQ_IO` when the operating system refuses
+/// or fails.
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string; `log_out` is NULL or valid
@@ -319,7 +321,10 @@ pub unsafe extern "C" fn shmq_log_create(
 /// Opens the existing log at `target` and writes its handle to `*log_out`.
 /// Never creates: `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`
 /// (e.g. a work queue), `SHMQ_CORRUPT`, `SHMQ_VERSION_MISMATCH` or
-/// `SHMQ_NOT_READY` if what is there is not a usable log.
+/// `SHMQ_NOT_READY` if what is there is not a usable log;
+/// `SHMQ_INVALID_ARGUMENT` for a malformed target;
+/// `SHMQ_PERMISSION_DENIED` when its permission bits do not let this user
+/// read and write it; `SHMQ_IO` for another operating-system error.
 ///
 /// Waits only for a segment whose creator is still writing its header
 /// (shaped like a shmq header, its creator alive, changed in the last 3 s):
@@ -347,9 +352,13 @@ pub unsafe extern "C" fn shmq_log_open(
 }
 
 /// Creates the log as shmq_log_create() does, or opens it if it exists with
-/// the same slot size, capacity, mode and cursor table (else
-/// `SHMQ_INCOMPATIBLE`).
-/// Opening waits as in shmq_log_open().
+/// the same slot size, capacity, `flags` (`SHMQ_LOG_RELIABLE`,
+/// `SHMQ_LOG_SINGLE_PUBLISHER`) and number of `cursors` (0 counts as 16)
+/// (else `SHMQ_INCOMPATIBLE`, with shmq_last_error() naming what differs).
+/// The permission bits `mode` are used only when it creates: they are not
+/// compared with an existing log's (the operating system decides whether
+/// this user may open it: `SHMQ_PERMISSION_DENIED`). Opening waits as in
+/// shmq_log_open(); other statuses as those two functions.
 ///
 /// # Safety
 /// As for shmq_log_create().
@@ -532,8 +541,11 @@ pub unsafe extern "C" fn shmq_log_next_seq(log: *const shmq_log, seq_out: *mut u
 /// Publishes the `len` bytes at `msg` and writes its sequence number to
 /// `*seq_out` unless `seq_out` is NULL. In overwrite mode it never waits; in
 /// reliable mode it fails with `SHMQ_FULL` when the slowest cursor is a full
-/// ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`. `msg` may
-/// be NULL when `len` is 0.
+/// ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`;
+/// `SHMQ_ROLE_TAKEN` on a `SHMQ_LOG_SINGLE_PUBLISHER` log whose publisher
+/// role another handle holds; `SHMQ_INVALID_ARGUMENT` when `len` exceeds
+/// `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may be NULL when `len`
+/// is 0.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `msg` is NULL or readable for `len`
@@ -563,7 +575,7 @@ pub unsafe extern "C" fn shmq_log_publish(
 /// Publishes as shmq_log_publish() does, waiting while a reliable-mode log
 /// is full for up to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any
 /// negative value: no limit); `SHMQ_TIMEOUT` when it passes. In overwrite
-/// mode it never waits.
+/// mode it never waits. Other statuses as shmq_log_publish().
 ///
 /// # Safety
 /// As for shmq_log_publish().
@@ -594,7 +606,8 @@ pub unsafe extern "C" fn shmq_log_publish_block(
 /// `SHMQ_START_LATEST`) and writes its handle to `*sub_out`. In overwrite
 /// mode it is private to the caller; in reliable mode it takes an entry of
 /// the cursor table and gates publishers until freed
-/// (`SHMQ_CURSOR_TABLE_FULL` when no entry is free).
+/// (`SHMQ_CURSOR_TABLE_FULL` when no entry is free; `SHMQ_BUSY`).
+/// `SHMQ_INVALID_ARGUMENT` for another `start`.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `sub_out` is NULL or valid for writing a
@@ -645,7 +658,9 @@ pub unsafe extern "C" fn shmq_log_subscribe_named(
 
 /// Creates the named cursor `name` at `start` without attaching to it (in
 /// reliable mode it gates publishers from now on). `SHMQ_CURSOR_EXISTS` if
-/// the name is taken.
+/// the name is taken, `SHMQ_CURSOR_TABLE_FULL`, `SHMQ_BUSY`,
+/// `SHMQ_INVALID_ARGUMENT` for a bad name (1 to 64 bytes of UTF-8) or
+/// `start`.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
@@ -671,7 +686,8 @@ pub unsafe extern "C" fn shmq_log_create_cursor(
 /// Creates the named cursor `new_name` at the committed position of the
 /// existing cursor `existing_name` (a copy, e.g. to replay from there).
 /// `SHMQ_CURSOR_NOT_FOUND` if `existing_name` does not exist,
-/// `SHMQ_CURSOR_EXISTS` if `new_name` does.
+/// `SHMQ_CURSOR_EXISTS` if `new_name` does; `SHMQ_CURSOR_TABLE_FULL`,
+/// `SHMQ_BUSY`, `SHMQ_INVALID_ARGUMENT` for a bad name.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `new_name` and `existing_name` are NULL
@@ -700,7 +716,8 @@ pub unsafe extern "C" fn shmq_log_cursor_from(
 }
 
 /// Removes the named cursor `name`. `SHMQ_CURSOR_NOT_FOUND`;
-/// `SHMQ_CURSOR_IN_USE` while a live subscriber holds it.
+/// `SHMQ_CURSOR_IN_USE` while a live subscriber holds it; `SHMQ_BUSY`;
+/// `SHMQ_INVALID_ARGUMENT` for a bad name.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `name` is NULL or a NUL-terminated string.
@@ -723,7 +740,8 @@ pub unsafe extern "C" fn shmq_log_remove_cursor(
 
 /// Writes what the named cursor `name` looks like (committed position,
 /// read position, lag, holder) to `*info_out`; `SHMQ_CURSOR_NOT_FOUND` if
-/// there is no such cursor.
+/// there is no such cursor; `SHMQ_INVALID_ARGUMENT` for a name that is
+/// not UTF-8.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `name` is NULL or a NUL-terminated
@@ -846,6 +864,11 @@ unsafe fn recv_out(
             unsafe { write_opt(missed_out, missed) };
             recv_error(RecvError::Lagged(missed))
         }
+        Err(RecvError::BufferTooSmall { needed }) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { len_out.write(needed) };
+            recv_error(RecvError::BufferTooSmall { needed })
+        }
         Err(e) => recv_error(e),
     }
 }
@@ -861,11 +884,14 @@ unsafe fn recv_out(
 ///   oldest message still present: call again to read it. Over a run,
 ///   messages received plus the sum of `*missed_out` equals the messages
 ///   published (in the subscriber's range).
+/// - `SHMQ_BUFFER_TOO_SMALL`: the message is longer than `buf_len`; the
+///   subscriber stays on it, and the length it needs is written to
+///   `*len_out` (a buffer of the log's slot size always suffices).
 /// - anything else: no output is written. `SHMQ_EMPTY` (nothing new);
-///   `SHMQ_BUFFER_TOO_SMALL` (the subscriber stays on the message: a buffer
-///   of the log's slot size always suffices); `SHMQ_CLOSED` once the log is
-///   closed and this subscriber has read everything; `SHMQ_CORRUPT` for an
-///   impossible length in shared memory (that message is skipped).
+///   `SHMQ_CLOSED` once the log is closed and this subscriber has read
+///   everything; `SHMQ_CORRUPT` for an impossible length in shared memory
+///   (that message is skipped); `SHMQ_NULL_PARAMETER`;
+///   `SHMQ_INVALID_ARGUMENT` (`buf_len` exceeds `PTRDIFF_MAX`).
 ///
 /// `buf` may be NULL when `buf_len` is 0.
 ///
@@ -1086,7 +1112,9 @@ unsafe fn lens_arg<'a>(ptr: *const usize, count: usize) -> Result<&'a [usize], s
 /// Fails, publishing nothing, with `SHMQ_TOO_LARGE` when any message is
 /// longer than the slot size, `SHMQ_FULL` (reliable mode, no room for even
 /// one), `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
-/// another live publisher). `data` may be NULL when the lengths add up to 0.
+/// another live publisher), `SHMQ_INVALID_ARGUMENT` (the lengths overflow
+/// `size_t`, or `count` values exceed `PTRDIFF_MAX` bytes), `SHMQ_BUSY`,
+/// `SHMQ_CORRUPT`. `data` may be NULL when the lengths add up to 0.
 ///
 /// # Safety
 /// `log` is NULL or a live handle; `lens` is NULL or readable for `count`
@@ -1143,9 +1171,12 @@ pub unsafe extern "C" fn shmq_log_publish_batch(
 /// Outputs, by status: `SHMQ_OK` with n >= 1; `SHMQ_LAGGED` when the very
 /// first message was lost (the count is written to `*missed_out` unless it
 /// is NULL; a loss met after some messages is reported by the next call);
-/// otherwise nothing is written: `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
-/// `SHMQ_BUFFER_TOO_SMALL` (not even the first message fits),
-/// `SHMQ_CLOSED`, `SHMQ_CORRUPT`.
+/// `SHMQ_BUFFER_TOO_SMALL` when not even the first message fits (the
+/// subscriber stays on it; the length it needs is written to
+/// `lens_out[0]`); otherwise nothing is written: `SHMQ_EMPTY`,
+/// `SHMQ_TIMEOUT`, `SHMQ_CLOSED`, `SHMQ_CORRUPT`, `SHMQ_NULL_PARAMETER`,
+/// `SHMQ_INVALID_ARGUMENT` (`max` is 0, or `buf_len` exceeds
+/// `PTRDIFF_MAX`).
 ///
 /// # Safety
 /// `sub` is NULL or a live subscriber that no other thread is using; `buf`
@@ -1191,6 +1222,12 @@ pub unsafe extern "C" fn shmq_subscriber_recv_batch(
                 // SAFETY: NULL or writable (caller).
                 unsafe { write_opt(missed_out, missed) };
                 recv_error(RecvError::Lagged(missed))
+            }
+            Err(RecvError::BufferTooSmall { needed }) => {
+                // SAFETY: lens_out is non-null (checked) and writable for
+                // max >= 1 values (caller).
+                unsafe { lens_out.write(needed) };
+                recv_error(RecvError::BufferTooSmall { needed })
             }
             Err(e) => recv_error(e),
         }

@@ -3,19 +3,20 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
+use super::roles::Loan;
 use super::shmq_status::{self, *};
 use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
     try_status,
 };
-use engine::{Queue, QueueConfig, WaitStrategy};
+use engine::{DequeueError, Queue, QueueConfig, WaitStrategy};
 
 /// A handle to a work queue. Opaque: create it with shmq_queue_create(),
 /// shmq_queue_open() or shmq_queue_open_or_create(), release it with
 /// shmq_queue_free(). One handle may be used by many threads at once (every
 /// function taking a `const shmq_queue *` is thread-safe).
 pub struct shmq_queue {
-    queue: Queue,
+    pub(crate) queue: Queue,
 }
 
 /// Counters of a queue (approximate while operations are in flight).
@@ -90,6 +91,76 @@ pub(super) unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// Handles a dequeue's result: on `SHMQ_OK` the message's length, on
+/// `SHMQ_BUFFER_TOO_SMALL` the length the message needs, goes to `*len_out`.
+///
+/// # Safety
+/// `len_out` is non-null and valid for writing a `size_t`.
+pub(super) unsafe fn dequeue_out(
+    result: Result<usize, DequeueError>,
+    len_out: *mut usize,
+) -> shmq_status {
+    match result {
+        Ok(n) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { len_out.write(n) };
+            SHMQ_OK
+        }
+        Err(DequeueError::BufferTooSmall { needed }) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { len_out.write(needed) };
+            dequeue_error(DequeueError::BufferTooSmall { needed })
+        }
+        Err(e) => dequeue_error(e),
+    }
+}
+
+/// Handles a batch dequeue's result: on `SHMQ_OK` the count goes to
+/// `*count_out`; on `SHMQ_BUFFER_TOO_SMALL` the first message's length goes
+/// to `lens[0]` (when `lens` has room for one).
+///
+/// # Safety
+/// `count_out` is non-null and valid for writing a `size_t`.
+pub(super) unsafe fn dequeue_batch_out(
+    result: Result<usize, DequeueError>,
+    lens: &mut [usize],
+    count_out: *mut usize,
+) -> shmq_status {
+    match result {
+        Ok(n) => {
+            // SAFETY: non-null, writable (caller).
+            unsafe { count_out.write(n) };
+            SHMQ_OK
+        }
+        Err(DequeueError::BufferTooSmall { needed }) => {
+            if let Some(first) = lens.first_mut() {
+                *first = needed;
+            }
+            dequeue_error(DequeueError::BufferTooSmall { needed })
+        }
+        Err(e) => dequeue_error(e),
+    }
+}
+
+/// Borrows an output array of `max` lengths from C.
+///
+/// # Safety
+/// `ptr` is non-null and valid for writing `max` `size_t` values during the
+/// returned borrow, and not accessed by anyone else meanwhile.
+pub(super) unsafe fn lens_out_arg<'a>(
+    ptr: *mut usize,
+    max: usize,
+) -> Result<&'a mut [usize], shmq_status> {
+    if max > isize::MAX as usize / std::mem::size_of::<usize>() {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("`max` lengths exceed PTRDIFF_MAX bytes"),
+        ));
+    }
+    // SAFETY: non-null, in range, writable and exclusive (caller).
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, max) })
+}
+
 /// The queue behind a handle, or a NULL_PARAMETER status.
 macro_rules! queue_ref {
     ($q:ident) => {{
@@ -120,10 +191,12 @@ unsafe fn handle_out(
 }
 
 /// Flag for shmq_queue_create(): a single-producer/single-consumer queue.
-/// At most one handle produces and one consumes at a time (the first to
-/// enqueue, or dequeue, takes that role until it is freed; others get
+/// At most one handle produces and one consumes at a time (others get
 /// `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
-/// instruction: the fastest mode.
+/// instruction: the fastest mode. Take the roles explicitly with
+/// shmq_queue_producer() and shmq_queue_consumer(): their calls take no
+/// lock at all. A queue handle that enqueues (or dequeues) takes that role
+/// itself, until it is freed, and locks it per call.
 pub const SHMQ_QUEUE_SPSC: u32 = 1;
 
 fn config(
@@ -160,8 +233,9 @@ fn config(
 /// anything else a POSIX name.
 ///
 /// Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
-/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target or parameters
-/// out of range.
+/// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
+/// `flags` bits or parameters out of range, `SHMQ_PERMISSION_DENIED` or
+/// `SHMQ_IO` when the operating system refuses or fails.
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string; `queue_out` is NULL or valid
@@ -190,7 +264,9 @@ pub unsafe extern "C" fn shmq_queue_create(
 /// shmq_queue_create()) and writes its handle to `*queue_out`. Never creates:
 /// `SHMQ_NOT_FOUND` if nothing is there; `SHMQ_INCOMPATIBLE`, `SHMQ_CORRUPT`,
 /// `SHMQ_VERSION_MISMATCH` or `SHMQ_NOT_READY` if what is there is not a
-/// usable work queue.
+/// usable work queue; `SHMQ_INVALID_ARGUMENT` for a malformed target;
+/// `SHMQ_PERMISSION_DENIED` when its permission bits do not let this user
+/// read and write it; `SHMQ_IO` for another operating-system error.
 ///
 /// Waits only for a segment whose creator is still writing its header
 /// (shaped like a shmq header, its creator alive, changed in the last 3 s):
@@ -218,8 +294,11 @@ pub unsafe extern "C" fn shmq_queue_open(
 }
 
 /// Creates the queue as shmq_queue_create() does, or opens it if it exists
-/// with the same slot size, capacity and flags (else `SHMQ_INCOMPATIBLE`).
-/// Opening waits as in shmq_queue_open().
+/// with the same slot size, capacity and `flags` (else `SHMQ_INCOMPATIBLE`).
+/// The permission bits `mode` are used only when it creates: they are not
+/// compared with an existing queue's (the operating system decides whether
+/// this user may open it: `SHMQ_PERMISSION_DENIED`). Opening waits as in
+/// shmq_queue_open(); other statuses as those two functions.
 ///
 /// # Safety
 /// As for shmq_queue_create().
@@ -310,8 +389,8 @@ impl Drop for AbortOnUnwind {
     }
 }
 
-/// Removes the queue's name (as shmq_target_unlink()); this and other
-/// handles keep working until freed.
+/// Removes the queue's name (as shmq_target_unlink(), with its statuses);
+/// this and other handles keep working until freed.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle.
@@ -327,7 +406,7 @@ pub unsafe extern "C" fn shmq_queue_unlink(queue: *const shmq_queue) -> shmq_sta
 }
 
 /// Writes a file-backed queue to disk (msync); does nothing for SysV and
-/// POSIX queues.
+/// POSIX queues. `SHMQ_IO` if the write fails.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle.
@@ -344,7 +423,11 @@ pub unsafe extern "C" fn shmq_queue_flush(queue: *const shmq_queue) -> shmq_stat
 
 /// Enqueues the `len` bytes at `msg` if a slot is free; never waits.
 /// `SHMQ_FULL`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise (nothing
-/// written). `msg` may be NULL when `len` is 0.
+/// written); `SHMQ_ROLE_TAKEN` on a `SHMQ_QUEUE_SPSC` queue whose producer
+/// role another handle holds (this handle takes the role at its first
+/// enqueue, until freed: see shmq_queue_producer()); `SHMQ_INVALID_ARGUMENT`
+/// when `len` exceeds `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may
+/// be NULL when `len` is 0.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
@@ -367,7 +450,8 @@ pub unsafe extern "C" fn shmq_queue_enqueue_try(
 
 /// Enqueues the `len` bytes at `msg`, waiting while the queue is full for up
 /// to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value:
-/// no limit). `SHMQ_TIMEOUT`, `SHMQ_CLOSED` or `SHMQ_TOO_LARGE` otherwise.
+/// no limit). `SHMQ_TIMEOUT` when it passes; other statuses as
+/// shmq_queue_enqueue_try().
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len` bytes.
@@ -391,7 +475,8 @@ pub unsafe extern "C" fn shmq_queue_enqueue_block(
 
 /// Enqueues the `len` bytes at `msg`; when the queue is full, discards the
 /// oldest messages to make room. Never waits. Writes how many messages were
-/// discarded to `*discarded_out` unless it is NULL.
+/// discarded to `*discarded_out` unless it is NULL. Statuses as
+/// shmq_queue_enqueue_try(), without `SHMQ_FULL`.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msg` is NULL or readable for `len`
@@ -421,10 +506,22 @@ pub unsafe extern "C" fn shmq_queue_enqueue_shift(
 }
 
 /// Dequeues the next message into the `buf_len` bytes at `buf` and writes
-/// its length to `*len_out`; never waits. `SHMQ_EMPTY`; `SHMQ_CLOSED` once
-/// the queue is closed and drained; `SHMQ_BUFFER_TOO_SMALL` if the message is
-/// longer than `buf_len` (it stays queued; a buffer of the queue's slot size
-/// always suffices). `buf` may be NULL when `buf_len` is 0.
+/// its length to `*len_out`; never waits. `buf` may be NULL when `buf_len`
+/// is 0.
+///
+/// Outputs, by status:
+/// - `SHMQ_OK`: the message is in `buf`, its length in `*len_out`.
+/// - `SHMQ_BUFFER_TOO_SMALL`: the message is longer than `buf_len`; it
+///   stays queued, and the length it needs is written to `*len_out` (the
+///   one exception to "outputs only on `SHMQ_OK`"; a buffer of the queue's
+///   slot size always suffices).
+/// - anything else writes nothing: `SHMQ_EMPTY`; `SHMQ_CLOSED` once the
+///   queue is closed and drained; `SHMQ_ROLE_TAKEN` (a `SHMQ_QUEUE_SPSC`
+///   queue whose consumer role another handle holds; this handle takes the
+///   role at its first dequeue, until freed: see shmq_queue_consumer());
+///   `SHMQ_CORRUPT` (an impossible length in shared memory); `SHMQ_BUSY`;
+///   `SHMQ_NULL_PARAMETER`; `SHMQ_INVALID_ARGUMENT` (`buf_len` exceeds
+///   `PTRDIFF_MAX`).
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `buf` is NULL or writable for `buf_len`
@@ -441,19 +538,14 @@ pub unsafe extern "C" fn shmq_queue_dequeue_try(
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
-        match q.dequeue_try(buf) {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { len_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => dequeue_error(e),
-        }
+        // SAFETY: len_out is non-null (checked) and writable (caller).
+        unsafe { dequeue_out(q.dequeue_try(buf), len_out) }
     })
 }
 
-/// Dequeues the next message as shmq_queue_dequeue_try() does, waiting while
-/// the queue is empty for up to `timeout_ns` nanoseconds
+/// Dequeues the next message as shmq_queue_dequeue_try() does (same outputs
+/// by status, `SHMQ_BUFFER_TOO_SMALL`'s needed length included), waiting
+/// while the queue is empty for up to `timeout_ns` nanoseconds
 /// (`SHMQ_WAIT_FOREVER`, or any negative value: no limit); `SHMQ_TIMEOUT`
 /// when it passes.
 ///
@@ -472,14 +564,9 @@ pub unsafe extern "C" fn shmq_queue_dequeue_block(
         non_null!(len_out);
         // SAFETY: writable for buf_len bytes (caller).
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
-        match q.dequeue_block(buf, timeout(timeout_ns)) {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { len_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => dequeue_error(e),
-        }
+        let result = q.dequeue_block(buf, timeout(timeout_ns));
+        // SAFETY: len_out is non-null (checked) and writable (caller).
+        unsafe { dequeue_out(result, len_out) }
     })
 }
 
@@ -624,19 +711,28 @@ pub unsafe extern "C" fn shmq_queue_stats(
     })
 }
 
-/// A slot reserved by shmq_queue_reserve(), written in place through the
-/// pointer that call returned. Opaque. End it with exactly one of
-/// shmq_reservation_commit() or shmq_reservation_cancel(), which free it;
-/// before shmq_queue_free() of its queue.
+/// A slot reserved by shmq_queue_reserve() or shmq_producer_reserve(),
+/// written in place through the pointer that call returned. Opaque. End it
+/// with exactly one of shmq_reservation_commit() or
+/// shmq_reservation_cancel(), which free it; before shmq_queue_free() of its
+/// queue (or shmq_producer_free() of its producer).
 pub struct shmq_reservation {
-    guard: engine::ReserveGuard<'static>,
+    // Field order matters: the guard drops before the loan ends.
+    pub(crate) guard: engine::ReserveGuard<'static>,
+    /// The role handle the guard borrows, if any.
+    pub(crate) loan: Loan,
 }
 
-/// A message read in place, from shmq_queue_consume(). Opaque. Free it with
-/// shmq_message_release(), before shmq_queue_free() of its queue.
+/// A message read in place, from shmq_queue_consume() or
+/// shmq_consumer_consume(). Opaque. Free it with shmq_message_release(),
+/// before shmq_queue_free() of its queue (or shmq_consumer_free() of its
+/// consumer).
 pub struct shmq_message {
+    // Field order matters: the guard drops before the loan ends.
     /// Held only to be dropped (which releases the slot).
-    _guard: engine::ConsumeGuard<'static>,
+    pub(crate) _guard: engine::ConsumeGuard<'static>,
+    /// The role handle the guard borrows, if any.
+    pub(crate) _loan: Loan,
 }
 
 /// One message of a batch for shmq_queue_enqueue_batch().
@@ -653,7 +749,9 @@ pub struct shmq_iovec {
 /// place: writes the reservation to `*res_out` and the address of its `len`
 /// writable bytes to `*buf_out`. `timeout_ns`: 0 never waits (`SHMQ_FULL`);
 /// negative (`SHMQ_WAIT_FOREVER`) no limit; else up to that many
-/// nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE` otherwise.
+/// nanoseconds (`SHMQ_TIMEOUT`). `SHMQ_CLOSED`, `SHMQ_TOO_LARGE`,
+/// `SHMQ_ROLE_TAKEN`, `SHMQ_BUSY`, `SHMQ_CORRUPT` otherwise, as
+/// shmq_queue_enqueue_try().
 ///
 /// Lifetime: the bytes at `*buf_out` are yours until the reservation is
 /// committed or cancelled; do not touch them after. On a multi-producer
@@ -691,7 +789,10 @@ pub unsafe extern "C" fn shmq_queue_reserve(
                 // SAFETY: both non-null (checked), writable (caller).
                 unsafe {
                     buf_out.write(buf);
-                    res_out.write(Box::into_raw(Box::new(shmq_reservation { guard })));
+                    res_out.write(Box::into_raw(Box::new(shmq_reservation {
+                        guard,
+                        loan: Loan::NONE,
+                    })));
                 }
                 SHMQ_OK
             }
@@ -705,7 +806,8 @@ pub unsafe extern "C" fn shmq_queue_reserve(
 /// than was reserved (then nothing is published).
 ///
 /// # Safety
-/// `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+/// `res` is NULL or a reservation from shmq_queue_reserve() or
+/// shmq_producer_reserve() not yet ended.
 #[no_mangle]
 pub unsafe extern "C" fn shmq_reservation_commit(
     res: *mut shmq_reservation,
@@ -715,7 +817,9 @@ pub unsafe extern "C" fn shmq_reservation_commit(
         non_null!(res);
         // SAFETY: a live reservation (caller), ended here exactly once.
         let res = unsafe { Box::from_raw(res) };
-        match res.guard.commit(n) {
+        // The loan ends when `_loan` drops, after the commit.
+        let shmq_reservation { guard, loan: _loan } = *res;
+        match guard.commit(n) {
             Ok(()) => SHMQ_OK,
             Err(e) => enqueue_error(e),
         }
@@ -725,7 +829,8 @@ pub unsafe extern "C" fn shmq_reservation_commit(
 /// Gives the reservation back unpublished and frees it. NULL is ignored.
 ///
 /// # Safety
-/// `res` is NULL or a reservation from shmq_queue_reserve() not yet ended.
+/// `res` is NULL or a reservation from shmq_queue_reserve() or
+/// shmq_producer_reserve() not yet ended.
 #[no_mangle]
 pub unsafe extern "C" fn shmq_reservation_cancel(res: *mut shmq_reservation) {
     boundary(|| {
@@ -740,7 +845,9 @@ pub unsafe extern "C" fn shmq_reservation_cancel(res: *mut shmq_reservation) {
 /// Takes the next message to read in place: writes a handle to `*msg_out`,
 /// the address of its bytes to `*data_out` and its length to `*len_out`.
 /// `timeout_ns` as for shmq_queue_reserve(); `SHMQ_EMPTY`, `SHMQ_TIMEOUT`,
-/// `SHMQ_CLOSED` (closed and drained).
+/// `SHMQ_CLOSED` (closed and drained); `SHMQ_ROLE_TAKEN`, `SHMQ_BUSY`,
+/// `SHMQ_CORRUPT` as shmq_queue_dequeue_try(). Nothing is written unless
+/// `SHMQ_OK`.
 ///
 /// Lifetime: the bytes are readable until shmq_message_release(); the slot
 /// stays yours (no producer reuses it) until then, so release promptly. The
@@ -776,7 +883,10 @@ pub unsafe extern "C" fn shmq_queue_consume(
                 unsafe {
                     data_out.write(guard.as_ptr());
                     len_out.write(guard.len());
-                    msg_out.write(Box::into_raw(Box::new(shmq_message { _guard: guard })));
+                    msg_out.write(Box::into_raw(Box::new(shmq_message {
+                        _guard: guard,
+                        _loan: Loan::NONE,
+                    })));
                 }
                 SHMQ_OK
             }
@@ -788,7 +898,8 @@ pub unsafe extern "C" fn shmq_queue_consume(
 /// Frees the message's slot and the handle. NULL is ignored.
 ///
 /// # Safety
-/// `msg` is NULL or a message from shmq_queue_consume() not yet released.
+/// `msg` is NULL or a message from shmq_queue_consume() or
+/// shmq_consumer_consume() not yet released.
 #[no_mangle]
 pub unsafe extern "C" fn shmq_message_release(msg: *mut shmq_message) {
     boundary(|| {
@@ -804,7 +915,9 @@ pub unsafe extern "C" fn shmq_message_release(msg: *mut shmq_message) {
 /// one index publication, and writes how many to `*count_out` (a prefix,
 /// at least 1 on `SHMQ_OK`). The batch stops before a message longer than
 /// the slot size. `timeout_ns` as for shmq_queue_reserve() (a wait lasts
-/// until at least one message fits). Errors as shmq_queue_enqueue_try().
+/// until at least one message fits; `SHMQ_TIMEOUT`). Errors as
+/// shmq_queue_enqueue_try(), and `SHMQ_INVALID_ARGUMENT` when `count`
+/// entries exceed `PTRDIFF_MAX` bytes.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `msgs` is NULL or readable for `count`
@@ -826,7 +939,14 @@ pub unsafe extern "C" fn shmq_queue_enqueue_batch(
             return SHMQ_OK;
         }
         non_null!(msgs);
-        // SAFETY: readable for count entries (caller).
+        if count > isize::MAX as usize / std::mem::size_of::<shmq_iovec>() {
+            return fail_static(
+                SHMQ_INVALID_ARGUMENT,
+                cstr!("`count` messages exceed PTRDIFF_MAX bytes"),
+            );
+        }
+        // SAFETY: non-null (checked), in range (checked), readable for count
+        // entries (caller).
         let iov = unsafe { std::slice::from_raw_parts(msgs, count) };
         let mut refs: Vec<&[u8]> = Vec::with_capacity(count.min(q.capacity()));
         for m in iov.iter().take(q.capacity()) {
@@ -853,9 +973,12 @@ pub unsafe extern "C" fn shmq_queue_enqueue_batch(
 /// back, with one index publication: message `i` is `lens[i]` bytes long,
 /// after those before it; writes how many to `*count_out` (at least 1 on
 /// `SHMQ_OK`). Takes only messages that fit in `buf` together (the rest
-/// stay queued); `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit.
-/// `timeout_ns` as for shmq_queue_reserve(). Errors as
-/// shmq_queue_dequeue_try().
+/// stay queued); `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit:
+/// then it stays queued and the length it needs is written to `lens[0]`
+/// (when `max` is at least 1; nothing else is written). `timeout_ns` as for
+/// shmq_queue_reserve(). Other errors as shmq_queue_dequeue_try(), plus
+/// `SHMQ_TIMEOUT`, and `SHMQ_INVALID_ARGUMENT` when `max` entries would
+/// exceed `PTRDIFF_MAX` bytes.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle; `buf` NULL or writable for `buf_len`
@@ -878,21 +1001,15 @@ pub unsafe extern "C" fn shmq_queue_dequeue_batch(
         // SAFETY: writable for buf_len bytes (caller).
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         // SAFETY: non-null (checked), writable for max entries (caller).
-        let lens = unsafe { std::slice::from_raw_parts_mut(lens, max) };
+        let lens = try_status!(unsafe { lens_out_arg(lens, max) });
         let r = if timeout_ns == 0 {
             q.dequeue_batch_into(buf, lens)
         } else {
             let deadline = timeout(timeout_ns).map(|t| std::time::Instant::now() + t);
             q.dequeue_batch_into_until(buf, lens, deadline)
         };
-        match r {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { count_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => dequeue_error(e),
-        }
+        // SAFETY: count_out is non-null (checked) and writable (caller).
+        unsafe { dequeue_batch_out(r, lens, count_out) }
     })
 }
 

@@ -279,7 +279,11 @@ static void test_operations(void) {
     n = 777;
     CHECK_STATUS(shmq_subscriber_recv_try(s, buf, 2, &n, &missed), SHMQ_BUFFER_TOO_SMALL);
     CHECK(strstr(shmq_last_error(), "5 bytes") != NULL);
+    CHECK(n == 5); /* the length it needs */
+    n = 777;
     CHECK_STATUS(shmq_subscriber_recv_block(s, NULL, 0, 1000000, &n, &missed), SHMQ_BUFFER_TOO_SMALL);
+    CHECK(n == 5);
+    n = 777;
     CHECK_STATUS(shmq_subscriber_recv_try(s, NULL, 8, &n, &missed), SHMQ_NULL_PARAMETER);
     CHECK_STATUS(shmq_subscriber_recv_block(s, NULL, 8, 0, &n, &missed), SHMQ_NULL_PARAMETER);
     CHECK(n == 777 && missed == 777);

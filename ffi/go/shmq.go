@@ -417,7 +417,8 @@ func (q *Queue) Shift(msg []byte) (discarded uint64, err error) {
 
 // TryDequeue dequeues the next message into buf and returns its length; it
 // never waits. Errors: ErrEmpty; ErrClosed once closed and drained;
-// ErrBufferTooSmall (the message stays queued).
+// ErrBufferTooSmall (the message stays queued; the count returned is the
+// length it needs).
 func (q *Queue) TryDequeue(buf []byte) (int, error) {
 	var n C.size_t
 	st := q.dequeueTry(buf, &n)

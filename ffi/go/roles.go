@@ -1,0 +1,389 @@
+package shmq
+
+/*
+#include <stdlib.h>
+#include "cgo_helpers.h"
+
+static enum shmq_status go_queue_producer(const shmq_queue *q, shmq_producer **out, char *msg, size_t msg_cap) {
+	return go_capture(shmq_queue_producer(q, out), msg, msg_cap);
+}
+
+static enum shmq_status go_queue_consumer(const shmq_queue *q, shmq_consumer **out, char *msg, size_t msg_cap) {
+	return go_capture(shmq_queue_consumer(q, out), msg, msg_cap);
+}
+
+// The blocking phases of Producer.Enqueue and Consumer.Dequeue (see
+// go_slice in cgo_helpers.h).
+static enum shmq_status go_producer_wait(shmq_producer *p, const uint8_t *msg, size_t len, int64_t slice_ns,
+                                         int64_t total_ns, const int32_t *stop, const int32_t *closing) {
+	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
+	while (go_slice(end, slice_ns, stop, closing, &t)) {
+		if (t <= 0) return SHMQ_TIMEOUT;
+		enum shmq_status s = shmq_producer_enqueue_block(p, msg, len, t);
+		if (s != SHMQ_TIMEOUT) return s;
+	}
+	return GO_STOPPED;
+}
+
+static enum shmq_status go_consumer_wait(shmq_consumer *c, uint8_t *buf, size_t len, int64_t slice_ns,
+                                         int64_t total_ns, const int32_t *stop, const int32_t *closing,
+                                         size_t *n) {
+	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
+	while (go_slice(end, slice_ns, stop, closing, &t)) {
+		if (t <= 0) return SHMQ_TIMEOUT;
+		enum shmq_status s = shmq_consumer_dequeue_block(c, buf, len, t, n);
+		if (s != SHMQ_TIMEOUT) return s;
+	}
+	return GO_STOPPED;
+}
+
+// A producer's batch, packed in data with lengths lens (Go may not hand C
+// an array of pointers to Go memory); never waits.
+static enum shmq_status go_producer_batch(shmq_producer *p, const uint8_t *data, const size_t *lens, size_t count,
+                                          size_t *n) {
+	shmq_iovec local[64];
+	shmq_iovec *v = count <= 64 ? local : malloc(count * sizeof(shmq_iovec));
+	if (v == NULL) return SHMQ_INVALID_ARGUMENT; // no memory for the iovecs
+	size_t off = 0;
+	for (size_t i = 0; i < count; i++) {
+		v[i].base = data + off;
+		v[i].len = lens[i];
+		off += lens[i];
+	}
+	enum shmq_status s = shmq_producer_enqueue_batch(p, v, count, 0, n);
+	if (v != local) free(v);
+	return s;
+}
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Every handle of this package releases what it holds with Close.
+var (
+	_ io.Closer = (*Queue)(nil)
+	_ io.Closer = (*Producer)(nil)
+	_ io.Closer = (*Consumer)(nil)
+	_ io.Closer = (*Log)(nil)
+	_ io.Closer = (*Subscriber)(nil)
+)
+
+// Producer is the producing end of a queue, from Queue.Producer. On a
+// single-producer/single-consumer queue (WithSPSC) it holds the producer
+// role from Producer until Close, and its enqueues take no lock in the
+// library (the fastest path); on other queues it enqueues as the Queue
+// does. Its methods may be called from many goroutines (they take turns).
+type Producer struct {
+	mu       sync.Mutex // guards h and serialises calls: the C producer is not shared
+	h        *C.shmq_producer
+	closing  *int32 // set by Close (never reset): an Enqueue waiting in C returns
+	target   Target
+	slotSize int
+}
+
+// Consumer is the consuming end of a queue, from Queue.Consumer: as
+// Producer, for the consumer role.
+type Consumer struct {
+	mu       sync.Mutex // guards h and serialises calls: the C consumer is not shared
+	h        *C.shmq_consumer
+	closing  *int32 // set by Close (never reset): a Dequeue waiting in C returns
+	target   Target
+	slotSize int
+}
+
+// Producer makes the producing end of the queue. It attaches to the queue
+// again through its target, so take it before the queue is deleted
+// (ErrNotFound after). On a WithSPSC queue it takes the producer role:
+// ErrRoleTaken while another producer (a Producer, or a Queue that has
+// enqueued, in this process or another) holds it. The Queue stays usable;
+// either may be closed first.
+func (q *Queue) Producer() (*Producer, error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return nil, ErrHandleClosed
+	}
+	var h *C.shmq_producer
+	err := setup("producer", q.target, func(msg *C.char) C.enum_shmq_status {
+		return C.go_queue_producer(q.h, &h, msg, errCap)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &Producer{h: h, closing: new(int32), target: q.target, slotSize: q.slotSize}
+	runtime.SetFinalizer(p, (*Producer).Close)
+	return p, nil
+}
+
+// Consumer makes the consuming end of the queue: as Producer, for the
+// consumer role.
+func (q *Queue) Consumer() (*Consumer, error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.h == nil {
+		return nil, ErrHandleClosed
+	}
+	var h *C.shmq_consumer
+	err := setup("consumer", q.target, func(msg *C.char) C.enum_shmq_status {
+		return C.go_queue_consumer(q.h, &h, msg, errCap)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{h: h, closing: new(int32), target: q.target, slotSize: q.slotSize}
+	runtime.SetFinalizer(c, (*Consumer).Close)
+	return c, nil
+}
+
+// Target is where the queue lives.
+func (p *Producer) Target() Target { return p.target }
+
+// SlotSize is the largest message, in bytes.
+func (p *Producer) SlotSize() int { return p.slotSize }
+
+// Close releases the producer role (another handle may take it from now
+// on) and detaches; the queue lives on. An Enqueue in progress returns
+// within about 10 ms with ErrHandleClosed; later calls fail with
+// ErrHandleClosed.
+func (p *Producer) Close() error {
+	atomic.StoreInt32(p.closing, 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return ErrHandleClosed
+	}
+	C.shmq_producer_free(p.h)
+	p.h = nil
+	runtime.SetFinalizer(p, nil)
+	return nil
+}
+
+func (p *Producer) enqueueTry(msg []byte) C.enum_shmq_status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_producer_enqueue_try(p.h, bytesPtr(msg), C.size_t(len(msg)))
+}
+
+func (p *Producer) enqueueWait(msg []byte, total, slice time.Duration, stop *int32) C.enum_shmq_status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return statusHandleClosed
+	}
+	if stop == nil {
+		stop = p.closing
+	}
+	return C.go_producer_wait(p.h, bytesPtr(msg), C.size_t(len(msg)), C.int64_t(slice), C.int64_t(total),
+		(*C.int32_t)(unsafe.Pointer(stop)), (*C.int32_t)(unsafe.Pointer(p.closing)))
+}
+
+// TryEnqueue enqueues msg if a slot is free; it never waits. Errors:
+// ErrFull, ErrClosed, ErrTooLarge (nothing was written), ErrHandleClosed.
+func (p *Producer) TryEnqueue(msg []byte) error { return statusErr(p.enqueueTry(msg)) }
+
+// Enqueue enqueues msg, waiting while the queue is full until ctx is done
+// (then it returns ctx.Err() within about 2 ms, and msg was not enqueued).
+// Other errors as TryEnqueue.
+func (p *Producer) Enqueue(ctx context.Context, msg []byte) error {
+	return p.enqueue(ctx, time.Time{}, msg)
+}
+
+// EnqueueTimeout is Enqueue with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (p *Producer) EnqueueTimeout(msg []byte, timeout time.Duration) error {
+	return p.enqueue(context.Background(), deadline(timeout), msg)
+}
+
+func (p *Producer) enqueue(ctx context.Context, until time.Time, msg []byte) error {
+	return blockingCall(ctx, until, func() C.enum_shmq_status { return p.enqueueTry(msg) },
+		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+			return p.enqueueWait(msg, total, slice, stop)
+		}, statusErr)
+}
+
+// TryEnqueueBatch enqueues as many of msgs as fit now, in order, in one
+// call into the library (one index publication), and returns how many: a
+// prefix of msgs, at least 1 when err is nil. It never waits. Errors, with
+// nothing enqueued: ErrFull, ErrClosed, ErrTooLarge (the first message).
+// The messages are copied once into a packed buffer before the call.
+func (p *Producer) TryEnqueueBatch(msgs [][]byte) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
+	}
+	data := make([]byte, 0, total)
+	lens := make([]C.size_t, len(msgs))
+	for i, m := range msgs {
+		data = append(data, m...)
+		lens[i] = C.size_t(len(m))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return 0, ErrHandleClosed
+	}
+	var n C.size_t
+	if st := C.go_producer_batch(p.h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), &n); st != C.SHMQ_OK {
+		return 0, statusErr(st)
+	}
+	return int(n), nil
+}
+
+// CloseQueue closes the queue for every process (as Queue.CloseQueue):
+// enqueues fail with ErrClosed, consumers drain what is left. The producer
+// keeps its role until Close.
+func (p *Producer) CloseQueue() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return ErrHandleClosed
+	}
+	return statusErr(C.shmq_producer_close(p.h))
+}
+
+// Target is where the queue lives.
+func (c *Consumer) Target() Target { return c.target }
+
+// SlotSize is the largest message, in bytes: a buffer of this size always
+// suffices.
+func (c *Consumer) SlotSize() int { return c.slotSize }
+
+// Close releases the consumer role and detaches: as Producer.Close.
+func (c *Consumer) Close() error {
+	atomic.StoreInt32(c.closing, 1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.h == nil {
+		return ErrHandleClosed
+	}
+	C.shmq_consumer_free(c.h)
+	c.h = nil
+	runtime.SetFinalizer(c, nil)
+	return nil
+}
+
+func (c *Consumer) dequeueTry(buf []byte, n *C.size_t) C.enum_shmq_status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_consumer_dequeue_try(c.h, bytesPtr(buf), C.size_t(len(buf)), n)
+}
+
+func (c *Consumer) dequeueWait(buf []byte, total, slice time.Duration, stop *int32, n *C.size_t) C.enum_shmq_status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.h == nil {
+		return statusHandleClosed
+	}
+	if stop == nil {
+		stop = c.closing
+	}
+	return C.go_consumer_wait(c.h, bytesPtr(buf), C.size_t(len(buf)), C.int64_t(slice), C.int64_t(total),
+		(*C.int32_t)(unsafe.Pointer(stop)), (*C.int32_t)(unsafe.Pointer(c.closing)), n)
+}
+
+// TryDequeue dequeues the next message into buf and returns its length; it
+// never waits. Errors: ErrEmpty; ErrClosed once closed and drained;
+// ErrBufferTooSmall, with the length the message needs as the count (the
+// message stays queued: grow buf and call again); ErrHandleClosed.
+func (c *Consumer) TryDequeue(buf []byte) (int, error) {
+	var n C.size_t
+	st := c.dequeueTry(buf, &n)
+	return dequeued(st, n)
+}
+
+// Dequeue dequeues the next message into buf and returns its length,
+// waiting while the queue is empty until ctx is done (then it returns
+// ctx.Err() within about 2 ms; a message that arrived before is returned,
+// never lost). Other errors as TryDequeue.
+func (c *Consumer) Dequeue(ctx context.Context, buf []byte) (int, error) {
+	return c.dequeue(ctx, time.Time{}, buf)
+}
+
+// DequeueTimeout is Dequeue with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (c *Consumer) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
+	return c.dequeue(context.Background(), deadline(timeout), buf)
+}
+
+func (c *Consumer) dequeue(ctx context.Context, until time.Time, buf []byte) (int, error) {
+	var n C.size_t
+	var last C.enum_shmq_status
+	err := blockingCall(ctx, until, func() C.enum_shmq_status {
+		last = c.dequeueTry(buf, &n)
+		return last
+	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+		last = c.dequeueWait(buf, total, slice, stop, &n)
+		return last
+	}, statusErr)
+	if err != nil && last != C.SHMQ_BUFFER_TOO_SMALL {
+		return 0, err
+	}
+	return int(n), err
+}
+
+// TryDequeueBatch dequeues up to len(lens) messages that are ready now
+// into buf, packed one after the other, in one call into the library (one
+// index publication); it writes their lengths to lens[:n] and returns n.
+// Message i is buf[off_i : off_i+lens[i]] with off_i the sum of lens[:i];
+// messages that do not fit in what is left of buf stay queued. It never
+// waits. Errors, with nothing dequeued: ErrEmpty; ErrClosed once closed and
+// drained; ErrBufferTooSmall when the first message alone does not fit
+// (then lens[0] is the length it needs); ErrInvalidArgument (lens is empty).
+func (c *Consumer) TryDequeueBatch(buf []byte, lens []int) (int, error) {
+	if len(lens) == 0 {
+		return 0, fmt.Errorf("%w: lens is empty", ErrInvalidArgument)
+	}
+	var small [64]C.size_t
+	clens := small[:0]
+	if len(lens) <= len(small) {
+		clens = small[:len(lens)]
+	} else {
+		clens = make([]C.size_t, len(lens))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.h == nil {
+		return 0, ErrHandleClosed
+	}
+	var n C.size_t
+	st := C.shmq_consumer_dequeue_batch(c.h, bytesPtr(buf), C.size_t(len(buf)), &clens[0], C.size_t(len(clens)), &n)
+	switch st {
+	case C.SHMQ_OK:
+		for i := 0; i < int(n); i++ {
+			lens[i] = int(clens[i])
+		}
+		return int(n), nil
+	case C.SHMQ_BUFFER_TOO_SMALL:
+		lens[0] = int(clens[0])
+	}
+	return 0, statusErr(st)
+}
+
+// dequeued is a dequeue's result: the length on success, the needed length
+// with ErrBufferTooSmall, 0 with any other error.
+func dequeued(st C.enum_shmq_status, n C.size_t) (int, error) {
+	switch st {
+	case C.SHMQ_OK, C.SHMQ_BUFFER_TOO_SMALL:
+		return int(n), statusErr(st)
+	default:
+		return 0, statusErr(st)
+	}
+}
