@@ -23,8 +23,10 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG1");
 /// table of handles and thread lanes that announce their claims; 3: a lane
 /// may announce a range of positions, [`ProcEntry::claim_len`], which a
 /// version-2 recoverer would not read, and would take the rest of a live
-/// range for a dead claim).
-pub const LAYOUT_VERSION: u32 = 3;
+/// range for a dead claim; 4: the sleepers word of a single-publisher log
+/// holds a generation beside its count, which a version-3 sleeper would
+/// decrement as a plain count).
+pub const LAYOUT_VERSION: u32 = 4;
 /// Size of [`Header`], also the offset of the process table.
 pub const HEADER_SIZE: usize = 1024;
 /// Number of entries in the process table: one per attached handle, plus
@@ -72,10 +74,12 @@ pub struct HotWord {
 pub struct Control {
     /// [`OPEN`], [`CLOSED`] or [`CLOSED_QUIET`]. Never goes back to [`OPEN`].
     pub closed: AtomicU32,
-    /// Processes sleeping in a single-producer/single-consumer wait.
+    /// Processes sleeping in a single-producer/single-consumer wait. In a
+    /// single-publisher log, `generation << 16 | count`: each waker starts
+    /// a new generation with a count of 0 (see `src/log/single.rs`).
     pub sleepers: AtomicU32,
     /// Futex word of single-producer/single-consumer sleepers: bumped by a
-    /// waker that saw `sleepers != 0`, and by `close`.
+    /// waker that saw a sleeper counted, and by `close`.
     pub wake_seq: AtomicU32,
     _pad: u32,
     /// Single-producer queues: the producer role's holder, `pid << 32 | nonce`; 0 when free.
@@ -206,6 +210,8 @@ pub struct ProcEntry {
     pub sleeping_on: AtomicU64,
     /// Handles of single-producer queues: how many of this handle's
     /// sleepers are counted in `Control::sleepers` (recovered when it dies).
+    /// Single-publisher logs do not use it (a dead sleeper's count goes at
+    /// the next wake).
     pub spsc_sleeping: AtomicU32,
     /// The owning thread's id (display only).
     pub tid: AtomicU32,

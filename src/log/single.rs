@@ -54,9 +54,26 @@
 //! `Control::wake_seq`, counted in `Control::sleepers`, with the asymmetric
 //! barrier of the single-producer queue (see `crate::wait`): the publisher,
 //! after its publishing stores, checks `sleepers` with a plain load and only
-//! when it is non-zero bumps `wake_seq` and wakes every sleeper with one
+//! when someone is counted bumps `wake_seq` and wakes every sleeper with one
 //! syscall (`FUTEX_WAKE` of `INT_MAX`). When nobody sleeps, publishing makes
 //! no syscall.
+//!
+//! The waker also takes the sleepers out of the count, all at once: it
+//! starts a new generation of the word (`generation << 16 | count`) with a
+//! count of 0. Until a subscriber sleeps again, the next publishes see 0 and
+//! make no syscall, however long the woken subscribers take to be scheduled.
+//! (When each sleeper took itself out of the count after waking, a publisher
+//! that outran two woken subscribers made one wake syscall per message until
+//! they ran: 1→2 fell from 8 M to 1 M messages/s.) A sleeper that wakes for
+//! another reason (its timeout, a close, data seen before sleeping) takes
+//! itself out only if its generation is still current: when the waker
+//! started a new one, its count went with the old one. So the count is
+//! exact: a woken sleeper is never counted twice and never takes out
+//! another's count, which would leave that one asleep, uncounted, until its
+//! timeout. A sleeper killed while counted leaves one count behind: the next
+//! publish wakes nobody with one spare syscall and the count is 0 again, so
+//! a reaper need not undo it. `tests/model_wake.rs` model-checks this with
+//! loom.
 //!
 //! # Close
 //!
@@ -68,6 +85,12 @@
 
 use std::sync::atomic::fence;
 use std::time::Duration;
+
+/// `Control::sleepers` of a single-publisher log: the number of sleepers
+/// counted in the current generation, in the low 16 bits ...
+const SLEEPERS_COUNT: u32 = 0xffff;
+/// ... and the generation in the high 16, started anew by each waker.
+const SLEEPERS_GEN: u32 = 1 << 16;
 
 use super::{Inner, PublishError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
 use crate::layout::{CLOSED, CLOSED_QUIET, OPEN};
@@ -142,8 +165,7 @@ impl Inner {
                 return Err(holder);
             }
             if cur != 0 && cur != token {
-                // Taking over from a dead holder: reap its entry, which
-                // also takes its sleepers out of the count.
+                // Taking over from a dead holder: reap its entry.
                 self.region.reap_dead();
             }
             // SYNC(role): AcqRel, as above, and against a racing claimer.
@@ -215,7 +237,25 @@ impl Inner {
         let ctl = &self.region.header().control;
         // Relaxed: ordered after our publish by `waker_fence` together with
         // the sleeper's barrier (see crate::wait, asym-dekker).
-        if ctl.sleepers.load(Ordering::Relaxed) != 0 {
+        if ctl.sleepers.load(Ordering::Relaxed) & SLEEPERS_COUNT != 0 {
+            self.sp_wake_sleepers();
+        }
+    }
+
+    /// Starts a new generation of sleepers with nobody in it and, if the
+    /// old one counted anybody, wakes them all.
+    #[cold]
+    fn sp_wake_sleepers(&self) {
+        let ctl = &self.region.header().control;
+        // Relaxed: the sleepers' own updates are read-modify-writes, which
+        // see this one whatever the ordering (sp-gen); the wake is ordered
+        // by wake_seq below.
+        let taken = ctl
+            .sleepers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v & SLEEPERS_COUNT != 0).then(|| (v & !SLEEPERS_COUNT).wrapping_add(SLEEPERS_GEN))
+            });
+        if taken.is_ok() {
             // SYNC(sp-wake): Release, pairs with the sleeper's Acquire load
             // of wake_seq: a sleeper that reads the new value sees our publish.
             ctl.wake_seq.fetch_add(1, Ordering::Release);
@@ -228,36 +268,37 @@ impl Inner {
     /// single-publisher log sleeps on the same word, so one wake reaches all.
     pub(super) fn sp_sleep(&self, timeout: Duration, ready: impl Fn() -> bool) {
         let ctl = &self.region.header().control;
-        let mine = self.region.handle_entry();
-        if let Some(e) = mine {
-            // Relaxed: counted before the global count, read by a reaper
-            // only once we are dead.
-            e.spsc_sleeping.fetch_add(1, Ordering::Relaxed);
-        }
         // SYNC(sp-sleep): SeqCst, announces us before the barrier below.
-        ctl.sleepers.fetch_add(1, Ordering::SeqCst);
+        // A full count (65,535 sleepers) takes nobody more: the sleeper
+        // that cannot count itself naps briefly instead.
+        let counted = ctl
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
+                (v & SLEEPERS_COUNT != SLEEPERS_COUNT).then(|| v + 1)
+            });
+        let generation = counted.ok().map(|v| v & !SLEEPERS_COUNT);
         // SYNC(sp-wake): Acquire, pairs with the waker's Release bump.
         let seq = ctl.wake_seq.load(Ordering::Acquire);
         let barrier = wait::sleeper_barrier();
         if !ready() {
-            // No barrier available (or no entry to count us in): never
-            // trust a sleep for long.
-            let timeout = if barrier && mine.is_some() {
+            // No barrier available, or not counted: never trust a sleep
+            // for long.
+            let timeout = if barrier && generation.is_some() {
                 timeout
             } else {
                 timeout.min(Duration::from_millis(1))
             };
             wait::futex_wait_u32(&ctl.wake_seq, seq, Some(timeout));
         }
-        // Relaxed: a count; wakers tolerate a stale non-zero (one spare syscall).
-        let _ = ctl
-            .sleepers
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
-        if let Some(e) = mine {
-            // Relaxed: as above.
-            e.spsc_sleeping.fetch_sub(1, Ordering::Relaxed);
+        if let Some(generation) = generation {
+            // Relaxed (sp-gen): a read-modify-write sees the waker's new
+            // generation if there is one; then our count went with the old
+            // one and there is nothing to take out.
+            let _ = ctl
+                .sleepers
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    (v & !SLEEPERS_COUNT == generation && v & SLEEPERS_COUNT != 0).then(|| v - 1)
+                });
         }
     }
 
