@@ -8,6 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+# The Go package finds libshmq with pkg-config: the library just built (the
+# same directory in CGO_LDFLAGS keys Go's build cache, which does not notice
+# a change in pkg-config's output: golang/go#24544).
+scripts/install.sh --pc-only >/dev/null
+export PKG_CONFIG_PATH="$PWD/target/release/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export CGO_LDFLAGS="-L$PWD/target/release -Wl,-rpath,$PWD/target/release"
 cargo bench --quiet --bench ffi_overhead
 make -s -C ffi/c build/bench_try
 ffi/c/build/bench_try

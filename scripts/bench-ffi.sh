@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 COUNT=${COUNT:-3}
 BENCHTIME=${BENCHTIME:-1s}
-for tool in cargo cc go; do
+for tool in cargo cc go pkg-config; do
     command -v "$tool" >/dev/null 2>&1 || {
         echo "bench-ffi: '$tool' not found (scripts/install-deps.sh installs it)" >&2
         exit 1
@@ -33,6 +33,12 @@ trap 'rm -rf "$out"' EXIT
 echo "bench-ffi: building (cargo build --release, ffi/c bench_try)" >&2
 cargo build --release --quiet
 make -s -C ffi/c build/bench_try >&2
+# The Go package finds libshmq with pkg-config: the library just built (the
+# same directory in CGO_LDFLAGS keys Go's build cache, which does not notice
+# a change in pkg-config's output: golang/go#24544).
+scripts/install.sh --pc-only >&2
+export PKG_CONFIG_PATH="$PWD/target/release/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export CGO_LDFLAGS="-L$PWD/target/release -Wl,-rpath,$PWD/target/release"
 
 echo "bench-ffi: Rust per-call bench" >&2
 cargo bench --quiet --bench ffi_overhead 2>/dev/null | grep '^Rust ' >"$out/rust.txt"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test command needs on a fresh Debian machine: a C
-# compiler and make, Go, and the Rust toolchain. Tools already present are
+# compiler and make, pkg-config (the Go package finds libshmq with it), Go,
+# and the Rust toolchain. Tools already present are
 # kept. Only Debian's packages and crates.io are used.
 set -euo pipefail
 
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v cargo >/dev/null 2>&1 || missing+=(cargo rustc)
 command -v ipcs >/dev/null 2>&1 || missing+=(util-linux)
@@ -26,3 +28,4 @@ fi
 cargo --version
 go version
 cc --version | head -n 1
+echo "pkg-config $(pkg-config --version)"

@@ -17,14 +17,18 @@
 //
 // A Queue is safe for concurrent use by many goroutines.
 //
-// Building needs libshmq: run `cargo build --release` in the repository
-// root; the package links ../../target/release/libshmq.so with an rpath, so
-// tests and programs run without LD_LIBRARY_PATH.
+// Building needs libshmq, found with pkg-config (package shmq): install it
+// with scripts/install.sh (no CGO_ variables are needed afterwards), or, to
+// use the library built in a checkout, write an uninstalled shmq.pc with
+// `scripts/install.sh --pc-only` and set
+// PKG_CONFIG_PATH=<checkout>/target/release/pkgconfig. The .pc file adds an
+// rpath, so programs run without LD_LIBRARY_PATH. The module path
+// shmq.dev/shmq is not fetchable: require it with a replace directive (or a
+// go.work) pointing at <checkout>/ffi/go.
 package shmq
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -L${SRCDIR}/../../target/release -Wl,-rpath,${SRCDIR}/../../target/release -lshmq
+#cgo pkg-config: shmq
 #include <stdlib.h>
 #include "cgo_helpers.h"
 

@@ -127,13 +127,30 @@ pub fn build_go(package: &str, name: &str, lib: &Path) -> PathBuf {
     let out = lib.join("ffi-test-bin");
     std::fs::create_dir_all(&out).expect("create the binary directory");
     let bin = out.join(name);
+    // The package finds libshmq with pkg-config: an uninstalled shmq.pc for
+    // this build's library, searched ahead of any installed one.
+    build(
+        Command::new(repo().join("scripts").join("install.sh"))
+            .args(["--pc-only", "--libdir"])
+            .arg(lib),
+        "shmq.pc generation",
+        Duration::from_secs(30),
+    );
+    let mut pc_path = std::ffi::OsString::from(lib.join("pkgconfig"));
+    if let Some(more) = std::env::var_os("PKG_CONFIG_PATH") {
+        pc_path.push(":");
+        pc_path.push(more);
+    }
     build(
         Command::new("go")
             .args(["build", "-o"])
             .arg(&bin)
             .arg(format!("./{package}"))
             .current_dir(repo().join("ffi").join("go"))
-            // Link this build's libshmq, ahead of the package's default directory.
+            .env("PKG_CONFIG_PATH", pc_path)
+            // Also in the environment: Go's build cache does not key on
+            // pkg-config's output (golang/go#24544), but it does on these
+            // flags, so a package built against another library is not reused.
             .env(
                 "CGO_LDFLAGS",
                 format!("-L{0} -Wl,-rpath,{0}", lib.display()),
