@@ -14,7 +14,7 @@ fn what(path: &Path) -> String {
 
 /// Refuses what cannot name a file: an empty path, a path that is not
 /// UTF-8 (targets travel as text through the C and Go APIs), a NUL byte.
-fn check_path(path: &Path) -> Result<(), Error> {
+pub(super) fn check_path(path: &Path) -> Result<(), Error> {
     let Some(text) = path.to_str() else {
         return Err(Error::invalid("path is not UTF-8"));
     };

@@ -33,12 +33,32 @@ pub use sysv::find_free_key;
 /// key, anything with a `/` after its first character (or starting with `.`)
 /// is a file path, anything else a POSIX name.
 ///
+/// **An all-digit name without a prefix is a SysV key, never a POSIX
+/// name**: `"4242"` is `Target::SysV(4242)`. For a POSIX object whose name
+/// is all digits, write `posix:4242` (or `Target::Posix("4242".into())`);
+/// its [`Display`](fmt::Display) form keeps the prefix, so it parses back
+/// to the same target.
+///
+/// A SysV key is an unsigned 32-bit number, decimal (`4242`) or hex
+/// (`0x1092`), with no sign: `sysv:-5` and a bare `-5` are rejected. Keys
+/// above `0x7fffffff` (as `ftok` makes and `ipcs` shows them) are held as
+/// the negative `key_t` the kernel uses, and display in hex. Key 0
+/// (`IPC_PRIVATE`) parses, but no segment can be created or opened by it.
+/// `posix:` and `file:` with nothing after them are rejected.
+///
 /// # Examples
 /// ```
 /// use shmq::Target;
 /// assert_eq!("0x2a".parse::<Target>().unwrap(), Target::SysV(42));
 /// assert_eq!("ticks".parse::<Target>().unwrap(), Target::Posix("ticks".into()));
 /// assert_eq!("/var/tmp/q".parse::<Target>().unwrap(), Target::File("/var/tmp/q".into()));
+/// // All digits: a SysV key, unless the prefix says otherwise.
+/// assert_eq!("4242".parse::<Target>().unwrap(), Target::SysV(4242));
+/// assert_eq!("posix:4242".parse::<Target>().unwrap(), Target::Posix("4242".into()));
+/// assert_eq!(Target::Posix("4242".into()).to_string(), "posix:4242");
+/// // Keys have no sign.
+/// assert!("sysv:-5".parse::<Target>().is_err());
+/// assert_eq!("sysv:0xfffffffb".parse::<Target>().unwrap(), Target::SysV(-5));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -61,13 +81,38 @@ impl fmt::Display for Target {
     }
 }
 
-fn parse_key(s: &str) -> Option<i32> {
+/// What a piece of text is as a SysV key.
+enum Key {
+    /// A key: decimal or `0x` hex, at most `u32::MAX`, held as the
+    /// kernel's `key_t` (bit for bit).
+    Valid(i32),
+    /// Shaped like a number, but not a valid key (why).
+    Invalid(String),
+    /// Not a number at all.
+    NotANumber,
+}
+
+fn parse_key(s: &str) -> Key {
     let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u32::from_str_radix(hex, 16).ok().map(|k| k as i32)
-    } else {
-        s.parse::<i32>().ok()
+    let (digits, radix, shown_max) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => (hex, 16, "0xffffffff"),
+        None => (s, 10, "4294967295"),
+    };
+    let is_digit = |c: char| c.is_digit(radix);
+    if !digits.is_empty() && digits.chars().all(is_digit) {
+        return match u32::from_str_radix(digits, radix) {
+            Ok(k) => Key::Valid(k as i32),
+            Err(_) => Key::Invalid(format!("SysV key {s} is larger than {shown_max}")),
+        };
     }
+    if let Some(unsigned) = s.strip_prefix(['-', '+']) {
+        if matches!(parse_key(unsigned), Key::Valid(_) | Key::Invalid(_)) {
+            return Key::Invalid(format!(
+                "SysV key {s} has a sign: keys are unsigned, decimal or 0x hex"
+            ));
+        }
+    }
+    Key::NotANumber
 }
 
 impl FromStr for Target {
@@ -76,21 +121,35 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Target, Error> {
         let bad = |what: &str| Error::invalid(format!("{what} in target {s:?}"));
         if let Some(rest) = s.strip_prefix("sysv:") {
-            return parse_key(rest)
-                .map(Target::SysV)
-                .ok_or_else(|| bad("bad SysV key"));
+            return match parse_key(rest) {
+                Key::Valid(key) => Ok(Target::SysV(key)),
+                Key::Invalid(why) => Err(bad(&why)),
+                Key::NotANumber => Err(bad("bad SysV key (an unsigned number, decimal or 0x hex)")),
+            };
         }
         if let Some(rest) = s.strip_prefix("posix:") {
+            if rest.trim_start_matches('/').is_empty() {
+                return Err(bad("empty POSIX name"));
+            }
             return Ok(Target::Posix(rest.to_owned()));
         }
         if let Some(rest) = s.strip_prefix("file:") {
+            if rest.is_empty() {
+                return Err(bad("empty file path"));
+            }
             return Ok(Target::File(rest.into()));
         }
         if s.is_empty() {
             return Err(bad("empty name"));
         }
-        if let Some(key) = parse_key(s) {
-            return Ok(Target::SysV(key));
+        match parse_key(s) {
+            Key::Valid(key) => return Ok(Target::SysV(key)),
+            Key::Invalid(why) => {
+                return Err(bad(&format!(
+                    "{why} (for a POSIX name, write posix:{s}; for a file, file:{s})"
+                )))
+            }
+            Key::NotANumber => {}
         }
         if s.starts_with('.') || s[1..].contains('/') {
             return Ok(Target::File(s.into()));
@@ -112,16 +171,23 @@ impl Target {
     /// removal are two steps: something put at the target in between is
     /// removed unchecked.
     ///
+    /// Removal is idempotent: when nothing is at the target (never was, or
+    /// already removed, by this process or another), `unlink` succeeds, so
+    /// removing twice is not an error. Ask [`Target::exists`] first to tell
+    /// whether something was there.
+    ///
     /// # Errors
-    /// [`Error::NotFound`] if nothing is there; [`Error::Corrupt`] if what is
-    /// there is not shmq's (left untouched); [`Error::PermissionDenied`] if it
-    /// cannot be looked at or removed.
+    /// [`Error::Corrupt`] if what is there is not shmq's (left untouched);
+    /// [`Error::PermissionDenied`] if it cannot be looked at or removed;
+    /// [`Error::InvalidArgument`] for a target that cannot name anything
+    /// (SysV key 0, an empty path).
     ///
     /// # Examples
     /// ```
     /// use shmq::{Error, Target};
     /// let t = Target::Posix(format!("shmq-doc-unlink-{}", std::process::id()));
-    /// assert!(matches!(t.unlink(), Err(Error::NotFound { .. })));
+    /// assert!(!t.exists());
+    /// t.unlink()?; // nothing there: not an error
     /// // A file that is not shmq's is left alone.
     /// let path = std::env::temp_dir().join(format!("shmq-doc-notes-{}", std::process::id()));
     /// std::fs::write(&path, b"my notes")?;
@@ -131,12 +197,17 @@ impl Target {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unlink(&self) -> Result<(), Error> {
-        check_removable(self)?;
-        self.unlink_force()
+        match check_removable(self) {
+            Ok(()) => self.unlink_force(),
+            // Nothing there: removed already.
+            Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes whatever is at the target, shmq's or not, without looking at
-    /// it (`shmq rm --force`). Prefer [`Target::unlink`].
+    /// it (`shmq rm --force`). Prefer [`Target::unlink`]. Idempotent like
+    /// it: nothing at the target is not an error.
     ///
     /// # Examples
     /// ```
@@ -145,6 +216,7 @@ impl Target {
     /// std::fs::write(&path, b"scratch")?;
     /// Target::File(path.clone()).unlink_force()?;
     /// assert!(!path.exists());
+    /// Target::File(path).unlink_force()?; // twice: not an error
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unlink_force(&self) -> Result<(), Error> {
@@ -814,7 +886,10 @@ fn check_removable(target: &Target) -> Result<(), Error> {
     let path = match target {
         Target::SysV(_) => None,
         Target::Posix(name) => Some(posix::path_of(name)?),
-        Target::File(path) => Some(path.clone()),
+        Target::File(path) => {
+            file::check_path(path)?;
+            Some(path.clone())
+        }
     };
     if let Some(path) = path {
         use std::os::unix::fs::MetadataExt;
