@@ -108,7 +108,7 @@ fn parse_key(s: &str) -> Key {
     if let Some(unsigned) = s.strip_prefix(['-', '+']) {
         if matches!(parse_key(unsigned), Key::Valid(_) | Key::Invalid(_)) {
             return Key::Invalid(format!(
-                "SysV key {s} has a sign: keys are unsigned, decimal or 0x hex"
+                "SysV key {s} has a sign (keys are unsigned: decimal or 0x hex)"
             ));
         }
     }
