@@ -422,7 +422,8 @@ enum shmq_status shmq_find_free_key(int32_t *key_out);
 /**
  * Removes the queue or log at `target` (see shmq_queue_create() for the
  * syntax): later opens fail with `SHMQ_NOT_FOUND`; processes attached keep
- * working until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+ * working until they detach. Removal is idempotent: `SHMQ_OK` if nothing is
+ * there (removing twice is not an error).
  *
  * Removes only a shmq segment: one with shmq's magic (valid or damaged), or
  * one whose creator never finished (header still unpublished but shaped like
@@ -440,8 +441,8 @@ enum shmq_status shmq_target_unlink(const char *target);
 /**
  * Removes whatever is at `target`, shmq's or not, without looking at it
  * (for cleaning up after tests, or a segment shmq_target_unlink() refused
- * that you know is to go). `SHMQ_NOT_FOUND` if nothing is there; other
- * statuses as shmq_target_unlink().
+ * that you know is to go). Idempotent: `SHMQ_OK` if nothing is there;
+ * other statuses as shmq_target_unlink().
  *
  * # Safety
  * `target` is NULL or a NUL-terminated string.
@@ -529,7 +530,8 @@ enum shmq_status shmq_log_set_wait(struct shmq_log *log, int64_t spin_ns);
 
 /**
  * Removes the log's name (as shmq_target_unlink()); this and other handles
- * and subscribers keep working until freed.
+ * and subscribers keep working until freed. Idempotent: `SHMQ_OK` if the
+ * name was removed already.
  *
  * # Safety
  * `log` is NULL or a live handle.
@@ -892,7 +894,12 @@ enum shmq_status shmq_subscriber_recv_batch(struct shmq_subscriber *sub, uint8_t
  * `target` is `"sysv:KEY"` (decimal or 0x-hex), `"posix:NAME"` (/dev/shm)
  * or `"file:PATH"`; without a prefix a number is a SysV key, a string with a
  * `/` after its first character (or starting with `.`) a file path, and
- * anything else a POSIX name.
+ * anything else a POSIX name. So an all-digit name without a prefix is a
+ * SysV key: write `"posix:4242"` for a POSIX object named by digits. A key
+ * is unsigned (up to 0xffffffff) and has no sign: `"sysv:-5"` is
+ * `SHMQ_INVALID_ARGUMENT`, as are an empty name or path (`"posix:"`,
+ * `"file:"`); a file path whose directory is missing is `SHMQ_NOT_FOUND`,
+ * with shmq_last_error() naming the directory.
  *
  * Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
  * untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
@@ -963,7 +970,8 @@ enum shmq_status shmq_queue_set_wait(struct shmq_queue *queue, int64_t spin_ns);
 
 /**
  * Removes the queue's name (as shmq_target_unlink(), with its statuses);
- * this and other handles keep working until freed.
+ * this and other handles keep working until freed. Idempotent: `SHMQ_OK`
+ * if the name was removed already.
  *
  * # Safety
  * `queue` is NULL or a live handle.

@@ -90,10 +90,10 @@ fn read_stat(pid: u32) -> Stat {
 
 /// Whether a pid exists at all, by `kill(pid, 0)` (a pid we may not signal exists too).
 fn pid_exists(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks existence and permission; pid is a
-    // positive pid_t (checked by the caller), so this is never kill(-1, 0).
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    // Signal 0 only checks existence and permission; pid is a positive
+    // pid_t (checked by the caller), so this is never kill(-1, 0).
+    let pid = nix::unistd::Pid::from_raw(pid as libc::pid_t);
+    nix::sys::signal::kill(pid, None) != Err(nix::errno::Errno::ESRCH)
 }
 
 /// The start time of process `pid`, in clock ticks since boot
@@ -254,8 +254,9 @@ mod tests {
             .expect("spawn sleep");
         let pid = child.id();
         let start = start_time(pid).expect("its start time");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        use nix::sys::signal::{kill, Signal};
+        let child_pid = nix::unistd::Pid::from_raw(pid as i32);
+        kill(child_pid, Signal::SIGSTOP).expect("stop our own child");
         let stopped = |p: u32| {
             std::fs::read_to_string(format!("/proc/{p}/stat"))
                 .map(|s| s[s.rfind(')').unwrap() + 2..].starts_with('T'))
@@ -266,8 +267,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(judge(pid, start, 0), Life::Alive, "stopped is alive");
-        // SAFETY: as above.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        kill(child_pid, Signal::SIGKILL).expect("kill our own child");
         // Not reaped yet: a zombie.
         let deadline = Instant::now() + Duration::from_secs(10);
         while judge(pid, start, 0) != Life::Dead && Instant::now() < deadline {

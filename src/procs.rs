@@ -87,9 +87,8 @@ pub(crate) fn take(table: &[ProcEntry], kind: u32, on_reap: &dyn Fn(&ProcEntry))
                 e.pid_ns
                     .store(liveness::own_pid_namespace(), Ordering::Relaxed);
                 e.kind.store(kind, Ordering::Relaxed);
-                // SAFETY: gettid has no preconditions.
                 e.tid
-                    .store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
+                    .store(nix::unistd::gettid().as_raw() as u32, Ordering::Relaxed);
                 // SYNC(proc-claim): AcqRel, pairs with the Acquire load of
                 // gen in `token_alive`: a token of the entry's previous owner
                 // no longer matches once this bump is seen.
@@ -286,7 +285,9 @@ extern "C" fn after_fork_in_child() {
 pub(crate) fn fork_epoch() -> u32 {
     static REGISTERED: std::sync::Once = std::sync::Once::new();
     REGISTERED.call_once(|| {
-        // SAFETY: registers a handler that only bumps an atomic.
+        // No crate wraps pthread_atfork (nix does not): raw libc.
+        // SAFETY: registers a handler that only bumps an atomic, which is
+        // safe in the child of a fork.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     // Relaxed: only this process's own writes matter (the fork handler runs

@@ -201,9 +201,51 @@ fn open_of_a_missing_queue_is_not_found() {
             target.0
         );
         assert!(matches!(Segment::open(target), Err(Error::NotFound { .. })));
-        assert!(matches!(target.unlink(), Err(Error::NotFound { .. })));
+        // Removal is idempotent: nothing there is not an error.
+        assert!(matches!(target.unlink(), Ok(())), "{}", target.0);
+        assert!(matches!(target.unlink_force(), Ok(())), "{}", target.0);
         assert!(!target.exists(), "open must never create");
     });
+}
+
+#[test]
+fn create_with_an_empty_path_or_a_missing_directory_says_which() {
+    // An empty path names nothing: an invalid argument, not "not found".
+    let r = "file:".parse::<Target>();
+    assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
+    let empty = Target::File(PathBuf::new());
+    for r in [
+        Queue::create(&empty, &config()).map(drop),
+        Queue::open(&empty).map(drop),
+        empty.unlink(),
+    ] {
+        match r {
+            Err(e @ Error::InvalidArgument { .. }) => {
+                assert!(e.to_string().contains("empty"), "{e}")
+            }
+            other => panic!("empty path: {other:?}"),
+        }
+    }
+    // A missing directory: the error names it.
+    let dir = std::env::temp_dir().join(common::unique("no-such-dir"));
+    let inner = dir.join("sub");
+    let target = Target::File(inner.join("q"));
+    match Queue::create(&target, &config()) {
+        Err(e @ Error::NotFound { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("directory {} ", inner.display())),
+                "{text}"
+            );
+        }
+        other => panic!("missing directory: {other:?}"),
+    }
+    assert!(!dir.exists(), "create made no directory");
+    // Opening what is not there is plainly not found.
+    assert!(matches!(
+        Queue::open(&target),
+        Err(Error::NotFound { target: t }) if t == target.to_string()
+    ));
 }
 
 #[test]
@@ -599,6 +641,66 @@ fn mode_bits_at_creation_are_honoured() {
     });
 }
 
+// ---- targets as text ----
+
+#[test]
+fn all_digit_names_are_sysv_keys_unless_prefixed() {
+    let parse = |s: &str| s.parse::<Target>();
+    assert_eq!(parse("4242").unwrap(), Target::SysV(4242));
+    assert_eq!(parse("0x1092").unwrap(), Target::SysV(4242));
+    assert_eq!(parse("sysv:4242").unwrap(), Target::SysV(4242));
+    assert_eq!(parse("posix:4242").unwrap(), Target::Posix("4242".into()));
+    assert_eq!(parse("posix:/4242").unwrap(), Target::Posix("/4242".into()));
+    // Every target's text parses back to it.
+    for t in [
+        Target::SysV(4242),
+        Target::SysV(-5),
+        Target::SysV(i32::MAX),
+        Target::Posix("4242".into()),
+        Target::Posix("0x2a".into()),
+        Target::Posix("ticks".into()),
+        Target::File("/var/tmp/4242".into()),
+        Target::File("4242".into()),
+    ] {
+        assert_eq!(parse(&t.to_string()).unwrap(), t, "{t}");
+    }
+    // The whole unsigned 32-bit range, decimal or hex; held bit for bit.
+    assert_eq!(parse("sysv:4294967295").unwrap(), Target::SysV(-1));
+    assert_eq!(parse("sysv:0xffffffff").unwrap(), Target::SysV(-1));
+    assert_eq!(
+        parse("3000000000").unwrap(),
+        Target::SysV(3_000_000_000u32 as i32)
+    );
+}
+
+#[test]
+fn signed_or_oversized_keys_and_empty_names_are_rejected_with_a_reason() {
+    for (text, says) in [
+        ("sysv:-5", "has a sign"),
+        ("sysv:+5", "has a sign"),
+        ("sysv:-0x5", "has a sign"),
+        ("-5", "posix:-5"),
+        ("sysv:4294967296", "larger than 4294967295"),
+        ("sysv:0x100000000", "larger than 0xffffffff"),
+        ("99999999999", "posix:99999999999"),
+        ("sysv:", "bad SysV key"),
+        ("sysv:ticks", "bad SysV key"),
+        ("posix:", "empty POSIX name"),
+        ("posix:/", "empty POSIX name"),
+        ("file:", "empty file path"),
+        ("", "empty name"),
+    ] {
+        match text.parse::<Target>() {
+            Err(e @ Error::InvalidArgument { .. }) => {
+                assert!(e.to_string().contains(says), "{text:?}: {e}")
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+    // What is not a number at all is a name.
+    assert_eq!("-x".parse::<Target>().unwrap(), Target::Posix("-x".into()));
+}
+
 // ---- unlink ----
 
 #[test]
@@ -618,7 +720,9 @@ fn unlink_removes_the_name_while_handles_keep_working() {
         q.unlink().unwrap();
         assert!(!target.exists(), "{}: name still there", target.0);
         assert!(matches!(Queue::open(target), Err(Error::NotFound { .. })));
-        assert!(matches!(target.unlink(), Err(Error::NotFound { .. })));
+        // Removing twice is not an error (nor through the handle).
+        assert!(matches!(target.unlink(), Ok(())), "{}", target.0);
+        assert!(matches!(q.unlink(), Ok(())), "{}", target.0);
         // Both handles still work: the child gets our message and replies.
         q.enqueue_try(b"ping").unwrap();
         child.wait_ok(Duration::from_secs(30));

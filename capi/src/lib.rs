@@ -358,7 +358,8 @@ pub unsafe extern "C" fn shmq_find_free_key(key_out: *mut i32) -> shmq_status {
 
 /// Removes the queue or log at `target` (see shmq_queue_create() for the
 /// syntax): later opens fail with `SHMQ_NOT_FOUND`; processes attached keep
-/// working until they detach. `SHMQ_NOT_FOUND` if nothing is there.
+/// working until they detach. Removal is idempotent: `SHMQ_OK` if nothing is
+/// there (removing twice is not an error).
 ///
 /// Removes only a shmq segment: one with shmq's magic (valid or damaged), or
 /// one whose creator never finished (header still unpublished but shaped like
@@ -385,8 +386,8 @@ pub unsafe extern "C" fn shmq_target_unlink(target: *const c_char) -> shmq_statu
 
 /// Removes whatever is at `target`, shmq's or not, without looking at it
 /// (for cleaning up after tests, or a segment shmq_target_unlink() refused
-/// that you know is to go). `SHMQ_NOT_FOUND` if nothing is there; other
-/// statuses as shmq_target_unlink().
+/// that you know is to go). Idempotent: `SHMQ_OK` if nothing is there;
+/// other statuses as shmq_target_unlink().
 ///
 /// # Safety
 /// `target` is NULL or a NUL-terminated string.
@@ -467,7 +468,7 @@ mod tests {
         assert!(!path.exists());
         // SAFETY: as above.
         let again = unsafe { shmq_target_unlink_force(c.as_ptr()) };
-        assert_eq!(again, SHMQ_NOT_FOUND);
+        assert_eq!(again, SHMQ_OK, "removing twice is not an error");
         // SAFETY: NULL is allowed and refused.
         let null = unsafe { shmq_target_unlink_force(std::ptr::null()) };
         assert_eq!(null, SHMQ_NULL_PARAMETER);

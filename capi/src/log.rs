@@ -423,7 +423,8 @@ pub unsafe extern "C" fn shmq_log_set_wait(log: *mut shmq_log, spin_ns: i64) -> 
 }
 
 /// Removes the log's name (as shmq_target_unlink()); this and other handles
-/// and subscribers keep working until freed.
+/// and subscribers keep working until freed. Idempotent: `SHMQ_OK` if the
+/// name was removed already.
 ///
 /// # Safety
 /// `log` is NULL or a live handle.

@@ -230,7 +230,12 @@ fn config(
 /// `target` is `"sysv:KEY"` (decimal or 0x-hex), `"posix:NAME"` (/dev/shm)
 /// or `"file:PATH"`; without a prefix a number is a SysV key, a string with a
 /// `/` after its first character (or starting with `.`) a file path, and
-/// anything else a POSIX name.
+/// anything else a POSIX name. So an all-digit name without a prefix is a
+/// SysV key: write `"posix:4242"` for a POSIX object named by digits. A key
+/// is unsigned (up to 0xffffffff) and has no sign: `"sysv:-5"` is
+/// `SHMQ_INVALID_ARGUMENT`, as are an empty name or path (`"posix:"`,
+/// `"file:"`); a file path whose directory is missing is `SHMQ_NOT_FOUND`,
+/// with shmq_last_error() naming the directory.
 ///
 /// Fails with `SHMQ_ALREADY_EXISTS` if anything is at the target (it is left
 /// untouched), `SHMQ_INVALID_ARGUMENT` for a malformed target, unknown
@@ -390,7 +395,8 @@ impl Drop for AbortOnUnwind {
 }
 
 /// Removes the queue's name (as shmq_target_unlink(), with its statuses);
-/// this and other handles keep working until freed.
+/// this and other handles keep working until freed. Idempotent: `SHMQ_OK`
+/// if the name was removed already.
 ///
 /// # Safety
 /// `queue` is NULL or a live handle.

@@ -36,9 +36,10 @@ Exit codes:
   9  timed out (--timeout)
   130 interrupted (Ctrl-C)
 
-Targets: a number (decimal or 0x hex) is a SysV key, a name is a POSIX name
-(/dev/shm/NAME), anything with a '/' is a file path; or say it with a prefix:
-sysv:KEY, posix:NAME, file:PATH.";
+Targets: a number (decimal or 0x hex, unsigned, no sign) is a SysV key, a name
+is a POSIX name (/dev/shm/NAME), anything with a '/' is a file path; or say it
+with a prefix: sysv:KEY, posix:NAME, file:PATH. An all-digit name is always a
+SysV key: write posix:4242 for a POSIX name made of digits.";
 
 /// Inspect, operate and benchmark shmq shared-memory queues.
 #[derive(Parser, Debug)]

@@ -115,8 +115,22 @@ pub fn rm(targets: &[Target], force: bool) -> anyhow::Result<()> {
     let mut first_code = None;
     for target in targets {
         let result = if force {
-            // --force removes whatever is there, even what cannot be looked at.
-            target.unlink_force().map_err(anyhow::Error::new)
+            // --force removes whatever is there, even what cannot be looked
+            // at. The library's removal is idempotent; the command still
+            // says when nothing was there.
+            let was_there = target.exists();
+            target
+                .unlink_force()
+                .map_err(anyhow::Error::new)
+                .and_then(|()| {
+                    if was_there {
+                        Ok(())
+                    } else {
+                        Err(anyhow::Error::new(shmq::Error::NotFound {
+                            target: target.to_string(),
+                        }))
+                    }
+                })
         } else {
             remove_checked(target)
         };

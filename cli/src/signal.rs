@@ -7,6 +7,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Child pids to SIGKILL on interrupt; 0 marks a free entry.
@@ -22,8 +25,8 @@ extern "C" fn on_signal(_sig: libc::c_int) {
         // child that the parent reaps anyway.
         let pid = c.load(Ordering::Relaxed);
         if pid > 0 {
-            // SAFETY: kill(2) is async-signal-safe and has no memory preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // kill(2) is async-signal-safe; nix's wrapper allocates nothing.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
 }
@@ -31,15 +34,15 @@ extern "C" fn on_signal(_sig: libc::c_int) {
 /// Installs the handler for SIGINT and SIGTERM (without SA_RESTART, so a
 /// blocking read returns EINTR and its loop can look at the flag).
 pub fn install() {
-    // SAFETY: a zeroed sigaction is a valid starting point; the handler is an
-    // extern "C" fn that only touches atomics and calls kill(2).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = 0;
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    let sa = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only touches atomics and calls kill(2), both
+        // async-signal-safe.
+        let _ = unsafe { sigaction(sig, &sa) };
     }
 }
 

@@ -612,6 +612,7 @@ fn missing_targets_exit_with_not_found() {
             vec!["stat", t],
             vec!["tail", t, "--count", "1"],
             vec!["rm", t],
+            vec!["rm", "--force", t],
             vec!["pub", t, "--count", "1"],
         ] {
             let out = run(&args).expect(3);

@@ -205,7 +205,9 @@ func OpenAt(t Target) (*Queue, error) {
 }
 
 // Unlink removes the queue or log at t: later opens fail with ErrNotFound;
-// processes attached keep working until they close their handles.
+// processes attached keep working until they close their handles. Removal
+// is idempotent: when nothing is at t, Unlink returns nil (removing twice is
+// not an error).
 //
 // It removes only a shmq segment (shmq's magic, or a segment whose creator
 // never finished); anything else is left untouched and Unlink returns an
@@ -218,7 +220,7 @@ func Unlink(t Target) error {
 }
 
 // UnlinkForce removes whatever is at t, shmq's or not, without looking at
-// it. Prefer Unlink.
+// it. Prefer Unlink. Idempotent like Unlink: nothing at t is not an error.
 func UnlinkForce(t Target) error {
 	ct := C.CString(string(t))
 	defer C.free(unsafe.Pointer(ct))

@@ -28,8 +28,8 @@
 //!   guard, Go's runtime, the host's own), or, if that was the default
 //!   action, the default is restored and the signal delivered again.
 //!   The handler makes only async-signal-safe calls (`fstat`, `mmap`,
-//!   `sigaction`, `sched_yield`, `tgkill`), allocates nothing, takes no lock
-//!   and saves `errno`.
+//!   `sigaction`, `sched_yield`, `raise`; nix's thin wrappers, which
+//!   allocate nothing), allocates nothing, takes no lock and saves `errno`.
 //! - **Whole mapping, not from the faulting page on.** After a truncation the
 //!   segment is lost for every process. Replacing all of it gives this
 //!   process one coherent view (all zero: an empty-looking, closed-off
@@ -69,9 +69,16 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::mem::MaybeUninit;
+use std::num::NonZeroUsize;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::Once;
+
+use nix::errno::Errno;
+use nix::sys::mman::{MapFlags, ProtFlags};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 use crate::log::{CursorError, PublishError, RecvError};
 use crate::{DequeueError, EnqueueError, Error};
@@ -146,15 +153,12 @@ static REGISTRY: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 static RESCUED: AtomicU64 = AtomicU64::new(0);
 
 /// The SIGBUS disposition that was in place before ours.
-struct Prev(UnsafeCell<libc::sigaction>);
+struct Prev(UnsafeCell<MaybeUninit<SigAction>>);
 // SAFETY: written once in `install` before PREV_READY is set (Release) and
 // only read after PREV_READY is seen (Acquire).
 unsafe impl Sync for Prev {}
 
-static PREV: Prev = Prev(UnsafeCell::new(
-    // SAFETY: sigaction is a plain C struct; all zero is SIG_DFL, no flags.
-    unsafe { std::mem::zeroed() },
-));
+static PREV: Prev = Prev(UnsafeCell::new(MaybeUninit::uninit()));
 static PREV_READY: AtomicBool = AtomicBool::new(false);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
@@ -343,11 +347,20 @@ pub(super) fn fstat_size(fd: libc::c_int) -> Option<u64> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: fstat into a zeroed plain struct; fd is open (or fstat fails).
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        (libc::fstat(fd, &mut st) == 0).then_some(st.st_size as u64)
-    }
+    // SAFETY: `fd` is the descriptor of a registered mapping, which its
+    // segment keeps open until after the mapping is unregistered; the
+    // borrow lasts for one fstat. (`truncated_mappings` may race with a
+    // detach and pass a number just closed: fstat has no effect on a
+    // descriptor, so that gives at worst a wrong size, which its seqlock
+    // re-check then discards.)
+    fstat_size_of(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// The same, for a descriptor the caller holds.
+pub(super) fn fstat_size_of(fd: BorrowedFd<'_>) -> Option<u64> {
+    nix::sys::stat::fstat(fd)
+        .ok()
+        .and_then(|st| u64::try_from(st.st_size).ok())
 }
 
 /// How many mappings the SIGBUS guard has rescued in this process since it
@@ -397,7 +410,14 @@ pub fn truncated_mappings() -> Vec<Truncation> {
         let size = if remap == DONE {
             Some(rescued_size)
         } else {
-            fstat_size(fd).filter(|&size| size < len as u64)
+            let size = fstat_size(fd);
+            // Relaxed: a best-effort re-check (see the doc): detached
+            // meanwhile, the descriptor may be closed and the size not
+            // this mapping's.
+            if slot.seq.load(Ordering::Relaxed) != s1 {
+                continue;
+            }
+            size.filter(|&size| size < len as u64)
         };
         if let Some(size) = size {
             found.push(Truncation::new(size, len as u64));
@@ -421,7 +441,10 @@ pub fn guard_active() -> bool {
     if !INSTALLED.load(Ordering::Acquire) {
         return false;
     }
-    // SAFETY: querying the disposition into a zeroed plain struct.
+    // nix's sigaction always installs one; only libc can ask without
+    // changing anything (a null new action).
+    // SAFETY: a null new action only reads the disposition into a zeroed
+    // plain struct.
     unsafe {
         let mut cur: libc::sigaction = std::mem::zeroed();
         libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) == 0
@@ -439,26 +462,38 @@ pub(super) fn install() -> Result<(), &'static str> {
             WHY_NOT.store(1, Ordering::Relaxed);
             return;
         }
-        // SAFETY: plain sigaction calls on zeroed structs; PREV is written
-        // before PREV_READY is published and before our handler is installed.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) != 0 {
-                WHY_NOT.store(2, Ordering::Relaxed);
-                return;
-            }
-            *PREV.0.get() = old;
+        // SA_ONSTACK: Go requires it of every handler in its threads.
+        let ours = SigAction::new(
+            SigHandler::SigAction(on_sigbus),
+            SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK | SaFlags::SA_RESTART,
+            SigSet::all(),
+        );
+        // SIGBUS blocked on this thread while ours is in place but PREV not
+        // yet written: a SIGBUS sent to it then waits (none of this code
+        // faults); one in another thread waits in `chain` for PREV_READY.
+        let mut bus = SigSet::empty();
+        bus.add(Signal::SIGBUS);
+        let Ok(mask) = bus.thread_swap_mask(SigmaskHow::SIG_BLOCK) else {
+            // Relaxed: published by the Once.
+            WHY_NOT.store(2, Ordering::Relaxed);
+            return;
+        };
+        // SAFETY: `on_sigbus` is async-signal-safe (see the module doc);
+        // the swap returns the previous disposition atomically, so no other
+        // thread's installation can slip in between a look and ours.
+        let installed = unsafe { nix::sys::signal::sigaction(Signal::SIGBUS, &ours) };
+        if let Ok(prev) = installed {
+            // SAFETY: the only write, before PREV_READY is published; no
+            // reader looks before that.
+            unsafe { (*PREV.0.get()).write(prev) };
             // SYNC(guard-prev): Release, pairs with the Acquire load in `chain`.
             PREV_READY.store(true, Ordering::Release);
-            let mut new: libc::sigaction = std::mem::zeroed();
-            new.sa_sigaction = on_sigbus as *const () as usize;
-            // SA_ONSTACK: Go requires it of every handler in its threads.
-            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-            libc::sigfillset(&mut new.sa_mask);
-            if libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut()) != 0 {
-                WHY_NOT.store(2, Ordering::Relaxed);
-                return;
-            }
+        }
+        let _ = mask.thread_set_mask();
+        if installed.is_err() {
+            // Relaxed: published by the Once.
+            WHY_NOT.store(2, Ordering::Relaxed);
+            return;
         }
         // SYNC(guard-installed): Release, pairs with the Acquire in `guard_active`.
         INSTALLED.store(true, Ordering::Release);
@@ -512,21 +547,24 @@ fn rescue(addr: usize) -> bool {
     {
         Ok(_) => {
             let size = fstat_size(fd).unwrap_or(SIZE_UNKNOWN);
+            let (Some(at), Some(length)) = (NonZeroUsize::new(base), NonZeroUsize::new(len)) else {
+                // SYNC(guard-remap): Release, as below.
+                slot.remap.store(LIVE, Ordering::Release);
+                return false;
+            };
             // SAFETY: [base, base+len) is our own registered mapping, alive
             // (a thread is faulting in it); MAP_FIXED replaces it atomically
             // with private zero pages, which every index the engine computes
             // stays inside.
-            let p = unsafe {
-                libc::mmap(
-                    base as *mut libc::c_void,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                    -1,
-                    0,
+            let mapped = unsafe {
+                nix::sys::mman::mmap_anonymous(
+                    Some(at),
+                    length,
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                    MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED,
                 )
             };
-            if p == libc::MAP_FAILED {
+            if mapped.is_err() {
                 // SYNC(guard-remap): Release, so another faulting thread may try.
                 slot.remap.store(LIVE, Ordering::Release);
                 return false;
@@ -545,10 +583,9 @@ fn rescue(addr: usize) -> bool {
             match slot.remap.load(Ordering::Acquire) {
                 DONE => return true,
                 LIVE => return false, // the other thread's mmap failed
-                // SAFETY: sched_yield has no preconditions.
-                _ => unsafe {
-                    libc::sched_yield();
-                },
+                _ => {
+                    let _ = nix::sched::sched_yield();
+                }
             }
         },
     }
@@ -556,20 +593,19 @@ fn rescue(addr: usize) -> bool {
 
 /// The SIGBUS handler (see the module doc).
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: errno is this thread's; the kernel passes a valid siginfo.
-    unsafe {
-        let errno = libc::__errno_location();
-        let saved = *errno;
-        let addr = if info.is_null() {
-            0
-        } else {
-            (*info).si_addr() as usize
-        };
-        if addr == 0 || !rescue(addr) {
-            chain(sig, info, ctx);
-        }
-        *errno = saved;
+    // errno is this thread's: saved and restored around what may set it.
+    let saved = Errno::last_raw();
+    let addr = if info.is_null() {
+        0
+    } else {
+        // SAFETY: the kernel passes a valid siginfo for a SA_SIGINFO handler.
+        unsafe { (*info).si_addr() as usize }
+    };
+    if addr == 0 || !rescue(addr) {
+        // SAFETY: the kernel's arguments, forwarded unchanged.
+        unsafe { chain(sig, info, ctx) };
     }
+    Errno::set_raw(saved);
 }
 
 /// Passes a SIGBUS that is not ours to the disposition in place before ours.
@@ -577,63 +613,45 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 /// # Safety
 /// Called from the handler with the kernel's arguments.
 unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Ours is installed just before PREV is written (see `install`); a
+    // SIGBUS of another thread in between waits for it.
     // SYNC(guard-prev): Acquire, pairs with the Release store in `install`.
-    let prev = if PREV_READY.load(Ordering::Acquire) {
-        // SAFETY: written before PREV_READY was published, never again.
-        unsafe { &*PREV.0.get() }
-    } else {
-        // SAFETY: forwarding the kernel's arguments.
-        return unsafe { default_action(sig, info) };
-    };
-    let handler = prev.sa_sigaction;
-    if handler == libc::SIG_DFL {
-        // SAFETY: forwarding the kernel's arguments.
-        unsafe { default_action(sig, info) }
-    } else if handler == libc::SIG_IGN {
+    while !PREV_READY.load(Ordering::Acquire) {
+        let _ = nix::sched::sched_yield();
+    }
+    // SAFETY: written before PREV_READY was published, never again.
+    let prev = unsafe { (*PREV.0.get()).assume_init_ref() };
+    // Whether the signal was sent (kill, raise) rather than raised by a fault.
+    // SAFETY: the kernel passes a valid siginfo (or null).
+    let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
+    match prev.handler() {
+        SigHandler::SigDfl => default_action(sig, sent),
         // An ignored SIGBUS from kill() stays ignored; a fault cannot be
         // ignored (the kernel would kill): take the default.
-        // SAFETY: forwarding the kernel's arguments.
-        if info.is_null() || unsafe { (*info).si_code } > 0 {
-            // SAFETY: as above.
-            unsafe { default_action(sig, info) }
+        SigHandler::SigIgn => {
+            if !sent {
+                default_action(sig, sent)
+            }
         }
-    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous disposition is a three-argument handler
-        // (SA_SIGINFO); we pass it the kernel's arguments unchanged, so it
-        // may edit the context (Go injects its panic this way).
-        unsafe {
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                std::mem::transmute(handler);
-            f(sig, info, ctx)
-        }
-    } else {
-        // SAFETY: the previous disposition is a one-argument handler.
-        unsafe {
-            let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler);
-            f(sig)
-        }
+        // The kernel's arguments unchanged, so it may edit the context (Go
+        // injects its panic this way).
+        SigHandler::SigAction(f) => f(sig, info, ctx),
+        SigHandler::Handler(f) => f(sig),
     }
 }
 
 /// Restores the default action and lets it happen: a fault kills when the
-/// faulting instruction runs again; a signal sent with kill() is sent again
+/// faulting instruction runs again; a signal that was `sent` is sent again
 /// and delivered (blocked until this handler returns).
-///
-/// # Safety
-/// Called from the handler with the kernel's `info`.
-unsafe fn default_action(sig: libc::c_int, info: *mut libc::siginfo_t) {
-    // SAFETY: plain async-signal-safe syscalls on zeroed structs.
-    unsafe {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        if info.is_null() || (*info).si_code <= 0 {
-            libc::syscall(
-                libc::SYS_tgkill,
-                libc::getpid(),
-                libc::syscall(libc::SYS_gettid),
-                sig,
-            );
-        }
+fn default_action(sig: libc::c_int, sent: bool) {
+    let Ok(signal) = Signal::try_from(sig) else {
+        return;
+    };
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing the default action runs no code of ours.
+    let _ = unsafe { nix::sys::signal::sigaction(signal, &dfl) };
+    if sent {
+        // raise: tgkill to this thread, async-signal-safe.
+        let _ = nix::sys::signal::raise(signal);
     }
 }

@@ -14,6 +14,8 @@ mod posix;
 mod sysv;
 
 use std::fmt;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::str::FromStr;
@@ -31,12 +33,32 @@ pub use sysv::find_free_key;
 /// key, anything with a `/` after its first character (or starting with `.`)
 /// is a file path, anything else a POSIX name.
 ///
+/// **An all-digit name without a prefix is a SysV key, never a POSIX
+/// name**: `"4242"` is `Target::SysV(4242)`. For a POSIX object whose name
+/// is all digits, write `posix:4242` (or `Target::Posix("4242".into())`);
+/// its [`Display`](fmt::Display) form keeps the prefix, so it parses back
+/// to the same target.
+///
+/// A SysV key is an unsigned 32-bit number, decimal (`4242`) or hex
+/// (`0x1092`), with no sign: `sysv:-5` and a bare `-5` are rejected. Keys
+/// above `0x7fffffff` (as `ftok` makes and `ipcs` shows them) are held as
+/// the negative `key_t` the kernel uses, and display in hex. Key 0
+/// (`IPC_PRIVATE`) parses, but no segment can be created or opened by it.
+/// `posix:` and `file:` with nothing after them are rejected.
+///
 /// # Examples
 /// ```
 /// use shmq::Target;
 /// assert_eq!("0x2a".parse::<Target>().unwrap(), Target::SysV(42));
 /// assert_eq!("ticks".parse::<Target>().unwrap(), Target::Posix("ticks".into()));
 /// assert_eq!("/var/tmp/q".parse::<Target>().unwrap(), Target::File("/var/tmp/q".into()));
+/// // All digits: a SysV key, unless the prefix says otherwise.
+/// assert_eq!("4242".parse::<Target>().unwrap(), Target::SysV(4242));
+/// assert_eq!("posix:4242".parse::<Target>().unwrap(), Target::Posix("4242".into()));
+/// assert_eq!(Target::Posix("4242".into()).to_string(), "posix:4242");
+/// // Keys have no sign.
+/// assert!("sysv:-5".parse::<Target>().is_err());
+/// assert_eq!("sysv:0xfffffffb".parse::<Target>().unwrap(), Target::SysV(-5));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -59,13 +81,38 @@ impl fmt::Display for Target {
     }
 }
 
-fn parse_key(s: &str) -> Option<i32> {
+/// What a piece of text is as a SysV key.
+enum Key {
+    /// A key: decimal or `0x` hex, at most `u32::MAX`, held as the
+    /// kernel's `key_t` (bit for bit).
+    Valid(i32),
+    /// Shaped like a number, but not a valid key (why).
+    Invalid(String),
+    /// Not a number at all.
+    NotANumber,
+}
+
+fn parse_key(s: &str) -> Key {
     let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u32::from_str_radix(hex, 16).ok().map(|k| k as i32)
-    } else {
-        s.parse::<i32>().ok()
+    let (digits, radix, shown_max) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => (hex, 16, "0xffffffff"),
+        None => (s, 10, "4294967295"),
+    };
+    let is_digit = |c: char| c.is_digit(radix);
+    if !digits.is_empty() && digits.chars().all(is_digit) {
+        return match u32::from_str_radix(digits, radix) {
+            Ok(k) => Key::Valid(k as i32),
+            Err(_) => Key::Invalid(format!("SysV key {s} is larger than {shown_max}")),
+        };
     }
+    if let Some(unsigned) = s.strip_prefix(['-', '+']) {
+        if matches!(parse_key(unsigned), Key::Valid(_) | Key::Invalid(_)) {
+            return Key::Invalid(format!(
+                "SysV key {s} has a sign (keys are unsigned: decimal or 0x hex)"
+            ));
+        }
+    }
+    Key::NotANumber
 }
 
 impl FromStr for Target {
@@ -74,21 +121,35 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Target, Error> {
         let bad = |what: &str| Error::invalid(format!("{what} in target {s:?}"));
         if let Some(rest) = s.strip_prefix("sysv:") {
-            return parse_key(rest)
-                .map(Target::SysV)
-                .ok_or_else(|| bad("bad SysV key"));
+            return match parse_key(rest) {
+                Key::Valid(key) => Ok(Target::SysV(key)),
+                Key::Invalid(why) => Err(bad(&why)),
+                Key::NotANumber => Err(bad("bad SysV key (an unsigned number, decimal or 0x hex)")),
+            };
         }
         if let Some(rest) = s.strip_prefix("posix:") {
+            if rest.trim_start_matches('/').is_empty() {
+                return Err(bad("empty POSIX name"));
+            }
             return Ok(Target::Posix(rest.to_owned()));
         }
         if let Some(rest) = s.strip_prefix("file:") {
+            if rest.is_empty() {
+                return Err(bad("empty file path"));
+            }
             return Ok(Target::File(rest.into()));
         }
         if s.is_empty() {
             return Err(bad("empty name"));
         }
-        if let Some(key) = parse_key(s) {
-            return Ok(Target::SysV(key));
+        match parse_key(s) {
+            Key::Valid(key) => return Ok(Target::SysV(key)),
+            Key::Invalid(why) => {
+                return Err(bad(&format!(
+                    "{why} (for a POSIX name, write posix:{s}; for a file, file:{s})"
+                )))
+            }
+            Key::NotANumber => {}
         }
         if s.starts_with('.') || s[1..].contains('/') {
             return Ok(Target::File(s.into()));
@@ -110,16 +171,23 @@ impl Target {
     /// removal are two steps: something put at the target in between is
     /// removed unchecked.
     ///
+    /// Removal is idempotent: when nothing is at the target (never was, or
+    /// already removed, by this process or another), `unlink` succeeds, so
+    /// removing twice is not an error. Ask [`Target::exists`] first to tell
+    /// whether something was there.
+    ///
     /// # Errors
-    /// [`Error::NotFound`] if nothing is there; [`Error::Corrupt`] if what is
-    /// there is not shmq's (left untouched); [`Error::PermissionDenied`] if it
-    /// cannot be looked at or removed.
+    /// [`Error::Corrupt`] if what is there is not shmq's (left untouched);
+    /// [`Error::PermissionDenied`] if it cannot be looked at or removed;
+    /// [`Error::InvalidArgument`] for a target that cannot name anything
+    /// (SysV key 0, an empty path).
     ///
     /// # Examples
     /// ```
     /// use shmq::{Error, Target};
     /// let t = Target::Posix(format!("shmq-doc-unlink-{}", std::process::id()));
-    /// assert!(matches!(t.unlink(), Err(Error::NotFound { .. })));
+    /// assert!(!t.exists());
+    /// t.unlink()?; // nothing there: not an error
     /// // A file that is not shmq's is left alone.
     /// let path = std::env::temp_dir().join(format!("shmq-doc-notes-{}", std::process::id()));
     /// std::fs::write(&path, b"my notes")?;
@@ -129,12 +197,17 @@ impl Target {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unlink(&self) -> Result<(), Error> {
-        check_removable(self)?;
-        self.unlink_force()
+        match check_removable(self) {
+            Ok(()) => self.unlink_force(),
+            // Nothing there: removed already.
+            Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes whatever is at the target, shmq's or not, without looking at
-    /// it (`shmq rm --force`). Prefer [`Target::unlink`].
+    /// it (`shmq rm --force`). Prefer [`Target::unlink`]. Idempotent like
+    /// it: nothing at the target is not an error.
     ///
     /// # Examples
     /// ```
@@ -143,6 +216,7 @@ impl Target {
     /// std::fs::write(&path, b"scratch")?;
     /// Target::File(path.clone()).unlink_force()?;
     /// assert!(!path.exists());
+    /// Target::File(path).unlink_force()?; // twice: not an error
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unlink_force(&self) -> Result<(), Error> {
@@ -206,11 +280,16 @@ impl Target {
 enum Backing {
     /// Attached with `shmat`; detached with `shmdt`.
     SysV,
-    /// Mapped with `mmap`; unmapped with `munmap`. The descriptor stays open
-    /// so that a truncation can be told (fstat) and measured.
+    /// Mapped shared and read-write by memmap2 (`mmap`), unmapped when
+    /// `map` drops (`munmap`), after `Segment`'s drop has unregistered the
+    /// guard. A raw map (pointers only, never a `&[u8]`): other processes
+    /// write these bytes. The descriptor stays open so that a truncation can
+    /// be told (fstat) and measured.
     Mmap {
+        /// The mapping.
+        map: memmap2::MmapRaw,
         /// The backing's descriptor.
-        fd: Fd,
+        fd: File,
         /// Our place in the SIGBUS guard's registry, or why there is none.
         guard: Result<guard::Guard, &'static str>,
     },
@@ -289,13 +368,15 @@ impl Segment {
         }
     }
 
-    /// A segment mapped from `fd` with `mmap`, registered with the SIGBUS guard.
-    fn from_mmap(ptr: NonNull<u8>, len: usize, fd: Fd) -> Segment {
-        let guard = guard::Guard::register(ptr.as_ptr(), len, fd.0);
+    /// A segment mapped from `fd`, registered with the SIGBUS guard.
+    fn from_mmap(map: memmap2::MmapRaw, fd: File) -> Segment {
+        let ptr = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null on success");
+        let len = map.len();
+        let guard = guard::Guard::register(ptr.as_ptr(), len, fd.as_raw_fd());
         Segment {
             ptr,
             len,
-            backing: Backing::Mmap { fd, guard },
+            backing: Backing::Mmap { map, fd, guard },
             target: None,
         }
     }
@@ -368,7 +449,7 @@ impl Segment {
     pub fn truncated(&self) -> Option<Truncation> {
         match &self.backing {
             Backing::Mmap { guard: Ok(g), .. } => g.truncated(),
-            Backing::Mmap { fd, .. } => guard::fstat_size(fd.0)
+            Backing::Mmap { fd, .. } => guard::fstat_size_of(fd.as_fd())
                 .filter(|&size| size < self.len as u64)
                 .map(|size| Truncation::new(size, self.len as u64)),
             Backing::SysV | Backing::Heap(_) => None,
@@ -416,15 +497,13 @@ impl Segment {
     /// Writes dirty pages of a file-backed segment to disk (`msync`); a no-op
     /// for the other backings.
     pub fn flush(&self) -> Result<(), Error> {
-        if let (Backing::Mmap { .. }, Some(Target::File(path))) = (&self.backing, &self.target) {
-            // SAFETY: ptr/len describe a live mapping owned by self.
-            let rc = unsafe { libc::msync(self.ptr.as_ptr() as *mut _, self.len, libc::MS_SYNC) };
-            if rc != 0 {
-                return Err(Error::Io {
-                    context: format!("msync {}", path.display()),
-                    source: std::io::Error::last_os_error(),
-                });
-            }
+        if let (Backing::Mmap { map, .. }, Some(Target::File(path))) = (&self.backing, &self.target)
+        {
+            // msync(MS_SYNC) over the whole mapping.
+            map.flush().map_err(|source| Error::Io {
+                context: format!("msync {}", path.display()),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -441,11 +520,9 @@ impl Drop for Segment {
                 // Unregister before unmapping: the guard must never remap an
                 // address range that may already hold someone else's mapping.
                 drop(std::mem::replace(guard, Err("detached")));
-                // SAFETY: ptr/len were returned by mmap (possibly since
-                // replaced by the guard's zero pages, which munmap removes
-                // just as well) and are unmapped exactly once.
-                unsafe { libc::munmap(self.ptr.as_ptr() as *mut _, self.len) };
-                // The descriptor is closed when the field drops, after this.
+                // The mapping is unmapped when `map` drops, after this (the
+                // guard's zero pages, if it replaced the file's, are
+                // unmapped just as well); then the descriptor is closed.
             }
             Backing::Heap(_) => {}
         }
@@ -456,55 +533,21 @@ impl Drop for Segment {
 pub const INIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Maps `len` bytes of `fd` shared and read-write; the segment keeps `fd`.
-pub(crate) fn map_fd(fd: Fd, len: usize, what: &str) -> Result<Segment, Error> {
-    // SAFETY: a fresh mapping chosen by the kernel; fd is open read-write.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.0,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(Error::from_os(
-            "mmap",
-            what,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let ptr = NonNull::new(ptr as *mut u8).expect("mmap never returns null on success");
-    Ok(Segment::from_mmap(ptr, len, fd))
-}
-
-/// An owned file descriptor, closed on drop.
-#[derive(Debug)]
-pub(crate) struct Fd(pub libc::c_int);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is owned by this value and closed once.
-        unsafe { libc::close(self.0) };
-    }
+pub(crate) fn map_fd(fd: File, len: usize, what: &str) -> Result<Segment, Error> {
+    let map = memmap2::MmapOptions::new()
+        .len(len)
+        .map_raw(&fd)
+        .map_err(|e| Error::from_os("mmap", what, e))?;
+    Ok(Segment::from_mmap(map, fd))
 }
 
 /// Sizes `fd` to `size` bytes and maps it (the create path of posix and file).
-pub(crate) fn size_and_map(fd: Fd, size: usize, mode: u32, what: &str) -> Result<Segment, Error> {
-    // SAFETY: plain syscalls on an owned descriptor.
-    unsafe {
-        // Exact mode regardless of the umask.
-        if libc::fchmod(fd.0, mode as libc::mode_t) != 0
-            || libc::ftruncate(fd.0, size as libc::off_t) != 0
-        {
-            return Err(Error::from_os(
-                "size",
-                what,
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
+pub(crate) fn size_and_map(fd: File, size: usize, mode: u32, what: &str) -> Result<Segment, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    // fchmod: the exact mode regardless of the umask; then ftruncate.
+    fd.set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| fd.set_len(size as u64))
+        .map_err(|e| Error::from_os("size", what, e))?;
     map_fd(fd, size, what)
 }
 
@@ -514,31 +557,27 @@ pub(crate) fn size_and_map(fd: Fd, size: usize, mode: u32, what: &str) -> Result
 /// Does not wait for what cannot be a segment being created: something
 /// other than a regular file (`/dev/null`, a directory), or an empty file
 /// that has not changed for [`STALE_AFTER`]. Both give [`Error::Corrupt`].
-pub(crate) fn map_existing(fd: Fd, what: &str) -> Result<Segment, Error> {
+pub(crate) fn map_existing(fd: File, what: &str) -> Result<Segment, Error> {
+    use std::os::unix::fs::MetadataExt;
     let deadline = std::time::Instant::now() + INIT_WAIT;
     loop {
-        // SAFETY: fstat into a zeroed struct on an owned descriptor.
-        let st = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(fd.0, &mut st) != 0 {
-                return Err(Error::from_os(
-                    "stat",
-                    what,
-                    std::io::Error::last_os_error(),
-                ));
-            }
-            st
-        };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // fstat on the owned descriptor.
+        let st = fd.metadata().map_err(|e| Error::from_os("stat", what, e))?;
+        if !st.file_type().is_file() {
             return Err(Error::corrupt(format!(
                 "{what} is not a regular file: not a shmq segment"
             )));
         }
-        let size = st.st_size as usize;
+        let Ok(size) = usize::try_from(st.len()) else {
+            return Err(Error::corrupt(format!(
+                "{what} is {} bytes, more than this process can map",
+                st.len()
+            )));
+        };
         if size > 0 {
             return map_fd(fd, size, what);
         }
-        let changed = changed_at(st.st_mtime, st.st_ctime);
+        let changed = changed_at(st.mtime(), st.ctime());
         if age(changed) >= STALE_AFTER {
             return Err(Error::corrupt(format!(
                 "{what} is empty and unchanged for {} s: not a shmq segment \
@@ -568,7 +607,7 @@ pub const STALE_AFTER: std::time::Duration =
 pub const MIN_SEGMENT_SIZE: usize = HEADER_SIZE + PROC_SLOTS * PROC_ENTRY_SIZE + 2 * 64;
 
 /// The later of a file's modification and change times, from `stat` seconds.
-fn changed_at(mtime: libc::time_t, ctime: libc::time_t) -> std::time::SystemTime {
+fn changed_at(mtime: i64, ctime: i64) -> std::time::SystemTime {
     let secs = mtime.max(ctime).max(0) as u64;
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
 }
@@ -600,7 +639,7 @@ fn backing_facts(target: &Target) -> Option<BackingFacts> {
                     return None;
                 }
                 Some(BackingFacts {
-                    changed: changed_at(ds.shm_ctime, ds.shm_ctime),
+                    changed: changed_at(ds.shm_ctime as i64, ds.shm_ctime as i64),
                     creator_pid: u32::try_from(ds.shm_cpid).ok(),
                 })
             };
@@ -829,17 +868,9 @@ pub fn backing_capacity(target: &Target) -> Option<u64> {
             _ => PathBuf::from("."),
         },
     };
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: c is NUL-terminated; statvfs fills a zeroed struct.
-    let st = unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        st
-    };
-    let bytes = (st.f_blocks as u64).checked_mul(st.f_frsize as u64)?;
+    let st = nix::sys::statvfs::statvfs(path.as_path()).ok()?;
+    #[allow(clippy::useless_conversion)] // u64 on 64-bit Linux, not everywhere
+    let bytes = u64::from(st.blocks()).checked_mul(u64::from(st.fragment_size()))?;
     (bytes > 0).then_some(bytes)
 }
 
@@ -855,7 +886,10 @@ fn check_removable(target: &Target) -> Result<(), Error> {
     let path = match target {
         Target::SysV(_) => None,
         Target::Posix(name) => Some(posix::path_of(name)?),
-        Target::File(path) => Some(path.clone()),
+        Target::File(path) => {
+            file::check_path(path)?;
+            Some(path.clone())
+        }
     };
     if let Some(path) = path {
         use std::os::unix::fs::MetadataExt;

@@ -1,9 +1,14 @@
-//! POSIX shared memory by name (`shm_open`, i.e. files in /dev/shm).
+//! POSIX shared memory by name (`shm_open`, i.e. files in /dev/shm), through
+//! nix.
 
-use std::io;
+use std::fs::File;
 use std::path::PathBuf;
 
-use super::{cstring, map_existing, size_and_map, Fd, Segment};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::{cstring, map_existing, size_and_map, Segment};
 use crate::{Error, Target};
 
 fn full_name(name: &str) -> Result<String, Error> {
@@ -25,41 +30,35 @@ pub(super) fn path_of(name: &str) -> Result<PathBuf, Error> {
     Ok(PathBuf::from(format!("/dev/shm{}", full_name(name)?)))
 }
 
-fn shm_open(name: &str, flags: libc::c_int, mode: u32) -> Result<Fd, Error> {
+fn shm_open(name: &str, flags: OFlag, mode: u32) -> Result<File, Error> {
     let c = cstring(&full_name(name)?, "POSIX name")?;
-    // SAFETY: c is a valid NUL-terminated string.
-    let fd = unsafe { libc::shm_open(c.as_ptr(), flags, mode as libc::mode_t) };
-    if fd < 0 {
-        return Err(Error::from_os(
-            "shm_open",
-            &what(name),
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(Fd(fd))
+    // shm_open sets FD_CLOEXEC itself.
+    nix::sys::mman::shm_open(
+        c.as_c_str(),
+        flags,
+        Mode::from_bits_retain(mode as libc::mode_t),
+    )
+    .map(File::from)
+    .map_err(|e| Error::from_os("shm_open", &what(name), e.into()))
 }
 
 pub(super) fn create(name: &str, size: usize, mode: u32) -> Result<Segment, Error> {
-    let fd = shm_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode)?;
+    let fd = shm_open(name, OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
     size_and_map(fd, size, mode, &what(name)).inspect_err(|_| {
         let _ = unlink(name);
     })
 }
 
 pub(super) fn open(name: &str) -> Result<Segment, Error> {
-    let fd = shm_open(name, libc::O_RDWR, 0)?;
+    let fd = shm_open(name, OFlag::O_RDWR, 0)?;
     map_existing(fd, &what(name))
 }
 
+/// Removes the name; nothing there is not an error (removal is idempotent).
 pub(super) fn unlink(name: &str) -> Result<(), Error> {
     let c = cstring(&full_name(name)?, "POSIX name")?;
-    // SAFETY: c is a valid NUL-terminated string.
-    if unsafe { libc::shm_unlink(c.as_ptr()) } != 0 {
-        return Err(Error::from_os(
-            "shm_unlink",
-            &what(name),
-            io::Error::last_os_error(),
-        ));
+    match nix::sys::mman::shm_unlink(c.as_c_str()) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::from_os("shm_unlink", &what(name), e.into())),
     }
-    Ok(())
 }

@@ -88,15 +88,21 @@ pub(super) fn exists(key: i32) -> bool {
         && unsafe { libc::shmget(key, 0, 0) } >= 0
 }
 
+/// Removes the key; nothing there is not an error (removal is idempotent).
 pub(super) fn unlink(key: i32) -> Result<(), Error> {
-    let (id, _) = lookup(key)?;
-    // SAFETY: plain syscall on an id we looked up.
+    let id = match lookup(key) {
+        Ok((id, _)) => id,
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: plain syscall on an id we looked up; no pointer is read.
     if unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } != 0 {
-        return Err(Error::from_os(
-            "shmctl",
-            &name(key),
-            io::Error::last_os_error(),
-        ));
+        let err = io::Error::last_os_error();
+        // Removed by someone else since the lookup: the id is gone.
+        if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) {
+            return Ok(());
+        }
+        return Err(Error::from_os("shmctl", &name(key), err));
     }
     Ok(())
 }
