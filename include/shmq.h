@@ -53,10 +53,12 @@
 
 /**
  * Flag for shmq_queue_create(): a single-producer/single-consumer queue.
- * At most one handle produces and one consumes at a time (the first to
- * enqueue, or dequeue, takes that role until it is freed; others get
- * `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
- * instruction: the fastest mode.
+ * At most one call produces and one consumes at a time: each enqueue (or
+ * dequeue) call leases the producer (or consumer) role for that call only
+ * and gives it back before returning, so no handle keeps a role between
+ * calls; a call made while another handle holds the role (mid-call, a
+ * zero-copy guard, or a Rust role handle) gets `SHMQ_ROLE_TAKEN`. In
+ * exchange no operation executes a locked instruction.
  */
 #define SHMQ_QUEUE_SPSC 1
 

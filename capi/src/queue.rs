@@ -120,10 +120,12 @@ unsafe fn handle_out(
 }
 
 /// Flag for shmq_queue_create(): a single-producer/single-consumer queue.
-/// At most one handle produces and one consumes at a time (the first to
-/// enqueue, or dequeue, takes that role until it is freed; others get
-/// `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
-/// instruction: the fastest mode.
+/// At most one call produces and one consumes at a time: each enqueue (or
+/// dequeue) call leases the producer (or consumer) role for that call only
+/// and gives it back before returning, so no handle keeps a role between
+/// calls; a call made while another handle holds the role (mid-call, a
+/// zero-copy guard, or a Rust role handle) gets `SHMQ_ROLE_TAKEN`. In
+/// exchange no operation executes a locked instruction.
 pub const SHMQ_QUEUE_SPSC: u32 = 1;
 
 fn config(
@@ -146,7 +148,7 @@ fn config(
     })?;
     let mode = if mode == 0 { 0o600 } else { mode };
     Ok(QueueConfig::new(slot_size as usize, capacity)
-        .mode(mode)
+        .permissions(mode)
         .spsc(flags & SHMQ_QUEUE_SPSC != 0))
 }
 

@@ -163,11 +163,7 @@ impl fmt::Display for PublishError {
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")
             }
-            PublishError::RoleTaken { pid } => write!(
-                f,
-                "this single-publisher log already has a publisher (pid {pid}); \
-                 publish through it, wait for it to detach, or create the log without single_publisher"
-            ),
+            PublishError::RoleTaken { pid } => crate::error::role_taken(f, "publisher", *pid),
             PublishError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             PublishError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),
         }
