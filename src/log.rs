@@ -870,7 +870,13 @@ impl Log {
     /// # drop((a, b));
     /// ```
     pub fn open_or_create(target: &Target, config: &LogConfig) -> Result<Log, Error> {
-        Log::from_region(Region::open_or_create(target, config.params()?)?)
+        let region = Region::open_or_create(target, config.params()?).map_err(|e| match e {
+            Error::Incompatible { detail } => Error::Incompatible {
+                detail: cursors_in_callers_terms(&detail),
+            },
+            e => e,
+        })?;
+        Log::from_region(region)
     }
 
     /// A log on the heap, for the threads of this process (no segment).
@@ -2437,3 +2443,33 @@ mod tests;
 
 #[cfg(test)]
 mod tests_single;
+
+/// Rewrites the layout's "table size N (wanted M)" (entries of the cursor
+/// table, one more than the cursors a caller asks for) in the number of
+/// cursors the caller passed, so the message names the value they gave.
+fn cursors_in_callers_terms(detail: &str) -> String {
+    let Some(at) = detail.find("table size ") else {
+        return detail.to_owned();
+    };
+    let rest = &detail[at + "table size ".len()..];
+    let parse = |s: &str| s.parse::<u64>().ok().map(|n| n.saturating_sub(1));
+    let mut words = rest.splitn(3, ' ');
+    let (Some(have), Some(wanted)) = (words.next(), words.next()) else {
+        return detail.to_owned();
+    };
+    let wanted = wanted
+        .strip_prefix("(wanted")
+        .and(words.next())
+        .and_then(|w| w.split(')').next());
+    match (parse(have), wanted.and_then(parse)) {
+        (Some(have), Some(wanted)) => {
+            let end = at + "table size ".len() + rest.find(')').map_or(rest.len(), |i| i + 1);
+            format!(
+                "{}room for {have} cursors (wanted {wanted}){}",
+                &detail[..at],
+                &detail[end..]
+            )
+        }
+        _ => detail.to_owned(),
+    }
+}

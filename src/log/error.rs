@@ -202,7 +202,9 @@ impl fmt::Display for CursorError {
             CursorError::TableFull { capacity } => write!(
                 f,
                 "cursor table full: all {capacity} entries are taken; remove an unused cursor, \
-                 or create the log with a larger LogConfig::cursors"
+                 or create the log with room for more cursors (the cursor count given at \
+                 creation: LogConfig::cursors in Rust, the cursors argument of \
+                 shmq_log_create in C, WithCursors in Go, --cursors of shmq create)"
             ),
             CursorError::InUse { name, pid } => write!(
                 f,
