@@ -42,8 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(20_000);
 
     let target: Target = format!("packets-{}", std::process::id()).parse()?;
-    let queue = Queue::create(&target, &QueueConfig::new(MAX_PACKET, 1024))?;
-    let _removed = Removed(target.clone());
+    // Owned: the queue's name is removed when main returns, on error paths too.
+    let queue = Queue::create_owned(&target, &QueueConfig::new(MAX_PACKET, 1024))?;
     let mut children: Vec<Child> = (0..workers)
         .map(|_| {
             Command::new(std::env::current_exe()?)
@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The reader: every datagram lands in a reserved slot. Once the sender
     // is done, a quiet 200 ms ends the stream.
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut producer = queue.into_producer()?;
+    let mut producer = queue.map(Queue::into_producer)?;
     let mut committed = 0u64;
     loop {
         let mut slot = producer.reserve_until(MAX_PACKET, Some(Instant::now() + WAIT))?;
@@ -164,13 +164,4 @@ fn is_timeout(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
-}
-
-/// Removes the queue when main returns, on error paths too.
-struct Removed(Target);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = self.0.unlink();
-    }
 }

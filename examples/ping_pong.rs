@@ -28,8 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ping: Target = format!("ping-{}", std::process::id()).parse()?;
     let pong: Target = format!("pong-{}", std::process::id()).parse()?;
     let config = QueueConfig::new(64, 64).spsc(true);
-    let _ping_queue = Removed(Queue::create(&ping, &config)?);
-    let _pong_queue = Removed(Queue::create(&pong, &config)?);
+    let _ping_queue = Queue::create_owned(&ping, &config)?;
+    let _pong_queue = Queue::create_owned(&pong, &config)?;
 
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--pong", &ping.to_string(), &pong.to_string()])
@@ -81,14 +81,5 @@ fn pong(ping: &str, pong: &str) -> Result<(), Box<dyn std::error::Error>> {
             Err(shmq::DequeueError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-/// A queue whose name is removed when this value is dropped.
-struct Removed(Queue);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = self.0.unlink();
     }
 }

@@ -27,8 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let records: u64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(2000);
     let target: Target = format!("sidecar-{}", std::process::id()).parse()?;
-    let queue = Queue::create(&target, &QueueConfig::new(512, 1024))?;
-    let _unlink = Unlink(target.clone());
+    // Owned: the queue's name is removed when the sidecar ends.
+    let queue = Queue::create_owned(&target, &QueueConfig::new(512, 1024))?;
 
     // The application: another process, writing records of 40 to 500 bytes.
     let mut app = Command::new(std::env::current_exe()?)
@@ -44,7 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .flush_interval(Duration::from_millis(100))
         .on_flush_error(|err, batch| eprintln!("dropped {} records: {err}", batch.len()));
     let decode = |m: &[u8]| String::from_utf8(m.to_vec());
-    let mut sidecar = Batcher::from_queue(queue, decode, config);
+    let mut sidecar =
+        queue.map(|q| Ok::<_, shmq::Error>(Batcher::from_queue(q, decode, config)))?;
     sidecar.run()?; // until the application closes the queue
     let status = app.wait()?;
     if !status.success() {
@@ -98,13 +99,4 @@ fn app(target: &Target, records: u64) -> Result<(), Box<dyn std::error::Error>> 
     }
     queue.close();
     Ok(())
-}
-
-/// Removes the queue's name when the sidecar ends.
-struct Unlink(Target);
-
-impl Drop for Unlink {
-    fn drop(&mut self) {
-        let _ = self.0.unlink();
-    }
 }

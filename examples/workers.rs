@@ -28,8 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job_target: Target = format!("jobs-{}", std::process::id()).parse()?;
     let done_target: Target = format!("done-{}", std::process::id()).parse()?;
     // Small queues: the dispatcher waits for the workers (back-pressure).
-    let jobs_q = Removed(Queue::create(&job_target, &QueueConfig::new(8, 256))?);
-    let done_q = Removed(Queue::create(&done_target, &QueueConfig::new(16, 256))?);
+    let jobs_q = Queue::create_owned(&job_target, &QueueConfig::new(8, 256))?;
+    let done_q = Queue::create_owned(&done_target, &QueueConfig::new(16, 256))?;
 
     let mut children: Vec<Child> = (0..workers)
         .map(|_| {
@@ -49,16 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut per_worker = std::collections::BTreeMap::new();
     let mut buf = [0u8; 16];
     while received < jobs {
-        while sent < jobs && jobs_q.0.enqueue_try(&sent.to_le_bytes()).is_ok() {
+        while sent < jobs && jobs_q.enqueue_try(&sent.to_le_bytes()).is_ok() {
             sent += 1;
         }
         if sent == jobs {
-            jobs_q.0.close(); // workers drain what is left, then stop
+            jobs_q.close(); // workers drain what is left, then stop
         }
-        if let Ok(16) = done_q
-            .0
-            .dequeue_block(&mut buf, Some(Duration::from_millis(1)))
-        {
+        if let Ok(16) = done_q.dequeue_block(&mut buf, Some(Duration::from_millis(1))) {
             let pid = u64::from_le_bytes(buf[..8].try_into()?);
             sum += u64::from_le_bytes(buf[8..].try_into()?);
             *per_worker.entry(pid).or_insert(0u64) += 1;
@@ -96,14 +93,5 @@ fn worker(jobs: &str, done: &str) -> Result<(), Box<dyn std::error::Error>> {
             Err(DequeueError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-/// A queue whose name is removed when this value is dropped.
-struct Removed(Queue);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = self.0.unlink();
     }
 }

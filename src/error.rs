@@ -102,6 +102,33 @@ impl Error {
     }
 }
 
+/// The text of every `RoleTaken`: who holds the `role` (pid 0: nobody this
+/// handle could be told of, as it has no process-table entry), and when it
+/// is this process, that it is another handle (or a zero-copy guard, or a
+/// thread mid-call) of this process, not a stranger.
+pub(crate) fn role_taken(f: &mut fmt::Formatter<'_>, role: &str, pid: u32) -> fmt::Result {
+    if pid == 0 {
+        write!(
+            f,
+            "cannot take the {role} role: this handle has no entry in the segment's \
+             process table (all 256 are live); drop idle handles"
+        )
+    } else if pid == std::process::id() {
+        write!(
+            f,
+            "another handle in this process (pid {pid}) holds the {role} role, or a \
+             zero-copy guard or another thread's call of this handle does; drop that \
+             handle or guard first, as there is one {role} at a time"
+        )
+    } else {
+        write!(
+            f,
+            "process {pid} holds the {role} role (one {role} at a time); wait for it to \
+             detach, or create the queue or log without the single-{role} flag"
+        )
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -133,11 +160,7 @@ impl fmt::Display for Error {
                  the creator died, a (checked) unlink removes it, then create it again"
             ),
             Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
-            Error::RoleTaken { role, pid } => write!(
-                f,
-                "this single-{role} queue already has a {role} (pid {pid}); \
-                 wait for it to detach, or create the queue without spsc"
-            ),
+            Error::RoleTaken { role, pid } => role_taken(f, role, *pid),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -230,9 +253,7 @@ impl fmt::Display for EnqueueError {
                 )
             }
             EnqueueError::Timeout => f.write_str("timed out waiting for a free slot"),
-            EnqueueError::RoleTaken { pid } => {
-                write!(f, "this single-producer queue's producer is pid {pid}")
-            }
+            EnqueueError::RoleTaken { pid } => role_taken(f, "producer", *pid),
             EnqueueError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             EnqueueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
         }
@@ -249,9 +270,7 @@ impl fmt::Display for DequeueError {
                 f,
                 "buffer too small: the next message needs {needed} bytes (it stays queued)"
             ),
-            DequeueError::RoleTaken { pid } => {
-                write!(f, "this single-consumer queue's consumer is pid {pid}")
-            }
+            DequeueError::RoleTaken { pid } => role_taken(f, "consumer", *pid),
             DequeueError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             DequeueError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),
         }

@@ -34,6 +34,7 @@ pub mod inspect;
 pub mod layout;
 pub mod liveness;
 pub mod log;
+mod owned;
 mod procs;
 mod queue;
 mod region;
@@ -47,6 +48,7 @@ pub use log::{
     CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, Publisher, RecvError,
     Start, Subscriber,
 };
+pub use owned::Owned;
 pub use queue::{
     ConsumeGuard, Consumer, Producer, Queue, QueueConfig, QueueStats, ReserveGuard, StuckClaim,
 };

@@ -125,7 +125,7 @@ pub enum LogMode {
 /// # Examples
 /// ```
 /// use shmq::{LogConfig, LogMode};
-/// let config = LogConfig::new(64, 1024).mode(LogMode::Reliable).cursors(8).file_mode(0o640);
+/// let config = LogConfig::new(64, 1024).mode(LogMode::Reliable).cursors(8).permissions(0o640);
 /// assert_eq!(config.log_mode(), LogMode::Reliable);
 /// assert_eq!(config.cursor_capacity(), 8);
 /// ```
@@ -204,9 +204,21 @@ impl LogConfig {
         self
     }
 
-    /// Sets the permission bits of the segment (default 0600).
-    pub fn file_mode(mut self, mode: u32) -> LogConfig {
-        self.file_mode = mode;
+    /// Sets the permission bits of the segment (default 0600), as
+    /// [`QueueConfig::permissions`](crate::QueueConfig::permissions) does
+    /// for a queue. (Called `file_mode` before: "mode" on a log means only
+    /// [`LogConfig::mode`], overwrite or reliable.)
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Target};
+    /// let target = Target::Posix(format!("shmq-doc-log-perm-{}", std::process::id()));
+    /// let log = Log::create_owned(&target, &LogConfig::new(64, 8).permissions(0o640))?;
+    /// assert_eq!(log.params().mode, 0o640);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn permissions(mut self, bits: u32) -> LogConfig {
+        self.file_mode = bits;
         self
     }
 
@@ -820,6 +832,23 @@ impl Log {
         Log::from_region(Region::create(target, config.params()?)?)
     }
 
+    /// As [`Log::create`], returning a handle that removes the log's name
+    /// when it drops, in this process only (see [`Owned`](crate::Owned)).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Target};
+    /// let target = Target::Posix(format!("shmq-doc-log-owned-{}", std::process::id()));
+    /// let log = Log::create_owned(&target, &LogConfig::new(64, 8))?;
+    /// log.publish(b"tick")?;
+    /// drop(log);
+    /// assert!(Log::open(&target).is_err()); // removed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_owned(target: &Target, config: &LogConfig) -> Result<crate::Owned<Log>, Error> {
+        Log::create(target, config).map(|l| crate::Owned::new(l, Some(target.clone())))
+    }
+
     /// Opens an existing log; never creates.
     pub fn open(target: &Target) -> Result<Log, Error> {
         Log::from_region(Region::open(target, QueueKind::Log)?)
@@ -841,7 +870,13 @@ impl Log {
     /// # drop((a, b));
     /// ```
     pub fn open_or_create(target: &Target, config: &LogConfig) -> Result<Log, Error> {
-        Log::from_region(Region::open_or_create(target, config.params()?)?)
+        let region = Region::open_or_create(target, config.params()?).map_err(|e| match e {
+            Error::Incompatible { detail } => Error::Incompatible {
+                detail: cursors_in_callers_terms(&detail),
+            },
+            e => e,
+        })?;
+        Log::from_region(region)
     }
 
     /// A log on the heap, for the threads of this process (no segment).
@@ -875,6 +910,12 @@ impl Log {
     pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> Log {
         self.wait = wait;
         self
+    }
+
+    /// Sets how this handle's blocking calls wait, in place (see
+    /// [`Queue::set_wait_strategy`](crate::Queue::set_wait_strategy)).
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
     }
 
     /// How this handle's blocking calls wait.
@@ -1537,6 +1578,23 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Sets how this publisher's blocking publishes wait (see
+    /// [`Queue::set_wait_strategy`](crate::Queue::set_wait_strategy)).
+    pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> Publisher {
+        self.log.wait = wait;
+        self
+    }
+
+    /// Sets how this publisher's blocking publishes wait, in place.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.log.wait = wait;
+    }
+
+    /// How this publisher's blocking publishes wait.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.log.wait
+    }
+
     /// Publishes `msg` and returns its sequence number (see [`Log::publish`]).
     ///
     /// # Examples
@@ -1757,9 +1815,21 @@ impl Subscriber {
         }
     }
 
-    /// Sets how this subscriber's blocking receives wait.
+    /// Sets how this subscriber's blocking receives wait, in place (see
+    /// [`Queue::set_wait_strategy`](crate::Queue::set_wait_strategy)).
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.wait = wait;
+    }
+
+    /// Sets how this subscriber's blocking receives wait.
+    pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> Subscriber {
+        self.wait = wait;
+        self
+    }
+
+    /// How this subscriber's blocking receives wait.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
     }
 
     /// Moves to `pos`. The cursor table hears of it in batches (see
@@ -2373,3 +2443,33 @@ mod tests;
 
 #[cfg(test)]
 mod tests_single;
+
+/// Rewrites the layout's "table size N (wanted M)" (entries of the cursor
+/// table, one more than the cursors a caller asks for) in the number of
+/// cursors the caller passed, so the message names the value they gave.
+fn cursors_in_callers_terms(detail: &str) -> String {
+    let Some(at) = detail.find("table size ") else {
+        return detail.to_owned();
+    };
+    let rest = &detail[at + "table size ".len()..];
+    let parse = |s: &str| s.parse::<u64>().ok().map(|n| n.saturating_sub(1));
+    let mut words = rest.splitn(3, ' ');
+    let (Some(have), Some(wanted)) = (words.next(), words.next()) else {
+        return detail.to_owned();
+    };
+    let wanted = wanted
+        .strip_prefix("(wanted")
+        .and(words.next())
+        .and_then(|w| w.split(')').next());
+    match (parse(have), wanted.and_then(parse)) {
+        (Some(have), Some(wanted)) => {
+            let end = at + "table size ".len() + rest.find(')').map_or(rest.len(), |i| i + 1);
+            format!(
+                "{}room for {have} cursors (wanted {wanted}){}",
+                &detail[..at],
+                &detail[end..]
+            )
+        }
+        _ => detail.to_owned(),
+    }
+}

@@ -47,14 +47,14 @@ fn stamp_pos(stamp: u64) -> u64 {
 }
 use crate::sync::Ordering;
 use crate::wait::{self, Backoff, Next, WaitStrategy};
-use crate::{DequeueError, EnqueueError, Error, Target};
+use crate::{DequeueError, EnqueueError, Error, Owned, Target};
 
 /// Parameters of a new work queue.
 ///
 /// # Examples
 /// ```
 /// use shmq::QueueConfig;
-/// let config = QueueConfig::new(64, 1024).mode(0o660);
+/// let config = QueueConfig::new(64, 1024).permissions(0o660);
 /// assert_eq!(config.slot_size(), 64);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,24 +86,43 @@ impl QueueConfig {
     /// Makes a single-producer / single-consumer queue: at most one handle
     /// produces and one consumes at a time (others get `RoleTaken`), and in
     /// exchange no operation executes a locked instruction: the fastest mode.
-    /// Use [`Queue::into_producer`] / [`Queue::into_consumer`] for handles
-    /// without any in-process locking.
+    ///
+    /// Roles are explicit. [`Queue::into_producer`] / [`Queue::into_consumer`]
+    /// take a role and hold it until the [`Producer`]/[`Consumer`] drops: the
+    /// fast path, no lock of any kind per message. A plain [`Queue`] handle
+    /// never holds a role: each of its calls leases the role it needs for
+    /// that call only (a shared-memory compare-and-swap to take it and one to
+    /// give it back), so a handle that enqueues once is not the producer
+    /// afterwards, and a consumer started later is not refused because of it.
     ///
     /// # Examples
     /// ```
     /// use shmq::{Queue, QueueConfig};
     /// let q = Queue::in_process(&QueueConfig::new(64, 1024).spsc(true)).unwrap();
-    /// q.enqueue_try(b"one").unwrap();
-    /// assert_eq!(q.dequeue_try(&mut [0u8; 64]), Ok(3));
+    /// q.enqueue_try(b"one").unwrap(); // leases the producer role for this call
+    /// let mut consumer = q.into_consumer().unwrap(); // nobody kept a role
+    /// assert_eq!(consumer.dequeue_try(&mut [0u8; 64]), Ok(3));
     /// ```
     pub fn spsc(mut self, spsc: bool) -> QueueConfig {
         self.spsc = spsc;
         self
     }
 
-    /// Sets the permission bits of the segment (default 0600).
-    pub fn mode(mut self, mode: u32) -> QueueConfig {
-        self.mode = mode;
+    /// Sets the permission bits of the segment (default 0600), as
+    /// [`LogConfig::permissions`](crate::LogConfig::permissions) does for a
+    /// log. (Called `mode(u32)` before; "mode" now only means a log's
+    /// [`LogMode`](crate::LogMode).)
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Queue, QueueConfig, Target};
+    /// let target = Target::Posix(format!("shmq-doc-perm-{}", std::process::id()));
+    /// let q = Queue::create_owned(&target, &QueueConfig::new(64, 8).permissions(0o640))?;
+    /// assert_eq!(q.params().mode, 0o640);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn permissions(mut self, bits: u32) -> QueueConfig {
+        self.mode = bits;
         self
     }
 
@@ -194,12 +213,13 @@ enum Side {
     Consumer,
 }
 
-/// The roles a shared [`Queue`] handle holds on a single-producer/single-
-/// consumer queue, each behind a lock so threads sharing the handle take turns.
+/// The turns of a shared [`Queue`] handle's threads at the roles of a
+/// single-producer/single-consumer queue: a thread holds the lock of a side
+/// while its call leases that role (see [`Queue::with_role`]).
 #[derive(Debug, Default)]
 struct Roles {
-    producer: Mutex<Option<spsc::Role>>,
-    consumer: Mutex<Option<spsc::Role>>,
+    producer: Mutex<()>,
+    consumer: Mutex<()>,
 }
 
 /// A position claimed by a consumer, not yet released.
@@ -215,6 +235,25 @@ impl Queue {
     /// if anything is there already, and leaves it untouched.
     pub fn create(target: &Target, config: &QueueConfig) -> Result<Queue, Error> {
         Region::create(target, config.params()?).map(Queue::from_region)
+    }
+
+    /// As [`Queue::create`], returning a handle that removes the queue's
+    /// name when it drops, in this process only (see [`Owned`]): the
+    /// cleanup a program that creates its own queue wants, with no wrapper
+    /// of its own.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Queue, QueueConfig, Target};
+    /// let target = Target::Posix(format!("shmq-doc-create-owned-{}", std::process::id()));
+    /// let q = Queue::create_owned(&target, &QueueConfig::new(64, 8))?;
+    /// q.enqueue_try(b"job")?;
+    /// drop(q);
+    /// assert!(Queue::open(&target).is_err()); // removed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_owned(target: &Target, config: &QueueConfig) -> Result<Owned<Queue>, Error> {
+        Queue::create(target, config).map(|q| Owned::new(q, Some(target.clone())))
     }
 
     /// Opens an existing queue; never creates.
@@ -275,7 +314,12 @@ impl Queue {
         self.roles.is_some()
     }
 
-    /// Runs `f` holding this handle's `side` role, taking it first if needed.
+    /// Runs `f` holding the `side` role for this one call: takes the role
+    /// (or returns the pid of its live holder), runs `f`, gives the role
+    /// back. A shared handle never keeps a role between calls, so it can
+    /// never take one by accident: only [`Queue::into_producer`] and
+    /// [`Queue::into_consumer`] hold a role for longer. Threads sharing the
+    /// handle take turns at each side.
     fn with_role<R>(&self, side: Side, f: impl FnOnce(&mut spsc::Role) -> R) -> Result<R, u32> {
         let roles = self
             .roles
@@ -285,28 +329,16 @@ impl Queue {
             Side::Producer => &roles.producer,
             Side::Consumer => &roles.consumer,
         };
-        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.claim_role(side)?);
-        }
-        Ok(f(guard.as_mut().expect("just set")))
-    }
-
-    fn holds_role(&self, side: Side) -> bool {
-        self.roles.as_ref().is_some_and(|r| {
-            let lock = if side == Side::Producer {
-                &r.producer
-            } else {
-                &r.consumer
-            };
-            lock.lock().unwrap_or_else(|e| e.into_inner()).is_some()
-        })
+        let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lease = self.lease_role(side)?;
+        Ok(f(lease.role()))
     }
 
     /// Turns this handle into the queue's producer end. On a
     /// single-producer queue this takes the producer role (failing with
-    /// [`Error::RoleTaken`] if a live process holds it) and gives the fastest
-    /// path: no lock of any kind per message.
+    /// [`Error::RoleTaken`] if a live handle holds it, in this process or
+    /// another) and gives the fastest path: no lock of any kind per
+    /// message. The role is held until the [`Producer`] drops.
     ///
     /// # Examples
     /// ```
@@ -361,6 +393,35 @@ impl Queue {
     pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> Queue {
         self.wait = wait;
         self
+    }
+
+    /// Sets how this handle's blocking calls wait, in place. Every handle
+    /// that blocks has the same pair: `with_wait_strategy(self, w) -> Self`
+    /// and `set_wait_strategy(&mut self, w)`, on [`Queue`], [`Producer`],
+    /// [`Consumer`], [`Log`](crate::Log), [`Publisher`](crate::Publisher)
+    /// and [`Subscriber`](crate::Subscriber).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, Queue, QueueConfig, WaitStrategy};
+    /// let spin = WaitStrategy::BusySpin;
+    /// let mut q = Queue::in_process(&QueueConfig::new(8, 4)).unwrap();
+    /// q.set_wait_strategy(spin);
+    /// let mut p = q.into_producer().unwrap().with_wait_strategy(WaitStrategy::default());
+    /// p.set_wait_strategy(spin);
+    /// assert_eq!(p.wait_strategy(), spin);
+    /// let c = Queue::in_process(&QueueConfig::new(8, 4)).unwrap()
+    ///     .into_consumer().unwrap().with_wait_strategy(spin);
+    /// assert_eq!(c.wait_strategy(), spin);
+    /// let mut log = Log::in_process(&LogConfig::new(8, 4)).unwrap();
+    /// log.set_wait_strategy(spin);
+    /// let s = log.subscribe(shmq::Start::Latest).unwrap().with_wait_strategy(spin);
+    /// assert_eq!(s.wait_strategy(), spin);
+    /// let publisher = log.into_publisher().unwrap().with_wait_strategy(spin);
+    /// assert_eq!(publisher.wait_strategy(), spin);
+    /// ```
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
     }
 
     /// How this handle's blocking calls wait.
@@ -1220,7 +1281,8 @@ impl Queue {
     /// [`DequeueError::Closed`]. Wakes every sleeper. Idempotent.
     pub fn close(&self) {
         if self.roles.is_some() {
-            return self.spsc_close(self.holds_role(Side::Producer));
+            // A shared handle holds no role between calls (see `with_role`).
+            return self.spsc_close(false);
         }
         let hdr = self.region.header();
         // SYNC(close): SeqCst, pairs with the SeqCst loads in `closed`,
@@ -1246,23 +1308,43 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        // Roles are leased per call (see `with_role`): none is held here.
         self.free_pool();
-        if let Some(roles) = self.roles.take() {
-            for (side, lock) in [
-                (Side::Producer, &roles.producer),
-                (Side::Consumer, &roles.consumer),
-            ] {
-                if let Some(role) = lock.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                    self.release_role(side, role);
-                }
-            }
-        }
     }
 }
 
 /// The producing end of a queue, from [`Queue::into_producer`]: the fastest
 /// way to enqueue on a single-producer queue (no lock of any kind per
 /// message). On a multi-producer queue it simply forwards to [`Queue`].
+///
+/// A producer only produces: it has the enqueue, reserve and close calls
+/// and the read-only ones ([`Producer::len`], [`Producer::stats`], ...),
+/// and no way to reach a dequeue, so it can never take the consumer role by
+/// accident. It holds the producer role until it drops; meanwhile any other
+/// producer, in this process or another, gets [`EnqueueError::RoleTaken`].
+///
+/// # Examples
+/// ```
+/// use shmq::{EnqueueError, Queue, QueueConfig};
+/// let q = Queue::in_process(&QueueConfig::new(64, 4).spsc(true)).unwrap();
+/// let mut producer = q.into_producer().unwrap();
+/// producer.enqueue_try(b"tick").unwrap();
+/// assert_eq!((producer.len(), producer.stats().enqueued), (1, 1));
+/// ```
+///
+/// It cannot dequeue, neither directly nor through the queue:
+/// ```compile_fail
+/// # use shmq::{Queue, QueueConfig};
+/// let mut producer = Queue::in_process(&QueueConfig::new(64, 4).spsc(true))
+///     .unwrap().into_producer().unwrap();
+/// producer.dequeue_try(&mut [0u8; 64]);
+/// ```
+/// ```compile_fail
+/// # use shmq::{Queue, QueueConfig};
+/// let producer = Queue::in_process(&QueueConfig::new(64, 4).spsc(true))
+///     .unwrap().into_producer().unwrap();
+/// producer.queue().dequeue_try(&mut [0u8; 64]);
+/// ```
 #[derive(Debug)]
 pub struct Producer {
     queue: Queue,
@@ -1270,6 +1352,34 @@ pub struct Producer {
 }
 
 /// The consuming end of a queue, from [`Queue::into_consumer`] (see [`Producer`]).
+///
+/// A consumer only consumes: it has the dequeue and consume calls and the
+/// read-only ones, and no way to reach an enqueue, so it can never take the
+/// producer role by accident.
+///
+/// # Examples
+/// ```
+/// use shmq::{Queue, QueueConfig};
+/// let q = Queue::in_process(&QueueConfig::new(64, 4).spsc(true)).unwrap();
+/// q.enqueue_try(b"tock").unwrap(); // a shared handle leases the role for this call only
+/// let mut consumer = q.into_consumer().unwrap();
+/// assert_eq!(consumer.dequeue_try(&mut [0u8; 64]), Ok(4));
+/// assert!(consumer.is_empty());
+/// ```
+///
+/// It cannot enqueue, neither directly nor through the queue:
+/// ```compile_fail
+/// # use shmq::{Queue, QueueConfig};
+/// let mut consumer = Queue::in_process(&QueueConfig::new(64, 4).spsc(true))
+///     .unwrap().into_consumer().unwrap();
+/// consumer.enqueue_try(b"x");
+/// ```
+/// ```compile_fail
+/// # use shmq::{Queue, QueueConfig};
+/// let consumer = Queue::in_process(&QueueConfig::new(64, 4).spsc(true))
+///     .unwrap().into_consumer().unwrap();
+/// consumer.queue().enqueue_try(b"x");
+/// ```
 #[derive(Debug)]
 pub struct Consumer {
     queue: Queue,
@@ -1316,11 +1426,6 @@ impl Producer {
             None => self.queue.close(),
         }
     }
-
-    /// The queue, for statistics and the other operations.
-    pub fn queue(&self) -> &Queue {
-        &self.queue
-    }
 }
 
 impl Consumer {
@@ -1355,12 +1460,94 @@ impl Consumer {
             None => self.queue.dequeue_until(buf, deadline),
         }
     }
-
-    /// The queue, for statistics and the other operations.
-    pub fn queue(&self) -> &Queue {
-        &self.queue
-    }
 }
+
+/// The read-only and whole-queue operations of a role handle, forwarded to
+/// its [`Queue`]. A role handle deliberately has no way back to the shared
+/// handle: through it, a producer could dequeue (taking the consumer role)
+/// and a consumer enqueue.
+macro_rules! role_handle_info {
+    ($ty:ident) => {
+        impl $ty {
+            /// As [`Queue::is_spsc`].
+            pub fn is_spsc(&self) -> bool {
+                self.queue.is_spsc()
+            }
+            /// As [`Queue::slot_size`].
+            pub fn slot_size(&self) -> usize {
+                self.queue.slot_size()
+            }
+            /// As [`Queue::capacity`].
+            pub fn capacity(&self) -> usize {
+                self.queue.capacity()
+            }
+            /// As [`Queue::len`].
+            pub fn len(&self) -> usize {
+                self.queue.len()
+            }
+            /// As [`Queue::is_empty`].
+            pub fn is_empty(&self) -> bool {
+                self.queue.is_empty()
+            }
+            /// As [`Queue::is_closed`].
+            pub fn is_closed(&self) -> bool {
+                self.queue.is_closed()
+            }
+            /// As [`Queue::stats`].
+            pub fn stats(&self) -> QueueStats {
+                self.queue.stats()
+            }
+            /// As [`Queue::params`].
+            pub fn params(&self) -> &Params {
+                self.queue.params()
+            }
+            /// As [`Queue::target`].
+            pub fn target(&self) -> Option<&Target> {
+                self.queue.target()
+            }
+            /// As [`Queue::unlink`].
+            pub fn unlink(&self) -> Result<(), Error> {
+                self.queue.unlink()
+            }
+            /// As [`Queue::flush`].
+            pub fn flush(&self) -> Result<(), Error> {
+                self.queue.flush()
+            }
+            /// As [`Queue::attached`].
+            pub fn attached(&self) -> Vec<Attached> {
+                self.queue.attached()
+            }
+            /// As [`Queue::wait_strategy`].
+            pub fn wait_strategy(&self) -> WaitStrategy {
+                self.queue.wait_strategy()
+            }
+        }
+    };
+}
+
+role_handle_info!(Producer);
+role_handle_info!(Consumer);
+
+/// The wait-strategy pair of a role handle (see [`Queue::set_wait_strategy`]).
+macro_rules! role_handle_wait {
+    ($ty:ident) => {
+        impl $ty {
+            /// Sets how this handle's blocking calls wait (see
+            /// [`Queue::set_wait_strategy`]).
+            pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> $ty {
+                self.queue.set_wait_strategy(wait);
+                self
+            }
+            /// Sets how this handle's blocking calls wait, in place.
+            pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+                self.queue.set_wait_strategy(wait);
+            }
+        }
+    };
+}
+
+role_handle_wait!(Producer);
+role_handle_wait!(Consumer);
 
 impl Drop for Producer {
     fn drop(&mut self) {
@@ -1670,33 +1857,71 @@ mod tests {
     }
 
     #[test]
-    fn spsc_roles_are_exclusive_and_released_on_drop() {
+    fn a_shared_spsc_handle_never_keeps_a_role_between_calls() {
+        // Issue 12's trap: the first enqueue (or dequeue) of a plain handle
+        // took the role for the handle's life, and a real consumer started
+        // later got RoleTaken. Now every call leases the role it needs.
         let (target, a) = spsc_pair("roles", 4);
-        let b = Queue::open(&target).unwrap();
+        let (b, c) = (Queue::open(&target).unwrap(), Queue::open(&target).unwrap());
         target.unlink().unwrap();
         a.enqueue_try(b"a").unwrap();
+        assert_eq!(a.dequeue_try(&mut [0u8; 16]), Ok(1));
+        a.enqueue_try(b"b").unwrap();
+        let mut consumer = b.into_consumer().expect("the consumer role is free");
+        let mut producer = c.into_producer().expect("the producer role is free");
+        assert_eq!(consumer.dequeue_try(&mut [0u8; 16]), Ok(1));
+        producer.enqueue_try(b"c").unwrap();
+        assert_eq!(consumer.dequeue_try(&mut [0u8; 16]), Ok(1));
+        // Now the roles are held by the role handles, explicitly.
         let me = std::process::id();
         assert_eq!(
-            b.enqueue_try(b"b"),
+            a.enqueue_try(b"d"),
             Err(EnqueueError::RoleTaken { pid: me })
-        );
-        assert_eq!(
-            b.dequeue_try(&mut [0u8; 16]),
-            Ok(1),
-            "the consumer role was free"
         );
         assert_eq!(
             a.dequeue_try(&mut [0u8; 16]),
             Err(DequeueError::RoleTaken { pid: me })
         );
-        let c = Queue::open(&target.clone()).err();
-        assert!(matches!(c, Some(Error::NotFound { .. })), "unlinked: {c:?}");
-        drop(a);
-        b.enqueue_try(b"c").unwrap();
-        let fresh = Queue::in_process(&QueueConfig::new(8, 2).spsc(true)).unwrap();
+        drop(producer);
+        drop(consumer);
+        a.enqueue_try(b"e").unwrap();
+        assert_eq!(a.dequeue_try(&mut [0u8; 16]), Ok(1));
+    }
+
+    #[test]
+    fn role_taken_in_this_process_says_so() {
+        let (target, q) = spsc_pair("taken", 4);
+        let again = Queue::open(&target).unwrap();
+        target.unlink().unwrap();
+        let me = std::process::id();
+        let text = EnqueueError::RoleTaken { pid: me }.to_string();
         assert!(
-            fresh.into_producer().is_ok(),
-            "a fresh queue's producer role is free"
+            text.contains(&format!(
+                "another handle in this process (pid {me}) holds the producer role"
+            )),
+            "{text}"
+        );
+        let text = Error::RoleTaken {
+            role: "consumer",
+            pid: me,
+        }
+        .to_string();
+        assert!(
+            text.contains(&format!(
+                "another handle in this process (pid {me}) holds the consumer role"
+            )),
+            "{text}"
+        );
+        let other = EnqueueError::RoleTaken { pid: 1 }.to_string();
+        assert!(
+            other.starts_with("process 1 holds the producer role"),
+            "{other}"
+        );
+        let _c = q.into_consumer().unwrap();
+        let err = again.into_consumer().unwrap_err();
+        assert!(
+            err.to_string().contains("another handle in this process"),
+            "{err}"
         );
     }
 
@@ -1766,6 +1991,7 @@ mod tests {
     #[test]
     fn spsc_close_by_a_third_party_waits_for_the_producer() {
         let (target, producer) = spsc_pair("close3", 4);
+        let mut producer = producer.into_producer().unwrap();
         let consumer = Queue::open(&target).unwrap();
         let closer = Queue::open(&target).unwrap();
         target.unlink().unwrap();
@@ -1781,6 +2007,7 @@ mod tests {
 
         // Or the producer goes away, which wakes a sleeping consumer.
         let (target, producer) = spsc_pair("close4", 4);
+        let mut producer = producer.into_producer().unwrap();
         let consumer = Queue::open(&target).unwrap();
         target.unlink().unwrap();
         producer.enqueue_try(b"1").unwrap();

@@ -298,3 +298,26 @@ fn the_cursor_of_a_killed_reliable_subscriber_is_reaped() {
     assert_eq!(seq, 8);
     assert!(log.cursors().is_empty(), "{:?}", log.cursors());
 }
+
+#[test]
+fn a_cursor_table_mismatch_names_the_cursor_counts_the_callers_passed() {
+    let target = common::posix("cursor-mismatch");
+    let _log = Log::create(&target, &LogConfig::new(16, 4).cursors(3)).unwrap();
+    let err = Log::open_or_create(&target, &LogConfig::new(16, 4).cursors(2)).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, shmq::Error::Incompatible { .. }), "{err:?}");
+    assert!(text.contains("room for 3 cursors (wanted 2)"), "{text}");
+}
+
+#[test]
+fn a_full_cursor_table_says_what_to_do_in_every_language() {
+    let text = CursorError::TableFull { capacity: 2 }.to_string();
+    for words in [
+        "LogConfig::cursors",
+        "shmq_log_create",
+        "WithCursors",
+        "--cursors",
+    ] {
+        assert!(text.contains(words), "{text}");
+    }
+}

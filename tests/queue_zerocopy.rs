@@ -181,7 +181,9 @@ fn close_during_a_reservation_delivers_its_commit_then_closed() {
     assert_eq!(q.consume().err(), Some(DequeueError::Closed));
 
     // Single producer: the producer's own close.
-    let q = Queue::in_process(&QueueConfig::new(8, 4).spsc(true)).unwrap();
+    let target = common::posix("zc-close-spsc");
+    let q = Queue::create(&target, &QueueConfig::new(8, 4).spsc(true)).unwrap();
+    let mut c = Queue::open(&target).unwrap().into_consumer().unwrap();
     let mut p = q.into_producer().unwrap();
     let mut r = p.reserve(1).unwrap();
     r[0] = 9;
@@ -190,8 +192,8 @@ fn close_during_a_reservation_delivers_its_commit_then_closed() {
     drop(r);
     p.close();
     assert_eq!(p.reserve(1).err(), Some(EnqueueError::Closed));
-    assert_eq!(&*p.queue().consume().unwrap(), &[9]);
-    assert_eq!(p.queue().consume().err(), Some(DequeueError::Closed));
+    assert_eq!(&*c.consume().unwrap(), &[9]);
+    assert_eq!(c.consume().err(), Some(DequeueError::Closed));
 }
 
 #[test]

@@ -629,13 +629,13 @@ fn mode_bits_at_creation_are_honoured() {
         target.unlink().unwrap();
         // Bits a typical umask (022) would clear are kept too.
         for mode in [0o640, 0o666, 0o604] {
-            let q = Queue::create(target, &config().mode(mode)).unwrap();
+            let q = Queue::create(target, &config().permissions(mode)).unwrap();
             assert_eq!(mode_of(target), mode, "{}: mode {mode:o}", target.0);
             assert_eq!(q.params().mode, mode);
             drop(q);
             target.unlink().unwrap();
         }
-        let r = Queue::create(target, &config().mode(0o1777));
+        let r = Queue::create(target, &config().permissions(0o1777));
         assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
         assert!(!target.exists(), "a refused create leaves nothing behind");
     });

@@ -242,7 +242,7 @@ fn config(
         .mode(log_mode)
         .cursors(cursors)
         .single_publisher(flags & SHMQ_LOG_SINGLE_PUBLISHER != 0)
-        .file_mode(mode))
+        .permissions(mode))
 }
 
 /// Writes the handle for a setup result.

@@ -191,12 +191,16 @@ unsafe fn handle_out(
 }
 
 /// Flag for shmq_queue_create(): a single-producer/single-consumer queue.
-/// At most one handle produces and one consumes at a time (others get
-/// `SHMQ_ROLE_TAKEN`), and in exchange no operation executes a locked
-/// instruction: the fastest mode. Take the roles explicitly with
-/// shmq_queue_producer() and shmq_queue_consumer(): their calls take no
-/// lock at all. A queue handle that enqueues (or dequeues) takes that role
-/// itself, until it is freed, and locks it per call.
+/// At most one handle produces and one consumes at a time, and in exchange
+/// the role handles execute no locked instruction: the fastest mode. Take
+/// the roles explicitly with shmq_queue_producer() and
+/// shmq_queue_consumer(): their calls take no lock at all, and a second
+/// taker gets `SHMQ_ROLE_TAKEN`. Through a queue handle each enqueue (or
+/// dequeue) call leases the producer (or consumer) role for that call only
+/// (two compare-and-swaps) and gives it back before returning, so no queue
+/// handle keeps a role between calls; a call made while another handle
+/// holds the role (mid-call, a zero-copy guard, or a role handle) gets
+/// `SHMQ_ROLE_TAKEN`.
 pub const SHMQ_QUEUE_SPSC: u32 = 1;
 
 fn config(
@@ -219,7 +223,7 @@ fn config(
     })?;
     let mode = if mode == 0 { 0o600 } else { mode };
     Ok(QueueConfig::new(slot_size as usize, capacity)
-        .mode(mode)
+        .permissions(mode)
         .spsc(flags & SHMQ_QUEUE_SPSC != 0))
 }
 

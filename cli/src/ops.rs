@@ -19,7 +19,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
                 ));
             }
             let config = QueueConfig::new(a.slot_size, a.capacity)
-                .mode(a.mode)
+                .permissions(a.mode)
                 .spsc(a.spsc);
             let q = Queue::create(target, &config)?;
             let p = q.params();
@@ -51,7 +51,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
             let mut config = LogConfig::new(a.slot_size, a.capacity)
                 .mode(mode)
                 .single_publisher(a.single_publisher)
-                .file_mode(a.mode);
+                .permissions(a.mode);
             if let Some(n) = a.cursors {
                 config = config.cursors(n);
             }

@@ -688,9 +688,10 @@ func WithCapacity(slots int) Option { return func(c *config) { c.capacity = slot
 func WithMode(mode os.FileMode) Option { return func(c *config) { c.mode = mode } }
 
 // WithSPSC makes a single-producer/single-consumer queue: at most one
-// handle produces and one consumes at a time (the first to enqueue, or
-// dequeue, holds that role until it is closed; others get ErrRoleTaken), and
-// in exchange no operation executes a locked instruction.
+// call produces and one consumes at a time (each enqueue or dequeue leases
+// its role for that call only, so no handle keeps a role between calls; a
+// call made while another handle holds the role gets ErrRoleTaken), and in
+// exchange no operation executes a locked instruction.
 func WithSPSC() Option { return func(c *config) { c.flags |= C.SHMQ_QUEUE_SPSC } }
 
 func versionPtr() uintptr { return uintptr(unsafe.Pointer(C.shmq_version())) }

@@ -163,11 +163,7 @@ impl fmt::Display for PublishError {
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")
             }
-            PublishError::RoleTaken { pid } => write!(
-                f,
-                "this single-publisher log already has a publisher (pid {pid}); \
-                 publish through it, wait for it to detach, or create the log without single_publisher"
-            ),
+            PublishError::RoleTaken { pid } => crate::error::role_taken(f, "publisher", *pid),
             PublishError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             PublishError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),
         }
@@ -206,7 +202,9 @@ impl fmt::Display for CursorError {
             CursorError::TableFull { capacity } => write!(
                 f,
                 "cursor table full: all {capacity} entries are taken; remove an unused cursor, \
-                 or create the log with a larger LogConfig::cursors"
+                 or create the log with room for more cursors (the cursor count given at \
+                 creation: LogConfig::cursors in Rust, the cursors argument of \
+                 shmq_log_create in C, WithCursors in Go, --cursors of shmq create)"
             ),
             CursorError::InUse { name, pid } => write!(
                 f,

@@ -14,8 +14,10 @@
 //!
 //! Who may produce and consume is a role token in the control line: the
 //! token of the holding handle's process-table entry (its index and
-//! generation, see `crate::procs`), taken by a handle on first use and given
-//! back on drop. A token whose entry's owner is dead (by the one liveness
+//! generation, see `crate::procs`), taken by a
+//! [`Producer`](super::Producer) or [`Consumer`](super::Consumer) for its
+//! life, or leased by one call (or zero-copy guard) of a shared handle, and
+//! given back on drop. A token whose entry's owner is dead (by the one liveness
 //! mechanism, `crate::liveness`), whose entry was reused since, or that
 //! names no entry at all (garbage) is taken over; the dead holder's entry is
 //! reaped then, which also takes its sleepers out of `Control::sleepers`.
@@ -60,7 +62,40 @@ pub(super) struct Role {
     cached: u64,
 }
 
+/// A role leased by one call (or one zero-copy guard) of a shared
+/// [`Queue`] handle: taken by [`Queue::lease_role`], given back on drop
+/// (also when the call unwinds).
+#[derive(Debug)]
+pub(super) struct Lease<'a> {
+    queue: &'a Queue,
+    side: Side,
+    role: Role,
+}
+
+impl Lease<'_> {
+    /// The leased role.
+    pub(super) fn role(&mut self) -> &mut Role {
+        &mut self.role
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.queue.release_role(self.side, &self.role);
+    }
+}
+
 impl Queue {
+    /// Takes the `side` role until the returned lease drops, or returns the
+    /// pid of its live holder (0: this handle has no process-table entry).
+    pub(super) fn lease_role(&self, side: Side) -> Result<Lease<'_>, u32> {
+        Ok(Lease {
+            queue: self,
+            side,
+            role: self.claim_role(side)?,
+        })
+    }
+
     fn role_word(&self, side: Side) -> &AtomicU64 {
         let ctl = &self.region.header().control;
         match side {

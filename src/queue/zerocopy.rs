@@ -76,32 +76,21 @@ impl Drop for GuardLane<'_> {
 }
 
 /// A role held by one guard of a single-producer/single-consumer queue:
-/// borrowed from a [`Producer`]/[`Consumer`], or taken out of a shared
-/// handle's lock and put back on drop.
+/// borrowed from a [`Producer`]/[`Consumer`], or leased by a shared handle
+/// for the guard's life and given back when it drops.
 // The role is a 128-byte-aligned line of its own by design (see `spsc::Role`);
 // boxing it per guard would cost an allocation per call.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum RoleHold<'a> {
     Borrowed(&'a mut spsc::Role),
-    Taken {
-        lock: &'a Mutex<Option<spsc::Role>>,
-        role: Option<spsc::Role>,
-    },
+    Leased(spsc::Lease<'a>),
 }
 
 impl RoleHold<'_> {
     fn get(&mut self) -> &mut spsc::Role {
         match self {
             RoleHold::Borrowed(r) => r,
-            RoleHold::Taken { role, .. } => role.as_mut().expect("held until drop"),
-        }
-    }
-}
-
-impl Drop for RoleHold<'_> {
-    fn drop(&mut self) {
-        if let RoleHold::Taken { lock, role } = self {
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = role.take();
+            RoleHold::Leased(lease) => lease.role(),
         }
     }
 }
@@ -145,22 +134,9 @@ impl Queue {
         *st = PoolState::default();
     }
 
-    /// Takes this shared handle's `side` role out of its lock for a guard.
+    /// Leases the `side` role of this shared handle for a guard's life.
     fn take_role(&self, side: Side) -> Result<RoleHold<'_>, u32> {
-        let roles = self.roles.as_ref().expect("single-producer queues only");
-        let lock = match side {
-            Side::Producer => &roles.producer,
-            Side::Consumer => &roles.consumer,
-        };
-        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let role = match guard.take() {
-            Some(r) => r,
-            None => self.claim_role(side)?,
-        };
-        Ok(RoleHold::Taken {
-            lock,
-            role: Some(role),
-        })
+        self.lease_role(side).map(RoleHold::Leased)
     }
 
     // ---- reserving ----
@@ -438,7 +414,7 @@ impl Producer {
     /// let mut slot = p.reserve(3).unwrap();
     /// slot.copy_from_slice(b"abc");
     /// slot.commit(3).unwrap();
-    /// assert_eq!(p.queue().len(), 1);
+    /// assert_eq!(p.len(), 1);
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<ReserveGuard<'_>, EnqueueError> {
         let Producer { queue, role } = self;

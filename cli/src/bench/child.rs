@@ -395,7 +395,7 @@ fn cpu_ns() -> u64 {
 
 fn idle(a: &ChildArgs) -> anyhow::Result<()> {
     let mut q = open_queue(a)?.into_consumer()?;
-    let mut buf = vec![0u8; q.queue().slot_size()];
+    let mut buf = vec![0u8; q.slot_size()];
     let wait = Duration::from_secs_f64(a.secs);
     let (cpu0, t0) = (cpu_ns(), Instant::now());
     let r = q.dequeue_block(&mut buf, Some(wait));
