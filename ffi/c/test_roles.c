@@ -69,12 +69,15 @@ static void roles_are_exclusive_and_free_releases(void) {
     CHECK_STATUS(shmq_consumer_dequeue_block(c, buf, sizeof buf, 1000000, &n), SHMQ_TIMEOUT);
 
     /* Freeing releases: the role can be taken again, by a role handle or
-     * by the queue handle itself. */
+     * by the queue handle itself, which leases it for one call only and so
+     * keeps none between calls. */
     shmq_producer_free(p);
     CHECK_STATUS(shmq_queue_producer(q, &p2), SHMQ_OK);
+    CHECK_STATUS(shmq_queue_enqueue_try(q, (const uint8_t *)"x", 1), SHMQ_ROLE_TAKEN);
     shmq_producer_free(p2);
     CHECK_STATUS(shmq_queue_enqueue_try(q, (const uint8_t *)"q", 1), SHMQ_OK);
-    CHECK_STATUS(shmq_queue_producer(q, &p2), SHMQ_ROLE_TAKEN);
+    CHECK_STATUS(shmq_queue_producer(q, &p2), SHMQ_OK);
+    shmq_producer_free(p2);
     shmq_consumer_free(c);
     CHECK_STATUS(shmq_queue_dequeue_try(q, buf, sizeof buf, &n), SHMQ_OK);
     CHECK(n == 1 && buf[0] == 'q');
