@@ -353,31 +353,31 @@ impl Queue {
     /// # target.unlink().unwrap();
     /// ```
     pub fn into_producer(self) -> Result<Producer, Error> {
-        let role = match self.roles {
-            Some(_) => Some(
-                self.claim_role(Side::Producer)
-                    .map_err(|pid| Error::RoleTaken {
+        let role =
+            match self.roles {
+                Some(_) => Some(self.claim_role(Side::Producer).map(spsc::OwnLine).map_err(
+                    |pid| Error::RoleTaken {
                         role: "producer",
                         pid,
-                    })?,
-            ),
-            None => None,
-        };
+                    },
+                )?),
+                None => None,
+            };
         Ok(Producer { queue: self, role })
     }
 
     /// Turns this handle into the queue's consumer end (see [`Queue::into_producer`]).
     pub fn into_consumer(self) -> Result<Consumer, Error> {
-        let role = match self.roles {
-            Some(_) => Some(
-                self.claim_role(Side::Consumer)
-                    .map_err(|pid| Error::RoleTaken {
+        let role =
+            match self.roles {
+                Some(_) => Some(self.claim_role(Side::Consumer).map(spsc::OwnLine).map_err(
+                    |pid| Error::RoleTaken {
                         role: "consumer",
                         pid,
-                    })?,
-            ),
-            None => None,
-        };
+                    },
+                )?),
+                None => None,
+            };
         Ok(Consumer { queue: self, role })
     }
 
@@ -1348,7 +1348,7 @@ impl Drop for Queue {
 #[derive(Debug)]
 pub struct Producer {
     queue: Queue,
-    role: Option<spsc::Role>,
+    role: Option<spsc::OwnLine<spsc::Role>>,
 }
 
 /// The consuming end of a queue, from [`Queue::into_consumer`] (see [`Producer`]).
@@ -1383,7 +1383,7 @@ pub struct Producer {
 #[derive(Debug)]
 pub struct Consumer {
     queue: Queue,
-    role: Option<spsc::Role>,
+    role: Option<spsc::OwnLine<spsc::Role>>,
 }
 
 impl Producer {

@@ -224,11 +224,11 @@ fn reset_without_generation_check_loses_a_wake_up() {
                             log.futex_wait(seq);
                         }
                         // Generation-blind: takes out one count, whoever's.
-                        let _ = log.sleepers.fetch_update(
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                            |v| (v & SLEEPERS_COUNT != 0).then(|| v - 1),
-                        );
+                        let _ =
+                            log.sleepers
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                                    (v & SLEEPERS_COUNT != 0).then(|| v - 1)
+                                });
                     }
                 })
             })

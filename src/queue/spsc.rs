@@ -51,15 +51,36 @@ use crate::{DequeueError, EnqueueError};
 /// for the producer, its cached copy of `head` (the consumer polls slot
 /// stamps instead and does not use it).
 ///
-/// Aligned to its own 128-byte line: a handle's role is written on every
-/// message, and the producer's and consumer's handles may sit side by side
-/// on the heap.
+/// A [`Producer`](crate::Producer) or [`Consumer`](crate::Consumer) keeps
+/// its role on a line of its own ([`OwnLine`]). The role itself is not
+/// aligned: a lease of a shared handle travels inside zero-copy guards,
+/// which are moved by value, and an aligned role made every guard a
+/// 384-byte, 128-aligned value copied several times per message.
 #[derive(Debug)]
-#[repr(align(128))]
 pub(super) struct Role {
     token: u64,
     pos: u64,
     cached: u64,
+}
+
+/// A value alone on its 128-byte line (two 64-byte lines: the adjacent-line
+/// prefetcher pairs them): a handle's role is written on every message, and
+/// the producer's and consumer's handles may sit side by side on the heap.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct OwnLine<T>(pub(super) T);
+
+impl<T> std::ops::Deref for OwnLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for OwnLine<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
 }
 
 /// A role leased by one call (or one zero-copy guard) of a shared

@@ -78,9 +78,6 @@ impl Drop for GuardLane<'_> {
 /// A role held by one guard of a single-producer/single-consumer queue:
 /// borrowed from a [`Producer`]/[`Consumer`], or leased by a shared handle
 /// for the guard's life and given back when it drops.
-// The role is a 128-byte-aligned line of its own by design (see `spsc::Role`);
-// boxing it per guard would cost an allocation per call.
-#[allow(clippy::large_enum_variant)]
 pub(super) enum RoleHold<'a> {
     Borrowed(&'a mut spsc::Role),
     Leased(spsc::Lease<'a>),
