@@ -74,6 +74,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -624,15 +625,25 @@ func (s *Subscriber) recvWait(buf []byte, total, slice time.Duration, stop *int3
 // never waits. Errors: ErrEmpty; *LaggedError (errors.Is ErrLagged: the
 // subscriber fell a ring behind and lost Missed messages; call again to
 // read the oldest one left); ErrBufferTooSmall (the subscriber stays on the
-// message); ErrClosed once the log is closed and everything was read.
+// message, and the count returned is the length it needs: grow buf and call
+// again); ErrClosed once the log is closed and everything was read.
 func (s *Subscriber) TryRecv(buf []byte) (int, error) {
 	var n C.size_t
 	var missed C.uint64_t
 	st := s.recvTry(buf, &n, &missed)
 	if st != C.SHMQ_OK {
-		return 0, recvErr(st, missed)
+		return tooSmallLen(st, n), recvErr(st, missed)
 	}
 	return int(n), nil
+}
+
+// tooSmallLen is the count a receive returns with an error: the length the
+// message needs for SHMQ_BUFFER_TOO_SMALL (the library wrote it to n), else 0.
+func tooSmallLen(st C.enum_shmq_status, n C.size_t) int {
+	if st == C.SHMQ_BUFFER_TOO_SMALL {
+		return int(n)
+	}
+	return 0
 }
 
 // TryRecvBatch receives up to len(lens) messages that are ready now into
@@ -686,7 +697,7 @@ func (s *Subscriber) recvBatch(buf []byte, lens []int, timeoutNs int64) (int, er
 // Recv receives the next message into buf and returns its length, waiting
 // while there is none until ctx is done (then it returns ctx.Err() within
 // about 2 ms; a message that arrived before is returned, never lost).
-// Other errors as for TryRecv.
+// Other errors as for TryRecv (ErrBufferTooSmall with the needed length).
 func (s *Subscriber) Recv(ctx context.Context, buf []byte) (int, error) {
 	return s.recv(ctx, time.Time{}, buf)
 }
@@ -705,6 +716,9 @@ func (s *Subscriber) recv(ctx context.Context, until time.Time, buf []byte) (int
 			return s.recvWait(buf, total, slice, stop, &n, &missed)
 		}, func(st C.enum_shmq_status) error { return recvErr(st, missed) })
 	if err != nil {
+		if errors.Is(err, ErrBufferTooSmall) {
+			return int(n), err
+		}
 		return 0, err
 	}
 	return int(n), nil

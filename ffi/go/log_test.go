@@ -87,9 +87,13 @@ func TestLogPubSub(t *testing.T) {
 	if a.Lag() != 1 || l.NextSeq() != 4 {
 		t.Fatal(a.Lag(), l.NextSeq())
 	}
-	// A buffer too small leaves the subscriber on the message.
-	if _, err := a.TryRecv(make([]byte, 2)); !errors.Is(err, shmq.ErrBufferTooSmall) {
-		t.Fatal(err)
+	// A buffer too small leaves the subscriber on the message, and says
+	// how long the message is.
+	if n, err := a.TryRecv(make([]byte, 2)); !errors.Is(err, shmq.ErrBufferTooSmall) || n != 5 {
+		t.Fatal(n, err)
+	}
+	if n, err := a.RecvTimeout(make([]byte, 2), time.Second); !errors.Is(err, shmq.ErrBufferTooSmall) || n != 5 {
+		t.Fatal(n, err)
 	}
 	if got := recvString(t, a); got != "hello" {
 		t.Fatal(got)
