@@ -23,7 +23,7 @@ use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmq::{DequeueError, Queue, QueueConfig, Target};
+use shmq::{Queue, QueueConfig, RecvError, Target};
 
 /// Largest datagram: an 8-byte sequence, a payload, a 4-byte checksum.
 const MAX_PACKET: usize = 256;
@@ -123,7 +123,7 @@ fn worker(target: &Target) -> Result<(), Box<dyn std::error::Error>> {
                 bad += u64::from(!check(&msg));
                 processed += 1;
             } // released here
-            Err(DequeueError::Closed) => break,
+            Err(RecvError::Closed) => break,
             Err(e) => return Err(e.into()),
         }
     }

@@ -78,7 +78,7 @@ fn pong(ping: &str, pong: &str) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         match rx.dequeue_block(&mut msg, TIMEOUT) {
             Ok(n) => tx.enqueue_block(&msg[..n], TIMEOUT)?,
-            Err(shmq::DequeueError::Closed) => return Ok(()),
+            Err(shmq::RecvError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }

@@ -10,7 +10,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use shmq::{DequeueError, Queue, QueueConfig, Target};
+use shmq::{Queue, QueueConfig, RecvError, Target};
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 
@@ -90,7 +90,7 @@ fn worker(jobs: &str, done: &str) -> Result<(), Box<dyn std::error::Error>> {
                 result[8..].copy_from_slice(&(n * n).to_le_bytes());
                 done.enqueue_block(&result, TIMEOUT)?;
             }
-            Err(DequeueError::Closed) => return Ok(()),
+            Err(RecvError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }

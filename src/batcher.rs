@@ -73,7 +73,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{CursorError, DequeueError, Queue, RecvError, Subscriber};
+use crate::{CursorError, Queue, RecvError, Subscriber};
 use source::{ChannelSource, LogSource, Pulled, QueueSource, Source};
 
 pub use channel::{AddError, Sender};
@@ -290,9 +290,7 @@ pub enum BatchError {
         /// Items in the failed batch.
         items: usize,
     },
-    /// Dequeuing from the queue failed.
-    Dequeue(DequeueError),
-    /// Receiving from the log failed.
+    /// Dequeuing from the queue or receiving from the log failed.
     Recv(RecvError),
     /// Committing the named cursor failed.
     Cursor(CursorError),
@@ -305,14 +303,21 @@ impl fmt::Display for BatchError {
                 f,
                 "flush of {items} items failed ({detail}); the cursor was not committed past them"
             ),
-            BatchError::Dequeue(e) => write!(f, "dequeue failed: {e}"),
-            BatchError::Recv(e) => write!(f, "receive failed: {e}"),
-            BatchError::Cursor(e) => write!(f, "commit failed: {e}"),
+            BatchError::Recv(_) => f.write_str("the batcher's source failed"),
+            BatchError::Cursor(_) => f.write_str("committing the batcher's cursor failed"),
         }
     }
 }
 
-impl std::error::Error for BatchError {}
+impl std::error::Error for BatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BatchError::FlushFailed { .. } => None,
+            BatchError::Recv(e) => Some(e),
+            BatchError::Cursor(e) => Some(e),
+        }
+    }
+}
 
 /// Ends a running [`Batcher`] from another thread: the batcher stops taking
 /// items (an in-process batcher first takes every item already added),

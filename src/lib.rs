@@ -42,11 +42,10 @@ pub mod segment;
 mod sync;
 mod wait;
 
-pub use error::{DequeueError, EnqueueError, Error};
+pub use error::{Error, RecvError, SendError};
 pub use liveness::Attached;
 pub use log::{
-    CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, PublishError, Publisher, RecvError,
-    Start, Subscriber,
+    CursorError, CursorInfo, Log, LogConfig, LogMode, LogStats, Publisher, Start, Subscriber,
 };
 pub use owned::Owned;
 pub use queue::{

@@ -74,10 +74,10 @@ use crate::procs::{self, Announce, Named};
 use crate::region::Region;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next, SpinBudget, WaitStrategy};
-use crate::{Error, Target};
+use crate::{Error, RecvError, SendError, Target};
 
 pub use cursors::{CursorInfo, MAX_CURSOR_NAME};
-pub use error::{CursorError, PublishError, RecvError};
+pub use error::CursorError;
 
 use cursors::Table;
 use single::{LocalRole, PubRole};
@@ -160,7 +160,7 @@ impl LogConfig {
     /// Makes a single-publisher log (default: many publishers). At most one
     /// handle publishes at a time: the first to publish (or
     /// [`Log::into_publisher`]) takes the publisher role, any other gets
-    /// [`PublishError::RoleTaken`] while its holder lives; the role is given
+    /// [`SendError::RoleTaken`] while its holder lives; the role is given
     /// back when that handle is dropped and taken over when its process
     /// dies. In exchange a publish executes no locked instruction (plain
     /// stores of the slot's stamp and of the tail), and sleeping
@@ -169,7 +169,7 @@ impl LogConfig {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{Log, LogConfig, PublishError, Start};
+    /// use shmq::{Log, LogConfig, SendError, Start};
     /// let config = LogConfig::new(64, 1024).single_publisher(true);
     /// assert!(config.is_single_publisher());
     /// let log = Log::in_process(&config).unwrap();
@@ -177,7 +177,7 @@ impl LogConfig {
     /// let mut publisher = log.clone().into_publisher().unwrap();
     /// assert_eq!(publisher.publish(b"tick"), Ok(0));
     /// // The role is lent to `publisher`: the log handle may not publish meanwhile.
-    /// assert!(matches!(log.publish(b"x"), Err(PublishError::RoleTaken { .. })));
+    /// assert!(matches!(log.publish(b"x"), Err(SendError::RoleTaken { .. })));
     /// let mut buf = [0u8; 64];
     /// assert_eq!(sub.recv_try(&mut buf), Ok(4));
     /// ```
@@ -395,17 +395,19 @@ impl Inner {
 
     /// Publishes through this mapping's role (single-publisher logs),
     /// taking the role first if needed.
-    fn publish_shared(&self, msg: &[u8]) -> Result<u64, PublishError> {
+    fn publish_shared(&self, msg: &[u8]) -> Result<u64, SendError> {
         let mut local = self.local();
         if let LocalRole::Free = *local {
-            let role = self
-                .claim_publisher()
-                .map_err(|pid| PublishError::RoleTaken { pid })?;
+            let role = self.claim_publisher().map_err(|pid| SendError::RoleTaken {
+                role: "publisher",
+                pid,
+            })?;
             *local = LocalRole::Here(role);
         }
         match &mut *local {
             LocalRole::Here(role) => self.sp_publish(role, msg),
-            _ => Err(PublishError::RoleTaken {
+            _ => Err(SendError::RoleTaken {
+                role: "publisher",
                 pid: std::process::id(),
             }),
         }
@@ -510,13 +512,13 @@ impl Inner {
     /// Claims the next sequence number, announcing the claim in `ann`
     /// before the claiming CAS (see [`crate::procs`]).
     #[inline]
-    fn claim(&self, ann: &Announce<'_>) -> Result<u64, PublishError> {
+    fn claim(&self, ann: &Announce<'_>) -> Result<u64, SendError> {
         let tail = &self.region.header().tail.value;
         // Relaxed: only a first guess; the CAS decides.
         let mut t = tail.load(Ordering::Relaxed);
         loop {
             if t > MAX_SEQ {
-                return Err(PublishError::Corrupt {
+                return Err(SendError::Corrupt {
                     detail: format!("tail {t} is beyond the largest sequence number"),
                 });
             }
@@ -533,7 +535,7 @@ impl Inner {
                             return Err(t.into());
                         }
                         self.maybe_reap();
-                        return Err(PublishError::Full);
+                        return Err(SendError::Full);
                     }
                 }
             }
@@ -721,9 +723,9 @@ impl Inner {
 
     /// Multi-publisher batch: each message claimed and published in turn
     /// (see [`Log::publish_batch`]); stops at the first that does not fit.
-    fn publish_batch(&self, msgs: &[&[u8]]) -> Result<usize, PublishError> {
+    fn publish_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         if let Some(m) = msgs.iter().find(|m| m.len() > self.slot_size) {
-            return Err(PublishError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: m.len(),
                 max: self.slot_size,
             });
@@ -747,17 +749,17 @@ impl Inner {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    fn publish(&self, msg: &[u8]) -> Result<u64, PublishError> {
+    fn publish(&self, msg: &[u8]) -> Result<u64, SendError> {
         if msg.len() > self.slot_size {
-            return Err(PublishError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: msg.len(),
                 max: self.slot_size,
             });
         }
         if self.closed() {
-            return Err(PublishError::Closed);
+            return Err(SendError::Closed);
         }
-        let ann = Announce::new(Some(self.region.lane().ok_or(PublishError::Busy)?));
+        let ann = Announce::new(Some(self.region.lane().ok_or(SendError::Busy)?));
         // Each failed attempt bumped past a slot held by a stalled publisher;
         // after a whole ring of them, give up rather than spin.
         for _ in 0..=self.capacity {
@@ -769,7 +771,7 @@ impl Inner {
                 if self.write(seq, &[], ST_SKIPPED) != Outcome::Overtaken {
                     self.count_tombstone();
                 }
-                return Err(PublishError::Closed);
+                return Err(SendError::Closed);
             }
             match self.write(seq, msg, ST_COMPLETE) {
                 Outcome::Published | Outcome::Overtaken => {
@@ -783,7 +785,7 @@ impl Inner {
                 Outcome::Bumped => self.count_tombstone(),
             }
         }
-        Err(PublishError::Corrupt {
+        Err(SendError::Corrupt {
             detail: "every slot is held by a publisher that stopped in the middle of a write"
                 .into(),
         })
@@ -983,33 +985,33 @@ impl Log {
     }
 
     /// Publishes `msg` and returns its sequence number. In overwrite mode it
-    /// never waits; in reliable mode it fails with [`PublishError::Full`]
+    /// never waits; in reliable mode it fails with [`SendError::Full`]
     /// when the slowest cursor is a full ring behind.
     ///
     /// # Errors
-    /// [`PublishError::TooLarge`] and [`PublishError::Full`] (nothing
-    /// written), [`PublishError::Closed`].
+    /// [`SendError::TooLarge`] and [`SendError::Full`] (nothing
+    /// written), [`SendError::Closed`].
     ///
     /// # Examples
     /// ```
-    /// use shmq::{Log, LogConfig, LogMode, PublishError, Start};
+    /// use shmq::{Log, LogConfig, LogMode, SendError, Start};
     /// let log = Log::in_process(&LogConfig::new(8, 2).mode(LogMode::Reliable)).unwrap();
     /// let mut sub = log.subscribe(Start::Latest).unwrap(); // registers: gates publishers
     /// assert_eq!(log.publish(b"a"), Ok(0));
     /// assert_eq!(log.publish(b"b"), Ok(1));
-    /// assert_eq!(log.publish(b"c"), Err(PublishError::Full));
+    /// assert_eq!(log.publish(b"c"), Err(SendError::Full));
     /// let mut buf = [0u8; 8];
     /// sub.recv_try(&mut buf).unwrap();
     /// assert_eq!(log.publish(b"c"), Ok(2));
-    /// assert_eq!(log.publish(b"too long!"), Err(PublishError::TooLarge { len: 9, max: 8 }));
+    /// assert_eq!(log.publish(b"too long!"), Err(SendError::TooLarge { len: 9, max: 8 }));
     /// ```
     ///
     /// On a single-publisher log the first publish takes the publisher
     /// role for this handle's mapping (until it is dropped); a second live
-    /// publisher gets [`PublishError::RoleTaken`]. [`Log::into_publisher`]
+    /// publisher gets [`SendError::RoleTaken`]. [`Log::into_publisher`]
     /// gives a handle that publishes without taking a lock.
     #[inline]
-    pub fn publish(&self, msg: &[u8]) -> Result<u64, PublishError> {
+    pub fn publish(&self, msg: &[u8]) -> Result<u64, SendError> {
         if self.inner.single {
             return self.inner.publish_shared(msg);
         }
@@ -1027,8 +1029,8 @@ impl Log {
     ///
     /// # Errors
     /// As [`Log::publish`], for the first message (nothing published):
-    /// [`PublishError::TooLarge`] if any message is too long,
-    /// [`PublishError::Full`], [`PublishError::Closed`].
+    /// [`SendError::TooLarge`] if any message is too long,
+    /// [`SendError::Full`], [`SendError::Closed`].
     ///
     /// # Examples
     /// ```
@@ -1041,7 +1043,7 @@ impl Log {
     /// sub.recv_batch_with(8, |m| got.push(m.to_vec())).unwrap();
     /// assert_eq!(got, [b"a", b"b", b"c", b"d"]);
     /// ```
-    pub fn publish_batch(&self, msgs: &[&[u8]]) -> Result<usize, PublishError> {
+    pub fn publish_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         let inner = &*self.inner;
         if !inner.single {
             return inner.publish_batch(msgs);
@@ -1050,12 +1052,16 @@ impl Log {
         if let LocalRole::Free = *local {
             let role = inner
                 .claim_publisher()
-                .map_err(|pid| PublishError::RoleTaken { pid })?;
+                .map_err(|pid| SendError::RoleTaken {
+                    role: "publisher",
+                    pid,
+                })?;
             *local = LocalRole::Here(role);
         }
         match &mut *local {
             LocalRole::Here(role) => inner.sp_publish_batch(role, msgs),
-            _ => Err(PublishError::RoleTaken {
+            _ => Err(SendError::RoleTaken {
+                role: "publisher",
                 pid: std::process::id(),
             }),
         }
@@ -1069,7 +1075,7 @@ impl Log {
         &self,
         msgs: &[&[u8]],
         timeout: Option<Duration>,
-    ) -> Result<usize, PublishError> {
+    ) -> Result<usize, SendError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut done = 0;
         while done < msgs.len() {
@@ -1162,7 +1168,7 @@ impl Log {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{Log, LogConfig, LogMode, PublishError};
+    /// use shmq::{Log, LogConfig, LogMode, SendError};
     /// use std::time::Duration;
     /// let log = Log::in_process(&LogConfig::new(8, 2).mode(LogMode::Reliable)).unwrap();
     /// log.create_cursor("audit", shmq::Start::Latest).unwrap();
@@ -1170,37 +1176,29 @@ impl Log {
     /// log.publish_block(b"b", None).unwrap();
     /// let r = log.publish_block(b"c", Some(Duration::from_millis(5)));
     /// // "audit" never reads: the error says so.
-    /// assert!(matches!(r, Err(PublishError::GatedBy { cursor, .. }) if cursor == "audit"));
+    /// assert!(matches!(r, Err(SendError::GatedBy { cursor, .. }) if cursor == "audit"));
     /// ```
-    pub fn publish_block(
-        &self,
-        msg: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<u64, PublishError> {
+    pub fn publish_block(&self, msg: &[u8], timeout: Option<Duration>) -> Result<u64, SendError> {
         self.publish_until(msg, timeout.map(|t| Instant::now() + t))
     }
 
     /// Publishes `msg`, waiting until `deadline` (`None`: no limit) while the
     /// log is full in reliable mode.
-    pub fn publish_until(
-        &self,
-        msg: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<u64, PublishError> {
+    pub fn publish_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<u64, SendError> {
         self.gated_until(deadline, || self.publish(msg))
     }
 
-    /// Retries `attempt` while it reports [`PublishError::Full`], sleeping
+    /// Retries `attempt` while it reports [`SendError::Full`], sleeping
     /// on the slowest cursor, until `deadline`.
     fn gated_until<T>(
         &self,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Result<T, PublishError>,
-    ) -> Result<T, PublishError> {
+        mut attempt: impl FnMut() -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match attempt() {
-                Err(PublishError::Full) => {}
+                Err(SendError::Full) => {}
                 other => return other,
             }
             match backoff.next() {
@@ -1234,7 +1232,7 @@ impl Log {
     /// The error of a publish that timed out: names the cursor that gated it
     /// when that is a named cursor (durable: it gates until resumed or
     /// removed, also when its subscriber died).
-    fn timed_out(&self) -> PublishError {
+    fn timed_out(&self) -> SendError {
         let table = self.inner.table();
         if let Some(lock) = table.try_lock() {
             table.reap(&lock);
@@ -1246,12 +1244,12 @@ impl Log {
                 owner_alive,
                 dead_owner,
                 ..
-            }) => PublishError::GatedBy {
+            }) => SendError::GatedBy {
                 cursor,
                 owner: owner.filter(|_| owner_alive),
                 dead_owner,
             },
-            _ => PublishError::Timeout,
+            _ => SendError::Timeout,
         }
     }
 
@@ -1515,17 +1513,17 @@ impl Log {
     }
 
     /// Closes the log for every process: publishers get
-    /// [`PublishError::Closed`]; subscribers read what is left, then get
+    /// [`SendError::Closed`]; subscribers read what is left, then get
     /// [`RecvError::Closed`]. Wakes every sleeper. Idempotent.
     ///
     /// # Examples
     /// ```
-    /// use shmq::{Log, LogConfig, PublishError, RecvError, Start};
+    /// use shmq::{Log, LogConfig, SendError, RecvError, Start};
     /// let log = Log::in_process(&LogConfig::new(8, 4)).unwrap();
     /// let mut sub = log.subscribe(Start::Latest).unwrap();
     /// log.publish(b"last").unwrap();
     /// log.close();
-    /// assert_eq!(log.publish(b"more"), Err(PublishError::Closed));
+    /// assert_eq!(log.publish(b"more"), Err(SendError::Closed));
     /// let mut buf = [0u8; 8];
     /// assert_eq!(sub.recv_block(&mut buf, None), Ok(4));
     /// assert_eq!(sub.recv_block(&mut buf, None), Err(RecvError::Closed));
@@ -1606,7 +1604,7 @@ impl Publisher {
     /// assert_eq!(publisher.publish(b"b"), Ok(1));
     /// ```
     #[inline]
-    pub fn publish(&mut self, msg: &[u8]) -> Result<u64, PublishError> {
+    pub fn publish(&mut self, msg: &[u8]) -> Result<u64, SendError> {
         match &mut self.role {
             Some(role) => self.log.inner.sp_publish(role, msg),
             None => self.log.inner.publish(msg),
@@ -1619,7 +1617,7 @@ impl Publisher {
         &mut self,
         msg: &[u8],
         timeout: Option<Duration>,
-    ) -> Result<u64, PublishError> {
+    ) -> Result<u64, SendError> {
         self.publish_until(msg, timeout.map(|t| Instant::now() + t))
     }
 
@@ -1629,7 +1627,7 @@ impl Publisher {
         &mut self,
         msg: &[u8],
         deadline: Option<Instant>,
-    ) -> Result<u64, PublishError> {
+    ) -> Result<u64, SendError> {
         let Publisher { log, role } = self;
         log.gated_until(deadline, || match role {
             Some(role) => log.inner.sp_publish(role, msg),
@@ -1652,7 +1650,7 @@ impl Publisher {
     /// assert_eq!(sub.recv_try(&mut buf), Ok(1));
     /// assert_eq!(&buf[..1], b"x");
     /// ```
-    pub fn publish_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, PublishError> {
+    pub fn publish_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         match &mut self.role {
             Some(role) => self.log.inner.sp_publish_batch(role, msgs),
             None => self.log.inner.publish_batch(msgs),
@@ -1665,7 +1663,7 @@ impl Publisher {
         &mut self,
         msgs: &[&[u8]],
         timeout: Option<Duration>,
-    ) -> Result<usize, PublishError> {
+    ) -> Result<usize, SendError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut done = 0;
         while done < msgs.len() {

@@ -47,7 +47,7 @@ fn stamp_pos(stamp: u64) -> u64 {
 }
 use crate::sync::Ordering;
 use crate::wait::{self, Backoff, Next, WaitStrategy};
-use crate::{DequeueError, EnqueueError, Error, Owned, Target};
+use crate::{Error, Owned, RecvError, SendError, Target};
 
 /// Parameters of a new work queue.
 ///
@@ -591,13 +591,13 @@ impl Queue {
     /// Claims the next producer position, or says why not. The claim is
     /// announced in `ann` before the claiming CAS (see [`crate::procs`]).
     #[inline]
-    fn claim_tail(&self, ann: &Announce<'_>) -> Result<(u64, &SlotHeader), EnqueueError> {
+    fn claim_tail(&self, ann: &Announce<'_>) -> Result<(u64, &SlotHeader), SendError> {
         let tail = &self.region.header().tail.value;
         // Relaxed: only a first guess; the stamp and the CAS decide.
         let mut t = tail.load(Ordering::Relaxed);
         loop {
             if t > MAX_POSITION {
-                return Err(EnqueueError::Corrupt {
+                return Err(SendError::Corrupt {
                     detail: format!("tail {t} is beyond the largest position"),
                 });
             }
@@ -620,11 +620,11 @@ impl Queue {
                 if cur != t {
                     t = cur; // another producer moved on: retry there
                 } else if (s.wrapping_sub(t) as i64) < 0 {
-                    return Err(EnqueueError::Full); // slot still holds the previous lap
+                    return Err(SendError::Full); // slot still holds the previous lap
                 } else {
                     // The Acquire above saw a publish of a later lap, which
                     // happens after tail passed t: tail cannot still read t.
-                    return Err(EnqueueError::Corrupt {
+                    return Err(SendError::Corrupt {
                         detail: self
                             .region
                             .segment()
@@ -665,24 +665,29 @@ impl Queue {
     /// Enqueues `msg` if a slot is free; never waits.
     ///
     /// # Errors
-    /// [`EnqueueError::Full`], [`EnqueueError::Closed`],
-    /// [`EnqueueError::TooLarge`] (nothing written).
+    /// [`SendError::Full`], [`SendError::Closed`],
+    /// [`SendError::TooLarge`] (nothing written).
     ///
     /// # Examples
     /// ```
-    /// use shmq::{EnqueueError, Queue, QueueConfig};
+    /// use shmq::{SendError, Queue, QueueConfig};
     /// let q = Queue::in_process(&QueueConfig::new(4, 2)).unwrap();
     /// q.enqueue_try(b"ab").unwrap();
     /// q.enqueue_try(b"").unwrap(); // empty messages are messages too
-    /// assert_eq!(q.enqueue_try(b"c"), Err(EnqueueError::Full));
-    /// assert_eq!(q.enqueue_try(b"too long"), Err(EnqueueError::TooLarge { len: 8, max: 4 }));
+    /// assert_eq!(q.enqueue_try(b"c"), Err(SendError::Full));
+    /// assert_eq!(q.enqueue_try(b"too long"), Err(SendError::TooLarge { len: 8, max: 4 }));
     /// ```
     #[inline]
-    pub fn enqueue_try(&self, msg: &[u8]) -> Result<(), EnqueueError> {
+    pub fn enqueue_try(&self, msg: &[u8]) -> Result<(), SendError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Producer, |role| self.spsc_enqueue(role, msg))
-                .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(SendError::RoleTaken {
+                        role: "producer",
+                        pid,
+                    })
+                });
         }
         self.produce_try(|| self.mpmc_enqueue_try(msg))
     }
@@ -692,34 +697,34 @@ impl Queue {
     #[inline]
     fn produce_try<T>(
         &self,
-        attempt: impl FnOnce() -> Result<T, EnqueueError>,
-    ) -> Result<T, EnqueueError> {
+        attempt: impl FnOnce() -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
         match attempt() {
-            Err(EnqueueError::Full) => {
+            Err(SendError::Full) => {
                 if let Some(t) = self.region.segment().truncation_seen() {
                     return Err(t.into());
                 }
                 if self.recovery_due(false) {
                     self.recover_producer_side()?;
                 }
-                Err(EnqueueError::Full)
+                Err(SendError::Full)
             }
             other => other,
         }
     }
 
     #[inline]
-    fn mpmc_enqueue_try(&self, msg: &[u8]) -> Result<(), EnqueueError> {
+    fn mpmc_enqueue_try(&self, msg: &[u8]) -> Result<(), SendError> {
         if msg.len() > self.slot_size {
-            return Err(EnqueueError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: msg.len(),
                 max: self.slot_size,
             });
         }
         if self.closed() {
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
-        let ann = self.announce().ok_or(EnqueueError::Busy)?;
+        let ann = self.announce().ok_or(SendError::Busy)?;
         let (pos, slot) = self.claim_tail(&ann)?;
         failpoint!("queue-produce-claimed");
         if self.closed() {
@@ -727,7 +732,7 @@ impl Queue {
             // published, but as a tombstone, so drained consumers stay right.
             self.publish(pos, slot, &[], SLOT_TOMBSTONE);
             self.count(&self.region.header().stats.tombstones, 1);
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
         self.publish(pos, slot, msg, 0);
         failpoint!("queue-produce-published");
@@ -750,27 +755,32 @@ impl Queue {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{EnqueueError, Queue, QueueConfig};
+    /// use shmq::{SendError, Queue, QueueConfig};
     /// use std::time::Duration;
     /// let q = Queue::in_process(&QueueConfig::new(4, 2)).unwrap();
     /// q.enqueue_block(b"a", Some(Duration::from_millis(10))).unwrap();
     /// q.enqueue_block(b"b", None).unwrap();
     /// let full = q.enqueue_block(b"c", Some(Duration::from_millis(10)));
-    /// assert_eq!(full, Err(EnqueueError::Timeout));
+    /// assert_eq!(full, Err(SendError::Timeout));
     /// ```
-    pub fn enqueue_block(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), EnqueueError> {
+    pub fn enqueue_block(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), SendError> {
         self.enqueue_until(msg, timeout.map(|t| Instant::now() + t))
     }
 
     /// Enqueues `msg`, waiting while the queue is full, until `deadline`
     /// (`None`: no limit).
-    pub fn enqueue_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), EnqueueError> {
+    pub fn enqueue_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Producer, |role| {
                     self.spsc_enqueue_until(role, msg, deadline)
                 })
-                .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(SendError::RoleTaken {
+                        role: "producer",
+                        pid,
+                    })
+                });
         }
         self.wait_produce(deadline, || self.mpmc_enqueue_try(msg))
     }
@@ -780,19 +790,19 @@ impl Queue {
     fn wait_produce<T>(
         &self,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Result<T, EnqueueError>,
-    ) -> Result<T, EnqueueError> {
+        mut attempt: impl FnMut() -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match attempt() {
-                Err(EnqueueError::Full) => {}
+                Err(SendError::Full) => {}
                 other => return other,
             }
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => {
                     self.region.segment().check_intact()?;
-                    return Err(EnqueueError::Timeout);
+                    return Err(SendError::Timeout);
                 }
                 Next::Sleep => {
                     self.region.segment().check_intact()?;
@@ -848,13 +858,13 @@ impl Queue {
     /// it made and nothing is discarded without `msg` going in. It waits
     /// only for a peer in the middle of an operation on the one slot it
     /// needs (a consumer copying out of it, a producer writing into it), at
-    /// most [`Queue::SHIFT_PATIENCE`], then returns [`EnqueueError::Full`]
+    /// most [`Queue::SHIFT_PATIENCE`], then returns [`SendError::Full`]
     /// having discarded nothing (that peer has stopped).
     ///
     /// If the queue is closed concurrently, after the oldest message was
     /// claimed, that message is counted as discarded in the statistics and
-    /// the call returns [`EnqueueError::Closed`].
-    pub fn enqueue_shift(&self, msg: &[u8]) -> Result<u64, EnqueueError> {
+    /// the call returns [`SendError::Closed`].
+    pub fn enqueue_shift(&self, msg: &[u8]) -> Result<u64, SendError> {
         if self.roles.is_some() {
             return self.spsc_shift(msg);
         }
@@ -863,7 +873,7 @@ impl Queue {
         loop {
             match self.mpmc_enqueue_try(msg) {
                 Ok(()) => return Ok(0),
-                Err(EnqueueError::Full) => {}
+                Err(SendError::Full) => {}
                 Err(e) => return Err(e),
             }
             // Full: slot `t` still holds an older lap. If that is the
@@ -872,7 +882,7 @@ impl Queue {
             // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
             let t = hdr.tail.value.load(Ordering::SeqCst);
             if t > MAX_POSITION {
-                return Err(EnqueueError::Corrupt {
+                return Err(SendError::Corrupt {
                     detail: format!("tail {t} is beyond the largest position"),
                 });
             }
@@ -882,7 +892,7 @@ impl Queue {
             // `publish`: the oldest message's writes are done before ours.
             let s = slot.stamp.load(Ordering::Acquire);
             if t >= self.capacity && stamp_pos(s) == oldest + 1 {
-                let ann = self.announce().ok_or(EnqueueError::Busy)?;
+                let ann = self.announce().ok_or(SendError::Busy)?;
                 ann.set(CLAIM_CONSUME, oldest);
                 // SYNC(claim-announce): Release, publishes the announcement
                 // to recoverers that Acquire head; atomicity decides the claim,
@@ -898,7 +908,7 @@ impl Queue {
             }
             match backoff.next() {
                 Next::Retry => {}
-                Next::TimedOut => return Err(EnqueueError::Full),
+                Next::TimedOut => return Err(SendError::Full),
                 Next::Sleep => {
                     // Sleep only while slot `t` still holds an older lap (its
                     // consumer or producer is mid-operation); it wakes us
@@ -913,7 +923,7 @@ impl Queue {
 
     /// How long [`Queue::enqueue_shift`] waits for a peer that is in the
     /// middle of an operation on the slot it needs before returning
-    /// [`EnqueueError::Full`].
+    /// [`SendError::Full`].
     pub const SHIFT_PATIENCE: Duration = Duration::from_millis(100);
 
     /// Second half of `enqueue_shift`: this process has claimed position
@@ -925,7 +935,7 @@ impl Queue {
         slot: &SlotHeader,
         msg: &[u8],
         ann: &Announce<'_>,
-    ) -> Result<u64, EnqueueError> {
+    ) -> Result<u64, SendError> {
         let hdr = self.region.header();
         // Relaxed: ordered after the Acquire stamp load in `enqueue_shift`;
         // the slot cannot change while we own its position.
@@ -953,7 +963,7 @@ impl Queue {
                 len: 0,
                 tombstone: !was_message,
             });
-            return Err(EnqueueError::Corrupt {
+            return Err(SendError::Corrupt {
                 detail: format!("tail moved past {t} while its slot was held"),
             });
         }
@@ -968,7 +978,7 @@ impl Queue {
             // As in `enqueue_try`: consumers may have seen the queue drained.
             self.publish(t, slot, &[], SLOT_TOMBSTONE);
             self.count(&hdr.stats.tombstones, 1);
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
         self.publish(t, slot, msg, 0);
         Ok(was_message as u64)
@@ -976,14 +986,19 @@ impl Queue {
 
     /// `enqueue_shift` on a single-producer/single-consumer queue: making
     /// room means consuming, so this handle needs both roles.
-    fn spsc_shift(&self, msg: &[u8]) -> Result<u64, EnqueueError> {
-        let taken = |pid| Err(EnqueueError::RoleTaken { pid });
+    fn spsc_shift(&self, msg: &[u8]) -> Result<u64, SendError> {
+        let taken = |pid| {
+            Err(SendError::RoleTaken {
+                role: "producer",
+                pid,
+            })
+        };
         self.with_role(Side::Consumer, |consumer| {
             self.with_role(Side::Producer, |role| {
                 let mut discarded = 0;
                 loop {
                     match self.spsc_enqueue(role, msg) {
-                        Err(EnqueueError::Full) if self.spsc_discard(consumer) => {
+                        Err(SendError::Full) if self.spsc_discard(consumer) => {
                             discarded += 1;
                             self.count(&self.region.header().stats.discarded, 1);
                         }
@@ -1001,13 +1016,13 @@ impl Queue {
     /// Claims the next consumer position if it holds a message of at most
     /// `room` bytes (or a tombstone), announcing the claim in `ann`.
     #[inline]
-    fn claim_head(&self, room: usize, ann: &Announce<'_>) -> Result<Claim<'_>, DequeueError> {
+    fn claim_head(&self, room: usize, ann: &Announce<'_>) -> Result<Claim<'_>, RecvError> {
         let head = &self.region.header().head.value;
         // Relaxed: only a first guess; the stamp and the CAS decide.
         let mut h = head.load(Ordering::Relaxed);
         loop {
             if h > MAX_POSITION {
-                return Err(DequeueError::Corrupt {
+                return Err(RecvError::Corrupt {
                     detail: format!("head {h} is beyond the largest position"),
                 });
             }
@@ -1023,7 +1038,7 @@ impl Queue {
                 let tombstone = raw & STAMP_TOMB != 0
                     || slot.flags.load(Ordering::Relaxed) & SLOT_TOMBSTONE != 0;
                 if !tombstone && len <= self.slot_size && len > room {
-                    return Err(DequeueError::BufferTooSmall { needed: len });
+                    return Err(RecvError::BufferTooSmall { needed: len });
                 }
                 ann.set(CLAIM_CONSUME, h);
                 // SYNC(claim-announce): Release, publishes the announcement
@@ -1048,14 +1063,14 @@ impl Queue {
                     h = cur; // another consumer moved on: retry there
                 } else if (s.wrapping_sub(ready) as i64) < 0 {
                     return Err(if self.drained(h) {
-                        DequeueError::Closed
+                        RecvError::Closed
                     } else {
-                        DequeueError::Empty
+                        RecvError::Empty
                     });
                 } else {
                     // The Acquire above saw a release of position h, which
                     // happens after head passed h: head cannot still read h.
-                    return Err(DequeueError::Corrupt {
+                    return Err(RecvError::Corrupt {
                         detail: self
                             .region
                             .segment()
@@ -1093,28 +1108,33 @@ impl Queue {
     /// Dequeues the next message into `buf` and returns its length; never waits.
     ///
     /// # Errors
-    /// [`DequeueError::Empty`]; [`DequeueError::Closed`] once closed and
-    /// drained; [`DequeueError::BufferTooSmall`] (the message stays queued);
-    /// [`DequeueError::Corrupt`] if the slot holds an impossible length (that
+    /// [`RecvError::Empty`]; [`RecvError::Closed`] once closed and
+    /// drained; [`RecvError::BufferTooSmall`] (the message stays queued);
+    /// [`RecvError::Corrupt`] if the slot holds an impossible length (that
     /// slot is dropped so the queue keeps moving).
     ///
     /// # Examples
     /// ```
-    /// use shmq::{DequeueError, Queue, QueueConfig};
+    /// use shmq::{RecvError, Queue, QueueConfig};
     /// let q = Queue::in_process(&QueueConfig::new(16, 4)).unwrap();
     /// q.enqueue_try(b"hello").unwrap();
     /// let mut small = [0u8; 2];
-    /// assert_eq!(q.dequeue_try(&mut small), Err(DequeueError::BufferTooSmall { needed: 5 }));
+    /// assert_eq!(q.dequeue_try(&mut small), Err(RecvError::BufferTooSmall { needed: 5 }));
     /// let mut buf = [0u8; 16];
     /// assert_eq!(q.dequeue_try(&mut buf), Ok(5));
-    /// assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+    /// assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
     /// ```
     #[inline]
-    pub fn dequeue_try(&self, buf: &mut [u8]) -> Result<usize, DequeueError> {
+    pub fn dequeue_try(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Consumer, |role| self.spsc_dequeue(role, buf))
-                .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(RecvError::RoleTaken {
+                        role: "consumer",
+                        pid,
+                    })
+                });
         }
         self.consume_try(|| self.mpmc_dequeue_try(buf))
     }
@@ -1124,21 +1144,21 @@ impl Queue {
     #[inline]
     fn consume_try<T>(
         &self,
-        mut attempt: impl FnMut() -> Result<T, DequeueError>,
-    ) -> Result<T, DequeueError> {
+        mut attempt: impl FnMut() -> Result<T, RecvError>,
+    ) -> Result<T, RecvError> {
         loop {
             match attempt() {
-                Err(DequeueError::Empty) if self.recovery_due(false) => {
+                Err(RecvError::Empty) if self.recovery_due(false) => {
                     self.region.segment().check_intact()?;
                     if !self.recover_consumer_side()? {
-                        return Err(DequeueError::Empty);
+                        return Err(RecvError::Empty);
                     }
                 }
-                Err(DequeueError::Closed) => {
+                Err(RecvError::Closed) => {
                     // Closed and drained, unless a dead consumer left a
                     // message unreleased: that one is delivered again.
                     if !self.recover_orphans()? {
-                        return Err(DequeueError::Closed);
+                        return Err(RecvError::Closed);
                     }
                 }
                 other => return other,
@@ -1147,8 +1167,8 @@ impl Queue {
     }
 
     #[inline]
-    fn mpmc_dequeue_try(&self, buf: &mut [u8]) -> Result<usize, DequeueError> {
-        let ann = self.announce().ok_or(DequeueError::Busy)?;
+    fn mpmc_dequeue_try(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let ann = self.announce().ok_or(RecvError::Busy)?;
         loop {
             let claim = self.claim_head(buf.len(), &ann)?;
             failpoint!("queue-consume-claimed");
@@ -1159,7 +1179,7 @@ impl Queue {
             }
             if claim.len > self.slot_size {
                 self.release(&claim);
-                return Err(DequeueError::Corrupt {
+                return Err(RecvError::Corrupt {
                     detail: format!(
                         "slot holds length {} > slot size {}",
                         claim.len, self.slot_size
@@ -1187,20 +1207,20 @@ impl Queue {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{DequeueError, Queue, QueueConfig};
+    /// use shmq::{RecvError, Queue, QueueConfig};
     /// use std::time::Duration;
     /// let q = Queue::in_process(&QueueConfig::new(16, 4)).unwrap();
     /// let mut buf = [0u8; 16];
     /// let r = q.dequeue_block(&mut buf, Some(Duration::from_millis(5)));
-    /// assert_eq!(r, Err(DequeueError::Timeout));
+    /// assert_eq!(r, Err(RecvError::Timeout));
     /// q.close();
-    /// assert_eq!(q.dequeue_block(&mut buf, None), Err(DequeueError::Closed));
+    /// assert_eq!(q.dequeue_block(&mut buf, None), Err(RecvError::Closed));
     /// ```
     pub fn dequeue_block(
         &self,
         buf: &mut [u8],
         timeout: Option<Duration>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         self.dequeue_until(buf, timeout.map(|t| Instant::now() + t))
     }
 
@@ -1210,13 +1230,18 @@ impl Queue {
         &self,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Consumer, |role| {
                     self.spsc_dequeue_until(role, buf, deadline)
                 })
-                .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(RecvError::RoleTaken {
+                        role: "consumer",
+                        pid,
+                    })
+                });
         }
         self.wait_consume(deadline, || self.mpmc_dequeue_try(buf))
     }
@@ -1226,17 +1251,17 @@ impl Queue {
     fn wait_consume<T>(
         &self,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Result<T, DequeueError>,
-    ) -> Result<T, DequeueError> {
+        mut attempt: impl FnMut() -> Result<T, RecvError>,
+    ) -> Result<T, RecvError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match attempt() {
-                Err(DequeueError::Empty) => {}
-                Err(DequeueError::Closed) => {
+                Err(RecvError::Empty) => {}
+                Err(RecvError::Closed) => {
                     if self.recover_orphans()? {
                         continue;
                     }
-                    return Err(DequeueError::Closed);
+                    return Err(RecvError::Closed);
                 }
                 other => return other,
             }
@@ -1244,7 +1269,7 @@ impl Queue {
                 Next::Retry => {}
                 Next::TimedOut => {
                     self.region.segment().check_intact()?;
-                    return Err(DequeueError::Timeout);
+                    return Err(RecvError::Timeout);
                 }
                 Next::Sleep => {
                     self.region.segment().check_intact()?;
@@ -1277,8 +1302,8 @@ impl Queue {
     }
 
     /// Closes the queue for every process: producers get
-    /// [`EnqueueError::Closed`]; consumers drain what is left, then get
-    /// [`DequeueError::Closed`]. Wakes every sleeper. Idempotent.
+    /// [`SendError::Closed`]; consumers drain what is left, then get
+    /// [`RecvError::Closed`]. Wakes every sleeper. Idempotent.
     pub fn close(&self) {
         if self.roles.is_some() {
             // A shared handle holds no role between calls (see `with_role`).
@@ -1321,11 +1346,11 @@ impl Drop for Queue {
 /// and the read-only ones ([`Producer::len`], [`Producer::stats`], ...),
 /// and no way to reach a dequeue, so it can never take the consumer role by
 /// accident. It holds the producer role until it drops; meanwhile any other
-/// producer, in this process or another, gets [`EnqueueError::RoleTaken`].
+/// producer, in this process or another, gets [`SendError::RoleTaken`].
 ///
 /// # Examples
 /// ```
-/// use shmq::{EnqueueError, Queue, QueueConfig};
+/// use shmq::{SendError, Queue, QueueConfig};
 /// let q = Queue::in_process(&QueueConfig::new(64, 4).spsc(true)).unwrap();
 /// let mut producer = q.into_producer().unwrap();
 /// producer.enqueue_try(b"tick").unwrap();
@@ -1389,7 +1414,7 @@ pub struct Consumer {
 impl Producer {
     /// As [`Queue::enqueue_try`].
     #[inline]
-    pub fn enqueue_try(&mut self, msg: &[u8]) -> Result<(), EnqueueError> {
+    pub fn enqueue_try(&mut self, msg: &[u8]) -> Result<(), SendError> {
         match &mut self.role {
             Some(role) => self.queue.spsc_enqueue(role, msg),
             None => self.queue.mpmc_enqueue_try(msg),
@@ -1402,7 +1427,7 @@ impl Producer {
         &mut self,
         msg: &[u8],
         timeout: Option<Duration>,
-    ) -> Result<(), EnqueueError> {
+    ) -> Result<(), SendError> {
         self.enqueue_until(msg, timeout.map(|t| Instant::now() + t))
     }
 
@@ -1412,7 +1437,7 @@ impl Producer {
         &mut self,
         msg: &[u8],
         deadline: Option<Instant>,
-    ) -> Result<(), EnqueueError> {
+    ) -> Result<(), SendError> {
         match &mut self.role {
             Some(role) => self.queue.spsc_enqueue_until(role, msg, deadline),
             None => self.queue.enqueue_until(msg, deadline),
@@ -1431,7 +1456,7 @@ impl Producer {
 impl Consumer {
     /// As [`Queue::dequeue_try`].
     #[inline]
-    pub fn dequeue_try(&mut self, buf: &mut [u8]) -> Result<usize, DequeueError> {
+    pub fn dequeue_try(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         match &mut self.role {
             Some(role) => self.queue.spsc_dequeue(role, buf),
             None => self.queue.mpmc_dequeue_try(buf),
@@ -1444,7 +1469,7 @@ impl Consumer {
         &mut self,
         buf: &mut [u8],
         timeout: Option<Duration>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         self.dequeue_until(buf, timeout.map(|t| Instant::now() + t))
     }
 
@@ -1454,7 +1479,7 @@ impl Consumer {
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         match &mut self.role {
             Some(role) => self.queue.spsc_dequeue_until(role, buf, deadline),
             None => self.queue.dequeue_until(buf, deadline),
@@ -1593,7 +1618,7 @@ mod tests {
             let mut next_out = 0u64;
             for i in 0..10_000u64 {
                 let m = msg(i, (i % 33) as usize);
-                if q.enqueue_try(&m) == Err(EnqueueError::Full) {
+                if q.enqueue_try(&m) == Err(SendError::Full) {
                     let n = q.dequeue_try(&mut buf).unwrap();
                     assert_eq!(&buf[..n], &msg(next_out, (next_out % 33) as usize)[..]);
                     next_out += 1;
@@ -1619,20 +1644,20 @@ mod tests {
 
     fn full_empty_and_sizes_on(q: Queue) {
         let mut buf = [0u8; 8];
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
         assert_eq!(
             q.enqueue_try(&[0; 9]),
-            Err(EnqueueError::TooLarge { len: 9, max: 8 })
+            Err(SendError::TooLarge { len: 9, max: 8 })
         );
         assert_eq!(q.len(), 0, "a rejected message writes nothing");
         q.enqueue_try(&[]).unwrap();
         q.enqueue_try(&[1; 8]).unwrap();
-        assert_eq!(q.enqueue_try(&[2]), Err(EnqueueError::Full));
+        assert_eq!(q.enqueue_try(&[2]), Err(SendError::Full));
         assert_eq!(q.dequeue_try(&mut buf), Ok(0));
         let mut small = [0u8; 7];
         assert_eq!(
             q.dequeue_try(&mut small),
-            Err(DequeueError::BufferTooSmall { needed: 8 })
+            Err(RecvError::BufferTooSmall { needed: 8 })
         );
         assert_eq!(q.len(), 1, "the message stays queued");
         assert_eq!(q.dequeue_try(&mut buf), Ok(8));
@@ -1651,11 +1676,11 @@ mod tests {
         q.enqueue_try(b"b").unwrap();
         q.close();
         assert!(q.is_closed());
-        assert_eq!(q.enqueue_try(b"c"), Err(EnqueueError::Closed));
-        assert_eq!(q.enqueue_shift(b"c"), Err(EnqueueError::Closed));
+        assert_eq!(q.enqueue_try(b"c"), Err(SendError::Closed));
+        assert_eq!(q.enqueue_shift(b"c"), Err(SendError::Closed));
         assert_eq!(
             q.enqueue_block(b"c", Some(Duration::from_secs(5))),
-            Err(EnqueueError::Closed)
+            Err(SendError::Closed)
         );
         let mut buf = [0u8; 8];
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
@@ -1663,10 +1688,10 @@ mod tests {
             q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
             Ok(1)
         );
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
         assert_eq!(
             q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
-            Err(DequeueError::Closed)
+            Err(RecvError::Closed)
         );
     }
 
@@ -1685,7 +1710,7 @@ mod tests {
         assert_eq!(&buf[..1], b"a");
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
         assert_eq!(&buf[..1], b"b");
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
     }
 
     #[test]
@@ -1719,11 +1744,11 @@ mod tests {
         let mut buf = [0u8; 8];
         assert!(matches!(
             q.dequeue_try(&mut buf),
-            Err(DequeueError::Corrupt { .. })
+            Err(RecvError::Corrupt { .. })
         ));
         assert!(matches!(
             q.enqueue_try(b"x"),
-            Err(EnqueueError::Corrupt { .. })
+            Err(SendError::Corrupt { .. })
         ));
         // A published slot claiming a length beyond the slot size.
         let q = queue(8, 4);
@@ -1735,11 +1760,11 @@ mod tests {
         let mut big = vec![0u8; 1 << 21];
         assert!(matches!(
             q.dequeue_try(&mut big),
-            Err(DequeueError::Corrupt { .. })
+            Err(RecvError::Corrupt { .. })
         ));
         assert_eq!(
             q.dequeue_try(&mut big),
-            Err(DequeueError::Empty),
+            Err(RecvError::Empty),
             "the bad slot was dropped"
         );
     }
@@ -1751,14 +1776,14 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(
             q.dequeue_block(&mut buf, Some(Duration::from_millis(30))),
-            Err(DequeueError::Timeout)
+            Err(RecvError::Timeout)
         );
         assert!(t0.elapsed() >= Duration::from_millis(30));
         q.enqueue_try(b"1").unwrap();
         q.enqueue_try(b"2").unwrap();
         assert_eq!(
             q.enqueue_block(b"3", Some(Duration::from_millis(30))),
-            Err(EnqueueError::Timeout)
+            Err(SendError::Timeout)
         );
 
         // A sleeping consumer is woken by a producer thread.
@@ -1791,8 +1816,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             full.close();
             empty.close();
-            assert_eq!(p.join().unwrap(), Err(EnqueueError::Closed));
-            assert_eq!(c.join().unwrap(), Err(DequeueError::Closed));
+            assert_eq!(p.join().unwrap(), Err(SendError::Closed));
+            assert_eq!(c.join().unwrap(), Err(RecvError::Closed));
         });
     }
 
@@ -1824,7 +1849,7 @@ mod tests {
                     loop {
                         match q.dequeue_block(&mut buf, Some(Duration::from_secs(30))) {
                             Ok(16) => {}
-                            Err(DequeueError::Closed) => break,
+                            Err(RecvError::Closed) => break,
                             other => panic!("unexpected {other:?}"),
                         }
                         let p = u64::from_le_bytes(buf[..8].try_into().unwrap());
@@ -1876,11 +1901,17 @@ mod tests {
         let me = std::process::id();
         assert_eq!(
             a.enqueue_try(b"d"),
-            Err(EnqueueError::RoleTaken { pid: me })
+            Err(SendError::RoleTaken {
+                role: "producer",
+                pid: me
+            })
         );
         assert_eq!(
             a.dequeue_try(&mut [0u8; 16]),
-            Err(DequeueError::RoleTaken { pid: me })
+            Err(RecvError::RoleTaken {
+                role: "consumer",
+                pid: me
+            })
         );
         drop(producer);
         drop(consumer);
@@ -1894,7 +1925,11 @@ mod tests {
         let again = Queue::open(&target).unwrap();
         target.unlink().unwrap();
         let me = std::process::id();
-        let text = EnqueueError::RoleTaken { pid: me }.to_string();
+        let text = SendError::RoleTaken {
+            role: "producer",
+            pid: me,
+        }
+        .to_string();
         assert!(
             text.contains(&format!(
                 "another handle in this process (pid {me}) holds the producer role"
@@ -1912,7 +1947,11 @@ mod tests {
             )),
             "{text}"
         );
-        let other = EnqueueError::RoleTaken { pid: 1 }.to_string();
+        let other = SendError::RoleTaken {
+            role: "producer",
+            pid: 1,
+        }
+        .to_string();
         assert!(
             other.starts_with("process 1 holds the producer role"),
             "{other}"
@@ -1951,14 +1990,11 @@ mod tests {
         let mut buf = [0u8; 8];
         let r = (0..10_000)
             .map(|_| q.dequeue_try(&mut buf))
-            .find(|r| *r != Err(DequeueError::Empty));
-        assert!(
-            matches!(r, Some(Err(DequeueError::Corrupt { .. }))),
-            "{r:?}"
-        );
+            .find(|r| *r != Err(RecvError::Empty));
+        assert!(matches!(r, Some(Err(RecvError::Corrupt { .. }))), "{r:?}");
         assert!(matches!(
             q.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
-            Err(DequeueError::Corrupt { .. })
+            Err(RecvError::Corrupt { .. })
         ));
     }
 
@@ -1979,11 +2015,11 @@ mod tests {
         p.enqueue_try(b"xy").unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(c.dequeue_try(&mut buf), Ok(2));
-        assert_eq!(c.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(c.dequeue_try(&mut buf), Err(RecvError::Empty));
         p.close();
         assert_eq!(
             c.dequeue_block(&mut buf, Some(Duration::from_secs(5))),
-            Err(DequeueError::Closed)
+            Err(RecvError::Closed)
         );
         assert_eq!(q.stats().enqueued, 1);
     }
@@ -2000,10 +2036,10 @@ mod tests {
         let mut buf = [0u8; 16];
         assert_eq!(consumer.dequeue_try(&mut buf), Ok(1));
         // The producer holds its role and may have an enqueue in flight.
-        assert_eq!(consumer.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(consumer.dequeue_try(&mut buf), Err(RecvError::Empty));
         // Its next enqueue sees the close and acknowledges it.
-        assert_eq!(producer.enqueue_try(b"2"), Err(EnqueueError::Closed));
-        assert_eq!(consumer.dequeue_try(&mut buf), Err(DequeueError::Closed));
+        assert_eq!(producer.enqueue_try(b"2"), Err(SendError::Closed));
+        assert_eq!(consumer.dequeue_try(&mut buf), Err(RecvError::Closed));
 
         // Or the producer goes away, which wakes a sleeping consumer.
         let (target, producer) = spsc_pair("close4", 4);
@@ -2023,7 +2059,7 @@ mod tests {
             });
             std::thread::sleep(Duration::from_millis(100));
             drop(producer);
-            assert_eq!(c.join().unwrap(), (Ok(1), Err(DequeueError::Closed)));
+            assert_eq!(c.join().unwrap(), (Ok(1), Err(RecvError::Closed)));
         });
     }
 

@@ -10,10 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{check_msg, make_msg, Proc};
-use shmq::{
-    DequeueError, EnqueueError, Log, LogConfig, LogMode, Queue, QueueConfig, RecvError, Start,
-    Target,
-};
+use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, RecvError, SendError, Start, Target};
 
 common::child_roles! {
     "enqueue" => enqueue_child,
@@ -137,7 +134,7 @@ fn a_producer_killed_before_publishing_leaves_a_counted_tombstone() {
         q.close();
         assert_eq!(
             q.dequeue_block(&mut [0u8; 64], Some(WAIT)),
-            Err(DequeueError::Closed)
+            Err(RecvError::Closed)
         );
     }
 }
@@ -170,7 +167,7 @@ fn a_consumer_killed_before_returning_has_its_message_delivered_again() {
         q.close();
         assert_eq!(
             q.dequeue_block(&mut [0u8; 64], Some(WAIT)),
-            Err(DequeueError::Closed)
+            Err(RecvError::Closed)
         );
     }
 }
@@ -185,7 +182,7 @@ fn a_dead_consumers_message_is_not_lost_when_the_queue_is_closed() {
     let mut buf = [0u8; 64];
     let n = q.dequeue_try(&mut buf).unwrap();
     assert_eq!(seq_of(&buf[..n]), 7);
-    assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+    assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
 }
 
 #[test]
@@ -198,7 +195,7 @@ fn a_full_queue_whose_consumer_died_makes_room_again() {
     // message in place: the ring is full again (1, 0), so it times out.
     assert_eq!(
         q.enqueue_block(&make_msg(1, 2, 32), Some(Duration::from_millis(300))),
-        Err(EnqueueError::Timeout)
+        Err(SendError::Timeout)
     );
     assert_eq!(q.stats().redelivered, 1);
     assert_eq!(recv(&q), 1);
@@ -218,7 +215,7 @@ fn a_recoverer_killed_while_redelivering_is_finished_by_the_next() {
     assert_eq!(q.stats().redelivered, 1);
     assert_eq!(
         q.dequeue_block(&mut [0u8; 64], Some(Duration::from_millis(100))),
-        Err(DequeueError::Timeout),
+        Err(RecvError::Timeout),
         "and delivered once"
     );
 }
@@ -237,7 +234,7 @@ fn a_shift_killed_midway_loses_no_accepted_message() {
         assert_eq!(got, [0, 1], "{point}");
         assert_eq!(
             q.dequeue_block(&mut [0u8; 64], Some(Duration::from_millis(100))),
-            Err(DequeueError::Timeout),
+            Err(RecvError::Timeout),
             "{point}"
         );
     }
@@ -253,7 +250,7 @@ fn a_stopped_producer_is_never_taken_for_dead() {
     );
     assert_eq!(
         q.dequeue_block(&mut [0u8; 64], Some(Duration::from_millis(300))),
-        Err(DequeueError::Timeout),
+        Err(RecvError::Timeout),
         "its claim is not skipped"
     );
     assert_eq!(q.stats().dead_claims, 0);
@@ -269,7 +266,7 @@ fn a_stopped_consumer_is_never_taken_for_dead() {
     let mut child = stopped_at("dequeue", &args, "queue-consume-copied");
     assert_eq!(
         q.dequeue_block(&mut [0u8; 64], Some(Duration::from_millis(300))),
-        Err(DequeueError::Timeout),
+        Err(RecvError::Timeout),
         "its message is not redelivered"
     );
     assert_eq!(q.stats().redelivered, 0);
@@ -359,10 +356,7 @@ fn a_dead_unnamed_subscriber_stops_gating_at_once() {
     for i in 0..8 {
         log.publish(&make_msg(1, i, 32)).unwrap();
     }
-    assert_eq!(
-        log.publish(&make_msg(1, 8, 32)),
-        Err(shmq::PublishError::Full)
-    );
+    assert_eq!(log.publish(&make_msg(1, 8, 32)), Err(shmq::SendError::Full));
     child.kill();
     let t0 = Instant::now();
     log.publish_block(&make_msg(1, 8, 32), Some(WAIT)).unwrap();
@@ -384,7 +378,7 @@ fn a_publisher_gated_by_a_dead_named_cursor_is_told_which() {
         .unwrap_err();
     assert_eq!(
         err,
-        shmq::PublishError::GatedBy {
+        shmq::SendError::GatedBy {
             cursor: "audit".into(),
             owner: None,
             dead_owner: Some(pid),

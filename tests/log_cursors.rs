@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{check_msg, make_msg, report, Proc};
-use shmq::{CursorError, Log, LogConfig, LogMode, PublishError, RecvError, Start, Target};
+use shmq::{CursorError, Log, LogConfig, LogMode, RecvError, SendError, Start, Target};
 
 common::child_roles! {
     "read" => read,
@@ -291,7 +291,7 @@ fn the_cursor_of_a_killed_reliable_subscriber_is_reaped() {
     for i in 0..8 {
         log.publish(&make_msg(0, i, 32)).unwrap();
     }
-    assert_eq!(log.publish(&make_msg(0, 8, 32)), Err(PublishError::Full));
+    assert_eq!(log.publish(&make_msg(0, 8, 32)), Err(SendError::Full));
     hang.kill();
     // The blocked publisher notices the dead process and goes on.
     let seq = log.publish_block(&make_msg(0, 8, 32), Some(WAIT)).unwrap();

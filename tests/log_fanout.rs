@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{check_msg, make_msg, report, Guard, Proc};
-use shmq::{Log, LogConfig, LogMode, PublishError, Queue, QueueConfig, RecvError, Start, Target};
+use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, RecvError, SendError, Start, Target};
 
 common::child_roles! {
     "subscriber" => subscriber,
@@ -108,7 +108,7 @@ fn publisher(args: &[String]) {
         let m = make_msg(id, i, len);
         match log.publish(&m) {
             Ok(_) => {}
-            Err(PublishError::Full) => {
+            Err(SendError::Full) => {
                 full += 1;
                 log.publish_block(&m, Some(Duration::from_secs(30)))
                     .unwrap();

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{check_msg, make_msg, Proc};
-use shmq::{Error, Log, LogConfig, LogMode, PublishError, RecvError, Start, Target};
+use shmq::{Error, Log, LogConfig, LogMode, RecvError, SendError, Start, Target};
 
 common::child_roles! {
     "publish" => publish_child,
@@ -102,7 +102,10 @@ fn a_stopped_holder_is_never_taken_for_dead() {
     let pid = child.pid();
     assert_eq!(
         log.publish(&make_msg(1, 2, 32)),
-        Err(PublishError::RoleTaken { pid })
+        Err(SendError::RoleTaken {
+            role: "publisher",
+            pid
+        })
     );
     assert!(matches!(
         log.clone().into_publisher(),
@@ -147,7 +150,7 @@ fn throughput_single_vs_multi_publisher() {
         for i in 0..N {
             msg[..8].copy_from_slice(&i.to_le_bytes());
             while let Err(e) = p.publish(&msg) {
-                assert_eq!(e, PublishError::Full);
+                assert_eq!(e, SendError::Full);
                 std::hint::spin_loop();
             }
         }

@@ -92,7 +92,7 @@ fn ctx(me: usize) -> Ctx {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum PublishError {
+enum SendError {
     Closed,
     Corrupt,
     Stopped,
@@ -408,38 +408,38 @@ impl Log {
         }
     }
 
-    fn publish(&self, msg: u64, c: Ctx) -> Result<u64, PublishError> {
+    fn publish(&self, msg: u64, c: Ctx) -> Result<u64, SendError> {
         if self.closed() {
-            return Err(PublishError::Closed);
+            return Err(SendError::Closed);
         }
         let ann = Announce(&self.lanes[c.me], self.announce);
         for _ in 0..=CAP {
             let seq = self.claim(&ann, c);
             if c.stop == Step::Claimed {
                 std::mem::forget(ann);
-                return Err(PublishError::Stopped);
+                return Err(SendError::Stopped);
             }
             if self.closed() {
                 match self.write(seq, None, ST_SKIPPED, c) {
                     Outcome::Stopped => {
                         std::mem::forget(ann);
-                        return Err(PublishError::Stopped);
+                        return Err(SendError::Stopped);
                     }
                     Outcome::Overtaken => {}
                     _ => self.count_tombstone(),
                 }
-                return Err(PublishError::Closed);
+                return Err(SendError::Closed);
             }
             match self.write(seq, Some(msg), ST_COMPLETE, c) {
                 Outcome::Published | Outcome::Overtaken => return Ok(seq),
                 Outcome::Bumped => self.count_tombstone(),
                 Outcome::Stopped => {
                     std::mem::forget(ann);
-                    return Err(PublishError::Stopped);
+                    return Err(SendError::Stopped);
                 }
             }
         }
-        Err(PublishError::Corrupt)
+        Err(SendError::Corrupt)
     }
 }
 
@@ -591,7 +591,7 @@ fn publisher_crash(stop: Step, fix: Fix) {
                 let log = log.clone();
                 thread::spawn(move || {
                     let r = log.publish(0xA1, Ctx { me: 0, stop });
-                    assert_eq!(r, Err(PublishError::Stopped));
+                    assert_eq!(r, Err(SendError::Stopped));
                     log.die(0);
                 })
             };
@@ -668,7 +668,7 @@ fn publisher_crash_slot_reused(stop: Step, fix: Fix) {
                     // later lap (overtaken: `publish` returns Ok, nothing is
                     // written) and exits.
                     let r = log.publish(0xA1, Ctx { me: 0, stop });
-                    assert!(matches!(r, Err(PublishError::Stopped) | Ok(_)), "{r:?}");
+                    assert!(matches!(r, Err(SendError::Stopped) | Ok(_)), "{r:?}");
                     log.die(0);
                     r.is_err()
                 })

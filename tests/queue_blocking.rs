@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{report, Guard, Proc};
 use shmq::layout;
-use shmq::{DequeueError, EnqueueError, Queue, QueueConfig, Target, WaitStrategy};
+use shmq::{Queue, QueueConfig, RecvError, SendError, Target, WaitStrategy};
 
 common::child_roles! {
     "blocked_consumer" => blocked_consumer,
@@ -71,12 +71,12 @@ fn drainer(args: &[String]) {
     loop {
         match q.dequeue_block(&mut buf, Some(CHILD_TIMEOUT)) {
             Ok(n) => report(format!("msg {}", String::from_utf8_lossy(&buf[..n]))),
-            Err(DequeueError::Closed) => break,
+            Err(RecvError::Closed) => break,
             Err(e) => panic!("drainer: {e}"),
         }
     }
     // Closed and drained stays so, for try and block alike.
-    assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+    assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
     report("closed");
 }
 
@@ -125,7 +125,7 @@ fn dequeue_block_times_out_on_empty_queue() {
         let started = Instant::now();
         assert_eq!(
             q.dequeue_block(&mut buf, Some(Duration::from_millis(100))),
-            Err(DequeueError::Timeout)
+            Err(RecvError::Timeout)
         );
         let waited = started.elapsed();
         assert!(
@@ -136,11 +136,11 @@ fn dequeue_block_times_out_on_empty_queue() {
         // A deadline already passed: Timeout at once, no message invented.
         assert_eq!(
             q.dequeue_until(&mut buf, Some(Instant::now())),
-            Err(DequeueError::Timeout)
+            Err(RecvError::Timeout)
         );
         assert_eq!(
             q.dequeue_block(&mut buf, Some(Duration::ZERO)),
-            Err(DequeueError::Timeout)
+            Err(RecvError::Timeout)
         );
         // The busy-spinning strategy honours timeouts too.
         let spin = Queue::open(target)
@@ -148,7 +148,7 @@ fn dequeue_block_times_out_on_empty_queue() {
             .with_wait_strategy(WaitStrategy::BusySpin);
         assert_eq!(
             spin.dequeue_block(&mut buf, Some(Duration::from_millis(20))),
-            Err(DequeueError::Timeout)
+            Err(RecvError::Timeout)
         );
         // A message that arrives before the deadline is returned.
         q.enqueue_try(b"late").unwrap();
@@ -170,7 +170,7 @@ fn enqueue_block_times_out_on_full_queue() {
         let started = Instant::now();
         assert_eq!(
             q.enqueue_block(b"x", Some(Duration::from_millis(100))),
-            Err(EnqueueError::Timeout)
+            Err(SendError::Timeout)
         );
         let waited = started.elapsed();
         assert!(
@@ -180,14 +180,14 @@ fn enqueue_block_times_out_on_full_queue() {
         assert!(waited < WAKE_BOUND, "took {waited:?}");
         assert_eq!(
             q.enqueue_until(b"x", Some(Instant::now())),
-            Err(EnqueueError::Timeout)
+            Err(SendError::Timeout)
         );
         let spin = Queue::open(target)
             .unwrap()
             .with_wait_strategy(WaitStrategy::BusySpin);
         assert_eq!(
             spin.enqueue_block(b"x", Some(Duration::from_millis(20))),
-            Err(EnqueueError::Timeout)
+            Err(SendError::Timeout)
         );
         // Nothing was written by the timed-out calls: the four messages, in order.
         assert_eq!(q.stats().enqueued, 4);
@@ -196,7 +196,7 @@ fn enqueue_block_times_out_on_full_queue() {
             assert_eq!(q.dequeue_try(&mut buf), Ok(1));
             assert_eq!(buf[0], i);
         }
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
     });
 }
 
@@ -284,7 +284,7 @@ fn close_from_another_process_wakes_blocked_producer() {
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
         assert_eq!(buf[0], b'b');
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
     });
 }
 
@@ -304,12 +304,12 @@ fn close_drains_then_reports_closed() {
             "closed is visible to every handle"
         );
         // Producers are refused, whichever call they use; nothing is written.
-        assert_eq!(q.enqueue_try(b"no"), Err(EnqueueError::Closed));
+        assert_eq!(q.enqueue_try(b"no"), Err(SendError::Closed));
         assert_eq!(
             q.enqueue_block(b"no", Some(Duration::from_secs(5))),
-            Err(EnqueueError::Closed)
+            Err(SendError::Closed)
         );
-        assert_eq!(q.enqueue_shift(b"no"), Err(EnqueueError::Closed));
+        assert_eq!(q.enqueue_shift(b"no"), Err(SendError::Closed));
         assert_eq!(q.len(), 5);
         // Another process drains the five, then sees Closed.
         let mut child = Proc::spawn("drainer", &[target.to_string()]);
@@ -320,11 +320,11 @@ fn close_drains_then_reports_closed() {
         );
         // And so does this one, without waiting.
         let mut buf = [0u8; 32];
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
         let started = Instant::now();
         assert_eq!(
             q.dequeue_block(&mut buf, Some(CHILD_TIMEOUT)),
-            Err(DequeueError::Closed)
+            Err(RecvError::Closed)
         );
         assert!(started.elapsed() < WAKE_BOUND);
         let s = q.stats();
@@ -414,7 +414,7 @@ fn a_tombstone_left_by_a_close_race_is_not_a_message_waiting() {
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
     }
     q.close();
-    assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+    assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
     let p = *q.params();
     let seg = shmq::Segment::open(&target).unwrap();
     let pos = 3u64;
@@ -442,7 +442,7 @@ fn a_tombstone_left_by_a_close_race_is_not_a_message_waiting() {
         (3, 3, 1, 0),
         "{s:?}"
     );
-    assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Closed));
+    assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Closed));
     // A consumer that does come by skips it; the counts stay right.
     let s = q.stats();
     assert_eq!((s.enqueued, s.dequeued, s.len), (3, 3, 0), "{s:?}");

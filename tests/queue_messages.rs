@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{check_msg, make_msg, Guard};
-use shmq::{DequeueError, EnqueueError, Queue, QueueConfig};
+use shmq::{Queue, QueueConfig, RecvError, SendError};
 
 fn each_backing(tag: &str, mut f: impl FnMut(&Guard)) {
     for target in common::all_backings(tag) {
@@ -36,7 +36,7 @@ fn zero_max_and_too_large_messages() {
         q.enqueue_try(&max).unwrap();
         // One byte too many: refused, nothing written, by every enqueue call.
         let over = pattern(2, slot + 1);
-        let too_large = EnqueueError::TooLarge {
+        let too_large = SendError::TooLarge {
             len: slot + 1,
             max: slot,
         };
@@ -57,7 +57,7 @@ fn zero_max_and_too_large_messages() {
         assert_eq!(buf, max);
         assert_eq!(q.dequeue_try(&mut buf), Ok(5));
         assert_eq!(&buf[..5], b"after");
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
 
         // A zero-length message fits even an empty buffer.
         q.enqueue_try(&[]).unwrap();
@@ -75,16 +75,16 @@ fn buffer_too_small_leaves_the_message_queued() {
         let mut small = [0u8; 39];
         assert_eq!(
             q.dequeue_try(&mut small),
-            Err(DequeueError::BufferTooSmall { needed: 40 })
+            Err(RecvError::BufferTooSmall { needed: 40 })
         );
         // The blocking call reports it at once rather than waiting.
         assert_eq!(
             q.dequeue_block(&mut small, Some(Duration::from_secs(10))),
-            Err(DequeueError::BufferTooSmall { needed: 40 })
+            Err(RecvError::BufferTooSmall { needed: 40 })
         );
         assert_eq!(
             q.dequeue_try(&mut []),
-            Err(DequeueError::BufferTooSmall { needed: 40 })
+            Err(RecvError::BufferTooSmall { needed: 40 })
         );
         assert_eq!(q.len(), 2);
         assert_eq!(q.stats().dequeued, 0);
@@ -120,7 +120,7 @@ fn variable_lengths_round_trip_over_many_laps() {
             let m = pattern(seq, len);
             match q.enqueue_try(&m) {
                 Ok(()) => model.push_back(m),
-                Err(EnqueueError::Full) => {
+                Err(SendError::Full) => {
                     assert_eq!(
                         model.len(),
                         capacity,
@@ -147,7 +147,7 @@ fn variable_lengths_round_trip_over_many_laps() {
             let n = q.dequeue_try(&mut buf).unwrap();
             assert_eq!(buf[..n], m[..]);
         }
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
         let s = q.stats();
         assert_eq!((s.enqueued, s.dequeued, s.len), (total, total, 0), "{s:?}");
     }
@@ -183,7 +183,7 @@ fn enqueue_shift_discards_the_oldest_exactly() {
             assert_eq!(q.dequeue_try(&mut buf), Ok(1));
             assert_eq!(buf[0], i);
         }
-        assert_eq!(q.dequeue_try(&mut buf), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
         // After a partial drain, shift fills the free slots before discarding.
         q.enqueue_try(b"a").unwrap();
         q.enqueue_try(b"b").unwrap();
@@ -223,7 +223,7 @@ fn enqueue_shift_under_concurrent_consumers_loses_nothing_uncounted() {
                 for seq in 0..PER {
                     match q.enqueue_shift(&make_msg(p, seq, 32)) {
                         Ok(n) => discarded += n,
-                        Err(EnqueueError::Full) => refused += 1,
+                        Err(SendError::Full) => refused += 1,
                         Err(e) => panic!("producer {p}: {e}"),
                     }
                 }
@@ -240,7 +240,7 @@ fn enqueue_shift_under_concurrent_consumers_loses_nothing_uncounted() {
                 loop {
                     match q.dequeue_block(&mut buf, Some(Duration::from_secs(30))) {
                         Ok(n) => got.push(check_msg(&buf[..n]).expect("torn message")),
-                        Err(DequeueError::Closed) => return got,
+                        Err(RecvError::Closed) => return got,
                         Err(e) => panic!("consumer: {e}"),
                     }
                 }
@@ -322,7 +322,7 @@ fn many_threads_in_process_exactly_once_fifo() {
                             assert_eq!(n, 16 + (seq as usize % 33), "wrong length");
                             got.push((p, seq));
                         }
-                        Err(DequeueError::Closed) => return got,
+                        Err(RecvError::Closed) => return got,
                         Err(e) => panic!("consumer: {e}"),
                     }
                 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{check_msg, make_msg, report, Guard, Proc, MSG_MIN};
-use shmq::{DequeueError, EnqueueError, Queue, QueueConfig, Target};
+use shmq::{Queue, QueueConfig, RecvError, SendError, Target};
 
 common::child_roles! {
     "producer" => producer,
@@ -76,7 +76,7 @@ fn producer(args: &[String]) {
         let m = make_msg(id, seq, msg_len(mode, q.slot_size(), id, seq));
         match q.enqueue_try(&m) {
             Ok(()) => {}
-            Err(EnqueueError::Full) => {
+            Err(SendError::Full) => {
                 full += 1;
                 q.enqueue_block(&m, Some(Duration::from_secs(30)))
                     .unwrap_or_else(|e| panic!("producer {id} seq {seq}: {e}"));
@@ -103,7 +103,7 @@ fn shifter(args: &[String]) {
         let m = make_msg(id, seq, msg_len(mode, q.slot_size(), id, seq));
         match q.enqueue_shift(&m) {
             Ok(n) => discarded += n,
-            Err(EnqueueError::Full) => refused += 1,
+            Err(SendError::Full) => refused += 1,
             Err(e) => panic!("shifter {id} seq {seq}: {e}"),
         }
     }
@@ -126,7 +126,7 @@ fn until_closed(args: &[String]) {
         let m = make_msg(id, seq, msg_len(mode, q.slot_size(), id, seq));
         match q.enqueue_block(&m, Some(Duration::from_secs(10))) {
             Ok(()) => seq += 1,
-            Err(EnqueueError::Closed) => break,
+            Err(SendError::Closed) => break,
             Err(e) => panic!("producer {id} seq {seq}: {e}"),
         }
         assert!(
@@ -137,7 +137,7 @@ fn until_closed(args: &[String]) {
     // Closed stays closed: nothing more is accepted.
     assert_eq!(
         q.enqueue_try(&make_msg(id, seq, MSG_MIN)),
-        Err(EnqueueError::Closed)
+        Err(SendError::Closed)
     );
     report(format!("producer {id} sent {seq}"));
 }
@@ -165,8 +165,8 @@ fn consumer(args: &[String]) {
                 }
                 Err(_) => torn += 1,
             },
-            Err(DequeueError::Closed) => break,
-            Err(DequeueError::Timeout) => {
+            Err(RecvError::Closed) => break,
+            Err(RecvError::Timeout) => {
                 assert!(Instant::now() < deadline, "consumer: queue never closed");
             }
             Err(e) => panic!("consumer: {e}"),

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{check_msg, make_msg, Proc};
-use shmq::{DequeueError, EnqueueError, Queue, QueueConfig, Target};
+use shmq::{Queue, QueueConfig, RecvError, SendError, Target};
 
 common::child_roles! {
     "reserve" => reserve_child,
@@ -44,12 +44,12 @@ fn commit_cancel_and_drop_in_both_modes() {
         r.copy_from_slice(b"wxyz");
         assert_eq!(
             r.commit(5),
-            Err(EnqueueError::TooLarge { len: 5, max: 4 }),
+            Err(SendError::TooLarge { len: 5, max: 4 }),
             "commit beyond the reservation"
         );
         assert!(matches!(
             q.reserve(17),
-            Err(EnqueueError::TooLarge { len: 17, max: 16 })
+            Err(SendError::TooLarge { len: 17, max: 16 })
         ));
         let mut r = q.reserve(0).unwrap();
         assert!(r.as_mut_slice().is_empty());
@@ -66,7 +66,7 @@ fn commit_cancel_and_drop_in_both_modes() {
             r[0] = i;
             r.commit(1).unwrap();
         }
-        assert_eq!(q.reserve(1).err(), Some(EnqueueError::Full));
+        assert_eq!(q.reserve(1).err(), Some(SendError::Full));
         assert_eq!(recv_all(&q).concat(), [0, 1, 2, 3, 4, 5, 6, 7]);
         let s = q.stats();
         assert_eq!((s.enqueued, s.dequeued, s.len), (10, 10, 0), "{s:?}");
@@ -81,14 +81,14 @@ fn consume_holds_the_slot_until_released() {
         let m = q.consume().unwrap();
         assert_eq!(&*m, b"1");
         // The held slot is not free for producers yet.
-        assert_eq!(q.enqueue_try(b"3"), Err(EnqueueError::Full));
+        assert_eq!(q.enqueue_try(b"3"), Err(SendError::Full));
         m.release();
         q.enqueue_try(b"3").unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(q.dequeue_try(&mut buf), Ok(1));
         assert_eq!(&buf[..1], b"2");
         assert_eq!(&*q.consume().unwrap(), b"3");
-        assert_eq!(q.consume().err(), Some(DequeueError::Empty));
+        assert_eq!(q.consume().err(), Some(RecvError::Empty));
     }
 }
 
@@ -99,14 +99,20 @@ fn a_shared_spsc_handle_reports_the_role_held_by_a_guard() {
     let r = q.reserve(1).unwrap();
     assert_eq!(
         q.enqueue_try(b"x"),
-        Err(EnqueueError::RoleTaken { pid: me })
+        Err(SendError::RoleTaken {
+            role: "producer",
+            pid: me
+        })
     );
     r.commit(0).unwrap();
     q.enqueue_try(b"x").unwrap();
     let c = q.consume().unwrap();
     assert_eq!(
         q.dequeue_try(&mut [0u8; 8]),
-        Err(DequeueError::RoleTaken { pid: me })
+        Err(RecvError::RoleTaken {
+            role: "consumer",
+            pid: me
+        })
     );
     drop(c);
     assert_eq!(q.dequeue_try(&mut [0u8; 8]), Ok(1));
@@ -124,7 +130,7 @@ fn multi_producer_guards_may_interleave_and_move_threads() {
         s.spawn(move || b.commit(1).unwrap());
     });
     // "a" was claimed first: consumers wait for it.
-    assert_eq!(q.consume().err(), Some(DequeueError::Empty));
+    assert_eq!(q.consume().err(), Some(RecvError::Empty));
     a.commit(1).unwrap();
     let held = q.consume().unwrap();
     let got: Vec<u8> = std::thread::scope(|s| {
@@ -145,13 +151,13 @@ fn blocking_variants_wait_and_time_out() {
     for q in both(8, 2) {
         assert_eq!(
             q.consume_block(Some(Duration::from_millis(20))).err(),
-            Some(DequeueError::Timeout)
+            Some(RecvError::Timeout)
         );
         q.enqueue_try(b"1").unwrap();
         q.enqueue_try(b"2").unwrap();
         assert_eq!(
             q.reserve_block(1, Some(Duration::from_millis(20))).err(),
-            Some(EnqueueError::Timeout)
+            Some(SendError::Timeout)
         );
         std::thread::scope(|s| {
             let h = s.spawn(|| {
@@ -175,10 +181,10 @@ fn close_during_a_reservation_delivers_its_commit_then_closed() {
     let mut r = q.reserve(1).unwrap();
     r[0] = 7;
     q.close();
-    assert_eq!(q.reserve(1).err(), Some(EnqueueError::Closed));
+    assert_eq!(q.reserve(1).err(), Some(SendError::Closed));
     r.commit(1).unwrap();
     assert_eq!(&*q.consume().unwrap(), &[7]);
-    assert_eq!(q.consume().err(), Some(DequeueError::Closed));
+    assert_eq!(q.consume().err(), Some(RecvError::Closed));
 
     // Single producer: the producer's own close.
     let target = common::posix("zc-close-spsc");
@@ -191,9 +197,9 @@ fn close_during_a_reservation_delivers_its_commit_then_closed() {
     let r = p.reserve(1).unwrap();
     drop(r);
     p.close();
-    assert_eq!(p.reserve(1).err(), Some(EnqueueError::Closed));
+    assert_eq!(p.reserve(1).err(), Some(SendError::Closed));
     assert_eq!(&*c.consume().unwrap(), &[9]);
-    assert_eq!(c.consume().err(), Some(DequeueError::Closed));
+    assert_eq!(c.consume().err(), Some(RecvError::Closed));
 }
 
 #[test]
@@ -226,14 +232,14 @@ fn batches_partial_when_full_and_empty_across_the_wrap() {
             if next_in < refs.len() {
                 match q.enqueue_batch(&refs[next_in..(next_in + 3).min(refs.len())]) {
                     Ok(n) => next_in += n,
-                    Err(EnqueueError::Full) => {}
+                    Err(SendError::Full) => {}
                     Err(e) => panic!("{e}"),
                 }
             }
             let max = 1 + round % 3;
             match q.dequeue_batch(max, |m| out.push(m.to_vec())) {
                 Ok(n) => assert!(n <= max),
-                Err(DequeueError::Empty) => {}
+                Err(RecvError::Empty) => {}
                 Err(e) => panic!("{e}"),
             }
             if next_in == refs.len() && q.is_empty() {
@@ -243,17 +249,17 @@ fn batches_partial_when_full_and_empty_across_the_wrap() {
         assert_eq!(out, msgs, "spsc {}", q.is_spsc());
         // Full: a batch takes what fits.
         assert_eq!(q.enqueue_batch(&refs), Ok(4));
-        assert_eq!(q.enqueue_batch(&refs), Err(EnqueueError::Full));
+        assert_eq!(q.enqueue_batch(&refs), Err(SendError::Full));
         let mut n = 0;
         assert_eq!(q.dequeue_batch(100, |_| n += 1), Ok(4));
         assert_eq!(n, 4);
-        assert_eq!(q.dequeue_batch(100, |_| ()), Err(DequeueError::Empty));
+        assert_eq!(q.dequeue_batch(100, |_| ()), Err(RecvError::Empty));
         // A too-large message ends a batch; alone it is an error.
         let big = [0u8; 9];
         assert_eq!(q.enqueue_batch(&[b"a", &big, b"c"]), Ok(1));
         assert_eq!(
             q.enqueue_batch(&[&big, b"c"]),
-            Err(EnqueueError::TooLarge { len: 9, max: 8 })
+            Err(SendError::TooLarge { len: 9, max: 8 })
         );
         assert_eq!(q.enqueue_batch(&[]), Ok(0));
         let s = q.stats();
@@ -269,7 +275,7 @@ fn batch_into_a_flat_buffer_takes_what_fits() {
         let mut lens = [0usize; 8];
         assert_eq!(
             q.dequeue_batch_into(&mut buf[..1], &mut lens),
-            Err(DequeueError::BufferTooSmall { needed: 2 })
+            Err(RecvError::BufferTooSmall { needed: 2 })
         );
         assert_eq!(q.dequeue_batch_into(&mut buf, &mut lens), Ok(1));
         assert_eq!((&buf[..2], lens[0]), (&b"ab"[..], 2));
@@ -292,14 +298,14 @@ fn batches_skip_tombstones_and_close() {
     assert_eq!(got, [b"x".to_vec()]);
     q.enqueue_batch(&[b"y", b"z"]).unwrap();
     q.close();
-    assert_eq!(q.enqueue_batch(&[b"w"]), Err(EnqueueError::Closed));
+    assert_eq!(q.enqueue_batch(&[b"w"]), Err(SendError::Closed));
     assert_eq!(
         q.dequeue_batch_block(8, |m| got.push(m.to_vec()), Some(WAIT)),
         Ok(2)
     );
     assert_eq!(
         q.dequeue_batch_block(8, |_| (), Some(WAIT)),
-        Err(DequeueError::Closed)
+        Err(RecvError::Closed)
     );
     assert_eq!(q.stats().tombstones, 2);
 }
@@ -454,7 +460,7 @@ fn a_producer_killed_holding_a_reservation_leaves_a_tombstone() {
             let s = q.stats();
             assert_eq!((s.dead_claims, s.len), (1, 0), "{s:?}");
         }
-        assert_eq!(q.consume().err(), Some(DequeueError::Empty));
+        assert_eq!(q.consume().err(), Some(RecvError::Empty));
     }
 }
 

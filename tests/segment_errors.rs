@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{report, Guard, Proc};
 use shmq::layout::{self, Header, Params, QueueKind, HEADER_SIZE, LAYOUT_VERSION};
-use shmq::{DequeueError, EnqueueError, Error, Queue, QueueConfig, Segment, Target};
+use shmq::{Error, Queue, QueueConfig, RecvError, Segment, SendError, Target};
 
 common::child_roles! {
     "reader" => reader,
@@ -40,7 +40,7 @@ fn reader(args: &[String]) {
     loop {
         match q.dequeue_try(&mut buf) {
             Ok(n) => report(format!("msg {}", String::from_utf8_lossy(&buf[..n]))),
-            Err(DequeueError::Empty) => break,
+            Err(RecvError::Empty) => break,
             Err(e) => panic!("reader: {e}"),
         }
     }
@@ -568,9 +568,9 @@ fn garbage_in_the_slots_gives_errors_not_panics_or_hangs() {
             let _ = q.enqueue_shift(b"y");
         }
         let r = q.dequeue_block(&mut buf, Some(Duration::from_millis(20)));
-        assert!(!matches!(r, Err(DequeueError::Closed)), "{r:?}");
+        assert!(!matches!(r, Err(RecvError::Closed)), "{r:?}");
         let r = q.enqueue_block(b"z", Some(Duration::from_millis(20)));
-        assert!(!matches!(r, Err(EnqueueError::Closed)), "{r:?}");
+        assert!(!matches!(r, Err(SendError::Closed)), "{r:?}");
         let _ = q.stats();
         assert!(
             started.elapsed() < Duration::from_secs(10),

@@ -31,10 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::{report, unique, Guard, ARGS_ENV, ROLE_ENV};
 use shmq::segment::{Protection, Segment};
-use shmq::{
-    DequeueError, EnqueueError, Error, Log, LogConfig, PublishError, Queue, QueueConfig, RecvError,
-    Start, Target,
-};
+use shmq::{Error, Log, LogConfig, Queue, QueueConfig, RecvError, SendError, Start, Target};
 
 common::child_roles! {
     "queue-producer" => queue_producer,
@@ -163,7 +160,7 @@ fn queue_producer(args: &[String]) {
     let msg = [7u8; 48];
     child_loop(args, open_queue, |q| {
         match q.enqueue_block(&msg, Some(OP_TIMEOUT)) {
-            Err(EnqueueError::Corrupt { detail }) => Step::Corrupt(detail),
+            Err(SendError::Corrupt { detail }) => Step::Corrupt(detail),
             _ => Step::Fine,
         }
     });
@@ -173,7 +170,7 @@ fn queue_consumer(args: &[String]) {
     let mut buf = [0u8; 64];
     child_loop(args, open_queue, |q| {
         match q.dequeue_block(&mut buf, Some(OP_TIMEOUT)) {
-            Err(DequeueError::Corrupt { detail }) => Step::Corrupt(detail),
+            Err(RecvError::Corrupt { detail }) => Step::Corrupt(detail),
             _ => Step::Fine,
         }
     });
@@ -182,7 +179,7 @@ fn queue_consumer(args: &[String]) {
 fn log_publisher(args: &[String]) {
     let msg = [9u8; 48];
     child_loop(args, Log::open, |log| match log.publish(&msg) {
-        Err(PublishError::Corrupt { detail }) => Step::Corrupt(detail),
+        Err(SendError::Corrupt { detail }) => Step::Corrupt(detail),
         _ => Step::Fine,
     });
 }
@@ -589,10 +586,8 @@ fn threads_faulting_together_survive() {
         t.to_string(),
         format!("segment truncated to 4096 bytes ({len} mapped)")
     );
-    let e: EnqueueError = t.into();
-    assert!(
-        matches!(e, EnqueueError::Corrupt { ref detail } if detail.contains("truncated to 4096"))
-    );
+    let e: SendError = t.into();
+    assert!(matches!(e, SendError::Corrupt { ref detail } if detail.contains("truncated to 4096")));
 }
 
 /// Which backings are protected: POSIX and file guarded, SysV cannot shrink.

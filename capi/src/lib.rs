@@ -35,7 +35,7 @@ pub use log::*;
 pub use queue::*;
 pub use roles::*;
 
-use engine::{DequeueError, EnqueueError, Error, Target};
+use engine::{Error, RecvError, SendError, Target};
 
 /// What a shmq call did. The values are fixed: a value never changes meaning
 /// and new values are only ever added.
@@ -223,36 +223,72 @@ pub(crate) fn setup_error(e: Error) -> shmq_status {
     fail(status, e)
 }
 
-/// The status and message for a failed enqueue.
-pub(crate) fn enqueue_error(e: EnqueueError) -> shmq_status {
+/// The texts of the everyday statuses (FULL or EMPTY, CLOSED, TIMEOUT):
+/// static, so that a poll that finds nothing allocates nothing, and each
+/// naming the queue or the log it came from.
+pub(crate) struct Everyday {
+    pub(crate) idle: &'static CStr,
+    pub(crate) closed: &'static CStr,
+    pub(crate) timeout: &'static CStr,
+}
+
+/// The status and message for a failed enqueue or publish.
+pub(crate) fn send_error(e: SendError, words: &Everyday) -> shmq_status {
     match e {
-        EnqueueError::Full => fail_static(SHMQ_FULL, cstr!("queue is full")),
-        EnqueueError::Closed => fail_static(SHMQ_CLOSED, cstr!("queue is closed")),
-        EnqueueError::Timeout => {
-            fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a free slot"))
-        }
-        e @ EnqueueError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
-        e @ EnqueueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
-        e @ EnqueueError::Busy => fail(SHMQ_BUSY, e),
-        e @ EnqueueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        SendError::Full => fail_static(SHMQ_FULL, words.idle),
+        SendError::Closed => fail_static(SHMQ_CLOSED, words.closed),
+        SendError::Timeout => fail_static(SHMQ_TIMEOUT, words.timeout),
+        e @ SendError::GatedBy { .. } => fail(SHMQ_TIMEOUT, e),
+        e @ SendError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
+        e @ SendError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
+        e @ SendError::Busy => fail(SHMQ_BUSY, e),
+        e @ SendError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        // The engine's enums are non_exhaustive: a kind this layer does not
+        // know yet is still an error, with its message.
         e => fail(SHMQ_IO, e),
     }
 }
 
-/// The status and message for a failed dequeue.
-pub(crate) fn dequeue_error(e: DequeueError) -> shmq_status {
+/// The status and message for a failed dequeue or receive.
+pub(crate) fn recv_error(e: RecvError, words: &Everyday) -> shmq_status {
     match e {
-        DequeueError::Empty => fail_static(SHMQ_EMPTY, cstr!("queue is empty")),
-        DequeueError::Closed => fail_static(SHMQ_CLOSED, cstr!("queue is closed and drained")),
-        DequeueError::Timeout => {
-            fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a message"))
-        }
-        e @ DequeueError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
-        e @ DequeueError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
-        e @ DequeueError::Busy => fail(SHMQ_BUSY, e),
-        e @ DequeueError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
+        RecvError::Empty => fail_static(SHMQ_EMPTY, words.idle),
+        RecvError::Closed => fail_static(SHMQ_CLOSED, words.closed),
+        RecvError::Timeout => fail_static(SHMQ_TIMEOUT, words.timeout),
+        RecvError::Lagged(_) => fail_static(
+            SHMQ_LAGGED,
+            cstr!("subscriber fell a ring behind: messages were lost (count in missed_out)"),
+        ),
+        e @ RecvError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
+        e @ RecvError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
+        e @ RecvError::Busy => fail(SHMQ_BUSY, e),
+        e @ RecvError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
         e => fail(SHMQ_IO, e),
     }
+}
+
+/// The status and message for a failed enqueue.
+pub(crate) fn enqueue_error(e: SendError) -> shmq_status {
+    send_error(
+        e,
+        &Everyday {
+            idle: cstr!("queue is full"),
+            closed: cstr!("queue is closed"),
+            timeout: cstr!("timed out waiting for a free slot"),
+        },
+    )
+}
+
+/// The status and message for a failed dequeue.
+pub(crate) fn dequeue_error(e: RecvError) -> shmq_status {
+    recv_error(
+        e,
+        &Everyday {
+            idle: cstr!("queue is empty"),
+            closed: cstr!("queue is closed and drained"),
+            timeout: cstr!("timed out waiting for a message"),
+        },
+    )
 }
 
 /// Parses a NUL-terminated target string.

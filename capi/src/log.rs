@@ -7,8 +7,10 @@ use std::ffi::{c_char, CStr};
 
 use super::queue::{buf_arg, msg_arg, timeout, wait_strategy};
 use super::shmq_status::{self, *};
-use super::{boundary, cstr, fail, fail_static, non_null, parse_target, setup_error, try_status};
-use engine::{CursorError, Log, LogConfig, LogMode, PublishError, RecvError, Start, Subscriber};
+use super::{
+    boundary, cstr, fail, fail_static, non_null, parse_target, setup_error, try_status, Everyday,
+};
+use engine::{CursorError, Log, LogConfig, LogMode, RecvError, SendError, Start, Subscriber};
 
 /// A handle to a fan-out log. Opaque: create it with shmq_log_create(),
 /// shmq_log_open() or shmq_log_open_or_create(), release it with
@@ -132,42 +134,27 @@ unsafe fn write_opt<T>(out: *mut T, value: T) {
 }
 
 /// The status and message for a failed publish.
-fn publish_error(e: PublishError) -> shmq_status {
-    match e {
-        PublishError::Full => fail_static(
-            SHMQ_FULL,
-            cstr!("log is full: the slowest cursor is a ring behind (reliable mode)"),
-        ),
-        PublishError::Closed => fail_static(SHMQ_CLOSED, cstr!("log is closed")),
-        PublishError::Timeout => fail_static(
-            SHMQ_TIMEOUT,
-            cstr!("timed out waiting for the slowest cursor to make room"),
-        ),
-        e @ PublishError::GatedBy { .. } => fail(SHMQ_TIMEOUT, e),
-        e @ PublishError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
-        e @ PublishError::Busy => fail(SHMQ_BUSY, e),
-        e @ PublishError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
-        e @ PublishError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
-        // The engine's enums are non_exhaustive: a kind this layer does not
-        // know yet is still an error, with its message.
-        e => fail(SHMQ_IO, e),
-    }
+fn publish_error(e: SendError) -> shmq_status {
+    crate::send_error(
+        e,
+        &Everyday {
+            idle: cstr!("log is full: the slowest cursor is a ring behind (reliable mode)"),
+            closed: cstr!("log is closed"),
+            timeout: cstr!("timed out waiting for the slowest cursor to make room"),
+        },
+    )
 }
 
-/// The status and message for a failed receive other than `Lagged`.
+/// The status and message for a failed receive.
 fn recv_error(e: RecvError) -> shmq_status {
-    match e {
-        RecvError::Empty => fail_static(SHMQ_EMPTY, cstr!("no new message")),
-        RecvError::Lagged(_) => fail_static(
-            SHMQ_LAGGED,
-            cstr!("subscriber fell a ring behind: messages were lost (count in missed_out)"),
-        ),
-        RecvError::Timeout => fail_static(SHMQ_TIMEOUT, cstr!("timed out waiting for a message")),
-        RecvError::Closed => fail_static(SHMQ_CLOSED, cstr!("log is closed and fully read")),
-        e @ RecvError::BufferTooSmall { .. } => fail(SHMQ_BUFFER_TOO_SMALL, e),
-        e @ RecvError::Corrupt { .. } => fail(SHMQ_CORRUPT, e),
-        e => fail(SHMQ_IO, e),
-    }
+    crate::recv_error(
+        e,
+        &Everyday {
+            idle: cstr!("no new message"),
+            closed: cstr!("log is closed and fully read"),
+            timeout: cstr!("timed out waiting for a message"),
+        },
+    )
 }
 
 /// The status and message for a failed cursor operation.

@@ -9,7 +9,7 @@ use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail_static, non_null, parse_target, setup_error,
     try_status,
 };
-use engine::{DequeueError, Queue, QueueConfig, WaitStrategy};
+use engine::{Queue, QueueConfig, RecvError, WaitStrategy};
 
 /// A handle to a work queue. Opaque: create it with shmq_queue_create(),
 /// shmq_queue_open() or shmq_queue_open_or_create(), release it with
@@ -97,7 +97,7 @@ pub(super) unsafe fn buf_arg<'a>(ptr: *mut u8, len: usize) -> Result<&'a mut [u8
 /// # Safety
 /// `len_out` is non-null and valid for writing a `size_t`.
 pub(super) unsafe fn dequeue_out(
-    result: Result<usize, DequeueError>,
+    result: Result<usize, RecvError>,
     len_out: *mut usize,
 ) -> shmq_status {
     match result {
@@ -106,10 +106,10 @@ pub(super) unsafe fn dequeue_out(
             unsafe { len_out.write(n) };
             SHMQ_OK
         }
-        Err(DequeueError::BufferTooSmall { needed }) => {
+        Err(RecvError::BufferTooSmall { needed }) => {
             // SAFETY: non-null, writable (caller).
             unsafe { len_out.write(needed) };
-            dequeue_error(DequeueError::BufferTooSmall { needed })
+            dequeue_error(RecvError::BufferTooSmall { needed })
         }
         Err(e) => dequeue_error(e),
     }
@@ -122,7 +122,7 @@ pub(super) unsafe fn dequeue_out(
 /// # Safety
 /// `count_out` is non-null and valid for writing a `size_t`.
 pub(super) unsafe fn dequeue_batch_out(
-    result: Result<usize, DequeueError>,
+    result: Result<usize, RecvError>,
     lens: &mut [usize],
     count_out: *mut usize,
 ) -> shmq_status {
@@ -132,11 +132,11 @@ pub(super) unsafe fn dequeue_batch_out(
             unsafe { count_out.write(n) };
             SHMQ_OK
         }
-        Err(DequeueError::BufferTooSmall { needed }) => {
+        Err(RecvError::BufferTooSmall { needed }) => {
             if let Some(first) = lens.first_mut() {
                 *first = needed;
             }
-            dequeue_error(DequeueError::BufferTooSmall { needed })
+            dequeue_error(RecvError::BufferTooSmall { needed })
         }
         Err(e) => dequeue_error(e),
     }

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use shmq::{CursorError, DequeueError, EnqueueError, Error, PublishError, RecvError};
+use shmq::{CursorError, Error, RecvError, SendError};
 
 // 0 is success.
 /// Any other failure.
@@ -64,6 +64,34 @@ fn code_of_shmq(e: &Error) -> i32 {
         Error::Incompatible { .. } | Error::VersionMismatch { .. } => INCOMPATIBLE,
         Error::NotReady { .. } => NOT_READY,
         Error::InvalidArgument { .. } => USAGE,
+        Error::Send(e) => code_of_send(e),
+        Error::Recv(e) => code_of_recv(e),
+        Error::Cursor(e) => code_of_cursor(e),
+        _ => OTHER,
+    }
+}
+
+fn code_of_send(e: &SendError) -> i32 {
+    match e {
+        SendError::Timeout | SendError::GatedBy { .. } => TIMEOUT,
+        SendError::Corrupt { .. } => CORRUPT,
+        _ => OTHER,
+    }
+}
+
+fn code_of_recv(e: &RecvError) -> i32 {
+    match e {
+        RecvError::Timeout => TIMEOUT,
+        RecvError::Corrupt { .. } => CORRUPT,
+        _ => OTHER,
+    }
+}
+
+fn code_of_cursor(e: &CursorError) -> i32 {
+    match e {
+        CursorError::NotFound { .. } => NOT_FOUND,
+        CursorError::InvalidName { .. } => USAGE,
+        CursorError::Corrupt { .. } => CORRUPT,
         _ => OTHER,
     }
 }
@@ -77,36 +105,14 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return code_of_shmq(e);
         }
-        match cause.downcast_ref::<EnqueueError>() {
-            Some(EnqueueError::Timeout) => return TIMEOUT,
-            Some(EnqueueError::Corrupt { .. }) => return CORRUPT,
-            Some(_) => return OTHER,
-            None => {}
+        if let Some(e) = cause.downcast_ref::<SendError>() {
+            return code_of_send(e);
         }
-        match cause.downcast_ref::<DequeueError>() {
-            Some(DequeueError::Timeout) => return TIMEOUT,
-            Some(DequeueError::Corrupt { .. }) => return CORRUPT,
-            Some(_) => return OTHER,
-            None => {}
+        if let Some(e) = cause.downcast_ref::<RecvError>() {
+            return code_of_recv(e);
         }
-        match cause.downcast_ref::<PublishError>() {
-            Some(PublishError::Timeout | PublishError::GatedBy { .. }) => return TIMEOUT,
-            Some(PublishError::Corrupt { .. }) => return CORRUPT,
-            Some(_) => return OTHER,
-            None => {}
-        }
-        match cause.downcast_ref::<RecvError>() {
-            Some(RecvError::Timeout) => return TIMEOUT,
-            Some(RecvError::Corrupt { .. }) => return CORRUPT,
-            Some(_) => return OTHER,
-            None => {}
-        }
-        match cause.downcast_ref::<CursorError>() {
-            Some(CursorError::NotFound { .. }) => return NOT_FOUND,
-            Some(CursorError::InvalidName { .. }) => return USAGE,
-            Some(CursorError::Corrupt { .. }) => return CORRUPT,
-            Some(_) => return OTHER,
-            None => {}
+        if let Some(e) = cause.downcast_ref::<CursorError>() {
+            return code_of_cursor(e);
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.kind() {

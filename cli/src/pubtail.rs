@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use shmq::inspect::Inspector;
 use shmq::layout::QueueKind;
-use shmq::{
-    DequeueError, EnqueueError, Log, PublishError, Queue, RecvError, Start, Subscriber, Target,
-};
+use shmq::{Log, Queue, RecvError, SendError, Start, Subscriber, Target};
 
 use crate::{exit, signal, Format, PubArgs, StartAt, TailArgs};
 
@@ -114,8 +112,8 @@ fn send(
         Endpoint::Queue(q) => loop {
             match q.enqueue_until(msg, slice()) {
                 Ok(()) => break,
-                Err(EnqueueError::Timeout) => waited(deadline, timeout, "the queue stayed full")?,
-                Err(EnqueueError::TooLarge { len, max }) => return Err(too_large(len, max)),
+                Err(SendError::Timeout) => waited(deadline, timeout, "the queue stayed full")?,
+                Err(SendError::TooLarge { len, max }) => return Err(too_large(len, max)),
                 Err(e) => return Err(e.into()),
             }
         },
@@ -126,12 +124,12 @@ fn send(
                     sent.seqs = Some((sent.seqs.map_or(seq, |(first, _)| first), seq));
                     break;
                 }
-                Err(PublishError::Timeout | PublishError::GatedBy { .. }) => waited(
+                Err(SendError::Timeout | SendError::GatedBy { .. }) => waited(
                     deadline,
                     timeout,
                     "the log's slowest subscriber stayed a full ring behind",
                 )?,
-                Err(PublishError::TooLarge { len, max }) => return Err(too_large(len, max)),
+                Err(SendError::TooLarge { len, max }) => return Err(too_large(len, max)),
                 Err(e) => return Err(e.into()),
             }
         },
@@ -340,7 +338,7 @@ fn tail_queue(
     let mut last = Instant::now();
     while count.is_none_or(|c| seen < c) {
         let got = match q.dequeue_try(&mut buf) {
-            Err(DequeueError::Empty) => {
+            Err(RecvError::Empty) => {
                 // Show what we have before waiting.
                 out.flush()?;
                 let slice_end = Instant::now() + SLICE;
@@ -355,7 +353,7 @@ fn tail_queue(
                 seen += 1;
                 last = Instant::now();
             }
-            Err(DequeueError::Timeout) => {
+            Err(RecvError::Timeout) => {
                 if signal::interrupted() {
                     break;
                 }
@@ -369,7 +367,7 @@ fn tail_queue(
                     }
                 }
             }
-            Err(DequeueError::Closed) => break,
+            Err(RecvError::Closed) => break,
             Err(e) => return Err(e.into()),
         }
     }

@@ -1415,7 +1415,7 @@ fn cursor_ls_and_rm_release_a_gating_named_cursor() {
     for _ in 0..4 {
         log.publish(b"x").unwrap();
     }
-    assert_eq!(log.publish(b"y"), Err(shmq::PublishError::Full));
+    assert_eq!(log.publish(b"y"), Err(shmq::SendError::Full));
     let out = run(&["cursor", "ls", &arg(&t)]).expect(0);
     assert!(out.stdout.contains("billing\\u{1b}[31m"), "{}", out.stdout);
     assert!(!out.stdout.contains('\u{1b}'), "escaped: {}", out.stdout);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::{Chan, Sender};
 use super::{BatchError, BoxError};
-use crate::{DequeueError, Queue, RecvError, Subscriber};
+use crate::{Queue, RecvError, Subscriber};
 
 /// A decoder of messages into items.
 pub(crate) type Decode<T> = Box<dyn FnMut(&[u8]) -> Result<T, BoxError> + Send>;
@@ -165,13 +165,13 @@ impl<T> Source<T> for QueueSource<T> {
                 .dequeue_until(&mut self.buf, Some(slice_end(deadline)))
             {
                 Ok(n) => return Ok(decoded(&mut self.decode, &self.buf[..n])),
-                Err(DequeueError::Timeout) => {
+                Err(RecvError::Timeout) => {
                     if Instant::now() >= deadline {
                         return Ok(Pulled::Idle);
                     }
                 }
-                Err(DequeueError::Closed) => return Ok(Pulled::End),
-                Err(e) => return Err(BatchError::Dequeue(e)),
+                Err(RecvError::Closed) => return Ok(Pulled::End),
+                Err(e) => return Err(BatchError::Recv(e)),
             }
         }
     }

@@ -1,86 +1,8 @@
-//! Errors of the fan-out log: one enum per operation, each variant saying
-//! what happened and, in its `Display`, what to do.
+//! The error of the log's named-cursor table. Publishing and receiving
+//! share [`SendError`](crate::SendError) and [`RecvError`](crate::RecvError)
+//! with the queue (`src/error.rs`).
 
 use std::fmt;
-
-/// Why a message was not published.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublishError {
-    /// Reliable mode only: the slowest registered cursor is a full ring
-    /// behind; nothing was written (only from [`Log::publish`](crate::Log::publish)).
-    Full,
-    /// The log was closed; no more messages are accepted.
-    Closed,
-    /// The message is longer than the slot size; nothing was written.
-    TooLarge {
-        /// The message's length.
-        len: usize,
-        /// The log's slot size.
-        max: usize,
-    },
-    /// Reliable mode only: the timeout or deadline passed while the log stayed full.
-    Timeout,
-    /// Reliable mode only: the timeout or deadline passed while the log
-    /// stayed full because the named cursor `cursor` did not move. A named
-    /// cursor is durable: it gates publishers until a subscriber resumes it
-    /// or it is removed ([`Log::remove_cursor`](crate::Log::remove_cursor),
-    /// `shmq cursor rm`), also after its subscriber died.
-    GatedBy {
-        /// The cursor's name.
-        cursor: String,
-        /// The live process whose subscriber holds it, if any.
-        owner: Option<u32>,
-        /// The process whose subscriber died while holding it, if any.
-        dead_owner: Option<u32>,
-    },
-    /// The segment's process table is full of live entries (every one of
-    /// its 256 entries is a live handle or a thread lane), so this thread
-    /// cannot announce a claim; nothing was done. Drop idle handles, or use
-    /// fewer threads per handle.
-    Busy,
-    /// Single-publisher log: another live publisher holds the role (its
-    /// pid; this process's own pid when the role is lent to a
-    /// [`Publisher`](crate::Publisher) of the same mapping, or 0 when this
-    /// handle has no process-table entry). Nothing was written.
-    RoleTaken {
-        /// The holder's process id.
-        pid: u32,
-    },
-    /// Shared memory holds an impossible value, or every slot is held by a
-    /// publisher that stopped in the middle of a write.
-    Corrupt {
-        /// Which check failed.
-        detail: String,
-    },
-}
-
-/// Why a subscriber received no message.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecvError {
-    /// No new message yet (only from [`Subscriber::recv_try`](crate::Subscriber::recv_try)).
-    Empty,
-    /// The subscriber fell a full ring behind: this many messages were
-    /// overwritten before it read them. It now continues from the oldest
-    /// message still present; call receive again.
-    Lagged(u64),
-    /// The timeout or deadline passed with no new message.
-    Timeout,
-    /// The next message is longer than the buffer; the subscriber stays on it.
-    BufferTooSmall {
-        /// The length of the waiting message.
-        needed: usize,
-    },
-    /// The log is closed and this subscriber has read everything published.
-    Closed,
-    /// Shared memory holds an impossible value (another process wrote
-    /// garbage); the subscriber moved past the bad position.
-    Corrupt {
-        /// Which check failed.
-        detail: String,
-    },
-}
 
 /// Why an operation on the named-cursor table failed.
 #[non_exhaustive]
@@ -128,67 +50,6 @@ pub enum CursorError {
     },
 }
 
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PublishError::Full => f.write_str(
-                "log is full: the slowest cursor is a ring behind (reliable mode); retry, \
-                 use publish_block, or have that subscriber commit",
-            ),
-            PublishError::Closed => f.write_str("log is closed"),
-            PublishError::TooLarge { len, max } => {
-                write!(
-                    f,
-                    "message of {len} bytes exceeds the slot size of {max} bytes"
-                )
-            }
-            PublishError::GatedBy {
-                cursor,
-                owner,
-                dead_owner,
-            } => {
-                write!(f, "timed out: the log is full, gated by named cursor {cursor:?}")?;
-                match (owner, dead_owner) {
-                    (Some(pid), _) => write!(f, ", held by live process {pid}, which is not reading"),
-                    (None, Some(pid)) => write!(
-                        f,
-                        ", whose subscriber (process {pid}) died; resume it or remove it (shmq cursor rm)"
-                    ),
-                    (None, None) => write!(
-                        f,
-                        " that no subscriber holds; resume it or remove it (shmq cursor rm)"
-                    ),
-                }
-            }
-            PublishError::Timeout => {
-                f.write_str("timed out waiting for the slowest cursor to make room")
-            }
-            PublishError::RoleTaken { pid } => crate::error::role_taken(f, "publisher", *pid),
-            PublishError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
-            PublishError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),
-        }
-    }
-}
-
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecvError::Empty => f.write_str("no new message"),
-            RecvError::Lagged(n) => write!(
-                f,
-                "subscriber fell behind and lost {n} messages; it continues from the oldest one left"
-            ),
-            RecvError::Timeout => f.write_str("timed out waiting for a message"),
-            RecvError::BufferTooSmall { needed } => write!(
-                f,
-                "buffer too small: the next message needs {needed} bytes (the subscriber stays on it)"
-            ),
-            RecvError::Closed => f.write_str("log is closed and fully read"),
-            RecvError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),
-        }
-    }
-}
-
 impl fmt::Display for CursorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -224,6 +85,4 @@ impl fmt::Display for CursorError {
     }
 }
 
-impl std::error::Error for PublishError {}
-impl std::error::Error for RecvError {}
 impl std::error::Error for CursorError {}

@@ -12,7 +12,7 @@
 //! (by the one liveness judge, `crate::liveness`), whose entry was reused
 //! since, or that names no entry at all (garbage) is taken over. A live
 //! holder, even a stopped one, is never taken for dead: a second publisher
-//! gets [`PublishError::RoleTaken`].
+//! gets [`SendError::RoleTaken`].
 //!
 //! # Publishing
 //!
@@ -92,7 +92,7 @@ const SLEEPERS_COUNT: u32 = 0xffff;
 /// ... and the generation in the high 16, started anew by each waker.
 const SLEEPERS_GEN: u32 = 1 << 16;
 
-use super::{Inner, PublishError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
+use super::{Inner, SendError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
 use crate::layout::{CLOSED, CLOSED_QUIET, OPEN};
 use crate::procs;
 use crate::sync::Ordering;
@@ -347,7 +347,7 @@ impl Inner {
     /// Checks that `msgs` may be published now: lengths, close, room.
     /// Returns how many of them fit (at least 1) or why none may go.
     #[inline]
-    fn sp_admit(&self, role: &mut PubRole, wanted: u64) -> Result<u64, PublishError> {
+    fn sp_admit(&self, role: &mut PubRole, wanted: u64) -> Result<u64, SendError> {
         let ctl = &self.region.header().control;
         // Relaxed: the close handshake is carried by CLOSED_QUIET below.
         if ctl.closed.load(Ordering::Relaxed) != OPEN {
@@ -355,11 +355,11 @@ impl Inner {
             // SYNC(sp-close): Release, pairs with the Acquire in `sp_drained`.
             ctl.closed.store(CLOSED_QUIET, Ordering::Release);
             self.sp_wake(true);
-            return Err(PublishError::Closed);
+            return Err(SendError::Closed);
         }
         let s = role.pos;
         if s > super::MAX_SEQ {
-            return Err(PublishError::Corrupt {
+            return Err(SendError::Corrupt {
                 detail: format!("position {s} is beyond the largest sequence number"),
             });
         }
@@ -375,7 +375,7 @@ impl Inner {
                     return Err(t.into());
                 }
                 self.maybe_reap();
-                return Err(PublishError::Full);
+                return Err(SendError::Full);
             }
         }
         Ok(room.min(wanted))
@@ -412,7 +412,7 @@ impl Inner {
 
     /// Stores `tail` after a publish or a batch, then wakes sleepers.
     #[inline(always)]
-    fn sp_commit(&self, role: &mut PubRole, next: u64) -> Result<(), PublishError> {
+    fn sp_commit(&self, role: &mut PubRole, next: u64) -> Result<(), SendError> {
         failpoint!("log-publish-claimed");
         // SYNC(sp-tail): Release, pairs with the Acquire loads of tail in
         // `sp_drained` and `repaired_tail`.
@@ -433,9 +433,9 @@ impl Inner {
 
     /// Publishes `msg` as the role holder; returns its sequence number.
     #[inline]
-    pub(super) fn sp_publish(&self, role: &mut PubRole, msg: &[u8]) -> Result<u64, PublishError> {
+    pub(super) fn sp_publish(&self, role: &mut PubRole, msg: &[u8]) -> Result<u64, SendError> {
         if msg.len() > self.slot_size {
-            return Err(PublishError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: msg.len(),
                 max: self.slot_size,
             });
@@ -453,9 +453,9 @@ impl Inner {
         &self,
         role: &mut PubRole,
         msgs: &[&[u8]],
-    ) -> Result<usize, PublishError> {
+    ) -> Result<usize, SendError> {
         if let Some(m) = msgs.iter().find(|m| m.len() > self.slot_size) {
-            return Err(PublishError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: m.len(),
                 max: self.slot_size,
             });

@@ -105,7 +105,7 @@ fn message_lengths_from_zero_to_slot_size() {
     }
     assert_eq!(
         l.publish(&[0; 41]),
-        Err(PublishError::TooLarge { len: 41, max: 40 })
+        Err(SendError::TooLarge { len: 41, max: 40 })
     );
     assert_eq!(
         l.next_seq(),
@@ -312,7 +312,7 @@ fn close_drains_then_reports_closed() {
     l.publish(b"a").unwrap();
     l.close();
     assert!(l.is_closed());
-    assert_eq!(l.publish(b"b"), Err(PublishError::Closed));
+    assert_eq!(l.publish(b"b"), Err(SendError::Closed));
     let mut buf = [0u8; 8];
     assert_eq!(sub.recv_try(&mut buf), Ok(1));
     assert_eq!(sub.recv_try(&mut buf), Err(RecvError::Closed));
@@ -360,19 +360,19 @@ fn reliable_mode_is_gated_by_the_slowest_cursor() {
     for i in 0..4u8 {
         l.publish(&[i]).unwrap();
     }
-    assert_eq!(l.publish(b"x"), Err(PublishError::Full));
+    assert_eq!(l.publish(b"x"), Err(SendError::Full));
     let mut buf = [0u8; 8];
     for _ in 0..4 {
         fast.recv_try(&mut buf).unwrap();
     }
     assert_eq!(
         l.publish(b"x"),
-        Err(PublishError::Full),
+        Err(SendError::Full),
         "the slow one still gates"
     );
     slow.recv_try(&mut buf).unwrap();
     assert_eq!(l.publish(&[4]), Ok(14));
-    assert_eq!(l.publish(b"x"), Err(PublishError::Full));
+    assert_eq!(l.publish(b"x"), Err(SendError::Full));
     drop(slow); // frees its entry: no longer gates
     for i in 0..3u8 {
         assert_eq!(fast.recv_try(&mut buf), Ok(1));
@@ -396,7 +396,7 @@ fn reliable_named_cursors_gate_on_their_committed_position() {
     }
     assert_eq!(
         l.publish(b"x"),
-        Err(PublishError::Full),
+        Err(SendError::Full),
         "read but not committed"
     );
     sub.commit().unwrap();
@@ -408,7 +408,7 @@ fn reliable_named_cursors_gate_on_their_committed_position() {
     }
     assert_eq!(
         l.publish_block(b"z", Some(Duration::from_millis(20))),
-        Err(PublishError::GatedBy {
+        Err(SendError::GatedBy {
             cursor: "n".into(),
             owner: None,
             dead_owner: None
@@ -455,7 +455,7 @@ fn close_wakes_a_blocked_publisher() {
     };
     thread::sleep(Duration::from_millis(50));
     l.close();
-    assert_eq!(t.join().unwrap(), Err(PublishError::Closed));
+    assert_eq!(t.join().unwrap(), Err(SendError::Closed));
 }
 
 #[test]

@@ -27,15 +27,15 @@ use super::{stamp_pos, Consumer, Producer, Queue, Side};
 use crate::layout::{CLAIM_CONSUME, CLAIM_PRODUCE, MAX_POSITION, SLOT_TOMBSTONE, STAMP_TOMB};
 use crate::procs::Announce;
 use crate::sync::Ordering;
-use crate::{DequeueError, EnqueueError};
+use crate::{RecvError, SendError};
 
 impl Queue {
     /// How many of `msgs` a batch may try: the prefix within the slot size
     /// (`TooLarge` if the first is not), at most a ring.
-    fn batch_prefix(&self, msgs: &[&[u8]]) -> Result<usize, EnqueueError> {
+    fn batch_prefix(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         if let Some(m) = msgs.first() {
             if m.len() > self.slot_size {
-                return Err(EnqueueError::TooLarge {
+                return Err(SendError::TooLarge {
                     len: m.len(),
                     max: self.slot_size,
                 });
@@ -50,13 +50,13 @@ impl Queue {
 
     /// Claims the run of up to `want` (>= 1) free positions from `tail` with
     /// one CAS, announced as a range in `ann`: `(first, count)`.
-    fn claim_tail_range(&self, want: u64, ann: &Announce<'_>) -> Result<(u64, u64), EnqueueError> {
+    fn claim_tail_range(&self, want: u64, ann: &Announce<'_>) -> Result<(u64, u64), SendError> {
         let tail = &self.region.header().tail.value;
         // Relaxed: only a first guess; the stamps and the CAS decide.
         let mut t = tail.load(Ordering::Relaxed);
         loop {
             if t > MAX_POSITION - want {
-                return Err(EnqueueError::Corrupt {
+                return Err(SendError::Corrupt {
                     detail: format!("tail {t} is beyond the largest position"),
                 });
             }
@@ -84,9 +84,9 @@ impl Queue {
                 if cur != t {
                     t = cur;
                 } else if (s.wrapping_sub(t) as i64) < 0 {
-                    return Err(EnqueueError::Full);
+                    return Err(SendError::Full);
                 } else {
-                    return Err(EnqueueError::Corrupt {
+                    return Err(SendError::Corrupt {
                         detail: self
                             .region
                             .segment()
@@ -97,15 +97,15 @@ impl Queue {
         }
     }
 
-    fn mpmc_enqueue_batch(&self, msgs: &[&[u8]]) -> Result<usize, EnqueueError> {
+    fn mpmc_enqueue_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         let n = self.batch_prefix(msgs)?;
         if n == 0 {
             return Ok(0);
         }
         if self.closed() {
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
-        let ann = self.announce().ok_or(EnqueueError::Busy)?;
+        let ann = self.announce().ok_or(SendError::Busy)?;
         let (t, k) = self.claim_tail_range(n as u64, &ann)?;
         failpoint!("queue-batch-claimed");
         if self.closed() {
@@ -114,7 +114,7 @@ impl Queue {
                 self.publish_len(p, self.slot(p), 0, SLOT_TOMBSTONE);
             }
             self.count(&self.region.header().stats.tombstones, k);
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
         for (i, msg) in msgs[..k as usize].iter().enumerate() {
             let p = t + i as u64;
@@ -135,13 +135,13 @@ impl Queue {
         max: u64,
         budget: usize,
         ann: &Announce<'_>,
-    ) -> Result<(u64, u64), DequeueError> {
+    ) -> Result<(u64, u64), RecvError> {
         let head = &self.region.header().head.value;
         // Relaxed: only a first guess; the stamps and the CAS decide.
         let mut h = head.load(Ordering::Relaxed);
         loop {
             if h > MAX_POSITION - max {
-                return Err(DequeueError::Corrupt {
+                return Err(RecvError::Corrupt {
                     detail: format!("head {h} is beyond the largest position"),
                 });
             }
@@ -165,7 +165,7 @@ impl Queue {
                     if !tomb && len <= self.slot_size {
                         if bytes + len > budget {
                             if k == 0 {
-                                return Err(DequeueError::BufferTooSmall { needed: len });
+                                return Err(RecvError::BufferTooSmall { needed: len });
                             }
                             break;
                         }
@@ -188,12 +188,12 @@ impl Queue {
                     h = cur;
                 } else if (s.wrapping_sub(h + 1) as i64) < 0 {
                     return Err(if self.drained(h) {
-                        DequeueError::Closed
+                        RecvError::Closed
                     } else {
-                        DequeueError::Empty
+                        RecvError::Empty
                     });
                 } else {
-                    return Err(DequeueError::Corrupt {
+                    return Err(RecvError::Corrupt {
                         detail: self
                             .region
                             .segment()
@@ -209,11 +209,11 @@ impl Queue {
         max: usize,
         budget: usize,
         f: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         if max == 0 {
             return Ok(0);
         }
-        let ann = self.announce().ok_or(DequeueError::Busy)?;
+        let ann = self.announce().ok_or(RecvError::Busy)?;
         loop {
             match self.mpmc_dequeue_range(max, budget, &ann, f) {
                 Ok(0) => continue, // only tombstones: the next run
@@ -229,7 +229,7 @@ impl Queue {
         budget: usize,
         ann: &Announce<'_>,
         f: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         let max = (max as u64).min(self.capacity);
         let (h, k) = self.claim_head_range(max, budget, ann)?;
         failpoint!("queue-batch-consume-claimed");
@@ -290,7 +290,7 @@ impl Queue {
         }
         drop(rest);
         match corrupt {
-            Some(len) if delivered == 0 => Err(DequeueError::Corrupt {
+            Some(len) if delivered == 0 => Err(RecvError::Corrupt {
                 detail: format!("slot holds length {len} > slot size {}", self.slot_size),
             }),
             _ => Ok(delivered),
@@ -321,17 +321,22 @@ impl Queue {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{EnqueueError, Queue, QueueConfig};
+    /// use shmq::{SendError, Queue, QueueConfig};
     /// let q = Queue::in_process(&QueueConfig::new(8, 4)).unwrap();
     /// let msgs: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e", b"f"];
     /// assert_eq!(q.enqueue_batch(&msgs), Ok(4)); // the ring holds 4
-    /// assert_eq!(q.enqueue_batch(&msgs[4..]), Err(EnqueueError::Full));
+    /// assert_eq!(q.enqueue_batch(&msgs[4..]), Err(SendError::Full));
     /// ```
-    pub fn enqueue_batch(&self, msgs: &[&[u8]]) -> Result<usize, EnqueueError> {
+    pub fn enqueue_batch(&self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Producer, |role| self.spsc_enqueue_batch(role, msgs))
-                .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(SendError::RoleTaken {
+                        role: "producer",
+                        pid,
+                    })
+                });
         }
         self.produce_try(|| self.mpmc_enqueue_batch(msgs))
     }
@@ -342,7 +347,7 @@ impl Queue {
         &self,
         msgs: &[&[u8]],
         timeout: Option<Duration>,
-    ) -> Result<usize, EnqueueError> {
+    ) -> Result<usize, SendError> {
         self.enqueue_batch_until(msgs, timeout.map(|t| Instant::now() + t))
     }
 
@@ -360,13 +365,18 @@ impl Queue {
         &self,
         msgs: &[&[u8]],
         deadline: Option<Instant>,
-    ) -> Result<usize, EnqueueError> {
+    ) -> Result<usize, SendError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Producer, |role| {
                     spsc_enqueue_batch_until(self, role, msgs, deadline)
                 })
-                .unwrap_or_else(|pid| Err(EnqueueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(SendError::RoleTaken {
+                        role: "producer",
+                        pid,
+                    })
+                });
         }
         self.wait_produce(deadline, || self.mpmc_enqueue_batch(msgs))
     }
@@ -396,11 +406,7 @@ impl Queue {
     /// assert_eq!(q.dequeue_batch(32, |m| lens.push(m.len())), Ok(1));
     /// assert_eq!(lens, [1, 2, 3]);
     /// ```
-    pub fn dequeue_batch(
-        &self,
-        max: usize,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    pub fn dequeue_batch(&self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
         self.dequeue_batch_dyn(max, usize::MAX, &mut f)
     }
 
@@ -409,13 +415,18 @@ impl Queue {
         max: usize,
         budget: usize,
         f: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Consumer, |role| {
                     self.spsc_dequeue_batch(role, max, budget, f)
                 })
-                .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(RecvError::RoleTaken {
+                        role: "consumer",
+                        pid,
+                    })
+                });
         }
         self.consume_try(|| self.mpmc_dequeue_batch(max, budget, f))
     }
@@ -427,7 +438,7 @@ impl Queue {
         max: usize,
         f: impl FnMut(&[u8]),
         timeout: Option<Duration>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         self.dequeue_batch_until(max, f, timeout.map(|t| Instant::now() + t))
     }
 
@@ -438,7 +449,7 @@ impl Queue {
         max: usize,
         mut f: impl FnMut(&[u8]),
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         self.dequeue_batch_until_dyn(max, usize::MAX, &mut f, deadline)
     }
 
@@ -448,13 +459,18 @@ impl Queue {
         budget: usize,
         f: &mut dyn FnMut(&[u8]),
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         if self.roles.is_some() {
             return self
                 .with_role(Side::Consumer, |role| {
                     spsc_dequeue_batch_until(self, role, max, budget, f, deadline)
                 })
-                .unwrap_or_else(|pid| Err(DequeueError::RoleTaken { pid }));
+                .unwrap_or_else(|pid| {
+                    Err(RecvError::RoleTaken {
+                        role: "consumer",
+                        pid,
+                    })
+                });
         }
         self.wait_consume(deadline, || self.mpmc_dequeue_batch(max, budget, f))
     }
@@ -465,7 +481,7 @@ impl Queue {
     /// Returns how many.
     ///
     /// # Errors
-    /// As [`Queue::dequeue_try`]: [`DequeueError::BufferTooSmall`] if the
+    /// As [`Queue::dequeue_try`]: [`RecvError::BufferTooSmall`] if the
     /// first message alone does not fit (it stays queued).
     ///
     /// # Examples
@@ -481,7 +497,7 @@ impl Queue {
         &self,
         buf: &mut [u8],
         lens: &mut [usize],
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         let mut into = FlatSink::new(buf, lens);
         self.dequeue_batch_dyn(into.max(), into.budget(), &mut |m| into.push(m))
     }
@@ -493,7 +509,7 @@ impl Queue {
         buf: &mut [u8],
         lens: &mut [usize],
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         let mut into = FlatSink::new(buf, lens);
         let (max, budget) = (into.max(), into.budget());
         self.dequeue_batch_until_dyn(max, budget, &mut |m| into.push(m), deadline)
@@ -542,9 +558,9 @@ fn spsc_enqueue_batch_until(
     role: &mut super::spsc::Role,
     msgs: &[&[u8]],
     deadline: Option<Instant>,
-) -> Result<usize, EnqueueError> {
+) -> Result<usize, SendError> {
     match q.spsc_enqueue_batch(role, msgs) {
-        Err(EnqueueError::Full) => {}
+        Err(SendError::Full) => {}
         other => return other,
     }
     q.spsc_produce_wait(role, deadline, |q, role| q.spsc_enqueue_batch(role, msgs))
@@ -557,9 +573,9 @@ fn spsc_dequeue_batch_until(
     budget: usize,
     f: &mut dyn FnMut(&[u8]),
     deadline: Option<Instant>,
-) -> Result<usize, DequeueError> {
+) -> Result<usize, RecvError> {
     match q.spsc_dequeue_batch(role, max, budget, f) {
-        Err(DequeueError::Empty) => {}
+        Err(RecvError::Empty) => {}
         other => return other,
     }
     q.spsc_consume_wait(role, deadline, |q, role| {
@@ -577,7 +593,7 @@ impl Producer {
     /// let mut p = q.into_producer().unwrap();
     /// assert_eq!(p.enqueue_batch(&[b"x", b"y"]), Ok(2));
     /// ```
-    pub fn enqueue_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, EnqueueError> {
+    pub fn enqueue_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError> {
         match &mut self.role {
             Some(role) => self.queue.spsc_enqueue_batch(role, msgs),
             None => self
@@ -591,7 +607,7 @@ impl Producer {
         &mut self,
         msgs: &[&[u8]],
         timeout: Option<Duration>,
-    ) -> Result<usize, EnqueueError> {
+    ) -> Result<usize, SendError> {
         self.enqueue_batch_until(msgs, timeout.map(|t| Instant::now() + t))
     }
 
@@ -600,7 +616,7 @@ impl Producer {
         &mut self,
         msgs: &[&[u8]],
         deadline: Option<Instant>,
-    ) -> Result<usize, EnqueueError> {
+    ) -> Result<usize, SendError> {
         match &mut self.role {
             Some(role) => spsc_enqueue_batch_until(&self.queue, role, msgs, deadline),
             None => self.queue.enqueue_batch_until(msgs, deadline),
@@ -625,7 +641,7 @@ impl Consumer {
         &mut self,
         max: usize,
         mut f: impl FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         self.dequeue_batch_dyn(max, usize::MAX, &mut f)
     }
 
@@ -634,7 +650,7 @@ impl Consumer {
         max: usize,
         budget: usize,
         f: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         match &mut self.role {
             Some(role) => self.queue.spsc_dequeue_batch(role, max, budget, f),
             None => self
@@ -649,7 +665,7 @@ impl Consumer {
         max: usize,
         f: impl FnMut(&[u8]),
         timeout: Option<Duration>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         self.dequeue_batch_until(max, f, timeout.map(|t| Instant::now() + t))
     }
 
@@ -659,7 +675,7 @@ impl Consumer {
         max: usize,
         mut f: impl FnMut(&[u8]),
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         match &mut self.role {
             Some(role) => {
                 spsc_dequeue_batch_until(&self.queue, role, max, usize::MAX, &mut f, deadline)
@@ -673,7 +689,7 @@ impl Consumer {
         &mut self,
         buf: &mut [u8],
         lens: &mut [usize],
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         let mut into = FlatSink::new(buf, lens);
         let (max, budget) = (into.max(), into.budget());
         self.dequeue_batch_dyn(max, budget, &mut |m| into.push(m))

@@ -40,7 +40,7 @@ use crate::layout::{
 use crate::procs::{self, Named};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait;
-use crate::{DequeueError, EnqueueError};
+use crate::{RecvError, SendError};
 
 /// How often a blocked caller checks for a dead holder of what it waits on.
 pub(crate) const RECOVER_EVERY: Duration = Duration::from_millis(2);
@@ -111,7 +111,7 @@ impl Queue {
     /// A consumer found nothing at head: finishes a dead producer's claim
     /// there, or redelivers dead consumers' messages. True if it changed
     /// anything (try again).
-    pub(super) fn recover_consumer_side(&self) -> Result<bool, DequeueError> {
+    pub(super) fn recover_consumer_side(&self) -> Result<bool, RecvError> {
         let hdr = self.region.header();
         // SYNC(claim-announce): Acquire (SeqCst), pairs with the release half
         // of the claiming CASes: every announcement of a claim below these
@@ -119,7 +119,7 @@ impl Queue {
         let h = hdr.head.value.load(Ordering::SeqCst);
         let t = hdr.tail.value.load(Ordering::SeqCst);
         if t < h {
-            return Err(DequeueError::Corrupt {
+            return Err(RecvError::Corrupt {
                 detail: self
                     .region
                     .segment()
@@ -134,7 +134,7 @@ impl Queue {
 
     /// A producer found the ring full: finishes what a dead process left in
     /// the slot it needs. True if it changed anything.
-    pub(super) fn recover_producer_side(&self) -> Result<bool, EnqueueError> {
+    pub(super) fn recover_producer_side(&self) -> Result<bool, SendError> {
         let hdr = self.region.header();
         // SYNC(claim-announce): as in `recover_consumer_side`.
         let t = hdr.tail.value.load(Ordering::SeqCst);
@@ -151,8 +151,8 @@ impl Queue {
         if s == back + 1 && hdr.head.value.load(Ordering::SeqCst) > back {
             // The previous lap's consumer never released.
             return self.recover_orphan(back).map_err(|e| match e {
-                DequeueError::Busy => EnqueueError::Busy,
-                other => EnqueueError::Corrupt {
+                RecvError::Busy => SendError::Busy,
+                other => SendError::Corrupt {
                     detail: other.to_string(),
                 },
             });
@@ -221,7 +221,7 @@ impl Queue {
 
     /// Redelivers the unreleased messages of dead consumers (found through
     /// their lanes). True if it changed anything.
-    pub(super) fn recover_orphans(&self) -> Result<bool, DequeueError> {
+    pub(super) fn recover_orphans(&self) -> Result<bool, RecvError> {
         let mut any = false;
         let mut claims = procs::dead_claims(self.region.procs(), CLAIM_CONSUME);
         // Oldest first: a range's positions are republished in order (each
@@ -239,12 +239,12 @@ impl Queue {
     /// Position `h` was claimed by a consumer (head passed it) and its slot
     /// still holds the message. If the claimer is dead, republishes the
     /// message in place as position `h + capacity`. True if it did.
-    pub(super) fn recover_orphan(&self, h: u64) -> Result<bool, DequeueError> {
+    pub(super) fn recover_orphan(&self, h: u64) -> Result<bool, RecvError> {
         let hdr = self.region.header();
         let slot = self.slot(h);
         let target = h + self.capacity;
         if target > CLAIM_POS {
-            return Err(DequeueError::Corrupt {
+            return Err(RecvError::Corrupt {
                 detail: format!("position {h} is beyond the largest position"),
             });
         }
@@ -259,7 +259,7 @@ impl Queue {
         if procs::named_by_live(self.region.procs(), &[h, target]) == Named::Live {
             return Ok(false);
         }
-        let ann = self.announce().ok_or(DequeueError::Busy)?;
+        let ann = self.announce().ok_or(RecvError::Busy)?;
         loop {
             // SYNC(claim-close): SeqCst, as the tail CAS in `claim_tail`.
             let t = hdr.tail.value.load(Ordering::SeqCst);
@@ -272,9 +272,9 @@ impl Queue {
                 // Pad with tombstones up to the slot's next lap.
                 let (pos, pad) = match self.claim_tail(&ann) {
                     Ok(claim) => claim,
-                    Err(EnqueueError::Full) => return Ok(false), // a slot before it is still held
+                    Err(SendError::Full) => return Ok(false), // a slot before it is still held
                     Err(e) => {
-                        return Err(DequeueError::Corrupt {
+                        return Err(RecvError::Corrupt {
                             detail: e.to_string(),
                         })
                     }

@@ -44,7 +44,7 @@ use crate::procs;
 const INTACT_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
-use crate::{DequeueError, EnqueueError};
+use crate::{RecvError, SendError};
 
 /// A role held by one handle: its token, its own index (it is that index's
 /// only writer, so it never needs to read it back from shared memory), and,
@@ -285,7 +285,7 @@ impl Queue {
 
     /// Enqueues as the holder of the producer role.
     #[inline(always)]
-    pub(super) fn spsc_enqueue(&self, role: &mut Role, msg: &[u8]) -> Result<(), EnqueueError> {
+    pub(super) fn spsc_enqueue(&self, role: &mut Role, msg: &[u8]) -> Result<(), SendError> {
         let slot = self.spsc_reserve(role, msg.len())?;
         // SAFETY: position role.pos is free and ours (spsc_reserve); the
         // payload holds slot_size >= msg.len() bytes inside the validated
@@ -302,9 +302,9 @@ impl Queue {
         &self,
         role: &mut Role,
         len: usize,
-    ) -> Result<&SlotHeader, EnqueueError> {
+    ) -> Result<&SlotHeader, SendError> {
         if len > self.slot_size {
-            return Err(EnqueueError::TooLarge {
+            return Err(SendError::TooLarge {
                 len,
                 max: self.slot_size,
             });
@@ -316,7 +316,7 @@ impl Queue {
     /// How many of the next `want` (>= 1) positions are free, at least one:
     /// else `Full`, `Closed` (acknowledged) or `Corrupt`.
     #[inline(always)]
-    fn spsc_room(&self, role: &mut Role, want: u64) -> Result<u64, EnqueueError> {
+    fn spsc_room(&self, role: &mut Role, want: u64) -> Result<u64, SendError> {
         let ctl = self.control();
         // Relaxed: the close handshake is carried by CLOSED_QUIET below.
         if ctl.closed.load(Ordering::Relaxed) != OPEN {
@@ -324,7 +324,7 @@ impl Queue {
             // SYNC(spsc-close): Release, pairs with the Acquire in `spsc_drained`.
             ctl.closed.store(CLOSED_QUIET, Ordering::Release);
             self.wake_sleepers(true);
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
         let h = self.region.header();
         let t = role.pos;
@@ -333,7 +333,7 @@ impl Queue {
             role.cached = h.head.value.load(Ordering::Acquire);
             let used = t.wrapping_sub(role.cached);
             if used > self.capacity {
-                return Err(EnqueueError::Corrupt {
+                return Err(SendError::Corrupt {
                     detail: self.region.segment().explain(format!(
                         "head {} is not within a ring of tail {t}",
                         role.cached
@@ -344,7 +344,7 @@ impl Queue {
                 if let Some(t) = self.region.segment().truncation_seen() {
                     return Err(t.into());
                 }
-                return Err(EnqueueError::Full);
+                return Err(SendError::Full);
             }
         }
         Ok((self.capacity - t.wrapping_sub(role.cached)).min(want))
@@ -358,7 +358,7 @@ impl Queue {
         role: &mut Role,
         slot: &SlotHeader,
         len: usize,
-    ) -> Result<(), EnqueueError> {
+    ) -> Result<(), SendError> {
         let t = role.pos;
         // Relaxed: published by the Release store of the stamp below.
         slot.len.store(len as u32, Ordering::Relaxed);
@@ -388,12 +388,12 @@ impl Queue {
         &self,
         role: &mut Role,
         msgs: &[&[u8]],
-    ) -> Result<usize, EnqueueError> {
+    ) -> Result<usize, SendError> {
         let Some(first) = msgs.first() else {
             return Ok(0);
         };
         if first.len() > self.slot_size {
-            return Err(EnqueueError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: first.len(),
                 max: self.slot_size,
             });
@@ -435,14 +435,10 @@ impl Queue {
 
     /// Dequeues as the holder of the consumer role.
     #[inline(always)]
-    pub(super) fn spsc_dequeue(
-        &self,
-        role: &mut Role,
-        buf: &mut [u8],
-    ) -> Result<usize, DequeueError> {
+    pub(super) fn spsc_dequeue(&self, role: &mut Role, buf: &mut [u8]) -> Result<usize, RecvError> {
         let (slot, len) = self.spsc_peek(role)?;
         if len > buf.len() {
-            return Err(DequeueError::BufferTooSmall { needed: len });
+            return Err(RecvError::BufferTooSmall { needed: len });
         }
         // SAFETY: the stamp says the slot holds the published message of
         // position pos, which only the consumer-role holder reads; len <=
@@ -456,7 +452,7 @@ impl Queue {
     /// checked against the slot size), or why there is none. A corrupt
     /// length drops the slot.
     #[inline(always)]
-    pub(super) fn spsc_peek(&self, role: &mut Role) -> Result<(&SlotHeader, usize), DequeueError> {
+    pub(super) fn spsc_peek(&self, role: &mut Role) -> Result<(&SlotHeader, usize), RecvError> {
         let pos = role.pos;
         let slot = self.slot(pos);
         // SYNC(spsc-publish): Acquire, pairs with the producer's Release
@@ -467,9 +463,9 @@ impl Queue {
                 return Err(t.into());
             }
             return Err(if self.spsc_drained(pos) {
-                DequeueError::Closed
+                RecvError::Closed
             } else {
-                DequeueError::Empty
+                RecvError::Empty
             });
         }
         // Relaxed: ordered after the publish by the Acquire stamp load. (A
@@ -477,7 +473,7 @@ impl Queue {
         let len = slot.len.load(Ordering::Relaxed) as usize;
         if len > self.slot_size {
             self.spsc_advance(role);
-            return Err(DequeueError::Corrupt {
+            return Err(RecvError::Corrupt {
                 detail: format!("slot holds length {len} > slot size {}", self.slot_size),
             });
         }
@@ -492,13 +488,13 @@ impl Queue {
         max: usize,
         budget: usize,
         f: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         if max == 0 {
             return Ok(0);
         }
         let (_, first) = self.spsc_peek(role)?;
         if first > budget {
-            return Err(DequeueError::BufferTooSmall { needed: first });
+            return Err(RecvError::BufferTooSmall { needed: first });
         }
         /// Frees what was handed out, also if `f` panics.
         struct Advance<'q, 'r> {
@@ -630,9 +626,9 @@ impl Queue {
         role: &mut Role,
         msg: &[u8],
         deadline: Option<Instant>,
-    ) -> Result<(), EnqueueError> {
+    ) -> Result<(), SendError> {
         match self.spsc_enqueue(role, msg) {
-            Err(EnqueueError::Full) => {}
+            Err(SendError::Full) => {}
             other => return other,
         }
         self.spsc_produce_wait(role, deadline, |q, role| q.spsc_enqueue(role, msg))
@@ -646,15 +642,15 @@ impl Queue {
         &self,
         role: &mut Role,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut(&Queue, &mut Role) -> Result<T, EnqueueError>,
-    ) -> Result<T, EnqueueError> {
+        mut attempt: impl FnMut(&Queue, &mut Role) -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => {
                     self.region.segment().check_intact()?;
-                    return Err(EnqueueError::Timeout);
+                    return Err(SendError::Timeout);
                 }
                 Next::Sleep => {
                     self.region.segment().check_intact()?;
@@ -668,7 +664,7 @@ impl Queue {
                 }
             }
             match attempt(self, role) {
-                Err(EnqueueError::Full) => {}
+                Err(SendError::Full) => {}
                 other => return other,
             }
         }
@@ -680,9 +676,9 @@ impl Queue {
         role: &mut Role,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<usize, DequeueError> {
+    ) -> Result<usize, RecvError> {
         match self.spsc_dequeue(role, buf) {
-            Err(DequeueError::Empty) => {}
+            Err(RecvError::Empty) => {}
             other => return other,
         }
         self.spsc_consume_wait(role, deadline, |q, role| q.spsc_dequeue(role, buf))
@@ -696,15 +692,15 @@ impl Queue {
         &self,
         role: &mut Role,
         deadline: Option<Instant>,
-        mut attempt: impl FnMut(&Queue, &mut Role) -> Result<T, DequeueError>,
-    ) -> Result<T, DequeueError> {
+        mut attempt: impl FnMut(&Queue, &mut Role) -> Result<T, RecvError>,
+    ) -> Result<T, RecvError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => {
                     self.region.segment().check_intact()?;
-                    return Err(DequeueError::Timeout);
+                    return Err(RecvError::Timeout);
                 }
                 Next::Sleep => {
                     self.region.segment().check_intact()?;
@@ -732,7 +728,7 @@ impl Queue {
                 }
             }
             match attempt(self, role) {
-                Err(DequeueError::Empty) => {}
+                Err(RecvError::Empty) => {}
                 other => return other,
             }
         }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use super::{spsc, Claim, Consumer, Producer, Queue, Side};
 use crate::layout::{SlotHeader, ENTRY_LANE, SLOT_TOMBSTONE};
 use crate::procs::{self, Announce};
-use crate::{DequeueError, EnqueueError};
+use crate::{RecvError, SendError};
 
 /// The lanes of a handle's zero-copy guards: taken from the process table
 /// on demand, kept while the handle lives, given back when it drops.
@@ -147,7 +147,7 @@ impl Queue {
     /// messages claimed after it wait behind it until it ends, so keep it
     /// short. On a single-producer queue a shared handle's producer role is
     /// held by the guard (other producer calls on the handle get
-    /// [`EnqueueError::RoleTaken`] meanwhile); [`Producer::reserve`] has no
+    /// [`SendError::RoleTaken`] meanwhile); [`Producer::reserve`] has no
     /// such cost.
     ///
     /// # Errors
@@ -164,11 +164,14 @@ impl Queue {
     /// let msg = q.consume().unwrap();
     /// assert_eq!(&msg[..], b"hello");
     /// ```
-    pub fn reserve(&self, len: usize) -> Result<ReserveGuard<'_>, EnqueueError> {
+    pub fn reserve(&self, len: usize) -> Result<ReserveGuard<'_>, SendError> {
         if self.roles.is_some() {
             let mut role = self
                 .take_role(Side::Producer)
-                .map_err(|pid| EnqueueError::RoleTaken { pid })?;
+                .map_err(|pid| SendError::RoleTaken {
+                    role: "producer",
+                    pid,
+                })?;
             return ReserveGuard::spsc(self, role_reserve(self, &mut role, len), role, len);
         }
         self.produce_try(|| self.mpmc_reserve(len))
@@ -179,19 +182,19 @@ impl Queue {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{EnqueueError, Queue, QueueConfig};
+    /// use shmq::{SendError, Queue, QueueConfig};
     /// use std::time::Duration;
     /// let q = Queue::in_process(&QueueConfig::new(8, 2)).unwrap();
     /// q.enqueue_try(b"a").unwrap();
     /// q.enqueue_try(b"b").unwrap();
     /// let r = q.reserve_block(8, Some(Duration::from_millis(5)));
-    /// assert_eq!(r.err(), Some(EnqueueError::Timeout));
+    /// assert_eq!(r.err(), Some(SendError::Timeout));
     /// ```
     pub fn reserve_block(
         &self,
         len: usize,
         timeout: Option<Duration>,
-    ) -> Result<ReserveGuard<'_>, EnqueueError> {
+    ) -> Result<ReserveGuard<'_>, SendError> {
         self.reserve_until(len, timeout.map(|t| Instant::now() + t))
     }
 
@@ -201,28 +204,31 @@ impl Queue {
         &self,
         len: usize,
         deadline: Option<Instant>,
-    ) -> Result<ReserveGuard<'_>, EnqueueError> {
+    ) -> Result<ReserveGuard<'_>, SendError> {
         if self.roles.is_some() {
             let mut role = self
                 .take_role(Side::Producer)
-                .map_err(|pid| EnqueueError::RoleTaken { pid })?;
+                .map_err(|pid| SendError::RoleTaken {
+                    role: "producer",
+                    pid,
+                })?;
             let r = role_reserve_until(self, &mut role, len, deadline);
             return ReserveGuard::spsc(self, r, role, len);
         }
         self.wait_produce(deadline, || self.mpmc_reserve(len))
     }
 
-    fn mpmc_reserve(&self, len: usize) -> Result<ReserveGuard<'_>, EnqueueError> {
+    fn mpmc_reserve(&self, len: usize) -> Result<ReserveGuard<'_>, SendError> {
         if len > self.slot_size {
-            return Err(EnqueueError::TooLarge {
+            return Err(SendError::TooLarge {
                 len,
                 max: self.slot_size,
             });
         }
         if self.closed() {
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
-        let lane = self.guard_lane().ok_or(EnqueueError::Busy)?;
+        let lane = self.guard_lane().ok_or(SendError::Busy)?;
         let (pos, slot) = self.claim_tail(&lane.ann)?;
         failpoint!("queue-reserve-claimed");
         if self.closed() {
@@ -230,7 +236,7 @@ impl Queue {
             // drained before our claim.
             self.publish_len(pos, slot, 0, SLOT_TOMBSTONE);
             self.count(&self.region.header().stats.tombstones, 1);
-            return Err(EnqueueError::Closed);
+            return Err(SendError::Closed);
         }
         Ok(ReserveGuard {
             queue: self,
@@ -253,7 +259,7 @@ impl Queue {
     /// process that dies holding it has the message delivered again. On a
     /// single-consumer queue a shared handle's consumer role is held by the
     /// guard (other consumer calls on the handle get
-    /// [`DequeueError::RoleTaken`] meanwhile), and the producer cannot reuse
+    /// [`RecvError::RoleTaken`] meanwhile), and the producer cannot reuse
     /// the slot until the guard ends.
     ///
     /// # Errors
@@ -261,7 +267,7 @@ impl Queue {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{DequeueError, Queue, QueueConfig};
+    /// use shmq::{RecvError, Queue, QueueConfig};
     /// let q = Queue::in_process(&QueueConfig::new(64, 4).spsc(true)).unwrap();
     /// q.enqueue_try(b"packet").unwrap();
     /// {
@@ -269,13 +275,16 @@ impl Queue {
     ///     assert_eq!(msg.len(), 6);
     ///     assert_eq!(&msg[..], b"packet");
     /// } // released here
-    /// assert_eq!(q.consume().err(), Some(DequeueError::Empty));
+    /// assert_eq!(q.consume().err(), Some(RecvError::Empty));
     /// ```
-    pub fn consume(&self) -> Result<ConsumeGuard<'_>, DequeueError> {
+    pub fn consume(&self) -> Result<ConsumeGuard<'_>, RecvError> {
         if self.roles.is_some() {
             let mut role = self
                 .take_role(Side::Consumer)
-                .map_err(|pid| DequeueError::RoleTaken { pid })?;
+                .map_err(|pid| RecvError::RoleTaken {
+                    role: "consumer",
+                    pid,
+                })?;
             let r = role_peek(self, &mut role);
             return ConsumeGuard::spsc(self, r, role);
         }
@@ -287,37 +296,34 @@ impl Queue {
     ///
     /// # Examples
     /// ```
-    /// use shmq::{DequeueError, Queue, QueueConfig};
+    /// use shmq::{RecvError, Queue, QueueConfig};
     /// use std::time::Duration;
     /// let q = Queue::in_process(&QueueConfig::new(64, 4)).unwrap();
     /// let r = q.consume_block(Some(Duration::from_millis(5)));
-    /// assert_eq!(r.err(), Some(DequeueError::Timeout));
+    /// assert_eq!(r.err(), Some(RecvError::Timeout));
     /// ```
-    pub fn consume_block(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Result<ConsumeGuard<'_>, DequeueError> {
+    pub fn consume_block(&self, timeout: Option<Duration>) -> Result<ConsumeGuard<'_>, RecvError> {
         self.consume_until(timeout.map(|t| Instant::now() + t))
     }
 
     /// As [`Queue::consume`], waiting while the queue is empty, until
     /// `deadline` (`None`: no limit).
-    pub fn consume_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<ConsumeGuard<'_>, DequeueError> {
+    pub fn consume_until(&self, deadline: Option<Instant>) -> Result<ConsumeGuard<'_>, RecvError> {
         if self.roles.is_some() {
             let mut role = self
                 .take_role(Side::Consumer)
-                .map_err(|pid| DequeueError::RoleTaken { pid })?;
+                .map_err(|pid| RecvError::RoleTaken {
+                    role: "consumer",
+                    pid,
+                })?;
             let r = role_peek_until(self, &mut role, deadline);
             return ConsumeGuard::spsc(self, r, role);
         }
         self.wait_consume(deadline, || self.mpmc_consume())
     }
 
-    fn mpmc_consume(&self) -> Result<ConsumeGuard<'_>, DequeueError> {
-        let lane = self.guard_lane().ok_or(DequeueError::Busy)?;
+    fn mpmc_consume(&self) -> Result<ConsumeGuard<'_>, RecvError> {
+        let lane = self.guard_lane().ok_or(RecvError::Busy)?;
         loop {
             let claim = self.claim_head(usize::MAX, &lane.ann)?;
             failpoint!("queue-consume-claimed");
@@ -328,7 +334,7 @@ impl Queue {
             }
             if claim.len > self.slot_size {
                 self.release(&claim);
-                return Err(DequeueError::Corrupt {
+                return Err(RecvError::Corrupt {
                     detail: format!(
                         "slot holds length {} > slot size {}",
                         claim.len, self.slot_size
@@ -350,7 +356,7 @@ fn role_reserve<'a>(
     q: &'a Queue,
     role: &mut RoleHold<'_>,
     len: usize,
-) -> Result<&'a SlotHeader, EnqueueError> {
+) -> Result<&'a SlotHeader, SendError> {
     q.spsc_reserve(role.get(), len)
 }
 
@@ -359,10 +365,10 @@ fn role_reserve_until<'a>(
     role: &mut RoleHold<'_>,
     len: usize,
     deadline: Option<Instant>,
-) -> Result<&'a SlotHeader, EnqueueError> {
+) -> Result<&'a SlotHeader, SendError> {
     let role = role.get();
     match q.spsc_reserve(role, len) {
-        Err(EnqueueError::Full) => {}
+        Err(SendError::Full) => {}
         other => return other,
     }
     q.spsc_produce_wait(role, deadline, |q, role| {
@@ -376,7 +382,7 @@ fn role_reserve_until<'a>(
 fn role_peek<'a>(
     q: &'a Queue,
     role: &mut RoleHold<'_>,
-) -> Result<(&'a SlotHeader, usize), DequeueError> {
+) -> Result<(&'a SlotHeader, usize), RecvError> {
     q.spsc_peek(role.get())
 }
 
@@ -384,10 +390,10 @@ fn role_peek_until<'a>(
     q: &'a Queue,
     role: &mut RoleHold<'_>,
     deadline: Option<Instant>,
-) -> Result<(&'a SlotHeader, usize), DequeueError> {
+) -> Result<(&'a SlotHeader, usize), RecvError> {
     let role = role.get();
     match q.spsc_peek(role) {
-        Err(DequeueError::Empty) => {}
+        Err(RecvError::Empty) => {}
         other => return other,
     }
     q.spsc_consume_wait(role, deadline, |q, role| {
@@ -413,7 +419,7 @@ impl Producer {
     /// slot.commit(3).unwrap();
     /// assert_eq!(p.len(), 1);
     /// ```
-    pub fn reserve(&mut self, len: usize) -> Result<ReserveGuard<'_>, EnqueueError> {
+    pub fn reserve(&mut self, len: usize) -> Result<ReserveGuard<'_>, SendError> {
         let Producer { queue, role } = self;
         match role {
             Some(role) => {
@@ -429,7 +435,7 @@ impl Producer {
         &mut self,
         len: usize,
         timeout: Option<Duration>,
-    ) -> Result<ReserveGuard<'_>, EnqueueError> {
+    ) -> Result<ReserveGuard<'_>, SendError> {
         self.reserve_until(len, timeout.map(|t| Instant::now() + t))
     }
 
@@ -438,7 +444,7 @@ impl Producer {
         &mut self,
         len: usize,
         deadline: Option<Instant>,
-    ) -> Result<ReserveGuard<'_>, EnqueueError> {
+    ) -> Result<ReserveGuard<'_>, SendError> {
         let Producer { queue, role } = self;
         match role {
             Some(role) => {
@@ -465,7 +471,7 @@ impl Consumer {
     /// assert_eq!(&*msg, b"xyz");
     /// msg.release();
     /// ```
-    pub fn consume(&mut self) -> Result<ConsumeGuard<'_>, DequeueError> {
+    pub fn consume(&mut self) -> Result<ConsumeGuard<'_>, RecvError> {
         let Consumer { queue, role } = self;
         match role {
             Some(role) => {
@@ -480,7 +486,7 @@ impl Consumer {
     pub fn consume_block(
         &mut self,
         timeout: Option<Duration>,
-    ) -> Result<ConsumeGuard<'_>, DequeueError> {
+    ) -> Result<ConsumeGuard<'_>, RecvError> {
         self.consume_until(timeout.map(|t| Instant::now() + t))
     }
 
@@ -488,7 +494,7 @@ impl Consumer {
     pub fn consume_until(
         &mut self,
         deadline: Option<Instant>,
-    ) -> Result<ConsumeGuard<'_>, DequeueError> {
+    ) -> Result<ConsumeGuard<'_>, RecvError> {
         let Consumer { queue, role } = self;
         match role {
             Some(role) => {
@@ -557,10 +563,10 @@ unsafe impl Send for ReserveGuard<'_> {}
 impl<'a> ReserveGuard<'a> {
     fn spsc(
         queue: &'a Queue,
-        slot: Result<&'a SlotHeader, EnqueueError>,
+        slot: Result<&'a SlotHeader, SendError>,
         role: RoleHold<'a>,
         len: usize,
-    ) -> Result<ReserveGuard<'a>, EnqueueError> {
+    ) -> Result<ReserveGuard<'a>, SendError> {
         let slot = slot?;
         Ok(ReserveGuard {
             queue,
@@ -574,12 +580,12 @@ impl<'a> ReserveGuard<'a> {
     /// Publishes the first `n` bytes of the slot as the message.
     ///
     /// # Errors
-    /// [`EnqueueError::TooLarge`] if `n` is more than was reserved (the
-    /// reservation is cancelled); [`EnqueueError::Corrupt`] if the segment
+    /// [`SendError::TooLarge`] if `n` is more than was reserved (the
+    /// reservation is cancelled); [`SendError::Corrupt`] if the segment
     /// was truncated under us (the message may be lost).
-    pub fn commit(mut self, n: usize) -> Result<(), EnqueueError> {
+    pub fn commit(mut self, n: usize) -> Result<(), SendError> {
         if n > self.len {
-            return Err(EnqueueError::TooLarge {
+            return Err(SendError::TooLarge {
                 len: n,
                 max: self.len,
             });
@@ -702,9 +708,9 @@ unsafe impl Send for ConsumeGuard<'_> {}
 impl<'a> ConsumeGuard<'a> {
     fn spsc(
         queue: &'a Queue,
-        peeked: Result<(&'a SlotHeader, usize), DequeueError>,
+        peeked: Result<(&'a SlotHeader, usize), RecvError>,
         role: RoleHold<'a>,
-    ) -> Result<ConsumeGuard<'a>, DequeueError> {
+    ) -> Result<ConsumeGuard<'a>, RecvError> {
         let (slot, len) = peeked?;
         Ok(ConsumeGuard {
             queue,

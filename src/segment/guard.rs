@@ -80,8 +80,7 @@ use nix::errno::Errno;
 use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
-use crate::log::{CursorError, PublishError, RecvError};
-use crate::{DequeueError, EnqueueError, Error};
+use crate::{CursorError, Error, RecvError, SendError};
 
 /// How many mmap-backed segments one process can have protected at once.
 pub const SLOTS: usize = 1024;
@@ -256,14 +255,7 @@ macro_rules! corrupt_from_truncation {
         }
     )*};
 }
-corrupt_from_truncation!(
-    Error,
-    EnqueueError,
-    DequeueError,
-    PublishError,
-    RecvError,
-    CursorError
-);
+corrupt_from_truncation!(Error, SendError, RecvError, CursorError);
 
 /// A mapping's place in the registry; unregisters on drop (before the
 /// mapping is unmapped, see `Segment`'s drop).

@@ -470,8 +470,8 @@ impl Segment {
     }
 
     /// `Err` if the backing was truncated ([`Segment::truncated`]); the error
-    /// converts with `?` into `Error`, `EnqueueError`, `DequeueError`,
-    /// `PublishError`, `RecvError` and `CursorError`'s `Corrupt` variant,
+    /// converts with `?` into `Error`, `SendError`, `RecvError`,
+    /// `SendError`, `RecvError` and `CursorError`'s `Corrupt` variant,
     /// whose detail reads "segment truncated to N bytes (M mapped)".
     #[inline]
     #[allow(dead_code)] // for the engine's blocking loops; see NOTES-trunc.md

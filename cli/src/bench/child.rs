@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use shmq::{Consumer, DequeueError, Log, Producer, Queue, RecvError, Start, Target};
+use shmq::{Consumer, Log, Producer, Queue, RecvError, Start, Target};
 
 use super::raw::{self, Stop};
 use super::{histogram, now_ns, ChildArgs, Ctl, Op, BATCH};
@@ -132,7 +132,7 @@ fn queue_pong(a: &ChildArgs) -> anyhow::Result<()> {
     loop {
         match rx.dequeue_until(&mut buf, None) {
             Ok(n) => tx.enqueue_until(&buf[..n], None)?,
-            Err(DequeueError::Closed) => return Ok(()),
+            Err(RecvError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }
@@ -290,7 +290,7 @@ fn consume(a: &ChildArgs) -> anyhow::Result<()> {
             };
             match got {
                 Ok(n) => received += n as u64,
-                Err(DequeueError::Closed) => break,
+                Err(RecvError::Closed) => break,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -366,7 +366,7 @@ fn wakeup(a: &ChildArgs) -> anyhow::Result<()> {
                 }
                 n += 1;
             }
-            Err(DequeueError::Closed) => break,
+            Err(RecvError::Closed) => break,
             Err(e) => return Err(e.into()),
         }
     }
@@ -401,7 +401,7 @@ fn idle(a: &ChildArgs) -> anyhow::Result<()> {
     let r = q.dequeue_block(&mut buf, Some(wait));
     let (cpu1, wall) = (cpu_ns(), t0.elapsed());
     anyhow::ensure!(
-        r == Err(DequeueError::Timeout),
+        r == Err(RecvError::Timeout),
         "the idle queue delivered {r:?}"
     );
     println!("RESULT cpu_ns={} wall_ns={}", cpu1 - cpu0, wall.as_nanos());

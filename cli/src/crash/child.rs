@@ -7,10 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use shmq::{
-    CursorError, DequeueError, EnqueueError, Error, Log, PublishError, Queue, RecvError, Start,
-    Target,
-};
+use shmq::{CursorError, Error, Log, Queue, RecvError, SendError, Start, Target};
 
 use super::ledger::{self, Ledger, Tag, Verdict};
 use super::{ChildArgs, KindArg, RoleArg};
@@ -189,7 +186,7 @@ fn take_role<T>(
 /// Sends messages 0, 1, 2, ... until closed; records each acknowledged one.
 fn produce(
     cx: &mut Ctx,
-    mut send: impl FnMut(&[u8]) -> Result<(), EnqueueError>,
+    mut send: impl FnMut(&[u8]) -> Result<(), SendError>,
 ) -> anyhow::Result<()> {
     let mut seq = 0;
     loop {
@@ -201,8 +198,8 @@ fn produce(
                 cx.pace.sent_one();
                 seq += 1;
             }
-            Err(EnqueueError::Timeout | EnqueueError::Full) => cx.check_deadline()?,
-            Err(EnqueueError::Closed) => return Ok(()),
+            Err(SendError::Timeout | SendError::Full) => cx.check_deadline()?,
+            Err(SendError::Closed) => return Ok(()),
             Err(e) => bail!("enqueue: {e}"),
         }
     }
@@ -211,14 +208,14 @@ fn produce(
 /// Receives until closed and drained; records each message.
 fn consume(
     cx: &mut Ctx,
-    mut recv: impl FnMut(&mut [u8]) -> Result<usize, DequeueError>,
+    mut recv: impl FnMut(&mut [u8]) -> Result<usize, RecvError>,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; cx.slot_size];
     loop {
         match recv(&mut buf) {
             Ok(n) => cx.received(n, &buf, 0)?,
-            Err(DequeueError::Timeout | DequeueError::Empty) => cx.check_deadline()?,
-            Err(DequeueError::Closed) => {
+            Err(RecvError::Timeout | RecvError::Empty) => cx.check_deadline()?,
+            Err(RecvError::Closed) => {
                 cx.put(Tag::Closed, 0, 0, 0)?;
                 return Ok(());
             }
@@ -243,15 +240,15 @@ fn publish(cx: &mut Ctx, log: &Log) -> anyhow::Result<()> {
             // Gated by a cursor whose subscriber was killed: its
             // replacement resumes the cursor, however long it takes to
             // start on a loaded machine.
-            Err(PublishError::Timeout | PublishError::Full | PublishError::GatedBy { .. }) => {
+            Err(SendError::Timeout | SendError::Full | SendError::GatedBy { .. }) => {
                 cx.check_deadline()?
             }
             // Single publisher: the killed holder is not judged dead yet.
-            Err(PublishError::RoleTaken { .. }) => {
+            Err(SendError::RoleTaken { .. }) => {
                 cx.check_deadline()?;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(PublishError::Closed) => return Ok(()),
+            Err(SendError::Closed) => return Ok(()),
             Err(e) => bail!("publish: {e}"),
         }
     }
