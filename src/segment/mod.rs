@@ -756,11 +756,12 @@ fn uninitialised_shape(seg: &Segment) -> Result<Shape, String> {
             "{len} bytes, not a multiple of 64 as every shmq segment is"
         ));
     }
-    // SAFETY: len >= MIN_SEGMENT_SIZE > raw.len(), so the copy is in bounds.
-    // Other processes may be writing these bytes: a volatile copy of plain
-    // bytes, which may be torn (every value is checked below, nothing trusted).
-    let raw: [u8; MIN_SEGMENT_SIZE - 128] =
-        unsafe { std::ptr::read_volatile(seg.as_ptr() as *const [u8; MIN_SEGMENT_SIZE - 128]) };
+    let mut raw = vec![0u8; MIN_SEGMENT_SIZE - 128];
+    // SAFETY: len >= MIN_SEGMENT_SIZE > raw.len(), so the copy is in bounds,
+    // and a mapping is page-aligned. Other processes may be writing these
+    // bytes: a volatile copy of plain bytes, which may be torn (every value
+    // is checked below, nothing trusted).
+    unsafe { crate::layout::read_volatile_words(seg.as_ptr(), &mut raw) };
     let w32 = |off: usize| u32::from_le_bytes(raw[off..off + 4].try_into().expect("4 bytes"));
     let w64 = |off: usize| u64::from_le_bytes(raw[off..off + 8].try_into().expect("8 bytes"));
     if w64(0) == crate::layout::MAGIC {
