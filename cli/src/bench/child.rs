@@ -138,9 +138,16 @@ fn queue_pong(a: &ChildArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Writes `seq` into the first 8 bytes of `msg` (when it has them).
+/// Writes message `seq` as a producer does: the whole payload (a byte
+/// taken from `seq`, so no iteration's writes can be skipped), then `seq`
+/// in the first 8 bytes when there are 8. Every case's producer writes its
+/// whole message per message, as a real one fills it (from a socket, a
+/// parser): the zero-copy case in the slot itself, the copying cases in a
+/// buffer that the send then copies. A copying producer that sent the same
+/// prefilled buffer again and again would skip that work.
 #[inline]
 fn stamp(msg: &mut [u8], seq: u64) {
+    msg.fill(seq as u8);
     if msg.len() >= 8 {
         msg[..8].copy_from_slice(&seq.to_le_bytes());
     }
@@ -214,9 +221,8 @@ fn produce(a: &ChildArgs) -> anyhow::Result<()> {
                     sent += 1;
                 }
                 Op::ZeroCopy => {
-                    // Written in place: the sequence, then the payload.
+                    // Written in place: the payload and the sequence.
                     let mut slot = q.reserve_until(a.size, Some(far))?;
-                    slot[8..a.size].fill(0xa5);
                     stamp(&mut slot[..a.size], sent);
                     slot.commit(a.size)?;
                     sent += 1;
