@@ -2284,6 +2284,12 @@ impl Subscriber {
         };
         let mut spinning = Spinning::start(spinners, !spin.is_zero());
         let mut backoff = Backoff::with_spin(self.wait, deadline, spin);
+        // Single-publisher log: the word the publisher bumps when it wakes
+        // sleeping subscribers (see `crate::wait`, "Sleepers").
+        let wake_seq = &inner.region.header().control.wake_seq;
+        // Relaxed: a hint, compared after the wait; no data depends on it.
+        let woken_before = wake_seq.load(Ordering::Relaxed);
+        let mut slept = false;
         let result = loop {
             match self.recv_try(buf) {
                 Err(RecvError::Empty) => {}
@@ -2292,6 +2298,7 @@ impl Subscriber {
             let next = backoff.next();
             if next == Next::Sleep {
                 spinning.stop();
+                slept = true;
             }
             match next {
                 Next::Retry => {}
@@ -2358,6 +2365,10 @@ impl Subscriber {
         drop(spinning);
         if let Some(spin) = configured {
             self.budget.record(started.elapsed(), spin);
+            // Relaxed: as `woken_before`.
+            let others_woken = inner.single && wake_seq.load(Ordering::Relaxed) != woken_before;
+            self.budget
+                .record_sleepers(!spin.is_zero() && !slept, others_woken);
         }
         result
     }

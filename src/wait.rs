@@ -32,7 +32,16 @@
 //!   caught it), never above `spin`. A feed that ticks every millisecond
 //!   stops costing its subscribers 50 us of spinning per tick.
 //!
-//! [`WaitStrategy::BusySpin`] never sleeps and ignores both: it is the
+//! - *Sleepers.* On a single-publisher log every sleeping subscriber
+//!   sleeps on one word that the publisher bumps when it wakes them. A
+//!   spinner that caught its message by spinning while that word moved
+//!   (the same publish woke sleeping subscribers) was holding a core those
+//!   subscribers needed to run: it stops spinning for its next
+//!   [`YIELD_WAITS`] waits and sleeps with them, then tries a spin again.
+//!   So one eager subscriber does not turn four sleeping ones into
+//!   subscribers queued behind it for a CPU.
+//!
+//! [`WaitStrategy::BusySpin`] never sleeps and ignores all three: it is the
 //! explicit choice of a caller who has a core to give.
 
 use std::time::{Duration, Instant};
@@ -100,11 +109,21 @@ pub(crate) fn spin_cores() -> u32 {
 pub(crate) struct SpinBudget {
     /// Nanoseconds; `u64::MAX` until the first wait was measured.
     ns: u64,
+    /// Waits left without any spin, after spinning was seen to keep
+    /// sleeping subscribers from a CPU.
+    yielding: u32,
 }
+
+/// How many waits a subscriber sleeps without spinning after its spin
+/// overlapped a wake-up of sleeping subscribers (module docs, "Sleepers").
+pub(crate) const YIELD_WAITS: u32 = 64;
 
 impl Default for SpinBudget {
     fn default() -> Self {
-        SpinBudget { ns: u64::MAX }
+        SpinBudget {
+            ns: u64::MAX,
+            yielding: 0,
+        }
     }
 }
 
@@ -112,10 +131,20 @@ impl SpinBudget {
     /// The spin phase of the next wait, for a configured `spin`, when
     /// `spinners` other waiters of the same segment spin now.
     pub(crate) fn spin_for(&self, spin: Duration, spinners: u32) -> Duration {
-        if spinners >= spin_cores() {
+        if spinners >= spin_cores() || self.yielding > 0 {
             return Duration::ZERO;
         }
         Duration::from_nanos(self.ns.min(spin.as_nanos().min(u64::MAX as u128) as u64))
+    }
+
+    /// Learns from a wait that ended by spinning while the publisher woke
+    /// sleeping subscribers (`others_woken`), or counts down a yield.
+    pub(crate) fn record_sleepers(&mut self, spun_to_the_end: bool, others_woken: bool) {
+        if spun_to_the_end && others_woken {
+            self.yielding = YIELD_WAITS;
+        } else {
+            self.yielding = self.yielding.saturating_sub(1);
+        }
     }
 
     /// Learns from a wait that lasted `waited` (until a message, or the
@@ -365,5 +394,50 @@ fn futex_wake(word: *const u32, count: i32) {
             0usize,
             0u32,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPIN: Duration = Duration::from_micros(50);
+
+    #[test]
+    fn the_budget_follows_the_arrivals() {
+        let mut b = SpinBudget::default();
+        assert_eq!(b.spin_for(SPIN, 0), SPIN);
+        // A wait that ended within the spin keeps it (at most `spin`).
+        b.record(Duration::from_micros(10), SPIN);
+        assert_eq!(b.spin_for(SPIN, 0), Duration::from_micros(50));
+        let mut b = SpinBudget::default();
+        // Waits longer than the spin halve it, down to nothing useful.
+        for _ in 0..4 {
+            b.record(Duration::from_millis(1), SPIN);
+        }
+        assert_eq!(b.spin_for(SPIN, 0), SPIN / 16);
+        b.record(Duration::from_micros(5), SPIN);
+        assert_eq!(b.spin_for(SPIN, 0), Duration::from_micros(10));
+        // Enough spinners: none more.
+        assert_eq!(b.spin_for(SPIN, spin_cores()), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_spin_that_kept_sleepers_from_a_cpu_yields_for_a_while() {
+        let mut b = SpinBudget::default();
+        // Caught by spinning, nobody else woken: keep spinning.
+        b.record_sleepers(true, false);
+        assert_eq!(b.spin_for(SPIN, 0), SPIN);
+        // A wait that slept proves nothing about the others.
+        b.record_sleepers(false, true);
+        assert_eq!(b.spin_for(SPIN, 0), SPIN);
+        // Caught by spinning while the publisher woke sleepers: yield.
+        b.record_sleepers(true, true);
+        for _ in 0..YIELD_WAITS {
+            assert_eq!(b.spin_for(SPIN, 0), Duration::ZERO);
+            b.record_sleepers(false, true);
+        }
+        // Then try spinning again.
+        assert_eq!(b.spin_for(SPIN, 0), SPIN);
     }
 }
