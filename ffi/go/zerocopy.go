@@ -63,6 +63,34 @@ static enum shmq_status go_dequeue_batch_once(go_handle h, uint8_t *buf, size_t 
 	return SHMQ_OK;
 }
 
+// The attempts that never wait return their outputs by value: no Go
+// pointer crosses into C on the fast path (cgo neither checks nor moves
+// the outputs to the heap).
+typedef struct {
+	enum shmq_status st;
+	shmq_reservation *res;
+	uint8_t *buf;
+} go_reserved;
+
+typedef struct {
+	enum shmq_status st;
+	shmq_message *msg;
+	const uint8_t *data;
+	size_t len;
+} go_consumed;
+
+static go_reserved go_reserve_try(go_handle h, size_t len) {
+	go_reserved r = {0};
+	r.st = go_reserve(h, len, 0, &r.res, &r.buf);
+	return r;
+}
+
+static go_consumed go_consume_try(go_handle h) {
+	go_consumed c = {0};
+	c.st = go_consume(h, 0, &c.msg, &c.data, &c.len);
+	return c;
+}
+
 // The blocking phases of the calls (see GO_WAIT_RETURN): in slices,
 // stopped by *stop or *closing (GO_STOPPED).
 static enum shmq_status go_reserve_wait(go_handle h, size_t len, int64_t slice_ns, int64_t total_ns,
@@ -212,26 +240,42 @@ func run(ctx context.Context, until time.Time, wait bool,
 	return blockingCall(ctx, until, try, attempt, statusErr)
 }
 
-// zeroCopy is what a handle knows of its live reservations and messages.
+// zeroCopy is what a handle knows of its live reservations and messages:
+// an intrusive list (no allocation or hashing per reservation).
 type zeroCopy struct {
 	mu   sync.Mutex
-	live map[zcEnder]struct{}
+	head *zcNode // the live ones, most recent first
 }
 
-type zcEnder interface{ end() }
+// zcNode links a live Reservation or Message (e) into its handle's list.
+type zcNode struct {
+	prev, next *zcNode
+	e          interface{ end() }
+}
 
-func (z *zeroCopy) add(e zcEnder) {
+func (z *zeroCopy) add(n *zcNode) {
 	z.mu.Lock()
-	if z.live == nil {
-		z.live = make(map[zcEnder]struct{})
+	n.prev, n.next = nil, z.head
+	if z.head != nil {
+		z.head.prev = n
 	}
-	z.live[e] = struct{}{}
+	z.head = n
 	z.mu.Unlock()
 }
 
-func (z *zeroCopy) remove(e zcEnder) {
+// remove unlinks n, which is in the list (the caller checked it is live
+// under the handle's lock).
+func (z *zeroCopy) remove(n *zcNode) {
 	z.mu.Lock()
-	delete(z.live, e)
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		z.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	}
+	n.prev, n.next = nil, nil
 	z.mu.Unlock()
 }
 
@@ -239,11 +283,14 @@ func (z *zeroCopy) remove(e zcEnder) {
 // the caller's Close holds the handle's lock.
 func (z *zeroCopy) endAll() {
 	z.mu.Lock()
-	live := z.live
-	z.live = nil
+	n := z.head
+	z.head = nil
 	z.mu.Unlock()
-	for e := range live {
-		e.end()
+	for n != nil {
+		next := n.next
+		n.prev, n.next = nil, nil
+		n.e.end()
+		n = next
 	}
 }
 
@@ -272,6 +319,7 @@ func poison(b []byte) {
 // does: a view read after the end sees the poison, and a write after the
 // end changes nothing shared.
 type Reservation struct {
+	node  zcNode // in the live list of o while h != nil
 	o     handle
 	h     *C.shmq_reservation // nil once ended
 	view  []byte
@@ -307,7 +355,7 @@ func (r *Reservation) Commit(n int) error {
 	if h == nil {
 		return fmt.Errorf("%w: reservation already committed or cancelled", ErrInvalidArgument)
 	}
-	r.o.live().remove(r)
+	r.o.live().remove(&r.node)
 	if n < 0 || n > len(r.view) {
 		r.end()
 		return fmt.Errorf("%w: commit of %d bytes in a reservation of %d", ErrTooLarge, n, len(r.view))
@@ -330,7 +378,7 @@ func (r *Reservation) Cancel() {
 	}
 	defer r.o.unlock()
 	if r.h != nil {
-		r.o.live().remove(r)
+		r.o.live().remove(&r.node)
 		r.end()
 	}
 }
@@ -367,6 +415,7 @@ func (r *Reservation) poison() {
 // slot, filled with 0xdb bytes by Release: a view read after Release sees
 // the poison.
 type Message struct {
+	node  zcNode // in the live list of o while h != nil
 	o     handle
 	h     *C.shmq_message // nil once released
 	view  []byte
@@ -395,7 +444,7 @@ func (m *Message) Release() {
 	}
 	defer m.o.unlock()
 	if m.h != nil {
-		m.o.live().remove(m)
+		m.o.live().remove(&m.node)
 		m.end()
 	}
 }
@@ -417,6 +466,7 @@ func (m *Message) end() {
 // is in its live set.
 func newReservation(o handle, h *C.shmq_reservation, buf *C.uint8_t, n int) *Reservation {
 	r := &Reservation{o: o, h: h}
+	r.node.e = r
 	if n > 0 {
 		r.view = unsafe.Slice((*byte)(unsafe.Pointer(buf)), n)
 	} else {
@@ -425,12 +475,13 @@ func newReservation(o handle, h *C.shmq_reservation, buf *C.uint8_t, n int) *Res
 	if debugViews {
 		r.debug = make([]byte, n)
 	}
-	o.live().add(r)
+	o.live().add(&r.node)
 	return r
 }
 
 func newMessage(o handle, h *C.shmq_message, data *C.uint8_t, n C.size_t) *Message {
 	m := &Message{o: o, h: h}
+	m.node.e = m
 	if n > 0 {
 		m.view = unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n))
 	} else {
@@ -439,8 +490,22 @@ func newMessage(o handle, h *C.shmq_message, data *C.uint8_t, n C.size_t) *Messa
 	if debugViews {
 		m.debug = append([]byte(nil), m.view...)
 	}
-	o.live().add(m)
+	o.live().add(&m.node)
 	return m
+}
+
+// reserveTry is one attempt of reserve that never waits.
+func reserveTry(o handle, n int) (*Reservation, C.enum_shmq_status) {
+	h, ok := o.lock()
+	if !ok {
+		return nil, statusHandleClosed
+	}
+	defer o.unlock()
+	out := C.go_reserve_try(h, C.size_t(n))
+	if out.st != C.SHMQ_OK {
+		return nil, out.st
+	}
+	return newReservation(o, out.res, out.buf, n), C.SHMQ_OK
 }
 
 // reserve is TryReserve (wait false), Reserve and ReserveTimeout of o.
@@ -448,49 +513,67 @@ func reserve(o handle, ctx context.Context, until time.Time, n int, wait bool) (
 	if n < 0 {
 		return nil, fmt.Errorf("%w: reserve of %d bytes", ErrInvalidArgument, n)
 	}
+	if !wait {
+		r, st := reserveTry(o, n)
+		return r, statusErr(st)
+	}
 	var r *Reservation
-	err := run(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+	err := blockingCall(ctx, until, func() (st C.enum_shmq_status) {
+		r, st = reserveTry(o, n)
+		return st
+	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 		return call(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			var res *C.shmq_reservation
 			var buf *C.uint8_t
-			var st C.enum_shmq_status
-			if total == 0 {
-				st = C.go_reserve(h, C.size_t(n), 0, &res, &buf)
-			} else {
-				st = C.go_reserve_wait(h, C.size_t(n), C.int64_t(slice), C.int64_t(total), stop, closing, &res, &buf)
-			}
+			st := C.go_reserve_wait(h, C.size_t(n), C.int64_t(slice), C.int64_t(total), stop, closing, &res, &buf)
 			if st == C.SHMQ_OK {
 				r = newReservation(o, res, buf, n)
 			}
 			return st
 		})
-	})
+	}, statusErr)
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
+// consumeTry is one attempt of consume that never waits.
+func consumeTry(o handle) (*Message, C.enum_shmq_status) {
+	h, ok := o.lock()
+	if !ok {
+		return nil, statusHandleClosed
+	}
+	defer o.unlock()
+	out := C.go_consume_try(h)
+	if out.st != C.SHMQ_OK {
+		return nil, out.st
+	}
+	return newMessage(o, out.msg, out.data, out.len), C.SHMQ_OK
+}
+
 // consume is TryConsume (wait false), Consume and ConsumeTimeout of o.
 func consume(o handle, ctx context.Context, until time.Time, wait bool) (*Message, error) {
+	if !wait {
+		m, st := consumeTry(o)
+		return m, statusErr(st)
+	}
 	var m *Message
-	err := run(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+	err := blockingCall(ctx, until, func() (st C.enum_shmq_status) {
+		m, st = consumeTry(o)
+		return st
+	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 		return call(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			var msg *C.shmq_message
 			var data *C.uint8_t
 			var n C.size_t
-			var st C.enum_shmq_status
-			if total == 0 {
-				st = C.go_consume(h, 0, &msg, &data, &n)
-			} else {
-				st = C.go_consume_wait(h, C.int64_t(slice), C.int64_t(total), stop, closing, &msg, &data, &n)
-			}
+			st := C.go_consume_wait(h, C.int64_t(slice), C.int64_t(total), stop, closing, &msg, &data, &n)
 			if st == C.SHMQ_OK {
 				m = newMessage(o, msg, data, n)
 			}
 			return st
 		})
-	})
+	}, statusErr)
 	if err != nil {
 		return nil, err
 	}
