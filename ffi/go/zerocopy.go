@@ -212,11 +212,12 @@ func (c *Consumer) unlock()             { c.mu.Unlock() }
 func (c *Consumer) closingFlag() *int32 { return c.closing }
 func (c *Consumer) live() *zeroCopy     { return &c.zc }
 
-// call runs one call through o: f gets the C handle, locked against Close
-// for the call, and the flags a wait in C looks at (stop, or o's closing
-// flag when stop is nil, and o's closing flag). statusHandleClosed once o
-// is closed.
-func call(o handle, stop *int32, f func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status) C.enum_shmq_status {
+// callHandle runs one call through o: f gets the C handle, locked against
+// Close for the call, and the flags a wait in C looks at (stop, or o's
+// closing flag when stop is nil, and o's closing flag).
+// statusHandleClosed once o is closed.
+func callHandle(o handle, stop *int32,
+	f func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status) C.enum_shmq_status {
 	h, ok := o.lock()
 	if !ok {
 		return statusHandleClosed
@@ -229,9 +230,10 @@ func call(o handle, stop *int32, f func(h C.go_handle, stop, closing *C.int32_t)
 	return f(h, (*C.int32_t)(unsafe.Pointer(stop)), (*C.int32_t)(unsafe.Pointer(closing)))
 }
 
-// run runs attempt once, never waiting (total 0), or, when wait, as a
-// blocking call until ctx is done or until passes (see blockingCall).
-func run(ctx context.Context, until time.Time, wait bool,
+// attemptOrWait runs attempt once, never waiting (total 0), or, when
+// wait, as a blocking call until ctx is done or until passes (see
+// blockingCall).
+func attemptOrWait(ctx context.Context, until time.Time, wait bool,
 	attempt func(total, slice time.Duration, stop *int32) C.enum_shmq_status) error {
 	try := func() C.enum_shmq_status { return attempt(0, 0, nil) }
 	if !wait {
@@ -522,7 +524,7 @@ func reserve(o handle, ctx context.Context, until time.Time, n int, wait bool) (
 		r, st = reserveTry(o, n)
 		return st
 	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
-		return call(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
+		return callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			var res *C.shmq_reservation
 			var buf *C.uint8_t
 			st := C.go_reserve_wait(h, C.size_t(n), C.int64_t(slice), C.int64_t(total), stop, closing, &res, &buf)
@@ -563,7 +565,7 @@ func consume(o handle, ctx context.Context, until time.Time, wait bool) (*Messag
 		m, st = consumeTry(o)
 		return st
 	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
-		return call(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
+		return callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			var msg *C.shmq_message
 			var data *C.uint8_t
 			var n C.size_t
@@ -642,8 +644,8 @@ func enqueueBatch(o handle, ctx context.Context, until time.Time, msgs [][]byte,
 		lens[i] = C.size_t(len(m))
 	}
 	var n C.size_t
-	err := run(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
-		return call(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
+	err := attemptOrWait(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+		return callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			return C.go_enqueue_batch(h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), C.int64_t(slice),
 				C.int64_t(total), stop, closing, &n)
 		})
@@ -670,8 +672,8 @@ func dequeueBatch(o handle, ctx context.Context, until time.Time, buf []byte, le
 	}
 	var n C.size_t
 	var last C.enum_shmq_status
-	err := run(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
-		last = call(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
+	err := attemptOrWait(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+		last = callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			if total == 0 {
 				return C.go_dequeue_batch_once(h, bytesPtr(buf), C.size_t(len(buf)), &clens[0],
 					C.size_t(len(clens)), 0, &n)
