@@ -18,7 +18,14 @@ import (
 func benchPairs(b *testing.B, enqueue func(q *shmq.Queue, msg []byte) error,
 	dequeue func(q *shmq.Queue, buf []byte) error) {
 	q := mustCreate(b, target(b), shmq.WithSlotSize(64), shmq.WithCapacity(1024))
-	msg, buf := make([]byte, 64), make([]byte, 64)
+	benchPairsWith(b, 64, func(msg []byte) error { return enqueue(q, msg) },
+		func(buf []byte) error { return dequeue(q, buf) })
+}
+
+// benchPairsWith is benchPairs with messages of size bytes, through calls
+// on a queue of 1024 slots made by the caller.
+func benchPairsWith(b *testing.B, size int, enqueue func(msg []byte) error, dequeue func(buf []byte) error) {
+	msg, buf := make([]byte, size), make([]byte, size)
 	var enq, deq time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i += 1024 {
@@ -28,13 +35,13 @@ func benchPairs(b *testing.B, enqueue func(q *shmq.Queue, msg []byte) error,
 		}
 		t0 := time.Now()
 		for j := 0; j < k; j++ {
-			if err := enqueue(q, msg); err != nil {
+			if err := enqueue(msg); err != nil {
 				b.Fatal(err)
 			}
 		}
 		t1 := time.Now()
 		for j := 0; j < k; j++ {
-			if err := dequeue(q, buf); err != nil {
+			if err := dequeue(buf); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -381,4 +388,58 @@ func BenchmarkZeroCopyPair(b *testing.B) {
 		m.Release()
 		return nil
 	})
+}
+
+// The role handles of an SPSC queue (no lock in the library), one
+// goroutine, 64 and 4096 bytes, as BenchmarkTryPair: "copy" is TryEnqueue
+// + TryDequeue, "zerocopy" TryReserve + Commit and TryConsume + Release,
+// the producer writing its message into the slot and the consumer reading
+// it out, as the copying calls do.
+func BenchmarkRoleReserveCommit(b *testing.B) {
+	for _, c := range []struct {
+		size int
+		zc   bool
+	}{{64, false}, {64, true}, {4096, false}, {4096, true}} {
+		name := fmt.Sprintf("copy-%d", c.size)
+		if c.zc {
+			name = fmt.Sprintf("zerocopy-%d", c.size)
+		}
+		size, zc := c.size, c.zc
+		b.Run(name, func(b *testing.B) {
+			q := mustCreate(b, target(b), shmq.WithSlotSize(size), shmq.WithCapacity(1024), shmq.WithSPSC())
+			p, err := q.Producer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			c, err := q.Consumer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			if !zc {
+				benchPairsWith(b, size, p.TryEnqueue, func(buf []byte) error {
+					_, err := c.TryDequeue(buf)
+					return err
+				})
+				return
+			}
+			benchPairsWith(b, size, func(msg []byte) error {
+				r, err := p.TryReserve(len(msg))
+				if err != nil {
+					return err
+				}
+				copy(r.Bytes(), msg)
+				return r.Commit(len(msg))
+			}, func(buf []byte) error {
+				m, err := c.TryConsume()
+				if err != nil {
+					return err
+				}
+				copy(buf, m.Bytes())
+				m.Release()
+				return nil
+			})
+		})
+	}
 }

@@ -40,4 +40,19 @@ static inline int go_slice(int64_t end, int64_t slice_ns, const int32_t *stop, c
 	return 1;
 }
 
+/* The body of a blocking phase: repeats ATTEMPT, an expression of t (the
+ * nanoseconds it may wait, at most one slice), until it returns another
+ * status than SHMQ_TIMEOUT (returned), the time is up (SHMQ_TIMEOUT) or a
+ * flag is set (GO_STOPPED). It returns from the function it is used in. */
+#define GO_WAIT_RETURN(slice_ns, total_ns, stop, closing, ATTEMPT)                                  \
+	do {                                                                                          \
+		int64_t go_end_ = (total_ns) < 0 ? INT64_MAX : go_now_ns() + (total_ns), t;               \
+		while (go_slice(go_end_, (slice_ns), (stop), (closing), &t)) {                           \
+			if (t <= 0) return SHMQ_TIMEOUT;                                                    \
+			enum shmq_status go_s_ = (ATTEMPT);                                                  \
+			if (go_s_ != SHMQ_TIMEOUT) return go_s_;                                            \
+		}                                                                                         \
+		return GO_STOPPED;                                                                        \
+	} while (0)
+
 #endif

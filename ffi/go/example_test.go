@@ -204,6 +204,71 @@ func ExampleQueue_Reserve() {
 	// Output: in place (8 bytes)
 }
 
+// Zero-copy through the role handles of a single-producer/single-consumer
+// queue: no lock in the library, no copy of the message. A goroutine
+// writes packets in place, another reads them in place; the batch dequeue
+// waits for the first message, then takes what else is ready.
+func ExampleProducer_Reserve() {
+	target := shmq.Posix(fmt.Sprintf("shmq-example-role-zc-%d", os.Getpid()))
+	q, err := shmq.CreateAt(target, shmq.WithSlotSize(64), shmq.WithCapacity(16), shmq.WithSPSC())
+	if err != nil {
+		panic(err)
+	}
+	defer q.Delete()
+	defer q.Close()
+	producer, err := q.Producer() // in a real program: in the producing process
+	if err != nil {
+		panic(err)
+	}
+	defer producer.Close()
+	consumer, err := q.Consumer()
+	if err != nil {
+		panic(err)
+	}
+	defer consumer.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() {
+		for i := 1; i <= 2; i++ {
+			r, err := producer.Reserve(ctx, producer.SlotSize()) // waits while full
+			if err != nil {
+				panic(err)
+			}
+			n := copy(r.Bytes(), fmt.Sprint("packet ", i)) // e.g. conn.Read(r.Bytes())
+			if err := r.Commit(n); err != nil {
+				panic(err)
+			}
+		}
+		producer.EnqueueBatch(ctx, [][]byte{[]byte("batch a"), []byte("batch b")})
+	}()
+
+	for i := 0; i < 2; i++ {
+		m, err := consumer.Consume(ctx) // waits while empty
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(string(m.Bytes())) // valid until Release
+		m.Release()
+	}
+	buf, lens := make([]byte, 256), make([]int, 8)
+	for got := 0; got < 2; {
+		n, err := consumer.DequeueBatch(ctx, buf, lens)
+		if err != nil {
+			panic(err)
+		}
+		for off, i := 0, 0; i < n; off, i = off+lens[i], i+1 {
+			fmt.Println(string(buf[off : off+lens[i]]))
+		}
+		got += n
+	}
+	// Output:
+	// packet 1
+	// packet 2
+	// batch a
+	// batch b
+}
+
 // Errors are sentinels for errors.Is; setup errors are *Error values that
 // say which call and where, for errors.As.
 func Example_errors() {

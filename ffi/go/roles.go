@@ -13,53 +13,22 @@ static enum shmq_status go_queue_consumer(const shmq_queue *q, shmq_consumer **o
 }
 
 // The blocking phases of Producer.Enqueue and Consumer.Dequeue (see
-// go_slice in cgo_helpers.h).
+// GO_WAIT_RETURN in cgo_helpers.h).
 static enum shmq_status go_producer_wait(shmq_producer *p, const uint8_t *msg, size_t len, int64_t slice_ns,
                                          int64_t total_ns, const int32_t *stop, const int32_t *closing) {
-	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
-	while (go_slice(end, slice_ns, stop, closing, &t)) {
-		if (t <= 0) return SHMQ_TIMEOUT;
-		enum shmq_status s = shmq_producer_enqueue_block(p, msg, len, t);
-		if (s != SHMQ_TIMEOUT) return s;
-	}
-	return GO_STOPPED;
+	GO_WAIT_RETURN(slice_ns, total_ns, stop, closing, shmq_producer_enqueue_block(p, msg, len, t));
 }
 
 static enum shmq_status go_consumer_wait(shmq_consumer *c, uint8_t *buf, size_t len, int64_t slice_ns,
                                          int64_t total_ns, const int32_t *stop, const int32_t *closing,
                                          size_t *n) {
-	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
-	while (go_slice(end, slice_ns, stop, closing, &t)) {
-		if (t <= 0) return SHMQ_TIMEOUT;
-		enum shmq_status s = shmq_consumer_dequeue_block(c, buf, len, t, n);
-		if (s != SHMQ_TIMEOUT) return s;
-	}
-	return GO_STOPPED;
-}
-
-// A producer's batch, packed in data with lengths lens (Go may not hand C
-// an array of pointers to Go memory); never waits.
-static enum shmq_status go_producer_batch(shmq_producer *p, const uint8_t *data, const size_t *lens, size_t count,
-                                          size_t *n) {
-	shmq_iovec local[64];
-	shmq_iovec *v = count <= 64 ? local : malloc(count * sizeof(shmq_iovec));
-	if (v == NULL) return SHMQ_INVALID_ARGUMENT; // no memory for the iovecs
-	size_t off = 0;
-	for (size_t i = 0; i < count; i++) {
-		v[i].base = data + off;
-		v[i].len = lens[i];
-		off += lens[i];
-	}
-	enum shmq_status s = shmq_producer_enqueue_batch(p, v, count, 0, n);
-	if (v != local) free(v);
-	return s;
+	GO_WAIT_RETURN(slice_ns, total_ns, stop, closing, shmq_consumer_dequeue_block(c, buf, len, t, n));
 }
 */
 import "C"
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -88,6 +57,7 @@ type Producer struct {
 	closing  *int32 // set by Close (never reset): an Enqueue waiting in C returns
 	target   Target
 	slotSize int
+	zc       zeroCopy // its live reservation (zerocopy.go)
 }
 
 // Consumer is the consuming end of a queue, from Queue.Consumer: as
@@ -98,6 +68,7 @@ type Consumer struct {
 	closing  *int32 // set by Close (never reset): a Dequeue waiting in C returns
 	target   Target
 	slotSize int
+	zc       zeroCopy // its live message (zerocopy.go)
 }
 
 // Producer makes the producing end of the queue. It attaches to the queue
@@ -153,7 +124,8 @@ func (p *Producer) SlotSize() int { return p.slotSize }
 // Close releases the producer role (another handle may take it from now
 // on) and detaches; the queue lives on. An Enqueue in progress returns
 // within about 10 ms with ErrHandleClosed; later calls fail with
-// ErrHandleClosed.
+// ErrHandleClosed. A live Reservation is cancelled: its Bytes() must not
+// be used after Close.
 func (p *Producer) Close() error {
 	atomic.StoreInt32(p.closing, 1)
 	p.mu.Lock()
@@ -161,6 +133,7 @@ func (p *Producer) Close() error {
 	if p.h == nil {
 		return ErrHandleClosed
 	}
+	p.zc.endAll() // a reservation borrows the C producer: end it first
 	C.shmq_producer_free(p.h)
 	p.h = nil
 	runtime.SetFinalizer(p, nil)
@@ -219,29 +192,45 @@ func (p *Producer) enqueue(ctx context.Context, until time.Time, msg []byte) err
 // nothing enqueued: ErrFull, ErrClosed, ErrTooLarge (the first message).
 // The messages are copied once into a packed buffer before the call.
 func (p *Producer) TryEnqueueBatch(msgs [][]byte) (int, error) {
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	total := 0
-	for _, m := range msgs {
-		total += len(m)
-	}
-	data := make([]byte, 0, total)
-	lens := make([]C.size_t, len(msgs))
-	for i, m := range msgs {
-		data = append(data, m...)
-		lens[i] = C.size_t(len(m))
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.h == nil {
-		return 0, ErrHandleClosed
-	}
-	var n C.size_t
-	if st := C.go_producer_batch(p.h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), &n); st != C.SHMQ_OK {
-		return 0, statusErr(st)
-	}
-	return int(n), nil
+	return enqueueBatch(p, context.Background(), time.Time{}, msgs, false)
+}
+
+// EnqueueBatch is TryEnqueueBatch that waits while not even the first
+// message fits, until ctx is done (then it returns ctx.Err() within about
+// 2 ms, and nothing was enqueued); then it enqueues what fits. (Unlike
+// Queue.EnqueueBatch, which never waits: a Producer's Try calls never wait,
+// its others do.)
+func (p *Producer) EnqueueBatch(ctx context.Context, msgs [][]byte) (int, error) {
+	return enqueueBatch(p, ctx, time.Time{}, msgs, true)
+}
+
+// EnqueueBatchTimeout is EnqueueBatch with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (p *Producer) EnqueueBatchTimeout(msgs [][]byte, timeout time.Duration) (int, error) {
+	return enqueueBatch(p, context.Background(), deadline(timeout), msgs, true)
+}
+
+// TryReserve reserves a slot for a message of up to n bytes (at most
+// SlotSize), to be written in place through the returned Reservation's
+// Bytes() and published by its Commit; it never waits. On a WithSPSC queue
+// no lock is taken in the library. One reservation at a time: until it
+// ends, the Producer's other calls fail with ErrInvalidArgument. Errors:
+// ErrFull, ErrClosed, ErrTooLarge, ErrHandleClosed. See Reservation for
+// the lifetime of the slot.
+func (p *Producer) TryReserve(n int) (*Reservation, error) {
+	return reserve(p, context.Background(), time.Time{}, n, false)
+}
+
+// Reserve is TryReserve that waits while the queue is full until ctx is
+// done (then it returns ctx.Err() within about 2 ms).
+func (p *Producer) Reserve(ctx context.Context, n int) (*Reservation, error) {
+	return reserve(p, ctx, time.Time{}, n, true)
+}
+
+// ReserveTimeout is Reserve with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (p *Producer) ReserveTimeout(n int, timeout time.Duration) (*Reservation, error) {
+	return reserve(p, context.Background(), deadline(timeout), n, true)
 }
 
 // CloseQueue closes the queue for every process (as Queue.CloseQueue):
@@ -263,7 +252,8 @@ func (c *Consumer) Target() Target { return c.target }
 // suffices.
 func (c *Consumer) SlotSize() int { return c.slotSize }
 
-// Close releases the consumer role and detaches: as Producer.Close.
+// Close releases the consumer role and detaches: as Producer.Close (a live
+// Message is released: its Bytes() must not be used after Close).
 func (c *Consumer) Close() error {
 	atomic.StoreInt32(c.closing, 1)
 	c.mu.Lock()
@@ -271,6 +261,7 @@ func (c *Consumer) Close() error {
 	if c.h == nil {
 		return ErrHandleClosed
 	}
+	c.zc.endAll() // a message borrows the C consumer: release it first
 	C.shmq_consumer_free(c.h)
 	c.h = nil
 	runtime.SetFinalizer(c, nil)
@@ -348,33 +339,45 @@ func (c *Consumer) dequeue(ctx context.Context, until time.Time, buf []byte) (in
 // drained; ErrBufferTooSmall when the first message alone does not fit
 // (then lens[0] is the length it needs); ErrInvalidArgument (lens is empty).
 func (c *Consumer) TryDequeueBatch(buf []byte, lens []int) (int, error) {
-	if len(lens) == 0 {
-		return 0, fmt.Errorf("%w: lens is empty", ErrInvalidArgument)
-	}
-	var small [64]C.size_t
-	clens := small[:0]
-	if len(lens) <= len(small) {
-		clens = small[:len(lens)]
-	} else {
-		clens = make([]C.size_t, len(lens))
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.h == nil {
-		return 0, ErrHandleClosed
-	}
-	var n C.size_t
-	st := C.shmq_consumer_dequeue_batch(c.h, bytesPtr(buf), C.size_t(len(buf)), &clens[0], C.size_t(len(clens)), &n)
-	switch st {
-	case C.SHMQ_OK:
-		for i := 0; i < int(n); i++ {
-			lens[i] = int(clens[i])
-		}
-		return int(n), nil
-	case C.SHMQ_BUFFER_TOO_SMALL:
-		lens[0] = int(clens[0])
-	}
-	return 0, statusErr(st)
+	return dequeueBatch(c, context.Background(), time.Time{}, buf, lens, false)
+}
+
+// DequeueBatch is TryDequeueBatch that waits for the first message until
+// ctx is done (then it returns ctx.Err() within about 2 ms; messages taken
+// before are returned, never lost), then takes what else is ready. A batch
+// woken from a wait takes the first message and the rest in two calls
+// into the library (the C consumer's batch call cannot wait).
+func (c *Consumer) DequeueBatch(ctx context.Context, buf []byte, lens []int) (int, error) {
+	return dequeueBatch(c, ctx, time.Time{}, buf, lens, true)
+}
+
+// DequeueBatchTimeout is DequeueBatch with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (c *Consumer) DequeueBatchTimeout(buf []byte, lens []int, timeout time.Duration) (int, error) {
+	return dequeueBatch(c, context.Background(), deadline(timeout), buf, lens, true)
+}
+
+// TryConsume takes the next message to read in place through the returned
+// Message's Bytes(), until its Release; it never waits. On a WithSPSC
+// queue no lock is taken in the library. One message at a time: until its
+// Release, the Consumer's other calls fail with ErrInvalidArgument.
+// Errors: ErrEmpty; ErrClosed once closed and drained; ErrHandleClosed.
+// See Message for the lifetime of the bytes.
+func (c *Consumer) TryConsume() (*Message, error) {
+	return consume(c, context.Background(), time.Time{}, false)
+}
+
+// Consume is TryConsume that waits while the queue is empty until ctx is
+// done (then it returns ctx.Err() within about 2 ms; a message taken
+// before is returned, never lost).
+func (c *Consumer) Consume(ctx context.Context) (*Message, error) {
+	return consume(c, ctx, time.Time{}, true)
+}
+
+// ConsumeTimeout is Consume with a timeout instead of a context
+// (ErrTimeout when it passes; a negative timeout waits forever).
+func (c *Consumer) ConsumeTimeout(timeout time.Duration) (*Message, error) {
+	return consume(c, context.Background(), deadline(timeout), true)
 }
 
 // dequeued is a dequeue's result: the length on success, the needed length

@@ -13,7 +13,10 @@
 // The idiomatic API adds targets and options (CreateAt, OpenAt,
 // OpenOrCreateAt), variable-length receives that return the length
 // (TryDequeue, Dequeue), errors usable with errors.Is (ErrFull, ErrClosed,
-// ...), and statistics.
+// ...), and statistics. Zero-copy calls (Reserve, Consume) and batches
+// (EnqueueBatch, DequeueBatch) exist on the Queue and on its role handles
+// (Queue.Producer, Queue.Consumer), whose calls take no lock in the
+// library on a WithSPSC queue.
 //
 // A Queue is safe for concurrent use by many goroutines.
 //
