@@ -1372,15 +1372,17 @@ enum shmq_status shmq_consumer_dequeue_block(struct shmq_consumer *consumer, uin
 
 /**
  * Dequeues up to `max` messages into the `buf_len` bytes at `buf`, back to
- * back, with one index publication; never waits. As
- * shmq_queue_dequeue_batch() with `timeout_ns` 0: message `i` is `lens[i]`
+ * back, with one index publication, waiting up to `timeout_ns` for the
+ * first: as shmq_queue_dequeue_batch() (same `timeout_ns`: 0 never waits,
+ * negative waits forever), through the consumer. Message `i` is `lens[i]`
  * bytes long, after those before it; writes how many to `*count_out` (at
  * least 1 on `SHMQ_OK`); only messages that fit in `buf` together are
  * taken. `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit (it stays
  * queued; the length it needs is written to `lens[0]` when `max` is at
- * least 1). `SHMQ_EMPTY`, `SHMQ_CLOSED`, `SHMQ_CORRUPT`,
- * `SHMQ_NULL_PARAMETER`, `SHMQ_INVALID_ARGUMENT` (`buf_len`, or `max`
- * entries, exceed `PTRDIFF_MAX` bytes) write nothing.
+ * least 1). `SHMQ_EMPTY` (only with `timeout_ns` 0), `SHMQ_TIMEOUT`,
+ * `SHMQ_CLOSED`, `SHMQ_CORRUPT`, `SHMQ_NULL_PARAMETER`,
+ * `SHMQ_INVALID_ARGUMENT` (`buf_len`, or `max` entries, exceed
+ * `PTRDIFF_MAX` bytes) write nothing.
  *
  * # Safety
  * `consumer` is NULL or a live handle that no other thread is using; `buf`
@@ -1388,7 +1390,7 @@ enum shmq_status shmq_consumer_dequeue_block(struct shmq_consumer *consumer, uin
  * `max` `size_t` values; `count_out` is NULL or valid for writing a
  * `size_t`.
  */
-enum shmq_status shmq_consumer_dequeue_batch(struct shmq_consumer *consumer, uint8_t *buf, size_t buf_len, size_t *lens, size_t max, size_t *count_out);
+enum shmq_status shmq_consumer_dequeue_batch(struct shmq_consumer *consumer, uint8_t *buf, size_t buf_len, size_t *lens, size_t max, int64_t timeout_ns, size_t *count_out);
 
 /**
  * Reserves a slot for a message of up to `len` bytes, to be written in

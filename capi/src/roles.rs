@@ -455,15 +455,17 @@ pub unsafe extern "C" fn shmq_consumer_dequeue_block(
 }
 
 /// Dequeues up to `max` messages into the `buf_len` bytes at `buf`, back to
-/// back, with one index publication; never waits. As
-/// shmq_queue_dequeue_batch() with `timeout_ns` 0: message `i` is `lens[i]`
+/// back, with one index publication, waiting up to `timeout_ns` for the
+/// first: as shmq_queue_dequeue_batch() (same `timeout_ns`: 0 never waits,
+/// negative waits forever), through the consumer. Message `i` is `lens[i]`
 /// bytes long, after those before it; writes how many to `*count_out` (at
 /// least 1 on `SHMQ_OK`); only messages that fit in `buf` together are
 /// taken. `SHMQ_BUFFER_TOO_SMALL` if the first alone does not fit (it stays
 /// queued; the length it needs is written to `lens[0]` when `max` is at
-/// least 1). `SHMQ_EMPTY`, `SHMQ_CLOSED`, `SHMQ_CORRUPT`,
-/// `SHMQ_NULL_PARAMETER`, `SHMQ_INVALID_ARGUMENT` (`buf_len`, or `max`
-/// entries, exceed `PTRDIFF_MAX` bytes) write nothing.
+/// least 1). `SHMQ_EMPTY` (only with `timeout_ns` 0), `SHMQ_TIMEOUT`,
+/// `SHMQ_CLOSED`, `SHMQ_CORRUPT`, `SHMQ_NULL_PARAMETER`,
+/// `SHMQ_INVALID_ARGUMENT` (`buf_len`, or `max` entries, exceed
+/// `PTRDIFF_MAX` bytes) write nothing.
 ///
 /// # Safety
 /// `consumer` is NULL or a live handle that no other thread is using; `buf`
@@ -477,6 +479,7 @@ pub unsafe extern "C" fn shmq_consumer_dequeue_batch(
     buf_len: usize,
     lens: *mut usize,
     max: usize,
+    timeout_ns: i64,
     count_out: *mut usize,
 ) -> shmq_status {
     boundary(|| {
@@ -487,7 +490,11 @@ pub unsafe extern "C" fn shmq_consumer_dequeue_batch(
         let buf = try_status!(unsafe { buf_arg(buf, buf_len) });
         // SAFETY: non-null (checked), writable for max entries (caller).
         let lens = try_status!(unsafe { lens_out_arg(lens, max) });
-        let r = c.dequeue_batch_into(buf, lens);
+        let r = if timeout_ns == 0 {
+            c.dequeue_batch_into(buf, lens)
+        } else {
+            c.dequeue_batch_into_until(buf, lens, timeout(timeout_ns).map(|t| Instant::now() + t))
+        };
         // SAFETY: count_out is non-null (checked) and writable (caller).
         unsafe { dequeue_batch_out(r, lens, count_out) }
     })

@@ -116,9 +116,11 @@ static void mpmc_role_handles_forward(void) {
     CHECK(k == 1); /* one slot was left */
     uint8_t buf[16];
     size_t lens[4] = {0}, n = 0;
-    CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 4, &n), SHMQ_OK);
+    CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 4, 0, &n), SHMQ_OK);
     CHECK(n == 4 && memcmp(buf, "abqc", 4) == 0);
-    CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 4, &n), SHMQ_EMPTY);
+    CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 4, 0, &n), SHMQ_EMPTY);
+    /* With a timeout it waits, and times out on an empty queue. */
+    CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 4, 1000000, &n), SHMQ_TIMEOUT);
     CHECK_STATUS(shmq_producer_close(a), SHMQ_OK);
     CHECK_STATUS(shmq_producer_enqueue_try(b, (const uint8_t *)"e", 1), SHMQ_CLOSED);
     CHECK_STATUS(shmq_consumer_dequeue_try(c, buf, sizeof buf, &n), SHMQ_CLOSED);
@@ -228,9 +230,9 @@ static void buffer_too_small_says_how_much(void) {
         CHECK_STATUS(shmq_consumer_dequeue_block(c, buf, 2, SECOND, &n), SHMQ_BUFFER_TOO_SMALL);
         CHECK(n == 6);
         lens[0] = 0;
-        CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, 2, lens, 2, &count), SHMQ_BUFFER_TOO_SMALL);
+        CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, 2, lens, 2, 0, &count), SHMQ_BUFFER_TOO_SMALL);
         CHECK(lens[0] == 6);
-        CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 2, &count), SHMQ_OK);
+        CHECK_STATUS(shmq_consumer_dequeue_batch(c, buf, sizeof buf, lens, 2, 0, &count), SHMQ_OK);
         CHECK(count == 1 && lens[0] == 6 && memcmp(buf, "abcdef", 6) == 0);
         shmq_consumer_free(c);
         shmq_queue_unlink(q);

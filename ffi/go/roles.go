@@ -344,9 +344,8 @@ func (c *Consumer) TryDequeueBatch(buf []byte, lens []int) (int, error) {
 
 // DequeueBatch is TryDequeueBatch that waits for the first message until
 // ctx is done (then it returns ctx.Err() within about 2 ms; messages taken
-// before are returned, never lost), then takes what else is ready. A batch
-// woken from a wait takes the first message and the rest in two calls
-// into the library (the C consumer's batch call cannot wait).
+// before are returned, never lost), then takes what else is ready, in the
+// same call into the library (one index publication).
 func (c *Consumer) DequeueBatch(ctx context.Context, buf []byte, lens []int) (int, error) {
 	return dequeueBatch(c, ctx, time.Time{}, buf, lens, true)
 }

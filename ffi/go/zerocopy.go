@@ -42,25 +42,10 @@ static enum shmq_status go_enqueue_batch_once(go_handle h, const shmq_iovec *v, 
 	return h.p ? shmq_producer_enqueue_batch(h.p, v, count, t, n) : shmq_queue_enqueue_batch(h.q, v, count, t, n);
 }
 
-// The consumer's batch call of the C API never waits: to wait, this waits
-// for the first message with shmq_consumer_dequeue_block (into buf; on
-// SHMQ_BUFFER_TOO_SMALL it stays queued and lens[0] is the length it
-// needs), then takes what else is ready with a batch that does not wait.
-// So a batch woken from a wait costs two index publications, not one.
-// max >= 1.
 static enum shmq_status go_dequeue_batch_once(go_handle h, uint8_t *buf, size_t buf_len, size_t *lens, size_t max,
                                               int64_t t, size_t *n) {
-	if (!h.c) return shmq_queue_dequeue_batch(h.q, buf, buf_len, lens, max, t, n);
-	if (t == 0) return shmq_consumer_dequeue_batch(h.c, buf, buf_len, lens, max, n);
-	enum shmq_status s = shmq_consumer_dequeue_block(h.c, buf, buf_len, t, &lens[0]);
-	if (s != SHMQ_OK) return s;
-	size_t first = lens[0], more = 0;
-	if (max > 1 && shmq_consumer_dequeue_batch(h.c, buf_len > first ? buf + first : NULL, buf_len - first,
-	                                           lens + 1, max - 1, &more) != SHMQ_OK) {
-		more = 0; // nothing else ready (or it does not fit): the first alone
-	}
-	*n = 1 + more;
-	return SHMQ_OK;
+	return h.c ? shmq_consumer_dequeue_batch(h.c, buf, buf_len, lens, max, t, n)
+	           : shmq_queue_dequeue_batch(h.q, buf, buf_len, lens, max, t, n);
 }
 
 // The attempts that never wait return their outputs by value: no Go

@@ -694,4 +694,38 @@ impl Consumer {
         let (max, budget) = (into.max(), into.budget());
         self.dequeue_batch_dyn(max, budget, &mut |m| into.push(m))
     }
+
+    /// As [`Queue::dequeue_batch_into_until`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Queue, QueueConfig};
+    /// use std::time::{Duration, Instant};
+    /// let q = Queue::in_process(&QueueConfig::new(8, 4).spsc(true)).unwrap();
+    /// q.enqueue_batch(&[b"ab", b"c"]).unwrap();
+    /// let mut c = q.into_consumer().unwrap();
+    /// let (mut buf, mut lens) = ([0u8; 8], [0usize; 4]);
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert_eq!(c.dequeue_batch_into_until(&mut buf, &mut lens, soon), Ok(2));
+    /// assert_eq!((&buf[..3], &lens[..2]), (&b"abc"[..], &[2, 1][..]));
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert_eq!(
+    ///     c.dequeue_batch_into_until(&mut buf, &mut lens, soon),
+    ///     Err(shmq::RecvError::Timeout)
+    /// );
+    /// ```
+    pub fn dequeue_batch_into_until(
+        &mut self,
+        buf: &mut [u8],
+        lens: &mut [usize],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        let mut into = FlatSink::new(buf, lens);
+        let (max, budget) = (into.max(), into.budget());
+        let f = &mut |m: &[u8]| into.push(m);
+        match &mut self.role {
+            Some(role) => spsc_dequeue_batch_until(&self.queue, role, max, budget, f, deadline),
+            None => self.queue.dequeue_batch_until_dyn(max, budget, f, deadline),
+        }
+    }
 }
