@@ -1,0 +1,484 @@
+//! Out routes: a local log or queue to a NATS subject.
+//!
+//! Two halves joined by channels:
+//!
+//! - the *reader*, a dedicated thread that owns the shared-memory source
+//!   ([`crate::local::Source`]): it reads in batches of up to [`BATCH`],
+//!   keeps every message it sent until NATS has taken it, and commits the
+//!   log's named cursor (`bridge.<route>`) only when every message read so
+//!   far has been acknowledged;
+//! - the *publisher*, a tokio task: it publishes each batch, pipelined (up
+//!   to [`WINDOW`] messages outstanding), and reports progress back as the
+//!   highest sequence number below which everything was acknowledged
+//!   (JetStream, awaited in order) or flushed to the server (core).
+//!
+//! The cursor has one position, the reader's, so committing means reading
+//! nothing new until the outstanding acknowledgements arrive: the reader
+//! does that every [`COMMIT_EVERY`] messages and whenever the source is
+//! idle. The committed position is then exactly one past the highest
+//! contiguous acknowledged sequence number. A pause of one round trip per
+//! [`COMMIT_EVERY`] messages costs little throughput.
+//!
+//! A failed publish or acknowledgement (server down, timeout) starts a new
+//! *epoch*: the reader re-sends everything not yet acknowledged, after a
+//! backoff; the publisher ignores what is left of the old epoch. JetStream
+//! drops the re-sent duplicates by `Nats-Msg-Id`; in routes drop them by
+//! `Shmq-Seq` in any mode.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::config::{Mode, Route};
+use crate::local::{self, Opened, Read, Source};
+use crate::status::Counters;
+use crate::{log_line, Ctx};
+
+/// Messages per batch handed from the reader to the publisher.
+pub const BATCH: usize = 256;
+/// Most messages sent and not yet acknowledged.
+pub const WINDOW: usize = 8192;
+/// The reader commits (pausing for the acknowledgements) every this many messages.
+pub const COMMIT_EVERY: u64 = 4096;
+/// How long a read waits for a message before the reader looks around.
+const POLL: Duration = Duration::from_millis(50);
+/// After SIGTERM, how long the reader waits for outstanding acknowledgements.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// A batch of messages: (sequence number, payload).
+struct Batch {
+    epoch: u64,
+    msgs: Vec<(u64, Bytes)>,
+}
+
+/// What the publisher tells the reader.
+enum Event {
+    /// Every message of this epoch up to this sequence number reached NATS.
+    Acked(u64),
+    /// A publish or acknowledgement of this epoch failed.
+    Failed(u64),
+}
+
+/// Runs one out route until `ctx.stop` is set (then drains and commits) or
+/// the source is closed.
+pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result<()> {
+    let target: shmq::Target = route.local.parse()?;
+    let source: Box<dyn Source> = match local::open(&target)? {
+        Opened::Log(log) => Box::new(local::LogSource::new(log, &route.cursor())?),
+        Opened::Queue(q) => Box::new(local::QueueSource::new(*q)),
+    };
+    let js = if route.mode == Mode::Jetstream {
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(WINDOW + BATCH)
+            .build(ctx.client.clone());
+        crate::ensure_stream(&js, &route).await?;
+        Some(js)
+    } else {
+        None
+    };
+    log_line!(
+        "route {}: {} {} -> {} ({:?}), cursor {}",
+        route.name,
+        source.kind(),
+        target,
+        route.subject,
+        route.mode,
+        if source.durable() {
+            route.cursor()
+        } else {
+            "none (a queue)".to_owned()
+        }
+    );
+    let kind = source.kind();
+    let (btx, brx) = mpsc::channel::<Batch>(WINDOW / BATCH + 1);
+    let (etx, erx) = std_mpsc::channel::<Event>();
+    let stop = ctx.stop.clone();
+    let c = counters.clone();
+    let name = route.name.clone();
+    let reader = std::thread::Builder::new()
+        .name(format!("out-{}", route.name))
+        .spawn(move || Reader::new(source, btx, erx, stop, c, name).run())?;
+    let headers = Headers {
+        host: ctx.host.clone(),
+        segment: target.to_string(),
+        kind,
+    };
+    let published = publish(&ctx, &route, js, headers, brx, etx, &counters).await;
+    let read = tokio::task::spawn_blocking(move || reader.join())
+        .await?
+        .map_err(|_| anyhow!("route {}: the reader thread panicked", route.name))?;
+    read.and(published)
+}
+
+/// The fixed part of every message's headers.
+struct Headers {
+    host: String,
+    segment: String,
+    kind: &'static str,
+}
+
+impl Headers {
+    fn for_seq(&self, seq: u64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("Shmq-Host", self.host.as_str());
+        h.insert("Shmq-Segment", self.segment.as_str());
+        h.insert("Shmq-Seq", seq.to_string().as_str());
+        h.insert("Shmq-Kind", self.kind);
+        h
+    }
+
+    fn msg_id(&self, seq: u64) -> String {
+        format!("{}/{}/{}", self.host, self.segment, seq)
+    }
+}
+
+type AckFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, u64, Result<()>)> + Send>>;
+
+/// The publisher: publishes batches, reports acknowledged progress.
+async fn publish(
+    ctx: &Ctx,
+    route: &Route,
+    js: Option<async_nats::jetstream::Context>,
+    headers: Headers,
+    mut brx: mpsc::Receiver<Batch>,
+    etx: std_mpsc::Sender<Event>,
+    counters: &Counters,
+) -> Result<()> {
+    let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+    // Epochs up to this one failed: their batches and acks are ignored.
+    let mut failed = 0u64;
+    let mut open = true;
+    while open || !pending.is_empty() {
+        tokio::select! {
+            batch = brx.recv(), if open => {
+                let Some(batch) = batch else {
+                    open = false;
+                    continue;
+                };
+                if batch.epoch <= failed {
+                    continue;
+                }
+                let epoch = batch.epoch;
+                let r = match &js {
+                    Some(js) => publish_js(js, route, &headers, batch, &mut pending).await,
+                    None => publish_core(ctx, route, &headers, batch, &etx).await,
+                };
+                if let Err(e) = r {
+                    Counters::add(&counters.errors, 1);
+                    log_line!("route {}: publish failed: {e:#}; re-sending", route.name);
+                    failed = epoch;
+                    let _ = etx.send(Event::Failed(epoch));
+                }
+            }
+            Some((epoch, seq, r)) = pending.next(), if !pending.is_empty() => {
+                if epoch <= failed {
+                    continue;
+                }
+                match r {
+                    Ok(()) => {
+                        let _ = etx.send(Event::Acked(seq));
+                    }
+                    Err(e) => {
+                        Counters::add(&counters.errors, 1);
+                        log_line!("route {}: no acknowledgement for seq {seq}: {e:#}; re-sending", route.name);
+                        failed = epoch;
+                        let _ = etx.send(Event::Failed(epoch));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn publish_js(
+    js: &async_nats::jetstream::Context,
+    route: &Route,
+    headers: &Headers,
+    batch: Batch,
+    pending: &mut FuturesOrdered<AckFuture>,
+) -> Result<()> {
+    for (seq, payload) in batch.msgs {
+        let msg = PublishMessage::build()
+            .payload(payload)
+            .headers(headers.for_seq(seq))
+            .message_id(headers.msg_id(seq));
+        let ack = js
+            .send_publish(route.subject.clone(), msg)
+            .await
+            .context("JetStream publish")?;
+        let epoch = batch.epoch;
+        pending.push_back(Box::pin(async move {
+            let r = ack.await.map(|_| ()).map_err(anyhow::Error::from);
+            (epoch, seq, r)
+        }));
+    }
+    Ok(())
+}
+
+async fn publish_core(
+    ctx: &Ctx,
+    route: &Route,
+    headers: &Headers,
+    batch: Batch,
+    etx: &std_mpsc::Sender<Event>,
+) -> Result<()> {
+    let Some(last) = batch.msgs.last().map(|m| m.0) else {
+        return Ok(());
+    };
+    for (seq, payload) in batch.msgs {
+        ctx.client
+            .publish_with_headers(route.subject.clone(), headers.for_seq(seq), payload)
+            .await
+            .context("publish")?;
+    }
+    // Core NATS has no acknowledgement: "reached NATS" means flushed to
+    // the server's socket.
+    tokio::time::timeout(Duration::from_secs(5), ctx.client.flush())
+        .await
+        .context("flush timed out")?
+        .context("flush")?;
+    let _ = etx.send(Event::Acked(last));
+    Ok(())
+}
+
+/// The reader thread's state.
+struct Reader {
+    source: Box<dyn Source>,
+    btx: mpsc::Sender<Batch>,
+    erx: std_mpsc::Receiver<Event>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    name: String,
+    /// Sent and not yet acknowledged, in order.
+    unacked: VecDeque<(u64, Bytes)>,
+    epoch: u64,
+    /// A failure of the current epoch was reported.
+    failed: bool,
+    /// Messages read since the last commit.
+    since_commit: u64,
+    /// One past the last message read.
+    read_to: Option<u64>,
+    backoff: Duration,
+}
+
+impl Reader {
+    fn new(
+        source: Box<dyn Source>,
+        btx: mpsc::Sender<Batch>,
+        erx: std_mpsc::Receiver<Event>,
+        stop: Arc<AtomicBool>,
+        counters: Arc<Counters>,
+        name: String,
+    ) -> Reader {
+        Reader {
+            source,
+            btx,
+            erx,
+            stop,
+            counters,
+            name,
+            unacked: VecDeque::new(),
+            epoch: 1,
+            failed: false,
+            since_commit: 0,
+            read_to: None,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Acked(seq) => {
+                let mut n = 0;
+                while self.unacked.front().is_some_and(|m| m.0 <= seq) {
+                    self.unacked.pop_front();
+                    n += 1;
+                }
+                if n > 0 {
+                    Counters::add(&self.counters.forwarded, n);
+                    self.backoff = Duration::from_millis(100);
+                }
+            }
+            Event::Failed(epoch) => {
+                if epoch == self.epoch {
+                    self.failed = true;
+                }
+            }
+        }
+    }
+
+    /// Takes the events that arrived, waiting up to `wait` for the first.
+    fn events(&mut self, wait: Duration) -> Result<()> {
+        let first = if wait.is_zero() {
+            self.erx.try_recv().ok()
+        } else {
+            match self.erx.recv_timeout(wait) {
+                Ok(e) => Some(e),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(anyhow!("route {}: the publisher stopped", self.name))
+                }
+            }
+        };
+        if let Some(e) = first {
+            self.on_event(e);
+            while let Ok(e) = self.erx.try_recv() {
+                self.on_event(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, msgs: Vec<(u64, Bytes)>) -> Result<()> {
+        self.btx
+            .blocking_send(Batch {
+                epoch: self.epoch,
+                msgs,
+            })
+            .map_err(|_| anyhow!("route {}: the publisher stopped", self.name))
+    }
+
+    /// After a failure: waits the backoff, then re-sends everything
+    /// unacknowledged in a new epoch.
+    fn resend(&mut self) -> Result<()> {
+        let until = Instant::now() + self.backoff;
+        while Instant::now() < until {
+            std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+            // Late acks of the failed epoch still count.
+            self.events(Duration::ZERO)?;
+        }
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        self.epoch += 1;
+        self.failed = false;
+        let all: Vec<_> = self.unacked.iter().cloned().collect();
+        Counters::add(&self.counters.resent, all.len() as u64);
+        for chunk in all.chunks(BATCH) {
+            self.send(chunk.to_vec())?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.source.commit()?;
+        self.since_commit = 0;
+        if let Some(pos) = self.read_to {
+            Counters::set(&self.counters.committed, pos);
+        }
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut idle = false;
+        let mut drain_until: Option<Instant> = None;
+        let mut closed = false;
+        loop {
+            self.events(Duration::ZERO)?;
+            if self.failed {
+                if drain_until.is_some_and(|d| Instant::now() >= d) {
+                    return self.give_up();
+                }
+                self.resend()?;
+                continue;
+            }
+            // Relaxed: a flag polled every POLL; nothing is published with it.
+            if drain_until.is_none() && (closed || self.stop.load(Ordering::Relaxed)) {
+                drain_until = Some(Instant::now() + DRAIN);
+            }
+            if self.unacked.is_empty() && self.since_commit > 0 {
+                let due = self.since_commit >= COMMIT_EVERY || idle || drain_until.is_some();
+                if due {
+                    self.commit()?;
+                }
+            }
+            if let Some(d) = drain_until {
+                if self.unacked.is_empty() {
+                    log_line!("route {}: drained and committed", self.name);
+                    return Ok(());
+                }
+                if Instant::now() >= d {
+                    return self.give_up();
+                }
+                self.events(POLL)?;
+                continue;
+            }
+            if self.since_commit >= COMMIT_EVERY || self.unacked.len() >= WINDOW {
+                self.events(POLL)?;
+                continue;
+            }
+            let mut batch = Vec::new();
+            while batch.len() < BATCH {
+                let deadline = if batch.is_empty() {
+                    Instant::now() + POLL
+                } else {
+                    Instant::now()
+                };
+                match self.source.read(&mut buf, deadline)? {
+                    Read::Msg { seq, len } => {
+                        batch.push((seq, Bytes::copy_from_slice(&buf[..len])));
+                        self.read_to = Some(seq + 1);
+                    }
+                    Read::Idle => break,
+                    Read::Lost(n) => {
+                        Counters::add(&self.counters.lost, n);
+                        log_line!(
+                            "route {}: the log overwrote {n} messages before the bridge read them (overwrite mode; {} lost in all)",
+                            self.name,
+                            // Relaxed: a statistic.
+                            self.counters.lost.load(Ordering::Relaxed)
+                        );
+                    }
+                    Read::Closed => {
+                        log_line!("route {}: the local source is closed; draining", self.name);
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            Counters::set(&self.counters.lag, self.source.lag());
+            idle = batch.is_empty();
+            if !batch.is_empty() {
+                Counters::add(&self.counters.received, batch.len() as u64);
+                self.since_commit += batch.len() as u64;
+                self.unacked.extend(batch.iter().cloned());
+                self.send(batch)?;
+            }
+        }
+    }
+
+    /// The drain time passed with messages unacknowledged: exit without
+    /// committing them (a log re-sends them on the next start).
+    fn give_up(self) -> Result<()> {
+        log_line!(
+            "route {}: {} messages still unacknowledged after {:?}; {}",
+            self.name,
+            self.unacked.len(),
+            DRAIN,
+            if self.source.durable() {
+                "not committed: the next start sends them again"
+            } else {
+                "they were taken from the queue and are lost"
+            }
+        );
+        Err(crate::exit::fail(
+            crate::exit::TIMEOUT,
+            format!(
+                "route {}: outstanding acknowledgements did not arrive",
+                self.name
+            ),
+        ))
+    }
+}
