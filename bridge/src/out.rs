@@ -55,10 +55,20 @@ const POLL: Duration = Duration::from_millis(50);
 /// After SIGTERM, how long the reader waits for outstanding acknowledgements.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
-/// A batch of messages: (sequence number, payload).
+/// One message on its way: its sequence number, the sequence number of
+/// the message the route sent before it (JetStream's expected last message
+/// id), and the payload.
+#[derive(Clone)]
+struct Msg {
+    seq: u64,
+    prev: Option<u64>,
+    payload: Bytes,
+}
+
+/// A batch of messages.
 struct Batch {
     epoch: u64,
-    msgs: Vec<(u64, Bytes)>,
+    msgs: Vec<Msg>,
 }
 
 /// What the publisher tells the reader.
@@ -77,12 +87,46 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         Opened::Log(log) => Box::new(local::LogSource::new(log, &route.cursor())?),
         Opened::Queue(q) => Box::new(local::QueueSource::new(*q)),
     };
+    let segment = target.to_string();
+    let mut stored = None;
     let js = if route.mode == Mode::Jetstream {
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .max_ack_inflight(WINDOW + BATCH)
             .build(ctx.client.clone());
-        crate::ensure_stream(&js, &route).await?;
+        // The server may be down or starting: retry with backoff until stopped.
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let r = async {
+                crate::ensure_stream(&js, &route).await?;
+                last_stored(&js, &route, &ctx.host, &segment).await
+            };
+            match r.await {
+                Ok(s) => {
+                    stored = s;
+                    break;
+                }
+                Err(e) => {
+                    Counters::add(&counters.errors, 1);
+                    log_line!(
+                        "route {}: stream: {e:#}; retrying in {backoff:?}",
+                        route.name
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Relaxed: a flag.
+                    if ctx.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if let Some(s) = stored {
+            log_line!(
+                "route {}: the stream holds this source up to sequence {s}; resuming after it",
+                route.name
+            );
+        }
         Some(js)
     } else {
         None
@@ -108,10 +152,10 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
     let name = route.name.clone();
     let reader = std::thread::Builder::new()
         .name(format!("out-{}", route.name))
-        .spawn(move || Reader::new(source, btx, erx, stop, c, name).run())?;
+        .spawn(move || Reader::new(source, btx, erx, stop, c, name, stored).run())?;
     let headers = Headers {
         host: ctx.host.clone(),
-        segment: target.to_string(),
+        segment,
         kind,
     };
     let published = publish(&ctx, &route, js, headers, brx, etx, &counters).await;
@@ -139,8 +183,46 @@ impl Headers {
     }
 
     fn msg_id(&self, seq: u64) -> String {
-        format!("{}/{}/{}", self.host, self.segment, seq)
+        msg_id(&self.host, &self.segment, seq)
     }
+}
+
+/// The `Nats-Msg-Id` of a message: `host/segment/seq`.
+fn msg_id(host: &str, segment: &str, seq: u64) -> String {
+    format!("{host}/{segment}/{seq}")
+}
+
+/// The sequence number of this source's message that the stream holds
+/// last on the route's subject, if the last one is this source's.
+///
+/// Every JetStream publish carries `Nats-Expected-Last-Msg-Id` naming the
+/// message sent before it, so the stream holds a source's messages without
+/// holes and in order (a message whose predecessor was lost in a
+/// disconnection is refused, and the route re-sends from the predecessor).
+/// On start, the route resumes after what the stream holds.
+async fn last_stored(
+    js: &async_nats::jetstream::Context,
+    route: &Route,
+    host: &str,
+    segment: &str,
+) -> Result<Option<u64>> {
+    let stream = js.get_stream(route.stream()).await?;
+    let last = match stream.get_last_raw_message_by_subject(&route.subject).await {
+        Ok(m) => m,
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).context("reading the stream's last message"),
+    };
+    let h = &last.headers;
+    let ours = h.get("Shmq-Host").map(|v| v.as_str()) == Some(host)
+        && h.get("Shmq-Segment").map(|v| v.as_str()) == Some(segment);
+    Ok(ours
+        .then(|| h.get("Shmq-Seq").and_then(|v| v.as_str().parse().ok()))
+        .flatten())
 }
 
 type AckFuture =
@@ -210,11 +292,14 @@ async fn publish_js(
     batch: Batch,
     pending: &mut FuturesOrdered<AckFuture>,
 ) -> Result<()> {
-    for (seq, payload) in batch.msgs {
-        let msg = PublishMessage::build()
+    for Msg { seq, prev, payload } in batch.msgs {
+        let mut msg = PublishMessage::build()
             .payload(payload)
             .headers(headers.for_seq(seq))
             .message_id(headers.msg_id(seq));
+        if let Some(p) = prev {
+            msg = msg.expected_last_message_id(headers.msg_id(p));
+        }
         let ack = js
             .send_publish(route.subject.clone(), msg)
             .await
@@ -235,10 +320,10 @@ async fn publish_core(
     batch: Batch,
     etx: &std_mpsc::Sender<Event>,
 ) -> Result<()> {
-    let Some(last) = batch.msgs.last().map(|m| m.0) else {
+    let Some(last) = batch.msgs.last().map(|m| m.seq) else {
         return Ok(());
     };
-    for (seq, payload) in batch.msgs {
+    for Msg { seq, payload, .. } in batch.msgs {
         ctx.client
             .publish_with_headers(route.subject.clone(), headers.for_seq(seq), payload)
             .await
@@ -263,7 +348,12 @@ struct Reader {
     counters: Arc<Counters>,
     name: String,
     /// Sent and not yet acknowledged, in order.
-    unacked: VecDeque<(u64, Bytes)>,
+    unacked: VecDeque<Msg>,
+    /// The last message sent (the next one's `prev`).
+    last_sent: Option<u64>,
+    /// JetStream: the stream holds this source up to here; reads up to it
+    /// are acknowledged without sending.
+    stored: Option<u64>,
     epoch: u64,
     /// A failure of the current epoch was reported.
     failed: bool,
@@ -282,6 +372,7 @@ impl Reader {
         stop: Arc<AtomicBool>,
         counters: Arc<Counters>,
         name: String,
+        stored: Option<u64>,
     ) -> Reader {
         Reader {
             source,
@@ -291,6 +382,8 @@ impl Reader {
             counters,
             name,
             unacked: VecDeque::new(),
+            last_sent: stored,
+            stored,
             epoch: 1,
             failed: false,
             since_commit: 0,
@@ -303,7 +396,7 @@ impl Reader {
         match e {
             Event::Acked(seq) => {
                 let mut n = 0;
-                while self.unacked.front().is_some_and(|m| m.0 <= seq) {
+                while self.unacked.front().is_some_and(|m| m.seq <= seq) {
                     self.unacked.pop_front();
                     n += 1;
                 }
@@ -342,7 +435,7 @@ impl Reader {
         Ok(())
     }
 
-    fn send(&mut self, msgs: Vec<(u64, Bytes)>) -> Result<()> {
+    fn send(&mut self, msgs: Vec<Msg>) -> Result<()> {
         self.btx
             .blocking_send(Batch {
                 epoch: self.epoch,
@@ -428,8 +521,18 @@ impl Reader {
                 };
                 match self.source.read(&mut buf, deadline)? {
                     Read::Msg { seq, len } => {
-                        batch.push((seq, Bytes::copy_from_slice(&buf[..len])));
                         self.read_to = Some(seq + 1);
+                        if self.stored.is_some_and(|s| seq <= s) {
+                            // In the stream already (a restart after a crash).
+                            self.since_commit += 1;
+                            continue;
+                        }
+                        batch.push(Msg {
+                            seq,
+                            prev: self.last_sent,
+                            payload: Bytes::copy_from_slice(&buf[..len]),
+                        });
+                        self.last_sent = Some(seq);
                     }
                     Read::Idle => break,
                     Read::Lost(n) => {
