@@ -37,7 +37,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::Acker;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::config::{Mode, Route};
@@ -59,18 +59,36 @@ const MAX_ACK_PENDING: i64 = 8192;
 /// A message from NATS on its way to the writer.
 struct InMsg {
     payload: Bytes,
-    /// `host/segment`, and the sequence number, when the message has the headers.
-    origin: Option<(String, u64, bool)>,
+    /// `host/segment`, the sequence number, and whether the source is a
+    /// log, when the message has the headers.
+    origin: Option<(Arc<str>, u64, bool)>,
     acker: Option<Acker>,
 }
 
-fn origin(headers: Option<&HeaderMap>) -> Option<(String, u64, bool)> {
-    let h = headers?;
-    let host = h.get("Shmq-Host")?.as_str();
-    let seg = h.get("Shmq-Segment")?.as_str();
-    let seq = h.get("Shmq-Seq")?.as_str().parse().ok()?;
-    let log = h.get("Shmq-Kind").is_none_or(|k| k.as_str() == "log");
-    Some((format!("{host}/{seg}"), seq, log))
+/// Reads the `Shmq-` headers; the `host/segment` key of the previous
+/// message is reused when it is the same (a feed comes from one source).
+#[derive(Default)]
+struct Origins {
+    last: Option<(String, String, Arc<str>)>,
+}
+
+impl Origins {
+    fn of(&mut self, headers: Option<&HeaderMap>) -> Option<(Arc<str>, u64, bool)> {
+        let h = headers?;
+        let host = h.get("Shmq-Host")?.as_str();
+        let seg = h.get("Shmq-Segment")?.as_str();
+        let seq = h.get("Shmq-Seq")?.as_str().parse().ok()?;
+        let log = h.get("Shmq-Kind").is_none_or(|k| k.as_str() == "log");
+        let key = match &self.last {
+            Some((lh, ls, key)) if lh == host && ls == seg => key.clone(),
+            _ => {
+                let key: Arc<str> = format!("{host}/{seg}").into();
+                self.last = Some((host.to_owned(), seg.to_owned(), key.clone()));
+                key
+            }
+        };
+        Some((key, seq, log))
+    }
 }
 
 /// Runs one in route until `ctx.stop` is set: then it stops receiving,
@@ -104,7 +122,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         target,
         state.path().display()
     );
-    let (tx, rx) = mpsc::channel::<InMsg>(MAX_INTENT * 8);
+    let (tx, rx) = mpsc::channel::<Vec<InMsg>>(16);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Acker>();
     let acks = tokio::spawn(ack_loop(ack_rx));
     let handle = tokio::runtime::Handle::current();
@@ -123,6 +141,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
                 counters: c,
                 name,
                 stop,
+                cached: None,
             }
             .run()
         })?;
@@ -156,9 +175,10 @@ async fn stopped(stop: &AtomicBool) {
 async fn receive_core(
     ctx: &Ctx,
     route: &Route,
-    tx: mpsc::Sender<InMsg>,
+    tx: mpsc::Sender<Vec<InMsg>>,
     counters: &Counters,
 ) -> Result<()> {
+    let mut origins = Origins::default();
     let mut sub = ctx
         .client
         .subscribe(route.subject.clone())
@@ -171,9 +191,15 @@ async fn receive_core(
         tokio::select! {
             m = sub.next() => {
                 let Some(m) = m else { return Err(anyhow!("route {}: subscription closed", route.name)) };
-                Counters::add(&counters.received, 1);
-                let msg = InMsg { origin: origin(m.headers.as_ref()), payload: m.payload, acker: None };
-                if tx.send(msg).await.is_err() {
+                // Hand over what has arrived in one batch.
+                let mut batch = Vec::with_capacity(MAX_INTENT);
+                let mut next = Some(m);
+                while let Some(m) = next {
+                    batch.push(InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: None });
+                    next = if batch.len() < MAX_INTENT { sub.next().now_or_never().flatten() } else { None };
+                }
+                Counters::add(&counters.received, batch.len() as u64);
+                if tx.send(batch).await.is_err() {
                     return Err(anyhow!("route {}: the writer stopped", route.name));
                 }
             }
@@ -231,9 +257,10 @@ async fn resync(
 async fn receive_js(
     ctx: &Ctx,
     route: &Route,
-    tx: mpsc::Sender<InMsg>,
+    tx: mpsc::Sender<Vec<InMsg>>,
     counters: &Counters,
 ) -> Result<()> {
+    let mut origins = Origins::default();
     let js = async_nats::jetstream::new(ctx.client.clone());
     let mut backoff = Duration::from_millis(100);
     'outer: loop {
@@ -278,8 +305,8 @@ async fn receive_js(
                         backoff = Duration::from_millis(100);
                         Counters::add(&counters.received, 1);
                         let (m, acker) = m.split();
-                        let msg = InMsg { origin: origin(m.headers.as_ref()), payload: m.payload, acker: Some(acker) };
-                        if tx.send(msg).await.is_err() {
+                        let msg = InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) };
+                        if tx.send(vec![msg]).await.is_err() {
                             return Err(anyhow!("route {}: the writer stopped", route.name));
                         }
                     }
@@ -310,32 +337,40 @@ async fn receive_js(
 struct Writer {
     sink: Box<dyn Sink>,
     state: State,
-    rx: mpsc::Receiver<InMsg>,
+    rx: mpsc::Receiver<Vec<InMsg>>,
     ack_tx: mpsc::UnboundedSender<Acker>,
     handle: tokio::runtime::Handle,
     counters: Arc<Counters>,
     name: String,
     stop: Arc<AtomicBool>,
+    /// The last source key seen and its index in the state.
+    cached: Option<(Arc<str>, u16)>,
 }
 
 impl Writer {
     fn run(mut self) -> Result<()> {
         let mut batch: Vec<InMsg> = Vec::with_capacity(MAX_INTENT);
         loop {
-            // The first message of a batch, waiting a little; then what is there.
+            // A batch, waiting a little; then more while they fit one intent.
             let first = self.handle.block_on(async {
                 tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
             });
             match first {
-                Ok(Some(m)) => batch.push(m),
+                Ok(Some(b)) => batch.extend(b),
                 Ok(None) => break, // the receiver stopped and everything was taken
                 Err(_) => continue,
             }
             while batch.len() < MAX_INTENT {
                 match self.rx.try_recv() {
-                    Ok(m) => batch.push(m),
+                    Ok(b) => batch.extend(b),
                     Err(_) => break,
                 }
+            }
+            // At most one intent per state write.
+            while batch.len() > MAX_INTENT {
+                let mut rest = batch.split_off(MAX_INTENT);
+                self.write(&mut batch)?;
+                std::mem::swap(&mut batch, &mut rest);
             }
             self.write(&mut batch)?;
         }
@@ -358,8 +393,15 @@ impl Writer {
                 keep.push(m);
                 continue;
             };
-            let i = self.state.source(src)?;
-            if let Some(prev) = last.get(&i).copied().or(self.state.last(src)) {
+            let i = match &self.cached {
+                Some((k, i)) if Arc::ptr_eq(k, src) => *i,
+                _ => {
+                    let i = self.state.source(src)?;
+                    self.cached = Some((src.clone(), i));
+                    i
+                }
+            };
+            if let Some(prev) = last.get(&i).copied().or(self.state.last_of(i)) {
                 if *seq <= prev {
                     Counters::add(&self.counters.duplicates, 1);
                     if let Some(a) = m.acker {

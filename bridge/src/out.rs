@@ -50,6 +50,8 @@ pub const BATCH: usize = 256;
 pub const WINDOW: usize = 8192;
 /// The reader commits (pausing for the acknowledgements) every this many messages.
 pub const COMMIT_EVERY: u64 = 4096;
+/// Core NATS: flush at least every this many messages.
+const FLUSH_EVERY: u64 = 2048;
 /// How long a read waits for a message before the reader looks around.
 const POLL: Duration = Duration::from_millis(50);
 /// After SIGTERM, how long the reader waits for outstanding acknowledgements.
@@ -242,6 +244,8 @@ async fn publish(
     // Epochs up to this one failed: their batches and acks are ignored.
     let mut failed = 0u64;
     let mut open = true;
+    let mut unflushed = 0u64;
+    let subject = async_nats::Subject::from(route.subject.as_str());
     while open || !pending.is_empty() {
         tokio::select! {
             batch = brx.recv(), if open => {
@@ -255,7 +259,16 @@ async fn publish(
                 let epoch = batch.epoch;
                 let r = match &js {
                     Some(js) => publish_js(js, route, &headers, batch, &mut pending).await,
-                    None => publish_core(ctx, route, &headers, batch, &etx).await,
+                    None => {
+                        // Flush (and so acknowledge) when nothing more is
+                        // queued, or every FLUSH_EVERY messages.
+                        unflushed += batch.msgs.len() as u64;
+                        let flush = brx.is_empty() || unflushed >= FLUSH_EVERY;
+                        if flush {
+                            unflushed = 0;
+                        }
+                        publish_core(ctx, &subject, &headers, batch, &etx, flush).await
+                    }
                 };
                 if let Err(e) = r {
                     Counters::add(&counters.errors, 1);
@@ -315,19 +328,23 @@ async fn publish_js(
 
 async fn publish_core(
     ctx: &Ctx,
-    route: &Route,
+    subject: &async_nats::Subject,
     headers: &Headers,
     batch: Batch,
     etx: &std_mpsc::Sender<Event>,
+    flush: bool,
 ) -> Result<()> {
     let Some(last) = batch.msgs.last().map(|m| m.seq) else {
         return Ok(());
     };
     for Msg { seq, payload, .. } in batch.msgs {
         ctx.client
-            .publish_with_headers(route.subject.clone(), headers.for_seq(seq), payload)
+            .publish_with_headers(subject.clone(), headers.for_seq(seq), payload)
             .await
             .context("publish")?;
+    }
+    if !flush {
+        return Ok(());
     }
     // Core NATS has no acknowledgement: "reached NATS" means flushed to
     // the server's socket.

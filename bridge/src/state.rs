@@ -123,10 +123,16 @@ impl State {
     }
 
     /// The last applied sequence number of `source`, if any.
+    #[cfg(test)]
     pub fn last(&self, source: &str) -> Option<u64> {
         self.index
             .get(source)
             .and_then(|&i| self.applied[i as usize].checked_sub(1))
+    }
+
+    /// The last applied sequence number of the source of index `i`.
+    pub fn last_of(&self, i: u16) -> Option<u64> {
+        self.applied.get(i as usize).and_then(|a| a.checked_sub(1))
     }
 
     /// The index of `source`, adding it (the caller saves before relying
