@@ -101,9 +101,17 @@ impl State {
         };
         let mut rec = Recovered::default();
         if got > 0 {
-            state
-                .decode(&raw[..got])
-                .with_context(|| format!("state file {} is corrupt", path.display()))?;
+            if let Err(e) = state.decode(&raw[..got]) {
+                return Err(crate::exit::fail(
+                    crate::exit::CORRUPT,
+                    format!(
+                        "state file {} is corrupt ({e:#}); it says which messages were applied, \
+                         so the bridge does not start over on its own: restore it, or remove it \
+                         to accept duplicates",
+                        path.display()
+                    ),
+                ));
+            }
             let written = next_seq.saturating_sub(state.base);
             let n = state.intent.len() as u64;
             rec.applied = written.min(n);
