@@ -85,7 +85,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     );
     for (name, f) in [
         ("async-nats pub -> sub (bare)", &bare_plain),
-        ("  the same with the 4 Shmq- headers", &bare_headers),
+        ("  the same with the 3 Shmq- headers", &bare_headers),
         ("log -> bridge -> NATS -> bridge -> log", &bridged),
     ] {
         println!(
@@ -189,7 +189,6 @@ fn shmq_headers(seq: u64) -> async_nats::HeaderMap {
     h.insert("Shmq-Host", "bench-host");
     h.insert("Shmq-Segment", "posix:bench-segment");
     h.insert("Shmq-Seq", seq.to_string().as_str());
-    h.insert("Shmq-Kind", "log");
     h
 }
 

@@ -42,7 +42,7 @@ pub trait Source: Send {
     fn durable(&self) -> bool;
     /// Messages published and not yet read (the cursor's lag), for status.
     fn lag(&self) -> u64;
-    /// The value of the `Shmq-Kind` header: `log` (sequence numbers are
+    /// The kind of source (the `Shmq-Kind` header, sent for a queue only): `log` (sequence numbers are
     /// contiguous, so a receiver can count gaps) or `queue`.
     fn kind(&self) -> &'static str;
 }

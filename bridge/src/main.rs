@@ -4,7 +4,8 @@
 //! one bridge per host per feed. An *out* route reads a local log (through
 //! the named durable cursor `bridge.<route>`) or queue and publishes each
 //! message to a subject with the headers `Shmq-Host`, `Shmq-Segment`,
-//! `Shmq-Seq`, `Shmq-Kind` (and `Nats-Msg-Id` in JetStream mode); an *in*
+//! `Shmq-Seq` (`Shmq-Kind: queue` from a queue; `Nats-Msg-Id` and
+//! `Nats-Expected-Last-Msg-Id` in JetStream mode); an *in*
 //! route takes a subject (core) or a JetStream durable consumer into a
 //! local log or queue, dropping duplicates by `Shmq-Seq`. See the README's
 //! "Bridge to NATS" and each module's doc.

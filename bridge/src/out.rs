@@ -180,7 +180,11 @@ impl Headers {
         h.insert("Shmq-Host", self.host.as_str());
         h.insert("Shmq-Segment", self.segment.as_str());
         h.insert("Shmq-Seq", seq.to_string().as_str());
-        h.insert("Shmq-Kind", self.kind);
+        // Absent means a log (contiguous sequence numbers): one header less
+        // on the common path.
+        if self.kind != "log" {
+            h.insert("Shmq-Kind", self.kind);
+        }
         h
     }
 
