@@ -79,3 +79,82 @@ fn two_routes_every_message_in_order() {
     drop(outb);
     drop(inb);
 }
+
+/// A work queue on host A to a work queue on host B (JetStream): every
+/// message once, in order (one producer, one consumer).
+#[test]
+fn queue_to_queue() {
+    use shmq::{Queue, QueueConfig, Target};
+    const N: u64 = 2000;
+    struct Unlink(Target);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = self.0.unlink();
+        }
+    }
+    let dir = TempDir::new("rtq");
+    let nats = Nats::start(Some(&dir.path("js")), dir.path("nats.log"));
+    let ta = Target::Posix(unique("qa"));
+    let tb = Target::Posix(unique("qb"));
+    let qa = Queue::create(&ta, &QueueConfig::new(64, 256)).unwrap();
+    let _ua = Unlink(ta.clone());
+    let qb = Queue::create(&tb, &QueueConfig::new(64, 256)).unwrap();
+    let _ub = Unlink(tb.clone());
+    let url = nats.url();
+    let state = dir.path("q.state");
+    let _inb = Bridge::start(
+        &[
+            "in",
+            "--local",
+            &tb.to_string(),
+            "--subject",
+            "q.x",
+            "--mode",
+            "jetstream",
+            "--name",
+            "q-in",
+            "--server",
+            &url,
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        dir.path("in.log"),
+    );
+    let _outb = Bridge::start(
+        &[
+            "out",
+            "--local",
+            &ta.to_string(),
+            "--subject",
+            "q.x",
+            "--mode",
+            "jetstream",
+            "--name",
+            "q",
+            "--server",
+            &url,
+        ],
+        dir.path("out.log"),
+    );
+    let producer = std::thread::spawn(move || {
+        for i in 0..N {
+            qa.enqueue_block(&message(i), Some(Duration::from_secs(20)))
+                .unwrap();
+        }
+    });
+    // B holds 256: take as they come (the in bridge waits while it is full).
+    let mut buf = [0u8; 64];
+    for i in 0..N {
+        let n = qb
+            .dequeue_block(&mut buf, Some(Duration::from_secs(20)))
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(n, 64);
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    producer.join().unwrap();
+    assert_eq!(
+        qb.dequeue_block(&mut buf, Some(Duration::from_millis(300))),
+        Err(shmq::DequeueError::Timeout),
+        "a duplicate arrived"
+    );
+}
