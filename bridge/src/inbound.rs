@@ -333,6 +333,23 @@ async fn receive_js(
     }
 }
 
+/// Test hook: with `SHMQ_BRIDGE_CRASH_AFTER_WRITES=N` in the environment,
+/// the process aborts (no destructor, no flush: as a kill -9) right after
+/// its Nth local write, before that message is acknowledged or the state
+/// file hears of the next batch: the window the state file must cover.
+fn crash_point(counters: &Counters) {
+    static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let after = AFTER.get_or_init(|| {
+        std::env::var("SHMQ_BRIDGE_CRASH_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    // Relaxed: a statistic, read by the thread that wrote it.
+    if *after == Some(counters.forwarded.load(Ordering::Relaxed)) {
+        std::process::abort();
+    }
+}
+
 /// The writer thread's state.
 struct Writer {
     sink: Box<dyn Sink>,
@@ -466,6 +483,7 @@ impl Writer {
                 }
             }
             Counters::add(&self.counters.forwarded, 1);
+            crash_point(&self.counters);
             // 3. Acknowledge once it is in the target.
             if let Some(a) = m.acker {
                 let _ = self.ack_tx.send(a);

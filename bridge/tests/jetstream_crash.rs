@@ -114,3 +114,74 @@ fn kills_and_server_restart_lose_nothing_duplicate_nothing() {
     assert_eq!(outb.term().code(), Some(0));
     assert_eq!(inb.term().code(), Some(0));
 }
+
+/// The in bridge dies right after a local write, before the acknowledgement
+/// and before the state file records the message as applied: the restarted
+/// bridge counts it from the log's tail and drops its redelivery.
+#[test]
+fn crash_between_local_write_and_ack() {
+    const N: u64 = 1000;
+    let dir = TempDir::new("jsw");
+    let nats = Nats::start(Some(&dir.path("js")), dir.path("nats.log"));
+    let a = TestLog::create("a", LogMode::Reliable, 2048);
+    let b = TestLog::create("b", LogMode::Overwrite, 2048);
+    a.log.create_cursor("bridge.w", Start::Oldest).unwrap();
+    for i in 0..N {
+        a.log.publish(&message(i)).unwrap();
+    }
+    let url = nats.url();
+    let _outb = Bridge::start(
+        &[
+            "out",
+            "--local",
+            &a.name(),
+            "--subject",
+            "w.x",
+            "--mode",
+            "jetstream",
+            "--name",
+            "w",
+            "--server",
+            &url,
+        ],
+        dir.path("out.log"),
+    );
+    let state = dir.path("in.state");
+    let mut inb = Bridge::start_env(
+        &[
+            "in",
+            "--local",
+            &b.name(),
+            "--subject",
+            "w.x",
+            "--mode",
+            "jetstream",
+            "--name",
+            "w-in",
+            "--server",
+            &url,
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        dir.path("in.log"),
+        &[("SHMQ_BRIDGE_CRASH_AFTER_WRITES", "333")],
+    );
+    let status = inb.wait_exit(Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "the crash point did not fire: {status:?}"
+    );
+    assert_eq!(b.log.next_seq(), 333);
+    inb.restart();
+    wait_until(Duration::from_secs(30), "B to hold N", || {
+        b.log.next_seq() >= N
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(b.indices(), (0..N).collect::<Vec<_>>());
+    assert!(
+        inb.log().contains("were written before the bridge stopped"),
+        "{}",
+        inb.log()
+    );
+    assert_eq!(inb.term().code(), Some(0));
+}

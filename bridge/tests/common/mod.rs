@@ -176,17 +176,40 @@ pub struct Bridge {
     pub child: Option<Child>,
     pub stderr: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Bridge {
     pub fn start(args: &[&str], stderr: PathBuf) -> Bridge {
+        Bridge::start_env(args, stderr, &[])
+    }
+
+    /// Starts with extra environment variables (this first run only).
+    pub fn start_env(args: &[&str], stderr: PathBuf, env: &[(&str, &str)]) -> Bridge {
         let mut b = Bridge {
             child: None,
             stderr,
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         b.spawn();
+        b.env.clear();
         b
+    }
+
+    /// Waits (bounded) for the process to end by itself; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        wait_child(&mut c, limit)
+    }
+
+    /// Starts again with the same arguments (after it ended).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
     }
 
     fn spawn(&mut self) {
@@ -198,6 +221,7 @@ impl Bridge {
         self.child = Some(
             Command::new(env!("CARGO_BIN_EXE_shmq-bridge"))
                 .args(&self.args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(err)
                 .spawn()
