@@ -25,7 +25,13 @@ if [ "$rust_minor" -lt 1082 ]; then
     echo "error: $(rustc --version) is too old: shmq needs Rust 1.82 or newer (install it with rustup)" >&2
     exit 1
 fi
+# nats-server for the bridge's tests (bridge/tests find it on PATH, in
+# $(go env GOPATH)/bin, or through NATS_SERVER). Debian's package is 2.9: too old.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/nats-server" ]; then
+    go install github.com/nats-io/nats-server/v2@v2.15.2
+fi
 cargo --version
 go version
 cc --version | head -n 1
 echo "pkg-config $(pkg-config --version)"
+"$(command -v nats-server || echo "$(go env GOPATH)/bin/nats-server")" --version

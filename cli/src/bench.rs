@@ -192,7 +192,8 @@ pub struct BenchArgs {
     /// Run only the cases whose name contains one of these words; `fanout`:
     /// the log cases and the single-producer queue cases beside them;
     /// `api` (or `zerocopy`, `batch`): the zero-copy and batch cases, which
-    /// run only when named
+    /// run only when named; `bridge`: log -> NATS -> log beside bare
+    /// async-nats (runs `shmq-bridge bench`)
     #[arg(long, value_delimiter = ',', value_name = "WORDS")]
     cases: Vec<String>,
     /// Run each case this many times and report the median run
@@ -1713,7 +1714,31 @@ fn validate(a: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// `shmq bench`.
+/// `--cases bridge`: issue 13's log -> NATS -> log case, run by
+/// `shmq-bridge bench` (found beside this binary; the bridge is its own
+/// crate so that this command never links a network client).
+fn bridge_bench() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?.with_file_name("shmq-bridge");
+    let status = std::process::Command::new(&exe)
+        .arg("bench")
+        .status()
+        .map_err(|e| exit::fail(exit::NOT_FOUND, format!("running {}: {e}", exe.display())))?;
+    if !status.success() {
+        return Err(exit::fail(
+            exit::OTHER,
+            format!("shmq-bridge bench: {status}"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    if a.cases.iter().any(|c| c == "bridge") {
+        bridge_bench()?;
+        if a.cases.len() == 1 {
+            return Ok(());
+        }
+    }
     validate(a)?;
     signal::install();
     let cases = plan(a);

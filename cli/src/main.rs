@@ -341,8 +341,31 @@ fn parse_from(s: &str) -> Result<StartAt, String> {
     }
 }
 
+/// `shmq bridge ARGS...` runs `shmq-bridge ARGS...` found beside this
+/// binary (the bridge is its own crate, so that the engine and this command
+/// never link a network client).
+fn exec_bridge() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new("bridge")) {
+        return;
+    }
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("shmq-bridge")))
+        .filter(|p| p.is_file());
+    let Some(exe) = exe else {
+        eprintln!("shmq: shmq-bridge not found beside the shmq binary (cargo build --release builds both)");
+        std::process::exit(exit::NOT_FOUND);
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&exe).args(args).exec();
+    eprintln!("shmq: running {}: {err}", exe.display());
+    std::process::exit(exit::OTHER);
+}
+
 fn main() {
     signal::quiet_panics();
+    exec_bridge();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Ls(a) => view::ls(&a.paths, a.all, a.json),

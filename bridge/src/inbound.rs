@@ -1,0 +1,494 @@
+//! In routes: a NATS subject (core) or a JetStream durable consumer to a
+//! local log or queue.
+//!
+//! A tokio task receives from NATS and hands messages, in order, to the
+//! *writer*, a dedicated thread that owns the local target
+//! ([`crate::local::Sink`]) and the route's state file
+//! ([`crate::state`]). For each batch the writer:
+//!
+//! 1. drops the messages whose `Shmq-Seq` is not above the last applied
+//!    sequence number of their source (`Shmq-Host`/`Shmq-Segment`):
+//!    duplicates, from a redelivery or an out bridge that re-sent what it
+//!    had not committed; and counts a jump in a log source's sequence as
+//!    lost messages, with a log line (core NATS loses messages when a
+//!    subscriber is slow or the connection drops; JetStream does not);
+//! 2. records the batch in the state file (an intent), then publishes each
+//!    message, waiting while the target is full (a reliable log's gating,
+//!    a full queue) in bounded steps: it never drops one;
+//! 3. acknowledges each message (JetStream) only once it is in the target.
+//!
+//! # JetStream delivery order
+//!
+//! Deduplication by "not above the last applied" needs every source's
+//! messages in order. A durable consumer redelivers an unacknowledged
+//! message only after its ack wait, after newer ones: so whenever the
+//! delivery may have been cut (the bridge started, the connection came
+//! back), the route re-creates its consumer at the first unacknowledged
+//! stream sequence (the consumer's ack floor + 1). Messages above the floor
+//! that were applied come again and are dropped as duplicates.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::message::Acker;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::config::{Mode, Route};
+use crate::local::{self, Opened, Sink};
+use crate::state::{State, MAX_INTENT, NO_SOURCE};
+use crate::status::Counters;
+use crate::{log_line, Ctx};
+
+/// How long one local publish waits before the writer looks around.
+const STEP: Duration = Duration::from_millis(100);
+/// While gated, a JetStream message in hand is told "in progress" this often
+/// (so its ack wait does not expire).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// The consumer's ack wait.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Unacknowledged messages the consumer may have out.
+const MAX_ACK_PENDING: i64 = 8192;
+
+/// A message from NATS on its way to the writer.
+struct InMsg {
+    payload: Bytes,
+    /// `host/segment`, the sequence number, and whether the source is a
+    /// log, when the message has the headers.
+    origin: Option<(Arc<str>, u64, bool)>,
+    acker: Option<Acker>,
+}
+
+/// Reads the `Shmq-` headers; the `host/segment` key of the previous
+/// message is reused when it is the same (a feed comes from one source).
+#[derive(Default)]
+struct Origins {
+    last: Option<(String, String, Arc<str>)>,
+}
+
+impl Origins {
+    fn of(&mut self, headers: Option<&HeaderMap>) -> Option<(Arc<str>, u64, bool)> {
+        let h = headers?;
+        let host = h.get("Shmq-Host")?.as_str();
+        let seg = h.get("Shmq-Segment")?.as_str();
+        let seq = h.get("Shmq-Seq")?.as_str().parse().ok()?;
+        let log = h.get("Shmq-Kind").is_none_or(|k| k.as_str() == "log");
+        let key = match &self.last {
+            Some((lh, ls, key)) if lh == host && ls == seg => key.clone(),
+            _ => {
+                let key: Arc<str> = format!("{host}/{seg}").into();
+                self.last = Some((host.to_owned(), seg.to_owned(), key.clone()));
+                key
+            }
+        };
+        Some((key, seq, log))
+    }
+}
+
+/// Runs one in route until `ctx.stop` is set: then it stops receiving,
+/// writes and acknowledges what it holds, and returns.
+pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result<()> {
+    let target: shmq::Target = route.local.parse()?;
+    let sink: Box<dyn Sink> = match local::open(&target)? {
+        Opened::Log(log) => Box::new(local::LogSink(log)),
+        Opened::Queue(q) => Box::new(local::QueueSink(*q)),
+    };
+    let (state, rec) = State::open(&route.state_path(), sink.next_seq())?;
+    if rec.applied + rec.not_applied + rec.foreign > 0 {
+        log_line!(
+            "route {}: state {}: of the last batch, {} were written before the bridge stopped, {} were not (they come again){}",
+            route.name,
+            state.path().display(),
+            rec.applied,
+            rec.not_applied,
+            if rec.foreign > 0 {
+                format!("; {} more messages in the target came from another publisher: the bridge must be its only one", rec.foreign)
+            } else {
+                String::new()
+            }
+        );
+    }
+    log_line!(
+        "route {}: {} ({:?}) -> {}, state {}",
+        route.name,
+        route.subject,
+        route.mode,
+        target,
+        state.path().display()
+    );
+    let (tx, rx) = mpsc::channel::<Vec<InMsg>>(16);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Acker>();
+    let acks = tokio::spawn(ack_loop(ack_rx));
+    let handle = tokio::runtime::Handle::current();
+    let c = counters.clone();
+    let name = route.name.clone();
+    let stop = ctx.stop.clone();
+    let writer = std::thread::Builder::new()
+        .name(format!("in-{}", route.name))
+        .spawn(move || {
+            Writer {
+                sink,
+                state,
+                rx,
+                ack_tx,
+                handle,
+                counters: c,
+                name,
+                stop,
+                cached: None,
+            }
+            .run()
+        })?;
+    let received = match route.mode {
+        Mode::Core => receive_core(&ctx, &route, tx, &counters).await,
+        Mode::Jetstream => receive_js(&ctx, &route, tx, &counters).await,
+    };
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow!("route {}: the writer thread panicked", route.name))?;
+    // The writer dropped its sender: the ack loop ends once all are sent.
+    acks.await?;
+    written.and(received)
+}
+
+async fn ack_loop(mut rx: mpsc::UnboundedReceiver<Acker>) {
+    while let Some(a) = rx.recv().await {
+        // A lost ack means a redelivery, which the writer drops by sequence number.
+        let _ = a.ack().await;
+    }
+}
+
+/// Whether `stop` was set, checked every 100 ms.
+async fn stopped(stop: &AtomicBool) {
+    // Relaxed: a flag; nothing is published with it.
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn receive_core(
+    ctx: &Ctx,
+    route: &Route,
+    tx: mpsc::Sender<Vec<InMsg>>,
+    counters: &Counters,
+) -> Result<()> {
+    let mut origins = Origins::default();
+    let mut sub = ctx
+        .client
+        .subscribe(route.subject.clone())
+        .await
+        .context("subscribe")?;
+    // Make sure the server has the subscription before saying so.
+    ctx.client.flush().await.context("flush")?;
+    log_line!("route {}: subscribed to {}", route.name, route.subject);
+    loop {
+        tokio::select! {
+            m = sub.next() => {
+                let Some(m) = m else { return Err(anyhow!("route {}: subscription closed", route.name)) };
+                // Hand over what has arrived in one batch.
+                let mut batch = Vec::with_capacity(MAX_INTENT);
+                let mut next = Some(m);
+                while let Some(m) = next {
+                    batch.push(InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: None });
+                    next = if batch.len() < MAX_INTENT { sub.next().now_or_never().flatten() } else { None };
+                }
+                Counters::add(&counters.received, batch.len() as u64);
+                if tx.send(batch).await.is_err() {
+                    return Err(anyhow!("route {}: the writer stopped", route.name));
+                }
+            }
+            _ = stopped(&ctx.stop) => break,
+        }
+    }
+    // Stop taking new messages; the writer drains what it holds.
+    let _ = sub.unsubscribe().await;
+    Ok(())
+}
+
+/// Makes sure the route's durable consumer exists and that its next
+/// delivery is its first unacknowledged message, in order (module doc).
+async fn resync(
+    js: &async_nats::jetstream::Context,
+    route: &Route,
+) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>> {
+    let stream = js
+        .get_stream(route.stream())
+        .await
+        .with_context(|| format!("stream {}", route.stream()))?;
+    let name = route.consumer();
+    let config = |deliver_policy| pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: route.subject.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: MAX_ACK_PENDING,
+        deliver_policy,
+        ..Default::default()
+    };
+    match stream.get_consumer::<pull::Config>(&name).await {
+        Ok(mut c) => {
+            let info = c.info().await?.clone();
+            if info.num_ack_pending == 0 && info.num_redelivered == 0 {
+                return Ok(c);
+            }
+            let from = info.ack_floor.stream_sequence + 1;
+            log_line!(
+                "route {}: consumer {name} had {} unacknowledged; restarting it at stream sequence {from}",
+                route.name,
+                info.num_ack_pending
+            );
+            stream.delete_consumer(&name).await?;
+            Ok(stream
+                .create_consumer(config(DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                }))
+                .await?)
+        }
+        Err(_) => Ok(stream.create_consumer(config(DeliverPolicy::All)).await?),
+    }
+}
+
+async fn receive_js(
+    ctx: &Ctx,
+    route: &Route,
+    tx: mpsc::Sender<Vec<InMsg>>,
+    counters: &Counters,
+) -> Result<()> {
+    let mut origins = Origins::default();
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    let mut backoff = Duration::from_millis(100);
+    'outer: loop {
+        // Relaxed: a flag.
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Relaxed: compared only, to notice a reconnection.
+        let gen = ctx.connects.load(Ordering::Relaxed);
+        let attempt = async {
+            crate::ensure_stream(&js, route).await?;
+            let c = resync(&js, route).await?;
+            anyhow::Ok(c.messages().await?)
+        };
+        let mut msgs = tokio::select! {
+            r = attempt => match r {
+                Ok(m) => m,
+                Err(e) => {
+                    Counters::add(&counters.errors, 1);
+                    log_line!("route {}: consumer: {e:#}; retrying in {backoff:?}", route.name);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopped(&ctx.stop) => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+            _ = stopped(&ctx.stop) => return Ok(()),
+        };
+        log_line!(
+            "route {}: consuming {} from {}",
+            route.name,
+            route.subject,
+            route.stream()
+        );
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                m = msgs.next() => match m {
+                    Some(Ok(m)) => {
+                        backoff = Duration::from_millis(100);
+                        Counters::add(&counters.received, 1);
+                        let (m, acker) = m.split();
+                        let msg = InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) };
+                        if tx.send(vec![msg]).await.is_err() {
+                            return Err(anyhow!("route {}: the writer stopped", route.name));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        Counters::add(&counters.errors, 1);
+                        log_line!("route {}: delivery: {e}; resyncing", route.name);
+                        tokio::time::sleep(backoff).await;
+                        continue 'outer;
+                    }
+                    None => continue 'outer,
+                },
+                _ = tick.tick() => {
+                    // Relaxed: a flag, and a counter compared only.
+                    if ctx.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if ctx.connects.load(Ordering::Relaxed) != gen {
+                        log_line!("route {}: reconnected; resyncing the consumer", route.name);
+                        continue 'outer;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Test hook: with `SHMQ_BRIDGE_CRASH_AFTER_WRITES=N` in the environment,
+/// the process aborts (no destructor, no flush: as a kill -9) right after
+/// its Nth local write, before that message is acknowledged or the state
+/// file hears of the next batch: the window the state file must cover.
+fn crash_point(counters: &Counters) {
+    static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let after = AFTER.get_or_init(|| {
+        std::env::var("SHMQ_BRIDGE_CRASH_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    // Relaxed: a statistic, read by the thread that wrote it.
+    if *after == Some(counters.forwarded.load(Ordering::Relaxed)) {
+        std::process::abort();
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    sink: Box<dyn Sink>,
+    state: State,
+    rx: mpsc::Receiver<Vec<InMsg>>,
+    ack_tx: mpsc::UnboundedSender<Acker>,
+    handle: tokio::runtime::Handle,
+    counters: Arc<Counters>,
+    name: String,
+    stop: Arc<AtomicBool>,
+    /// The last source key seen and its index in the state.
+    cached: Option<(Arc<str>, u16)>,
+}
+
+impl Writer {
+    fn run(mut self) -> Result<()> {
+        let mut batch: Vec<InMsg> = Vec::with_capacity(MAX_INTENT);
+        loop {
+            // A batch, waiting a little; then more while they fit one intent.
+            let first = self.handle.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
+            });
+            match first {
+                Ok(Some(b)) => batch.extend(b),
+                Ok(None) => break, // the receiver stopped and everything was taken
+                Err(_) => continue,
+            }
+            while batch.len() < MAX_INTENT {
+                match self.rx.try_recv() {
+                    Ok(b) => batch.extend(b),
+                    Err(_) => break,
+                }
+            }
+            // At most one intent per state write.
+            while batch.len() > MAX_INTENT {
+                let mut rest = batch.split_off(MAX_INTENT);
+                self.write(&mut batch)?;
+                std::mem::swap(&mut batch, &mut rest);
+            }
+            self.write(&mut batch)?;
+        }
+        // The last batch was written whole.
+        self.state.settle();
+        self.state.finish(0, self.sink.next_seq())?;
+        log_line!("route {}: drained", self.name);
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &mut Vec<InMsg>) -> Result<()> {
+        // 1. Drop duplicates; note gaps (against everything written so far).
+        self.state.settle();
+        let mut last: HashMap<u16, u64> = HashMap::new();
+        let mut keep = Vec::with_capacity(batch.len());
+        let mut intent = Vec::with_capacity(batch.len());
+        for m in batch.drain(..) {
+            let Some((src, seq, is_log)) = &m.origin else {
+                intent.push((NO_SOURCE, 0));
+                keep.push(m);
+                continue;
+            };
+            let i = match &self.cached {
+                Some((k, i)) if Arc::ptr_eq(k, src) => *i,
+                _ => {
+                    let i = self.state.source(src)?;
+                    self.cached = Some((src.clone(), i));
+                    i
+                }
+            };
+            if let Some(prev) = last.get(&i).copied().or(self.state.last_of(i)) {
+                if *seq <= prev {
+                    Counters::add(&self.counters.duplicates, 1);
+                    if let Some(a) = m.acker {
+                        let _ = self.ack_tx.send(a);
+                    }
+                    continue;
+                }
+                if *is_log && *seq > prev + 1 {
+                    let n = seq - prev - 1;
+                    Counters::add(&self.counters.lost, n);
+                    log_line!(
+                        "route {}: gap from {src}: sequence {} to {} missing ({n} messages lost in transit)",
+                        self.name,
+                        prev + 1,
+                        seq - 1
+                    );
+                }
+            }
+            last.insert(i, *seq);
+            intent.push((i, *seq));
+            keep.push(m);
+        }
+        // 2. Record the intent, then publish, in order.
+        self.state.begin(&intent, self.sink.next_seq())?;
+        for (k, m) in keep.into_iter().enumerate() {
+            let started = Instant::now();
+            let mut since_progress = started;
+            let mut warned = false;
+            while !self.sink.write(&m.payload, Instant::now() + STEP)? {
+                if !warned {
+                    log_line!(
+                        "route {}: the local target is full (gated by its slowest reader); waiting",
+                        self.name
+                    );
+                    warned = true;
+                }
+                // Relaxed: a flag.
+                if self.stop.load(Ordering::Relaxed) && started.elapsed() >= crate::out::DRAIN {
+                    // Stopping, and the target stays full: record what was
+                    // written and go. JetStream delivers the rest again.
+                    self.state.finish(k, self.sink.next_seq())?;
+                    return Err(crate::exit::fail(
+                        crate::exit::TIMEOUT,
+                        format!(
+                            "route {}: stopped while the local target stayed full; {}",
+                            self.name,
+                            if m.acker.is_some() {
+                                "the unwritten messages come again from JetStream"
+                            } else {
+                                "the unwritten core NATS messages are lost"
+                            }
+                        ),
+                    ));
+                }
+                if since_progress.elapsed() >= PROGRESS_EVERY {
+                    since_progress = Instant::now();
+                    if let Some(a) = &m.acker {
+                        let _ = self
+                            .handle
+                            .block_on(a.ack_with(async_nats::jetstream::AckKind::Progress));
+                    }
+                }
+            }
+            Counters::add(&self.counters.forwarded, 1);
+            crash_point(&self.counters);
+            // 3. Acknowledge once it is in the target.
+            if let Some(a) = m.acker {
+                let _ = self.ack_tx.send(a);
+            }
+        }
+        Ok(())
+    }
+}

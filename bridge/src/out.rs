@@ -1,0 +1,608 @@
+//! Out routes: a local log or queue to a NATS subject.
+//!
+//! Two halves joined by channels:
+//!
+//! - the *reader*, a dedicated thread that owns the shared-memory source
+//!   ([`crate::local::Source`]): it reads in batches of up to [`BATCH`],
+//!   keeps every message it sent until NATS has taken it, and commits the
+//!   log's named cursor (`bridge.<route>`) only when every message read so
+//!   far has been acknowledged;
+//! - the *publisher*, a tokio task: it publishes each batch, pipelined (up
+//!   to [`WINDOW`] messages outstanding), and reports progress back as the
+//!   highest sequence number below which everything was acknowledged
+//!   (JetStream, awaited in order) or flushed to the server (core).
+//!
+//! The cursor has one position, the reader's, so committing means reading
+//! nothing new until the outstanding acknowledgements arrive: the reader
+//! does that every [`COMMIT_EVERY`] messages and whenever the source is
+//! idle. The committed position is then exactly one past the highest
+//! contiguous acknowledged sequence number. A pause of one round trip per
+//! [`COMMIT_EVERY`] messages costs little throughput.
+//!
+//! A failed publish or acknowledgement (server down, timeout) starts a new
+//! *epoch*: the reader re-sends everything not yet acknowledged, after a
+//! backoff; the publisher ignores what is left of the old epoch. JetStream
+//! drops the re-sent duplicates by `Nats-Msg-Id`; in routes drop them by
+//! `Shmq-Seq` in any mode.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::config::{Mode, Route};
+use crate::local::{self, Opened, Read, Source};
+use crate::status::Counters;
+use crate::{log_line, Ctx};
+
+/// Messages per batch handed from the reader to the publisher.
+pub const BATCH: usize = 256;
+/// Most messages sent and not yet acknowledged.
+pub const WINDOW: usize = 8192;
+/// The reader commits (pausing for the acknowledgements) every this many messages.
+pub const COMMIT_EVERY: u64 = 4096;
+/// Core NATS: flush at least every this many messages.
+const FLUSH_EVERY: u64 = 2048;
+/// How long a read waits for a message before the reader looks around.
+const POLL: Duration = Duration::from_millis(50);
+/// After SIGTERM, how long the reader waits for outstanding acknowledgements.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// One message on its way: its sequence number, the sequence number of
+/// the message the route sent before it (JetStream's expected last message
+/// id), and the payload.
+#[derive(Clone)]
+struct Msg {
+    seq: u64,
+    prev: Option<u64>,
+    payload: Bytes,
+}
+
+/// A batch of messages.
+struct Batch {
+    epoch: u64,
+    msgs: Vec<Msg>,
+}
+
+/// What the publisher tells the reader.
+enum Event {
+    /// Every message of this epoch up to this sequence number reached NATS.
+    Acked(u64),
+    /// A publish or acknowledgement of this epoch failed.
+    Failed(u64),
+}
+
+/// Runs one out route until `ctx.stop` is set (then drains and commits) or
+/// the source is closed.
+pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result<()> {
+    let target: shmq::Target = route.local.parse()?;
+    let source: Box<dyn Source> = match local::open(&target)? {
+        Opened::Log(log) => Box::new(local::LogSource::new(log, &route.cursor())?),
+        Opened::Queue(q) => Box::new(local::QueueSource::new(*q)),
+    };
+    let segment = target.to_string();
+    let mut stored = None;
+    let js = if route.mode == Mode::Jetstream {
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(WINDOW + BATCH)
+            .build(ctx.client.clone());
+        // The server may be down or starting: retry with backoff until stopped.
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let r = async {
+                crate::ensure_stream(&js, &route).await?;
+                last_stored(&js, &route, &ctx.host, &segment).await
+            };
+            match r.await {
+                Ok(s) => {
+                    stored = s;
+                    break;
+                }
+                Err(e) => {
+                    Counters::add(&counters.errors, 1);
+                    log_line!(
+                        "route {}: stream: {e:#}; retrying in {backoff:?}",
+                        route.name
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Relaxed: a flag.
+                    if ctx.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if let Some(s) = stored {
+            log_line!(
+                "route {}: the stream holds this source up to sequence {s}; resuming after it",
+                route.name
+            );
+        }
+        Some(js)
+    } else {
+        None
+    };
+    log_line!(
+        "route {}: {} {} -> {} ({:?}), cursor {}",
+        route.name,
+        source.kind(),
+        target,
+        route.subject,
+        route.mode,
+        if source.durable() {
+            route.cursor()
+        } else {
+            "none (a queue)".to_owned()
+        }
+    );
+    let kind = source.kind();
+    let (btx, brx) = mpsc::channel::<Batch>(WINDOW / BATCH + 1);
+    let (etx, erx) = std_mpsc::channel::<Event>();
+    let stop = ctx.stop.clone();
+    let c = counters.clone();
+    let name = route.name.clone();
+    let reader = std::thread::Builder::new()
+        .name(format!("out-{}", route.name))
+        .spawn(move || Reader::new(source, btx, erx, stop, c, name, stored).run())?;
+    let headers = Headers {
+        host: ctx.host.clone(),
+        segment,
+        kind,
+    };
+    let published = publish(&ctx, &route, js, headers, brx, etx, &counters).await;
+    let read = tokio::task::spawn_blocking(move || reader.join())
+        .await?
+        .map_err(|_| anyhow!("route {}: the reader thread panicked", route.name))?;
+    read.and(published)
+}
+
+/// The fixed part of every message's headers.
+struct Headers {
+    host: String,
+    segment: String,
+    kind: &'static str,
+}
+
+impl Headers {
+    fn for_seq(&self, seq: u64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("Shmq-Host", self.host.as_str());
+        h.insert("Shmq-Segment", self.segment.as_str());
+        h.insert("Shmq-Seq", seq.to_string().as_str());
+        // Absent means a log (contiguous sequence numbers): one header less
+        // on the common path.
+        if self.kind != "log" {
+            h.insert("Shmq-Kind", self.kind);
+        }
+        h
+    }
+
+    fn msg_id(&self, seq: u64) -> String {
+        msg_id(&self.host, &self.segment, seq)
+    }
+}
+
+/// The `Nats-Msg-Id` of a message: `host/segment/seq`.
+fn msg_id(host: &str, segment: &str, seq: u64) -> String {
+    format!("{host}/{segment}/{seq}")
+}
+
+/// The sequence number of this source's message that the stream holds
+/// last on the route's subject, if the last one is this source's.
+///
+/// Every JetStream publish carries `Nats-Expected-Last-Msg-Id` naming the
+/// message sent before it, so the stream holds a source's messages without
+/// holes and in order (a message whose predecessor was lost in a
+/// disconnection is refused, and the route re-sends from the predecessor).
+/// On start, the route resumes after what the stream holds.
+async fn last_stored(
+    js: &async_nats::jetstream::Context,
+    route: &Route,
+    host: &str,
+    segment: &str,
+) -> Result<Option<u64>> {
+    let stream = js.get_stream(route.stream()).await?;
+    let last = match stream.get_last_raw_message_by_subject(&route.subject).await {
+        Ok(m) => m,
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).context("reading the stream's last message"),
+    };
+    let h = &last.headers;
+    let ours = h.get("Shmq-Host").map(|v| v.as_str()) == Some(host)
+        && h.get("Shmq-Segment").map(|v| v.as_str()) == Some(segment);
+    Ok(ours
+        .then(|| h.get("Shmq-Seq").and_then(|v| v.as_str().parse().ok()))
+        .flatten())
+}
+
+type AckFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, u64, Result<()>)> + Send>>;
+
+/// The publisher: publishes batches, reports acknowledged progress.
+async fn publish(
+    ctx: &Ctx,
+    route: &Route,
+    js: Option<async_nats::jetstream::Context>,
+    headers: Headers,
+    mut brx: mpsc::Receiver<Batch>,
+    etx: std_mpsc::Sender<Event>,
+    counters: &Counters,
+) -> Result<()> {
+    let mut pending: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+    // Epochs up to this one failed: their batches and acks are ignored.
+    let mut failed = 0u64;
+    let mut open = true;
+    let mut unflushed = 0u64;
+    let subject = async_nats::Subject::from(route.subject.as_str());
+    while open || !pending.is_empty() {
+        tokio::select! {
+            batch = brx.recv(), if open => {
+                let Some(batch) = batch else {
+                    open = false;
+                    continue;
+                };
+                if batch.epoch <= failed {
+                    continue;
+                }
+                let epoch = batch.epoch;
+                let r = match &js {
+                    Some(js) => publish_js(js, route, &headers, batch, &mut pending).await,
+                    None => {
+                        // Flush (and so acknowledge) when nothing more is
+                        // queued, or every FLUSH_EVERY messages.
+                        unflushed += batch.msgs.len() as u64;
+                        let flush = brx.is_empty() || unflushed >= FLUSH_EVERY;
+                        if flush {
+                            unflushed = 0;
+                        }
+                        publish_core(ctx, &subject, &headers, batch, &etx, flush).await
+                    }
+                };
+                if let Err(e) = r {
+                    Counters::add(&counters.errors, 1);
+                    log_line!("route {}: publish failed: {e:#}; re-sending", route.name);
+                    failed = epoch;
+                    let _ = etx.send(Event::Failed(epoch));
+                }
+            }
+            Some((epoch, seq, r)) = pending.next(), if !pending.is_empty() => {
+                if epoch <= failed {
+                    continue;
+                }
+                match r {
+                    Ok(()) => {
+                        let _ = etx.send(Event::Acked(seq));
+                    }
+                    Err(e) => {
+                        Counters::add(&counters.errors, 1);
+                        log_line!("route {}: no acknowledgement for seq {seq}: {e:#}; re-sending", route.name);
+                        failed = epoch;
+                        let _ = etx.send(Event::Failed(epoch));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn publish_js(
+    js: &async_nats::jetstream::Context,
+    route: &Route,
+    headers: &Headers,
+    batch: Batch,
+    pending: &mut FuturesOrdered<AckFuture>,
+) -> Result<()> {
+    for Msg { seq, prev, payload } in batch.msgs {
+        let mut msg = PublishMessage::build()
+            .payload(payload)
+            .headers(headers.for_seq(seq))
+            .message_id(headers.msg_id(seq));
+        if let Some(p) = prev {
+            msg = msg.expected_last_message_id(headers.msg_id(p));
+        }
+        let ack = js
+            .send_publish(route.subject.clone(), msg)
+            .await
+            .context("JetStream publish")?;
+        let epoch = batch.epoch;
+        pending.push_back(Box::pin(async move {
+            let r = ack.await.map(|_| ()).map_err(anyhow::Error::from);
+            (epoch, seq, r)
+        }));
+    }
+    Ok(())
+}
+
+async fn publish_core(
+    ctx: &Ctx,
+    subject: &async_nats::Subject,
+    headers: &Headers,
+    batch: Batch,
+    etx: &std_mpsc::Sender<Event>,
+    flush: bool,
+) -> Result<()> {
+    let Some(last) = batch.msgs.last().map(|m| m.seq) else {
+        return Ok(());
+    };
+    for Msg { seq, payload, .. } in batch.msgs {
+        ctx.client
+            .publish_with_headers(subject.clone(), headers.for_seq(seq), payload)
+            .await
+            .context("publish")?;
+    }
+    if !flush {
+        return Ok(());
+    }
+    // Core NATS has no acknowledgement: "reached NATS" means flushed to
+    // the server's socket.
+    tokio::time::timeout(Duration::from_secs(5), ctx.client.flush())
+        .await
+        .context("flush timed out")?
+        .context("flush")?;
+    let _ = etx.send(Event::Acked(last));
+    Ok(())
+}
+
+/// The reader thread's state.
+struct Reader {
+    source: Box<dyn Source>,
+    btx: mpsc::Sender<Batch>,
+    erx: std_mpsc::Receiver<Event>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    name: String,
+    /// Sent and not yet acknowledged, in order.
+    unacked: VecDeque<Msg>,
+    /// The last message sent (the next one's `prev`).
+    last_sent: Option<u64>,
+    /// JetStream: the stream holds this source up to here; reads up to it
+    /// are acknowledged without sending.
+    stored: Option<u64>,
+    epoch: u64,
+    /// A failure of the current epoch was reported.
+    failed: bool,
+    /// Messages read since the last commit.
+    since_commit: u64,
+    /// One past the last message read.
+    read_to: Option<u64>,
+    backoff: Duration,
+}
+
+impl Reader {
+    fn new(
+        source: Box<dyn Source>,
+        btx: mpsc::Sender<Batch>,
+        erx: std_mpsc::Receiver<Event>,
+        stop: Arc<AtomicBool>,
+        counters: Arc<Counters>,
+        name: String,
+        stored: Option<u64>,
+    ) -> Reader {
+        Reader {
+            source,
+            btx,
+            erx,
+            stop,
+            counters,
+            name,
+            unacked: VecDeque::new(),
+            last_sent: stored,
+            stored,
+            epoch: 1,
+            failed: false,
+            since_commit: 0,
+            read_to: None,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Acked(seq) => {
+                let mut n = 0;
+                while self.unacked.front().is_some_and(|m| m.seq <= seq) {
+                    self.unacked.pop_front();
+                    n += 1;
+                }
+                if n > 0 {
+                    Counters::add(&self.counters.forwarded, n);
+                    self.backoff = Duration::from_millis(100);
+                }
+            }
+            Event::Failed(epoch) => {
+                if epoch == self.epoch {
+                    self.failed = true;
+                }
+            }
+        }
+    }
+
+    /// Takes the events that arrived, waiting up to `wait` for the first.
+    fn events(&mut self, wait: Duration) -> Result<()> {
+        let first = if wait.is_zero() {
+            self.erx.try_recv().ok()
+        } else {
+            match self.erx.recv_timeout(wait) {
+                Ok(e) => Some(e),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(anyhow!("route {}: the publisher stopped", self.name))
+                }
+            }
+        };
+        if let Some(e) = first {
+            self.on_event(e);
+            while let Ok(e) = self.erx.try_recv() {
+                self.on_event(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, msgs: Vec<Msg>) -> Result<()> {
+        self.btx
+            .blocking_send(Batch {
+                epoch: self.epoch,
+                msgs,
+            })
+            .map_err(|_| anyhow!("route {}: the publisher stopped", self.name))
+    }
+
+    /// After a failure: waits the backoff, then re-sends everything
+    /// unacknowledged in a new epoch.
+    fn resend(&mut self) -> Result<()> {
+        let until = Instant::now() + self.backoff;
+        while Instant::now() < until {
+            std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+            // Late acks of the failed epoch still count.
+            self.events(Duration::ZERO)?;
+        }
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        self.epoch += 1;
+        self.failed = false;
+        let all: Vec<_> = self.unacked.iter().cloned().collect();
+        Counters::add(&self.counters.resent, all.len() as u64);
+        for chunk in all.chunks(BATCH) {
+            self.send(chunk.to_vec())?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.source.commit()?;
+        self.since_commit = 0;
+        if let Some(pos) = self.read_to {
+            Counters::set(&self.counters.committed, pos);
+        }
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut idle = false;
+        let mut drain_until: Option<Instant> = None;
+        let mut closed = false;
+        loop {
+            self.events(Duration::ZERO)?;
+            if self.failed {
+                if drain_until.is_some_and(|d| Instant::now() >= d) {
+                    return self.give_up();
+                }
+                self.resend()?;
+                continue;
+            }
+            // Relaxed: a flag polled every POLL; nothing is published with it.
+            if drain_until.is_none() && (closed || self.stop.load(Ordering::Relaxed)) {
+                drain_until = Some(Instant::now() + DRAIN);
+            }
+            if self.unacked.is_empty() && self.since_commit > 0 {
+                let due = self.since_commit >= COMMIT_EVERY || idle || drain_until.is_some();
+                if due {
+                    self.commit()?;
+                }
+            }
+            if let Some(d) = drain_until {
+                if self.unacked.is_empty() {
+                    log_line!("route {}: drained and committed", self.name);
+                    return Ok(());
+                }
+                if Instant::now() >= d {
+                    return self.give_up();
+                }
+                self.events(POLL)?;
+                continue;
+            }
+            if self.since_commit >= COMMIT_EVERY || self.unacked.len() >= WINDOW {
+                self.events(POLL)?;
+                continue;
+            }
+            let mut batch = Vec::new();
+            while batch.len() < BATCH {
+                let deadline = if batch.is_empty() {
+                    Instant::now() + POLL
+                } else {
+                    Instant::now()
+                };
+                match self.source.read(&mut buf, deadline)? {
+                    Read::Msg { seq, len } => {
+                        self.read_to = Some(seq + 1);
+                        if self.stored.is_some_and(|s| seq <= s) {
+                            // In the stream already (a restart after a crash).
+                            self.since_commit += 1;
+                            continue;
+                        }
+                        batch.push(Msg {
+                            seq,
+                            prev: self.last_sent,
+                            payload: Bytes::copy_from_slice(&buf[..len]),
+                        });
+                        self.last_sent = Some(seq);
+                    }
+                    Read::Idle => break,
+                    Read::Lost(n) => {
+                        Counters::add(&self.counters.lost, n);
+                        log_line!(
+                            "route {}: the log overwrote {n} messages before the bridge read them (overwrite mode; {} lost in all)",
+                            self.name,
+                            // Relaxed: a statistic.
+                            self.counters.lost.load(Ordering::Relaxed)
+                        );
+                    }
+                    Read::Closed => {
+                        log_line!("route {}: the local source is closed; draining", self.name);
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            Counters::set(&self.counters.lag, self.source.lag());
+            idle = batch.is_empty();
+            if !batch.is_empty() {
+                Counters::add(&self.counters.received, batch.len() as u64);
+                self.since_commit += batch.len() as u64;
+                self.unacked.extend(batch.iter().cloned());
+                self.send(batch)?;
+            }
+        }
+    }
+
+    /// The drain time passed with messages unacknowledged: exit without
+    /// committing them (a log re-sends them on the next start).
+    fn give_up(self) -> Result<()> {
+        log_line!(
+            "route {}: {} messages still unacknowledged after {:?}; {}",
+            self.name,
+            self.unacked.len(),
+            DRAIN,
+            if self.source.durable() {
+                "not committed: the next start sends them again"
+            } else {
+                "they were taken from the queue and are lost"
+            }
+        );
+        Err(crate::exit::fail(
+            crate::exit::TIMEOUT,
+            format!(
+                "route {}: outstanding acknowledgements did not arrive",
+                self.name
+            ),
+        ))
+    }
+}
