@@ -11,10 +11,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use shmq::{
-    DequeueError, EnqueueError, Error, Log, PublishError, Queue, RecvError, Start, Subscriber,
-    Target,
-};
+use shmq::{Error, Log, Queue, RecvError, SendError, Start, Subscriber, Target};
 
 /// What a source read gives.
 #[derive(Debug, PartialEq, Eq)]
@@ -172,9 +169,9 @@ impl Source for QueueSource {
                     self.next += 1;
                     return Ok(Read::Msg { seq, len });
                 }
-                Err(DequeueError::Timeout | DequeueError::Empty) => return Ok(Read::Idle),
-                Err(DequeueError::Closed) => return Ok(Read::Closed),
-                Err(DequeueError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+                Err(RecvError::Timeout | RecvError::Empty) => return Ok(Read::Idle),
+                Err(RecvError::Closed) => return Ok(Read::Closed),
+                Err(RecvError::BufferTooSmall { needed }) => buf.resize(needed, 0),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -204,9 +201,7 @@ impl Sink for LogSink {
     fn write(&mut self, msg: &[u8], deadline: Instant) -> Result<bool> {
         match self.0.publish_until(msg, Some(deadline)) {
             Ok(_) => Ok(true),
-            Err(PublishError::Timeout | PublishError::GatedBy { .. } | PublishError::Full) => {
-                Ok(false)
-            }
+            Err(SendError::Timeout | SendError::GatedBy { .. } | SendError::Full) => Ok(false),
             Err(e) => Err(e).context("publishing to the local log"),
         }
     }
@@ -223,7 +218,7 @@ impl Sink for QueueSink {
     fn write(&mut self, msg: &[u8], deadline: Instant) -> Result<bool> {
         match self.0.enqueue_until(msg, Some(deadline)) {
             Ok(()) => Ok(true),
-            Err(EnqueueError::Timeout | EnqueueError::Full) => Ok(false),
+            Err(SendError::Timeout | SendError::Full) => Ok(false),
             Err(e) => Err(e).context("enqueueing to the local queue"),
         }
     }

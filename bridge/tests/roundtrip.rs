@@ -154,7 +154,7 @@ fn queue_to_queue() {
     producer.join().unwrap();
     assert_eq!(
         qb.dequeue_block(&mut buf, Some(Duration::from_millis(300))),
-        Err(shmq::DequeueError::Timeout),
+        Err(shmq::RecvError::Timeout),
         "a duplicate arrived"
     );
 }
