@@ -2559,3 +2559,38 @@ impl Log {
         )
     }
 }
+
+#[cfg(all(test, feature = "async"))]
+mod async_hooks_tests {
+    use super::*;
+
+    #[test]
+    fn an_async_single_publisher_sleeper_is_counted_until_woken_or_unparked() {
+        let log = Log::in_process(&LogConfig::new(8, 4).single_publisher(true)).unwrap();
+        let mut sub = log.subscribe(Start::Latest).unwrap();
+        let count = |log: &Log| {
+            // Relaxed: a test's snapshot.
+            log.inner
+                .region
+                .header()
+                .control
+                .sleepers
+                .load(Ordering::Relaxed)
+                & 0xffff
+        };
+        let park = sub.park().unwrap().expect("empty: parks");
+        assert_eq!(count(&log), 1);
+        sub.unpark(park);
+        assert_eq!(count(&log), 0);
+        // The publisher's wake starts a new generation: the count goes with
+        // it, and the late unpark takes out nobody else's.
+        let park = sub.park().unwrap().expect("empty: parks");
+        let mut other = log.subscribe(Start::Latest).unwrap();
+        assert!(other.park().unwrap().is_some());
+        assert_eq!(count(&log), 2);
+        log.publish(b"x").unwrap();
+        assert_eq!(count(&log), 0);
+        sub.unpark(park);
+        assert_eq!(count(&log), 0);
+    }
+}

@@ -2240,3 +2240,59 @@ mod tests {
         });
     }
 }
+
+#[cfg(all(test, feature = "async"))]
+mod async_hooks_tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Wake, Waker};
+
+    struct Nop;
+    impl Wake for Nop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+
+    fn sleepers(q: &Queue) -> u32 {
+        // Relaxed: a test's snapshot.
+        q.region.header().control.sleepers.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn an_async_spsc_sleeper_is_counted_until_its_wait_ends() {
+        let q = Queue::in_process(&QueueConfig::new(8, 4).spsc(true)).unwrap();
+        let park = q
+            .park_consume()
+            .unwrap()
+            .expect("empty: the consumer parks");
+        assert_eq!(sleepers(&q), 1);
+        q.unpark(park);
+        assert_eq!(sleepers(&q), 0);
+        // A pending future is counted; dropping it takes it out.
+        let waker: Waker = std::sync::Arc::new(Nop).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        {
+            let mut f = std::pin::pin!(q.dequeue_async(&mut buf));
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(sleepers(&q), 1);
+        }
+        assert_eq!(sleepers(&q), 0);
+        // With a message there, parking says "try again" and counts nobody.
+        q.enqueue_try(b"x").unwrap();
+        assert!(q.park_consume().unwrap().is_none());
+        assert_eq!(sleepers(&q), 0);
+    }
+
+    #[test]
+    fn an_async_mpmc_sleeper_sets_the_waiter_bit() {
+        let q = Queue::in_process(&QueueConfig::new(8, 4)).unwrap();
+        assert!(q.park_consume().unwrap().is_some());
+        // Relaxed: a test's snapshot.
+        let stamp = q.slot(0).stamp.load(Ordering::Relaxed);
+        assert_ne!(stamp & STAMP_WAITER, 0, "the producer will see a sleeper");
+        q.enqueue_try(b"x").unwrap();
+        // Relaxed: as above.
+        let stamp = q.slot(0).stamp.load(Ordering::Relaxed);
+        assert_eq!(stamp & STAMP_WAITER, 0, "the publishing swap took the bit");
+    }
+}
