@@ -60,6 +60,13 @@
 //! the message where it was. So `tokio::select!` with a timeout is safe:
 //! the next receive gets the message the timed-out one did not.
 //!
+//! A future leaked with `mem::forget` while pending is never dropped: its
+//! registration stays with the waiter thread (harmless: the thread only
+//! hands the word's address to the kernel) and, on a single-producer queue,
+//! its sleeper stays counted, so the other side makes a spare wake syscall
+//! per message until this handle's process exits and is reaped. Nothing is
+//! lost or unsafe; it only costs syscalls.
+//!
 //! # The waiter thread
 //!
 //! One thread per process (started by the first wait; more only when over
@@ -102,7 +109,9 @@
 //!   the wake word as before). A close by an older build of the library,
 //!   which does not wake that word, is noticed at the next re-check.
 //! - After `fork`, the child starts waiter threads of its own (the
-//!   parent's do not exist in it).
+//!   parent's do not exist in it). As with any lock, a fork while another
+//!   thread registers a wait may leave the registry's lock held in the
+//!   child: fork from a thread that is alone, or before the first wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -1037,6 +1046,10 @@ mod waiter {
                 }
                 Err(libc::ENOSYS) => st.fallback = true,
                 Err(libc::ETIMEDOUT) | Err(libc::EINTR) => {}
+                // Relaxed: our own word, only compared; a new registration
+                // bumped it (the usual EAGAIN): re-arm, probing nothing. A
+                // registered word that moved too fails the next wait.
+                Err(libc::EAGAIN) if shard.ctl.load(Ordering::Relaxed) as u64 != waitv[0].val => {}
                 Err(_) => {
                     // EAGAIN: a word had moved before we slept. EFAULT: a
                     // word is no longer mapped (its task is gone or will
