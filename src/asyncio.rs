@@ -641,7 +641,9 @@ mod waiter {
     use std::time::{Duration, Instant};
 
     use super::{Word, FALLBACK_POLL};
-    use crate::sync::{AtomicU32, AtomicU64, Ordering};
+    // Process-private words (the thread's own futex, ids): plain std
+    // atomics, outside the seam that a model checker may replace.
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     /// Most words of one `futex_waitv` call (the kernel's FUTEX_WAITV_MAX).
     const MAX_WAITV: usize = 128;
