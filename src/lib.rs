@@ -28,6 +28,8 @@
 
 #[macro_use]
 pub mod failpoint;
+#[cfg(feature = "async")]
+pub mod asyncio;
 pub mod batcher;
 mod error;
 pub mod inspect;

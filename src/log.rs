@@ -1559,6 +1559,9 @@ impl Log {
                 wait::wake_all(&slot.stamp);
             }
         }
+        // Async waiters (`crate::asyncio`) have no lane: they also wait on
+        // the `closed` word itself, which we changed above.
+        wait::futex_wake_u32(&inner.region.header().control.closed);
         inner.table().wake_all();
     }
 }
@@ -2480,5 +2483,123 @@ fn cursors_in_callers_terms(detail: &str) -> String {
             )
         }
         _ => detail.to_owned(),
+    }
+}
+
+/// The async API's hooks (see `crate::asyncio`): each announces a wait
+/// exactly as the matching blocking call does before it sleeps, and says
+/// what to sleep on.
+#[cfg(feature = "async")]
+impl Subscriber {
+    /// After `recv_try` reported `Empty`: announces this subscriber as a
+    /// sleeper (the waiter bit on the slot it waits for, or the sleepers
+    /// count of a single-publisher log) and returns the wait; `None` when
+    /// it must try again at once (the state moved, or a dead publisher's
+    /// hole was recovered).
+    pub(crate) fn park(&mut self) -> Result<Option<crate::asyncio::Park>, RecvError> {
+        use crate::asyncio::{Park, IDLE_RECHECK};
+        self.inner.region.segment().check_intact()?;
+        if self.recovery_due(true) && self.inner.recover_hole(self.pos) {
+            return Ok(None);
+        }
+        let inner = &*self.inner;
+        let pos = self.pos;
+        if inner.single {
+            return Ok(inner.sp_park(|| {
+                // Relaxed: after the sleeper's barrier (asym-dekker).
+                inner.slot(pos).stamp.load(Ordering::Relaxed) >> 1 >= inner.value(pos, ST_COMPLETE)
+                    || inner.sp_drained(pos)
+            }));
+        }
+        let slot = inner.slot(pos);
+        // Relaxed: only compared; the waiter bit's CAS re-checks atomically.
+        let s = slot.stamp.load(Ordering::Relaxed);
+        if s >> 1 >= inner.value(pos, ST_COMPLETE) {
+            return Ok(None);
+        }
+        // A claimed sequence number that is not complete may be a dead
+        // publisher's: re-check soon, as `recv_until` does.
+        let recheck = if inner.tail() > pos {
+            RECOVER_EVERY
+        } else {
+            IDLE_RECHECK
+        };
+        let closed = &inner.region.header().control.closed;
+        Ok(
+            wait::mark_stamp_waiter(&slot.stamp, s, Some(closed)).map(|marked| {
+                Park::new(recheck)
+                    .on_addr(wait::stamp_word_addr(&slot.stamp), marked)
+                    .on(closed, 0)
+            }),
+        )
+    }
+
+    /// Ends a wait announced by [`Subscriber::park`].
+    pub(crate) fn unpark(&self, park: crate::asyncio::Park) {
+        if let crate::asyncio::Undo::Generation(generation) = park.undo {
+            self.inner.sp_unpark(generation);
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Log {
+    /// After a publish reported `Full` (reliable mode): sets the waiter bit
+    /// on the slowest cursor's committed word, as `publish_until` does
+    /// before it sleeps, and returns the wait; `None`: try again now.
+    pub(crate) fn park_publish(&self) -> Result<Option<crate::asyncio::Park>, SendError> {
+        use crate::asyncio::{Park, IDLE_RECHECK};
+        self.inner.region.segment().check_intact()?;
+        let Some((word, seen)) = self.inner.table().slowest() else {
+            return Ok(None);
+        };
+        if self.inner.tail().saturating_sub(seen >> 1) < self.inner.capacity {
+            return Ok(None);
+        }
+        let closed = &self.inner.region.header().control.closed;
+        // The slowest cursor's owner may die: the next publish attempt
+        // reaps it, after at most IDLE_RECHECK.
+        Ok(
+            wait::mark_stamp_waiter(word, seen, Some(closed)).map(|marked| {
+                Park::new(IDLE_RECHECK)
+                    .on_addr(wait::stamp_word_addr(word), marked)
+                    .on(closed, 0)
+            }),
+        )
+    }
+}
+
+#[cfg(all(test, feature = "async"))]
+mod async_hooks_tests {
+    use super::*;
+
+    #[test]
+    fn an_async_single_publisher_sleeper_is_counted_until_woken_or_unparked() {
+        let log = Log::in_process(&LogConfig::new(8, 4).single_publisher(true)).unwrap();
+        let mut sub = log.subscribe(Start::Latest).unwrap();
+        let count = |log: &Log| {
+            // Relaxed: a test's snapshot.
+            log.inner
+                .region
+                .header()
+                .control
+                .sleepers
+                .load(Ordering::Relaxed)
+                & 0xffff
+        };
+        let park = sub.park().unwrap().expect("empty: parks");
+        assert_eq!(count(&log), 1);
+        sub.unpark(park);
+        assert_eq!(count(&log), 0);
+        // The publisher's wake starts a new generation: the count goes with
+        // it, and the late unpark takes out nobody else's.
+        let park = sub.park().unwrap().expect("empty: parks");
+        let mut other = log.subscribe(Start::Latest).unwrap();
+        assert!(other.park().unwrap().is_some());
+        assert_eq!(count(&log), 2);
+        log.publish(b"x").unwrap();
+        assert_eq!(count(&log), 0);
+        sub.unpark(park);
+        assert_eq!(count(&log), 0);
     }
 }

@@ -1328,6 +1328,9 @@ impl Queue {
                 wait::wake_all(&slot.stamp);
             }
         }
+        // Async waiters (`crate::asyncio`) have no lane: they also wait on
+        // the `closed` word itself, which we changed above.
+        wait::futex_wake_u32(&hdr.control.closed);
     }
 }
 
@@ -1587,6 +1590,182 @@ impl Drop for Consumer {
         if let Some(role) = &self.role {
             self.queue.release_role(Side::Consumer, role);
         }
+    }
+}
+
+/// The async API's hooks (see `crate::asyncio`): each announces a wait
+/// exactly as the matching blocking call does before it sleeps, and says
+/// what to sleep on.
+#[cfg(feature = "async")]
+impl Queue {
+    /// After a dequeue reported `Empty`: announces a sleeping consumer and
+    /// returns the wait; `None`: try again now.
+    pub(crate) fn park_consume(&self) -> Result<Option<crate::asyncio::Park>, RecvError> {
+        use crate::asyncio::IDLE_RECHECK;
+        self.region.segment().check_intact()?;
+        if self.is_spsc() {
+            return Ok(self.spsc_park(Side::Consumer));
+        }
+        if self.recovery_due(true) && self.recover_consumer_side()? {
+            return Ok(None);
+        }
+        let hdr = self.region.header();
+        // Relaxed: a guess; the stamp read decides (as in `wait_consume`).
+        let h = hdr.head.value.load(Ordering::Relaxed);
+        let slot = self.slot(h);
+        // Relaxed: only compared; the waiter bit's CAS re-checks atomically.
+        let s = slot.stamp.load(Ordering::Relaxed);
+        if stamp_pos(s) > h {
+            return Ok(None);
+        }
+        // Relaxed: a guess, as in `wait_consume`: a claimed position not
+        // yet published may be a dead producer's, so re-check soon.
+        let in_flight = hdr.tail.value.load(Ordering::Relaxed) > h;
+        let recheck = if in_flight {
+            RECOVER_EVERY
+        } else {
+            IDLE_RECHECK
+        };
+        Ok(self.park_on_stamp(&slot.stamp, s, recheck))
+    }
+
+    /// After an enqueue reported `Full`: announces a sleeping producer and
+    /// returns the wait; `None`: try again now.
+    pub(crate) fn park_produce(&self) -> Result<Option<crate::asyncio::Park>, SendError> {
+        use crate::asyncio::IDLE_RECHECK;
+        self.region.segment().check_intact()?;
+        if self.is_spsc() {
+            return Ok(self.spsc_park(Side::Producer));
+        }
+        if self.recovery_due(true) && self.recover_producer_side()? {
+            return Ok(None);
+        }
+        let hdr = self.region.header();
+        // Relaxed: a guess; the stamp read decides (as in `wait_produce`).
+        let t = hdr.tail.value.load(Ordering::Relaxed);
+        let slot = self.slot(t);
+        // Relaxed: only compared; the waiter bit's CAS re-checks atomically.
+        let s = slot.stamp.load(Ordering::Relaxed);
+        if stamp_pos(s) >= t {
+            return Ok(None);
+        }
+        // The slot still holds position t - capacity. Claimed by a consumer
+        // that may die mid-copy: re-check soon. Not claimed: the queue is
+        // simply full and the consumer's release wakes us.
+        // Relaxed: a guess, as above.
+        let claimed = hdr.head.value.load(Ordering::Relaxed) > stamp_pos(s).saturating_sub(1);
+        let recheck = if claimed { RECOVER_EVERY } else { IDLE_RECHECK };
+        Ok(self.park_on_stamp(&slot.stamp, s, recheck))
+    }
+
+    /// Sets the waiter bit on a slot's stamp and returns the wait on it and
+    /// on `closed` (close wakes that word for async waiters).
+    fn park_on_stamp(
+        &self,
+        stamp: &crate::sync::AtomicU64,
+        seen: u64,
+        recheck: Duration,
+    ) -> Option<crate::asyncio::Park> {
+        let closed = &self.region.header().control.closed;
+        wait::mark_stamp_waiter(stamp, seen, Some(closed)).map(|marked| {
+            crate::asyncio::Park::new(recheck)
+                .on_addr(wait::stamp_word_addr(stamp), marked)
+                .on(closed, 0)
+        })
+    }
+
+    /// Announces a sleeper of a single-producer/single-consumer queue as
+    /// `spsc_sleep` does (counted in `sleepers` and in our entry, then the
+    /// barrier, then the re-check) and returns the wait on `wake_seq`, or
+    /// `None` (not counted any more) when the re-check says go.
+    fn spsc_park(&self, side: Side) -> Option<crate::asyncio::Park> {
+        use crate::asyncio::{Park, Undo, IDLE_RECHECK};
+        use crate::layout::OPEN;
+        let h = self.region.header();
+        let ctl = &h.control;
+        // Relaxed: snapshots the re-check compares against (as in
+        // `spsc_consume_wait`); a stale value only means a spare wakeup.
+        let seen_closed = ctl.closed.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        let seen_producer = ctl.producer.load(Ordering::Relaxed);
+        if let Some(e) = self.region.handle_entry() {
+            // Relaxed: as in `spsc_sleep` (read by a reaper once we are dead).
+            e.spsc_sleeping.fetch_add(1, Ordering::Relaxed);
+        }
+        // SYNC(spsc-sleep): SeqCst, announces us before the barrier below.
+        ctl.sleepers.fetch_add(1, Ordering::SeqCst);
+        // SYNC(spsc-wake): Acquire, pairs with the waker's Release bump.
+        let seq = ctl.wake_seq.load(Ordering::Acquire);
+        let barrier = wait::sleeper_barrier();
+        // Relaxed loads: a re-check after the barrier; the real attempt
+        // re-reads with Acquire.
+        let tail = h.tail.value.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        let head = h.head.value.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        let closed = ctl.closed.load(Ordering::Relaxed);
+        let ready = match side {
+            Side::Producer => tail.wrapping_sub(head) < self.capacity || closed != OPEN,
+            // Relaxed: as above.
+            Side::Consumer => {
+                tail != head
+                    || closed != seen_closed
+                    || ctl.producer.load(Ordering::Relaxed) != seen_producer
+            }
+        };
+        if ready {
+            self.spsc_unpark();
+            return None;
+        }
+        let recheck = if !barrier {
+            // No barrier available: never trust the wait for long.
+            Duration::from_millis(1)
+        } else if seen_closed != OPEN {
+            // Closed by a third party: the producer's acknowledgement may
+            // never come if it died; re-check its liveness now and then.
+            Duration::from_millis(50)
+        } else {
+            IDLE_RECHECK
+        };
+        Some(
+            Park::new(recheck)
+                .on(&ctl.wake_seq, seq)
+                .undo(Undo::Counted),
+        )
+    }
+
+    /// Takes a single-producer/single-consumer sleeper out of the counts.
+    fn spsc_unpark(&self) {
+        let ctl = &self.region.header().control;
+        // Relaxed: a count; wakers tolerate a stale non-zero (as `spsc_sleep`).
+        ctl.sleepers.fetch_sub(1, Ordering::Relaxed);
+        if let Some(e) = self.region.handle_entry() {
+            // Relaxed: as above.
+            e.spsc_sleeping.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends a wait announced by `park_consume` or `park_produce`.
+    pub(crate) fn unpark(&self, park: crate::asyncio::Park) {
+        if park.undo == crate::asyncio::Undo::Counted {
+            self.spsc_unpark();
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Consumer {
+    /// The queue, for the async waits of `crate::asyncio`.
+    pub(crate) fn parker(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+#[cfg(feature = "async")]
+impl Producer {
+    /// The queue, for the async waits of `crate::asyncio`.
+    pub(crate) fn parker(&self) -> &Queue {
+        &self.queue
     }
 }
 
@@ -2095,5 +2274,61 @@ mod tests {
             }
             assert_eq!(consumer.join().unwrap(), (0..2_000u64).sum::<u64>());
         });
+    }
+}
+
+#[cfg(all(test, feature = "async"))]
+mod async_hooks_tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Wake, Waker};
+
+    struct Nop;
+    impl Wake for Nop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+
+    fn sleepers(q: &Queue) -> u32 {
+        // Relaxed: a test's snapshot.
+        q.region.header().control.sleepers.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn an_async_spsc_sleeper_is_counted_until_its_wait_ends() {
+        let q = Queue::in_process(&QueueConfig::new(8, 4).spsc(true)).unwrap();
+        let park = q
+            .park_consume()
+            .unwrap()
+            .expect("empty: the consumer parks");
+        assert_eq!(sleepers(&q), 1);
+        q.unpark(park);
+        assert_eq!(sleepers(&q), 0);
+        // A pending future is counted; dropping it takes it out.
+        let waker: Waker = std::sync::Arc::new(Nop).into();
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        {
+            let mut f = std::pin::pin!(q.dequeue_async(&mut buf));
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(sleepers(&q), 1);
+        }
+        assert_eq!(sleepers(&q), 0);
+        // With a message there, parking says "try again" and counts nobody.
+        q.enqueue_try(b"x").unwrap();
+        assert!(q.park_consume().unwrap().is_none());
+        assert_eq!(sleepers(&q), 0);
+    }
+
+    #[test]
+    fn an_async_mpmc_sleeper_sets_the_waiter_bit() {
+        let q = Queue::in_process(&QueueConfig::new(8, 4)).unwrap();
+        assert!(q.park_consume().unwrap().is_some());
+        // Relaxed: a test's snapshot.
+        let stamp = q.slot(0).stamp.load(Ordering::Relaxed);
+        assert_ne!(stamp & STAMP_WAITER, 0, "the producer will see a sleeper");
+        q.enqueue_try(b"x").unwrap();
+        // Relaxed: as above.
+        let stamp = q.slot(0).stamp.load(Ordering::Relaxed);
+        assert_eq!(stamp & STAMP_WAITER, 0, "the publishing swap took the bit");
     }
 }

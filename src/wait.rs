@@ -265,6 +265,22 @@ pub(crate) fn sleep_on_stamp(
     closed: Option<&AtomicU32>,
     remaining: Option<Duration>,
 ) {
+    if let Some(marked) = mark_stamp_waiter(stamp, seen, closed) {
+        futex_wait(futex_word(stamp), marked, remaining);
+    }
+}
+
+/// The sleeper's half of [`sleep_on_stamp`] before the sleep: sets the
+/// waiter bit on `stamp` if it still holds `seen`, then checks `closed`.
+/// Returns the value of the futex word to sleep on while it holds it, or
+/// `None` when the caller must re-check instead (the stamp moved, or the
+/// segment is closed). The async waiter (`crate::asyncio`) sleeps on the
+/// returned value as a blocked thread does.
+pub(crate) fn mark_stamp_waiter(
+    stamp: &AtomicU64,
+    seen: u64,
+    closed: Option<&AtomicU32>,
+) -> Option<u32> {
     let marked = seen | STAMP_WAITER;
     if seen & STAMP_WAITER == 0 {
         // SYNC(waiter-bit): SeqCst, pairs with the swap that publishes or
@@ -274,14 +290,21 @@ pub(crate) fn sleep_on_stamp(
             .compare_exchange(seen, marked, Ordering::SeqCst, Ordering::Relaxed)
             .is_err()
         {
-            return;
+            return None;
         }
     }
     // SYNC(close-wake): SeqCst, pairs with the SeqCst store in `close`.
     if closed.is_some_and(|c| c.load(Ordering::SeqCst) != 0) {
-        return;
+        return None;
     }
-    futex_wait(futex_word(stamp), marked as u32, remaining);
+    Some(marked as u32)
+}
+
+/// The address of the futex word inside `stamp` (see [`sleep_on_stamp`]),
+/// for the async waiter, which hands addresses to the kernel only.
+#[cfg(feature = "async")]
+pub(crate) fn stamp_word_addr(stamp: &AtomicU64) -> usize {
+    futex_word(stamp) as usize
 }
 
 /// Wakes every process sleeping on `stamp`'s futex word.

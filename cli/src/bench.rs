@@ -45,10 +45,15 @@
 //! the machine has CPUs, whose figures then include waiting for a CPU. It
 //! also says, per message size, how many cache lines a slot takes.
 //!
+//! - async (opt-in: `--cases async`): an async subscriber's wake-up
+//!   latency beside a blocked thread's, and the CPU time of idle async
+//!   subscribers (see `async_wake`).
+//!
 //! One producer and one consumer use a single-producer/single-consumer
 //! queue through `into_producer` / `into_consumer` handles (what a 1:1 user
 //! would call); the multi-producer ring is measured beside it.
 
+mod async_wake;
 mod child;
 mod raw;
 mod report;
@@ -192,8 +197,10 @@ pub struct BenchArgs {
     /// Run only the cases whose name contains one of these words; `fanout`:
     /// the log cases and the single-producer queue cases beside them;
     /// `api` (or `zerocopy`, `batch`): the zero-copy and batch cases, which
-    /// run only when named; `bridge`: log -> NATS -> log beside bare
-    /// async-nats (runs `shmq-bridge bench`)
+    /// run only when named; `async`: the async API's wake-up latency and
+    /// idle CPU beside a blocked thread (cli/src/bench/async_wake.rs), only
+    /// when named; `bridge`: log -> NATS -> log beside bare async-nats (runs
+    /// `shmq-bridge bench`)
     #[arg(long, value_delimiter = ',', value_name = "WORDS")]
     cases: Vec<String>,
     /// Run each case this many times and report the median run
@@ -1741,6 +1748,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     validate(a)?;
     signal::install();
+    if a.cases.iter().any(|w| w == "async") {
+        // The async API's cases (opt-in), with their own table.
+        async_wake::run(a, &mut Names { n: 1000 })?;
+        if a.cases.iter().all(|w| w == "async") {
+            return Ok(());
+        }
+    }
     let cases = plan(a);
     if cases.is_empty() {
         return Err(exit::fail(exit::USAGE, "--cases selects no case"));

@@ -481,3 +481,52 @@ impl PubRole {
         self.pos
     }
 }
+
+/// The async API's hooks (see `crate::asyncio`).
+#[cfg(feature = "async")]
+impl Inner {
+    /// Announces an async subscriber as a sleeper of a single-publisher log
+    /// exactly as `sp_sleep` does (counted in the current generation, then
+    /// the barrier, then `ready()`), and returns the wait on `wake_seq`, or
+    /// `None` (not counted any more) when `ready()` holds.
+    pub(super) fn sp_park(&self, ready: impl Fn() -> bool) -> Option<crate::asyncio::Park> {
+        use crate::asyncio::{Park, Undo, IDLE_RECHECK};
+        let ctl = &self.region.header().control;
+        // SYNC(sp-sleep): SeqCst, as in `sp_sleep`.
+        let counted = ctl
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
+                (v & SLEEPERS_COUNT != SLEEPERS_COUNT).then(|| v + 1)
+            });
+        let generation = counted.ok().map(|v| v & !SLEEPERS_COUNT);
+        // SYNC(sp-wake): Acquire, pairs with the waker's Release bump.
+        let seq = ctl.wake_seq.load(Ordering::Acquire);
+        let barrier = wait::sleeper_barrier();
+        if ready() {
+            if let Some(generation) = generation {
+                self.sp_unpark(generation);
+            }
+            return None;
+        }
+        // No barrier, or not counted: never trust the wait for long.
+        let recheck = if barrier && generation.is_some() {
+            IDLE_RECHECK
+        } else {
+            Duration::from_millis(1)
+        };
+        let undo = generation.map_or(Undo::Nothing, Undo::Generation);
+        Some(Park::new(recheck).on(&ctl.wake_seq, seq).undo(undo))
+    }
+
+    /// Takes a sleeper of `generation` out of the count, if that generation
+    /// is still current (as `sp_sleep` does after its sleep).
+    pub(super) fn sp_unpark(&self, generation: u32) {
+        let ctl = &self.region.header().control;
+        // Relaxed (sp-gen): as in `sp_sleep`.
+        let _ = ctl
+            .sleepers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v & !SLEEPERS_COUNT == generation && v & SLEEPERS_COUNT != 0).then(|| v - 1)
+            });
+    }
+}
