@@ -21,6 +21,15 @@ pub enum PublishError {
     },
     /// Reliable mode only: the timeout or deadline passed while the log stayed full.
     Timeout,
+    /// Reliable mode only: no cursor is registered (no named cursor, no
+    /// live subscriber), so nobody would ever read the message; nothing was
+    /// written (Aeron's NOT_CONNECTED). Subscribe first, or declare durable
+    /// cursors when the log is created
+    /// ([`LogConfig::durable_cursor`](crate::LogConfig::durable_cursor)),
+    /// which gate it from the first publish. The blocking publishes wait
+    /// for a cursor to appear and give this when their deadline passes
+    /// with nobody registered.
+    NotConnected,
     /// Reliable mode only: the timeout or deadline passed while the log
     /// stayed full because the named cursor `cursor` did not move. A named
     /// cursor is durable: it gates publishers until a subscriber resumes it
@@ -163,6 +172,11 @@ impl fmt::Display for PublishError {
             PublishError::Timeout => {
                 f.write_str("timed out waiting for the slowest cursor to make room")
             }
+            PublishError::NotConnected => f.write_str(
+                "nobody is subscribed: a reliable log with no registered cursor accepts no \
+                 message, as nobody would read it; subscribe first, or declare a durable \
+                 cursor when creating the log",
+            ),
             PublishError::RoleTaken { pid } => crate::error::role_taken(f, "publisher", *pid),
             PublishError::Busy => f.write_str("the segment's process table is full of live handles and thread lanes; drop idle handles or use fewer threads"),
             PublishError::Corrupt { detail } => write!(f, "corrupt log: {detail}"),

@@ -351,10 +351,11 @@ fn a_sleeping_subscriber_is_woken_by_a_publish() {
 #[test]
 fn reliable_mode_is_gated_by_the_slowest_cursor() {
     let l = reliable(8, 4, 4);
-    // No cursor: nothing gates.
+    // No cursor: nobody would read it, so nothing is written.
     for _ in 0..10 {
-        l.publish(b"free").unwrap();
+        assert_eq!(l.publish(b"lost"), Err(PublishError::NotConnected));
     }
+    assert_eq!(l.next_seq(), 0);
     let mut fast = l.subscribe(Start::Latest).unwrap();
     let mut slow = l.subscribe(Start::Latest).unwrap();
     for i in 0..4u8 {
@@ -371,7 +372,7 @@ fn reliable_mode_is_gated_by_the_slowest_cursor() {
         "the slow one still gates"
     );
     slow.recv_try(&mut buf).unwrap();
-    assert_eq!(l.publish(&[4]), Ok(14));
+    assert_eq!(l.publish(&[4]), Ok(4));
     assert_eq!(l.publish(b"x"), Err(PublishError::Full));
     drop(slow); // frees its entry: no longer gates
     for i in 0..3u8 {
@@ -416,6 +417,9 @@ fn reliable_named_cursors_gate_on_their_committed_position() {
         "the timeout names the cursor"
     );
     l.remove_cursor("n").unwrap();
+    // Removed: nobody is registered any more.
+    assert_eq!(l.publish(b"z"), Err(PublishError::NotConnected));
+    let _late = l.subscribe(Start::Latest).unwrap();
     assert_eq!(l.publish(b"z"), Ok(8));
 }
 
