@@ -1420,6 +1420,9 @@ fn cursor_ls_and_rm_release_a_gating_named_cursor() {
     assert!(out.stdout.contains("billing\\u{1b}[31m"), "{}", out.stdout);
     assert!(!out.stdout.contains('\u{1b}'), "escaped: {}", out.stdout);
     run(&["cursor", "rm", &arg(&t), "billing\u{1b}[31m"]).expect(0);
+    // No longer gated, and no cursor left at all: nobody would read it.
+    assert_eq!(log.publish(b"y"), Err(shmq::PublishError::NotConnected));
+    let _sub = log.subscribe(shmq::Start::Latest).unwrap();
     assert_eq!(log.publish(b"y"), Ok(4), "no longer gated");
     assert_eq!(run(&["cursor", "rm", &arg(&t), "billing"]).code, 3);
     run(&["cursor", "--help"]).expect(0);
