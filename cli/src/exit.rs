@@ -13,7 +13,8 @@ use shmq::{CursorError, DequeueError, EnqueueError, Error, PublishError, RecvErr
 pub const OTHER: i32 = 1;
 /// Usage error or invalid argument (clap uses 2 as well).
 pub const USAGE: i32 = 2;
-/// Nothing at the target.
+/// Nothing at the target (or nobody there: a reliable log with no
+/// registered cursor, which refuses to publish, `PublishError::NotConnected`).
 pub const NOT_FOUND: i32 = 3;
 /// Permission denied.
 pub const PERMISSION: i32 = 4;
@@ -91,6 +92,7 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
         }
         match cause.downcast_ref::<PublishError>() {
             Some(PublishError::Timeout | PublishError::GatedBy { .. }) => return TIMEOUT,
+            Some(PublishError::NotConnected) => return NOT_FOUND,
             Some(PublishError::Corrupt { .. }) => return CORRUPT,
             Some(_) => return OTHER,
             None => {}

@@ -131,6 +131,17 @@ fn send(
                     timeout,
                     "the log's slowest subscriber stayed a full ring behind",
                 )?,
+                Err(PublishError::NotConnected) if timeout.is_none() => {
+                    return Err(exit::fail(
+                        exit::NOT_FOUND,
+                        "nobody is subscribed: a reliable log accepts no message while no cursor \
+                         is registered (nobody would read it); start a subscriber first, pass \
+                         --timeout to wait for one, or create the log with --cursor NAME",
+                    ))
+                }
+                Err(PublishError::NotConnected) => {
+                    waited(deadline, timeout, "nobody subscribed to the reliable log")?
+                }
                 Err(PublishError::TooLarge { len, max }) => return Err(too_large(len, max)),
                 Err(e) => return Err(e.into()),
             }
