@@ -712,7 +712,29 @@ impl<'a> Table<'a> {
     /// waiting for a cursor); woken when the first one registers, or the
     /// log closes. The caller re-checks after any return.
     pub(crate) fn wait_connected(&self, timeout: Duration) {
-        wait::futex_wait_u32(&self.control.roster.registered, 0, Some(timeout));
+        let word = &self.control.roster.registered;
+        // Relaxed: only compared; the futex re-checks the word atomically.
+        if word.load(Ordering::Relaxed) != 0 {
+            // Counted, though the caller found nobody: someone registered
+            // just now (return: the caller retries), or the count is stale
+            // (a lock holder died between a change and its recount):
+            // recount, so the wait below sleeps instead of spinning.
+            match self.try_lock() {
+                Some(lock) if self.recount(&lock) == 0 => {}
+                Some(_) => return,
+                None => {
+                    std::thread::sleep(timeout.min(Duration::from_millis(1)));
+                    return;
+                }
+            }
+        }
+        wait::futex_wait_u32(word, 0, Some(timeout));
+    }
+
+    /// The roster's registered count (tests make it stale).
+    #[cfg(test)]
+    pub(crate) fn registered_word(&self) -> &'a AtomicU32 {
+        &self.control.roster.registered
     }
 
     /// Where a reliable-mode cursor registering at `Start::Oldest` on an
