@@ -2,7 +2,9 @@
 //! segment's kind-specific (aux) table, chosen at creation.
 //!
 //! Entry 0 of the aux table is the table's control line ([`TableControl`]:
-//! its lock); entries 1.. are cursors ([`CursorEntry`]). A cursor is either
+//! its lock, and the roster: how many entries are taken, which every
+//! reliable publish reads to learn whether anyone is registered); entries
+//! 1.. are cursors ([`CursorEntry`]). A cursor is either
 //! *named* (durable: it outlives its subscriber and the processes, and is
 //! found again by name) or *ephemeral* (a reliable-mode subscriber without a
 //! name: it gates publishers while its process lives and is reaped when it
@@ -289,7 +291,7 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// The count of spinning subscribers (see [`TableControl::spinners`]).
+    /// The count of spinning subscribers (see [`ControlBusy::spinners`]).
     pub(crate) fn spinners(&self) -> &'a AtomicU32 {
         &self.control.busy.spinners
     }
