@@ -18,15 +18,19 @@
 //! omission). `--rate 0` publishes as fast as possible (then `ts_ns` is
 //! the publish time).
 //!
-//! `--cursors a,b,...` creates those durable named cursors at the start
-//! of the log before the first quote and makes the log reliable: each
+//! `--cursors a,b,...` declares those durable named cursors when the log is
+//! created (`LogConfig::durable_cursors`: they exist before any process can
+//! see the log, at its first quote) and makes the log reliable: each
 //! subscriber reading through one (`--name a`) receives every quote, in
 //! order, and the publisher waits (at most 10 s) until every cursor has a
 //! subscriber attached before it starts. Four subscribers, one per cursor,
 //! in three languages, make the feed: `examples/market/feed.sh` builds and
 //! runs it and prints each subscriber's histogram. Without `--cursors`,
 //! subscribers join at the latest quote, and in overwrite mode (the
-//! default) a slow one loses quotes, and is told how many.
+//! default) a slow one loses quotes, and is told how many. `--reliable`
+//! without `--cursors` makes a reliable log nobody is registered on yet:
+//! each publish waits (at most 5 s) for a subscriber, as a reliable log
+//! refuses to publish into the void (`SendError::NotConnected`).
 //!
 //! It prints its rate every second; at the end it closes the log
 //! (subscribers drain it, print their histograms and exit), waits up to
@@ -38,7 +42,7 @@ mod quote;
 use std::time::{Duration, Instant};
 
 use quote::{arg, flag, now_ns, Quote, QUOTE_SIZE};
-use shmq::{CursorError, Error, Log, LogConfig, LogMode, Publisher, Start, Target};
+use shmq::{Error, Log, LogConfig, LogMode, Publisher, Target};
 
 const SYMBOLS: [&str; 8] = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "NFLX",
@@ -70,15 +74,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = LogConfig::new(QUOTE_SIZE, capacity)
         .mode(mode)
         .single_publisher(true)
-        .cursors(cursors.len() + 16);
+        .cursors(cursors.len() + 16)
+        .durable_cursors(&cursors);
     let log = Log::create(&target, &config)?;
-    for c in &cursors {
-        // A subscriber quicker than this made it already: at 0 as well.
-        match log.create_cursor(c, Start::Oldest) {
-            Ok(()) | Err(CursorError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
     println!(
         "publishing to {target} ({mode:?}, {capacity} slots) at {} for {secs} s",
         rate_text(rate)

@@ -43,9 +43,12 @@
 /**
  * Flag for shmq_log_create(): reliable mode. Publishers are gated by the
  * slowest registered cursor (shmq_log_publish() gets `SHMQ_FULL`,
- * shmq_log_publish_block() waits) and nothing is ever lost. Without it the
- * log is in overwrite mode: publishers never wait, and a subscriber that
- * falls a full ring behind gets `SHMQ_LAGGED`.
+ * shmq_log_publish_block() waits) and nothing is ever lost. With no cursor
+ * registered at all a publish writes nothing and gets
+ * `SHMQ_NOT_CONNECTED`: to make the log lossless from its first message,
+ * declare its readers' durable cursors with shmq_log_create_with_cursors().
+ * Without this flag the log is in overwrite mode: publishers never wait,
+ * and a subscriber that falls a full ring behind gets `SHMQ_LAGGED`.
  */
 #define SHMQ_LOG_RELIABLE 1
 
@@ -209,6 +212,15 @@ typedef enum shmq_status {
    * was done. Retry later, or free idle handles.
    */
   SHMQ_BUSY = 25,
+  /**
+   * A reliable-mode log has no cursor registered at all (no named
+   * cursor, no live subscriber), so nobody would read the message;
+   * nothing was written (Aeron's NOT_CONNECTED). Subscribe first, or
+   * declare durable cursors when creating the log
+   * (shmq_log_create_with_cursors()). A blocking publish waits for a
+   * cursor to appear and gives this when its timeout passes first.
+   */
+  SHMQ_NOT_CONNECTED = 26,
 } shmq_status;
 
 /**
@@ -512,6 +524,48 @@ enum shmq_status shmq_log_open(const char *target, struct shmq_log **log_out);
 enum shmq_status shmq_log_open_or_create(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, uint32_t cursors, struct shmq_log **log_out);
 
 /**
+ * Creates a new log as shmq_log_create() does, with the `n_names` durable
+ * named cursors `names` (each 1 to 64 bytes of UTF-8) created with it at
+ * sequence number 0, the first message. They are written before any other
+ * process can see the log, so no publish can precede them: in reliable
+ * mode (`SHMQ_LOG_RELIABLE`) the log is gated by them from its first
+ * message, and a subscriber that resumes one later
+ * (shmq_log_subscribe_named()) reads everything from message 0 on.
+ *
+ * `SHMQ_INVALID_ARGUMENT`, creating nothing, for an empty, too long or
+ * non-UTF-8 name, a name given twice, or more names than `cursors` (0
+ * counts as 16) holds; `SHMQ_NULL_PARAMETER` when `names` is NULL with
+ * `n_names` above 0, or a name is NULL. Other statuses as
+ * shmq_log_create(). `names` may be NULL when `n_names` is 0 (then it is
+ * shmq_log_create()).
+ *
+ * ```c
+ * const char *readers[] = {"audit", "billing"};
+ * shmq_log *log;
+ * shmq_status st = shmq_log_create_with_cursors("audit-feed", 64, 1024, 0,
+ *     SHMQ_LOG_RELIABLE, 0, readers, 2, &log);
+ * ```
+ *
+ * # Safety
+ * As for shmq_log_create(); `names` is NULL or readable for `n_names`
+ * pointers, each NULL or a NUL-terminated string.
+ */
+enum shmq_status shmq_log_create_with_cursors(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, uint32_t cursors, const char *const *names, size_t n_names, struct shmq_log **log_out);
+
+/**
+ * Creates the log as shmq_log_create_with_cursors() does, or opens it as
+ * shmq_log_open_or_create() does. Durable cursors are created only with
+ * the log: an existing log is accepted only if each of `names` exists in
+ * it as a named cursor (at whatever position), else `SHMQ_INCOMPATIBLE`
+ * (shmq_last_error() names the missing one); nothing is created in a log
+ * that exists.
+ *
+ * # Safety
+ * As for shmq_log_create_with_cursors().
+ */
+enum shmq_status shmq_log_open_or_create_with_cursors(const char *target, uint32_t slot_size, uint64_t capacity, uint32_t mode, uint32_t flags, uint32_t cursors, const char *const *names, size_t n_names, struct shmq_log **log_out);
+
+/**
  * Frees the handle. Its subscribers stay valid (each keeps the log mapped
  * until it is freed); the log itself lives on until unlinked. NULL is
  * accepted and ignored. No other call may be using the handle, and it must
@@ -603,7 +657,9 @@ enum shmq_status shmq_log_next_seq(const struct shmq_log *log, uint64_t *seq_out
  * Publishes the `len` bytes at `msg` and writes its sequence number to
  * `*seq_out` unless `seq_out` is NULL. In overwrite mode it never waits; in
  * reliable mode it fails with `SHMQ_FULL` when the slowest cursor is a full
- * ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`;
+ * ring behind, and with `SHMQ_NOT_CONNECTED` when no cursor is registered
+ * at all (nothing written either). `SHMQ_TOO_LARGE` (nothing written),
+ * `SHMQ_CLOSED`;
  * `SHMQ_ROLE_TAKEN` on a `SHMQ_LOG_SINGLE_PUBLISHER` log whose publisher
  * role another handle holds; `SHMQ_INVALID_ARGUMENT` when `len` exceeds
  * `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may be NULL when `len`
@@ -617,9 +673,10 @@ enum shmq_status shmq_log_publish(const struct shmq_log *log, const uint8_t *msg
 
 /**
  * Publishes as shmq_log_publish() does, waiting while a reliable-mode log
- * is full for up to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any
- * negative value: no limit); `SHMQ_TIMEOUT` when it passes. In overwrite
- * mode it never waits. Other statuses as shmq_log_publish().
+ * is full, or has no cursor registered, for up to `timeout_ns` nanoseconds
+ * (`SHMQ_WAIT_FOREVER`, or any negative value: no limit); when it passes,
+ * `SHMQ_TIMEOUT` (full) or `SHMQ_NOT_CONNECTED` (nobody registered). In
+ * overwrite mode it never waits. Other statuses as shmq_log_publish().
  *
  * # Safety
  * As for shmq_log_publish().
@@ -850,7 +907,8 @@ enum shmq_status shmq_log_flags(const struct shmq_log *log, uint32_t *flags_out)
  *
  * Fails, publishing nothing, with `SHMQ_TOO_LARGE` when any message is
  * longer than the slot size, `SHMQ_FULL` (reliable mode, no room for even
- * one), `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
+ * one), `SHMQ_NOT_CONNECTED` (reliable mode, no cursor registered),
+ * `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
  * another live publisher), `SHMQ_INVALID_ARGUMENT` (the lengths overflow
  * `size_t`, or `count` values exceed `PTRDIFF_MAX` bytes), `SHMQ_BUSY`,
  * `SHMQ_CORRUPT`. `data` may be NULL when the lengths add up to 0.

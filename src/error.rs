@@ -231,6 +231,15 @@ pub enum SendError {
     },
     /// The timeout or deadline passed while there was no free slot.
     Timeout,
+    /// Reliable log only: no cursor is registered (no named cursor, no
+    /// live subscriber), so nobody would ever read the message; nothing was
+    /// written (Aeron's NOT_CONNECTED). Subscribe first, or declare durable
+    /// cursors when the log is created
+    /// ([`LogConfig::durable_cursor`](crate::LogConfig::durable_cursor)),
+    /// which gate it from the first publish. The blocking publishes wait
+    /// for a cursor to appear and give this when their deadline passes
+    /// with nobody registered.
+    NotConnected,
     /// Reliable log only: the timeout or deadline passed while the log
     /// stayed full because the named cursor `cursor` did not move. A named
     /// cursor is durable: it gates publishers until a subscriber resumes it
@@ -352,6 +361,11 @@ impl fmt::Display for SendError {
                     ),
                 }
             }
+            SendError::NotConnected => f.write_str(
+                "nobody is subscribed: a reliable log with no registered cursor accepts no \
+                 message, as nobody would read it; subscribe first, or declare a durable \
+                 cursor when creating the log",
+            ),
             SendError::RoleTaken { role, pid } => role_taken(f, role, *pid),
             SendError::Busy => f.write_str(BUSY),
             SendError::Corrupt { detail } => write!(f, "corrupt segment: {detail}"),

@@ -48,8 +48,19 @@
 //! array of 128-byte entries in the segment, after a control line holding
 //! the table's lock; see [`CursorInfo`]). Named cursors are durable; an
 //! unnamed reliable-mode subscriber registers an ephemeral entry that its
-//! process frees on drop (and that is reaped if the process dies). With no
-//! cursor registered, reliable publishers are not gated.
+//! process frees on drop (and that is reaped if the process dies).
+//!
+//! With no cursor registered at all, a reliable publish writes nothing and
+//! fails with [`SendError::NotConnected`] (Aeron's NOT_CONNECTED): the
+//! message would have no reader to protect it. Every reliable publish reads
+//! the table's registered count (a word written only when the table
+//! changes; a count of 0 is confirmed by a scan before it is believed), and
+//! "nobody" is never cached as room: the next publish looks again. Durable
+//! cursors declared in the [`LogConfig`] are written into the table before
+//! the creator publishes the header, so they gate the log from its first
+//! message. A reliable subscriber that registers at [`Start::Oldest`] while
+//! the table is empty starts at the position of the last cursor that left
+//! (the table's floor), never below a publisher's cached gate.
 //!
 //! # Waiting
 //!
@@ -122,14 +133,24 @@ pub enum LogMode {
 
 /// Parameters of a new log.
 ///
+/// A reliable log is lossless only while someone is registered: declare
+/// the durable cursors of its readers here ([`LogConfig::durable_cursor`])
+/// and it is gated from its first message; with nobody registered, a
+/// reliable publish fails with [`SendError::NotConnected`].
+///
 /// # Examples
 /// ```
 /// use shmq::{LogConfig, LogMode};
-/// let config = LogConfig::new(64, 1024).mode(LogMode::Reliable).cursors(8).permissions(0o640);
+/// let config = LogConfig::new(64, 1024)
+///     .mode(LogMode::Reliable)
+///     .cursors(8)
+///     .durable_cursor("audit")
+///     .permissions(0o640);
 /// assert_eq!(config.log_mode(), LogMode::Reliable);
 /// assert_eq!(config.cursor_capacity(), 8);
+/// assert_eq!(config.declared_cursors(), ["audit"]);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     slot_size: u32,
     capacity: u64,
@@ -137,6 +158,8 @@ pub struct LogConfig {
     single: bool,
     cursors: u32,
     file_mode: u32,
+    /// Durable cursors created with the log, at position 0.
+    durable: Vec<String>,
 }
 
 impl LogConfig {
@@ -154,6 +177,7 @@ impl LogConfig {
             single: false,
             cursors: 16,
             file_mode: 0o600,
+            durable: Vec::new(),
         }
     }
 
@@ -204,6 +228,63 @@ impl LogConfig {
         self
     }
 
+    /// Declares a durable named cursor, created with the log at sequence
+    /// number 0 (the first message). It is written into the cursor table
+    /// before the log becomes visible to any other process, so no publish
+    /// can precede it: in reliable mode the log is gated by it from its
+    /// first message, and a subscriber that later resumes it
+    /// ([`Log::subscribe_named`]) reads everything from message 0 on,
+    /// nothing lost. Repeatable; see also [`LogConfig::durable_cursors`].
+    ///
+    /// [`Log::create`] fails with [`Error::InvalidArgument`], leaving
+    /// nothing behind, for an invalid name (empty, longer than
+    /// [`MAX_CURSOR_NAME`] bytes, or holding a NUL), a name declared twice,
+    /// or more names than the cursor table holds ([`LogConfig::cursors`]).
+    /// [`Log::open_or_create`] accepts an existing log only if each
+    /// declared cursor exists in it (else [`Error::Incompatible`]); it
+    /// never creates them in a log that exists.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, LogMode, SendError};
+    /// let config = LogConfig::new(8, 4).mode(LogMode::Reliable).durable_cursor("audit");
+    /// let log = Log::in_process(&config).unwrap();
+    /// for i in 0..4u8 {
+    ///     log.publish(&[i]).unwrap(); // gated by "audit" from the first message
+    /// }
+    /// assert_eq!(log.publish(b"x"), Err(SendError::Full));
+    /// let mut audit = log.subscribe_named("audit", shmq::Start::Latest).unwrap();
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(audit.recv_try(&mut buf), Ok(1));
+    /// assert_eq!(buf[0], 0); // message 0: nothing was lost
+    /// ```
+    pub fn durable_cursor(mut self, name: impl Into<String>) -> LogConfig {
+        self.durable.push(name.into());
+        self
+    }
+
+    /// Declares several durable cursors at once (see
+    /// [`LogConfig::durable_cursor`]); adds to those declared before.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, LogMode};
+    /// let config = LogConfig::new(8, 4).mode(LogMode::Reliable).durable_cursors(&["a", "b"]);
+    /// let log = Log::in_process(&config).unwrap();
+    /// let names: Vec<_> = log.cursors().into_iter().filter_map(|c| c.name).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// ```
+    pub fn durable_cursors<S: AsRef<str>>(mut self, names: &[S]) -> LogConfig {
+        self.durable
+            .extend(names.iter().map(|n| n.as_ref().to_owned()));
+        self
+    }
+
+    /// The durable cursors declared so far, in order.
+    pub fn declared_cursors(&self) -> &[String] {
+        &self.durable
+    }
+
     /// Sets the permission bits of the segment (default 0600), as
     /// [`QueueConfig::permissions`](crate::QueueConfig::permissions) does
     /// for a queue. (Called `file_mode` before: "mode" on a log means only
@@ -251,6 +332,8 @@ impl LogConfig {
                 ),
             });
         }
+        cursors::check_declared(&self.durable, self.cursors as usize)
+            .map_err(|detail| Error::InvalidArgument { detail })?;
         let mut flags = match self.mode {
             LogMode::Overwrite => 0,
             LogMode::Reliable => LOG_FLAG_RELIABLE,
@@ -267,6 +350,21 @@ impl LogConfig {
             self.cursors + 1,
             self.file_mode,
         )
+    }
+
+    /// Writes the declared durable cursors into the aux table of a log
+    /// being created (see [`cursors::declare`]).
+    fn declare(&self, params: &Params) -> impl Fn(*mut u8) + '_ {
+        let aux_count = params.aux_count;
+        move |aux| {
+            if !self.durable.is_empty() {
+                // SAFETY: called by `Region::create_with`/`heap_with` with the
+                // aux table of a fresh, zeroed segment nobody sees yet, of
+                // aux_count = cursors + 1 entries; `params` checked that the
+                // names fit (check_declared).
+                unsafe { cursors::declare(aux, aux_count, &self.durable) }
+            }
+        }
     }
 }
 
@@ -479,10 +577,14 @@ impl Inner {
             Start::Latest => t,
             Start::Oldest => {
                 let oldest = t.saturating_sub(self.capacity);
-                match self.reliable.then(|| self.table().gate()).flatten() {
-                    Some(g) => oldest.max(g.min(t)),
-                    None => oldest,
+                if !self.reliable {
+                    return oldest;
                 }
+                // With nobody registered, the floor: where the last cursor
+                // left, at or above every publisher's cached gate.
+                let table = self.table();
+                let protected = table.gate().unwrap_or_else(|| table.floor(t));
+                oldest.max(protected.min(t))
             }
         }
     }
@@ -527,7 +629,11 @@ impl Inner {
                 // another thread of this process, which Acquired the cursors' words.
                 let g = self.gate.load(Ordering::Acquire);
                 if t.saturating_sub(g) >= self.capacity {
-                    let g = self.table().gate().unwrap_or(t);
+                    // Nobody registered is never cached as room: the next
+                    // publish looks again.
+                    let Some(g) = self.table().gate() else {
+                        return Err(SendError::NotConnected);
+                    };
                     // SYNC(gate-cache): Release, pairs with the Acquire load above.
                     self.gate.store(g, Ordering::Release);
                     if t.saturating_sub(g) >= self.capacity {
@@ -759,6 +865,9 @@ impl Inner {
         if self.closed() {
             return Err(SendError::Closed);
         }
+        if self.reliable && !self.table().connected() {
+            return Err(SendError::NotConnected);
+        }
         let ann = Announce::new(Some(self.region.lane().ok_or(SendError::Busy)?));
         // Each failed attempt bumped past a slot held by a stalled publisher;
         // after a whole ring of them, give up rather than spin.
@@ -830,8 +939,16 @@ pub struct Log {
 impl Log {
     /// Creates a new log at `target`. Fails with [`Error::AlreadyExists`] if
     /// anything is there already, and leaves it untouched.
+    ///
+    /// Durable cursors declared in `config` ([`LogConfig::durable_cursor`])
+    /// are created with it, before any other process can see it.
     pub fn create(target: &Target, config: &LogConfig) -> Result<Log, Error> {
-        Log::from_region(Region::create(target, config.params()?)?)
+        let params = config.params()?;
+        Log::from_region(Region::create_with(
+            target,
+            params,
+            &config.declare(&params),
+        )?)
     }
 
     /// As [`Log::create`], returning a handle that removes the log's name
@@ -860,6 +977,13 @@ impl Log {
     /// capacity, mode and cursor table match `config` (else
     /// [`Error::Incompatible`]).
     ///
+    /// Durable cursors declared in `config` are created only when the log
+    /// is: an existing log is accepted only if each of them exists in it
+    /// as a named cursor (at whatever position it stands), else
+    /// [`Error::Incompatible`] names the missing one (it was removed, or
+    /// the log was made without it); nothing is created in a log that
+    /// exists.
+    ///
     /// # Examples
     /// ```
     /// use shmq::{Error, Log, LogConfig, LogMode, Target};
@@ -872,13 +996,27 @@ impl Log {
     /// # drop((a, b));
     /// ```
     pub fn open_or_create(target: &Target, config: &LogConfig) -> Result<Log, Error> {
-        let region = Region::open_or_create(target, config.params()?).map_err(|e| match e {
-            Error::Incompatible { detail } => Error::Incompatible {
-                detail: cursors_in_callers_terms(&detail),
-            },
-            e => e,
-        })?;
-        Log::from_region(region)
+        let params = config.params()?;
+        let region = Region::open_or_create_with(target, params, &config.declare(&params))
+            .map_err(|e| match e {
+                Error::Incompatible { detail } => Error::Incompatible {
+                    detail: cursors_in_callers_terms(&detail),
+                },
+                e => e,
+            })?;
+        let log = Log::from_region(region)?;
+        let names: Vec<String> = log.cursors().into_iter().filter_map(|c| c.name).collect();
+        if let Some(missing) = config.durable.iter().find(|d| !names.contains(d)) {
+            return Err(Error::Incompatible {
+                detail: format!(
+                    "the existing log {target} has no durable cursor {missing:?} (declared \
+                     cursors are created only with the log; it was removed, or the log was \
+                     made without it: create it on the open log with Log::create_cursor, \
+                     shmq_log_create_cursor in C or CreateCursor in Go)"
+                ),
+            });
+        }
+        Ok(log)
     }
 
     /// A log on the heap, for the threads of this process (no segment).
@@ -890,7 +1028,8 @@ impl Log {
     /// assert_eq!(log.publish(b"y"), Ok(1));
     /// ```
     pub fn in_process(config: &LogConfig) -> Result<Log, Error> {
-        Log::from_region(Region::heap(config.params()?))
+        let params = config.params()?;
+        Log::from_region(Region::heap_with(params, &config.declare(&params)))
     }
 
     fn from_region(region: Region) -> Result<Log, Error> {
@@ -986,16 +1125,23 @@ impl Log {
 
     /// Publishes `msg` and returns its sequence number. In overwrite mode it
     /// never waits; in reliable mode it fails with [`SendError::Full`]
-    /// when the slowest cursor is a full ring behind.
+    /// when the slowest cursor is a full ring behind, and with
+    /// [`SendError::NotConnected`] when no cursor is registered at all
+    /// (no named cursor, no live subscriber): nobody would read the
+    /// message, so it is not written. To make a reliable log lossless from
+    /// message 0, declare its readers' durable cursors when creating it
+    /// ([`LogConfig::durable_cursor`]); else subscribe before publishing.
     ///
     /// # Errors
-    /// [`SendError::TooLarge`] and [`SendError::Full`] (nothing
-    /// written), [`SendError::Closed`].
+    /// [`SendError::TooLarge`], [`SendError::Full`] and
+    /// [`SendError::NotConnected`] (nothing written),
+    /// [`SendError::Closed`].
     ///
     /// # Examples
     /// ```
     /// use shmq::{Log, LogConfig, LogMode, SendError, Start};
     /// let log = Log::in_process(&LogConfig::new(8, 2).mode(LogMode::Reliable)).unwrap();
+    /// assert_eq!(log.publish(b"a"), Err(SendError::NotConnected)); // nobody yet
     /// let mut sub = log.subscribe(Start::Latest).unwrap(); // registers: gates publishers
     /// assert_eq!(log.publish(b"a"), Ok(0));
     /// assert_eq!(log.publish(b"b"), Ok(1));
@@ -1030,7 +1176,8 @@ impl Log {
     /// # Errors
     /// As [`Log::publish`], for the first message (nothing published):
     /// [`SendError::TooLarge`] if any message is too long,
-    /// [`SendError::Full`], [`SendError::Closed`].
+    /// [`SendError::Full`], [`SendError::NotConnected`],
+    /// [`SendError::Closed`].
     ///
     /// # Examples
     /// ```
@@ -1164,7 +1311,10 @@ impl Log {
     }
 
     /// Publishes `msg`, waiting up to `timeout` (`None`: no limit) while the
-    /// log is full in reliable mode. In overwrite mode it is [`Log::publish`].
+    /// log is full in reliable mode, or while no cursor is registered (it
+    /// sleeps until the first one registers, and fails with
+    /// [`SendError::NotConnected`] if the timeout passes with nobody
+    /// registered). In overwrite mode it is [`Log::publish`].
     ///
     /// # Examples
     /// ```
@@ -1183,13 +1333,26 @@ impl Log {
     }
 
     /// Publishes `msg`, waiting until `deadline` (`None`: no limit) while the
-    /// log is full in reliable mode.
+    /// log is full in reliable mode, or nobody is registered (see
+    /// [`Log::publish_block`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq::{Log, LogConfig, LogMode, SendError, Start};
+    /// use std::time::{Duration, Instant};
+    /// let log = Log::in_process(&LogConfig::new(8, 4).mode(LogMode::Reliable)).unwrap();
+    /// let soon = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(log.publish_until(b"a", Some(soon)), Err(SendError::NotConnected));
+    /// let _sub = log.subscribe(Start::Latest).unwrap();
+    /// assert_eq!(log.publish_until(b"a", Some(Instant::now())), Ok(0));
+    /// ```
     pub fn publish_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<u64, SendError> {
         self.gated_until(deadline, || self.publish(msg))
     }
 
     /// Retries `attempt` while it reports [`SendError::Full`], sleeping
-    /// on the slowest cursor, until `deadline`.
+    /// on the slowest cursor, or [`SendError::NotConnected`], sleeping
+    /// until a cursor registers, until `deadline`.
     fn gated_until<T>(
         &self,
         deadline: Option<Instant>,
@@ -1197,15 +1360,30 @@ impl Log {
     ) -> Result<T, SendError> {
         let mut backoff = Backoff::new(self.wait, deadline);
         loop {
-            match attempt() {
-                Err(SendError::Full) => {}
+            let nobody = match attempt() {
+                Err(SendError::Full) => false,
+                Err(SendError::NotConnected) => true,
                 other => return other,
-            }
+            };
             match backoff.next() {
                 Next::Retry => {}
                 Next::TimedOut => {
                     self.inner.region.segment().check_intact()?;
-                    return Err(self.timed_out());
+                    return Err(if nobody {
+                        SendError::NotConnected
+                    } else {
+                        self.timed_out()
+                    });
+                }
+                Next::Sleep if nobody => {
+                    self.inner.region.segment().check_intact()?;
+                    // The first registration wakes us (and a close); the
+                    // bound covers a registration by a library that does
+                    // not count cursors.
+                    let nap = backoff
+                        .remaining()
+                        .map_or(IDLE_CHECK, |r| r.min(IDLE_CHECK));
+                    self.inner.table().wait_connected(nap);
                 }
                 Next::Sleep => {
                     self.inner.region.segment().check_intact()?;

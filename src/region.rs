@@ -33,17 +33,38 @@ impl std::fmt::Debug for LaneBook {
 impl Region {
     /// Creates and initialises a new segment at `target`.
     pub(crate) fn create(target: &Target, params: Params) -> Result<Region, Error> {
+        Region::create_with(target, params, &|_| {})
+    }
+
+    /// As [`Region::create`], letting `prepare` write the kind-specific
+    /// (aux) table, whose start it is given, before the header is
+    /// published: no other process sees the segment before that.
+    pub(crate) fn create_with(
+        target: &Target,
+        params: Params,
+        prepare: &dyn Fn(*mut u8),
+    ) -> Result<Region, Error> {
         let seg = Segment::create(target, params.total_size as usize, params.mode)?;
-        // SAFETY: the segment is fresh (created exclusively), zeroed, and
-        // total_size bytes long.
+        // SAFETY: aux_offset < total_size, the fresh mapping's length.
+        prepare(unsafe { seg.as_ptr().add(params.aux_offset as usize) });
+        // SAFETY: the segment is fresh (created exclusively), zeroed but for
+        // the aux table just prepared, and total_size bytes long.
         unsafe { params.initialise(seg.as_ptr()) };
         Ok(Region::attached(seg, params))
     }
 
     /// A region on the heap (threads of one process; unit tests).
     pub(crate) fn heap(params: Params) -> Region {
+        Region::heap_with(params, &|_| {})
+    }
+
+    /// As [`Region::heap`], with `prepare` as in [`Region::create_with`].
+    pub(crate) fn heap_with(params: Params, prepare: &dyn Fn(*mut u8)) -> Region {
         let seg = Segment::heap(params.total_size as usize);
-        // SAFETY: fresh zeroed heap region of total_size bytes.
+        // SAFETY: aux_offset < total_size, the fresh region's length.
+        prepare(unsafe { seg.as_ptr().add(params.aux_offset as usize) });
+        // SAFETY: fresh zeroed heap region of total_size bytes (but for
+        // the aux table just prepared).
         unsafe { params.initialise(seg.as_ptr()) };
         Region::attached(seg, params)
     }
@@ -62,8 +83,18 @@ impl Region {
 
     /// Creates, or opens and checks that the stored parameters match `want`.
     pub(crate) fn open_or_create(target: &Target, want: Params) -> Result<Region, Error> {
+        Region::open_or_create_with(target, want, &|_| {})
+    }
+
+    /// As [`Region::open_or_create`], with `prepare` as in
+    /// [`Region::create_with`] when it creates.
+    pub(crate) fn open_or_create_with(
+        target: &Target,
+        want: Params,
+        prepare: &dyn Fn(*mut u8),
+    ) -> Result<Region, Error> {
         for _ in 0..8 {
-            match Region::create(target, want) {
+            match Region::create_with(target, want, prepare) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }

@@ -353,15 +353,26 @@ fn holder(args: &[String], log: &Log, cursors_before: usize) -> Proc {
 fn a_dead_unnamed_subscriber_stops_gating_at_once() {
     let (_t, log, args) = new_log("fp-gate-anon", LogMode::Reliable);
     let mut child = holder(&args, &log, 0);
+    // A live subscriber of ours that keeps up: only the child gates.
+    let mut own = log.subscribe(Start::Latest).unwrap();
     for i in 0..8 {
         log.publish(&make_msg(1, i, 32)).unwrap();
+        assert_eq!(recv_log(&mut own), Ok(i));
     }
+    let mut buf = [0u8; 64];
+    assert_eq!(own.recv_try(&mut buf), Err(RecvError::Empty)); // shows its position
     assert_eq!(log.publish(&make_msg(1, 8, 32)), Err(shmq::SendError::Full));
     child.kill();
     let t0 = Instant::now();
     log.publish_block(&make_msg(1, 8, 32), Some(WAIT)).unwrap();
     eprintln!("gating resumed {:?} after the kill", t0.elapsed());
-    assert!(log.stats().cursors.is_empty(), "its cursor was reaped");
+    let left = log.stats().cursors;
+    assert_eq!(
+        left.len(),
+        1,
+        "its cursor was reaped, ours is left: {left:?}"
+    );
+    assert_eq!(left[0].owner, Some(std::process::id()));
 }
 
 #[test]
@@ -392,5 +403,12 @@ fn a_publisher_gated_by_a_dead_named_cursor_is_told_which() {
     );
     // Durable: it is still there, and resuming it (or removing it) ungates.
     log.remove_cursor("audit").unwrap();
+    // Removed, nobody is registered: a reliable log refuses to publish
+    // into the void, and goes on once someone subscribes.
+    assert_eq!(
+        log.publish(&make_msg(1, 8, 32)),
+        Err(shmq::SendError::NotConnected)
+    );
+    let _sub = log.subscribe(Start::Latest).unwrap();
     log.publish_block(&make_msg(1, 8, 32), Some(WAIT)).unwrap();
 }

@@ -288,15 +288,28 @@ fn the_cursor_of_a_killed_reliable_subscriber_is_reaped() {
         log.cursors().iter().any(|c| c.owner == Some(hang.pid()))
     });
     assert!(registered, "child registered: {:?}", log.cursors());
+    // A live subscriber of ours that keeps up: only the child gates.
+    let mut own = log.subscribe(Start::Latest).unwrap();
+    let mut buf = [0u8; 32];
     for i in 0..8 {
         log.publish(&make_msg(0, i, 32)).unwrap();
+        own.recv_try(&mut buf).unwrap();
     }
+    assert_eq!(own.recv_try(&mut buf), Err(RecvError::Empty)); // shows its position
     assert_eq!(log.publish(&make_msg(0, 8, 32)), Err(SendError::Full));
     hang.kill();
     // The blocked publisher notices the dead process and goes on.
     let seq = log.publish_block(&make_msg(0, 8, 32), Some(WAIT)).unwrap();
     assert_eq!(seq, 8);
-    assert!(log.cursors().is_empty(), "{:?}", log.cursors());
+    let left = log.cursors();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].owner, Some(std::process::id()), "{left:?}");
+    // Ours gone too: nobody is registered, and the log says so.
+    drop(own);
+    assert_eq!(
+        log.publish(&make_msg(0, 9, 32)),
+        Err(SendError::NotConnected)
+    );
 }
 
 #[test]

@@ -109,6 +109,13 @@ pub enum shmq_status {
     /// thread (256 of them), so this thread cannot announce a claim; nothing
     /// was done. Retry later, or free idle handles.
     SHMQ_BUSY = 25,
+    /// A reliable-mode log has no cursor registered at all (no named
+    /// cursor, no live subscriber), so nobody would read the message;
+    /// nothing was written (Aeron's NOT_CONNECTED). Subscribe first, or
+    /// declare durable cursors when creating the log
+    /// (shmq_log_create_with_cursors()). A blocking publish waits for a
+    /// cursor to appear and gives this when its timeout passes first.
+    SHMQ_NOT_CONNECTED = 26,
 }
 
 use shmq_status::*;
@@ -238,6 +245,14 @@ pub(crate) fn send_error(e: SendError, words: &Everyday) -> shmq_status {
         SendError::Full => fail_static(SHMQ_FULL, words.idle),
         SendError::Closed => fail_static(SHMQ_CLOSED, words.closed),
         SendError::Timeout => fail_static(SHMQ_TIMEOUT, words.timeout),
+        SendError::NotConnected => fail_static(
+            SHMQ_NOT_CONNECTED,
+            cstr!(
+                "nobody is subscribed: a reliable log with no registered cursor accepts no \
+                 message; subscribe first, or declare durable cursors at creation \
+                 (shmq_log_create_with_cursors)"
+            ),
+        ),
         e @ SendError::GatedBy { .. } => fail(SHMQ_TIMEOUT, e),
         e @ SendError::TooLarge { .. } => fail(SHMQ_TOO_LARGE, e),
         e @ SendError::RoleTaken { .. } => fail(SHMQ_ROLE_TAKEN, e),
@@ -365,6 +380,7 @@ pub extern "C" fn shmq_status_name(status: i32) -> *const c_char {
         23 => cstr!("SHMQ_CURSOR_IN_USE"),
         24 => cstr!("SHMQ_NOT_NAMED"),
         25 => cstr!("SHMQ_BUSY"),
+        26 => cstr!("SHMQ_NOT_CONNECTED"),
         _ => cstr!("SHMQ_UNKNOWN"),
     };
     name.as_ptr()
@@ -471,6 +487,7 @@ mod tests {
             (SHMQ_ROLE_TAKEN, "SHMQ_ROLE_TAKEN"),
             (SHMQ_LAGGED, "SHMQ_LAGGED"),
             (SHMQ_BUSY, "SHMQ_BUSY"),
+            (SHMQ_NOT_CONNECTED, "SHMQ_NOT_CONNECTED"),
         ] {
             // SAFETY: static NUL-terminated strings.
             let got = unsafe { CStr::from_ptr(shmq_status_name(status as i32)) };

@@ -30,9 +30,12 @@ pub struct shmq_subscriber {
 
 /// Flag for shmq_log_create(): reliable mode. Publishers are gated by the
 /// slowest registered cursor (shmq_log_publish() gets `SHMQ_FULL`,
-/// shmq_log_publish_block() waits) and nothing is ever lost. Without it the
-/// log is in overwrite mode: publishers never wait, and a subscriber that
-/// falls a full ring behind gets `SHMQ_LAGGED`.
+/// shmq_log_publish_block() waits) and nothing is ever lost. With no cursor
+/// registered at all a publish writes nothing and gets
+/// `SHMQ_NOT_CONNECTED`: to make the log lossless from its first message,
+/// declare its readers' durable cursors with shmq_log_create_with_cursors().
+/// Without this flag the log is in overwrite mode: publishers never wait,
+/// and a subscriber that falls a full ring behind gets `SHMQ_LAGGED`.
 pub const SHMQ_LOG_RELIABLE: u32 = 1;
 
 /// Flag for shmq_log_create(): a single-publisher log. One handle publishes
@@ -370,6 +373,131 @@ pub unsafe extern "C" fn shmq_log_open_or_create(
     })
 }
 
+/// Reads the `n_names` durable cursor names at `names` into `config`.
+///
+/// # Safety
+/// `names` is NULL or readable for `n_names` pointers, each NULL or a
+/// NUL-terminated string.
+unsafe fn with_names(
+    mut config: LogConfig,
+    names: *const *const c_char,
+    n_names: usize,
+) -> Result<LogConfig, shmq_status> {
+    if n_names == 0 {
+        return Ok(config);
+    }
+    if names.is_null() {
+        return Err(fail_static(
+            SHMQ_NULL_PARAMETER,
+            cstr!("`names` is NULL but `n_names` is not 0"),
+        ));
+    }
+    if n_names > engine::log::MAX_CURSORS {
+        return Err(fail_static(
+            SHMQ_INVALID_ARGUMENT,
+            cstr!("more durable cursors than a log may have (4096)"),
+        ));
+    }
+    // SAFETY: non-null, readable for n_names pointers (caller).
+    for &name in unsafe { std::slice::from_raw_parts(names, n_names) } {
+        if name.is_null() {
+            return Err(fail_static(
+                SHMQ_NULL_PARAMETER,
+                cstr!("a durable cursor name is NULL"),
+            ));
+        }
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        config = config.durable_cursor(unsafe { name_arg(name) }?);
+    }
+    Ok(config)
+}
+
+/// Creates a new log as shmq_log_create() does, with the `n_names` durable
+/// named cursors `names` (each 1 to 64 bytes of UTF-8) created with it at
+/// sequence number 0, the first message. They are written before any other
+/// process can see the log, so no publish can precede them: in reliable
+/// mode (`SHMQ_LOG_RELIABLE`) the log is gated by them from its first
+/// message, and a subscriber that resumes one later
+/// (shmq_log_subscribe_named()) reads everything from message 0 on.
+///
+/// `SHMQ_INVALID_ARGUMENT`, creating nothing, for an empty, too long or
+/// non-UTF-8 name, a name given twice, or more names than `cursors` (0
+/// counts as 16) holds; `SHMQ_NULL_PARAMETER` when `names` is NULL with
+/// `n_names` above 0, or a name is NULL. Other statuses as
+/// shmq_log_create(). `names` may be NULL when `n_names` is 0 (then it is
+/// shmq_log_create()).
+///
+/// ```c
+/// const char *readers[] = {"audit", "billing"};
+/// shmq_log *log;
+/// shmq_status st = shmq_log_create_with_cursors("audit-feed", 64, 1024, 0,
+///     SHMQ_LOG_RELIABLE, 0, readers, 2, &log);
+/// ```
+///
+/// # Safety
+/// As for shmq_log_create(); `names` is NULL or readable for `n_names`
+/// pointers, each NULL or a NUL-terminated string.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn shmq_log_create_with_cursors(
+    target: *const c_char,
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+    cursors: u32,
+    names: *const *const c_char,
+    n_names: usize,
+    log_out: *mut *mut shmq_log,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        non_null!(log_out);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = try_status!(unsafe { parse_target(target) });
+        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
+        // SAFETY: as the caller guarantees.
+        let config = try_status!(unsafe { with_names(config, names, n_names) });
+        // SAFETY: log_out is non-null (checked) and writable (caller).
+        unsafe { write_log(Log::create(&target, &config), log_out) }
+    })
+}
+
+/// Creates the log as shmq_log_create_with_cursors() does, or opens it as
+/// shmq_log_open_or_create() does. Durable cursors are created only with
+/// the log: an existing log is accepted only if each of `names` exists in
+/// it as a named cursor (at whatever position), else `SHMQ_INCOMPATIBLE`
+/// (shmq_last_error() names the missing one); nothing is created in a log
+/// that exists.
+///
+/// # Safety
+/// As for shmq_log_create_with_cursors().
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn shmq_log_open_or_create_with_cursors(
+    target: *const c_char,
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+    cursors: u32,
+    names: *const *const c_char,
+    n_names: usize,
+    log_out: *mut *mut shmq_log,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(target);
+        non_null!(log_out);
+        // SAFETY: non-null (checked), NUL-terminated (caller).
+        let target = try_status!(unsafe { parse_target(target) });
+        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
+        // SAFETY: as the caller guarantees.
+        let config = try_status!(unsafe { with_names(config, names, n_names) });
+        // SAFETY: log_out is non-null (checked) and writable (caller).
+        unsafe { write_log(Log::open_or_create(&target, &config), log_out) }
+    })
+}
+
 /// Frees the handle. Its subscribers stay valid (each keeps the log mapped
 /// until it is freed); the log itself lives on until unlinked. NULL is
 /// accepted and ignored. No other call may be using the handle, and it must
@@ -529,7 +657,9 @@ pub unsafe extern "C" fn shmq_log_next_seq(log: *const shmq_log, seq_out: *mut u
 /// Publishes the `len` bytes at `msg` and writes its sequence number to
 /// `*seq_out` unless `seq_out` is NULL. In overwrite mode it never waits; in
 /// reliable mode it fails with `SHMQ_FULL` when the slowest cursor is a full
-/// ring behind. `SHMQ_TOO_LARGE` (nothing written), `SHMQ_CLOSED`;
+/// ring behind, and with `SHMQ_NOT_CONNECTED` when no cursor is registered
+/// at all (nothing written either). `SHMQ_TOO_LARGE` (nothing written),
+/// `SHMQ_CLOSED`;
 /// `SHMQ_ROLE_TAKEN` on a `SHMQ_LOG_SINGLE_PUBLISHER` log whose publisher
 /// role another handle holds; `SHMQ_INVALID_ARGUMENT` when `len` exceeds
 /// `PTRDIFF_MAX`; `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may be NULL when `len`
@@ -561,9 +691,10 @@ pub unsafe extern "C" fn shmq_log_publish(
 }
 
 /// Publishes as shmq_log_publish() does, waiting while a reliable-mode log
-/// is full for up to `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any
-/// negative value: no limit); `SHMQ_TIMEOUT` when it passes. In overwrite
-/// mode it never waits. Other statuses as shmq_log_publish().
+/// is full, or has no cursor registered, for up to `timeout_ns` nanoseconds
+/// (`SHMQ_WAIT_FOREVER`, or any negative value: no limit); when it passes,
+/// `SHMQ_TIMEOUT` (full) or `SHMQ_NOT_CONNECTED` (nobody registered). In
+/// overwrite mode it never waits. Other statuses as shmq_log_publish().
 ///
 /// # Safety
 /// As for shmq_log_publish().
@@ -1099,7 +1230,8 @@ unsafe fn lens_arg<'a>(ptr: *const usize, count: usize) -> Result<&'a [usize], s
 ///
 /// Fails, publishing nothing, with `SHMQ_TOO_LARGE` when any message is
 /// longer than the slot size, `SHMQ_FULL` (reliable mode, no room for even
-/// one), `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
+/// one), `SHMQ_NOT_CONNECTED` (reliable mode, no cursor registered),
+/// `SHMQ_CLOSED`, `SHMQ_ROLE_TAKEN` (single-publisher log with
 /// another live publisher), `SHMQ_INVALID_ARGUMENT` (the lengths overflow
 /// `size_t`, or `count` values exceed `PTRDIFF_MAX` bytes), `SHMQ_BUSY`,
 /// `SHMQ_CORRUPT`. `data` may be NULL when the lengths add up to 0.

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, Start, Target};
+use shmq::{Log, LogConfig, LogMode, Queue, QueueConfig, Target};
 
 use crate::{exit, json, signal};
 use check::{Kill, Tally};
@@ -729,20 +729,19 @@ fn run_round(
             &QueueConfig::new(slot, cap).spsc(true),
         )?)),
         KindArg::LogReliable => {
-            let log = Log::create(&target, &LogConfig::new(slot, cap).mode(LogMode::Reliable))?;
-            log.create_cursor("c0", Start::Oldest)?;
-            log.create_cursor("c1", Start::Oldest)?;
-            Handle::Log(log)
+            // Declared at creation: gated from the first message.
+            let config = LogConfig::new(slot, cap)
+                .mode(LogMode::Reliable)
+                .durable_cursors(&["c0", "c1"]);
+            Handle::Log(Log::create(&target, &config)?)
         }
         KindArg::LogOverwrite => Handle::Log(Log::create(&target, &LogConfig::new(slot, cap))?),
         KindArg::LogSingle => {
             let config = LogConfig::new(slot, cap)
                 .mode(LogMode::Reliable)
-                .single_publisher(true);
-            let log = Log::create(&target, &config)?;
-            log.create_cursor("c0", Start::Oldest)?;
-            log.create_cursor("c1", Start::Oldest)?;
-            Handle::Log(log)
+                .single_publisher(true)
+                .durable_cursors(&["c0", "c1"]);
+            Handle::Log(Log::create(&target, &config)?)
         }
     };
     let mut r = Round {

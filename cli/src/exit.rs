@@ -13,7 +13,8 @@ use shmq::{CursorError, Error, RecvError, SendError};
 pub const OTHER: i32 = 1;
 /// Usage error or invalid argument (clap uses 2 as well).
 pub const USAGE: i32 = 2;
-/// Nothing at the target.
+/// Nothing at the target (or nobody there: a reliable log with no
+/// registered cursor, which refuses to publish, `SendError::NotConnected`).
 pub const NOT_FOUND: i32 = 3;
 /// Permission denied.
 pub const PERMISSION: i32 = 4;
@@ -74,6 +75,7 @@ fn code_of_shmq(e: &Error) -> i32 {
 fn code_of_send(e: &SendError) -> i32 {
     match e {
         SendError::Timeout | SendError::GatedBy { .. } => TIMEOUT,
+        SendError::NotConnected => NOT_FOUND,
         SendError::Corrupt { .. } => CORRUPT,
         _ => OTHER,
     }

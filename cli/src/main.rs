@@ -68,7 +68,13 @@ enum Cmd {
     #[command(after_help = concat!(
         "Example:\n  shmq create orders --slot-size 256 --capacity 4096 --mode 660\n  ",
         "shmq create quotes --kind log --capacity 65536\n  ",
-        "shmq create audit --kind log --log-mode reliable --cursors 32"
+        "shmq create audit --kind log --log-mode reliable --cursors 32\n  ",
+        "shmq create trades --kind log --log-mode reliable --cursor billing --cursor audit\n\n",
+        "A reliable log is lossless only while someone is registered: with no cursor at all, \
+         a publish is refused (nobody would read it; `shmq pub` exits 3). Declare the durable \
+         cursors of its readers with --cursor: they are created with the log, at its first \
+         message, before any process can publish, so a reader that starts later \
+         (subscribing to its cursor by name) still gets every message."
     ))]
     Create(CreateArgs),
     /// Remove segments (only shmq's, unless --force)
@@ -246,6 +252,11 @@ struct CreateArgs {
     /// subscribers in reliable mode; default 16)
     #[arg(long, value_name = "N")]
     cursors: Option<usize>,
+    /// Log: a durable named cursor created with the log at its first
+    /// message (repeatable); in reliable mode it gates publishers from the
+    /// first publish, so its reader loses nothing however late it starts
+    #[arg(long = "cursor", value_name = "NAME")]
+    durable: Vec<String>,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -278,7 +289,9 @@ struct PubArgs {
     #[arg(long, value_name = "BYTES", requires = "count")]
     size: Option<usize>,
     /// Give up (exit 9) when a message waits this long for a free slot
-    /// (a full queue, or a reliable log's slowest subscriber)
+    /// (a full queue, or a reliable log's slowest subscriber), or for a
+    /// reliable log with nobody subscribed to get a subscriber (without
+    /// it, such a log is refused at once: exit 3)
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
     /// Queue: when full, discard the oldest message instead of waiting

@@ -12,10 +12,14 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
     let shown = crate::text::printable(&target.to_string()).into_owned();
     match a.kind {
         Kind::Queue => {
-            if a.log_mode.is_some() || a.cursors.is_some() || a.single_publisher {
+            if a.log_mode.is_some()
+                || a.cursors.is_some()
+                || a.single_publisher
+                || !a.durable.is_empty()
+            {
                 return Err(exit::fail(
                     exit::USAGE,
-                    "--log-mode, --cursors and --single-publisher apply to logs (--kind log)",
+                    "--log-mode, --cursors, --cursor and --single-publisher apply to logs (--kind log)",
                 ));
             }
             let config = QueueConfig::new(a.slot_size, a.capacity)
@@ -55,6 +59,7 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
             if let Some(n) = a.cursors {
                 config = config.cursors(n);
             }
+            let config = config.durable_cursors(&a.durable);
             let log = Log::create(target, &config)?;
             let p = log.params();
             println!(
@@ -72,6 +77,28 @@ pub fn create(a: &CreateArgs) -> anyhow::Result<()> {
                 p.mode
             );
             println!("{}", slot_note(p.slot_stride));
+            if !a.durable.is_empty() {
+                let names: Vec<String> = a
+                    .durable
+                    .iter()
+                    .map(|n| format!("\"{}\"", crate::text::printable(n)))
+                    .collect();
+                println!(
+                    "durable cursors at message 0: {}{}",
+                    names.join(", "),
+                    if log.mode() == LogMode::Reliable {
+                        " (they gate publishers from the first message)"
+                    } else {
+                        ""
+                    }
+                );
+            } else if log.mode() == LogMode::Reliable {
+                println!(
+                    "note: nobody is registered yet; publishes are refused until a subscriber \
+                     registers (declare durable cursors with --cursor NAME to keep every message \
+                     for readers that start later)"
+                );
+            }
         }
     }
     Ok(())

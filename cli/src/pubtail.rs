@@ -117,22 +117,33 @@ fn send(
                 Err(e) => return Err(e.into()),
             }
         },
-        Endpoint::Log(log) => loop {
-            // In overwrite mode this never waits.
-            match log.publish_until(msg, slice()) {
-                Ok(seq) => {
-                    sent.seqs = Some((sent.seqs.map_or(seq, |(first, _)| first), seq));
-                    break;
+        Endpoint::Log(log) => {
+            loop {
+                // In overwrite mode this never waits.
+                match log.publish_until(msg, slice()) {
+                    Ok(seq) => {
+                        sent.seqs = Some((sent.seqs.map_or(seq, |(first, _)| first), seq));
+                        break;
+                    }
+                    Err(SendError::Timeout | SendError::GatedBy { .. }) => waited(
+                        deadline,
+                        timeout,
+                        "the log's slowest subscriber stayed a full ring behind",
+                    )?,
+                    Err(SendError::NotConnected) if timeout.is_none() => return Err(exit::fail(
+                        exit::NOT_FOUND,
+                        "nobody is subscribed: a reliable log accepts no message while no cursor \
+                         is registered (nobody would read it); start a subscriber first, pass \
+                         --timeout to wait for one, or create the log with --cursor NAME",
+                    )),
+                    Err(SendError::NotConnected) => {
+                        waited(deadline, timeout, "nobody subscribed to the reliable log")?
+                    }
+                    Err(SendError::TooLarge { len, max }) => return Err(too_large(len, max)),
+                    Err(e) => return Err(e.into()),
                 }
-                Err(SendError::Timeout | SendError::GatedBy { .. }) => waited(
-                    deadline,
-                    timeout,
-                    "the log's slowest subscriber stayed a full ring behind",
-                )?,
-                Err(SendError::TooLarge { len, max }) => return Err(too_large(len, max)),
-                Err(e) => return Err(e.into()),
             }
-        },
+        }
     }
     sent.count += 1;
     Ok(())

@@ -1425,7 +1425,130 @@ fn cursor_ls_and_rm_release_a_gating_named_cursor() {
     assert!(out.stdout.contains("billing\\u{1b}[31m"), "{}", out.stdout);
     assert!(!out.stdout.contains('\u{1b}'), "escaped: {}", out.stdout);
     run(&["cursor", "rm", &arg(&t), "billing\u{1b}[31m"]).expect(0);
+    // No longer gated, and no cursor left at all: nobody would read it.
+    assert_eq!(log.publish(b"y"), Err(shmq::SendError::NotConnected));
+    let _sub = log.subscribe(shmq::Start::Latest).unwrap();
     assert_eq!(log.publish(b"y"), Ok(4), "no longer gated");
     assert_eq!(run(&["cursor", "rm", &arg(&t), "billing"]).code, 3);
     run(&["cursor", "--help"]).expect(0);
+}
+
+/// `create --cursor` declares durable cursors at creation: a reliable log
+/// keeps every message for a reader that starts later; with nobody
+/// registered, `pub` is refused (exit 3), or waits up to --timeout (exit 9).
+#[test]
+fn create_cursor_declares_durable_cursors_and_pub_says_when_nobody_is_subscribed() {
+    let t = common::posix("cli-durable");
+    let out = run(&[
+        "create",
+        &arg(&t),
+        "--kind",
+        "log",
+        "--log-mode",
+        "reliable",
+        "--capacity",
+        "4",
+        "--slot-size",
+        "16",
+        "--cursor",
+        "audit",
+        "--cursor",
+        "billing",
+    ])
+    .expect(0);
+    assert!(
+        out.stdout
+            .contains("durable cursors at message 0: \"audit\", \"billing\""),
+        "{}",
+        out.stdout
+    );
+    // 4 fit (gated by the declared cursors from the first message); the
+    // fifth waits for its timeout.
+    let out = run_stdin(
+        &["pub", &arg(&t), "--timeout", "0.2"],
+        b"m1\nm2\nm3\nm4\nm5\n",
+    )
+    .expect(9);
+    assert!(out.stderr.contains("slowest subscriber"), "{}", out.stderr);
+    // A reader that starts now still gets everything from message 1.
+    let out = run(&[
+        "tail",
+        &arg(&t),
+        "--from",
+        "cursor:audit",
+        "--count",
+        "4",
+        "--timeout",
+        "5",
+    ])
+    .expect(0);
+    assert_eq!(out.stdout, "m1\nm2\nm3\nm4\n");
+    let log = shmq::Log::open(&t).unwrap();
+    assert_eq!(log.stats().lagged, 0);
+    drop(log);
+
+    // A reliable log with nobody registered.
+    let empty = common::posix("cli-nobody");
+    let out = run(&[
+        "create",
+        &arg(&empty),
+        "--kind",
+        "log",
+        "--log-mode",
+        "reliable",
+    ])
+    .expect(0);
+    assert!(
+        out.stdout.contains("nobody is registered"),
+        "{}",
+        out.stdout
+    );
+    let out = run_stdin(&["pub", &arg(&empty)], b"lost?\n").expect(3);
+    assert!(
+        out.stderr.contains("nobody is subscribed"),
+        "{}",
+        out.stderr
+    );
+    let out = run_stdin(&["pub", &arg(&empty), "--timeout", "0.1"], b"lost?\n").expect(9);
+    assert!(out.stderr.contains("nobody subscribed"), "{}", out.stderr);
+    assert_eq!(
+        shmq::Log::open(&empty).unwrap().next_seq(),
+        0,
+        "nothing written"
+    );
+    // Overwrite mode: publishing with nobody is fine.
+    let over = common::posix("cli-over");
+    run(&["create", &arg(&over), "--kind", "log"]).expect(0);
+    run_stdin(&["pub", &arg(&over)], b"fine\n").expect(0);
+
+    // Bad declarations: usage errors, nothing created.
+    let bad = common::posix("cli-bad-cursor");
+    for args in [
+        vec![
+            "create", "X", "--kind", "log", "--cursor", "a", "--cursor", "a",
+        ],
+        vec![
+            "create",
+            "X",
+            "--kind",
+            "log",
+            "--cursors",
+            "1",
+            "--cursor",
+            "a",
+            "--cursor",
+            "b",
+        ],
+        vec!["create", "X", "--kind", "log", "--cursor", ""],
+        vec!["create", "X", "--cursor", "a"],
+    ] {
+        let name = arg(&bad);
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "X" { name.as_str() } else { a })
+            .collect();
+        run(&args).expect(2);
+        assert!(shmq::Log::open(&bad).is_err(), "nothing left by {args:?}");
+    }
+    run(&["create", "--help"]).expect(0);
 }

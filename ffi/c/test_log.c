@@ -377,15 +377,24 @@ static void test_reliable(void) {
     size_t n;
     uint64_t seq = 777;
 
-    /* no cursor registered: publishers are not gated */
-    for (uint8_t i = 0; i < 6; i++) publish_byte(l, i);
+    /* no cursor registered: nobody would read it, so nothing is written */
+    for (uint8_t i = 0; i < 6; i++) {
+        CHECK_STATUS(shmq_log_publish(l, &i, 1, &seq), SHMQ_NOT_CONNECTED);
+        CHECK(seq == 777);
+    }
+    CHECK(strstr(shmq_last_error(), "nobody is subscribed") != NULL);
+    CHECK_STATUS(shmq_log_publish_block(l, buf, 1, 2000000, &seq), SHMQ_NOT_CONNECTED);
+    CHECK(seq == 777);
+    CHECK_STATUS(shmq_log_next_seq(l, &seq), SHMQ_OK);
+    CHECK(seq == 0);
+    seq = 777;
 
     /* a subscriber registers and gates publishers */
     shmq_subscriber *s = subscribe(l, SHMQ_START_LATEST);
     shmq_log_counters st;
     CHECK_STATUS(shmq_log_stats(l, &st), SHMQ_OK);
     CHECK(st.reliable && st.cursors == 1 && st.cursor_capacity == 2);
-    for (uint8_t i = 6; i < 10; i++) publish_byte(l, i);
+    for (uint8_t i = 0; i < 4; i++) publish_byte(l, i);
     CHECK_STATUS(shmq_log_publish(l, buf, 1, &seq), SHMQ_FULL);
     CHECK(strstr(shmq_last_error(), "full") != NULL);
     CHECK(seq == 777);
@@ -394,15 +403,15 @@ static void test_reliable(void) {
     CHECK(strstr(shmq_last_error(), "slowest cursor") != NULL);
     CHECK(now_s() - t0 < 5.0);
     CHECK(seq == 777);
-    expect_byte(s, 6);
+    expect_byte(s, 0);
     CHECK_STATUS(shmq_log_publish(l, (const uint8_t *)"a", 1, &seq), SHMQ_OK);
-    CHECK(seq == 10);
+    CHECK(seq == 4);
 
     /* a blocked publisher wakes when the subscriber reads */
     struct delayed d;
     start(&d, l, s, 1);
     CHECK_STATUS(shmq_log_publish_block(l, (const uint8_t *)"b", 1, 5000000000LL, &seq), SHMQ_OK);
-    CHECK(seq == 11);
+    CHECK(seq == 5);
     join_within(&d.j);
     CHECK(d.status == SHMQ_OK);
     start(&d, l, s, 1);
@@ -421,14 +430,17 @@ static void test_reliable(void) {
     shmq_subscriber_free(s);
     CHECK_STATUS(shmq_log_stats(l, &st), SHMQ_OK);
     CHECK(st.cursors == 0);
-    for (int i = 0; i < 8; i++) CHECK_STATUS(shmq_log_publish(l, buf, 1, NULL), SHMQ_OK);
+    /* nobody registered again: refused */
+    for (int i = 0; i < 8; i++) CHECK_STATUS(shmq_log_publish(l, buf, 1, NULL), SHMQ_NOT_CONNECTED);
     s = subscribe(l, SHMQ_START_OLDEST);
     uint64_t pos = 0;
     CHECK_STATUS(shmq_subscriber_position(s, &pos), SHMQ_OK);
-    CHECK(pos == 17); /* tail 21 minus capacity 4 */
+    CHECK(pos == 3); /* where the last subscriber left (and tail 7 minus capacity 4) */
     int got = 0;
     while (shmq_subscriber_recv_try(s, buf, sizeof buf, &n, NULL) == SHMQ_OK) got++;
     CHECK(got == 4);
+    CHECK_STATUS(shmq_log_publish(l, buf, 1, &seq), SHMQ_OK);
+    CHECK(seq == 7);
     shmq_subscriber_free(s);
     shmq_log_free(l);
 }

@@ -64,19 +64,21 @@ static void test_version_and_names(void) {
                            "SHMQ_PANIC", "SHMQ_INVALID_ARGUMENT", "SHMQ_PERMISSION_DENIED",
                            "SHMQ_VERSION_MISMATCH", "SHMQ_NOT_READY", "SHMQ_IO", "SHMQ_ROLE_TAKEN",
                            "SHMQ_LAGGED", "SHMQ_CURSOR_NOT_FOUND", "SHMQ_CURSOR_EXISTS",
-                           "SHMQ_CURSOR_TABLE_FULL", "SHMQ_CURSOR_IN_USE", "SHMQ_NOT_NAMED", "SHMQ_BUSY"};
+                           "SHMQ_CURSOR_TABLE_FULL", "SHMQ_CURSOR_IN_USE", "SHMQ_NOT_NAMED", "SHMQ_BUSY",
+                           "SHMQ_NOT_CONNECTED"};
     shmq_status values[] = {SHMQ_OK, SHMQ_FULL, SHMQ_EMPTY, SHMQ_TIMEOUT, SHMQ_CLOSED, SHMQ_TOO_LARGE,
                             SHMQ_BUFFER_TOO_SMALL, SHMQ_ALREADY_EXISTS, SHMQ_NOT_FOUND, SHMQ_INCOMPATIBLE,
                             SHMQ_CORRUPT, SHMQ_NULL_PARAMETER, SHMQ_PANIC, SHMQ_INVALID_ARGUMENT,
                             SHMQ_PERMISSION_DENIED, SHMQ_VERSION_MISMATCH, SHMQ_NOT_READY, SHMQ_IO,
                             SHMQ_ROLE_TAKEN, SHMQ_LAGGED, SHMQ_CURSOR_NOT_FOUND, SHMQ_CURSOR_EXISTS,
-                            SHMQ_CURSOR_TABLE_FULL, SHMQ_CURSOR_IN_USE, SHMQ_NOT_NAMED, SHMQ_BUSY};
+                            SHMQ_CURSOR_TABLE_FULL, SHMQ_CURSOR_IN_USE, SHMQ_NOT_NAMED, SHMQ_BUSY,
+                            SHMQ_NOT_CONNECTED};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
         CHECK((int)values[i] == i); /* the values are fixed: 0, 1, 2, ... */
         CHECK(strcmp(shmq_status_name(i), names[i]) == 0);
     }
     CHECK((int)(sizeof values / sizeof values[0]) == (int)(sizeof names / sizeof names[0]));
-    CHECK(strcmp(shmq_status_name(26), "SHMQ_UNKNOWN") == 0);
+    CHECK(strcmp(shmq_status_name(27), "SHMQ_UNKNOWN") == 0);
     CHECK(strcmp(shmq_status_name(-1), "SHMQ_UNKNOWN") == 0);
 }
 

@@ -67,6 +67,13 @@ var (
 	// ErrBusy: another live process kept the log's cursor table locked for
 	// too long; retry later.
 	ErrBusy = errors.New("shmq: cursor table busy")
+	// ErrNotConnected: a reliable log has no cursor registered at all (no
+	// named cursor, no live subscriber), so nobody would read the message;
+	// nothing was written (Aeron's NOT_CONNECTED). Subscribe first, or
+	// declare durable cursors when creating the log (WithDurableCursors).
+	// PublishBlock waits for a cursor to appear and returns it when its
+	// deadline passes with nobody registered.
+	ErrNotConnected = errors.New("shmq: nobody is subscribed to the reliable log")
 	// ErrHandleClosed: this handle (queue, log or subscriber) was closed
 	// with Close.
 	ErrHandleClosed = errors.New("shmq: handle is closed")
@@ -155,6 +162,8 @@ func statusErr(st C.enum_shmq_status) error {
 		return ErrNotNamed
 	case C.SHMQ_BUSY:
 		return ErrBusy
+	case C.SHMQ_NOT_CONNECTED:
+		return ErrNotConnected
 	case statusHandleClosed:
 		return ErrHandleClosed
 	default: // SHMQ_NULL_PARAMETER, SHMQ_PANIC, or a status newer than this package

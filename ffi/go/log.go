@@ -5,10 +5,12 @@ package shmq
 #include "cgo_helpers.h"
 
 static enum shmq_status go_log_create(const char *t, uint32_t slot, uint64_t cap, uint32_t mode, uint32_t flags,
-                                      uint32_t cursors, int open_existing, shmq_log **out, char *msg,
-                                      size_t msg_cap) {
-	enum shmq_status s = open_existing ? shmq_log_open_or_create(t, slot, cap, mode, flags, cursors, out)
-	                                   : shmq_log_create(t, slot, cap, mode, flags, cursors, out);
+                                      uint32_t cursors, char **names, size_t n_names, int open_existing,
+                                      shmq_log **out, char *msg, size_t msg_cap) {
+	const char *const *ns = (const char *const *)names;
+	enum shmq_status s =
+	    open_existing ? shmq_log_open_or_create_with_cursors(t, slot, cap, mode, flags, cursors, ns, n_names, out)
+	                  : shmq_log_create_with_cursors(t, slot, cap, mode, flags, cursors, ns, n_names, out);
 	return go_capture(s, msg, msg_cap);
 }
 
@@ -50,10 +52,14 @@ static enum shmq_status go_publish_wait(const shmq_log *l, const uint8_t *msg, s
                                         int64_t total_ns, const int32_t *stop, const int32_t *closing,
                                         uint64_t *seq) {
 	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
+	// A slice that ends with nobody registered is waited out like a full
+	// log; at the deadline the last slice's status is the answer.
+	enum shmq_status last = SHMQ_TIMEOUT;
 	while (go_slice(end, slice_ns, stop, closing, &t)) {
-		if (t <= 0) return SHMQ_TIMEOUT;
+		if (t <= 0) return last;
 		enum shmq_status s = shmq_log_publish_block(l, msg, len, t, seq);
-		if (s != SHMQ_TIMEOUT) return s;
+		if (s != SHMQ_TIMEOUT && s != SHMQ_NOT_CONNECTED) return s;
+		last = s;
 	}
 	return GO_STOPPED;
 }
@@ -120,7 +126,10 @@ const (
 
 // WithReliable makes a reliable log (CreateLog): publishers are gated by
 // the slowest registered cursor (Publish fails with ErrFull, PublishBlock
-// waits) and nothing is lost. Without it a log is in overwrite mode.
+// waits) and nothing is lost. With no cursor registered at all, Publish
+// writes nothing and fails with ErrNotConnected (declare cursors with
+// WithDurableCursors, or subscribe first). Without it a log is in
+// overwrite mode.
 func WithReliable() Option { return func(c *config) { c.reliable = true } }
 
 // WithSinglePublisher makes a single-publisher log (CreateLog): one
@@ -131,6 +140,25 @@ func WithReliable() Option { return func(c *config) { c.reliable = true } }
 // instruction, and one wake reaches every sleeping subscriber. The common
 // case for a feed; combines with WithReliable.
 func WithSinglePublisher() Option { return func(c *config) { c.single = true } }
+
+// WithDurableCursors declares durable named cursors, created with the log
+// (CreateLog, OpenOrCreateLog) at sequence number 0, the first message. They
+// exist before any other process can see the log, so no publish can
+// precede them: a reliable log is gated by them from its first message, and
+// a subscriber that resumes one later (SubscribeNamed) reads everything from
+// message 0 on. Repeatable (the names add up). CreateLog fails with
+// ErrInvalidArgument, creating nothing, for an empty or too long name (1 to
+// 64 bytes), a name given twice, or more names than the cursor table holds
+// (WithCursors). OpenOrCreateLog accepts an existing log only if each
+// declared cursor exists in it (else ErrIncompatible); it never creates them
+// in a log that exists.
+//
+// A reliable log with no cursor registered refuses to publish
+// (ErrNotConnected): declaring its readers' cursors makes it lossless from
+// message 0, however late they start.
+func WithDurableCursors(names ...string) Option {
+	return func(c *config) { c.durable = append(c.durable, names...) }
+}
 
 // WithCursors sets the number of entries of a log's cursor table (default
 // 16, at most 4096): named cursors, plus unnamed subscribers of a reliable
@@ -214,6 +242,17 @@ func createLog(t Target, openExisting bool, opts []Option) (*Log, error) {
 	}
 	ct := C.CString(string(t))
 	defer C.free(unsafe.Pointer(ct))
+	// The durable cursors' names, as a C array of C strings.
+	var names **C.char
+	if n := len(cfg.durable); n > 0 {
+		names = (**C.char)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		defer C.free(unsafe.Pointer(names))
+		arr := unsafe.Slice(names, n)
+		for i, name := range cfg.durable {
+			arr[i] = C.CString(name)
+			defer C.free(unsafe.Pointer(arr[i]))
+		}
+	}
 	var h *C.shmq_log
 	open := C.int(0)
 	if openExisting {
@@ -221,7 +260,7 @@ func createLog(t Target, openExisting bool, opts []Option) (*Log, error) {
 	}
 	err := setup(op, t, func(msg *C.char) C.enum_shmq_status {
 		return C.go_log_create(ct, C.uint32_t(cfg.slotSize), C.uint64_t(cfg.capacity), C.uint32_t(cfg.mode),
-			flags, C.uint32_t(cfg.cursors), open, &h, msg, errCap)
+			flags, C.uint32_t(cfg.cursors), names, C.size_t(len(cfg.durable)), open, &h, msg, errCap)
 	})
 	if err != nil {
 		return nil, err
@@ -232,12 +271,13 @@ func createLog(t Target, openExisting bool, opts []Option) (*Log, error) {
 // CreateLog creates a new fan-out log at t; by default DefaultCapacity
 // slots of DefaultSlotSize bytes, overwrite mode, 16 cursor entries, mode
 // 0600 (options: WithSlotSize, WithCapacity, WithReliable, WithCursors,
-// WithMode). It fails with ErrAlreadyExists if anything is at t, and leaves
-// it untouched.
+// WithDurableCursors, WithSinglePublisher, WithMode). It fails with
+// ErrAlreadyExists if anything is at t, and leaves it untouched.
 func CreateLog(t Target, opts ...Option) (*Log, error) { return createLog(t, false, opts) }
 
 // OpenOrCreateLog creates the log as CreateLog does, or opens it if it
-// exists with the same parameters (else ErrIncompatible).
+// exists with the same parameters and holds every cursor declared with
+// WithDurableCursors (else ErrIncompatible).
 func OpenOrCreateLog(t Target, opts ...Option) (*Log, error) { return createLog(t, true, opts) }
 
 // OpenLog opens the existing log at t; it never creates (ErrNotFound).
@@ -296,7 +336,8 @@ func (l *Log) SinglePublisher() bool { return l.single }
 // call), as many as there is room for in reliable mode. It never waits.
 // On a single-publisher log the batch costs one index store and at most
 // one wake. Errors, with nothing published: ErrTooLarge (any message),
-// ErrFull (reliable mode, no room), ErrClosed, ErrRoleTaken.
+// ErrFull (reliable mode, no room), ErrNotConnected (reliable mode, nobody
+// registered), ErrClosed, ErrRoleTaken.
 func (l *Log) PublishBatch(msgs [][]byte) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
@@ -326,8 +367,9 @@ func (l *Log) PublishBatch(msgs [][]byte) (int, error) {
 
 // Publish publishes msg and returns its sequence number. In overwrite mode
 // it never waits; in reliable mode it fails with ErrFull when the slowest
-// cursor is a full ring behind. Other errors: ErrTooLarge (nothing
-// written), ErrClosed.
+// cursor is a full ring behind, and with ErrNotConnected when no cursor is
+// registered at all (nothing written: nobody would read it). Other errors:
+// ErrTooLarge (nothing written), ErrClosed.
 func (l *Log) Publish(msg []byte) (uint64, error) {
 	var seq C.uint64_t
 	st := l.publishTry(msg, &seq)
@@ -357,25 +399,38 @@ func (l *Log) publishWait(msg []byte, total, slice time.Duration, stop *int32, s
 }
 
 // PublishBlock publishes msg and returns its sequence number, waiting while
-// a reliable log is full until ctx is done (then it returns ctx.Err()
-// within about 2 ms, and msg was not published). In overwrite mode it never
-// waits. Other errors: ErrClosed, ErrTooLarge.
+// a reliable log is full, or has nobody registered, until ctx is done (then
+// it returns ctx.Err() within about 2 ms, and msg was not published). In
+// overwrite mode it never waits. Other errors: ErrClosed, ErrTooLarge.
 func (l *Log) PublishBlock(ctx context.Context, msg []byte) (uint64, error) {
 	return l.publishBlock(ctx, time.Time{}, msg)
 }
 
-// PublishTimeout is PublishBlock with a timeout instead of a context
-// (ErrTimeout when it passes; a negative timeout waits forever).
+// PublishTimeout is PublishBlock with a timeout instead of a context: when
+// it passes, ErrTimeout (the log stayed full) or ErrNotConnected (nobody
+// registered); a negative timeout waits forever.
 func (l *Log) PublishTimeout(msg []byte, timeout time.Duration) (uint64, error) {
 	return l.publishBlock(context.Background(), deadline(timeout), msg)
 }
 
 func (l *Log) publishBlock(ctx context.Context, until time.Time, msg []byte) (uint64, error) {
 	var seq C.uint64_t
-	err := blockingCall(ctx, until, func() C.enum_shmq_status { return l.publishTry(msg, &seq) },
-		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
-			return l.publishWait(msg, total, slice, stop, &seq)
-		}, statusErr)
+	nobody := false
+	err := blockingCall(ctx, until, func() C.enum_shmq_status {
+		st := l.publishTry(msg, &seq)
+		// Nobody registered is waited out as a full log is.
+		if nobody = st == C.SHMQ_NOT_CONNECTED; nobody {
+			return C.SHMQ_FULL
+		}
+		return st
+	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+		st := l.publishWait(msg, total, slice, stop, &seq)
+		nobody = st == C.SHMQ_NOT_CONNECTED
+		return st
+	}, statusErr)
+	if nobody && errors.Is(err, ErrTimeout) {
+		err = ErrNotConnected
+	}
 	return uint64(seq), err
 }
 

@@ -672,10 +672,11 @@ type config struct {
 	slotSize int
 	capacity int
 	mode     os.FileMode
-	flags    uint32 // queues only
-	reliable bool   // logs only
-	single   bool   // logs only: WithSinglePublisher
-	cursors  int    // logs only; 0: the default
+	flags    uint32   // queues only
+	reliable bool     // logs only
+	single   bool     // logs only: WithSinglePublisher
+	cursors  int      // logs only; 0: the default
+	durable  []string // logs only: WithDurableCursors
 }
 
 // Option sets a parameter of a new queue or log.

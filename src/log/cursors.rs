@@ -2,7 +2,9 @@
 //! segment's kind-specific (aux) table, chosen at creation.
 //!
 //! Entry 0 of the aux table is the table's control line ([`TableControl`]:
-//! its lock); entries 1.. are cursors ([`CursorEntry`]). A cursor is either
+//! its lock, and the roster: how many entries are taken, which every
+//! reliable publish reads to learn whether anyone is registered); entries
+//! 1.. are cursors ([`CursorEntry`]). A cursor is either
 //! *named* (durable: it outlives its subscriber and the processes, and is
 //! found again by name) or *ephemeral* (a reliable-mode subscriber without a
 //! name: it gates publishers while its process lives and is reaped when it
@@ -40,9 +42,19 @@ const EPHEMERAL: u32 = 2;
 /// How long a table operation waits for the lock held by a live process.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// The control line of the cursor table (aux entry 0).
+/// The control line of the cursor table (aux entry 0): its first 64 bytes
+/// hold the words written often (the lock, the spinner count), its second
+/// the roster, written only when the table changes and read by every
+/// reliable-mode publish.
 #[repr(C, align(128))]
 pub(crate) struct TableControl {
+    busy: ControlBusy,
+    roster: Roster,
+}
+
+/// The often-written half of [`TableControl`].
+#[repr(C, align(64))]
+struct ControlBusy {
     /// 0 when free; else the holder's `pid << 32 | (start_time & 0xffff_ffff)`.
     lock: AtomicU64,
     /// Blocked subscribers spinning now (see `crate::wait`, "How long to
@@ -50,6 +62,28 @@ pub(crate) struct TableControl {
     /// behind, which makes others spin less, never wait longer than a
     /// publish (they sleep on the futex instead).
     spinners: AtomicU32,
+}
+
+/// The rarely-written half of [`TableControl`]: who is registered.
+#[repr(C, align(64))]
+struct Roster {
+    /// The number of taken entries (named or ephemeral), recounted under
+    /// the lock after every change of the table. A hint, never trusted
+    /// alone: 0 is confirmed by a scan of the entries before a publisher is
+    /// told nobody is registered ([`Table::connected`]); a lock holder that
+    /// died between a change and its recount leaves it stale until the next
+    /// change; a log made by a library that predates it holds 0. Publishers
+    /// waiting for a cursor sleep on it (futex), woken when it leaves 0.
+    registered: AtomicU32,
+    /// The committed position of the last cursor freed when the table
+    /// became empty: at or above every publisher's cached gate (every
+    /// registered cursor's committed position is, and it only grows), so a
+    /// reliable-mode subscriber registering at [`Start::Oldest`] on an empty
+    /// table starts here, never at a position a stale cache lets a
+    /// publisher overwrite.
+    ///
+    /// [`Start::Oldest`]: super::Start::Oldest
+    floor: AtomicU64,
 }
 
 const _: () = assert!(core::mem::size_of::<TableControl>() == AUX_ENTRY_SIZE as usize);
@@ -156,6 +190,52 @@ pub(crate) fn check_name(name: &str) -> Result<(), CursorError> {
     Ok(())
 }
 
+/// Checks the durable cursors a creator declares for a table of `entries`
+/// cursor entries: each a valid name, no two alike, no more than fit.
+pub(crate) fn check_declared(names: &[String], entries: usize) -> Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        if let Err(CursorError::InvalidName { detail }) = check_name(name) {
+            return Err(format!("durable cursor {detail}"));
+        }
+        if names[..i].contains(name) {
+            return Err(format!("durable cursor {name:?} is declared twice"));
+        }
+    }
+    if names.len() > entries {
+        return Err(format!(
+            "{} durable cursors declared, but the log has room for {entries} cursors \
+             (raise the cursor count)",
+            names.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the durable cursors `names` (checked by [`check_declared`]) at
+/// position 0 into the cursor table of a log being created, and counts
+/// them in the roster. The creator does this before it publishes the
+/// header, so no publish can precede them.
+///
+/// # Safety
+/// `aux` points to the aux table of a fresh, zeroed segment that no other
+/// thread or process can see yet: `aux_count > names.len()` entries of
+/// [`AUX_ENTRY_SIZE`] bytes, 128-byte aligned.
+pub(crate) unsafe fn declare(aux: *mut u8, aux_count: u32, names: &[String]) {
+    debug_assert!((aux_count as usize) > names.len());
+    // SAFETY: as the caller guarantees; nobody else sees the table yet.
+    let table = unsafe { Table::at(aux, aux_count, &[]) };
+    for (e, name) in table.entries.iter().zip(names) {
+        Table::fill(e, NAMED, name, 0, 0, 0);
+    }
+    // Relaxed: published with the header, by the creator's Release store
+    // of its magic.
+    table
+        .control
+        .roster
+        .registered
+        .store(names.len() as u32, Ordering::Relaxed);
+}
+
 /// The table lock, released on drop.
 pub(crate) struct TableLock<'a> {
     word: &'a AtomicU64,
@@ -182,28 +262,38 @@ pub(crate) struct Table<'a> {
 impl<'a> Table<'a> {
     /// The table inside `region` (aux entry 0 is the control line).
     pub(crate) fn new(region: &'a Region) -> Table<'a> {
-        let count = region.params().aux_count as usize;
+        let count = region.params().aux_count;
         debug_assert!(count >= 1, "validated when the log was attached");
-        let base = region.aux_ptr();
-        // SAFETY: the aux table holds aux_count >= 1 entries of AUX_ENTRY_SIZE
-        // bytes inside the validated mapping, 128-byte aligned (its offset is a
-        // multiple of 128 from a page-aligned base); the structs hold atomics
+        // SAFETY: the region's aux table holds aux_count entries inside its
+        // validated mapping, aligned as `at` requires (see there).
+        unsafe { Table::at(region.aux_ptr(), count, region.procs()) }
+    }
+
+    /// The table at `base`, of `count` aux entries (the control line and
+    /// `count - 1` cursors).
+    ///
+    /// # Safety
+    /// `base` points to `count` entries of [`AUX_ENTRY_SIZE`] bytes that
+    /// stay mapped for `'a`, 128-byte aligned (the aux table's offset is a
+    /// multiple of 128 from a page-aligned base).
+    unsafe fn at(base: *mut u8, count: u32, procs: &'a [ProcEntry]) -> Table<'a> {
+        // SAFETY: in bounds and aligned (caller); the structs hold atomics
         // only, which tolerate sharing with other processes.
         unsafe {
             Table {
                 control: &*(base as *const TableControl),
                 entries: std::slice::from_raw_parts(
                     base.add(AUX_ENTRY_SIZE as usize) as *const CursorEntry,
-                    count.saturating_sub(1),
+                    (count as usize).saturating_sub(1),
                 ),
-                procs: region.procs(),
+                procs,
             }
         }
     }
 
-    /// The count of spinning subscribers (see [`TableControl::spinners`]).
+    /// The count of spinning subscribers (see [`ControlBusy::spinners`]).
     pub(crate) fn spinners(&self) -> &'a AtomicU32 {
-        &self.control.spinners
+        &self.control.busy.spinners
     }
 
     /// Number of cursor entries.
@@ -214,7 +304,7 @@ impl<'a> Table<'a> {
     /// Takes the table lock, taking it over from a dead holder; waits at
     /// most [`LOCK_WAIT`] for a live one.
     pub(crate) fn lock(&self) -> Result<TableLock<'a>, CursorError> {
-        let word = &self.control.lock;
+        let word = &self.control.busy.lock;
         let me = lock_word();
         let deadline = Instant::now() + LOCK_WAIT;
         let mut spins = 0u32;
@@ -248,7 +338,7 @@ impl<'a> Table<'a> {
 
     /// Takes the table lock if it is free right now.
     pub(crate) fn try_lock(&self) -> Option<TableLock<'a>> {
-        let word = &self.control.lock;
+        let word = &self.control.busy.lock;
         let me = lock_word();
         // SYNC(table-lock): Acquire, pairs with the Release in `TableLock::drop`.
         word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -284,7 +374,7 @@ impl<'a> Table<'a> {
 
     /// Frees the cursors of unnamed subscribers whose process died, and the
     /// attachments of dead processes to named cursors. Call under the lock.
-    pub(crate) fn reap(&self, _lock: &TableLock<'_>) -> usize {
+    pub(crate) fn reap(&self, lock: &TableLock<'_>) -> usize {
         let mut reaped = 0;
         for e in self.entries {
             // Relaxed: the lock orders every change of the table.
@@ -297,7 +387,7 @@ impl<'a> Table<'a> {
                 continue;
             }
             if state == EPHEMERAL {
-                Self::release(e);
+                self.release(lock, e);
                 reaped += 1;
             } else {
                 // Relaxed: only the lock holder reads it to decide.
@@ -332,7 +422,19 @@ impl<'a> Table<'a> {
                 })?
             }
         };
-        let e = &self.entries[index];
+        let (pid, start) = if owned {
+            (std::process::id(), own_start())
+        } else {
+            (0, 0)
+        };
+        Self::fill(&self.entries[index], state, name, pos, pid, start);
+        self.recount(lock);
+        Ok(index)
+    }
+
+    /// Writes a free entry as a cursor at `pos`, its `state` last. Call
+    /// under the lock, or on a table nobody else can see yet.
+    fn fill(e: &CursorEntry, state: u32, name: &str, pos: u64, pid: u32, start: u64) {
         let mut bytes = [0u8; MAX_CURSOR_NAME];
         bytes[..name.len()].copy_from_slice(name.as_bytes());
         // Relaxed (all fields): published by the Release store of `state` below.
@@ -343,11 +445,6 @@ impl<'a> Table<'a> {
             );
         }
         e.name_len.store(name.len() as u32, Ordering::Relaxed);
-        let (pid, start) = if owned {
-            (std::process::id(), own_start())
-        } else {
-            (0, 0)
-        };
         e.owner_start.store(start, Ordering::Relaxed);
         e.owner_pid.store(pid, Ordering::Relaxed);
         e.read.store(pos, Ordering::Relaxed);
@@ -355,7 +452,26 @@ impl<'a> Table<'a> {
         // SYNC(cursor-publish): Release, pairs with the Acquire loads of
         // `state` in `gate` and `list`: the position is visible first.
         e.state.store(state, Ordering::Release);
-        Ok(index)
+    }
+
+    /// Recounts the taken entries into the roster after a change; wakes
+    /// the publishers waiting for a cursor when the table stops being
+    /// empty. Returns the count.
+    fn recount(&self, _lock: &TableLock<'_>) -> u32 {
+        let n = self
+            .entries
+            .iter()
+            // Relaxed: the lock orders every change of the table.
+            .filter(|e| e.state.load(Ordering::Relaxed) != FREE)
+            .count() as u32;
+        let word = &self.control.roster.registered;
+        // Relaxed: a hint (see `Roster::registered`); publishers confirm 0
+        // by scanning the entries, which carry their own Release.
+        let old = word.swap(n, Ordering::Relaxed);
+        if old == 0 && n != 0 {
+            wait::futex_wake_u32(word);
+        }
+        n
     }
 
     /// Creates the named cursor `name` at `pos`. Call under the lock.
@@ -417,8 +533,12 @@ impl<'a> Table<'a> {
         );
     }
 
-    /// Frees an entry and wakes the publishers sleeping on it. Call under the lock.
-    fn release(e: &CursorEntry) {
+    /// Frees an entry and wakes the publishers sleeping on it; when the
+    /// table is empty afterwards, keeps its committed position as the
+    /// roster's floor (see [`Roster::floor`]). Call under the lock.
+    fn release(&self, lock: &TableLock<'_>, e: &CursorEntry) {
+        // Relaxed: the lock orders every change of the table.
+        let last = e.committed.load(Ordering::Relaxed) >> 1;
         // SYNC(cursor-publish): Release, pairs with the Acquire loads of `state`.
         e.state.store(FREE, Ordering::Release);
         // Relaxed: informational once free.
@@ -426,6 +546,11 @@ impl<'a> Table<'a> {
         e.dead_owner.store(0, Ordering::Relaxed);
         e.name_len.store(0, Ordering::Relaxed);
         Self::wake_gated(&e.committed, 0);
+        if self.recount(lock) == 0 {
+            // Relaxed: read under the lock by the next registration (and
+            // for display); the lock orders it.
+            self.control.roster.floor.store(last, Ordering::Relaxed);
+        }
     }
 
     /// Stores `value` into a `committed` word and wakes the publishers that
@@ -445,13 +570,12 @@ impl<'a> Table<'a> {
 
     /// Frees the unnamed subscriber's entry at `index`.
     pub(crate) fn unregister_ephemeral(&self, lock: &TableLock<'_>, index: usize) {
-        let _ = lock;
         let e = &self.entries[index];
         // Relaxed: the lock orders every change of the table.
         if e.state.load(Ordering::Relaxed) == EPHEMERAL
             && e.owner_pid.load(Ordering::Relaxed) == std::process::id()
         {
-            Self::release(e);
+            self.release(lock, e);
         }
     }
 
@@ -469,7 +593,7 @@ impl<'a> Table<'a> {
                 pid,
             });
         }
-        Self::release(e);
+        self.release(lock, e);
         Ok(())
     }
 
@@ -561,8 +685,70 @@ impl<'a> Table<'a> {
         out
     }
 
+    /// Whether any cursor is registered. Lock-free, and cheap while one is:
+    /// the roster's count is read first, and only a count of 0 is
+    /// confirmed by a scan of the entries (a count left stale, or a table
+    /// written by a library that predates the count, is recounted).
+    #[inline]
+    pub(crate) fn connected(&self) -> bool {
+        // Relaxed: a hint (see `Roster::registered`); 0 is confirmed below.
+        if self.control.roster.registered.load(Ordering::Relaxed) != 0 {
+            return true;
+        }
+        self.connected_slow()
+    }
+
+    #[cold]
+    fn connected_slow(&self) -> bool {
+        if self.slowest().is_none() {
+            return false;
+        }
+        // Registered, but not counted: fix the count for the next publish.
+        if let Some(lock) = self.try_lock() {
+            self.recount(&lock);
+        }
+        true
+    }
+
+    /// Sleeps up to `timeout` while the roster counts nobody (a publisher
+    /// waiting for a cursor); woken when the first one registers, or the
+    /// log closes. The caller re-checks after any return.
+    pub(crate) fn wait_connected(&self, timeout: Duration) {
+        let word = &self.control.roster.registered;
+        // Relaxed: only compared; the futex re-checks the word atomically.
+        if word.load(Ordering::Relaxed) != 0 {
+            // Counted, though the caller found nobody: someone registered
+            // just now (return: the caller retries), or the count is stale
+            // (a lock holder died between a change and its recount):
+            // recount, so the wait below sleeps instead of spinning.
+            match self.try_lock() {
+                Some(lock) if self.recount(&lock) == 0 => {}
+                Some(_) => return,
+                None => {
+                    std::thread::sleep(timeout.min(Duration::from_millis(1)));
+                    return;
+                }
+            }
+        }
+        wait::futex_wait_u32(word, 0, Some(timeout));
+    }
+
+    /// The roster's registered count (tests make it stale).
+    #[cfg(test)]
+    pub(crate) fn registered_word(&self) -> &'a AtomicU32 {
+        &self.control.roster.registered
+    }
+
+    /// Where a reliable-mode cursor registering at `Start::Oldest` on an
+    /// empty table starts (see [`Roster::floor`]), at most `tail`.
+    pub(crate) fn floor(&self, tail: u64) -> u64 {
+        // Relaxed: written under the lock, which callers that register hold.
+        self.control.roster.floor.load(Ordering::Relaxed).min(tail)
+    }
+
     /// Wakes every publisher sleeping on a cursor (the log was closed).
     pub(crate) fn wake_all(&self) {
+        wait::futex_wake_u32(&self.control.roster.registered);
         for e in self.entries {
             // SYNC(close-wake): SeqCst, pairs with the sleeper's SeqCst CAS of
             // the waiter bit: either we see the bit, or it sees `closed`.

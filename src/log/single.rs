@@ -19,7 +19,11 @@
 //! The holder keeps the next sequence number `pos` privately (it is the
 //! only writer of positions), and, in reliable mode, a cached lower bound
 //! of the slowest cursor, reread only when the cache says the ring might be
-//! full. Publishing `s` is the seqlock write of the multi-publisher log
+//! full. Whether anyone is registered at all is not cached: every reliable
+//! publish reads the cursor table's registered count (one load of a word
+//! written only when the table changes) and fails with
+//! [`SendError::NotConnected`] when it is 0 and a scan confirms it; a
+//! scan that finds nobody leaves the cached bound as it was. Publishing `s` is the seqlock write of the multi-publisher log
 //! without its CASes:
 //!
 //! ```text
@@ -366,9 +370,18 @@ impl Inner {
         if !self.reliable {
             return Ok(wanted);
         }
+        let table = self.table();
+        if !table.connected() {
+            return Err(SendError::NotConnected);
+        }
         let mut room = self.capacity.saturating_sub(s.saturating_sub(role.gate));
         if room < wanted {
-            role.gate = self.table().gate().unwrap_or(s).min(s);
+            // Nobody registered is never cached as room: the next publish
+            // looks again (and `connected` above is read on every publish).
+            let Some(gate) = table.gate() else {
+                return Err(SendError::NotConnected);
+            };
+            role.gate = gate.min(s);
             room = self.capacity - (s - role.gate);
             if room == 0 {
                 if let Some(t) = self.region.segment().truncation_seen() {
