@@ -59,11 +59,22 @@ echo
 
 {
     printf 'case\tlang\tper op\tops/s\tdetail\n'
-    # "Rust  try_enqueue   21.6 ns  try_dequeue   20.4 ns  pair   42.0 ns  (64 B, best of 7)"
+    # "Rust  try_enqueue   21.6 ns  try_dequeue   20.4 ns  pair   42.0 ns  (64 B, best of 7)";
+    # C's lines name the handle between the language and the figures
+    # ("C spsc roles  try_enqueue ..."), so fields are found by their labels.
     for lang in rust c; do
         awk -v lang="$lang" '{
+            what = ""
+            for (i = 2; i <= NF; i++) {
+                if ($i == "try_enqueue") enq = $(i + 1)
+                else if ($i == "try_dequeue") deq = $(i + 1)
+                else if ($i == "pair") pair = $(i + 1)
+                if (enq == "") what = what (what == "" ? "" : " ") $i
+            }
+            name = lang (what == "" ? "" : " (" what ")")
             printf "try-pair-64B\t%s\t%.1f ns\t%.2f M\ttry_enqueue %s ns, try_dequeue %s ns (one thread, best of 7)\n",
-                lang, $9, 1000 / $9, $3, $6
+                name, pair, 1000 / pair, enq, deq
+            enq = ""; deq = ""; pair = ""
         }' "$out/$lang.txt"
     done
     # shmq bench's JSON rows: one-way latency and cross-process throughput.
