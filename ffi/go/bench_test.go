@@ -313,6 +313,39 @@ func BenchmarkBatch64(b *testing.B) {
 	})
 }
 
+// 64-byte SPSC, batches of 32 through the role handles
+// (Producer.EnqueueBatchTimeout / Consumer.DequeueBatchTimeout): the
+// lock-free path, with no role lease per call as a Queue handle takes.
+func BenchmarkRoleBatch64(b *testing.B) {
+	var p *shmq.Producer
+	var c *shmq.Consumer
+	defer func() {
+		if p != nil {
+			p.Close()
+		}
+		if c != nil {
+			c.Close()
+		}
+	}()
+	spscHandoff(b, func(q *shmq.Queue, msgs [][]byte) (int, error) {
+		if p == nil {
+			var err error
+			if p, err = q.Producer(); err != nil {
+				return 0, err
+			}
+		}
+		return p.EnqueueBatchTimeout(msgs, 30*time.Second)
+	}, func(q *shmq.Queue, buf []byte, lens []int) (int, error) {
+		if c == nil {
+			var err error
+			if c, err = q.Consumer(); err != nil {
+				return 0, err
+			}
+		}
+		return c.DequeueBatchTimeout(buf, lens, 30*time.Second)
+	})
+}
+
 // 64-byte SPSC, zero-copy: Reserve+Commit and Consume+Release per message.
 func BenchmarkZeroCopy64(b *testing.B) {
 	spscHandoff(b, func(q *shmq.Queue, msgs [][]byte) (int, error) {
