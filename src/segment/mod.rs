@@ -596,10 +596,14 @@ pub(crate) fn map_existing(fd: File, what: &str) -> Result<Segment, Error> {
 
 /// How long a segment may stay unpublished (empty, or its magic still zero)
 /// while its creator is taken to be at work: the opener's bounded wait plus
-/// a second of slack for coarse file-system timestamps. Older than that, the
-/// creator has died, or the thing was never a segment being created.
+/// two seconds of slack for coarse timestamps. A SysV segment's creation
+/// time is in whole seconds, read from the kernel's tick-updated clock, so
+/// it can be a second and a tick older than the creation; with one second
+/// of slack an opener took a segment created 1.9994 s earlier for
+/// abandoned. Older than that, the creator has died, or the thing was never
+/// a segment being created.
 pub const STALE_AFTER: std::time::Duration =
-    INIT_WAIT.saturating_add(std::time::Duration::from_secs(1));
+    INIT_WAIT.saturating_add(std::time::Duration::from_secs(2));
 
 /// The smallest segment a shmq creator makes: header, process table and two
 /// slots of the smallest stride (64 bytes). Every segment size is a multiple
