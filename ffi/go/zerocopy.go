@@ -622,12 +622,18 @@ func enqueueBatch(o handle, ctx context.Context, until time.Time, msgs [][]byte,
 	for _, m := range msgs {
 		total += len(m)
 	}
-	data := make([]byte, 0, total)
-	lens := make([]C.size_t, len(msgs))
-	for i, m := range msgs {
-		data = append(data, m...)
-		lens[i] = C.size_t(len(m))
+	pk := batchPacks.Get().(*batchPack)
+	defer batchPacks.Put(pk)
+	data := pk.data[:0]
+	if cap(data) < total {
+		data = make([]byte, 0, total)
 	}
+	lens := pk.lens[:0]
+	for _, m := range msgs {
+		data = append(data, m...)
+		lens = append(lens, C.size_t(len(m)))
+	}
+	pk.data, pk.lens = data, lens
 	var n C.size_t
 	err := attemptOrWait(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 		return callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
@@ -640,6 +646,16 @@ func enqueueBatch(o handle, ctx context.Context, until time.Time, msgs [][]byte,
 	}
 	return int(n), nil
 }
+
+// batchPack is the packed copy of a batch that enqueueBatch hands to C
+// (cgo may not be handed Go pointers to Go pointers), kept for the next
+// batch instead of allocated per call.
+type batchPack struct {
+	data []byte
+	lens []C.size_t
+}
+
+var batchPacks = sync.Pool{New: func() any { return new(batchPack) }}
 
 // dequeueBatch is the batch dequeue of o, never waiting or (wait) waiting
 // for the first message. On ErrBufferTooSmall lens[0] is the length the
