@@ -297,15 +297,21 @@ pub unsafe extern "C" fn shmq_log_create(
     cursors: u32,
     log_out: *mut *mut shmq_log,
 ) -> shmq_status {
-    boundary(|| {
-        non_null!(target);
-        non_null!(log_out);
-        // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = try_status!(unsafe { parse_target(target) });
-        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
-        // SAFETY: log_out is non-null (checked) and writable (caller).
-        unsafe { write_log(Log::create(&target, &config), log_out) }
-    })
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        make_log(
+            target,
+            slot_size,
+            capacity,
+            mode,
+            flags,
+            cursors,
+            std::ptr::null(),
+            0,
+            log_out,
+            Log::create,
+        )
+    }
 }
 
 /// Opens the existing log at `target` and writes its handle to `*log_out`.
@@ -362,14 +368,53 @@ pub unsafe extern "C" fn shmq_log_open_or_create(
     cursors: u32,
     log_out: *mut *mut shmq_log,
 ) -> shmq_status {
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        make_log(
+            target,
+            slot_size,
+            capacity,
+            mode,
+            flags,
+            cursors,
+            std::ptr::null(),
+            0,
+            log_out,
+            Log::open_or_create,
+        )
+    }
+}
+
+/// The body of the four log constructors: checks and parses the
+/// arguments, reads the durable cursor names, and runs `how` (create or
+/// open-or-create).
+///
+/// # Safety
+/// `target` is NULL or NUL-terminated; `names` as for [`with_names`];
+/// `log_out` is NULL or valid for writing a pointer.
+#[allow(clippy::too_many_arguments)]
+unsafe fn make_log(
+    target: *const c_char,
+    slot_size: u32,
+    capacity: u64,
+    mode: u32,
+    flags: u32,
+    cursors: u32,
+    names: *const *const c_char,
+    n_names: usize,
+    log_out: *mut *mut shmq_log,
+    how: fn(&engine::Target, &LogConfig) -> Result<Log, engine::Error>,
+) -> shmq_status {
     boundary(|| {
         non_null!(target);
         non_null!(log_out);
         // SAFETY: non-null (checked), NUL-terminated (caller).
         let target = try_status!(unsafe { parse_target(target) });
         let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
+        // SAFETY: as the caller guarantees.
+        let config = try_status!(unsafe { with_names(config, names, n_names) });
         // SAFETY: log_out is non-null (checked) and writable (caller).
-        unsafe { write_log(Log::open_or_create(&target, &config), log_out) }
+        unsafe { write_log(how(&target, &config), log_out) }
     })
 }
 
@@ -450,17 +495,21 @@ pub unsafe extern "C" fn shmq_log_create_with_cursors(
     n_names: usize,
     log_out: *mut *mut shmq_log,
 ) -> shmq_status {
-    boundary(|| {
-        non_null!(target);
-        non_null!(log_out);
-        // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = try_status!(unsafe { parse_target(target) });
-        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
-        // SAFETY: as the caller guarantees.
-        let config = try_status!(unsafe { with_names(config, names, n_names) });
-        // SAFETY: log_out is non-null (checked) and writable (caller).
-        unsafe { write_log(Log::create(&target, &config), log_out) }
-    })
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        make_log(
+            target,
+            slot_size,
+            capacity,
+            mode,
+            flags,
+            cursors,
+            names,
+            n_names,
+            log_out,
+            Log::create,
+        )
+    }
 }
 
 /// Creates the log as shmq_log_create_with_cursors() does, or opens it as
@@ -485,17 +534,21 @@ pub unsafe extern "C" fn shmq_log_open_or_create_with_cursors(
     n_names: usize,
     log_out: *mut *mut shmq_log,
 ) -> shmq_status {
-    boundary(|| {
-        non_null!(target);
-        non_null!(log_out);
-        // SAFETY: non-null (checked), NUL-terminated (caller).
-        let target = try_status!(unsafe { parse_target(target) });
-        let config = try_status!(config(slot_size, capacity, mode, flags, cursors));
-        // SAFETY: as the caller guarantees.
-        let config = try_status!(unsafe { with_names(config, names, n_names) });
-        // SAFETY: log_out is non-null (checked) and writable (caller).
-        unsafe { write_log(Log::open_or_create(&target, &config), log_out) }
-    })
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        make_log(
+            target,
+            slot_size,
+            capacity,
+            mode,
+            flags,
+            cursors,
+            names,
+            n_names,
+            log_out,
+            Log::open_or_create,
+        )
+    }
 }
 
 /// Frees the handle. Its subscribers stay valid (each keeps the log mapped
