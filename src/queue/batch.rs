@@ -676,11 +676,19 @@ impl Consumer {
         mut f: impl FnMut(&[u8]),
         deadline: Option<Instant>,
     ) -> Result<usize, RecvError> {
+        self.dequeue_batch_until_dyn(max, usize::MAX, &mut f, deadline)
+    }
+
+    fn dequeue_batch_until_dyn(
+        &mut self,
+        max: usize,
+        budget: usize,
+        f: &mut dyn FnMut(&[u8]),
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
         match &mut self.role {
-            Some(role) => {
-                spsc_dequeue_batch_until(&self.queue, role, max, usize::MAX, &mut f, deadline)
-            }
-            None => self.queue.dequeue_batch_until(max, f, deadline),
+            Some(role) => spsc_dequeue_batch_until(&self.queue, role, max, budget, f, deadline),
+            None => self.queue.dequeue_batch_until_dyn(max, budget, f, deadline),
         }
     }
 
@@ -722,10 +730,6 @@ impl Consumer {
     ) -> Result<usize, RecvError> {
         let mut into = FlatSink::new(buf, lens);
         let (max, budget) = (into.max(), into.budget());
-        let f = &mut |m: &[u8]| into.push(m);
-        match &mut self.role {
-            Some(role) => spsc_dequeue_batch_until(&self.queue, role, max, budget, f, deadline),
-            None => self.queue.dequeue_batch_until_dyn(max, budget, f, deadline),
-        }
+        self.dequeue_batch_until_dyn(max, budget, &mut |m| into.push(m), deadline)
     }
 }
