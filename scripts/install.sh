@@ -18,6 +18,9 @@
 #   --libdir DIR    library directory (default PREFIX/lib)
 #   --profile NAME  cargo profile to build and install from (default release;
 #                   the test command uses test-release)
+#   --no-build      install the library already built in target/NAME (the
+#                   test command's packaging check, right after its build)
+#                   instead of running cargo
 #   --pc-only       build and install nothing: write DIR/pkgconfig/shmq.pc for
 #                   the library as built in DIR (--libdir, default
 #                   target/release) with the header in this checkout's
@@ -39,6 +42,7 @@ prefix=${PREFIX:-/usr/local}
 libdir=""
 profile=release
 pc_only=0
+build=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --prefix) [ $# -ge 2 ] || usage; prefix=$2; shift 2 ;;
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     --profile) [ $# -ge 2 ] || usage; profile=$2; shift 2 ;;
     --profile=*) profile=${1#*=}; shift ;;
     --pc-only) pc_only=1; shift ;;
+    --no-build) build=0; shift ;;
     -h | --help) usage ;;
     *) echo "install.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -119,8 +124,10 @@ libdir=$(absolute "${libdir:-$prefix/lib}")
 includedir=$prefix/include
 dest=${DESTDIR:-}
 
-echo "install.sh: cargo build --profile $profile -p shmq-capi" >&2
-(cd "$root" && cargo build --profile "$profile" -p shmq-capi)
+if [ "$build" = 1 ]; then
+    echo "install.sh: cargo build --profile $profile -p shmq-capi" >&2
+    (cd "$root" && cargo build --profile "$profile" -p shmq-capi)
+fi
 built=$root/target/$profile
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then built=$(absolute "$CARGO_TARGET_DIR")/$profile; fi
 for f in "$built/libshmq.so" "$built/libshmq.a" "$root/include/shmq.h"; do
