@@ -83,14 +83,14 @@ use crate::layout::{
 use crate::liveness::{self, Attached};
 use crate::procs::{self, Announce, Named};
 use crate::region::Region;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next, SpinBudget, WaitStrategy};
 use crate::{Error, RecvError, SendError, Target};
 
 pub use cursors::{CursorInfo, MAX_CURSOR_NAME};
 pub use error::CursorError;
 
-use cursors::Table;
+use cursors::{Table, SPIN_REFRESH};
 use single::{LocalRole, PubRole};
 
 /// Header flag of a log: reliable mode (publishers gated by the slowest cursor).
@@ -1937,24 +1937,45 @@ pub struct Subscriber {
 }
 
 /// This subscriber counted among the log's spinners, while it spins.
-struct Spinning<'a>(Option<&'a AtomicU32>);
+struct Spinning<'a> {
+    table: Option<Table<'a>>,
+    /// When it last refreshed the count's beat.
+    refreshed: Instant,
+}
 
 impl<'a> Spinning<'a> {
-    fn start(count: &'a AtomicU32, spins: bool) -> Spinning<'a> {
+    fn start(table: Table<'a>, spins: bool) -> Spinning<'a> {
+        let refreshed = Instant::now();
         if !spins {
-            return Spinning(None);
+            return Spinning {
+                table: None,
+                refreshed,
+            };
         }
-        // Relaxed: a hint for other subscribers' spin budgets.
-        count.fetch_add(1, Ordering::Relaxed);
-        Spinning(Some(count))
+        table.spin_start();
+        Spinning {
+            table: Some(table),
+            refreshed,
+        }
+    }
+
+    /// Called on each spin: says at least every [`SPIN_REFRESH`] that this
+    /// spinner is alive, so its count is not taken for a dead one's.
+    fn spun(&mut self, spins: u32) {
+        if spins % 1024 != 0 {
+            return;
+        }
+        if let Some(table) = &self.table {
+            if self.refreshed.elapsed() >= SPIN_REFRESH {
+                table.spin_refresh();
+                self.refreshed = Instant::now();
+            }
+        }
     }
 
     fn stop(&mut self) {
-        if let Some(count) = self.0.take() {
-            // Relaxed: as above; saturating, as the word is shared memory.
-            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
+        if let Some(table) = self.table.take() {
+            table.spin_stop();
         }
     }
 }
@@ -2452,18 +2473,17 @@ impl Subscriber {
         // Nothing now: wait, spinning only as long as it is likely to help
         // (see `crate::wait`, "How long to spin").
         let started = Instant::now();
-        // A reference of our own: the spinner count is borrowed across the loop.
+        // A reference of our own: the cursor table is borrowed across the loop.
         let inner = Arc::clone(&self.inner);
-        let spinners = inner.table().spinners();
+        let table = inner.table();
         let (spin, configured) = match self.wait {
             WaitStrategy::SpinThenSleep { spin } => {
-                // Relaxed: a hint of how many spin now.
-                let now = spinners.load(Ordering::Relaxed);
-                (self.budget.spin_for(spin, now), Some(spin))
+                (self.budget.spin_for(spin, table.spinners_now()), Some(spin))
             }
             WaitStrategy::BusySpin => (Duration::MAX, None),
         };
-        let mut spinning = Spinning::start(spinners, !spin.is_zero());
+        let mut spinning = Spinning::start(table, !spin.is_zero());
+        let mut spins = 0u32;
         let mut backoff = Backoff::with_spin(self.wait, deadline, spin);
         // Single-publisher log: the word the publisher bumps when it wakes
         // sleeping subscribers (see `crate::wait`, "Sleepers").
@@ -2482,7 +2502,10 @@ impl Subscriber {
                 slept = true;
             }
             match next {
-                Next::Retry => {}
+                Next::Retry => {
+                    spins = spins.wrapping_add(1);
+                    spinning.spun(spins);
+                }
                 Next::TimedOut => {
                     break match self.inner.region.segment().check_intact() {
                         Ok(()) => Err(RecvError::Timeout),

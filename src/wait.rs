@@ -24,7 +24,10 @@
 //!   segment. A subscriber that would be one spinner too many for the CPUs
 //!   this process may run on (all but one, left to the publisher) does not
 //!   spin at all: it sleeps at once and is woken by the publish. So four
-//!   blocking subscribers on two cores make one spinner, not four.
+//!   blocking subscribers on two cores make one spinner, not four. A
+//!   count left by a subscriber killed while it spun is cleared once
+//!   nobody has touched it for 100 ms (live spinners refresh it every
+//!   millisecond), so a crash does not stop the others spinning for good.
 //! - *Arrivals.* Each subscriber measures how long its waits last (the
 //!   interval between messages, as it sees it). A wait that outlasted the
 //!   spin halves the budget (spinning did not help); a wait that ended

@@ -42,6 +42,25 @@ const EPHEMERAL: u32 = 2;
 /// How long a table operation waits for the lock held by a live process.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the
+/// machine, unlike an `Instant`, which cannot be stored. Constant under
+/// loom, whose models must not branch on the time.
+fn mono_ns() -> u64 {
+    if cfg!(loom) {
+        return 0;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists
+    // on every Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// The control line of the cursor table (aux entry 0): its first 64 bytes
 /// hold the words written often (the lock, the spinner count), its second
 /// the roster, written only when the table changes and read by every
@@ -59,10 +78,23 @@ struct ControlBusy {
     lock: AtomicU64,
     /// Blocked subscribers spinning now (see `crate::wait`, "How long to
     /// spin"). A hint: a process killed while spinning leaves its count
-    /// behind, which makes others spin less, never wait longer than a
-    /// publish (they sleep on the futex instead).
+    /// behind, and `spin_beat` tells that count apart from live spinners'.
     spinners: AtomicU32,
+    /// CLOCK_MONOTONIC nanoseconds of the last change of `spinners`, or of
+    /// a live spinner's refresh ([`SPIN_REFRESH`]). A count not touched
+    /// for [`SPIN_STALE`] is a dead spinner's and is cleared
+    /// ([`Table::spinners_now`]). 0 in a log made before it existed.
+    spin_beat: AtomicU64,
 }
+
+/// A spinner refreshes `spin_beat` at least this often (in its own time;
+/// see [`Table::spin_refresh`]).
+pub(crate) const SPIN_REFRESH: Duration = Duration::from_millis(1);
+
+/// A spinner count not touched for this long is a dead process's: no live
+/// spinner goes this long without a refresh unless it has been kept off a
+/// CPU for that long, and then it does not compete for one.
+const SPIN_STALE: Duration = Duration::from_millis(100);
 
 /// The rarely-written half of [`TableControl`]: who is registered.
 #[repr(C, align(64))]
@@ -291,9 +323,67 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// The count of spinning subscribers (see [`ControlBusy::spinners`]).
-    pub(crate) fn spinners(&self) -> &'a AtomicU32 {
-        &self.control.busy.spinners
+    /// How many subscribers spin now, for a waiter choosing its spin (see
+    /// [`ControlBusy::spinners`]). A count that nobody has touched for
+    /// [`SPIN_STALE`] was left by spinners that died: it is cleared, so
+    /// that a subscriber killed while it spun does not stop the others
+    /// from spinning for good.
+    pub(crate) fn spinners_now(&self) -> u32 {
+        let busy = &self.control.busy;
+        // Relaxed (here and in the other spinner calls): a hint for spin
+        // budgets; no data is published through these words.
+        let n = busy.spinners.load(Ordering::Relaxed);
+        if n == 0 {
+            return 0;
+        }
+        let beat = busy.spin_beat.load(Ordering::Relaxed);
+        if mono_ns().saturating_sub(beat) < SPIN_STALE.as_nanos() as u64 {
+            return n;
+        }
+        // Only the count we judged: a spinner that started meanwhile keeps
+        // its own (the exchange fails and we count it next time).
+        let _ = busy
+            .spinners
+            .compare_exchange(n, 0, Ordering::Relaxed, Ordering::Relaxed);
+        0
+    }
+
+    /// Counts the caller among the spinners.
+    pub(crate) fn spin_start(&self) {
+        let busy = &self.control.busy;
+        busy.spinners.fetch_add(1, Ordering::Relaxed);
+        busy.spin_beat.store(mono_ns(), Ordering::Relaxed);
+    }
+
+    /// Says the caller, counted by [`Self::spin_start`], still spins.
+    pub(crate) fn spin_refresh(&self) {
+        self.control
+            .busy
+            .spin_beat
+            .store(mono_ns(), Ordering::Relaxed);
+    }
+
+    /// The spinner count as stored, and its beat moved `by` into the past
+    /// (tests: a count left by a process killed that long ago).
+    #[cfg(test)]
+    pub(crate) fn age_spinners(&self, by: Duration) -> u32 {
+        let busy = &self.control.busy;
+        let beat = busy.spin_beat.load(Ordering::Relaxed);
+        busy.spin_beat
+            .store(beat.saturating_sub(by.as_nanos() as u64), Ordering::Relaxed);
+        busy.spinners.load(Ordering::Relaxed)
+    }
+
+    /// Stops counting the caller among the spinners (saturating: the word
+    /// is shared memory, and may have been cleared as stale).
+    pub(crate) fn spin_stop(&self) {
+        let busy = &self.control.busy;
+        let _ = busy
+            .spinners
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        busy.spin_beat.store(mono_ns(), Ordering::Relaxed);
     }
 
     /// Number of cursor entries.

@@ -306,6 +306,48 @@ fn an_impossible_length_is_reported_and_skipped() {
 }
 
 #[test]
+fn a_spinner_count_left_by_a_dead_subscriber_is_cleared_once_stale() {
+    let log = log(64, 16);
+    let table = log.inner.table();
+    // A subscriber that counted itself and was killed while spinning.
+    table.spin_start();
+    assert_eq!(table.spinners_now(), 1, "a fresh count is a live spinner's");
+    assert_eq!(table.age_spinners(Duration::from_millis(50)), 1);
+    assert_eq!(table.spinners_now(), 1, "50 ms: still within SPIN_STALE");
+    // A live spinner refreshes its beat and stays counted.
+    table.spin_refresh();
+    assert_eq!(table.age_spinners(Duration::from_millis(99)), 1);
+    assert_eq!(table.spinners_now(), 1);
+    // Nobody touched it for SPIN_STALE: the next waiter clears it.
+    assert_eq!(table.age_spinners(Duration::from_millis(2)), 1);
+    assert_eq!(table.spinners_now(), 0);
+    assert_eq!(
+        table.age_spinners(Duration::ZERO),
+        0,
+        "cleared in the segment"
+    );
+}
+
+#[test]
+fn a_blocking_receive_clears_a_stale_spinner_count_and_leaves_none() {
+    let log = log(64, 16);
+    let table = log.inner.table();
+    table.spin_start();
+    table.spin_start();
+    table.age_spinners(Duration::from_secs(1));
+    let mut sub = log.subscribe(Start::Latest).unwrap();
+    sub.set_wait_strategy(WaitStrategy::default());
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        sub.recv_block(&mut buf, Some(Duration::from_millis(2))),
+        Err(RecvError::Timeout)
+    );
+    // Without the clearing the two dead spinners would still be counted
+    // (and every blocking subscriber of this log would sleep at once).
+    assert_eq!(table.age_spinners(Duration::ZERO), 0);
+}
+
+#[test]
 fn close_drains_then_reports_closed() {
     let l = log(8, 4);
     let mut sub = l.subscribe(Start::Latest).unwrap();
