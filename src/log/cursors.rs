@@ -104,7 +104,8 @@ struct Roster {
     /// alone: 0 is confirmed by a scan of the entries before a publisher is
     /// told nobody is registered ([`Table::connected`]); a lock holder that
     /// died between a change and its recount leaves it stale until the next
-    /// change; a log made by a library that predates it holds 0. Publishers
+    /// change, or until a publisher's scan finds no cursor
+    /// ([`Table::gate`]); a log made by a library that predates it holds 0. Publishers
     /// waiting for a cursor sleep on it (futex), woken when it leaves 0.
     registered: AtomicU32,
     /// The committed position of the last cursor freed when the table
@@ -734,7 +735,42 @@ impl<'a> Table<'a> {
 
     /// The smallest committed position over every cursor, or `None`. Lock-free.
     pub(crate) fn gate(&self) -> Option<u64> {
-        self.slowest().map(|(_, raw)| raw >> 1)
+        let gate = self.slowest().map(|(_, raw)| raw >> 1);
+        if gate.is_none() {
+            self.nobody_seen();
+        }
+        gate
+    }
+
+    /// The scan found no cursor: a roster count that says otherwise was
+    /// left by a lock holder that died between a change and its recount.
+    /// Fix it now rather than at the next change of the table, so that
+    /// publishers report [`NotConnected`] from their next publish on (a
+    /// gated publisher scans once per lap of the ring, so a stale count
+    /// lets at most one lap through).
+    ///
+    /// [`NotConnected`]: crate::SendError::NotConnected
+    #[cold]
+    fn nobody_seen(&self) {
+        // Relaxed: a hint (see `Roster::registered`).
+        if self.control.roster.registered.load(Ordering::Relaxed) != 0 {
+            if let Some(lock) = self.try_lock() {
+                self.recount(&lock);
+            }
+        }
+    }
+
+    /// Sets the roster count as a lock holder that died before its recount
+    /// would leave it (tests).
+    #[cfg(test)]
+    pub(crate) fn set_roster_count(&self, n: u32) {
+        self.control.roster.registered.store(n, Ordering::Relaxed);
+    }
+
+    /// The roster count as stored (tests).
+    #[cfg(test)]
+    pub(crate) fn roster_count(&self) -> u32 {
+        self.control.roster.registered.load(Ordering::Relaxed)
     }
 
     /// Every cursor, with its lag behind `tail`. Lock-free snapshot.

@@ -348,6 +348,42 @@ fn a_blocking_receive_clears_a_stale_spinner_count_and_leaves_none() {
 }
 
 #[test]
+fn a_stale_roster_count_lets_at_most_one_lap_through_then_says_not_connected() {
+    for single in [false, true] {
+        let log = Log::in_process(
+            &LogConfig::new(64, 8)
+                .mode(LogMode::Reliable)
+                .cursors(2)
+                .single_publisher(single),
+        )
+        .unwrap();
+        let mut publisher = log.clone().into_publisher().unwrap();
+        let sub = log.subscribe(Start::Latest).unwrap();
+        drop(sub);
+        assert_eq!(publisher.publish(b"x"), Err(SendError::NotConnected));
+        // A registration whose process died before it recounted.
+        log.inner.table().set_roster_count(1);
+        let mut through = 0;
+        let err = loop {
+            match publisher.publish(b"x") {
+                Ok(_) => through += 1,
+                Err(e) => break e,
+            }
+            assert!(
+                through <= 8,
+                "single={single}: the stale count was never fixed"
+            );
+        };
+        assert_eq!(err, SendError::NotConnected, "single={single}");
+        assert!(through <= 8, "single={single}: {through} through");
+        // Fixed, so a blocking publish sleeps until a registration instead
+        // of finding the count non-zero and retrying at once.
+        assert_eq!(log.inner.table().roster_count(), 0, "single={single}");
+        assert_eq!(publisher.publish(b"x"), Err(SendError::NotConnected));
+    }
+}
+
+#[test]
 fn close_drains_then_reports_closed() {
     let l = log(8, 4);
     let mut sub = l.subscribe(Start::Latest).unwrap();
