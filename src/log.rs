@@ -2489,7 +2489,12 @@ impl Subscriber {
         // sleeping subscribers (see `crate::wait`, "Sleepers").
         let wake_seq = &inner.region.header().control.wake_seq;
         // Relaxed: a hint, compared after the wait; no data depends on it.
-        let woken_before = wake_seq.load(Ordering::Relaxed);
+        // A multi-publisher log has no such word in use: not read.
+        let woken_before = if inner.single {
+            wake_seq.load(Ordering::Relaxed)
+        } else {
+            0
+        };
         let mut slept = false;
         let result = loop {
             match self.recv_try(buf) {
