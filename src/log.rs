@@ -2518,11 +2518,20 @@ impl Subscriber {
                     };
                 }
                 Next::Sleep => {
-                    if let Err(t) = self.inner.region.segment().check_intact() {
+                    // A truncation the SIGBUS guard has met: one load. One
+                    // nobody has touched yet (an fstat, a syscall): at most
+                    // every RECOVER_EVERY, not at every sleep of a
+                    // subscriber woken per message.
+                    if let Some(t) = self.inner.region.segment().truncation_seen() {
                         break Err(t.into());
                     }
-                    if self.recovery_due(true) && self.inner.recover_hole(self.pos) {
-                        continue;
+                    if self.recovery_due(true) {
+                        if let Err(t) = self.inner.region.segment().check_intact() {
+                            break Err(t.into());
+                        }
+                        if self.inner.recover_hole(self.pos) {
+                            continue;
+                        }
                     }
                     let inner = &*self.inner;
                     if inner.single {

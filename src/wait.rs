@@ -325,6 +325,10 @@ pub(crate) fn wake_all(stamp: &AtomicU64) {
 // which runs a full barrier on every CPU running a registered process. Every
 // process registers when it first attaches a segment; a process whose
 // registration fails fences on its own fast path instead (`waker_fence`).
+// A single-publisher log's subscriber first sleeps briefly without the
+// barrier (`UNFENCED_SLEEP` in src/log/single.rs): on a busy feed the next
+// publish wakes it, and the barrier, which interrupts every other CPU, is
+// paid only by a subscriber that stays idle longer than that.
 
 const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
 const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 2;

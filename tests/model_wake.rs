@@ -24,6 +24,12 @@
 //!   timeout: a stall.)
 //!
 //! Simplifications, each named:
+//! - `sp_sleep` first sleeps up to `UNFENCED_SLEEP` (200 us) without the
+//!   barrier, and only when that sleep ends unwoken with nothing to read
+//!   does it take the barrier, look again and sleep: the sequence modelled
+//!   here. The first sleep is not modelled: a publish it misses (one that
+//!   raced with its look) costs at most its bound, after which the
+//!   modelled part runs with the count already taken.
 //! - The asymmetric barrier (the publisher's compiler fence against the
 //!   sleeper's `membarrier`) is a SeqCst fence on both sides, which is what
 //!   `membarrier` gives the pair.
