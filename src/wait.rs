@@ -325,10 +325,10 @@ pub(crate) fn wake_all(stamp: &AtomicU64) {
 // which runs a full barrier on every CPU running a registered process. Every
 // process registers when it first attaches a segment; a process whose
 // registration fails fences on its own fast path instead (`waker_fence`).
-// A single-publisher log's subscriber first sleeps briefly without the
-// barrier (`UNFENCED_SLEEP` in src/log/single.rs): on a busy feed the next
-// publish wakes it, and the barrier, which interrupts every other CPU, is
-// paid only by a subscriber that stays idle longer than that.
+// A sleeper first sleeps briefly without the barrier ([`UNFENCED_SLEEP`],
+// [`asym_sleep`]): on a busy feed the next publish wakes it, and the
+// barrier, which interrupts every other CPU, is paid only by a sleeper that
+// stays idle longer than that.
 
 const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
 const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 2;
@@ -376,6 +376,67 @@ pub(crate) fn waker_fence() {
 pub(crate) fn sleeper_barrier() -> bool {
     std::sync::atomic::fence(Ordering::SeqCst);
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) || membarrier(MEMBARRIER_CMD_GLOBAL)
+}
+
+/// How long a sleeper of the asymmetric protocol sleeps before it pays for
+/// the barrier ([`asym_sleep`]).
+///
+/// The barrier (`membarrier`) is what guarantees that a publish made while
+/// the sleeper went to sleep either is seen by its last look or sees its
+/// count, and so wakes it. It interrupts every CPU running an attached
+/// process: measured on the 2-CPU development VM, 0.4 us when the other CPU
+/// is idle and 5 us when it runs a publisher or another subscriber. That
+/// was most of the CPU time of a subscriber woken per message (`shmq
+/// bench`, paced cases), and it stalls the publisher it interrupts. So a
+/// sleeper first sleeps this long without it: a publish that raced with its
+/// going to sleep (within the time a store takes to leave the publisher's
+/// store buffer) is noticed at the end of this sleep at the latest, or at
+/// the next publish; every other publish wakes it at once, as before. Then
+/// it takes the barrier, looks again and sleeps on. A feed faster than one
+/// message per `UNFENCED_SLEEP` never pays for the barrier; a slower one
+/// pays once per idle gap, with one extra timer wake-up.
+pub(crate) const UNFENCED_SLEEP: Duration = Duration::from_micros(200);
+
+/// The sleeper's side of the asymmetric protocol, once it has counted
+/// itself and read `seq` from `wake_seq`: sleeps while `wake_seq` holds
+/// `seq` and `ready()` is false, at most `timeout` (`None`: no limit).
+/// First without the barrier for up to [`UNFENCED_SLEEP`], then with it.
+/// Without a barrier (none available, or `trusted` false: the caller could
+/// not count itself) a sleep lasts at most 1 ms. The caller re-checks
+/// whatever it waits for.
+pub(crate) fn asym_sleep(
+    wake_seq: &AtomicU32,
+    seq: u32,
+    timeout: Option<Duration>,
+    trusted: bool,
+    ready: impl Fn() -> bool,
+) {
+    if ready() {
+        return;
+    }
+    let started = Instant::now();
+    let first = timeout.map_or(UNFENCED_SLEEP, |t| t.min(UNFENCED_SLEEP));
+    futex_wait_u32(wake_seq, seq, Some(first));
+    // SYNC(asym-wake): Acquire, pairs with the waker's Release bump of
+    // `wake_seq`: a sleeper that reads the new value sees its publish.
+    if wake_seq.load(Ordering::Acquire) != seq || ready() {
+        return;
+    }
+    let rest = timeout.map(|t| t.saturating_sub(started.elapsed()));
+    if rest.is_some_and(|r| r.is_zero()) {
+        return;
+    }
+    let barrier = sleeper_barrier();
+    if ready() {
+        return;
+    }
+    let rest = if barrier && trusted {
+        rest
+    } else {
+        let cap = Duration::from_millis(1);
+        Some(rest.map_or(cap, |r| r.min(cap)))
+    };
+    futex_wait_u32(wake_seq, seq, rest);
 }
 
 /// Sleeps while `word` holds `expected`, at most `timeout`.

@@ -24,7 +24,7 @@
 //!   timeout: a stall.)
 //!
 //! Simplifications, each named:
-//! - `sp_sleep` first sleeps up to `UNFENCED_SLEEP` (200 us) without the
+//! - `sp_sleep` (`wait::asym_sleep`) first sleeps up to `UNFENCED_SLEEP` (200 us) without the
 //!   barrier, and only when that sleep ends unwoken with nothing to read
 //!   does it take the barrier, look again and sleep: the sequence modelled
 //!   here. The first sleep is not modelled: a publish it misses (one that

@@ -88,32 +88,13 @@
 //! died.
 
 use std::sync::atomic::fence;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `Control::sleepers` of a single-publisher log: the number of sleepers
 /// counted in the current generation, in the low 16 bits ...
 const SLEEPERS_COUNT: u32 = 0xffff;
 /// ... and the generation in the high 16, started anew by each waker.
 const SLEEPERS_GEN: u32 = 1 << 16;
-
-/// How long a subscriber sleeps before it pays for the sleeper's barrier.
-///
-/// The barrier (`membarrier`, see `crate::wait`, asym-dekker) is what
-/// guarantees that a publish made while the subscriber went to sleep either
-/// is seen by its last look or sees its count, and so wakes it. It costs an
-/// interrupt of every CPU running an attached process: 0.4 us alone, 5 us
-/// when another CPU runs a publisher or subscriber, measured on the 2-CPU
-/// development VM, where it was most of the CPU time of a subscriber woken
-/// per message (`shmq bench`, paced cases), and it interrupts the publisher
-/// too. So a subscriber first sleeps this long without it: a publish that
-/// raced with its going to sleep (within the time a store takes to leave
-/// the publisher's store buffer) is then noticed at the end of this sleep
-/// at the latest, or at the next publish; every other publish wakes it as
-/// before. Only after this sleep does it take the barrier and sleep on,
-/// as before. A feed faster than one message per `UNFENCED_SLEEP` never
-/// pays for the barrier; a slower one pays for it once per idle gap, with
-/// one extra timer wake-up.
-const UNFENCED_SLEEP: Duration = Duration::from_micros(200);
 
 use super::{Inner, SendError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
 use crate::layout::{CLOSED, CLOSED_QUIET, OPEN};
@@ -302,30 +283,14 @@ impl Inner {
         let generation = counted.ok().map(|v| v & !SLEEPERS_COUNT);
         // SYNC(sp-wake): Acquire, pairs with the waker's Release bump.
         let seq = ctl.wake_seq.load(Ordering::Acquire);
-        // First a short sleep without the barrier (see `UNFENCED_SLEEP`): on
-        // a busy feed the next publish wakes us well within it.
-        let rest = if ready() {
-            None
-        } else {
-            let started = Instant::now();
-            wait::futex_wait_u32(&ctl.wake_seq, seq, Some(timeout.min(UNFENCED_SLEEP)));
-            // SYNC(sp-wake): Acquire, as above.
-            let woken = ctl.wake_seq.load(Ordering::Acquire) != seq;
-            (!woken && !ready()).then(|| timeout.saturating_sub(started.elapsed()))
-        };
-        if let Some(rest) = rest.filter(|r| !r.is_zero()) {
-            let barrier = wait::sleeper_barrier();
-            if !ready() {
-                // No barrier available, or not counted: never trust a sleep
-                // for long.
-                let rest = if barrier && generation.is_some() {
-                    rest
-                } else {
-                    rest.min(Duration::from_millis(1))
-                };
-                wait::futex_wait_u32(&ctl.wake_seq, seq, Some(rest));
-            }
-        }
+        // Not counted (a full count): a bounded sleep (`trusted` false).
+        wait::asym_sleep(
+            &ctl.wake_seq,
+            seq,
+            Some(timeout),
+            generation.is_some(),
+            ready,
+        );
         if let Some(generation) = generation {
             // Relaxed (sp-gen): a read-modify-write sees the waker's new
             // generation if there is one; then our count went with the old

@@ -261,20 +261,11 @@ impl Queue {
         ctl.sleepers.fetch_add(1, Ordering::SeqCst);
         // SYNC(spsc-wake): Acquire, pairs with the waker's Release bump.
         let seq = ctl.wake_seq.load(Ordering::Acquire);
-        let bounded = !wait::sleeper_barrier();
-        if !ready() {
-            let mut timeout = backoff.remaining();
-            // No barrier available: never trust a sleep for long.
-            let cap = if bounded {
-                Some(std::time::Duration::from_millis(1))
-            } else {
-                cap
-            };
-            if let Some(cap) = cap {
-                timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
-            }
-            wait::futex_wait_u32(&ctl.wake_seq, seq, timeout);
+        let mut timeout = backoff.remaining();
+        if let Some(cap) = cap {
+            timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
         }
+        wait::asym_sleep(&ctl.wake_seq, seq, timeout, true, ready);
         // Relaxed: a count; wakers tolerate a stale non-zero (one spare syscall).
         ctl.sleepers.fetch_sub(1, Ordering::Relaxed);
         if let Some(e) = mine {
