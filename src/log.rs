@@ -442,6 +442,9 @@ struct Inner {
     gate: AtomicU64,
     /// Milliseconds after `born` when dead cursors were last reaped.
     reaped_ms: AtomicU64,
+    /// How long a publisher of this mapping spins when gated, learned from
+    /// its gated waits ([`SpinBudget`] nanoseconds; see `gated_until`).
+    gate_spin_ns: AtomicU64,
     born: Instant,
 }
 
@@ -471,6 +474,7 @@ impl Inner {
             local: Mutex::new(LocalRole::Free),
             gate: AtomicU64::new(0),
             reaped_ms: AtomicU64::new(0),
+            gate_spin_ns: AtomicU64::new(u64::MAX),
             born: Instant::now(),
             region,
         })
@@ -1353,14 +1357,52 @@ impl Log {
     /// Retries `attempt` while it reports [`SendError::Full`], sleeping
     /// on the slowest cursor, or [`SendError::NotConnected`], sleeping
     /// until a cursor registers, until `deadline`.
+    ///
+    /// A gated publisher waits for the slowest subscriber, which needs a CPU
+    /// to make room: spinning helps only when that subscriber runs beside
+    /// it. So the spin is learned as a subscriber's is (`crate::wait`, "How
+    /// long to spin", arrivals): gated waits that outlast it halve it, as
+    /// on a machine with more busy subscribers than CPUs, where a publisher
+    /// that spun the full 50 us held a CPU that they needed.
     fn gated_until<T>(
         &self,
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Result<T, SendError>,
     ) -> Result<T, SendError> {
-        let mut backoff = Backoff::new(self.wait, deadline);
+        let first = attempt();
+        if !matches!(first, Err(SendError::Full | SendError::NotConnected)) {
+            return first;
+        }
+        let WaitStrategy::SpinThenSleep { spin } = self.wait else {
+            return self.gated_wait(first, Backoff::new(self.wait, deadline), attempt);
+        };
+        if !matches!(first, Err(SendError::Full)) {
+            // Done, or waiting for a registration: nothing to learn.
+            return self.gated_wait(first, Backoff::new(self.wait, deadline), attempt);
+        }
+        let budgets = &self.inner.gate_spin_ns;
+        // Relaxed: a hint shared by this mapping's publishers; a lost
+        // update only makes one wait spin more or less.
+        let mut budget = SpinBudget::from_ns(budgets.load(Ordering::Relaxed));
+        let backoff = Backoff::with_spin(self.wait, deadline, budget.spin_for(spin, 0));
+        let started = Instant::now();
+        let result = self.gated_wait(first, backoff, attempt);
+        budget.record(started.elapsed(), spin);
+        // Relaxed: as above.
+        budgets.store(budget.ns(), Ordering::Relaxed);
+        result
+    }
+
+    /// The waiting loop of [`Self::gated_until`], after a `first` attempt.
+    fn gated_wait<T>(
+        &self,
+        first: Result<T, SendError>,
+        mut backoff: Backoff,
+        mut attempt: impl FnMut() -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
+        let mut outcome = first;
         loop {
-            let nobody = match attempt() {
+            let nobody = match outcome {
                 Err(SendError::Full) => false,
                 Err(SendError::NotConnected) => true,
                 other => return other,
@@ -1404,6 +1446,7 @@ impl Log {
                     }
                 }
             }
+            outcome = attempt();
         }
     }
 

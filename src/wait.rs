@@ -131,6 +131,17 @@ impl Default for SpinBudget {
 }
 
 impl SpinBudget {
+    /// A budget learned earlier, kept as its nanoseconds ([`Self::ns`]) in
+    /// an atomic shared by the threads of a handle.
+    pub(crate) fn from_ns(ns: u64) -> SpinBudget {
+        SpinBudget { ns, yielding: 0 }
+    }
+
+    /// The budget in nanoseconds (`u64::MAX` until a wait was measured).
+    pub(crate) fn ns(&self) -> u64 {
+        self.ns
+    }
+
     /// The spin phase of the next wait, for a configured `spin`, when
     /// `spinners` other waiters of the same segment spin now.
     pub(crate) fn spin_for(&self, spin: Duration, spinners: u32) -> Duration {
