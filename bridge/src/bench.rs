@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// Shmq-Seq: the route's wire format before the single Nats-Msg-Id)
     #[arg(long)]
     header_cases: bool,
+    /// The bridge's mode: core or jetstream (the bare cases are core NATS)
+    #[arg(long, default_value = "core")]
+    mode: String,
 }
 
 /// One case's figures.
@@ -68,20 +71,23 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if a.size < 16 {
         bail!("--size must be at least 16 (the message carries an index and a time)");
     }
+    if a.mode != "core" && a.mode != "jetstream" {
+        bail!("--mode is core or jetstream, not {:?}", a.mode);
+    }
     let tmp = std::env::temp_dir().join(format!("shmq-bridge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let _cleanup = Cleanup(tmp.clone());
     let (url, _server) = match &a.server {
         Some(u) => (u.clone(), None),
         None => {
-            let (url, child) = start_server(&tmp)?;
+            let (url, child) = start_server(&tmp, a.mode == "jetstream")?;
             SERVER_PID.store(child.id(), Ordering::Relaxed);
             (url, Some(KillOnDrop(child)))
         }
     };
     eprintln!(
-        "shmq-bridge bench: {} messages of {} bytes via {url}",
-        a.count, a.size
+        "shmq-bridge bench: {} messages of {} bytes via {url}, bridge in {} mode",
+        a.count, a.size, a.mode
     );
     let bare_plain = bare(&url, a, Hdr::None)?;
     let bare_route = bare(&url, a, Hdr::Route)?;
@@ -214,12 +220,28 @@ fn server_bin() -> Result<PathBuf> {
     bail!("nats-server not found: give --server, or install it (scripts/install-deps.sh)")
 }
 
-fn start_server(tmp: &std::path::Path) -> Result<(String, Child)> {
+/// Starts `nats-server` on a free loopback port, with JetStream (stored
+/// under `tmp`) when `jetstream`.
+fn start_server(tmp: &std::path::Path, jetstream: bool) -> Result<(String, Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let mut args = vec![
+        "-a".to_owned(),
+        "127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+    ];
+    if jetstream {
+        let dir = tmp.join("js");
+        args.extend([
+            "-js".to_owned(),
+            "-sd".to_owned(),
+            dir.display().to_string(),
+        ]);
+    }
     let child = Command::new(server_bin()?)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(tmp.join("nats.log"))?)
         .spawn()
@@ -395,6 +417,14 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let state = tmp.join("bench-in.state");
+    // JetStream mode: a stream of its own per run (on a server the bench
+    // started, stored in the bench's temp dir; on a --server, left there).
+    let stream = format!("SHMQ_BRIDGE_BENCH_{pid}");
+    let ready = if a.mode == "jetstream" {
+        "consuming"
+    } else {
+        "subscribed"
+    };
     let inb = spawn(
         &s(&[
             "in",
@@ -404,6 +434,10 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
             "bench.bridge",
             "--name",
             "bench-in",
+            "--mode",
+            &a.mode,
+            "--stream",
+            &stream,
             "--server",
             url,
             "--state",
@@ -414,10 +448,10 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(tmp.join("in.log"))
         .unwrap_or_default()
-        .contains("subscribed")
+        .contains(ready)
     {
         if Instant::now() > deadline {
-            bail!("the in bridge did not subscribe within 20 s");
+            bail!("the in bridge was not {ready} within 20 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -430,6 +464,10 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
             "bench.bridge",
             "--name",
             "bench",
+            "--mode",
+            &a.mode,
+            "--stream",
+            &stream,
             "--server",
             url,
         ]),
