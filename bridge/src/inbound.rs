@@ -564,3 +564,41 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn origin_from_the_message_id() {
+        let mut o = Origins::default();
+        let log = headers(&[("Nats-Msg-Id", "h/file:/tmp/a.log/41")]);
+        let (src, seq, is_log) = o.of(Some(&log)).unwrap();
+        assert_eq!((&*src, seq, is_log), ("h/file:/tmp/a.log", 41, true));
+        // The next message of the same source shares its key.
+        let next = headers(&[("Nats-Msg-Id", "h/file:/tmp/a.log/42")]);
+        assert!(Arc::ptr_eq(&o.of(Some(&next)).unwrap().0, &src));
+        // A queue's messages say so (core mode: two headers; JetStream: three).
+        let q = headers(&[("Nats-Msg-Id", "h/posix:q/7"), ("Shmq-Kind", "queue")]);
+        assert_eq!(o.of(Some(&q)).map(|(_, s, l)| (s, l)), Some((7, false)));
+        let js = headers(&[
+            ("Nats-Msg-Id", "h/posix:a/8"),
+            ("Nats-Expected-Last-Msg-Id", "h/posix:a/7"),
+        ]);
+        assert_eq!(o.of(Some(&js)).map(|(_, s, l)| (s, l)), Some((8, true)));
+        // Not from a route: no origin (written, never deduplicated).
+        assert!(o.of(None).is_none());
+        assert!(o.of(Some(&headers(&[("Other", "x")]))).is_none());
+        assert!(o
+            .of(Some(&headers(&[("Nats-Msg-Id", "order-17")])))
+            .is_none());
+    }
+}
