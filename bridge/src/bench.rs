@@ -47,6 +47,13 @@ pub struct BenchArgs {
     /// Microseconds between two latency messages
     #[arg(long, default_value_t = 200)]
     pace_us: u64,
+    /// Also run bare async-nats with three headers (Shmq-Host, Shmq-Segment,
+    /// Shmq-Seq: the route's wire format before the single Nats-Msg-Id)
+    #[arg(long)]
+    header_cases: bool,
+    /// The bridge's mode: core or jetstream (the bare cases are core NATS)
+    #[arg(long, default_value = "core")]
+    mode: String,
 }
 
 /// One case's figures.
@@ -55,6 +62,8 @@ struct Figures {
     received: u64,
     p50_us: f64,
     p99_us: f64,
+    /// CPU time per message of each process during the throughput run.
+    cpu: String,
 }
 
 /// Runs the benchmark and prints a table.
@@ -62,35 +71,48 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if a.size < 16 {
         bail!("--size must be at least 16 (the message carries an index and a time)");
     }
+    if a.mode != "core" && a.mode != "jetstream" {
+        bail!("--mode is core or jetstream, not {:?}", a.mode);
+    }
     let tmp = std::env::temp_dir().join(format!("shmq-bridge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let _cleanup = Cleanup(tmp.clone());
     let (url, _server) = match &a.server {
         Some(u) => (u.clone(), None),
         None => {
-            let (url, child) = start_server(&tmp)?;
+            let (url, child) = start_server(&tmp, a.mode == "jetstream")?;
+            SERVER_PID.store(child.id(), Ordering::Relaxed);
             (url, Some(KillOnDrop(child)))
         }
     };
     eprintln!(
-        "shmq-bridge bench: {} messages of {} bytes via {url}",
-        a.count, a.size
+        "shmq-bridge bench: {} messages of {} bytes via {url}, bridge in {} mode",
+        a.count, a.size, a.mode
     );
-    let bare_plain = bare(&url, a, false)?;
-    let bare_headers = bare(&url, a, true)?;
+    let bare_plain = bare(&url, a, Hdr::None)?;
+    let bare_route = bare(&url, a, Hdr::Route)?;
+    let bare_three = if a.header_cases {
+        Some(bare(&url, a, Hdr::Three)?)
+    } else {
+        None
+    };
     let bridged = bridged(&url, a, &tmp)?;
     println!(
-        "{:<34} {:>14} {:>10} {:>10} {:>10}",
-        "case", "msgs/s", "received", "p50 us", "p99 us"
+        "{:<40} {:>10} {:>9} {:>8} {:>8}  cpu us/msg while moving {}",
+        "case", "msgs/s", "received", "p50 us", "p99 us", a.count
     );
-    for (name, f) in [
+    let mut rows = vec![
         ("async-nats pub -> sub (bare)", &bare_plain),
-        ("  the same with the 3 Shmq- headers", &bare_headers),
-        ("log -> bridge -> NATS -> bridge -> log", &bridged),
-    ] {
+        ("  the same with the route's header", &bare_route),
+    ];
+    if let Some(f) = &bare_three {
+        rows.push(("  the same with 3 headers (Shmq-*)", f));
+    }
+    rows.push(("log -> bridge -> NATS -> bridge -> log", &bridged));
+    for (name, f) in rows {
         println!(
-            "{:<34} {:>14.0} {:>10} {:>10.1} {:>10.1}",
-            name, f.rate, f.received, f.p50_us, f.p99_us
+            "{:<40} {:>10.0} {:>9} {:>8.1} {:>8.1}  {}",
+            name, f.rate, f.received, f.p50_us, f.p99_us, f.cpu
         );
     }
     let bare = bare_plain;
@@ -100,14 +122,63 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         if ratio >= 0.8 { "met" } else { "NOT met" }
     );
     println!(
-        "throughput ratio bridge/bare with headers: {:.2}x",
-        bridged.rate / bare_headers.rate
+        "throughput ratio bridge/bare with the route's header: {:.2}x",
+        bridged.rate / bare_route.rate
+    );
+    println!(
+        "throughput ratio bare with the route's header/bare: {:.2}x",
+        bare_route.rate / bare.rate
     );
     println!(
         "latency ratio p50 bridge/bare: {:.2}x",
         bridged.p50_us / bare.p50_us
     );
     Ok(())
+}
+
+/// The pid of the `nats-server` the bench started (0: `--server` given),
+/// for its CPU time.
+static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Clock ticks per second of /proc's CPU times: USER_HZ, which Linux
+/// fixes at 100 for user space whatever the kernel's own tick.
+fn ticks_per_second() -> f64 {
+    100.0
+}
+
+/// CPU time (user + system) of a process so far, in clock ticks; 0 when
+/// it cannot be read. Coarse (10 ms ticks): use counts of 200k and more.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// CPU times of some processes at a start: (name, pid, ticks).
+struct Cpu(Vec<(&'static str, u32, u64)>);
+impl Cpu {
+    fn start(p: &[(&'static str, u32)]) -> Cpu {
+        Cpu(p.iter().map(|&(n, pid)| (n, pid, cpu_ticks(pid))).collect())
+    }
+    /// Per process, CPU microseconds per message since `start`.
+    fn per_msg(&self, n: u64) -> String {
+        let tick_us = 1e6 / ticks_per_second();
+        let mut line = String::new();
+        for (name, pid, t0) in &self.0 {
+            if *pid == 0 {
+                continue;
+            }
+            let d = cpu_ticks(*pid).saturating_sub(*t0);
+            line += &format!("{name} {:.2} ", d as f64 * tick_us / n as f64);
+        }
+        line.trim_end().to_owned()
+    }
 }
 
 struct Cleanup(PathBuf);
@@ -149,12 +220,28 @@ fn server_bin() -> Result<PathBuf> {
     bail!("nats-server not found: give --server, or install it (scripts/install-deps.sh)")
 }
 
-fn start_server(tmp: &std::path::Path) -> Result<(String, Child)> {
+/// Starts `nats-server` on a free loopback port, with JetStream (stored
+/// under `tmp`) when `jetstream`.
+fn start_server(tmp: &std::path::Path, jetstream: bool) -> Result<(String, Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let mut args = vec![
+        "-a".to_owned(),
+        "127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+    ];
+    if jetstream {
+        let dir = tmp.join("js");
+        args.extend([
+            "-js".to_owned(),
+            "-sd".to_owned(),
+            dir.display().to_string(),
+        ]);
+    }
     let child = Command::new(server_bin()?)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(tmp.join("nats.log"))?)
         .spawn()
@@ -182,9 +269,19 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
 }
 
-/// The headers an out route puts on every message (for the bare case
-/// that carries them too).
-fn shmq_headers(seq: u64) -> async_nats::HeaderMap {
+/// What a bare case puts on every message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hdr {
+    /// Nothing: `publish`.
+    None,
+    /// What an out route from a log puts on it (`Nats-Msg-Id:
+    /// host/segment/seq`, built as the route builds it).
+    Route,
+    /// Three headers `Shmq-Host`, `Shmq-Segment`, `Shmq-Seq`.
+    Three,
+}
+
+fn three_headers(seq: u64) -> async_nats::HeaderMap {
     let mut h = async_nats::HeaderMap::new();
     h.insert("Shmq-Host", "bench-host");
     h.insert("Shmq-Segment", "posix:bench-segment");
@@ -193,8 +290,8 @@ fn shmq_headers(seq: u64) -> async_nats::HeaderMap {
 }
 
 /// Bare async-nats: throughput, then paced latency; with the bridge's
-/// headers on every message when `headers`.
-fn bare(url: &str, a: &BenchArgs, headers: bool) -> Result<Figures> {
+/// headers on every message as `hdr` says.
+fn bare(url: &str, a: &BenchArgs, hdr: Hdr) -> Result<Figures> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -203,11 +300,12 @@ fn bare(url: &str, a: &BenchArgs, headers: bool) -> Result<Figures> {
         let opts = || async_nats::ConnectOptions::new().subscription_capacity(1 << 20);
         let pubc = opts().connect(url).await?;
         let subc = opts().connect(url).await?;
-        let subject = if headers {
-            "bench.headers"
-        } else {
-            "bench.bare"
+        let subject = match hdr {
+            Hdr::None => "bench.bare",
+            Hdr::Route => "bench.route",
+            Hdr::Three => "bench.three",
         };
+        let route = crate::out::Headers::new("bench-host", "posix:bench-segment", "log");
         // Throughput.
         let mut sub = subc.subscribe(subject).await?;
         subc.flush().await?;
@@ -227,18 +325,28 @@ fn bare(url: &str, a: &BenchArgs, headers: bool) -> Result<Figures> {
             }
             (got, last, sub)
         });
+        let cpu = Cpu::start(&[
+            ("server", SERVER_PID.load(Ordering::Relaxed)),
+            ("client", std::process::id()),
+        ]);
         let started = Instant::now();
         for i in 0..n {
-            if headers {
-                pubc.publish_with_headers(subject, shmq_headers(i), payload.clone())
-                    .await?;
-            } else {
-                pubc.publish(subject, payload.clone()).await?;
+            match hdr {
+                Hdr::None => pubc.publish(subject, payload.clone()).await?,
+                Hdr::Route => {
+                    pubc.publish_with_headers(subject, route.for_seq(i), payload.clone())
+                        .await?
+                }
+                Hdr::Three => {
+                    pubc.publish_with_headers(subject, three_headers(i), payload.clone())
+                        .await?
+                }
             }
         }
         pubc.flush().await?;
         let (got, last, mut sub) = recv.await?;
         let rate = got as f64 / last.duration_since(started).as_secs_f64();
+        let cpu = cpu.per_msg(n);
         // Latency, paced from a plain thread (tokio's timer has 1 ms steps).
         let base = Instant::now();
         let lat_n = a.latency_count;
@@ -274,6 +382,7 @@ fn bare(url: &str, a: &BenchArgs, headers: bool) -> Result<Figures> {
             received: got,
             p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
             p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+            cpu,
         })
     })
 }
@@ -308,7 +417,15 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let state = tmp.join("bench-in.state");
-    let _in = spawn(
+    // JetStream mode: a stream of its own per run (on a server the bench
+    // started, stored in the bench's temp dir; on a --server, left there).
+    let stream = format!("SHMQ_BRIDGE_BENCH_{pid}");
+    let ready = if a.mode == "jetstream" {
+        "consuming"
+    } else {
+        "subscribed"
+    };
+    let inb = spawn(
         &s(&[
             "in",
             "--local",
@@ -317,6 +434,10 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
             "bench.bridge",
             "--name",
             "bench-in",
+            "--mode",
+            &a.mode,
+            "--stream",
+            &stream,
             "--server",
             url,
             "--state",
@@ -327,14 +448,14 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(tmp.join("in.log"))
         .unwrap_or_default()
-        .contains("subscribed")
+        .contains(ready)
     {
         if Instant::now() > deadline {
-            bail!("the in bridge did not subscribe within 20 s");
+            bail!("the in bridge was not {ready} within 20 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _out = spawn(
+    let out = spawn(
         &s(&[
             "out",
             "--local",
@@ -343,6 +464,10 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
             "bench.bridge",
             "--name",
             "bench",
+            "--mode",
+            &a.mode,
+            "--stream",
+            &stream,
             "--server",
             url,
         ]),
@@ -352,6 +477,12 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
     let n = a.count;
     let payload = vec![7u8; a.size];
     let start_b = lb.next_seq();
+    let cpu = Cpu::start(&[
+        ("server", SERVER_PID.load(Ordering::Relaxed)),
+        ("bench", std::process::id()),
+        ("out", out.0.id()),
+        ("in", inb.0.id()),
+    ]);
     let started = Instant::now();
     for _ in 0..n {
         la.publish_block(&payload, Some(Duration::from_secs(20)))?;
@@ -372,6 +503,7 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
     }
     let got = last_seen.0 - start_b;
     let rate = got as f64 / last_seen.1.duration_since(started).as_secs_f64();
+    let cpu = cpu.per_msg(n);
     // Latency: a reader thread on B, a paced publisher here.
     let base = Instant::now();
     let lat_n = a.latency_count;
@@ -423,6 +555,7 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
         received: got,
         p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
         p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+        cpu,
     })
 }
 

@@ -6,8 +6,8 @@
 //! ([`crate::local::Sink`]) and the route's state file
 //! ([`crate::state`]). For each batch the writer:
 //!
-//! 1. drops the messages whose `Shmq-Seq` is not above the last applied
-//!    sequence number of their source (`Shmq-Host`/`Shmq-Segment`):
+//! 1. drops the messages whose sequence number is not above the last
+//!    applied one of their source (`Nats-Msg-Id` is `host/segment/seq`):
 //!    duplicates, from a redelivery or an out bridge that re-sent what it
 //!    had not committed; and counts a jump in a log source's sequence as
 //!    lost messages, with a log line (core NATS loses messages when a
@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::Acker;
 use async_nats::HeaderMap;
@@ -65,25 +66,29 @@ struct InMsg {
     acker: Option<Acker>,
 }
 
-/// Reads the `Shmq-` headers; the `host/segment` key of the previous
-/// message is reused when it is the same (a feed comes from one source).
+/// Reads a message's origin from its `Nats-Msg-Id` (`host/segment/seq`);
+/// the `host/segment` key of the previous message is reused when it is the
+/// same (a feed comes from one source), so a message costs one header
+/// lookup, one comparison and a number parse.
 #[derive(Default)]
 struct Origins {
-    last: Option<(String, String, Arc<str>)>,
+    last: Option<Arc<str>>,
 }
 
 impl Origins {
     fn of(&mut self, headers: Option<&HeaderMap>) -> Option<(Arc<str>, u64, bool)> {
         let h = headers?;
-        let host = h.get("Shmq-Host")?.as_str();
-        let seg = h.get("Shmq-Segment")?.as_str();
-        let seq = h.get("Shmq-Seq")?.as_str().parse().ok()?;
-        let log = h.get("Shmq-Kind").is_none_or(|k| k.as_str() == "log");
+        let (source, seq) = crate::parse_msg_id(h.get(NATS_MESSAGE_ID)?.as_str())?;
+        // A log's messages carry one header in core mode: look for
+        // Shmq-Kind only when there are more.
+        let log = h.len() == 1
+            || h.get(crate::KIND_HEADER)
+                .is_none_or(|k| k.as_str() == "log");
         let key = match &self.last {
-            Some((lh, ls, key)) if lh == host && ls == seg => key.clone(),
+            Some(key) if **key == *source => key.clone(),
             _ => {
-                let key: Arc<str> = format!("{host}/{seg}").into();
-                self.last = Some((host.to_owned(), seg.to_owned(), key.clone()));
+                let key: Arc<str> = source.into();
+                self.last = Some(key.clone());
                 key
             }
         };
@@ -303,11 +308,44 @@ async fn receive_js(
                 m = msgs.next() => match m {
                     Some(Ok(m)) => {
                         backoff = Duration::from_millis(100);
-                        Counters::add(&counters.received, 1);
-                        let (m, acker) = m.split();
-                        let msg = InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) };
-                        if tx.send(vec![msg]).await.is_err() {
+                        // Hand over what has arrived in one batch (one
+                        // intent, one state write), as receive_core does.
+                        let mut batch = Vec::with_capacity(MAX_INTENT);
+                        let mut next = Some(Ok(m));
+                        let mut cut = None;
+                        while let Some(r) = next {
+                            let m = match r {
+                                Ok(m) => m,
+                                Err(e) => {
+                                    cut = Some(Some(e));
+                                    break;
+                                }
+                            };
+                            let (m, acker) = m.split();
+                            batch.push(InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) });
+                            next = None;
+                            if batch.len() < MAX_INTENT {
+                                match msgs.next().now_or_never() {
+                                    Some(Some(r)) => next = Some(r),
+                                    // The delivery ended: resync once this batch is handed over.
+                                    Some(None) => cut = Some(None),
+                                    None => {}
+                                }
+                            }
+                        }
+                        Counters::add(&counters.received, batch.len() as u64);
+                        if tx.send(batch).await.is_err() {
                             return Err(anyhow!("route {}: the writer stopped", route.name));
+                        }
+                        match cut {
+                            None => {}
+                            Some(None) => continue 'outer,
+                            Some(Some(e)) => {
+                                Counters::add(&counters.errors, 1);
+                                log_line!("route {}: delivery: {e}; resyncing", route.name);
+                                tokio::time::sleep(backoff).await;
+                                continue 'outer;
+                            }
                         }
                     }
                     Some(Err(e)) => {
@@ -338,15 +376,31 @@ async fn receive_js(
 /// its Nth local write, before that message is acknowledged or the state
 /// file hears of the next batch: the window the state file must cover.
 fn crash_point(counters: &Counters) {
+    // Relaxed: a statistic, read by the thread that wrote it.
+    if crash_after() == Some(counters.forwarded.load(Ordering::Relaxed)) {
+        std::process::abort();
+    }
+}
+
+/// `SHMQ_BRIDGE_CRASH_AFTER_WRITES`, read once.
+fn crash_after() -> Option<u64> {
     static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    let after = AFTER.get_or_init(|| {
+    *AFTER.get_or_init(|| {
         std::env::var("SHMQ_BRIDGE_CRASH_AFTER_WRITES")
             .ok()
             .and_then(|v| v.parse().ok())
-    });
-    // Relaxed: a statistic, read by the thread that wrote it.
-    if *after == Some(counters.forwarded.load(Ordering::Relaxed)) {
-        std::process::abort();
+    })
+}
+
+/// How many more local writes the crash point allows (the writer never
+/// writes past it in one batch, so the abort comes right after the Nth).
+fn crash_room(counters: &Counters) -> usize {
+    match crash_after() {
+        // Relaxed: a statistic, read by the thread that wrote it.
+        Some(n) => n
+            .saturating_sub(counters.forwarded.load(Ordering::Relaxed))
+            .max(1) as usize,
+        None => usize::MAX,
     }
 }
 
@@ -398,6 +452,50 @@ impl Writer {
         Ok(())
     }
 
+    /// Publishes `m`, the `k`th message of the intent, waiting (in bounded
+    /// steps) while the target is full.
+    fn write_waiting(&mut self, m: &InMsg, k: usize) -> Result<()> {
+        let started = Instant::now();
+        let mut since_progress = started;
+        let mut warned = false;
+        while !self.sink.write(&m.payload, Instant::now() + STEP)? {
+            if !warned {
+                log_line!(
+                    "route {}: the local target is full (gated by its slowest reader); waiting",
+                    self.name
+                );
+                warned = true;
+            }
+            // Relaxed: a flag.
+            if self.stop.load(Ordering::Relaxed) && started.elapsed() >= crate::out::DRAIN {
+                // Stopping, and the target stays full: record what was
+                // written and go. JetStream delivers the rest again.
+                self.state.finish(k, self.sink.next_seq())?;
+                return Err(crate::exit::fail(
+                    crate::exit::TIMEOUT,
+                    format!(
+                        "route {}: stopped while the local target stayed full; {}",
+                        self.name,
+                        if m.acker.is_some() {
+                            "the unwritten messages come again from JetStream"
+                        } else {
+                            "the unwritten core NATS messages are lost"
+                        }
+                    ),
+                ));
+            }
+            if since_progress.elapsed() >= PROGRESS_EVERY {
+                since_progress = Instant::now();
+                if let Some(a) = &m.acker {
+                    let _ = self
+                        .handle
+                        .block_on(a.ack_with(async_nats::jetstream::AckKind::Progress));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn write(&mut self, batch: &mut Vec<InMsg>) -> Result<()> {
         // 1. Drop duplicates; note gaps (against everything written so far).
         self.state.settle();
@@ -441,54 +539,66 @@ impl Writer {
             intent.push((i, *seq));
             keep.push(m);
         }
-        // 2. Record the intent, then publish, in order.
+        // 2. Record the intent, then publish, in order: as many as the
+        // target takes at once in one call, else one, waiting.
         self.state.begin(&intent, self.sink.next_seq())?;
-        for (k, m) in keep.into_iter().enumerate() {
-            let started = Instant::now();
-            let mut since_progress = started;
-            let mut warned = false;
-            while !self.sink.write(&m.payload, Instant::now() + STEP)? {
-                if !warned {
-                    log_line!(
-                        "route {}: the local target is full (gated by its slowest reader); waiting",
-                        self.name
-                    );
-                    warned = true;
-                }
-                // Relaxed: a flag.
-                if self.stop.load(Ordering::Relaxed) && started.elapsed() >= crate::out::DRAIN {
-                    // Stopping, and the target stays full: record what was
-                    // written and go. JetStream delivers the rest again.
-                    self.state.finish(k, self.sink.next_seq())?;
-                    return Err(crate::exit::fail(
-                        crate::exit::TIMEOUT,
-                        format!(
-                            "route {}: stopped while the local target stayed full; {}",
-                            self.name,
-                            if m.acker.is_some() {
-                                "the unwritten messages come again from JetStream"
-                            } else {
-                                "the unwritten core NATS messages are lost"
-                            }
-                        ),
-                    ));
-                }
-                if since_progress.elapsed() >= PROGRESS_EVERY {
-                    since_progress = Instant::now();
-                    if let Some(a) = &m.acker {
-                        let _ = self
-                            .handle
-                            .block_on(a.ack_with(async_nats::jetstream::AckKind::Progress));
-                    }
-                }
+        let mut k = 0;
+        while k < keep.len() {
+            let room = crash_room(&self.counters).min(keep.len() - k);
+            let msgs: Vec<&[u8]> = keep[k..k + room].iter().map(|m| &m.payload[..]).collect();
+            let mut n = self.sink.write_now(&msgs)?;
+            if n == 0 {
+                self.write_waiting(&keep[k], k)?;
+                n = 1;
             }
-            Counters::add(&self.counters.forwarded, 1);
+            Counters::add(&self.counters.forwarded, n as u64);
             crash_point(&self.counters);
-            // 3. Acknowledge once it is in the target.
-            if let Some(a) = m.acker {
-                let _ = self.ack_tx.send(a);
+            // 3. Acknowledge once they are in the target.
+            for m in &mut keep[k..k + n] {
+                if let Some(a) = m.acker.take() {
+                    let _ = self.ack_tx.send(a);
+                }
             }
+            k += n;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn origin_from_the_message_id() {
+        let mut o = Origins::default();
+        let log = headers(&[("Nats-Msg-Id", "h/file:/tmp/a.log/41")]);
+        let (src, seq, is_log) = o.of(Some(&log)).unwrap();
+        assert_eq!((&*src, seq, is_log), ("h/file:/tmp/a.log", 41, true));
+        // The next message of the same source shares its key.
+        let next = headers(&[("Nats-Msg-Id", "h/file:/tmp/a.log/42")]);
+        assert!(Arc::ptr_eq(&o.of(Some(&next)).unwrap().0, &src));
+        // A queue's messages say so (core mode: two headers; JetStream: three).
+        let q = headers(&[("Nats-Msg-Id", "h/posix:q/7"), ("Shmq-Kind", "queue")]);
+        assert_eq!(o.of(Some(&q)).map(|(_, s, l)| (s, l)), Some((7, false)));
+        let js = headers(&[
+            ("Nats-Msg-Id", "h/posix:a/8"),
+            ("Nats-Expected-Last-Msg-Id", "h/posix:a/7"),
+        ]);
+        assert_eq!(o.of(Some(&js)).map(|(_, s, l)| (s, l)), Some((8, true)));
+        // Not from a route: no origin (written, never deduplicated).
+        assert!(o.of(None).is_none());
+        assert!(o.of(Some(&headers(&[("Other", "x")]))).is_none());
+        assert!(o
+            .of(Some(&headers(&[("Nats-Msg-Id", "order-17")])))
+            .is_none());
     }
 }

@@ -51,6 +51,10 @@ pub trait Sink: Send {
     /// (a reliable log's slowest cursor, a full queue). `Ok(false)`: still
     /// full at the deadline, nothing written; the caller retries.
     fn write(&mut self, msg: &[u8], deadline: Instant) -> Result<bool>;
+    /// Publishes as many of `msgs` as the target takes now, in order,
+    /// without waiting: how many. 0 when it is full, or on an error, which
+    /// the caller then meets (and reports) in [`Sink::write`].
+    fn write_now(&mut self, msgs: &[&[u8]]) -> Result<usize>;
     /// How many messages the target has taken in all (a log's next sequence
     /// number, a queue's enqueue count). The bridge compares it with the
     /// value in its state file after a crash: valid while the bridge is the
@@ -206,6 +210,11 @@ impl Sink for LogSink {
         }
     }
 
+    fn write_now(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        // One publish for the whole batch (one reservation of slots).
+        Ok(self.0.publish_batch(msgs).unwrap_or(0))
+    }
+
     fn next_seq(&self) -> u64 {
         self.0.next_seq()
     }
@@ -221,6 +230,15 @@ impl Sink for QueueSink {
             Err(SendError::Timeout | SendError::Full) => Ok(false),
             Err(e) => Err(e).context("enqueueing to the local queue"),
         }
+    }
+
+    fn write_now(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        for (i, m) in msgs.iter().enumerate() {
+            if self.0.enqueue_try(m).is_err() {
+                return Ok(i);
+            }
+        }
+        Ok(msgs.len())
     }
 
     fn next_seq(&self) -> u64 {

@@ -3,11 +3,11 @@
 //! NATS does the network fan-out, shmq the fan-out inside each host: run
 //! one bridge per host per feed. An *out* route reads a local log (through
 //! the named durable cursor `bridge.<route>`) or queue and publishes each
-//! message to a subject with the headers `Shmq-Host`, `Shmq-Segment`,
-//! `Shmq-Seq` (`Shmq-Kind: queue` from a queue; `Nats-Msg-Id` and
-//! `Nats-Expected-Last-Msg-Id` in JetStream mode); an *in*
+//! message to a subject with the header `Nats-Msg-Id: host/segment/seq`
+//! (plus `Shmq-Kind: queue` from a queue, and `Nats-Expected-Last-Msg-Id`
+//! in JetStream mode); an *in*
 //! route takes a subject (core) or a JetStream durable consumer into a
-//! local log or queue, dropping duplicates by `Shmq-Seq`. See the README's
+//! local log or queue, dropping duplicates by sequence number. See the README's
 //! "Bridge to NATS" and each module's doc.
 //!
 //! The shared-memory side runs on dedicated threads with bounded blocking
@@ -115,7 +115,7 @@ struct Common {
     /// The NATS server URL(s), comma-separated
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     server: String,
-    /// The Shmq-Host header; default the machine's host name
+    /// The host part of every message id; default the machine's host name
     #[arg(long)]
     host: Option<String>,
     /// Write the routes' counters here once a second
@@ -127,12 +127,25 @@ struct Common {
 pub struct Ctx {
     /// The NATS connection.
     pub client: async_nats::Client,
-    /// The `Shmq-Host` header.
+    /// The host part of every message id (`host/segment/seq`).
     pub host: String,
     /// Set on SIGTERM/SIGINT (or a failed route): stop taking messages, drain.
     pub stop: Arc<AtomicBool>,
     /// Connections made so far (routes notice a reconnection by it).
     pub connects: Arc<AtomicU64>,
+}
+
+/// The header that marks a queue's messages (`Shmq-Kind: queue`): their
+/// sequence numbers are the route's counter, not contiguous, so a receiver
+/// does not count gaps. Absent on a log's messages.
+pub const KIND_HEADER: async_nats::HeaderName = async_nats::HeaderName::from_static("Shmq-Kind");
+
+/// Splits a message id, `host/segment/seq`, into its source (`host/segment`,
+/// which may itself hold slashes: a segment can be a path) and its sequence
+/// number.
+pub fn parse_msg_id(id: &str) -> Option<(&str, u64)> {
+    let (source, seq) = id.rsplit_once('/')?;
+    Some((source, seq.parse().ok()?))
 }
 
 /// Creates the route's JetStream stream if it is missing (file storage,
@@ -332,5 +345,23 @@ fn main() {
     if let Err(err) = result {
         eprintln!("shmq-bridge: {}", format!("{err:#}").replace('\n', " "));
         std::process::exit(exit::code_of(&err));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_msg_id;
+
+    #[test]
+    fn msg_id_splits_at_the_last_slash() {
+        assert_eq!(parse_msg_id("h/posix:q/7"), Some(("h/posix:q", 7)));
+        // A segment that is a path keeps its slashes in the source.
+        assert_eq!(
+            parse_msg_id("h/file:/var/tmp/q.log/18446744073709551615"),
+            Some(("h/file:/var/tmp/q.log", u64::MAX))
+        );
+        assert_eq!(parse_msg_id("h/posix:q/"), None);
+        assert_eq!(parse_msg_id("h/posix:q/-1"), None);
+        assert_eq!(parse_msg_id("no-slash"), None);
     }
 }

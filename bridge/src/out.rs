@@ -32,9 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -84,6 +85,13 @@ enum Event {
 /// Runs one out route until `ctx.stop` is set (then drains and commits) or
 /// the source is closed.
 pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result<()> {
+    // A header value cannot hold a line break (async-nats panics on one).
+    if ctx.host.contains(['\r', '\n']) {
+        return Err(crate::exit::fail(
+            crate::exit::USAGE,
+            format!("the host name {:?} holds a line break", ctx.host),
+        ));
+    }
     let target: shmq::Target = route.local.parse()?;
     let source: Box<dyn Source> = match local::open(&target)? {
         Opened::Log(log) => Box::new(local::LogSource::new(log, &route.cursor())?),
@@ -155,11 +163,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
     let reader = std::thread::Builder::new()
         .name(format!("out-{}", route.name))
         .spawn(move || Reader::new(source, btx, erx, stop, c, name, stored).run())?;
-    let headers = Headers {
-        host: ctx.host.clone(),
-        segment,
-        kind,
-    };
+    let headers = Headers::new(&ctx.host, &segment, kind);
     let published = publish(&ctx, &route, js, headers, brx, etx, &counters).await;
     let read = tokio::task::spawn_blocking(move || reader.join())
         .await?
@@ -167,35 +171,46 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
     read.and(published)
 }
 
-/// The fixed part of every message's headers.
-struct Headers {
-    host: String,
-    segment: String,
+/// What every message of the route carries: one header, `Nats-Msg-Id:
+/// host/segment/seq` (the README's wire format), built from a prefix
+/// formatted once per route; a queue's messages add `Shmq-Kind: queue`.
+///
+/// One header, and a standard name: async-nats builds a hash map of the
+/// headers on both sides of every message, and each header costs the
+/// publisher and the subscriber allocations (measured in the README).
+pub(crate) struct Headers {
+    /// `host/segment/`.
+    prefix: String,
     kind: &'static str,
 }
 
 impl Headers {
-    fn for_seq(&self, seq: u64) -> HeaderMap {
+    pub(crate) fn new(host: &str, segment: &str, kind: &'static str) -> Headers {
+        Headers {
+            prefix: format!("{host}/{segment}/"),
+            kind,
+        }
+    }
+
+    pub(crate) fn for_seq(&self, seq: u64) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("Shmq-Host", self.host.as_str());
-        h.insert("Shmq-Segment", self.segment.as_str());
-        h.insert("Shmq-Seq", seq.to_string().as_str());
-        // Absent means a log (contiguous sequence numbers): one header less
-        // on the common path.
+        h.insert(NATS_MESSAGE_ID, self.msg_id(seq));
+        // Absent means a log (contiguous sequence numbers): no second
+        // header on the common path.
         if self.kind != "log" {
-            h.insert("Shmq-Kind", self.kind);
+            h.insert(crate::KIND_HEADER, self.kind);
         }
         h
     }
 
+    /// `host/segment/seq`.
     fn msg_id(&self, seq: u64) -> String {
-        msg_id(&self.host, &self.segment, seq)
+        use std::fmt::Write as _;
+        let mut id = String::with_capacity(self.prefix.len() + 20);
+        id.push_str(&self.prefix);
+        let _ = write!(id, "{seq}");
+        id
     }
-}
-
-/// The `Nats-Msg-Id` of a message: `host/segment/seq`.
-fn msg_id(host: &str, segment: &str, seq: u64) -> String {
-    format!("{host}/{segment}/{seq}")
 }
 
 /// The sequence number of this source's message that the stream holds
@@ -223,12 +238,11 @@ async fn last_stored(
         }
         Err(e) => return Err(e).context("reading the stream's last message"),
     };
-    let h = &last.headers;
-    let ours = h.get("Shmq-Host").map(|v| v.as_str()) == Some(host)
-        && h.get("Shmq-Segment").map(|v| v.as_str()) == Some(segment);
-    Ok(ours
-        .then(|| h.get("Shmq-Seq").and_then(|v| v.as_str().parse().ok()))
-        .flatten())
+    let id = last.headers.get(NATS_MESSAGE_ID).map(|v| v.as_str());
+    Ok(match id.and_then(crate::parse_msg_id) {
+        Some((source, seq)) if source == format!("{host}/{segment}") => Some(seq),
+        _ => None,
+    })
 }
 
 type AckFuture =
@@ -312,8 +326,8 @@ async fn publish_js(
     for Msg { seq, prev, payload } in batch.msgs {
         let mut msg = PublishMessage::build()
             .payload(payload)
-            .headers(headers.for_seq(seq))
-            .message_id(headers.msg_id(seq));
+            // Nats-Msg-Id, the stream's deduplication key, is among them.
+            .headers(headers.for_seq(seq));
         if let Some(p) = prev {
             msg = msg.expected_last_message_id(headers.msg_id(p));
         }
@@ -496,6 +510,11 @@ impl Reader {
 
     fn run(mut self) -> Result<()> {
         let mut buf = Vec::new();
+        // Payloads are copied into this buffer and split off it: the
+        // messages of a batch share one allocation (freed when the last of
+        // them is acknowledged), instead of two allocations each (the copy,
+        // and the shared count its first clone would add).
+        let mut arena = BytesMut::new();
         let mut idle = false;
         let mut drain_until: Option<Instant> = None;
         let mut closed = false;
@@ -551,7 +570,13 @@ impl Reader {
                         batch.push(Msg {
                             seq,
                             prev: self.last_sent,
-                            payload: Bytes::copy_from_slice(&buf[..len]),
+                            payload: {
+                                if arena.capacity() < len {
+                                    arena = BytesMut::with_capacity(BATCH * len.max(64));
+                                }
+                                arena.extend_from_slice(&buf[..len]);
+                                arena.split().freeze()
+                            },
                         });
                         self.last_sent = Some(seq);
                     }

@@ -1,6 +1,6 @@
 //! Core NATS mode: messages published while the in bridge is down are
 //! lost (core NATS stores nothing), and the restarted bridge reports the
-//! gap in `Shmq-Seq`: every message is either in host B's log or counted
+//! gap in the sequence numbers (`Nats-Msg-Id`): every message is either in host B's log or counted
 //! as lost, never silently missing.
 
 mod common;

@@ -25,9 +25,10 @@ fn stream_state(url: &str, stream: &str, subject: &str) -> (u64, Option<u64>) {
             .await
             .ok()
             .and_then(|m| {
+                // Nats-Msg-Id: host/segment/seq.
                 m.headers
-                    .get("Shmq-Seq")
-                    .and_then(|v| v.as_str().parse().ok())
+                    .get("Nats-Msg-Id")
+                    .and_then(|v| v.as_str().rsplit_once('/')?.1.parse().ok())
             });
         (n, last)
     })
