@@ -70,7 +70,8 @@
 //! # The waiter thread
 //!
 //! One thread per process (started by the first wait; more only when over
-//! 127 distinct words are waited on at once, see below) sleeps in
+//! 127 distinct words are waited on at once, or for pinned threads, see
+//! below) sleeps in
 //! `futex_waitv(2)` (Linux 5.16 or later) on every registered word, plus a
 //! private word of its own that a new registration bumps so that it
 //! re-arms. Registrations of many tasks on the same word (subscribers of
@@ -81,6 +82,18 @@
 //! `FUTEX_WAIT` on each. It reads no shared memory itself: only the kernel
 //! compares the words, so a registration whose segment is gone (a leaked
 //! future) costs a spurious wake, never a fault.
+//!
+//! A wake of a task therefore takes two hand-offs where a blocked thread
+//! takes one: the publisher wakes the waiter thread, which calls the
+//! task's waker, which wakes the runtime thread. A hand-off between two
+//! threads on one CPU costs a context switch; one to another CPU that is
+//! idle costs far more on a virtual machine (the README has figures). So
+//! a task polled on a thread pinned to one CPU (a runtime thread pinned
+//! with `core_affinity` or `taskset`) is served by a waiter thread pinned
+//! to that same CPU: the second hand-off never leaves the CPU. Waiter
+//! threads are kept per pinned CPU, and one set for unpinned threads; a
+//! thread's pinning is read at its first wait and again when it is found
+//! running on another CPU than the one it was pinned to.
 //!
 //! Each registration also carries a safety re-check: the future is woken
 //! anyway after [`IDLE_RECHECK`] (1 s) when it waits for something idle,
