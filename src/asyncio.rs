@@ -70,7 +70,8 @@
 //! # The waiter thread
 //!
 //! One thread per process (started by the first wait; more only when over
-//! 127 distinct words are waited on at once, see below) sleeps in
+//! 127 distinct words are waited on at once, or for pinned threads, see
+//! below) sleeps in
 //! `futex_waitv(2)` (Linux 5.16 or later) on every registered word, plus a
 //! private word of its own that a new registration bumps so that it
 //! re-arms. Registrations of many tasks on the same word (subscribers of
@@ -81,6 +82,18 @@
 //! `FUTEX_WAIT` on each. It reads no shared memory itself: only the kernel
 //! compares the words, so a registration whose segment is gone (a leaked
 //! future) costs a spurious wake, never a fault.
+//!
+//! A wake of a task therefore takes two hand-offs where a blocked thread
+//! takes one: the publisher wakes the waiter thread, which calls the
+//! task's waker, which wakes the runtime thread. A hand-off between two
+//! threads on one CPU costs a context switch; one to another CPU that is
+//! idle costs far more on a virtual machine (the README has figures). So
+//! a task polled on a thread pinned to one CPU (a runtime thread pinned
+//! with `core_affinity` or `taskset`) is served by a waiter thread pinned
+//! to that same CPU: the second hand-off never leaves the CPU. Waiter
+//! threads are kept per pinned CPU, and one set for unpinned threads; a
+//! thread's pinning is read at its first wait and again when it is found
+//! running on another CPU than the one it was pinned to.
 //!
 //! Each registration also carries a safety re-check: the future is woken
 //! anyway after [`IDLE_RECHECK`] (1 s) when it waits for something idle,
@@ -720,6 +733,10 @@ mod waiter {
 
     /// One waiter thread and what it waits for.
     pub(super) struct Shard {
+        /// The one CPU that the threads registering here are pinned to
+        /// (and this thread too: it inherited the mask of the thread that
+        /// started it), or `None` for threads that may run on several.
+        home: Option<u32>,
         state: Mutex<State>,
         /// Bumped (and woken) when the thread must re-arm.
         ctl: AtomicU32,
@@ -804,6 +821,7 @@ mod waiter {
             reg.shards.clear();
             reg.pid = pid;
         }
+        let home = home_cpu();
         let new_words = |st: &State| {
             entry
                 .words()
@@ -811,10 +829,11 @@ mod waiter {
                 .filter(|w| !st.words.contains_key(&w.addr))
                 .count()
         };
-        // A shard that has all of our words, else one with room, else a new one.
+        // Of the shards of our home CPU: one that has all of our words,
+        // else one with room, else a new one.
         let mut chosen = None;
         for pass in 0..2 {
-            for shard in &reg.shards {
+            for shard in reg.shards.iter().filter(|s| s.home == home) {
                 let st = shard.lock();
                 let n = new_words(&st);
                 if (pass == 0 && n == 0) || (pass == 1 && st.words.len() + n <= SHARD_WORDS) {
@@ -830,10 +849,13 @@ mod waiter {
             Some(s) => s,
             None => {
                 let shard = Arc::new(Shard {
+                    home,
                     state: Mutex::new(State::default()),
                     ctl: AtomicU32::new(0),
                 });
                 let run = Arc::clone(&shard);
+                // Started from this thread, it inherits our CPU mask: for
+                // a home CPU, that one CPU.
                 std::thread::Builder::new()
                     .name("shmq-async-waiter".into())
                     .stack_size(64 * 1024)
@@ -857,6 +879,50 @@ mod waiter {
             shard.kick();
         }
         Registration { shard, id }
+    }
+
+    /// The one CPU the calling thread is pinned to, if its affinity mask
+    /// holds exactly one. Read at the thread's first wait and again when
+    /// it is found running elsewhere (re-pinned); a thread pinned after
+    /// its first wait while it ran unpinned keeps `None`.
+    fn home_cpu() -> Option<u32> {
+        thread_local! {
+            static HOME: std::cell::Cell<Option<Option<u32>>> =
+                const { std::cell::Cell::new(None) };
+        }
+        // SAFETY: sched_getcpu has no preconditions.
+        let now = unsafe { libc::sched_getcpu() };
+        HOME.with(|home| match home.get() {
+            Some(Some(c)) if c as i32 != now => {
+                let fresh = pinned_cpu();
+                home.set(Some(fresh));
+                fresh
+            }
+            Some(known) => known,
+            None => {
+                let fresh = pinned_cpu();
+                home.set(Some(fresh));
+                fresh
+            }
+        })
+    }
+
+    /// The calling thread's CPU mask, if it holds exactly one CPU.
+    fn pinned_cpu() -> Option<u32> {
+        // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: pid 0 is the calling thread; the kernel writes at most
+        // size_of::<cpu_set_t>() bytes into `set`, which we own.
+        let r =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        // SAFETY: CPU_COUNT reads the set we own.
+        if r != 0 || unsafe { libc::CPU_COUNT(&set) } != 1 {
+            return None;
+        }
+        // SAFETY: CPU_ISSET reads the set we own; the index is in range.
+        (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .map(|c| c as u32)
     }
 
     /// `deadline` rounded up to a grid of a quarter of `recheck`, counted
@@ -1063,6 +1129,16 @@ mod waiter {
                         &mut wakers,
                     );
                 }
+            }
+            // The tasks whose word moved are woken before the pass over
+            // the deadlines, which walks every entry (1000 idle tasks on
+            // one shard): a wake waits for nothing else.
+            if !wakers.is_empty() {
+                drop(st);
+                for w in wakers.drain(..) {
+                    w.wake();
+                }
+                st = shard.lock();
             }
             let now = Instant::now();
             let mut recent = std::mem::take(&mut st.recent);

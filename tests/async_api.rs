@@ -406,3 +406,96 @@ fn publish_async_waits_for_the_slowest_cursor() {
         });
     }
 }
+
+/// The CPUs the calling thread may run on.
+fn cpus_of_this_thread() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; the kernel writes into `set`.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0, "sched_getaffinity");
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: reads the set we own; the index is in range.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_this_thread(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: writes the set we own; the index is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the kernel reads `set`.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(r, 0, "sched_setaffinity");
+}
+
+/// Receives one message on `sub` with a waker that records the CPU mask
+/// of the thread that calls it (the waiter thread), while another thread
+/// publishes on `log` once the receive is pending.
+fn mask_of_the_waking_thread(log: &Log) -> Vec<usize> {
+    struct Recorder {
+        mask: std::sync::Mutex<Option<Vec<usize>>>,
+        task: std::thread::Thread,
+    }
+    impl Wake for Recorder {
+        fn wake(self: Arc<Self>) {
+            let mut m = self.mask.lock().unwrap();
+            if m.is_none() {
+                *m = Some(cpus_of_this_thread());
+            }
+            drop(m);
+            self.task.unpark();
+        }
+    }
+    let rec = Arc::new(Recorder {
+        mask: std::sync::Mutex::new(None),
+        task: std::thread::current(),
+    });
+    let waker = Arc::clone(&rec).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut sub = log.subscribe(Start::Latest).unwrap();
+    let mut buf = [0u8; 16];
+    let mut f = pin!(sub.recv_async(&mut buf));
+    assert!(f.as_mut().poll(&mut cx).is_pending(), "the log is empty");
+    log.publish(b"wake").unwrap();
+    // Polled again only once woken: an earlier poll would take the
+    // message before the waiter thread calls the waker.
+    let until = std::time::Instant::now() + WAIT;
+    let mask = loop {
+        if let Some(mask) = rec.mask.lock().unwrap().take() {
+            break mask;
+        }
+        assert!(std::time::Instant::now() < until, "not woken");
+        std::thread::park_timeout(Duration::from_millis(10));
+    };
+    assert_eq!(f.as_mut().poll(&mut cx), Poll::Ready(Ok(4)));
+    mask
+}
+
+/// A task polled on a thread pinned to one CPU is woken by a waiter
+/// thread pinned to that CPU (the wake is a hand-off on one CPU); a task
+/// polled on an unpinned thread by one that is not pinned either.
+#[test]
+fn a_pinned_thread_is_woken_from_its_own_cpu() {
+    let log = Log::in_process(&LogConfig::new(16, 4)).unwrap();
+    let all = cpus_of_this_thread();
+    let cpu = *all.last().expect("some CPU");
+    let pinned = std::thread::spawn({
+        let log = log.clone();
+        move || {
+            pin_this_thread(cpu);
+            mask_of_the_waking_thread(&log)
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(pinned, vec![cpu]);
+    if all.len() > 1 {
+        let unpinned = std::thread::spawn(move || mask_of_the_waking_thread(&log))
+            .join()
+            .unwrap();
+        assert_eq!(unpinned, all);
+    }
+}

@@ -37,40 +37,110 @@ enum Waiter {
     Task,
 }
 
+/// Where the publisher and the receiving thread run. A wake from one CPU
+/// to another (idle) one costs far more than a hand-off on one CPU on a
+/// virtual machine, so the comparison holds the placement fixed for the
+/// blocked thread and the task alike.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// Wherever the scheduler puts them.
+    Free,
+    /// The publisher pinned to one CPU, the receiving thread to another.
+    Apart { publisher: usize, receiver: usize },
+    /// Both pinned to this CPU.
+    Together(usize),
+}
+
+impl Placement {
+    /// The case names' infix.
+    fn label(self) -> &'static str {
+        match self {
+            Placement::Free => "",
+            Placement::Apart { .. } => "-apart",
+            Placement::Together(_) => "-together",
+        }
+    }
+
+    fn publisher(self) -> Option<usize> {
+        match self {
+            Placement::Free => None,
+            Placement::Apart { publisher, .. } => Some(publisher),
+            Placement::Together(cpu) => Some(cpu),
+        }
+    }
+
+    fn receiver(self) -> Option<usize> {
+        match self {
+            Placement::Free => None,
+            Placement::Apart { receiver, .. } => Some(receiver),
+            Placement::Together(cpu) => Some(cpu),
+        }
+    }
+}
+
+/// The blocked thread and the task on one kind of log with one placement,
+/// one after the other, and the ratio of their p50s.
+fn wake_case(
+    names: &mut Names,
+    rounds: u64,
+    single: bool,
+    placement: Placement,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let kind = format!(
+        "{}{}",
+        if single { "spub" } else { "mpub" },
+        placement.label()
+    );
+    let mut lines = Vec::new();
+    let mut p50 = [0u64; 2];
+    for (i, waiter) in [Waiter::Thread, Waiter::Task].into_iter().enumerate() {
+        signal::check()?;
+        let h = wake_latency(names, single, waiter, rounds, placement)?;
+        let name = match waiter {
+            Waiter::Thread => format!("log-{kind}-wakeup-thread"),
+            Waiter::Task => format!("log-{kind}-wakeup-async"),
+        };
+        p50[i] = h.value_at_quantile(0.5);
+        lines.push((
+            name,
+            format!(
+                "n={} p50={} p99={} p999={} max={}",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            ),
+        ));
+    }
+    lines.push((
+        format!("log-{kind}-wakeup-ratio"),
+        format!(
+            "async_p50/thread_p50={:.2}",
+            p50[1] as f64 / p50[0].max(1) as f64
+        ),
+    ));
+    Ok(lines)
+}
+
 /// Runs the async cases and prints their table (or JSON lines).
 pub fn run(a: &BenchArgs, names: &mut Names) -> anyhow::Result<()> {
     let rounds = a.rounds.clamp(100, 2000);
     let mut lines = Vec::new();
-    for single in [true, false] {
-        let kind = if single { "spub" } else { "mpub" };
-        let mut p50 = [0u64; 2];
-        for (i, waiter) in [Waiter::Thread, Waiter::Task].into_iter().enumerate() {
-            signal::check()?;
-            let h = wake_latency(names, single, waiter, rounds)?;
-            let name = match waiter {
-                Waiter::Thread => format!("log-{kind}-wakeup-thread"),
-                Waiter::Task => format!("log-{kind}-wakeup-async"),
-            };
-            p50[i] = h.value_at_quantile(0.5);
-            lines.push((
-                name,
-                format!(
-                    "n={} p50={} p99={} p999={} max={}",
-                    h.len(),
-                    h.value_at_quantile(0.5),
-                    h.value_at_quantile(0.99),
-                    h.value_at_quantile(0.999),
-                    h.max()
-                ),
-            ));
+    let cpus = cpus_of_this_thread()?;
+    let (first, last) = (cpus[0], cpus[cpus.len() - 1]);
+    let mut placements = vec![Placement::Free];
+    if first != last {
+        placements.push(Placement::Apart {
+            publisher: first,
+            receiver: last,
+        });
+    }
+    placements.push(Placement::Together(last));
+    for placement in placements {
+        for single in [true, false] {
+            lines.extend(wake_case(names, rounds, single, placement)?);
         }
-        lines.push((
-            format!("log-{kind}-wakeup-ratio"),
-            format!(
-                "async_p50/thread_p50={:.2}",
-                p50[1] as f64 / p50[0].max(1) as f64
-            ),
-        ));
     }
     for shared in [true, false] {
         signal::check()?;
@@ -106,18 +176,21 @@ pub fn run(a: &BenchArgs, names: &mut Names) -> anyhow::Result<()> {
         println!(
             "wake-up: one-way ns, receive time - send time, a publish every {} us from \
              another process; thread: recv_block sleeping at once (no spin); async: \
-             recv_async on a tokio current-thread runtime. idle: CPU time of this process \
-             (getrusage) while {IDLE_TASKS} async subscribers wait for nothing",
+             recv_async on a tokio current-thread runtime (no spin either). placement: \
+             (none) where the scheduler puts them; apart: publisher pinned to CPU {first}, \
+             receiving thread (blocked thread, runtime thread) to CPU {last}; together: \
+             both on CPU {last}. idle: CPU time of this process (getrusage) while \
+             {IDLE_TASKS} async subscribers wait for nothing",
             GAP.as_micros()
         );
     }
     Ok(())
 }
 
-/// Forks the paced publisher of log `name`: it waits 100 ms (the
-/// subscriber is asleep by then), publishes `rounds` timestamped messages
+/// Forks the paced publisher of log `name`, pinned to CPU `pin` if given:
+/// it waits 100 ms (the subscriber is asleep by then), publishes `rounds` timestamped messages
 /// `GAP` apart, closes the log and exits.
-fn fork_publisher(name: &str, rounds: u64) -> anyhow::Result<libc::pid_t> {
+fn fork_publisher(name: &str, rounds: u64, pin: Option<usize>) -> anyhow::Result<libc::pid_t> {
     let target = Target::Posix(name.to_owned());
     // SAFETY: the child only opens the log, publishes, sleeps and exits
     // with _exit; the engine supports use after fork (pthread_atfork).
@@ -137,6 +210,9 @@ fn fork_publisher(name: &str, rounds: u64) -> anyhow::Result<libc::pid_t> {
         )
     };
     let code = (|| -> anyhow::Result<()> {
+        if let Some(cpu) = pin {
+            pin_this_thread(cpu)?;
+        }
         let log = Log::open(&target)?;
         let mut publisher = log.into_publisher()?;
         std::thread::sleep(Duration::from_millis(100));
@@ -178,11 +254,47 @@ fn record(h: &mut Histogram<u64>, n: &mut u64, buf: &[u8]) {
     *n += 1;
 }
 
+/// The CPUs the calling thread may run on.
+fn cpus_of_this_thread() -> anyhow::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; the kernel writes into `set`.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    anyhow::ensure!(
+        r == 0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: reads the set we own; the index is in range.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_this_thread(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: writes the set we own; `cpu` came from sched_getaffinity.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the kernel reads `set`.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    anyhow::ensure!(
+        r == 0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Receives the paced messages of a forked publisher in a thread of its
+/// own, each of them where `placement` says.
 fn wake_latency(
     names: &mut Names,
     single: bool,
     waiter: Waiter,
     rounds: u64,
+    placement: Placement,
 ) -> anyhow::Result<Histogram<u64>> {
     let (name, _guard) = names.next();
     let log = Log::create(
@@ -194,14 +306,37 @@ fn wake_latency(
         .with_wait_strategy(WaitStrategy::SpinThenSleep {
             spin: Duration::ZERO,
         });
-    let pid = fork_publisher(&name, rounds)?;
+    let pid = fork_publisher(&name, rounds, placement.publisher())?;
+    let pin = placement.receiver();
     let mut h = histogram();
     let mut n = 0u64;
+    let received = std::thread::scope(|s| {
+        s.spawn(|| receive(&mut sub, waiter, pin, &mut h, &mut n))
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the receiving thread panicked")))
+    });
+    reap(pid)?;
+    received?;
+    anyhow::ensure!(n == rounds, "received {n} of {rounds} messages");
+    Ok(h)
+}
+
+/// The receiving loop of [`wake_latency`], until the publisher closes.
+fn receive(
+    sub: &mut Subscriber,
+    waiter: Waiter,
+    pin: Option<usize>,
+    h: &mut Histogram<u64>,
+    n: &mut u64,
+) -> anyhow::Result<()> {
+    if let Some(cpu) = pin {
+        pin_this_thread(cpu)?;
+    }
     let mut buf = [0u8; 64];
-    let received: anyhow::Result<()> = match waiter {
+    match waiter {
         Waiter::Thread => loop {
             match sub.recv_block(&mut buf, Some(Duration::from_secs(30))) {
-                Ok(_) => record(&mut h, &mut n, &buf),
+                Ok(_) => record(h, n, &buf),
                 Err(RecvError::Closed) => break Ok(()),
                 Err(e) => break Err(e.into()),
             }
@@ -211,18 +346,14 @@ fn wake_latency(
             rt.block_on(async {
                 loop {
                     match sub.recv_async(&mut buf).await {
-                        Ok(_) => record(&mut h, &mut n, &buf),
+                        Ok(_) => record(h, n, &buf),
                         Err(RecvError::Closed) => break Ok(()),
                         Err(e) => break Err(e.into()),
                     }
                 }
             })
         }
-    };
-    reap(pid)?;
-    received?;
-    anyhow::ensure!(n == rounds, "received {n} of {rounds} messages");
-    Ok(h)
+    }
 }
 
 /// User plus system CPU time of this process.
