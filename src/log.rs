@@ -1982,36 +1982,39 @@ pub struct Subscriber {
 /// This subscriber counted among the log's spinners, while it spins.
 struct Spinning<'a> {
     table: Option<Table<'a>>,
-    /// When it last refreshed the count's beat.
-    refreshed: Instant,
+    /// When it last refreshed the count's beat ([`wait::mono_ns`]).
+    refreshed: u64,
 }
 
 impl<'a> Spinning<'a> {
-    fn start(table: Table<'a>, spins: bool) -> Spinning<'a> {
-        let refreshed = Instant::now();
+    /// Counts the caller as a spinner from `now` ([`wait::mono_ns`]), if it
+    /// `spins` at all.
+    fn start(table: Table<'a>, spins: bool, now: u64) -> Spinning<'a> {
         if !spins {
             return Spinning {
                 table: None,
-                refreshed,
+                refreshed: now,
             };
         }
-        table.spin_start();
+        table.spin_start(now);
         Spinning {
             table: Some(table),
-            refreshed,
+            refreshed: now,
         }
     }
 
     /// Called on each spin: says at least every [`SPIN_REFRESH`] that this
-    /// spinner is alive, so its count is not taken for a dead one's.
+    /// spinner is alive, so its count is not taken for a dead one's (the
+    /// clock is read every 1024th spin only).
     fn spun(&mut self, spins: u32) {
         if spins % 1024 != 0 {
             return;
         }
         if let Some(table) = &self.table {
-            if self.refreshed.elapsed() >= SPIN_REFRESH {
-                table.spin_refresh();
-                self.refreshed = Instant::now();
+            let now = wait::mono_ns();
+            if now.saturating_sub(self.refreshed) >= SPIN_REFRESH.as_nanos() as u64 {
+                table.spin_refresh(now);
+                self.refreshed = now;
             }
         }
     }
@@ -2515,17 +2518,19 @@ impl Subscriber {
         }
         // Nothing now: wait, spinning only as long as it is likely to help
         // (see `crate::wait`, "How long to spin").
-        let started = Instant::now();
+        // One clock read: the wait's length, and the spinner count's beat.
+        let started = wait::mono_ns();
         // A reference of our own: the cursor table is borrowed across the loop.
         let inner = Arc::clone(&self.inner);
         let table = inner.table();
         let (spin, configured) = match self.wait {
-            WaitStrategy::SpinThenSleep { spin } => {
-                (self.budget.spin_for(spin, table.spinners_now()), Some(spin))
-            }
+            WaitStrategy::SpinThenSleep { spin } => (
+                self.budget.spin_for(spin, table.spinners_now(started)),
+                Some(spin),
+            ),
             WaitStrategy::BusySpin => (Duration::MAX, None),
         };
-        let mut spinning = Spinning::start(table, !spin.is_zero());
+        let mut spinning = Spinning::start(table, !spin.is_zero(), started);
         let mut spins = 0u32;
         let mut backoff = Backoff::with_spin(self.wait, deadline, spin);
         // Single-publisher log: the word the publisher bumps when it wakes
@@ -2625,7 +2630,8 @@ impl Subscriber {
         };
         drop(spinning);
         if let Some(spin) = configured {
-            self.budget.record(started.elapsed(), spin);
+            let waited = wait::mono_ns().saturating_sub(started);
+            self.budget.record(Duration::from_nanos(waited), spin);
             // Relaxed: as `woken_before`.
             let others_woken = inner.single && wake_seq.load(Ordering::Relaxed) != woken_before;
             self.budget

@@ -107,6 +107,25 @@ pub(crate) fn spin_cores() -> u32 {
     n
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the
+/// machine, unlike an `Instant`, which cannot be stored. Constant under
+/// loom, whose models must not branch on the time.
+pub(crate) fn mono_ns() -> u64 {
+    if cfg!(loom) {
+        return 0;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists
+    // on every Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// A waiter's learned spin budget (see the module doc, "How long to spin").
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SpinBudget {

@@ -42,25 +42,6 @@ const EPHEMERAL: u32 = 2;
 /// How long a table operation waits for the lock held by a live process.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the
-/// machine, unlike an `Instant`, which cannot be stored. Constant under
-/// loom, whose models must not branch on the time.
-fn mono_ns() -> u64 {
-    if cfg!(loom) {
-        return 0;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists
-    // on every Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
-
 /// The control line of the cursor table (aux entry 0): its first 64 bytes
 /// hold the words written often (the lock, the spinner count), its second
 /// the roster, written only when the table changes and read by every
@@ -80,8 +61,8 @@ struct ControlBusy {
     /// spin"). A hint: a process killed while spinning leaves its count
     /// behind, and `spin_beat` tells that count apart from live spinners'.
     spinners: AtomicU32,
-    /// CLOCK_MONOTONIC nanoseconds of the last change of `spinners`, or of
-    /// a live spinner's refresh ([`SPIN_REFRESH`]). A count not touched
+    /// CLOCK_MONOTONIC nanoseconds of the last start of a spinner, or of a
+    /// live spinner's refresh ([`SPIN_REFRESH`]). A count not touched
     /// for [`SPIN_STALE`] is a dead spinner's and is cleared
     /// ([`Table::spinners_now`]). 0 in a log made before it existed.
     spin_beat: AtomicU64,
@@ -329,7 +310,8 @@ impl<'a> Table<'a> {
     /// [`SPIN_STALE`] was left by spinners that died: it is cleared, so
     /// that a subscriber killed while it spun does not stop the others
     /// from spinning for good.
-    pub(crate) fn spinners_now(&self) -> u32 {
+    /// `now` is [`wait::mono_ns`], read by the caller.
+    pub(crate) fn spinners_now(&self, now: u64) -> u32 {
         let busy = &self.control.busy;
         // Relaxed (here and in the other spinner calls): a hint for spin
         // budgets; no data is published through these words.
@@ -338,7 +320,7 @@ impl<'a> Table<'a> {
             return 0;
         }
         let beat = busy.spin_beat.load(Ordering::Relaxed);
-        if mono_ns().saturating_sub(beat) < SPIN_STALE.as_nanos() as u64 {
+        if now.saturating_sub(beat) < SPIN_STALE.as_nanos() as u64 {
             return n;
         }
         // Only the count we judged: a spinner that started meanwhile keeps
@@ -349,19 +331,17 @@ impl<'a> Table<'a> {
         0
     }
 
-    /// Counts the caller among the spinners.
-    pub(crate) fn spin_start(&self) {
+    /// Counts the caller among the spinners, at `now` ([`wait::mono_ns`]).
+    pub(crate) fn spin_start(&self, now: u64) {
         let busy = &self.control.busy;
         busy.spinners.fetch_add(1, Ordering::Relaxed);
-        busy.spin_beat.store(mono_ns(), Ordering::Relaxed);
+        busy.spin_beat.store(now, Ordering::Relaxed);
     }
 
-    /// Says the caller, counted by [`Self::spin_start`], still spins.
-    pub(crate) fn spin_refresh(&self) {
-        self.control
-            .busy
-            .spin_beat
-            .store(mono_ns(), Ordering::Relaxed);
+    /// Says the caller, counted by [`Self::spin_start`], still spins at
+    /// `now`.
+    pub(crate) fn spin_refresh(&self, now: u64) {
+        self.control.busy.spin_beat.store(now, Ordering::Relaxed);
     }
 
     /// The spinner count as stored, and its beat moved `by` into the past
@@ -376,15 +356,16 @@ impl<'a> Table<'a> {
     }
 
     /// Stops counting the caller among the spinners (saturating: the word
-    /// is shared memory, and may have been cleared as stale).
+    /// is shared memory, and may have been cleared as stale). The beat is
+    /// left as it is: the spinners still counted refresh it themselves.
     pub(crate) fn spin_stop(&self) {
-        let busy = &self.control.busy;
-        let _ = busy
-            .spinners
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
-        busy.spin_beat.store(mono_ns(), Ordering::Relaxed);
+        let _ =
+            self.control
+                .busy
+                .spinners
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
     }
 
     /// Number of cursor entries.

@@ -310,17 +310,25 @@ fn a_spinner_count_left_by_a_dead_subscriber_is_cleared_once_stale() {
     let log = log(64, 16);
     let table = log.inner.table();
     // A subscriber that counted itself and was killed while spinning.
-    table.spin_start();
-    assert_eq!(table.spinners_now(), 1, "a fresh count is a live spinner's");
+    table.spin_start(wait::mono_ns());
+    assert_eq!(
+        table.spinners_now(wait::mono_ns()),
+        1,
+        "a fresh count is a live spinner's"
+    );
     assert_eq!(table.age_spinners(Duration::from_millis(50)), 1);
-    assert_eq!(table.spinners_now(), 1, "50 ms: still within SPIN_STALE");
+    assert_eq!(
+        table.spinners_now(wait::mono_ns()),
+        1,
+        "50 ms: still within SPIN_STALE"
+    );
     // A live spinner refreshes its beat and stays counted.
-    table.spin_refresh();
+    table.spin_refresh(wait::mono_ns());
     assert_eq!(table.age_spinners(Duration::from_millis(99)), 1);
-    assert_eq!(table.spinners_now(), 1);
+    assert_eq!(table.spinners_now(wait::mono_ns()), 1);
     // Nobody touched it for SPIN_STALE: the next waiter clears it.
     assert_eq!(table.age_spinners(Duration::from_millis(2)), 1);
-    assert_eq!(table.spinners_now(), 0);
+    assert_eq!(table.spinners_now(wait::mono_ns()), 0);
     assert_eq!(
         table.age_spinners(Duration::ZERO),
         0,
@@ -332,8 +340,8 @@ fn a_spinner_count_left_by_a_dead_subscriber_is_cleared_once_stale() {
 fn a_blocking_receive_clears_a_stale_spinner_count_and_leaves_none() {
     let log = log(64, 16);
     let table = log.inner.table();
-    table.spin_start();
-    table.spin_start();
+    table.spin_start(wait::mono_ns());
+    table.spin_start(wait::mono_ns());
     table.age_spinners(Duration::from_secs(1));
     let mut sub = log.subscribe(Start::Latest).unwrap();
     sub.set_wait_strategy(WaitStrategy::default());
