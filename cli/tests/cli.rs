@@ -1142,8 +1142,18 @@ fn bench_leftovers(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The benchmark tests run one at a time: each keeps processes busy
+/// (spinning cases), and two at once on two CPUs took 20-26 s where one
+/// after the other take a few seconds (`--test-threads=2`).
+fn one_bench_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static BENCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed bench test poisons the lock; the next one still runs.
+    BENCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn bench_json_has_every_case_beside_the_raw_limits() {
+    let _one_bench = one_bench_at_a_time();
     let child = command(&[
         "bench",
         "--sizes",
@@ -1277,6 +1287,7 @@ fn bench_json_has_every_case_beside_the_raw_limits() {
 
 #[test]
 fn bench_table_and_several_producers_and_consumers() {
+    let _one_bench = one_bench_at_a_time();
     let child = command(&[
         "bench",
         "--sizes",
