@@ -308,44 +308,11 @@ async fn receive_js(
                 m = msgs.next() => match m {
                     Some(Ok(m)) => {
                         backoff = Duration::from_millis(100);
-                        // Hand over what has arrived in one batch (one
-                        // intent, one state write), as receive_core does.
-                        let mut batch = Vec::with_capacity(MAX_INTENT);
-                        let mut next = Some(Ok(m));
-                        let mut cut = None;
-                        while let Some(r) = next {
-                            let m = match r {
-                                Ok(m) => m,
-                                Err(e) => {
-                                    cut = Some(Some(e));
-                                    break;
-                                }
-                            };
-                            let (m, acker) = m.split();
-                            batch.push(InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) });
-                            next = None;
-                            if batch.len() < MAX_INTENT {
-                                match msgs.next().now_or_never() {
-                                    Some(Some(r)) => next = Some(r),
-                                    // The delivery ended: resync once this batch is handed over.
-                                    Some(None) => cut = Some(None),
-                                    None => {}
-                                }
-                            }
-                        }
-                        Counters::add(&counters.received, batch.len() as u64);
-                        if tx.send(batch).await.is_err() {
+                        Counters::add(&counters.received, 1);
+                        let (m, acker) = m.split();
+                        let msg = InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) };
+                        if tx.send(vec![msg]).await.is_err() {
                             return Err(anyhow!("route {}: the writer stopped", route.name));
-                        }
-                        match cut {
-                            None => {}
-                            Some(None) => continue 'outer,
-                            Some(Some(e)) => {
-                                Counters::add(&counters.errors, 1);
-                                log_line!("route {}: delivery: {e}; resyncing", route.name);
-                                tokio::time::sleep(backoff).await;
-                                continue 'outer;
-                            }
                         }
                     }
                     Some(Err(e)) => {
