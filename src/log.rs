@@ -1984,6 +1984,8 @@ struct Spinning<'a> {
     table: Option<Table<'a>>,
     /// When it last refreshed the count's beat ([`wait::mono_ns`]).
     refreshed: u64,
+    /// Spins so far.
+    spins: u32,
 }
 
 impl<'a> Spinning<'a> {
@@ -1994,20 +1996,23 @@ impl<'a> Spinning<'a> {
             return Spinning {
                 table: None,
                 refreshed: now,
+                spins: 0,
             };
         }
         table.spin_start(now);
         Spinning {
             table: Some(table),
             refreshed: now,
+            spins: 0,
         }
     }
 
     /// Called on each spin: says at least every [`SPIN_REFRESH`] that this
     /// spinner is alive, so its count is not taken for a dead one's (the
     /// clock is read every 1024th spin only).
-    fn spun(&mut self, spins: u32) {
-        if spins % 1024 != 0 {
+    fn spun(&mut self) {
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins % 1024 != 0 {
             return;
         }
         if let Some(table) = &self.table {
@@ -2531,7 +2536,6 @@ impl Subscriber {
             WaitStrategy::BusySpin => (Duration::MAX, None),
         };
         let mut spinning = Spinning::start(table, !spin.is_zero(), started);
-        let mut spins = 0u32;
         let mut backoff = Backoff::with_spin(self.wait, deadline, spin);
         // Single-publisher log: the word the publisher bumps when it wakes
         // sleeping subscribers (see `crate::wait`, "Sleepers").
@@ -2555,10 +2559,7 @@ impl Subscriber {
                 slept = true;
             }
             match next {
-                Next::Retry => {
-                    spins = spins.wrapping_add(1);
-                    spinning.spun(spins);
-                }
+                Next::Retry => spinning.spun(),
                 Next::TimedOut => {
                     break match self.inner.region.segment().check_intact() {
                         Ok(()) => Err(RecvError::Timeout),

@@ -86,8 +86,9 @@ struct Roster {
     /// told nobody is registered ([`Table::connected`]); a lock holder that
     /// died between a change and its recount leaves it stale until the next
     /// change, or until a publisher's scan finds no cursor
-    /// ([`Table::gate`]); a log made by a library that predates it holds 0. Publishers
-    /// waiting for a cursor sleep on it (futex), woken when it leaves 0.
+    /// ([`Table::gate`]); a log made by a library that predates it holds 0.
+    /// Publishers waiting for a cursor sleep on it (futex), woken when it
+    /// leaves 0.
     registered: AtomicU32,
     /// The committed position of the last cursor freed when the table
     /// became empty: at or above every publisher's cached gate (every
@@ -309,8 +310,8 @@ impl<'a> Table<'a> {
     /// [`ControlBusy::spinners`]). A count that nobody has touched for
     /// [`SPIN_STALE`] was left by spinners that died: it is cleared, so
     /// that a subscriber killed while it spun does not stop the others
-    /// from spinning for good.
-    /// `now` is [`wait::mono_ns`], read by the caller.
+    /// from spinning for good. `now` is [`wait::mono_ns`], read by the
+    /// caller.
     pub(crate) fn spinners_now(&self, now: u64) -> u32 {
         let busy = &self.control.busy;
         // Relaxed (here and in the other spinner calls): a hint for spin

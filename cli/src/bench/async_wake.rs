@@ -188,8 +188,8 @@ pub fn run(a: &BenchArgs, names: &mut Names) -> anyhow::Result<()> {
 }
 
 /// Forks the paced publisher of log `name`, pinned to CPU `pin` if given:
-/// it waits 100 ms (the subscriber is asleep by then), publishes `rounds` timestamped messages
-/// `GAP` apart, closes the log and exits.
+/// it waits 100 ms (the subscriber is asleep by then), publishes `rounds`
+/// timestamped messages `GAP` apart, closes the log and exits.
 fn fork_publisher(name: &str, rounds: u64, pin: Option<usize>) -> anyhow::Result<libc::pid_t> {
     let target = Target::Posix(name.to_owned());
     // SAFETY: the child only opens the log, publishes, sleeps and exits
