@@ -35,9 +35,11 @@ pub const NAMES: &[&str] = &[
     "queue-reserve-committing",
     "queue-consume-releasing",
     // work queue, batches: a range claimed, each message of it published
-    // (also single-producer batches), a consumer range claimed
+    // (single-producer batches: each but the first), the first slot of a
+    // single-producer batch published, a consumer range claimed
     "queue-batch-claimed",
     "queue-batch-published-one",
+    "queue-batch-stamped",
     "queue-batch-consume-claimed",
     // log, publishing
     "log-publish-claimed",

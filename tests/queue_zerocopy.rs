@@ -492,17 +492,59 @@ fn a_producer_killed_mid_batch_loses_no_published_message() {
             }
             let (_t, q, name) = new_queue("zc-batch-in", 8, spsc);
             killed_at("batch_in", &[name.clone(), "10".into()], point);
-            let published = if point == "queue-batch-claimed" { 0 } else { 1 };
+            // A single-producer batch becomes visible at its first slot's
+            // stamp, which comes last: the dead one published nothing.
+            let published = if point == "queue-batch-claimed" || spsc {
+                0
+            } else {
+                1
+            };
             let got = recv_seqs(&q, published);
             assert_eq!(got, (10..10 + published as u64).collect::<Vec<_>>());
-            // The rest of the range never arrives, and wedges nothing.
+            let mut buf = [0u8; 64];
+            assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
+            // The rest of the range never arrives, and wedges nothing: one
+            // message at a time, so that a stamp the dead producer left on
+            // the next slot would be taken for the second one.
             let p = Queue::open(&Target::Posix(name.clone())).unwrap();
-            p.enqueue_batch(&[&make_msg(1, 20, 32), &make_msg(1, 21, 32)])
-                .unwrap();
-            assert_eq!(recv_seqs(&q, 2), [20, 21], "spsc {spsc} {point}");
+            p.enqueue_try(&make_msg(1, 20, 32)).unwrap();
+            assert_eq!(recv_seqs(&q, 1), [20], "spsc {spsc} {point}");
+            assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
+            p.enqueue_try(&make_msg(1, 21, 32)).unwrap();
+            assert_eq!(recv_seqs(&q, 1), [21], "spsc {spsc} {point}");
             if !spsc {
                 assert_eq!(q.stats().dead_claims, 4 - published as u64);
             }
+        }
+    }
+}
+
+#[test]
+fn a_single_producer_killed_before_its_batchs_tail_store_loses_and_wedges_nothing() {
+    for then_close in [false, true] {
+        let (_t, q, name) = new_queue("zc-batch-stamped", 8, true);
+        killed_at(
+            "batch_in",
+            &[name.clone(), "10".into()],
+            "queue-batch-stamped",
+        );
+        // Every slot is stamped, tail still names the batch's first one.
+        assert_eq!(recv_seqs(&q, 4), [10, 11, 12, 13]);
+        let mut buf = [0u8; 64];
+        assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
+        if then_close {
+            // Closed with its producer dead: drained, though tail lags.
+            q.close();
+            assert_eq!(
+                q.dequeue_block(&mut buf, Some(WAIT)),
+                Err(RecvError::Closed)
+            );
+        } else {
+            // The next producer starts after the batch, not over it.
+            let p = Queue::open(&Target::Posix(name.clone())).unwrap();
+            p.enqueue_try(&make_msg(1, 20, 32)).unwrap();
+            assert_eq!(recv_seqs(&q, 1), [20]);
+            assert_eq!(q.dequeue_try(&mut buf), Err(RecvError::Empty));
         }
     }
 }

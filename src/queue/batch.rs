@@ -10,10 +10,14 @@
 //!   place and releases each slot right after. Crash recovery treats every
 //!   position of a dead range on its own: unpublished ones become
 //!   tombstones, unreleased ones are delivered again.
-//! - Single-producer mode: the producer writes and stamps the slots, then
-//!   stores `tail` once; the consumer reads the run of stamped slots, then
-//!   stores `head` once. A producer that dies mid-batch leaves stamps past
-//!   `tail`, which the next producer skips (`repaired_tail`); a consumer that
+//! - Single-producer mode: the producer writes and stamps the slots, the
+//!   first slot's stamp last, then stores `tail` once; the consumer reads
+//!   the run of stamped slots, then stores `head` once. As the consumer
+//!   cannot pass the first slot before its stamp, it takes the batch whole,
+//!   from lines the producer has finished with. A producer that dies before
+//!   that last stamp published nothing: the next producer clears the
+//!   batch's other stamps (`repaired_tail`); one that dies after it leaves
+//!   stamps past `tail`, which the next producer skips. A consumer that
 //!   dies mid-batch never stored `head`, so the batch is delivered again.
 //!
 //! The shapes follow the log's batch calls: `enqueue_batch(&[&[u8]]) ->

@@ -46,6 +46,9 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
 use crate::{RecvError, SendError};
 
+/// How many slots ahead of its stores a batch enqueue asks for lines.
+const PREFETCH_AHEAD: usize = 4;
+
 /// A role held by one handle: its token, its own index (it is that index's
 /// only writer, so it never needs to read it back from shared memory), and,
 /// for the producer, its cached copy of `head` (the consumer polls slot
@@ -181,7 +184,10 @@ impl Queue {
 
     /// The producer's position for a new holder: `tail`, or past it if the
     /// previous holder died between publishing slots' stamps and storing
-    /// `tail` (one slot, or several of a batch).
+    /// `tail` (one slot, or a whole batch). The stamps of a batch whose
+    /// holder died before its first slot's stamp (`spsc_enqueue_batch`)
+    /// were never visible: they are cleared, else the consumer would take
+    /// them for the new holder's messages of the same positions.
     fn repaired_tail(&self) -> u64 {
         let tail = &self.region.header().tail.value;
         // SYNC(spsc-tail): Acquire, pairs with the previous holder's Release store of tail.
@@ -199,6 +205,21 @@ impl Queue {
         if t != t0 {
             // SYNC(spsc-tail): Release, as every store of tail.
             tail.store(t, Ordering::Release);
+        }
+        // The orphans of a batch cut short lie right after `t`, stamped for
+        // this lap. The consumer is stopped at `t` (unstamped) until we
+        // publish it, so nobody reads them while we clear them.
+        let mut orphan = t.wrapping_add(1);
+        while orphan.wrapping_sub(t) < self.capacity {
+            let stamp = &self.slot(orphan).stamp;
+            // Relaxed: as above.
+            if stamp.load(Ordering::Relaxed) >> 1 != orphan.wrapping_add(1) {
+                break;
+            }
+            // Relaxed: the consumer reads this slot only after we publish
+            // position `t` (Release), which orders this store before it.
+            stamp.store(0, Ordering::Relaxed);
+            orphan = orphan.wrapping_add(1);
         }
         t
     }
@@ -397,6 +418,9 @@ impl Queue {
             .take_while(|m| m.len() <= self.slot_size)
         {
             let t = t0.wrapping_add(n as u64);
+            if n + PREFETCH_AHEAD < room {
+                self.prefetch_for_write(self.slot(t.wrapping_add(PREFETCH_AHEAD as u64)));
+            }
             let slot = self.slot(t);
             // Relaxed: published by the Release store of the stamp below.
             slot.len.store(msg.len() as u32, Ordering::Relaxed);
@@ -404,17 +428,31 @@ impl Queue {
             // the producer-role holder writes slots; the payload holds
             // slot_size >= msg.len() bytes inside the validated slot array.
             unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), Self::payload(slot), msg.len()) };
-            // SYNC(spsc-publish): Release, as in `spsc_commit`: the consumer
-            // polls each slot's stamp, so it may take this message before
-            // the batch's tail store.
-            slot.stamp.store(t.wrapping_add(1) << 1, Ordering::Release);
+            if n > 0 {
+                // SYNC(spsc-publish): Release, as in `spsc_commit`. The
+                // consumer cannot pass the batch's first slot, whose stamp
+                // comes last, so these wait for it.
+                slot.stamp.store(t.wrapping_add(1) << 1, Ordering::Release);
+                failpoint!("queue-batch-published-one");
+            }
             n += 1;
-            failpoint!("queue-batch-published-one");
+        }
+        if n > 0 {
+            // SYNC(spsc-publish): Release, as in `spsc_commit`, after every
+            // other slot of the batch. A consumer polling this stamp then
+            // takes the batch whole, reading lines we have finished with,
+            // instead of trailing us slot by slot while each line moves
+            // back and forth between the two cores.
+            self.slot(t0)
+                .stamp
+                .store(t0.wrapping_add(1) << 1, Ordering::Release);
+            failpoint!("queue-batch-stamped");
         }
         let t = t0.wrapping_add(n as u64);
         // SYNC(spsc-tail): Release, as in `spsc_commit`; one store for the
-        // batch (a new holder after a death mid-batch skips the published
-        // stamps past tail: `repaired_tail`).
+        // batch (a new holder after a death between the first slot's stamp
+        // and this store skips the published stamps past tail:
+        // `repaired_tail`).
         self.region.header().tail.value.store(t, Ordering::Release);
         role.pos = t;
         self.wake_sleepers(false);
@@ -531,6 +569,34 @@ impl Queue {
         Ok(done.n as usize)
     }
 
+    /// Asks for `slot`'s lines in the exclusive state, so that the batch's
+    /// stores a few slots later find them ready instead of each waiting
+    /// for the consumer's core to give them up.
+    #[inline(always)]
+    fn prefetch_for_write(&self, slot: &SlotHeader) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let first = slot as *const SlotHeader as *const u8;
+            let last = first.wrapping_add(self.slot_size + crate::layout::SLOT_HEADER_SIZE - 1);
+            // SAFETY: PREFETCHW is a hint that never faults and changes no
+            // register or memory contents (a NOP on CPUs without it);
+            // both addresses lie in this slot of the validated slot array.
+            // `_mm_prefetch` would lower the write hint to a read prefetch
+            // unless the whole crate were built for `prfchw`.
+            unsafe {
+                core::arch::asm!(
+                    "prefetchw [{0}]",
+                    "prefetchw [{1}]",
+                    in(reg) first,
+                    in(reg) last,
+                    options(nostack, preserves_flags, readonly)
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
     /// While the consumer polls an empty slot, asks for the slot's second
     /// cache line too, so that a message longer than the first line arrives
     /// in one round trip rather than two.
@@ -586,7 +652,10 @@ impl Queue {
             }
         }
         // SYNC(spsc-tail): Acquire, pairs with the producer's Release store of tail.
-        self.region.header().tail.value.load(Ordering::Acquire) == pos
+        let tail = self.region.header().tail.value.load(Ordering::Acquire);
+        // At or behind us: a producer that died between a batch's first
+        // stamp and its tail store leaves tail behind the batch we took.
+        pos.wrapping_sub(tail) < self.capacity
     }
 
     /// Marks the queue closed; `by_producer` when the caller holds the producer role.
