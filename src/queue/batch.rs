@@ -5,7 +5,8 @@
 //!   `tail` and claims it with one CAS on `tail`, announced as a range in
 //!   the thread's lane ([`crate::procs`], `claim_len`); it then writes and
 //!   publishes each slot (each slot's stamp is still its own publication, as
-//!   consumers poll stamps). `dequeue_batch` claims the run of published
+//!   consumers poll stamps), the range's first slot last, so that consumers
+//!   take the range whole rather than trailing the producer slot by slot. `dequeue_batch` claims the run of published
 //!   slots from `head` with one CAS, hands each message to the caller in
 //!   place and releases each slot right after. Crash recovery treats every
 //!   position of a dead range on its own: unpublished ones become
@@ -120,11 +121,19 @@ impl Queue {
             self.count(&self.region.header().stats.tombstones, k);
             return Err(SendError::Closed);
         }
-        for (i, msg) in msgs[..k as usize].iter().enumerate() {
+        // The range's first position last: consumers, stopped at it, then
+        // take the range whole from lines we have finished with, instead of
+        // trailing us slot by slot (as in `spsc_enqueue_batch`).
+        let ahead = super::spsc::PREFETCH_AHEAD as u64;
+        for (i, msg) in msgs[..k as usize].iter().enumerate().skip(1) {
             let p = t + i as u64;
+            if (i as u64) + ahead < k {
+                self.prefetch_for_write(self.slot(p + ahead));
+            }
             self.publish(p, self.slot(p), msg, 0);
             failpoint!("queue-batch-published-one");
         }
+        self.publish(t, self.slot(t), msgs[0], 0);
         if let Some(t) = self.region.segment().truncation_seen() {
             return Err(t.into());
         }

@@ -47,7 +47,21 @@ use crate::wait::{self, Backoff, Next};
 use crate::{RecvError, SendError};
 
 /// How many slots ahead of its stores a batch enqueue asks for lines.
-const PREFETCH_AHEAD: usize = 4;
+pub(super) const PREFETCH_AHEAD: usize = 4;
+
+/// Whether this CPU has PREFETCHW (CPUID 0x8000_0001, ECX bit 8: PRFCHW,
+/// alias 3DNowPrefetch), which `std::is_x86_feature_detected!` does not
+/// name. Asked once per process.
+#[cfg(target_arch = "x86_64")]
+fn has_prefetchw() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        // Leaf 0x8000_0000 gives the highest extended leaf: 0x8000_0001 is
+        // asked only if present.
+        use core::arch::x86_64::__cpuid;
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    })
+}
 
 /// A role held by one handle: its token, its own index (it is that index's
 /// only writer, so it never needs to read it back from shared memory), and,
@@ -573,14 +587,14 @@ impl Queue {
     /// stores a few slots later find them ready instead of each waiting
     /// for the consumer's core to give them up.
     #[inline(always)]
-    fn prefetch_for_write(&self, slot: &SlotHeader) {
+    pub(super) fn prefetch_for_write(&self, slot: &SlotHeader) {
         #[cfg(target_arch = "x86_64")]
-        {
+        if has_prefetchw() {
             let first = slot as *const SlotHeader as *const u8;
             let last = first.wrapping_add(self.slot_size + crate::layout::SLOT_HEADER_SIZE - 1);
-            // SAFETY: PREFETCHW is a hint that never faults and changes no
-            // register or memory contents (a NOP on CPUs without it);
-            // both addresses lie in this slot of the validated slot array.
+            // SAFETY: the CPU has PREFETCHW (checked above), a hint that
+            // never faults and changes no register or memory contents; both
+            // addresses lie in this slot of the validated slot array.
             // `_mm_prefetch` would lower the write hint to a read prefetch
             // unless the whole crate were built for `prfchw`.
             unsafe {
