@@ -81,6 +81,11 @@ impl KindArg {
         }
     }
 
+    /// Whether it is a work queue (where `--batch` applies).
+    fn is_queue(self) -> bool {
+        matches!(self, KindArg::Mpmc | KindArg::Spsc)
+    }
+
     /// Whether no surviving process can carry on the work of a killed
     /// `role`: its recovery is then timed from the replacement's start.
     fn sole(self, role: RoleArg) -> bool {
@@ -149,6 +154,13 @@ pub struct CrashArgs {
     /// Longest wait for close + drain at the end of a round (milliseconds)
     #[arg(long, default_value_t = 5000)]
     drain_ms: u64,
+    /// Messages per call on the queues (mpmc, spsc): 1 (the default) sends
+    /// with enqueue_block and receives with dequeue_block; N > 1 sends with
+    /// enqueue_batch_until (batches of N) and receives with
+    /// dequeue_batch_until(N), so that kills land inside batch calls. The
+    /// log kinds ignore it (they use single calls).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    batch: u64,
     /// Messages per second per producer (0: as fast as they can, the
     /// default: kills then land inside the engine most often; a rate leaves
     /// the CPU idle enough to time recovery without scheduling delays).
@@ -202,6 +214,9 @@ pub struct ChildArgs {
     /// Messages per second to send at most (0: as fast as possible)
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Queues: messages per call (1: single calls; more: batch calls)
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Give up after this long
     #[arg(long, default_value_t = 600)]
     max_secs: u64,
@@ -397,7 +412,8 @@ impl Round<'_> {
             .args(["--inc", &inc.to_string()])
             .args(["--salt", &self.salt.to_string()])
             .args(["--slot-size", &self.a.slot_size.to_string()])
-            .args(["--rate", &self.a.rate.to_string()]);
+            .args(["--rate", &self.a.rate.to_string()])
+            .args(["--batch", &batch_of(self.a, self.kind).to_string()]);
         if matches!(self.kind, KindArg::LogReliable | KindArg::LogSingle)
             && role == RoleArg::Consumer
         {
@@ -540,6 +556,7 @@ impl Round<'_> {
         self.kills.push(Kill {
             ts,
             role: kid.role,
+            victim: Some(kid.inc),
             sole,
             replacement: Some(replacement),
         });
@@ -656,6 +673,7 @@ impl Round<'_> {
         check::RoundInput {
             kind: self.kind,
             capacity: self.a.capacity,
+            batch: batch_of(self.a, self.kind),
             incs: self
                 .incs
                 .iter()
@@ -693,6 +711,15 @@ struct KindReport {
     tally: Tally,
     stall_details: Vec<String>,
     crash_details: Vec<String>,
+}
+
+/// Messages per call the children of `kind` use (logs ignore `--batch`).
+fn batch_of(a: &CrashArgs, kind: KindArg) -> u64 {
+    if kind.is_queue() {
+        a.batch
+    } else {
+        1
+    }
 }
 
 /// Where a round's segment lives.
@@ -860,8 +887,9 @@ pub fn run(a: &CrashArgs) -> anyhow::Result<()> {
     let mut objs = Vec::new();
     if !a.json {
         println!(
-            "shmq crash: seed {seed}, backing {:?}, {} kills per kind, {} per round",
-            a.backing, a.kills, a.round_kills
+            "shmq crash: seed {seed}, backing {:?}, {} kills per kind, {} per round, queue \
+             batch {}",
+            a.backing, a.kills, a.round_kills, a.batch
         );
     }
     let result = (|| -> anyhow::Result<()> {
@@ -909,6 +937,7 @@ pub fn run(a: &CrashArgs) -> anyhow::Result<()> {
         let top = json::Obj::new()
             .str("seed", &seed.to_string())
             .str("backing", &format!("{:?}", a.backing).to_lowercase())
+            .int("batch", a.batch)
             .bool("ok", all_ok)
             .raw("kinds", &json::array(objs))
             .end();
@@ -955,6 +984,7 @@ fn summarize(a: &CrashArgs, kind: KindArg, rep: &mut KindReport) -> (bool, Strin
     let strings = |v: &[String]| json::array(v.iter().map(|s| json::string(s)));
     let obj = json::Obj::new()
         .str("kind", kind.name())
+        .int("batch", batch_of(a, kind))
         .bool("ok", ok)
         .bool("invariants_ok", invariants_ok)
         .bool("latency_ok", latency_ok)
@@ -990,11 +1020,12 @@ fn summarize(a: &CrashArgs, kind: KindArg, rep: &mut KindReport) -> (bool, Strin
         )
         .end();
     let line = format!(
-        "{:<13} {} kills {} rounds {} messages {} stalls {} torn {} duplicates {} \
+        "{:<13} {} batch {} kills {} rounds {} messages {} stalls {} torn {} duplicates {} \
          redelivered-allowed {} losses {} in-hand {} order {} phantom {} crashes {} leaked {} \
          recovery p50 {} p99 {} max {} (lap p99 {}) unrecovered {}",
         kind.name(),
         if ok { "PASS" } else { "FAIL" },
+        batch_of(a, kind),
         rep.kills,
         rep.rounds,
         t.messages,

@@ -132,13 +132,14 @@ enum Cmd {
     /// Crash campaign: SIGKILL producers and consumers at random moments, then check every invariant
     #[command(after_help = concat!(
         "Example:\n  shmq crash\n  shmq crash --kinds spsc --kills 200 --json\n  ",
-        "shmq crash --kills 10000 --backing sysv --seed 42\n\n",
+        "shmq crash --kills 10000 --backing sysv --seed 42\n  ",
+        "shmq crash --kinds mpmc,spsc --batch 8\n\n",
         "Each kind runs in rounds of --round-kills SIGKILLs against real processes (MPMC: 2 \
          producers x 2 consumers; SPSC: 1 x 1, roles taken over; logs: 1 publisher x 2 \
          subscribers, durable named cursors in reliable mode), each killed process replaced at \
          once; then the queue or log is closed and drained and the ledgers every process wrote \
          are checked: no torn or wrong-length message, no duplicate, no loss (beyond one \
-         message in hand per consumer kill), FIFO, no stall (--stall-ms), no crash of a \
+         message in hand per consumer kill with single calls; none with --batch), FIFO, no stall (--stall-ms), no crash of a \
          survivor, no leaked segment; recovery after each kill is timed (p99 bar: \
          --latency-bar-ms). Exit status 0 only if every invariant held."
     ))]

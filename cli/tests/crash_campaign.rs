@@ -3,7 +3,8 @@
 //! SIGKILLed at random moments and replaced; every round then closes,
 //! drains and checks every invariant (no torn message, no duplicate, no
 //! loss beyond a message in hand, FIFO, no stall, no crash of a survivor,
-//! no leaked segment). The long run (10,000 kills per kind) is documented
+//! no leaked segment). The queues also run with `--batch 8`, killed inside
+//! their batch calls. The long run (10,000 kills per kind) is documented
 //! in the README.
 //!
 //! Recovery latency is reported but not asserted here (`--latency-bar-ms 0`):
@@ -63,22 +64,26 @@ fn campaign(args: &[&str], limit: Duration) -> (bool, String) {
 /// Runs a campaign of `kills` SIGKILLs on one kind and asserts that every
 /// invariant held and the tool says so.
 fn assert_survives(kind: &str, backing: &str, kills: u64) {
+    assert_survives_with(kind, backing, kills, &[]);
+}
+
+/// As `assert_survives`, with more `shmq crash` arguments; returns the JSON.
+fn assert_survives_with(kind: &str, backing: &str, kills: u64, more: &[&str]) -> String {
     let kills_s = kills.to_string();
-    let (success, json) = campaign(
-        &[
-            "--kinds",
-            kind,
-            "--backing",
-            backing,
-            "--kills",
-            &kills_s,
-            "--round-kills",
-            "10",
-            "--latency-bar-ms",
-            "0",
-        ],
-        Duration::from_secs(120),
-    );
+    let mut args = vec![
+        "--kinds",
+        kind,
+        "--backing",
+        backing,
+        "--kills",
+        &kills_s,
+        "--round-kills",
+        "10",
+        "--latency-bar-ms",
+        "0",
+    ];
+    args.extend_from_slice(more);
+    let (success, json) = campaign(&args, Duration::from_secs(120));
     assert_eq!(field(&json, "kind"), format!("\"{kind}\""));
     for key in [
         "stalls",
@@ -99,6 +104,7 @@ fn assert_survives(kind: &str, backing: &str, kills: u64) {
     assert!(count(&json, "in_hand_losses") <= kills);
     assert_eq!(field(&json, "ok"), "true", "{json}");
     assert!(success, "shmq crash exits 0 when every invariant held");
+    json
 }
 
 #[test]
@@ -112,6 +118,16 @@ fn spsc_survives_sigkill_on_every_backing() {
 fn mpmc_survives_sigkill() {
     assert_survives("mpmc", "posix", 100);
     assert_survives("mpmc", "file", 30);
+}
+
+#[test]
+fn queues_survive_sigkill_inside_batch_calls() {
+    for kind in ["mpmc", "spsc"] {
+        let json = assert_survives_with(kind, "posix", 20, &["--batch", "8"]);
+        assert_eq!(count(&json, "batch"), 8, "{json}");
+        // A batch receive records each message before it frees the slot.
+        assert_eq!(count(&json, "in_hand_losses"), 0, "{json}");
+    }
 }
 
 #[test]

@@ -126,12 +126,24 @@ pub fn run(a: &ChildArgs) -> anyhow::Result<()> {
         (KindArg::Mpmc, RoleArg::Producer) => {
             let q = Queue::open(&target)?;
             cx.put(Tag::Start, 0, 0, 0)?;
-            produce(&mut cx, |m| q.enqueue_block(m, Some(STEP)))
+            if a.batch > 1 {
+                produce_batch(&mut cx, a.batch, |ms| {
+                    q.enqueue_batch_until(ms, Some(Instant::now() + STEP))
+                })
+            } else {
+                produce(&mut cx, |m| q.enqueue_block(m, Some(STEP)))
+            }
         }
         (KindArg::Mpmc, RoleArg::Consumer) => {
             let q = Queue::open(&target)?;
             cx.put(Tag::Start, 0, 0, 0)?;
-            consume(&mut cx, |b| q.dequeue_block(b, Some(STEP)))
+            if a.batch > 1 {
+                consume_batch(&mut cx, a.batch, |max, f| {
+                    q.dequeue_batch_until(max, f, Some(Instant::now() + STEP))
+                })
+            } else {
+                consume(&mut cx, |b| q.dequeue_block(b, Some(STEP)))
+            }
         }
         (KindArg::Spsc, RoleArg::Producer) => {
             // A producer that finds the queue closed before the role came free is done.
@@ -139,7 +151,13 @@ pub fn run(a: &ChildArgs) -> anyhow::Result<()> {
                 return Ok(());
             };
             cx.put(Tag::Start, 0, 0, 0)?;
-            produce(&mut cx, |m| p.enqueue_block(m, Some(STEP)))
+            if a.batch > 1 {
+                produce_batch(&mut cx, a.batch, |ms| {
+                    p.enqueue_batch_until(ms, Some(Instant::now() + STEP))
+                })
+            } else {
+                produce(&mut cx, |m| p.enqueue_block(m, Some(STEP)))
+            }
         }
         (KindArg::Spsc, RoleArg::Consumer) => {
             // A consumer keeps trying after close: what is queued must be drained.
@@ -147,7 +165,13 @@ pub fn run(a: &ChildArgs) -> anyhow::Result<()> {
                 return Ok(());
             };
             cx.put(Tag::Start, 0, 0, 0)?;
-            consume(&mut cx, |b| c.dequeue_block(b, Some(STEP)))
+            if a.batch > 1 {
+                consume_batch(&mut cx, a.batch, |max, f| {
+                    c.dequeue_batch_until(max, f, Some(Instant::now() + STEP))
+                })
+            } else {
+                consume(&mut cx, |b| c.dequeue_block(b, Some(STEP)))
+            }
         }
         (KindArg::LogReliable | KindArg::LogOverwrite | KindArg::LogSingle, RoleArg::Producer) => {
             let log = Log::open(&target)?;
@@ -205,6 +229,57 @@ fn produce(
     }
 }
 
+/// Sends messages 0, 1, 2, ... in batches of `n` until closed; records an
+/// acknowledgement for each message of the prefix a call says went in, in
+/// order, after the call returned (so a producer killed mid-batch leaves up
+/// to `n` messages sent but not acknowledged).
+fn produce_batch(
+    cx: &mut Ctx,
+    n: usize,
+    mut send: impl FnMut(&[&[u8]]) -> Result<usize, SendError>,
+) -> anyhow::Result<()> {
+    let id = |cx: &Ctx, seq: u64| ledger::id(cx.inc, seq);
+    // Message `seq + i` in `msgs[i]`.
+    let mut msgs: Vec<Vec<u8>> = (0..n as u64)
+        .map(|i| {
+            let mut m = Vec::with_capacity(cx.slot_size);
+            ledger::message(id(cx, i), cx.salt, cx.slot_size, &mut m);
+            m
+        })
+        .collect();
+    let mut seq = 0;
+    loop {
+        let result = {
+            let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+            send(&refs)
+        };
+        match result {
+            Ok(k) => {
+                let k = k.min(n);
+                for (i, m) in msgs[..k].iter().enumerate() {
+                    let len = m.len();
+                    cx.put(Tag::Ack, id(cx, seq + i as u64), len, 0)?;
+                }
+                for _ in 0..k {
+                    cx.pace.sent_one();
+                }
+                seq += k as u64;
+                // The unsent rest moves to the front; the freed tail gets the next ones.
+                msgs.rotate_left(k);
+                for (i, m) in msgs.iter_mut().enumerate().skip(n - k) {
+                    ledger::message(id(cx, seq + i as u64), cx.salt, cx.slot_size, m);
+                }
+                if k == 0 {
+                    cx.check_deadline()?;
+                }
+            }
+            Err(SendError::Timeout | SendError::Full) => cx.check_deadline()?,
+            Err(SendError::Closed) => return Ok(()),
+            Err(e) => bail!("enqueue batch: {e}"),
+        }
+    }
+}
+
 /// Receives until closed and drained; records each message.
 fn consume(
     cx: &mut Ctx,
@@ -220,6 +295,39 @@ fn consume(
                 return Ok(());
             }
             Err(e) => bail!("dequeue: {e}"),
+        }
+    }
+}
+
+/// Receives in batches of up to `n` until closed and drained: records each
+/// message inside the call (before it frees the slot), and a `BatchEnd`
+/// after the call returned, so the ledger tells which messages a consumer
+/// killed mid-batch had been handed by its unfinished call.
+fn consume_batch(
+    cx: &mut Ctx,
+    n: usize,
+    mut recv: impl FnMut(usize, &mut dyn FnMut(&[u8])) -> Result<usize, RecvError>,
+) -> anyhow::Result<()> {
+    loop {
+        let mut failed = None;
+        let result = recv(n, &mut |m| {
+            if failed.is_none() {
+                failed = cx.received(m.len(), m, 0).err();
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let got = *result.as_ref().unwrap_or(&0) as u64;
+        cx.put(Tag::BatchEnd, got, 0, 0)?;
+        match result {
+            Ok(_) => {}
+            Err(RecvError::Timeout | RecvError::Empty) => cx.check_deadline()?,
+            Err(RecvError::Closed) => {
+                cx.put(Tag::Closed, 0, 0, 0)?;
+                return Ok(());
+            }
+            Err(e) => bail!("dequeue batch: {e}"),
         }
     }
 }

@@ -155,6 +155,11 @@ pub enum Tag {
     Commit = 8,
     /// The queue or log reported Closed: this process is done.
     Closed = 9,
+    /// A batch receive returned (`id`: how many messages it handed out, 0
+    /// on an error). The `Recv` records since the previous one were written
+    /// inside that call; after a consumer's last `BatchEnd`, they tell the
+    /// batch it was killed in.
+    BatchEnd = 10,
 }
 
 impl Tag {
@@ -169,6 +174,7 @@ impl Tag {
             7 => Tag::Lag,
             8 => Tag::Commit,
             9 => Tag::Closed,
+            10 => Tag::BatchEnd,
             _ => return None,
         })
     }
