@@ -90,6 +90,9 @@
 use std::sync::atomic::fence;
 use std::time::Duration;
 
+/// How many slots ahead of its writes the publisher asks for lines.
+const PREFETCH_AHEAD: u64 = 4;
+
 /// `Control::sleepers` of a single-publisher log: the number of sleepers
 /// counted in the current generation, in the low 16 bits ...
 const SLEEPERS_COUNT: u32 = 0xffff;
@@ -452,9 +455,21 @@ impl Inner {
         }
         self.sp_admit(role, 1)?;
         let seq = role.pos;
+        self.sp_prefetch_ahead(role, seq);
         self.sp_write(seq, msg);
         self.sp_commit(role, seq + 1)?;
         Ok(seq)
+    }
+
+    /// Asks for the lines of the slot [`PREFETCH_AHEAD`] past `seq` to
+    /// write them later, if it may be written by then (reliable mode: the
+    /// cached gate says every cursor has left it; overwrite mode: always).
+    #[inline(always)]
+    fn sp_prefetch_ahead(&self, role: &PubRole, seq: u64) {
+        let ahead = seq + PREFETCH_AHEAD;
+        if !self.reliable || ahead < role.gate.saturating_add(self.capacity) {
+            crate::layout::prefetch_for_write(self.slot(ahead), self.slot_size);
+        }
     }
 
     /// Publishes as many of `msgs` as fit now, in order, with one store of
@@ -478,6 +493,7 @@ impl Inner {
         let n = self.sp_admit(role, wanted)? as usize;
         let first = role.pos;
         for (i, msg) in msgs[..n].iter().enumerate() {
+            self.sp_prefetch_ahead(role, first + i as u64);
             self.sp_write(first + i as u64, msg);
         }
         self.sp_commit(role, first + n as u64)?;

@@ -128,7 +128,7 @@ impl Queue {
         for (i, msg) in msgs[..k as usize].iter().enumerate().skip(1) {
             let p = t + i as u64;
             if (i as u64) + ahead < k {
-                self.prefetch_for_write(self.slot(p + ahead));
+                crate::layout::prefetch_for_write(self.slot(p + ahead), self.slot_size);
             }
             self.publish(p, self.slot(p), msg, 0);
             failpoint!("queue-batch-published-one");

@@ -46,22 +46,9 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
 use crate::{RecvError, SendError};
 
-/// How many slots ahead of its stores a batch enqueue asks for lines.
+/// How many slots ahead of its stores a batch enqueue asks for lines
+/// ([`crate::layout::prefetch_for_write`]).
 pub(super) const PREFETCH_AHEAD: usize = 4;
-
-/// Whether this CPU has PREFETCHW (CPUID 0x8000_0001, ECX bit 8: PRFCHW,
-/// alias 3DNowPrefetch), which `std::is_x86_feature_detected!` does not
-/// name. Asked once per process.
-#[cfg(target_arch = "x86_64")]
-fn has_prefetchw() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        // Leaf 0x8000_0000 gives the highest extended leaf: 0x8000_0001 is
-        // asked only if present.
-        use core::arch::x86_64::__cpuid;
-        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
-    })
-}
 
 /// A role held by one handle: its token, its own index (it is that index's
 /// only writer, so it never needs to read it back from shared memory), and,
@@ -433,7 +420,10 @@ impl Queue {
         {
             let t = t0.wrapping_add(n as u64);
             if n + PREFETCH_AHEAD < room {
-                self.prefetch_for_write(self.slot(t.wrapping_add(PREFETCH_AHEAD as u64)));
+                crate::layout::prefetch_for_write(
+                    self.slot(t.wrapping_add(PREFETCH_AHEAD as u64)),
+                    self.slot_size,
+                );
             }
             let slot = self.slot(t);
             // Relaxed: published by the Release store of the stamp below.
@@ -581,34 +571,6 @@ impl Queue {
             f(msg);
         }
         Ok(done.n as usize)
-    }
-
-    /// Asks for `slot`'s lines in the exclusive state, so that the batch's
-    /// stores a few slots later find them ready instead of each waiting
-    /// for the consumer's core to give them up.
-    #[inline(always)]
-    pub(super) fn prefetch_for_write(&self, slot: &SlotHeader) {
-        #[cfg(target_arch = "x86_64")]
-        if has_prefetchw() {
-            let first = slot as *const SlotHeader as *const u8;
-            let last = first.wrapping_add(self.slot_size + crate::layout::SLOT_HEADER_SIZE - 1);
-            // SAFETY: the CPU has PREFETCHW (checked above), a hint that
-            // never faults and changes no register or memory contents; both
-            // addresses lie in this slot of the validated slot array.
-            // `_mm_prefetch` would lower the write hint to a read prefetch
-            // unless the whole crate were built for `prfchw`.
-            unsafe {
-                core::arch::asm!(
-                    "prefetchw [{0}]",
-                    "prefetchw [{1}]",
-                    in(reg) first,
-                    in(reg) last,
-                    options(nostack, preserves_flags, readonly)
-                );
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
     }
 
     /// While the consumer polls an empty slot, asks for the slot's second
