@@ -2525,6 +2525,7 @@ impl Subscriber {
         // (see `crate::wait`, "How long to spin").
         // One clock read: the wait's length, and the spinner count's beat.
         let started = wait::mono_ns();
+        self.budget.start_wait(started, self.pos);
         // A reference of our own: the cursor table is borrowed across the loop.
         let inner = Arc::clone(&self.inner);
         let table = inner.table();
@@ -2584,6 +2585,12 @@ impl Subscriber {
                     }
                     let inner = &*self.inner;
                     if inner.single {
+                        if self.dozes(started) {
+                            // Relaxed: a close bumps it and ends the doze early.
+                            let seq = wake_seq.load(Ordering::Relaxed);
+                            wait::doze(wake_seq, seq, backoff.remaining());
+                            continue;
+                        }
                         // Every subscriber sleeps on the one word the
                         // publisher wakes; the bound covers a truncation.
                         let pos = self.pos;
@@ -2639,6 +2646,18 @@ impl Subscriber {
                 .record_sleepers(!spin.is_zero() && !slept, others_woken);
         }
         result
+    }
+
+    /// Whether this blocking receive, waiting since `started`
+    /// ([`wait::mono_ns`]), dozes rather than sleeps until woken (see
+    /// `crate::wait`, "Dozing"): on a reliable single-publisher log whose
+    /// subscribers and publisher outnumber the CPUs, while messages come
+    /// within [`wait::DOZE_GAP`] of each other.
+    fn dozes(&self, started: u64) -> bool {
+        let inner = &*self.inner;
+        let crowded = inner.reliable && inner.table().roster_count() > wait::spin_cores();
+        let so_far = Duration::from_nanos(wait::mono_ns().saturating_sub(started));
+        self.budget.dozes(crowded, so_far)
     }
 
     /// Stores this subscriber's position as its named cursor's committed

@@ -306,6 +306,18 @@ impl Inner {
         }
     }
 
+    /// How many subscribers are counted as sleepers now (tests).
+    #[cfg(test)]
+    pub(super) fn sp_sleepers(&self) -> u32 {
+        // Relaxed: a snapshot for a test's polling loop.
+        self.region
+            .header()
+            .control
+            .sleepers
+            .load(Ordering::Relaxed)
+            & SLEEPERS_COUNT
+    }
+
     /// Single-publisher close: `CLOSED_QUIET` when `quiet` (the caller holds
     /// the role and has nothing in flight), else `CLOSED`; then wakes
     /// every sleeper.

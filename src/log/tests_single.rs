@@ -443,3 +443,97 @@ fn in_place_reads_are_validated_after_the_reader_returns() {
     assert_eq!(sub.recv_in_place(|m| m.len()), Ok(5));
     assert_eq!(sub.recv_in_place(|m| m.len()), Err(RecvError::Empty));
 }
+
+/// A reliable single-publisher log whose subscribers (returned) and
+/// publisher outnumber the CPUs this process may spin on.
+fn crowded() -> (Log, Vec<Subscriber>) {
+    let n = wait::spin_cores() as usize + 1;
+    let log = Log::in_process(
+        &LogConfig::new(64, 64)
+            .single_publisher(true)
+            .mode(LogMode::Reliable)
+            .cursors(n + 1),
+    )
+    .unwrap();
+    let subs = (0..n)
+        .map(|_| log.subscribe(Start::Latest).unwrap())
+        .collect();
+    (log, subs)
+}
+
+/// As after a wait that ended in 10 us, 10 messages and 100 us after the
+/// one before: messages come close together, at 100 k msgs/s.
+fn just_waited_briefly(sub: &mut Subscriber) {
+    let now = wait::mono_ns();
+    sub.budget.start_wait(now - 100_000, sub.pos);
+    sub.budget.start_wait(now, sub.pos + 10);
+    sub.budget
+        .record(Duration::from_micros(10), Duration::from_micros(50));
+}
+
+#[test]
+fn only_a_crowded_subscriber_of_a_busy_feed_dozes() {
+    let (_log, mut subs) = crowded();
+    let sub = &mut subs[0];
+    assert!(!sub.dozes(wait::mono_ns()), "no wait measured yet");
+    just_waited_briefly(sub);
+    assert!(sub.dozes(wait::mono_ns()));
+    // Waiting in this call for longer than the gap: the feed paused.
+    let long_ago = wait::mono_ns() - 2 * wait::DOZE_GAP.as_nanos() as u64;
+    assert!(!sub.dozes(long_ago));
+    sub.budget
+        .record(Duration::from_millis(1), Duration::from_micros(50));
+    assert!(!sub.dozes(wait::mono_ns()), "the last wait was long");
+    // A feed too fast to doze on: 1000 messages in 100 us (10 M msgs/s).
+    just_waited_briefly(sub);
+    let now = wait::mono_ns();
+    sub.budget.start_wait(now + 100_000, sub.pos + 1010);
+    assert!(!sub.dozes(now), "too fast");
+    // Not crowded: a lone subscriber of a reliable log (it leaves a CPU to
+    // the publisher), or any number on an overwrite log (not counted).
+    let lone = single_reliable(64, 64);
+    let many = single(64, 64);
+    let mut subs = vec![lone.subscribe(Start::Latest).unwrap()];
+    for _ in 0..=wait::spin_cores() {
+        subs.push(many.subscribe(Start::Latest).unwrap());
+    }
+    for sub in &mut subs {
+        just_waited_briefly(sub);
+        assert!(!sub.dozes(wait::mono_ns()));
+    }
+}
+
+#[test]
+fn a_dozing_subscriber_of_a_feed_that_pauses_sleeps_until_woken() {
+    let (log, mut subs) = crowded();
+    let mut sub = subs.pop().unwrap();
+    just_waited_briefly(&mut sub);
+    let t = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        sub.recv_block(&mut buf, T).map(|n| buf[..n].to_vec())
+    });
+    // It dozes for at most DOZE_GAP, then counts itself a sleeper: idle,
+    // it costs no CPU, and the next publish wakes it.
+    let until = Instant::now() + Duration::from_secs(10);
+    while log.inner.sp_sleepers() == 0 {
+        assert!(Instant::now() < until, "still dozing after 10 s");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let mut publisher = log.clone().into_publisher().unwrap();
+    publisher.publish(b"tick").unwrap();
+    assert_eq!(t.join().unwrap(), Ok(b"tick".to_vec()));
+}
+
+#[test]
+fn close_ends_a_doze() {
+    let (log, mut subs) = crowded();
+    let mut sub = subs.pop().unwrap();
+    just_waited_briefly(&mut sub);
+    let t = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        sub.recv_block(&mut buf, T)
+    });
+    thread::sleep(Duration::from_micros(50));
+    log.close();
+    assert_eq!(t.join().unwrap(), Err(RecvError::Closed));
+}
