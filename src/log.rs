@@ -2652,7 +2652,8 @@ impl Subscriber {
     /// ([`wait::mono_ns`]), dozes rather than sleeps until woken (see
     /// `crate::wait`, "Dozing"): on a reliable single-publisher log whose
     /// subscribers and publisher outnumber the CPUs, while messages come
-    /// within [`wait::DOZE_GAP`] of each other.
+    /// within [`wait::DOZE_GAP`] of each other, at most
+    /// [`wait::DOZE_MAX_RATE`] a second.
     fn dozes(&self, started: u64) -> bool {
         let inner = &*self.inner;
         let crowded = inner.reliable && inner.table().roster_count() > wait::spin_cores();

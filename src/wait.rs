@@ -48,10 +48,9 @@
 //!   publisher outnumber the CPUs, and messages come within [`DOZE_GAP`]
 //!   of each other but no faster than [`DOZE_MAX_RATE`] (a doze would
 //!   then leave the publisher gated behind a sleeper nobody wakes), a
-//!   subscriber whose spin is over does not count itself
-//!   a sleeper for the publisher to wake: it dozes, a timed sleep of
-//!   [`DOZE`] plus the thread's timer slack (50 us by default), and looks
-//!   again. Waking several sleeping processes per message costs each a
+//!   subscriber whose spin is over does not count itself a sleeper for the
+//!   publisher to wake: it dozes, a timed sleep of [`DOZE`] plus the
+//!   thread's timer slack (50 us by default), and looks again. Waking several sleeping processes per message costs each a
 //!   context switch per message, which on few CPUs is the whole budget
 //!   (about 3 us per subscriber and message on the 2-CPU machine that set
 //!   these numbers); a doze finds every message that came meanwhile, so
@@ -220,7 +219,8 @@ impl SpinBudget {
     /// [`DOZE_GAP`] of each other (in this wait and the last) but not
     /// faster than [`DOZE_MAX_RATE`].
     pub(crate) fn dozes(&self, crowded: bool, so_far: Duration) -> bool {
-        crowded && self.moderate && self.last_wait < DOZE_GAP.as_nanos() as u64 && so_far < DOZE_GAP
+        let close_together = self.last_wait < DOZE_GAP.as_nanos() as u64 && so_far < DOZE_GAP;
+        crowded && self.moderate && close_together
     }
 
     /// The budget in nanoseconds (`u64::MAX` until a wait was measured).

@@ -6,9 +6,10 @@
 //!   the thread's lane ([`crate::procs`], `claim_len`); it then writes and
 //!   publishes each slot (each slot's stamp is still its own publication, as
 //!   consumers poll stamps), the range's first slot last, so that consumers
-//!   take the range whole rather than trailing the producer slot by slot. `dequeue_batch` claims the run of published
-//!   slots from `head` with one CAS, hands each message to the caller in
-//!   place and releases each slot right after. Crash recovery treats every
+//!   take the range whole rather than trailing the producer slot by slot.
+//!   `dequeue_batch` claims the run of published slots from `head` with one
+//!   CAS, hands each message to the caller in place and releases each slot
+//!   right after. Crash recovery treats every
 //!   position of a dead range on its own: unpublished ones become
 //!   tombstones, unreleased ones are delivered again.
 //! - Single-producer mode: the producer writes and stamps the slots, the
