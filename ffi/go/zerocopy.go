@@ -624,16 +624,18 @@ func enqueueBatch(o handle, ctx context.Context, timeout time.Duration, msgs [][
 	}
 	pk := batchPacks.Get().(*batchPack)
 	defer batchPacks.Put(pk)
-	data := pk.data[:0]
-	if cap(data) < total {
-		data = make([]byte, 0, total)
+	if cap(pk.data) < total {
+		pk.data = make([]byte, total)
 	}
-	lens := pk.lens[:0]
-	for _, m := range msgs {
-		data = append(data, m...)
-		lens = append(lens, C.size_t(len(m)))
+	if cap(pk.lens) < len(msgs) {
+		pk.lens = make([]C.size_t, len(msgs))
 	}
-	pk.data, pk.lens = data, lens
+	data, lens := pk.data[:total], pk.lens[:len(msgs)]
+	off := 0
+	for i, m := range msgs {
+		off += copy(data[off:], m)
+		lens[i] = C.size_t(len(m))
+	}
 	var n C.size_t
 	err := attemptOrWait(ctx, timeout, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 		return callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
