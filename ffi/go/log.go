@@ -403,20 +403,20 @@ func (l *Log) publishWait(msg []byte, total, slice time.Duration, stop *int32, s
 // it returns ctx.Err() within about 2 ms, and msg was not published). In
 // overwrite mode it never waits. Other errors: ErrClosed, ErrTooLarge.
 func (l *Log) PublishBlock(ctx context.Context, msg []byte) (uint64, error) {
-	return l.publishBlock(ctx, time.Time{}, msg)
+	return l.publishBlock(ctx, forever, msg)
 }
 
 // PublishTimeout is PublishBlock with a timeout instead of a context: when
 // it passes, ErrTimeout (the log stayed full) or ErrNotConnected (nobody
 // registered); a negative timeout waits forever.
 func (l *Log) PublishTimeout(msg []byte, timeout time.Duration) (uint64, error) {
-	return l.publishBlock(context.Background(), deadline(timeout), msg)
+	return l.publishBlock(context.Background(), timeout, msg)
 }
 
-func (l *Log) publishBlock(ctx context.Context, until time.Time, msg []byte) (uint64, error) {
+func (l *Log) publishBlock(ctx context.Context, timeout time.Duration, msg []byte) (uint64, error) {
 	var seq C.uint64_t
 	nobody := false
-	err := blockingCall(ctx, until, func() C.enum_shmq_status {
+	err := blockingCall(ctx, timeout, func() C.enum_shmq_status {
 		st := l.publishTry(msg, &seq)
 		// Nobody registered is waited out as a full log is.
 		if nobody = st == C.SHMQ_NOT_CONNECTED; nobody {
@@ -754,19 +754,19 @@ func (s *Subscriber) recvBatch(buf []byte, lens []int, timeoutNs int64) (int, er
 // about 2 ms; a message that arrived before is returned, never lost).
 // Other errors as for TryRecv (ErrBufferTooSmall with the needed length).
 func (s *Subscriber) Recv(ctx context.Context, buf []byte) (int, error) {
-	return s.recv(ctx, time.Time{}, buf)
+	return s.recv(ctx, forever, buf)
 }
 
 // RecvTimeout is Recv with a timeout instead of a context (ErrTimeout when
 // it passes; a negative timeout waits forever).
 func (s *Subscriber) RecvTimeout(buf []byte, timeout time.Duration) (int, error) {
-	return s.recv(context.Background(), deadline(timeout), buf)
+	return s.recv(context.Background(), timeout, buf)
 }
 
-func (s *Subscriber) recv(ctx context.Context, until time.Time, buf []byte) (int, error) {
+func (s *Subscriber) recv(ctx context.Context, timeout time.Duration, buf []byte) (int, error) {
 	var n C.size_t
 	var missed C.uint64_t
-	err := blockingCall(ctx, until, func() C.enum_shmq_status { return s.recvTry(buf, &n, &missed) },
+	err := blockingCall(ctx, timeout, func() C.enum_shmq_status { return s.recvTry(buf, &n, &missed) },
 		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 			return s.recvWait(buf, total, slice, stop, &n, &missed)
 		}, func(st C.enum_shmq_status) error { return recvErr(st, missed) })

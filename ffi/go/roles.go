@@ -170,17 +170,17 @@ func (p *Producer) TryEnqueue(msg []byte) error { return statusErr(p.enqueueTry(
 // (then it returns ctx.Err() within about 2 ms, and msg was not enqueued).
 // Other errors as TryEnqueue.
 func (p *Producer) Enqueue(ctx context.Context, msg []byte) error {
-	return p.enqueue(ctx, time.Time{}, msg)
+	return p.enqueue(ctx, forever, msg)
 }
 
 // EnqueueTimeout is Enqueue with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (p *Producer) EnqueueTimeout(msg []byte, timeout time.Duration) error {
-	return p.enqueue(context.Background(), deadline(timeout), msg)
+	return p.enqueue(context.Background(), timeout, msg)
 }
 
-func (p *Producer) enqueue(ctx context.Context, until time.Time, msg []byte) error {
-	return blockingCall(ctx, until, func() C.enum_shmq_status { return p.enqueueTry(msg) },
+func (p *Producer) enqueue(ctx context.Context, timeout time.Duration, msg []byte) error {
+	return blockingCall(ctx, timeout, func() C.enum_shmq_status { return p.enqueueTry(msg) },
 		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 			return p.enqueueWait(msg, total, slice, stop)
 		}, statusErr)
@@ -192,7 +192,7 @@ func (p *Producer) enqueue(ctx context.Context, until time.Time, msg []byte) err
 // nothing enqueued: ErrFull, ErrClosed, ErrTooLarge (the first message).
 // The messages are copied once into a packed buffer before the call.
 func (p *Producer) TryEnqueueBatch(msgs [][]byte) (int, error) {
-	return enqueueBatch(p, context.Background(), time.Time{}, msgs, false)
+	return enqueueBatch(p, context.Background(), forever, msgs, false)
 }
 
 // EnqueueBatch is TryEnqueueBatch that waits while not even the first
@@ -201,13 +201,13 @@ func (p *Producer) TryEnqueueBatch(msgs [][]byte) (int, error) {
 // Queue.EnqueueBatch, which never waits: a Producer's Try calls never wait,
 // its others do.)
 func (p *Producer) EnqueueBatch(ctx context.Context, msgs [][]byte) (int, error) {
-	return enqueueBatch(p, ctx, time.Time{}, msgs, true)
+	return enqueueBatch(p, ctx, forever, msgs, true)
 }
 
 // EnqueueBatchTimeout is EnqueueBatch with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (p *Producer) EnqueueBatchTimeout(msgs [][]byte, timeout time.Duration) (int, error) {
-	return enqueueBatch(p, context.Background(), deadline(timeout), msgs, true)
+	return enqueueBatch(p, context.Background(), timeout, msgs, true)
 }
 
 // TryReserve reserves a slot for a message of up to n bytes (at most
@@ -218,19 +218,19 @@ func (p *Producer) EnqueueBatchTimeout(msgs [][]byte, timeout time.Duration) (in
 // ErrFull, ErrClosed, ErrTooLarge, ErrHandleClosed. See Reservation for
 // the lifetime of the slot.
 func (p *Producer) TryReserve(n int) (*Reservation, error) {
-	return reserve(p, context.Background(), time.Time{}, n, false)
+	return reserve(p, context.Background(), forever, n, false)
 }
 
 // Reserve is TryReserve that waits while the queue is full until ctx is
 // done (then it returns ctx.Err() within about 2 ms).
 func (p *Producer) Reserve(ctx context.Context, n int) (*Reservation, error) {
-	return reserve(p, ctx, time.Time{}, n, true)
+	return reserve(p, ctx, forever, n, true)
 }
 
 // ReserveTimeout is Reserve with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (p *Producer) ReserveTimeout(n int, timeout time.Duration) (*Reservation, error) {
-	return reserve(p, context.Background(), deadline(timeout), n, true)
+	return reserve(p, context.Background(), timeout, n, true)
 }
 
 // CloseQueue closes the queue for every process (as Queue.CloseQueue):
@@ -305,19 +305,19 @@ func (c *Consumer) TryDequeue(buf []byte) (int, error) {
 // ctx.Err() within about 2 ms; a message that arrived before is returned,
 // never lost). Other errors as TryDequeue.
 func (c *Consumer) Dequeue(ctx context.Context, buf []byte) (int, error) {
-	return c.dequeue(ctx, time.Time{}, buf)
+	return c.dequeue(ctx, forever, buf)
 }
 
 // DequeueTimeout is Dequeue with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (c *Consumer) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
-	return c.dequeue(context.Background(), deadline(timeout), buf)
+	return c.dequeue(context.Background(), timeout, buf)
 }
 
-func (c *Consumer) dequeue(ctx context.Context, until time.Time, buf []byte) (int, error) {
+func (c *Consumer) dequeue(ctx context.Context, timeout time.Duration, buf []byte) (int, error) {
 	var n C.size_t
 	var last C.enum_shmq_status
-	err := blockingCall(ctx, until, func() C.enum_shmq_status {
+	err := blockingCall(ctx, timeout, func() C.enum_shmq_status {
 		last = c.dequeueTry(buf, &n)
 		return last
 	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
@@ -339,7 +339,7 @@ func (c *Consumer) dequeue(ctx context.Context, until time.Time, buf []byte) (in
 // drained; ErrBufferTooSmall when the first message alone does not fit
 // (then lens[0] is the length it needs); ErrInvalidArgument (lens is empty).
 func (c *Consumer) TryDequeueBatch(buf []byte, lens []int) (int, error) {
-	return dequeueBatch(c, context.Background(), time.Time{}, buf, lens, false)
+	return dequeueBatch(c, context.Background(), forever, buf, lens, false)
 }
 
 // DequeueBatch is TryDequeueBatch that waits for the first message until
@@ -347,13 +347,13 @@ func (c *Consumer) TryDequeueBatch(buf []byte, lens []int) (int, error) {
 // before are returned, never lost), then takes what else is ready, in the
 // same call into the library (one index publication).
 func (c *Consumer) DequeueBatch(ctx context.Context, buf []byte, lens []int) (int, error) {
-	return dequeueBatch(c, ctx, time.Time{}, buf, lens, true)
+	return dequeueBatch(c, ctx, forever, buf, lens, true)
 }
 
 // DequeueBatchTimeout is DequeueBatch with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (c *Consumer) DequeueBatchTimeout(buf []byte, lens []int, timeout time.Duration) (int, error) {
-	return dequeueBatch(c, context.Background(), deadline(timeout), buf, lens, true)
+	return dequeueBatch(c, context.Background(), timeout, buf, lens, true)
 }
 
 // TryConsume takes the next message to read in place through the returned
@@ -363,20 +363,20 @@ func (c *Consumer) DequeueBatchTimeout(buf []byte, lens []int, timeout time.Dura
 // Errors: ErrEmpty; ErrClosed once closed and drained; ErrHandleClosed.
 // See Message for the lifetime of the bytes.
 func (c *Consumer) TryConsume() (*Message, error) {
-	return consume(c, context.Background(), time.Time{}, false)
+	return consume(c, context.Background(), forever, false)
 }
 
 // Consume is TryConsume that waits while the queue is empty until ctx is
 // done (then it returns ctx.Err() within about 2 ms; a message taken
 // before is returned, never lost).
 func (c *Consumer) Consume(ctx context.Context) (*Message, error) {
-	return consume(c, ctx, time.Time{}, true)
+	return consume(c, ctx, forever, true)
 }
 
 // ConsumeTimeout is Consume with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (c *Consumer) ConsumeTimeout(timeout time.Duration) (*Message, error) {
-	return consume(c, context.Background(), deadline(timeout), true)
+	return consume(c, context.Background(), timeout, true)
 }
 
 // dequeued is a dequeue's result: the length on success, the needed length

@@ -319,7 +319,7 @@ func (q *Queue) EnqueueTry(msg []byte) bool { return q.TryEnqueue(msg) == nil }
 // done (then it returns ctx.Err() within about 2 ms, and msg was
 // not enqueued). Other errors: ErrClosed, ErrTooLarge.
 func (q *Queue) EnqueueBlock(ctx context.Context, msg []byte) error {
-	return q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.enqueueTry(msg) },
+	return q.wait(ctx, forever, func() C.enum_shmq_status { return q.enqueueTry(msg) },
 		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 			return q.enqueueWait(msg, total, slice, stop)
 		})
@@ -440,7 +440,7 @@ func (q *Queue) TryDequeue(buf []byte) (int, error) {
 // returned, never lost). Errors: ErrClosed, ErrBufferTooSmall.
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 	var n C.size_t
-	err := q.wait(ctx, time.Time{}, func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
+	err := q.wait(ctx, forever, func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
 		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 			return q.dequeueWait(buf, total, slice, stop, &n)
 		})
@@ -451,7 +451,7 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (q *Queue) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
 	var n C.size_t
-	err := q.wait(context.Background(), deadline(timeout), func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
+	err := q.wait(context.Background(), timeout, func() C.enum_shmq_status { return q.dequeueTry(buf, &n) },
 		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 			return q.dequeueWait(buf, total, slice, stop, &n)
 		})
@@ -461,18 +461,15 @@ func (q *Queue) DequeueTimeout(buf []byte, timeout time.Duration) (int, error) {
 // EnqueueTimeout is EnqueueBlock with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (q *Queue) EnqueueTimeout(msg []byte, timeout time.Duration) error {
-	return q.wait(context.Background(), deadline(timeout), func() C.enum_shmq_status { return q.enqueueTry(msg) },
+	return q.wait(context.Background(), timeout, func() C.enum_shmq_status { return q.enqueueTry(msg) },
 		func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 			return q.enqueueWait(msg, total, slice, stop)
 		})
 }
 
-func deadline(timeout time.Duration) time.Time {
-	if timeout < 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(timeout)
-}
+// forever is the timeout of the calls that wait without a limit of their
+// own (the context ones): any negative timeout waits forever.
+const forever time.Duration = -1
 
 const (
 	// How long a blocking call retries in Go before it sleeps in the kernel.
@@ -488,18 +485,22 @@ const (
 const statusStopped C.enum_shmq_status = C.GO_STOPPED
 
 // wait runs a blocking queue operation (see blockingCall).
-func (q *Queue) wait(ctx context.Context, until time.Time, try func() C.enum_shmq_status,
+func (q *Queue) wait(ctx context.Context, timeout time.Duration, try func() C.enum_shmq_status,
 	block func(total, slice time.Duration, stop *int32) C.enum_shmq_status) error {
-	return blockingCall(ctx, until, try, block, statusErr)
+	return blockingCall(ctx, timeout, try, block, statusErr)
 }
 
 // blockingCall runs a blocking operation: try; spin on try for spinFor;
 // then wait in C (see go_slice) until done, with ctx's cancellation and
-// Close delivered through flags. SHMQ_EMPTY and SHMQ_FULL mean "not yet";
-// any other status ends the call, turned into an error by errOf. It
-// returns as soon as an attempt succeeds, even if ctx is done by then: a
-// message taken is always handed over.
-func blockingCall(ctx context.Context, until time.Time, try func() C.enum_shmq_status,
+// Close delivered through flags, for up to timeout (negative: no limit;
+// then ErrTimeout). SHMQ_EMPTY and SHMQ_FULL mean "not yet"; any other
+// status ends the call, turned into an error by errOf. It returns as soon
+// as an attempt succeeds, even if ctx is done by then: a message taken is
+// always handed over.
+//
+// The timeout runs from the end of the first attempt, which never waits:
+// a call that succeeds at once reads no clock.
+func blockingCall(ctx context.Context, timeout time.Duration, try func() C.enum_shmq_status,
 	block func(total, slice time.Duration, stop *int32) C.enum_shmq_status,
 	errOf func(C.enum_shmq_status) error) error {
 	st := try()
@@ -546,9 +547,9 @@ func blockingCall(ctx context.Context, until time.Time, try func() C.enum_shmq_s
 			}
 		}()
 	}
-	total := time.Duration(-1)
-	if !until.IsZero() {
-		if total = time.Until(until); total <= 0 {
+	total := forever
+	if timeout >= 0 {
+		if total = timeout - time.Since(start); total <= 0 {
 			return ErrTimeout
 		}
 	}

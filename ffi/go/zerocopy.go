@@ -216,15 +216,15 @@ func callHandle(o handle, stop *int32,
 }
 
 // attemptOrWait runs attempt once, never waiting (total 0), or, when
-// wait, as a blocking call until ctx is done or until passes (see
+// wait, as a blocking call until ctx is done or timeout passes (see
 // blockingCall).
-func attemptOrWait(ctx context.Context, until time.Time, wait bool,
+func attemptOrWait(ctx context.Context, timeout time.Duration, wait bool,
 	attempt func(total, slice time.Duration, stop *int32) C.enum_shmq_status) error {
 	try := func() C.enum_shmq_status { return attempt(0, 0, nil) }
 	if !wait {
 		return statusErr(try())
 	}
-	return blockingCall(ctx, until, try, attempt, statusErr)
+	return blockingCall(ctx, timeout, try, attempt, statusErr)
 }
 
 // zeroCopy is what a handle knows of its live reservations and messages:
@@ -496,7 +496,7 @@ func reserveTry(o handle, n int) (*Reservation, C.enum_shmq_status) {
 }
 
 // reserve is TryReserve (wait false), Reserve and ReserveTimeout of o.
-func reserve(o handle, ctx context.Context, until time.Time, n int, wait bool) (*Reservation, error) {
+func reserve(o handle, ctx context.Context, timeout time.Duration, n int, wait bool) (*Reservation, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("%w: reserve of %d bytes", ErrInvalidArgument, n)
 	}
@@ -505,7 +505,7 @@ func reserve(o handle, ctx context.Context, until time.Time, n int, wait bool) (
 		return r, statusErr(st)
 	}
 	var r *Reservation
-	err := blockingCall(ctx, until, func() (st C.enum_shmq_status) {
+	err := blockingCall(ctx, timeout, func() (st C.enum_shmq_status) {
 		r, st = reserveTry(o, n)
 		return st
 	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
@@ -540,13 +540,13 @@ func consumeTry(o handle) (*Message, C.enum_shmq_status) {
 }
 
 // consume is TryConsume (wait false), Consume and ConsumeTimeout of o.
-func consume(o handle, ctx context.Context, until time.Time, wait bool) (*Message, error) {
+func consume(o handle, ctx context.Context, timeout time.Duration, wait bool) (*Message, error) {
 	if !wait {
 		m, st := consumeTry(o)
 		return m, statusErr(st)
 	}
 	var m *Message
-	err := blockingCall(ctx, until, func() (st C.enum_shmq_status) {
+	err := blockingCall(ctx, timeout, func() (st C.enum_shmq_status) {
 		m, st = consumeTry(o)
 		return st
 	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
@@ -573,19 +573,19 @@ func consume(o handle, ctx context.Context, until time.Time, wait bool) (*Messag
 // ErrClosed, ErrTooLarge, ErrRoleTaken (SPSC). See Reservation for the
 // lifetime of the slot.
 func (q *Queue) TryReserve(n int) (*Reservation, error) {
-	return reserve(q, context.Background(), time.Time{}, n, false)
+	return reserve(q, context.Background(), forever, n, false)
 }
 
 // Reserve is TryReserve that waits while the queue is full until ctx is
 // done (then it returns ctx.Err() within about 2 ms).
 func (q *Queue) Reserve(ctx context.Context, n int) (*Reservation, error) {
-	return reserve(q, ctx, time.Time{}, n, true)
+	return reserve(q, ctx, forever, n, true)
 }
 
 // ReserveTimeout is Reserve with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (q *Queue) ReserveTimeout(n int, timeout time.Duration) (*Reservation, error) {
-	return reserve(q, context.Background(), deadline(timeout), n, true)
+	return reserve(q, context.Background(), timeout, n, true)
 }
 
 // TryConsume takes the next message to read in place through the returned
@@ -593,20 +593,20 @@ func (q *Queue) ReserveTimeout(n int, timeout time.Duration) (*Reservation, erro
 // ErrClosed once closed and drained; ErrRoleTaken (SPSC). See Message for
 // the lifetime of the bytes.
 func (q *Queue) TryConsume() (*Message, error) {
-	return consume(q, context.Background(), time.Time{}, false)
+	return consume(q, context.Background(), forever, false)
 }
 
 // Consume is TryConsume that waits while the queue is empty until ctx is
 // done (then it returns ctx.Err() within about 2 ms; a message taken
 // before is returned, never lost).
 func (q *Queue) Consume(ctx context.Context) (*Message, error) {
-	return consume(q, ctx, time.Time{}, true)
+	return consume(q, ctx, forever, true)
 }
 
 // ConsumeTimeout is Consume with a timeout instead of a context
 // (ErrTimeout when it passes; a negative timeout waits forever).
 func (q *Queue) ConsumeTimeout(timeout time.Duration) (*Message, error) {
-	return consume(q, context.Background(), deadline(timeout), true)
+	return consume(q, context.Background(), timeout, true)
 }
 
 // ---- batches ----
@@ -614,7 +614,7 @@ func (q *Queue) ConsumeTimeout(timeout time.Duration) (*Message, error) {
 // enqueueBatch is the batch enqueue of o, never waiting or (wait) waiting
 // for the first message to fit. The messages are packed once, before any
 // attempt.
-func enqueueBatch(o handle, ctx context.Context, until time.Time, msgs [][]byte, wait bool) (int, error) {
+func enqueueBatch(o handle, ctx context.Context, timeout time.Duration, msgs [][]byte, wait bool) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
@@ -624,18 +624,20 @@ func enqueueBatch(o handle, ctx context.Context, until time.Time, msgs [][]byte,
 	}
 	pk := batchPacks.Get().(*batchPack)
 	defer batchPacks.Put(pk)
-	data := pk.data[:0]
-	if cap(data) < total {
-		data = make([]byte, 0, total)
+	if cap(pk.data) < total {
+		pk.data = make([]byte, total)
 	}
-	lens := pk.lens[:0]
-	for _, m := range msgs {
-		data = append(data, m...)
-		lens = append(lens, C.size_t(len(m)))
+	if cap(pk.lens) < len(msgs) {
+		pk.lens = make([]C.size_t, len(msgs))
 	}
-	pk.data, pk.lens = data, lens
+	data, lens := pk.data[:total], pk.lens[:len(msgs)]
+	off := 0
+	for i, m := range msgs {
+		off += copy(data[off:], m)
+		lens[i] = C.size_t(len(m))
+	}
 	var n C.size_t
-	err := attemptOrWait(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+	err := attemptOrWait(ctx, timeout, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 		return callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			return C.go_enqueue_batch(h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), C.int64_t(slice),
 				C.int64_t(total), stop, closing, &n)
@@ -660,7 +662,7 @@ var batchPacks = sync.Pool{New: func() any { return new(batchPack) }}
 // dequeueBatch is the batch dequeue of o, never waiting or (wait) waiting
 // for the first message. On ErrBufferTooSmall lens[0] is the length the
 // first message needs.
-func dequeueBatch(o handle, ctx context.Context, until time.Time, buf []byte, lens []int, wait bool) (int, error) {
+func dequeueBatch(o handle, ctx context.Context, timeout time.Duration, buf []byte, lens []int, wait bool) (int, error) {
 	if len(lens) == 0 {
 		return 0, fmt.Errorf("%w: lens is empty", ErrInvalidArgument)
 	}
@@ -673,7 +675,7 @@ func dequeueBatch(o handle, ctx context.Context, until time.Time, buf []byte, le
 	}
 	var n C.size_t
 	var last C.enum_shmq_status
-	err := attemptOrWait(ctx, until, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
+	err := attemptOrWait(ctx, timeout, wait, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
 		last = callHandle(o, stop, func(h C.go_handle, stop, closing *C.int32_t) C.enum_shmq_status {
 			if total == 0 {
 				return C.go_dequeue_batch_once(h, bytesPtr(buf), C.size_t(len(buf)), &clens[0],
@@ -704,14 +706,14 @@ func dequeueBatch(o handle, ctx context.Context, until time.Time, buf []byte, le
 // ErrRoleTaken (SPSC). The messages are copied once into a packed buffer
 // before the call (cgo may not be handed Go pointers to Go pointers).
 func (q *Queue) EnqueueBatch(msgs [][]byte) (int, error) {
-	return enqueueBatch(q, context.Background(), time.Time{}, msgs, false)
+	return enqueueBatch(q, context.Background(), forever, msgs, false)
 }
 
 // EnqueueBatchTimeout is EnqueueBatch that waits up to timeout while not
 // even the first message fits (ErrTimeout when it passes; a negative timeout
 // waits forever), then enqueues what fits.
 func (q *Queue) EnqueueBatchTimeout(msgs [][]byte, timeout time.Duration) (int, error) {
-	return enqueueBatch(q, context.Background(), deadline(timeout), msgs, true)
+	return enqueueBatch(q, context.Background(), timeout, msgs, true)
 }
 
 // DequeueBatch dequeues up to len(lens) messages that are ready now into
@@ -724,12 +726,12 @@ func (q *Queue) EnqueueBatchTimeout(msgs [][]byte, timeout time.Duration) (int, 
 // not fit (then lens[0] is the length it needs); ErrInvalidArgument (lens
 // is empty).
 func (q *Queue) DequeueBatch(buf []byte, lens []int) (int, error) {
-	return dequeueBatch(q, context.Background(), time.Time{}, buf, lens, false)
+	return dequeueBatch(q, context.Background(), forever, buf, lens, false)
 }
 
 // DequeueBatchTimeout is DequeueBatch that waits up to timeout for the
 // first message (ErrTimeout when it passes; a negative timeout waits
 // forever), then takes what else is ready.
 func (q *Queue) DequeueBatchTimeout(buf []byte, lens []int, timeout time.Duration) (int, error) {
-	return dequeueBatch(q, context.Background(), deadline(timeout), buf, lens, true)
+	return dequeueBatch(q, context.Background(), timeout, buf, lens, true)
 }
