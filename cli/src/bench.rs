@@ -184,9 +184,18 @@ pub struct BenchArgs {
     /// Time limit of one case's measurement, seconds
     #[arg(long, default_value_t = 0.5)]
     case_secs: f64,
-    /// Slots of the queues and of the raw ring
+    /// Slots of the queues and of the raw ring, and of the logs of the 1:1
+    /// and paced cases
     #[arg(long, default_value_t = 1024)]
     capacity: usize,
+    /// Slots of the log in the 1:N flat-out cases (`log-fanout-Nsub`, with
+    /// its one-subscriber base). A reliable publisher waits for its slowest
+    /// subscriber, and with more processes than CPUs a subscriber waits
+    /// whole scheduler time slices for a CPU: the ring must hold what the
+    /// publisher sends meanwhile (README, "Fan-out: where the bars stand
+    /// (session 6)")
+    #[arg(long, default_value_t = 16384)]
+    fanout_capacity: usize,
     /// Seconds a consumer sits blocked on an empty queue in the idle case (0 skips it)
     #[arg(long, default_value_t = 10.0)]
     idle: f64,
@@ -1320,9 +1329,15 @@ impl Runner<'_> {
     }
 
     /// The configuration of a reliable log of this run with `cursors`
-    /// entries in its cursor table.
-    fn log_config(&self, size: usize, cursors: u32, publishers: Publishers) -> LogConfig {
-        let config = LogConfig::new(size, self.a.capacity)
+    /// entries in its cursor table and `capacity` slots.
+    fn log_config(
+        &self,
+        size: usize,
+        capacity: usize,
+        cursors: u32,
+        publishers: Publishers,
+    ) -> LogConfig {
+        let config = LogConfig::new(size, capacity)
             .mode(LogMode::Reliable)
             .cursors(cursors as usize);
         match publishers {
@@ -1334,7 +1349,7 @@ impl Runner<'_> {
     /// One publisher to one subscriber and back, over two reliable logs,
     /// busy-spinning: one-way latency = round trip / 2.
     fn log_pingpong(&mut self, size: usize, publishers: Publishers) -> anyhow::Result<Measure> {
-        let config = self.log_config(size, 1, publishers);
+        let config = self.log_config(size, self.a.capacity, 1, publishers);
         let spin = WaitStrategy::BusySpin;
         let (ping_name, _gp, ping) = self.log(&config, spin)?;
         let (pong_name, _gq, pong) = self.log(&config, spin)?;
@@ -1386,7 +1401,14 @@ impl Runner<'_> {
         publishers: Publishers,
         op: Op,
     ) -> anyhow::Result<Measure> {
-        let config = self.log_config(size, subscribers, publishers);
+        // The 1:1 stream beside the queue (`log-*-stream-spin`) or 1:N.
+        let one_to_one = subscribers == 1 && wait == Wait::Spin;
+        let capacity = if one_to_one {
+            self.a.capacity
+        } else {
+            self.a.fanout_capacity
+        };
+        let config = self.log_config(size, capacity, subscribers, publishers);
         let (name, _guard, _log) = self.log(&config, wait.strategy())?;
         let (ctl_name, _ctl_guard) = self.names.next();
         let ctl = Ctl::create(&ctl_name)?;
@@ -1455,7 +1477,7 @@ impl Runner<'_> {
         wait: Wait,
         publishers: Publishers,
     ) -> anyhow::Result<Row> {
-        let config = self.log_config(size, subscribers, publishers);
+        let config = self.log_config(size, self.a.capacity, subscribers, publishers);
         let (name, _guard, _log) = self.log(&config, wait.strategy())?;
         let (ctl_name, _ctl_guard) = self.names.next();
         let ctl = Ctl::create(&ctl_name)?;
@@ -1709,10 +1731,14 @@ fn validate(a: &BenchArgs) -> anyhow::Result<()> {
         || a.case_secs.is_nan()
         || a.case_secs <= 0.0
         || a.capacity < 2
+        || a.fanout_capacity < 2
         || a.idle.is_nan()
         || a.idle < 0.0
     {
-        return bad("--rounds, --messages, --case-secs and --capacity must be positive".into());
+        return bad(
+            "--rounds, --messages, --case-secs, --capacity and --fanout-capacity must be positive"
+                .into(),
+        );
     }
     if a.producers.iter().any(|&p| a.messages < p as u64) {
         return bad("--messages must be at least the number of producers".into());
@@ -1825,8 +1851,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         let mut notes = vec![format!(
             "one-way latency = round trip / 2 over {} round trips (at most {} s per case); \
-             throughput over {} messages (at most {} s), ring capacity {}",
-            a.rounds, a.case_secs, a.messages, a.case_secs, a.capacity
+             throughput over {} messages (at most {} s), ring capacity {} (1:N flat out: {})",
+            a.rounds, a.case_secs, a.messages, a.case_secs, a.capacity, a.fanout_capacity
         )];
         if cases.iter().any(|c| {
             matches!(
