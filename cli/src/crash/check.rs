@@ -678,21 +678,35 @@ mod tests {
                 .collect();
             incs.push(inc(RoleArg::Consumer, i, 2 + i as u32, r));
         }
+        let kills = kills.iter().map(|&ts| consumer_kill(ts, None)).collect();
+        check_round(KindArg::Mpmc, 4, 1, incs, kills)
+    }
+
+    /// A kill of a consumer (of incarnation `victim`, if known) at `ts`.
+    fn consumer_kill(ts: u64, victim: Option<u32>) -> Kill {
+        Kill {
+            ts,
+            role: RoleArg::Consumer,
+            victim,
+            sole: false,
+            replacement: None,
+        }
+    }
+
+    /// The tally of one complete round.
+    fn check_round(
+        kind: KindArg,
+        capacity: u64,
+        batch: u64,
+        incs: Vec<Inc>,
+        kills: Vec<Kill>,
+    ) -> Tally {
         let input = RoundInput {
-            kind: KindArg::Mpmc,
-            capacity: 4,
-            batch: 1,
+            kind,
+            capacity,
+            batch,
             incs,
-            kills: kills
-                .iter()
-                .map(|&ts| Kill {
-                    ts,
-                    role: RoleArg::Consumer,
-                    victim: None,
-                    sole: false,
-                    replacement: None,
-                })
-                .collect(),
+            kills,
             complete: true,
         };
         let mut t = Tally::default();
@@ -759,26 +773,11 @@ mod tests {
     ) -> Tally {
         let mut incs = vec![producer(acked)];
         incs.extend(consumers);
-        let input = RoundInput {
-            kind,
-            capacity: 16,
-            batch,
-            incs,
-            kills: victims
-                .iter()
-                .map(|&v| Kill {
-                    ts: 1000,
-                    role: RoleArg::Consumer,
-                    victim: Some(v),
-                    sole: false,
-                    replacement: None,
-                })
-                .collect(),
-            complete: true,
-        };
-        let mut t = Tally::default();
-        analyse(0, &input, &mut t);
-        t
+        let kills = victims
+            .iter()
+            .map(|&v| consumer_kill(1000, Some(v)))
+            .collect();
+        check_round(kind, 16, batch, incs, kills)
     }
 
     #[test]
@@ -891,21 +890,12 @@ mod tests {
             inc(RoleArg::Consumer, 0, i, r)
         };
         let run = |second_start: u64| {
-            let input = RoundInput {
-                kind: KindArg::LogReliable,
-                capacity: 4,
-                batch: 1,
-                incs: vec![
-                    producer(4),
-                    sub(2, 0, &[0, 1, 2], Some(2)),
-                    sub(3, second_start, &[second_start, 3], None),
-                ],
-                kills: Vec::new(),
-                complete: true,
-            };
-            let mut t = Tally::default();
-            analyse(0, &input, &mut t);
-            t
+            let incs = vec![
+                producer(4),
+                sub(2, 0, &[0, 1, 2], Some(2)),
+                sub(3, second_start, &[second_start, 3], None),
+            ];
+            check_round(KindArg::LogReliable, 4, 1, incs, Vec::new())
         };
         let t = run(2);
         assert_eq!((t.redelivered_allowed, t.duplicates, t.losses), (1, 0, 0));
@@ -923,17 +913,8 @@ mod tests {
                 rec(Tag::Recv, ledger::id(1, 3), 3, 0),
                 rec(Tag::Closed, 0, 4, 0),
             ];
-            let input = RoundInput {
-                kind: KindArg::LogOverwrite,
-                capacity: 4,
-                batch: 1,
-                incs: vec![producer(4), inc(RoleArg::Consumer, 0, 2, r)],
-                kills: Vec::new(),
-                complete: true,
-            };
-            let mut t = Tally::default();
-            analyse(0, &input, &mut t);
-            t
+            let incs = vec![producer(4), inc(RoleArg::Consumer, 0, 2, r)];
+            check_round(KindArg::LogOverwrite, 4, 1, incs, Vec::new())
         };
         assert_eq!(run(2).losses, 0);
         assert_eq!(run(1).losses, 1);
