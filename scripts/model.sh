@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Model checking of the crash-recovery protocols with loom: the work queue's
-# (tests/model_recovery.rs) and the log's (tests/model_log.rs), and how a
-# single-publisher log wakes its subscribers (tests/model_wake.rs). Each model
+# (tests/model_recovery.rs) and the log's (tests/model_log.rs), how a
+# single-publisher log wakes its subscribers (tests/model_wake.rs), and a
+# single-producer queue's batches and producer takeover (tests/model_spsc.rs). Each model
 # prints its interleaving count, preemption bound and time on stderr.
 #
 #   scripts/model.sh                 every model
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
 status=0
-for t in model_recovery model_log model_wake; do
+for t in model_recovery model_log model_wake model_spsc; do
     echo "== $t"
     cargo test --release --test "$t" -- --test-threads=1 --nocapture "$@" || status=1
 done
