@@ -2521,6 +2521,25 @@ impl Subscriber {
             Err(RecvError::Empty) => {}
             other => return other,
         }
+        // A wait that a few polls end (a ping-pong, a busy feed) is spared
+        // the bookkeeping below: a clock read and the spinner count's
+        // read-modify-write were most of a ping-pong's turnaround. Only for
+        // a subscriber that spins at all: not for one that sleeps at once
+        // (asked to, or taught by long waits), whose polls would be CPU
+        // spent for nothing before each sleep.
+        let spins = match self.wait {
+            WaitStrategy::BusySpin => true,
+            WaitStrategy::SpinThenSleep { spin } => !self.budget.spin_for(spin, 0).is_zero(),
+        };
+        if spins {
+            for _ in 0..wait::QUICK_POLLS {
+                std::hint::spin_loop();
+                match self.recv_try(buf) {
+                    Err(RecvError::Empty) => {}
+                    other => return other,
+                }
+            }
+        }
         // Nothing now: wait, spinning only as long as it is likely to help
         // (see `crate::wait`, "How long to spin").
         // One clock read: the wait's length, and the spinner count's beat.

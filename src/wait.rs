@@ -161,6 +161,9 @@ pub(crate) struct SpinBudget {
 /// The longest interval between messages at which a crowded subscriber
 /// dozes rather than sleeps until woken (module docs, "Dozing").
 pub(crate) const DOZE_GAP: Duration = Duration::from_micros(200);
+/// Polls a blocking log receive makes before it starts a wait (reads the
+/// clock, counts itself a spinner): about a cache-line round trip each.
+pub(crate) const QUICK_POLLS: u32 = 32;
 /// One doze: a timed sleep nobody wakes.
 pub(crate) const DOZE: Duration = Duration::from_micros(20);
 /// The fastest feed, in messages per second, at which a subscriber dozes:
