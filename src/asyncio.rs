@@ -892,18 +892,13 @@ mod waiter {
         }
         // SAFETY: sched_getcpu has no preconditions.
         let now = unsafe { libc::sched_getcpu() };
-        HOME.with(|home| match home.get() {
-            Some(Some(c)) if c as i32 != now => {
+        HOME.with(|home| {
+            let known = home.get().filter(|k| k.is_none_or(|c| c as i32 == now));
+            known.unwrap_or_else(|| {
                 let fresh = pinned_cpu();
                 home.set(Some(fresh));
                 fresh
-            }
-            Some(known) => known,
-            None => {
-                let fresh = pinned_cpu();
-                home.set(Some(fresh));
-                fresh
-            }
+            })
         })
     }
 

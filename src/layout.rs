@@ -260,6 +260,11 @@ pub struct SlotHeader {
 
 const _: () = assert!(core::mem::size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
 
+/// How many slots ahead of its stores a writer asks for lines with
+/// [`prefetch_for_write`] (the queue's batch enqueues, the single-publisher
+/// log's publishes).
+pub(crate) const PREFETCH_AHEAD: u64 = 4;
+
 /// Asks for the lines of `slot` (its header and `payload` bytes after it)
 /// in the exclusive state, so that stores to it a few slots later find them
 /// ready instead of each waiting for a reader's core to give them up. A

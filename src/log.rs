@@ -1373,13 +1373,11 @@ impl Log {
         if !matches!(first, Err(SendError::Full | SendError::NotConnected)) {
             return first;
         }
-        let WaitStrategy::SpinThenSleep { spin } = self.wait else {
-            return self.gated_wait(first, Backoff::new(self.wait, deadline), attempt);
+        let spin = match (self.wait, &first) {
+            (WaitStrategy::SpinThenSleep { spin }, Err(SendError::Full)) => spin,
+            // Busy-spin, or waiting for a registration: nothing to learn.
+            _ => return self.gated_wait(first, Backoff::new(self.wait, deadline), attempt),
         };
-        if !matches!(first, Err(SendError::Full)) {
-            // Done, or waiting for a registration: nothing to learn.
-            return self.gated_wait(first, Backoff::new(self.wait, deadline), attempt);
-        }
         let budgets = &self.inner.gate_spin_ns;
         // Relaxed: a hint shared by this mapping's publishers; a lost
         // update only makes one wait spin more or less.
@@ -2523,10 +2521,10 @@ impl Subscriber {
         }
         // A wait that a few polls end (a ping-pong, a busy feed) is spared
         // the bookkeeping below: a clock read and the spinner count's
-        // read-modify-write, 10-15 ns of a 100 ns ping-pong's turnaround. Only for
-        // a subscriber that spins at all: not for one that sleeps at once
-        // (asked to, or taught by long waits), whose polls would be CPU
-        // spent for nothing before each sleep.
+        // read-modify-write, 10-15 ns of a 100 ns ping-pong's turnaround.
+        // Only for a subscriber that spins at all: not for one that sleeps
+        // at once (asked to, or taught by long waits), whose polls would be
+        // CPU spent for nothing before each sleep.
         let spins = match self.wait {
             WaitStrategy::BusySpin => true,
             WaitStrategy::SpinThenSleep { spin } => !self.budget.spin_for(spin, 0).is_zero(),

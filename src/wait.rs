@@ -50,8 +50,9 @@
 //!   then leave the publisher gated behind a sleeper nobody wakes), a
 //!   subscriber whose spin is over does not count itself a sleeper for the
 //!   publisher to wake: it dozes, a timed sleep of [`DOZE`] plus the
-//!   thread's timer slack (50 us by default), and looks again. Waking several sleeping processes per message costs each a
-//!   context switch per message, which on few CPUs is the whole budget
+//!   thread's timer slack (50 us by default), and looks again. Waking
+//!   several sleeping processes per message costs each a context switch
+//!   per message, which on few CPUs is the whole budget
 //!   (about 3 us per subscriber and message on the 2-CPU machine that set
 //!   these numbers); a doze finds every message that came meanwhile, so
 //!   four subscribers of a feed at 100 k msgs/s spend about half the CPU

@@ -90,9 +90,6 @@
 use std::sync::atomic::fence;
 use std::time::Duration;
 
-/// How many slots ahead of its writes the publisher asks for lines.
-const PREFETCH_AHEAD: u64 = 4;
-
 /// `Control::sleepers` of a single-publisher log: the number of sleepers
 /// counted in the current generation, in the low 16 bits ...
 const SLEEPERS_COUNT: u32 = 0xffff;
@@ -100,7 +97,7 @@ const SLEEPERS_COUNT: u32 = 0xffff;
 const SLEEPERS_GEN: u32 = 1 << 16;
 
 use super::{Inner, SendError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
-use crate::layout::{CLOSED, CLOSED_QUIET, OPEN};
+use crate::layout::{prefetch_for_write, CLOSED, CLOSED_QUIET, OPEN, PREFETCH_AHEAD};
 use crate::procs;
 use crate::sync::Ordering;
 use crate::wait;
@@ -480,7 +477,7 @@ impl Inner {
     fn sp_prefetch_ahead(&self, role: &PubRole, seq: u64) {
         let ahead = seq + PREFETCH_AHEAD;
         if !self.reliable || ahead < role.gate.saturating_add(self.capacity) {
-            crate::layout::prefetch_for_write(self.slot(ahead), self.slot_size);
+            prefetch_for_write(self.slot(ahead), self.slot_size);
         }
     }
 

@@ -525,7 +525,7 @@ fn a_dozing_subscriber_of_a_feed_that_pauses_sleeps_until_woken() {
 }
 
 #[test]
-fn close_ends_a_doze() {
+fn a_dozing_subscriber_of_a_closed_log_gets_closed() {
     let (log, mut subs) = crowded();
     let mut sub = subs.pop().unwrap();
     just_waited_briefly(&mut sub);

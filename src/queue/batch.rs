@@ -30,7 +30,10 @@
 use std::time::{Duration, Instant};
 
 use super::{stamp_pos, Consumer, Producer, Queue, Side};
-use crate::layout::{CLAIM_CONSUME, CLAIM_PRODUCE, MAX_POSITION, SLOT_TOMBSTONE, STAMP_TOMB};
+use crate::layout::{
+    prefetch_for_write, CLAIM_CONSUME, CLAIM_PRODUCE, MAX_POSITION, PREFETCH_AHEAD, SLOT_TOMBSTONE,
+    STAMP_TOMB,
+};
 use crate::procs::Announce;
 use crate::sync::Ordering;
 use crate::{RecvError, SendError};
@@ -125,11 +128,10 @@ impl Queue {
         // The range's first position last: consumers, stopped at it, then
         // take the range whole from lines we have finished with, instead of
         // trailing us slot by slot (as in `spsc_enqueue_batch`).
-        let ahead = super::spsc::PREFETCH_AHEAD as u64;
         for (i, msg) in msgs[..k as usize].iter().enumerate().skip(1) {
             let p = t + i as u64;
-            if (i as u64) + ahead < k {
-                crate::layout::prefetch_for_write(self.slot(p + ahead), self.slot_size);
+            if (i as u64) + PREFETCH_AHEAD < k {
+                prefetch_for_write(self.slot(p + PREFETCH_AHEAD), self.slot_size);
             }
             self.publish(p, self.slot(p), msg, 0);
             failpoint!("queue-batch-published-one");

@@ -36,7 +36,7 @@
 use std::time::Instant;
 
 use super::{Queue, Side};
-use crate::layout::{Control, SlotHeader, CLOSED_QUIET, OPEN};
+use crate::layout::{prefetch_for_write, Control, SlotHeader, CLOSED_QUIET, OPEN, PREFETCH_AHEAD};
 use crate::procs;
 
 /// How long a sleeper sleeps at most before it checks that its segment was
@@ -45,10 +45,6 @@ const INTACT_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Next};
 use crate::{RecvError, SendError};
-
-/// How many slots ahead of its stores a batch enqueue asks for lines
-/// ([`crate::layout::prefetch_for_write`]).
-pub(super) const PREFETCH_AHEAD: usize = 4;
 
 /// A role held by one handle: its token, its own index (it is that index's
 /// only writer, so it never needs to read it back from shared memory), and,
@@ -419,11 +415,9 @@ impl Queue {
             .take_while(|m| m.len() <= self.slot_size)
         {
             let t = t0.wrapping_add(n as u64);
-            if n + PREFETCH_AHEAD < room {
-                crate::layout::prefetch_for_write(
-                    self.slot(t.wrapping_add(PREFETCH_AHEAD as u64)),
-                    self.slot_size,
-                );
+            let ahead = t.wrapping_add(PREFETCH_AHEAD);
+            if ahead.wrapping_sub(t0) < room as u64 {
+                prefetch_for_write(self.slot(ahead), self.slot_size);
             }
             let slot = self.slot(t);
             // Relaxed: published by the Release store of the stamp below.
