@@ -17,6 +17,13 @@
 //!    a full queue) in bounded steps: it never drops one;
 //! 3. acknowledges each message (JetStream) only once it is in the target.
 //!
+//! A core route to one plain server does all of it on one thread: it
+//! reads frames from its own connection ([`crate::wire`]), copies a batch
+//! of payloads into one buffer, and writes the batch as above; no header
+//! map, no channel. When the connection drops it reconnects (backing off
+//! 100 ms to 5 s) and subscribes again; what was published meanwhile is
+//! lost to core NATS and shows as a gap.
+//!
 //! # JetStream delivery order
 //!
 //! Deduplication by "not above the last applied" needs every source's
@@ -37,7 +44,7 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::Acker;
 use async_nats::HeaderMap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -45,7 +52,8 @@ use crate::config::{Mode, Route};
 use crate::local::{self, Opened, Sink};
 use crate::state::{State, MAX_INTENT, NO_SOURCE};
 use crate::status::Counters;
-use crate::{log_line, Ctx};
+use crate::wire::{self, Frame};
+use crate::{log_line, CoreLink, Ctx};
 
 /// How long one local publish waits before the writer looks around.
 const STEP: Duration = Duration::from_millis(100);
@@ -84,15 +92,26 @@ impl Origins {
         let log = h.len() == 1
             || h.get(crate::KIND_HEADER)
                 .is_none_or(|k| k.as_str() == "log");
-        let key = match &self.last {
+        Some((self.key(source), seq, log))
+    }
+
+    /// As [`Origins::of`], from a raw header block (`NATS/1.0\r\n...`).
+    fn of_block(&mut self, block: Option<&[u8]>) -> Option<(Arc<str>, u64, bool)> {
+        let block = block?;
+        let (source, seq) = crate::parse_msg_id(wire::header(block, "Nats-Msg-Id")?)?;
+        let log = wire::header(block, "Shmq-Kind").is_none_or(|k| k == "log");
+        Some((self.key(source), seq, log))
+    }
+
+    fn key(&mut self, source: &str) -> Arc<str> {
+        match &self.last {
             Some(key) if **key == *source => key.clone(),
             _ => {
                 let key: Arc<str> = source.into();
                 self.last = Some(key.clone());
                 key
             }
-        };
-        Some((key, seq, log))
+        }
     }
 }
 
@@ -127,29 +146,41 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         target,
         state.path().display()
     );
+    let mut writer = Writer {
+        sink,
+        state,
+        ack_tx: None,
+        handle: None,
+        counters: counters.clone(),
+        name: route.name.clone(),
+        stop: ctx.stop.clone(),
+        cached: None,
+    };
+    let thread = std::thread::Builder::new().name(format!("in-{}", route.name));
+    if route.mode == Mode::Core {
+        match crate::core_link(&ctx, &route.name, &counters).await {
+            CoreLink::Wire(url, conn) => {
+                let w = WireIn {
+                    url,
+                    conn: Some(conn),
+                    subject: route.subject.clone(),
+                    connects: ctx.connects.clone(),
+                };
+                let t = thread.spawn(move || w.run(writer))?;
+                return tokio::task::spawn_blocking(move || t.join())
+                    .await?
+                    .map_err(|_| anyhow!("route {}: the reader thread panicked", route.name))?;
+            }
+            CoreLink::AsyncNats => {}
+            CoreLink::Stopped => return writer.finish(),
+        }
+    }
     let (tx, rx) = mpsc::channel::<Vec<InMsg>>(16);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Acker>();
     let acks = tokio::spawn(ack_loop(ack_rx));
-    let handle = tokio::runtime::Handle::current();
-    let c = counters.clone();
-    let name = route.name.clone();
-    let stop = ctx.stop.clone();
-    let writer = std::thread::Builder::new()
-        .name(format!("in-{}", route.name))
-        .spawn(move || {
-            Writer {
-                sink,
-                state,
-                rx,
-                ack_tx,
-                handle,
-                counters: c,
-                name,
-                stop,
-                cached: None,
-            }
-            .run()
-        })?;
+    writer.ack_tx = Some(ack_tx);
+    writer.handle = Some(tokio::runtime::Handle::current());
+    let writer = thread.spawn(move || writer.run(rx))?;
     let received = match route.mode {
         Mode::Core => receive_core(&ctx, &route, tx, &counters).await,
         Mode::Jetstream => receive_js(&ctx, &route, tx, &counters).await,
@@ -371,13 +402,174 @@ fn crash_room(counters: &Counters) -> usize {
     }
 }
 
-/// The writer thread's state.
+/// A core route's own connection, read by the writer's thread.
+struct WireIn {
+    url: wire::Plain,
+    /// `None` after a failure, until the next reconnection.
+    conn: Option<wire::Conn>,
+    subject: String,
+    connects: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The subscription id of a route's one subscription.
+const SID: &[u8] = b"1";
+
+impl WireIn {
+    fn run(mut self, mut writer: Writer) -> Result<()> {
+        let mut origins = Origins::default();
+        let mut batch: Vec<InMsg> = Vec::with_capacity(MAX_INTENT);
+        let mut arena = BytesMut::new();
+        let mut backoff = Duration::from_millis(100);
+        // The SUB was sent and its PING not answered yet.
+        let mut confirming = false;
+        let name = writer.name.clone();
+        let counters = writer.counters.clone();
+        let mut fresh = true;
+        loop {
+            // Relaxed: a flag.
+            if writer.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(c) = &mut self.conn else {
+                let until = Instant::now() + backoff;
+                // Relaxed: a flag.
+                while Instant::now() < until && !writer.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                match wire::reconnect(&self.url) {
+                    Ok(c) => {
+                        // Relaxed: a counter compared by routes, nothing published with it.
+                        self.connects.fetch_add(1, Ordering::Relaxed);
+                        log_line!("route {name}: reconnected (wire client)");
+                        self.conn = Some(c);
+                        fresh = true;
+                    }
+                    Err(e) => {
+                        Counters::add(&counters.errors, 1);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        log_line!("route {name}: reconnecting: {e:#}; retrying in {backoff:?}");
+                    }
+                }
+                continue;
+            };
+            let r = (|| {
+                if fresh {
+                    c.wbuf.extend_from_slice(b"SUB ");
+                    c.wbuf.extend_from_slice(self.subject.as_bytes());
+                    c.wbuf.push(b' ');
+                    c.wbuf.extend_from_slice(SID);
+                    c.wbuf.extend_from_slice(b"\r\nPING\r\n");
+                    c.flush()?;
+                    fresh = false;
+                    confirming = true;
+                }
+                let pong = take(c, &mut origins, &mut batch, &mut arena, STEP)?;
+                if pong && confirming {
+                    confirming = false;
+                    log_line!("route {name}: subscribed to {}", self.subject);
+                }
+                std::io::Result::Ok(())
+            })();
+            if let Err(e) = r {
+                Counters::add(&counters.errors, 1);
+                log_line!(
+                    "route {name}: NATS connection: {e}; reconnecting (core NATS: what is published meanwhile is lost, and shows as a gap)"
+                );
+                self.conn = None;
+                confirming = false;
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+            if !batch.is_empty() {
+                Counters::add(&counters.received, batch.len() as u64);
+                writer.write_batch(&mut batch)?;
+            }
+        }
+        // Stop taking new messages, and write what the server sent before
+        // it heard so (answered by the PONG), for at most a moment.
+        if let Some(c) = &mut self.conn {
+            c.wbuf.extend_from_slice(b"UNSUB ");
+            c.wbuf.extend_from_slice(SID);
+            c.wbuf.extend_from_slice(b"\r\nPING\r\n");
+            let until = Instant::now() + Duration::from_secs(2);
+            if c.flush().is_ok() {
+                while Instant::now() < until {
+                    let pong = take(c, &mut origins, &mut batch, &mut arena, STEP);
+                    if !batch.is_empty() {
+                        Counters::add(&counters.received, batch.len() as u64);
+                        writer.write_batch(&mut batch)?;
+                    }
+                    // After the SUB's own PONG (if it was still due), the UNSUB's.
+                    match pong {
+                        Ok(true) if confirming => confirming = false,
+                        Ok(true) | Err(_) => break,
+                        Ok(false) => {}
+                    }
+                }
+            }
+        }
+        writer.finish()
+    }
+}
+
+/// Reads frames for up to `wait` (then what is already buffered) into
+/// `batch`, at most [`MAX_INTENT`] messages; answers the server's `PING`s.
+/// Whether a `PONG` came.
+fn take(
+    c: &mut wire::Conn,
+    origins: &mut Origins,
+    batch: &mut Vec<InMsg>,
+    arena: &mut BytesMut,
+    wait: Duration,
+) -> std::io::Result<bool> {
+    let mut pong = false;
+    let mut next = c.next(wait)?;
+    while let Some(f) = next {
+        match f {
+            Frame::Msg { headers, payload } => {
+                let origin = origins.of_block(headers.map(|h| c.bytes(h)));
+                let p = c.bytes(payload);
+                // The batch's payloads share one allocation (as the out
+                // route's do).
+                if arena.capacity() < p.len() {
+                    *arena = BytesMut::with_capacity(MAX_INTENT * p.len().max(64));
+                }
+                arena.extend_from_slice(p);
+                batch.push(InMsg {
+                    payload: arena.split().freeze(),
+                    origin,
+                    acker: None,
+                });
+                if batch.len() >= MAX_INTENT {
+                    break;
+                }
+            }
+            Frame::Ping => {
+                c.wbuf.extend_from_slice(b"PONG\r\n");
+                c.flush()?;
+            }
+            Frame::Pong => pong = true,
+            Frame::Err(r) => {
+                return Err(std::io::Error::other(format!(
+                    "the server said -ERR {}",
+                    String::from_utf8_lossy(c.bytes(r))
+                )))
+            }
+            Frame::Ok | Frame::Info(_) => {}
+        }
+        next = c.next_buffered()?;
+    }
+    Ok(pong)
+}
+
+/// The writer's state (its own thread).
 struct Writer {
     sink: Box<dyn Sink>,
     state: State,
-    rx: mpsc::Receiver<Vec<InMsg>>,
-    ack_tx: mpsc::UnboundedSender<Acker>,
-    handle: tokio::runtime::Handle,
+    /// JetStream: where acknowledgements go (the ack task).
+    ack_tx: Option<mpsc::UnboundedSender<Acker>>,
+    /// JetStream: the runtime, for "in progress" acknowledgements.
+    handle: Option<tokio::runtime::Handle>,
     counters: Arc<Counters>,
     name: String,
     stop: Arc<AtomicBool>,
@@ -386,12 +578,17 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self) -> Result<()> {
+    /// Takes batches from the async-nats receiver until it stops.
+    fn run(mut self, mut rx: mpsc::Receiver<Vec<InMsg>>) -> Result<()> {
+        let handle = self
+            .handle
+            .clone()
+            .ok_or_else(|| anyhow!("route {}: no runtime for the receiver", self.name))?;
         let mut batch: Vec<InMsg> = Vec::with_capacity(MAX_INTENT);
         loop {
             // A batch, waiting a little; then more while they fit one intent.
-            let first = self.handle.block_on(async {
-                tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
+            let first = handle.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
             });
             match first {
                 Ok(Some(b)) => batch.extend(b),
@@ -399,20 +596,28 @@ impl Writer {
                 Err(_) => continue,
             }
             while batch.len() < MAX_INTENT {
-                match self.rx.try_recv() {
+                match rx.try_recv() {
                     Ok(b) => batch.extend(b),
                     Err(_) => break,
                 }
             }
-            // At most one intent per state write.
-            while batch.len() > MAX_INTENT {
-                let mut rest = batch.split_off(MAX_INTENT);
-                self.write(&mut batch)?;
-                std::mem::swap(&mut batch, &mut rest);
-            }
-            self.write(&mut batch)?;
+            self.write_batch(&mut batch)?;
         }
-        // The last batch was written whole.
+        self.finish()
+    }
+
+    /// Writes `batch` (emptied), at most one intent per state write.
+    fn write_batch(&mut self, batch: &mut Vec<InMsg>) -> Result<()> {
+        while batch.len() > MAX_INTENT {
+            let mut rest = batch.split_off(MAX_INTENT);
+            self.write(batch)?;
+            std::mem::swap(batch, &mut rest);
+        }
+        self.write(batch)
+    }
+
+    /// Records that the last batch was written whole.
+    fn finish(mut self) -> Result<()> {
         self.state.settle();
         self.state.finish(0, self.sink.next_seq())?;
         log_line!("route {}: drained", self.name);
@@ -453,10 +658,8 @@ impl Writer {
             }
             if since_progress.elapsed() >= PROGRESS_EVERY {
                 since_progress = Instant::now();
-                if let Some(a) = &m.acker {
-                    let _ = self
-                        .handle
-                        .block_on(a.ack_with(async_nats::jetstream::AckKind::Progress));
+                if let (Some(a), Some(h)) = (&m.acker, &self.handle) {
+                    let _ = h.block_on(a.ack_with(async_nats::jetstream::AckKind::Progress));
                 }
             }
         }
@@ -486,8 +689,8 @@ impl Writer {
             if let Some(prev) = last.get(&i).copied().or(self.state.last_of(i)) {
                 if *seq <= prev {
                     Counters::add(&self.counters.duplicates, 1);
-                    if let Some(a) = m.acker {
-                        let _ = self.ack_tx.send(a);
+                    if let (Some(a), Some(tx)) = (m.acker, &self.ack_tx) {
+                        let _ = tx.send(a);
                     }
                     continue;
                 }
@@ -522,8 +725,8 @@ impl Writer {
             crash_point(&self.counters);
             // 3. Acknowledge once they are in the target.
             for m in &mut keep[k..k + n] {
-                if let Some(a) = m.acker.take() {
-                    let _ = self.ack_tx.send(a);
+                if let (Some(a), Some(tx)) = (m.acker.take(), &self.ack_tx) {
+                    let _ = tx.send(a);
                 }
             }
             k += n;

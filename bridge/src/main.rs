@@ -11,7 +11,11 @@
 //! "Bridge to NATS" and each module's doc.
 //!
 //! The shared-memory side runs on dedicated threads with bounded blocking
-//! calls (`local`), the NATS side on tokio.
+//! calls (`local`). A core-mode route speaks NATS from that same thread
+//! through its own connection (`wire`, a blocking client of the core
+//! protocol) when the server is one plain `nats://host:port`; JetStream
+//! routes, and core routes to TLS or several servers, use async-nats on
+//! tokio.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -23,6 +27,7 @@ mod local;
 mod out;
 mod state;
 mod status;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -125,8 +130,10 @@ struct Common {
 
 /// What every route shares.
 pub struct Ctx {
-    /// The NATS connection.
+    /// The NATS connection (async-nats).
     pub client: async_nats::Client,
+    /// The server URL(s) as given (core routes open their own connections).
+    pub server: String,
     /// The host part of every message id (`host/segment/seq`).
     pub host: String,
     /// Set on SIGTERM/SIGINT (or a failed route): stop taking messages, drain.
@@ -166,6 +173,61 @@ pub async fn ensure_stream(js: &async_nats::jetstream::Context, route: &Route) -
         // Another route or bridge created it meanwhile.
         Err(_) if js.get_stream(&name).await.is_ok() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating stream {name}")),
+    }
+}
+
+/// How a core-mode route talks to NATS.
+pub enum CoreLink {
+    /// Its own connection through [`wire`], confirmed.
+    Wire(wire::Plain, wire::Conn),
+    /// The shared async-nats client (TLS, several servers).
+    AsyncNats,
+    /// Stopped (SIGTERM) before a first connection.
+    Stopped,
+}
+
+/// Chooses a core route's client and, for [`wire`], connects it: retrying
+/// with backoff (100 ms doubling to 5 s) while the server is down, as
+/// async-nats does for the others.
+pub async fn core_link(ctx: &Ctx, route: &str, counters: &status::Counters) -> CoreLink {
+    let Some(url) = wire::Plain::parse(&ctx.server) else {
+        log_line!(
+            "route {route}: the server URL is not one plain nats://host:port: core NATS through async-nats"
+        );
+        return CoreLink::AsyncNats;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let u = url.clone();
+        let r = tokio::task::spawn_blocking(move || wire::Conn::connect(&u))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        match r {
+            Ok(wire::Connected::Conn(c)) => {
+                // Relaxed: a counter compared by routes, nothing published with it.
+                ctx.connects.fetch_add(1, Ordering::Relaxed);
+                log_line!("route {route}: connected to {} (wire client)", url.addr);
+                return CoreLink::Wire(url, c);
+            }
+            Ok(wire::Connected::TlsRequired) => {
+                log_line!("route {route}: the server requires TLS: core NATS through async-nats");
+                return CoreLink::AsyncNats;
+            }
+            Err(e) => {
+                status::Counters::add(&counters.errors, 1);
+                log_line!("route {route}: {e:#}; retrying in {backoff:?}");
+            }
+        }
+        let until = tokio::time::Instant::now() + backoff;
+        while tokio::time::Instant::now() < until {
+            // Relaxed: a flag.
+            if ctx.stop.load(Ordering::Relaxed) {
+                return CoreLink::Stopped;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -216,6 +278,7 @@ fn run_routes(
         let client = connect(&server, connects.clone()).await?;
         let ctx = Arc::new(Ctx {
             client,
+            server: server.clone(),
             host: host.unwrap_or_else(config::hostname),
             stop: stop.clone(),
             connects,

@@ -19,6 +19,13 @@
 //! contiguous acknowledged sequence number. A pause of one round trip per
 //! [`COMMIT_EVERY`] messages costs little throughput.
 //!
+//! A core route to one plain server has no publisher task: the reader
+//! thread itself writes the messages to its own connection ([`WireOut`],
+//! through [`crate::wire`]) and, every [`FLUSH_EVERY`] messages or when the
+//! source runs dry, a `PING`; the server answers `PONG` only once it has
+//! processed everything the connection sent before (a connection's input
+//! is processed in order), which acknowledges those messages.
+//!
 //! A failed publish or acknowledgement (server down, timeout) starts a new
 //! *epoch*: the reader re-sends everything not yet acknowledged, after a
 //! backoff; the publisher ignores what is left of the old epoch. JetStream
@@ -43,7 +50,8 @@ use tokio::sync::mpsc;
 use crate::config::{Mode, Route};
 use crate::local::{self, Opened, Read, Source};
 use crate::status::Counters;
-use crate::{log_line, Ctx};
+use crate::wire::{self, Frame};
+use crate::{log_line, CoreLink, Ctx};
 
 /// Messages per batch handed from the reader to the publisher.
 pub const BATCH: usize = 256;
@@ -98,6 +106,20 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         Opened::Queue(q) => Box::new(local::QueueSource::new(*q)),
     };
     let segment = target.to_string();
+    if segment.contains(['\r', '\n']) {
+        return Err(crate::exit::fail(
+            crate::exit::USAGE,
+            format!("the segment name {segment:?} holds a line break"),
+        ));
+    }
+    let wire = match route.mode {
+        Mode::Jetstream => None,
+        Mode::Core => match crate::core_link(&ctx, &route.name, &counters).await {
+            CoreLink::Wire(url, conn) => Some((url, conn)),
+            CoreLink::AsyncNats => None,
+            CoreLink::Stopped => return Ok(()),
+        },
+    };
     let mut stored = None;
     let js = if route.mode == Mode::Jetstream {
         let js = async_nats::jetstream::ContextBuilder::new()
@@ -155,14 +177,32 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         }
     );
     let kind = source.kind();
-    let (btx, brx) = mpsc::channel::<Batch>(WINDOW / BATCH + 1);
-    let (etx, erx) = std_mpsc::channel::<Event>();
     let stop = ctx.stop.clone();
     let c = counters.clone();
     let name = route.name.clone();
-    let reader = std::thread::Builder::new()
-        .name(format!("out-{}", route.name))
-        .spawn(move || Reader::new(source, btx, erx, stop, c, name, stored).run())?;
+    let thread = std::thread::Builder::new().name(format!("out-{}", route.name));
+    if let Some((url, conn)) = wire {
+        let link = Link::Wire(Box::new(WireOut {
+            url,
+            conn: Some(conn),
+            subject: route.subject.clone(),
+            prefix: Headers::new(&ctx.host, &segment, kind).prefix,
+            kind: (kind != "log").then_some(kind),
+            pings: VecDeque::new(),
+            written: None,
+            pinged: None,
+            unflushed: 0,
+            connects: ctx.connects.clone(),
+        }));
+        let reader = thread.spawn(move || Reader::new(source, link, stop, c, name, None).run())?;
+        return tokio::task::spawn_blocking(move || reader.join())
+            .await?
+            .map_err(|_| anyhow!("route {}: the reader thread panicked", route.name))?;
+    }
+    let (btx, brx) = mpsc::channel::<Batch>(WINDOW / BATCH + 1);
+    let (etx, erx) = std_mpsc::channel::<Event>();
+    let link = Link::Tokio { btx, erx };
+    let reader = thread.spawn(move || Reader::new(source, link, stop, c, name, stored).run())?;
     let headers = Headers::new(&ctx.host, &segment, kind);
     let published = publish(&ctx, &route, js, headers, brx, etx, &counters).await;
     let read = tokio::task::spawn_blocking(move || reader.join())
@@ -374,11 +414,156 @@ async fn publish_core(
     Ok(())
 }
 
+/// How the reader's batches reach NATS.
+enum Link {
+    /// Through the publisher task (async-nats): batches out, events back.
+    Tokio {
+        btx: mpsc::Sender<Batch>,
+        erx: std_mpsc::Receiver<Event>,
+    },
+    /// Written by the reader itself to its own connection (boxed: the
+    /// buffers and counters make it the larger variant by far).
+    Wire(Box<WireOut>),
+}
+
+/// A core route's own connection, written and read by the reader thread.
+struct WireOut {
+    url: wire::Plain,
+    /// `None` after a failure, until the next reconnection.
+    conn: Option<wire::Conn>,
+    subject: String,
+    /// `host/segment/` of every message id.
+    prefix: String,
+    /// `Shmq-Kind`'s value (a queue), absent for a log.
+    kind: Option<&'static str>,
+    /// Per `PING` sent and not answered, in order: the last sequence
+    /// number written before it.
+    pings: VecDeque<u64>,
+    /// The last sequence number written on this connection.
+    written: Option<u64>,
+    /// The last sequence number a `PING` followed.
+    pinged: Option<u64>,
+    /// Messages written since the last `PING`.
+    unflushed: u64,
+    connects: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl WireOut {
+    /// Writes `msgs` (one `write_all` per [`wire::WRITE_CHUNK`]), then a
+    /// `PING` every [`FLUSH_EVERY`] messages or after a short batch (the
+    /// source ran dry: acknowledge what there is). The outer error is the
+    /// route's end (a message the server can never take); the inner one a
+    /// connection failure (re-send).
+    fn publish(&mut self, msgs: &[Msg]) -> Result<std::io::Result<()>> {
+        let Some(c) = &mut self.conn else {
+            return Ok(Err(std::io::Error::other("not connected")));
+        };
+        for m in msgs {
+            let len = wire::hpub_header_len(&self.prefix, m.seq, self.kind) + m.payload.len();
+            if len > c.max_payload {
+                return Err(anyhow!(
+                    "a message of {len} bytes with its header exceeds the server's max_payload ({})",
+                    c.max_payload
+                ));
+            }
+            wire::put_hpub(
+                &mut c.wbuf,
+                &self.subject,
+                &self.prefix,
+                m.seq,
+                self.kind,
+                &m.payload,
+            );
+            if c.wbuf.len() >= wire::WRITE_CHUNK {
+                if let Err(e) = c.flush() {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        if let Some(last) = msgs.last() {
+            self.written = Some(last.seq);
+            self.unflushed += msgs.len() as u64;
+            if self.unflushed >= FLUSH_EVERY || msgs.len() < BATCH {
+                self.ping();
+            }
+        }
+        Ok(self.conn.as_mut().map_or(Ok(()), wire::Conn::flush))
+    }
+
+    /// Puts a `PING` after what was written (not flushed).
+    fn ping(&mut self) {
+        if let (Some(c), Some(w)) = (&mut self.conn, self.written) {
+            c.wbuf.extend_from_slice(b"PING\r\n");
+            self.pings.push_back(w);
+            self.pinged = Some(w);
+            self.unflushed = 0;
+        }
+    }
+
+    /// Takes what the server sent, waiting up to `wait` for the first
+    /// frame: the highest sequence number a `PONG` acknowledged. Before a
+    /// wait, whatever was written and not yet followed by a `PING` gets one.
+    fn poll(&mut self, wait: Duration) -> std::io::Result<Option<u64>> {
+        if self.conn.is_none() {
+            std::thread::sleep(wait);
+            return Ok(None);
+        }
+        if !wait.is_zero() && self.written != self.pinged {
+            self.ping();
+        }
+        let Some(c) = &mut self.conn else {
+            return Ok(None);
+        };
+        c.flush()?;
+        // Without a PING out, a zero wait reads nothing: no syscall per batch.
+        if wait.is_zero() && self.pings.is_empty() {
+            return Ok(None);
+        }
+        let mut acked = None;
+        let mut next = c.next(wait)?;
+        while let Some(f) = next {
+            match f {
+                Frame::Pong => {
+                    if let Some(seq) = self.pings.pop_front() {
+                        acked = Some(seq);
+                    }
+                }
+                Frame::Ping => {
+                    c.wbuf.extend_from_slice(b"PONG\r\n");
+                    c.flush()?;
+                }
+                Frame::Err(r) => {
+                    return Err(std::io::Error::other(format!(
+                        "the server said -ERR {}",
+                        String::from_utf8_lossy(c.bytes(r))
+                    )))
+                }
+                // INFO updates, +OK, and messages (none subscribed).
+                _ => {}
+            }
+            next = c.next_buffered()?;
+        }
+        Ok(acked)
+    }
+
+    /// A new connection; what the old one had in flight is forgotten.
+    fn reconnect(&mut self) -> Result<()> {
+        self.conn = None;
+        self.pings.clear();
+        self.written = None;
+        self.pinged = None;
+        self.unflushed = 0;
+        self.conn = Some(wire::reconnect(&self.url)?);
+        // Relaxed: a counter compared by routes, nothing published with it.
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// The reader thread's state.
 struct Reader {
     source: Box<dyn Source>,
-    btx: mpsc::Sender<Batch>,
-    erx: std_mpsc::Receiver<Event>,
+    link: Link,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     name: String,
@@ -402,8 +587,7 @@ struct Reader {
 impl Reader {
     fn new(
         source: Box<dyn Source>,
-        btx: mpsc::Sender<Batch>,
-        erx: std_mpsc::Receiver<Event>,
+        link: Link,
         stop: Arc<AtomicBool>,
         counters: Arc<Counters>,
         name: String,
@@ -411,8 +595,7 @@ impl Reader {
     ) -> Reader {
         Reader {
             source,
-            btx,
-            erx,
+            link,
             stop,
             counters,
             name,
@@ -448,12 +631,36 @@ impl Reader {
         }
     }
 
+    /// The wire connection failed: drop it, re-send after the backoff.
+    fn wire_failed(&mut self, e: &dyn std::fmt::Display) {
+        Counters::add(&self.counters.errors, 1);
+        log_line!(
+            "route {}: NATS connection: {e}; reconnecting and re-sending",
+            self.name
+        );
+        if let Link::Wire(w) = &mut self.link {
+            w.conn = None;
+        }
+        self.failed = true;
+    }
+
     /// Takes the events that arrived, waiting up to `wait` for the first.
     fn events(&mut self, wait: Duration) -> Result<()> {
+        let erx = match &mut self.link {
+            Link::Tokio { erx, .. } => erx,
+            Link::Wire(w) => {
+                match w.poll(wait) {
+                    Ok(Some(seq)) => self.on_event(Event::Acked(seq)),
+                    Ok(None) => {}
+                    Err(e) => self.wire_failed(&e),
+                }
+                return Ok(());
+            }
+        };
         let first = if wait.is_zero() {
-            self.erx.try_recv().ok()
+            erx.try_recv().ok()
         } else {
-            match self.erx.recv_timeout(wait) {
+            match erx.recv_timeout(wait) {
                 Ok(e) => Some(e),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => None,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => {
@@ -461,22 +668,38 @@ impl Reader {
                 }
             }
         };
+        let mut got = Vec::new();
         if let Some(e) = first {
-            self.on_event(e);
-            while let Ok(e) = self.erx.try_recv() {
-                self.on_event(e);
+            got.push(e);
+            while let Ok(e) = erx.try_recv() {
+                got.push(e);
             }
+        }
+        for e in got {
+            self.on_event(e);
         }
         Ok(())
     }
 
     fn send(&mut self, msgs: Vec<Msg>) -> Result<()> {
-        self.btx
-            .blocking_send(Batch {
-                epoch: self.epoch,
-                msgs,
-            })
-            .map_err(|_| anyhow!("route {}: the publisher stopped", self.name))
+        match &mut self.link {
+            Link::Tokio { btx, .. } => btx
+                .blocking_send(Batch {
+                    epoch: self.epoch,
+                    msgs,
+                })
+                .map_err(|_| anyhow!("route {}: the publisher stopped", self.name)),
+            Link::Wire(w) => {
+                if self.failed {
+                    // Re-sent after the reconnection.
+                    return Ok(());
+                }
+                if let Err(e) = w.publish(&msgs)? {
+                    self.wire_failed(&e);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// After a failure: waits the backoff, then re-sends everything
@@ -489,6 +712,19 @@ impl Reader {
             self.events(Duration::ZERO)?;
         }
         self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        if let Link::Wire(w) = &mut self.link {
+            if let Err(e) = w.reconnect() {
+                // Still failed: the next turn waits the (doubled) backoff.
+                Counters::add(&self.counters.errors, 1);
+                log_line!(
+                    "route {}: reconnecting: {e:#}; retrying in {:?}",
+                    self.name,
+                    self.backoff
+                );
+                return Ok(());
+            }
+            log_line!("route {}: reconnected (wire client)", self.name);
+        }
         self.epoch += 1;
         self.failed = false;
         let all: Vec<_> = self.unacked.iter().cloned().collect();
@@ -520,16 +756,18 @@ impl Reader {
         let mut closed = false;
         loop {
             self.events(Duration::ZERO)?;
+            // Relaxed: a flag polled every POLL; nothing is published with it.
+            // (Before the failure check: a route that cannot reconnect still
+            // gives up DRAIN after SIGTERM.)
+            if drain_until.is_none() && (closed || self.stop.load(Ordering::Relaxed)) {
+                drain_until = Some(Instant::now() + DRAIN);
+            }
             if self.failed {
                 if drain_until.is_some_and(|d| Instant::now() >= d) {
                     return self.give_up();
                 }
                 self.resend()?;
                 continue;
-            }
-            // Relaxed: a flag polled every POLL; nothing is published with it.
-            if drain_until.is_none() && (closed || self.stop.load(Ordering::Relaxed)) {
-                drain_until = Some(Instant::now() + DRAIN);
             }
             if self.unacked.is_empty() && self.since_commit > 0 {
                 let due = self.since_commit >= COMMIT_EVERY || idle || drain_until.is_some();
@@ -599,6 +837,14 @@ impl Reader {
             }
             Counters::set(&self.counters.lag, self.source.lag());
             idle = batch.is_empty();
+            if idle {
+                // The source ran dry after a full batch: acknowledge it.
+                if let Link::Wire(w) = &mut self.link {
+                    if w.written != w.pinged {
+                        w.ping();
+                    }
+                }
+            }
             if !batch.is_empty() {
                 Counters::add(&self.counters.received, batch.len() as u64);
                 self.since_commit += batch.len() as u64;
