@@ -133,10 +133,21 @@ impl Nats {
     /// Stops the server (SIGTERM, as a restart by an operator) and starts it
     /// again on the same port with the same store.
     pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Stops the server (SIGTERM); [`Nats::start_again`] brings it back.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = nix_kill(c.id(), libc::SIGTERM);
             wait_child(&mut c, Duration::from_secs(10));
         }
+    }
+
+    /// Starts the stopped server again on the same port with the same store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
         self.spawn();
     }
 }
