@@ -411,6 +411,10 @@ struct WireIn {
     connects: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Wire client: after this long without a frame, a `PING`; after as long
+/// again without its `PONG`, the connection has failed.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
 /// The subscription id of a route's one subscription.
 const SID: &[u8] = b"1";
 
@@ -425,6 +429,10 @@ impl WireIn {
         let name = writer.name.clone();
         let counters = writer.counters.clone();
         let mut fresh = true;
+        // Liveness of a quiet connection: the last frame heard, and the
+        // keep-alive PING out, if any.
+        let mut heard = Instant::now();
+        let mut probe: Option<Instant> = None;
         loop {
             // Relaxed: a flag.
             if writer.stop.load(Ordering::Relaxed) {
@@ -463,10 +471,31 @@ impl WireIn {
                     fresh = false;
                     confirming = true;
                 }
-                let pong = take(c, &mut origins, &mut batch, &mut arena, STEP)?;
-                if pong && confirming {
-                    confirming = false;
-                    log_line!("route {name}: subscribed to {}", self.subject);
+                let (pong, any) = take(c, &mut origins, &mut batch, &mut arena, STEP)?;
+                if any {
+                    heard = Instant::now();
+                }
+                if pong {
+                    if confirming {
+                        confirming = false;
+                        log_line!("route {name}: subscribed to {}", self.subject);
+                    }
+                    probe = None;
+                }
+                // A server gone without a word (no FIN) must not leave the
+                // route waiting forever.
+                match probe {
+                    None if heard.elapsed() > KEEPALIVE => {
+                        c.wbuf.extend_from_slice(b"PING\r\n");
+                        c.flush()?;
+                        probe = Some(Instant::now());
+                    }
+                    Some(t) if t.elapsed() > KEEPALIVE => {
+                        return Err(std::io::Error::other(format!(
+                            "no PONG within {KEEPALIVE:?}"
+                        )))
+                    }
+                    _ => {}
                 }
                 std::io::Result::Ok(())
             })();
@@ -477,6 +506,8 @@ impl WireIn {
                 );
                 self.conn = None;
                 confirming = false;
+                probe = None;
+                heard = Instant::now();
             } else {
                 backoff = Duration::from_millis(100);
             }
@@ -494,7 +525,7 @@ impl WireIn {
             let until = Instant::now() + Duration::from_secs(2);
             if c.flush().is_ok() {
                 while Instant::now() < until {
-                    let pong = take(c, &mut origins, &mut batch, &mut arena, STEP);
+                    let pong = take(c, &mut origins, &mut batch, &mut arena, STEP).map(|r| r.0);
                     if !batch.is_empty() {
                         Counters::add(&counters.received, batch.len() as u64);
                         writer.write_batch(&mut batch)?;
@@ -514,16 +545,17 @@ impl WireIn {
 
 /// Reads frames for up to `wait` (then what is already buffered) into
 /// `batch`, at most [`MAX_INTENT`] messages; answers the server's `PING`s.
-/// Whether a `PONG` came.
+/// Whether a `PONG` came, and whether anything did.
 fn take(
     c: &mut wire::Conn,
     origins: &mut Origins,
     batch: &mut Vec<InMsg>,
     arena: &mut BytesMut,
     wait: Duration,
-) -> std::io::Result<bool> {
+) -> std::io::Result<(bool, bool)> {
     let mut pong = false;
     let mut next = c.next(wait)?;
+    let any = next.is_some();
     while let Some(f) = next {
         match f {
             Frame::Msg { headers, payload } => {
@@ -559,7 +591,7 @@ fn take(
         }
         next = c.next_buffered()?;
     }
-    Ok(pong)
+    Ok((pong, any))
 }
 
 /// The writer's state (its own thread).

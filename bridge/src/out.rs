@@ -63,6 +63,8 @@ pub const COMMIT_EVERY: u64 = 4096;
 const FLUSH_EVERY: u64 = 2048;
 /// How long a read waits for a message before the reader looks around.
 const POLL: Duration = Duration::from_millis(50);
+/// Core, wire client: a `PING` unanswered this long fails the connection.
+const PONG_WAIT: Duration = Duration::from_secs(5);
 /// After SIGTERM, how long the reader waits for outstanding acknowledgements.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -437,8 +439,8 @@ struct WireOut {
     /// `Shmq-Kind`'s value (a queue), absent for a log.
     kind: Option<&'static str>,
     /// Per `PING` sent and not answered, in order: the last sequence
-    /// number written before it.
-    pings: VecDeque<u64>,
+    /// number written before it, and when it was sent.
+    pings: VecDeque<(u64, Instant)>,
     /// The last sequence number written on this connection.
     written: Option<u64>,
     /// The last sequence number a `PING` followed.
@@ -494,7 +496,7 @@ impl WireOut {
     fn ping(&mut self) {
         if let (Some(c), Some(w)) = (&mut self.conn, self.written) {
             c.wbuf.extend_from_slice(b"PING\r\n");
-            self.pings.push_back(w);
+            self.pings.push_back((w, Instant::now()));
             self.pinged = Some(w);
             self.unflushed = 0;
         }
@@ -524,7 +526,7 @@ impl WireOut {
         while let Some(f) = next {
             match f {
                 Frame::Pong => {
-                    if let Some(seq) = self.pings.pop_front() {
+                    if let Some((seq, _)) = self.pings.pop_front() {
                         acked = Some(seq);
                     }
                 }
@@ -542,6 +544,15 @@ impl WireOut {
                 _ => {}
             }
             next = c.next_buffered()?;
+        }
+        // A connection that stays silent (a server gone without a word)
+        // fails as async-nats's flush did: after PONG_WAIT.
+        if let Some((_, sent)) = self.pings.front() {
+            if acked.is_none() && sent.elapsed() > PONG_WAIT {
+                return Err(std::io::Error::other(format!(
+                    "no PONG within {PONG_WAIT:?}"
+                )));
+            }
         }
         Ok(acked)
     }
