@@ -250,8 +250,14 @@ pub async fn connect(server: &str, connects: Arc<AtomicU64>) -> Result<async_nat
                 log_line!("nats: {event}");
             }
         });
+    // async-nats parses a `&str` as one URL: a list is split here.
+    let servers: Vec<&str> = server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let client = opts
-        .connect(server)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to {server}"))?;
     Ok(client)
