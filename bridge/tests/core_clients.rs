@@ -1,0 +1,172 @@
+//! Core routes through either client: the wire client (a plain
+//! `nats://host:port`) and async-nats (the fallback, here chosen by a
+//! comma-separated server list) read each other's messages: what the wire
+//! client writes an async-nats subscriber parses (origin, sequence, queue
+//! kind), and the other way round.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use shmq::{LogMode, Queue, QueueConfig, Start, Target};
+
+/// The same server twice: a list, so the routes fall back to async-nats.
+fn list(url: &str) -> String {
+    format!("{url},{url}")
+}
+
+#[test]
+fn wire_out_to_async_nats_in_log() {
+    const N: u64 = 3000;
+    let dir = TempDir::new("cc-log");
+    let nats = Nats::start(None, dir.path("nats.log"));
+    let a = TestLog::create("a", LogMode::Reliable, 1024);
+    let b = TestLog::create("b", LogMode::Overwrite, 4096);
+    a.log.create_cursor("bridge.w", Start::Oldest).unwrap();
+    let url = nats.url();
+    let state = dir.path("in.state");
+    let status = dir.path("in.status");
+    let mut inb = Bridge::start(
+        &[
+            "in",
+            "--local",
+            &b.name(),
+            "--subject",
+            "cc.log",
+            "--name",
+            "w-in",
+            "--server",
+            &list(&url),
+            "--state",
+            state.to_str().unwrap(),
+            "--status-file",
+            status.to_str().unwrap(),
+        ],
+        dir.path("in.log"),
+    );
+    inb.wait_log("subscribed to cc.log", 1, Duration::from_secs(20));
+    let mut outb = Bridge::start(
+        &[
+            "out",
+            "--local",
+            &a.name(),
+            "--subject",
+            "cc.log",
+            "--name",
+            "w",
+            "--server",
+            &url,
+        ],
+        dir.path("out.log"),
+    );
+    for i in 0..N {
+        a.log
+            .publish_block(&message(i), Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    wait_until(Duration::from_secs(30), "B to hold N", || {
+        b.log.next_seq() >= N
+    });
+    assert_eq!(outb.term().code(), Some(0));
+    assert_eq!(inb.term().code(), Some(0));
+    assert_eq!(b.indices(), (0..N).collect::<Vec<_>>());
+    // Each message's origin was read: a duplicate would have been dropped,
+    // a gap counted; neither happened, and the route knew its source.
+    assert_eq!(status_value(&status, "w-in", "lost"), Some(0));
+    assert!(outb.log().contains("(wire client)"), "{}", outb.log());
+    assert!(inb.log().contains("through async-nats"), "{}", inb.log());
+    assert_names_source(&state, &a.name());
+}
+
+/// The in route's state file holds the source `host/<segment>`: the
+/// messages' `Nats-Msg-Id` was parsed (a message without an origin
+/// registers none).
+fn assert_names_source(state: &std::path::Path, segment: &str) {
+    let raw = std::fs::read(state).unwrap();
+    let key = format!("/{segment}");
+    assert!(
+        raw.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the state file names no source ending in {key}"
+    );
+}
+
+#[test]
+fn async_nats_out_to_wire_in_queue() {
+    const N: u64 = 2000;
+    struct Unlink(Target);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = self.0.unlink();
+        }
+    }
+    let dir = TempDir::new("cc-q");
+    let nats = Nats::start(None, dir.path("nats.log"));
+    let ta = Target::Posix(unique("qa"));
+    let tb = Target::Posix(unique("qb"));
+    let qa = Queue::create(&ta, &QueueConfig::new(64, 256)).unwrap();
+    let _ua = Unlink(ta.clone());
+    let qb = Queue::create(&tb, &QueueConfig::new(64, 256)).unwrap();
+    let _ub = Unlink(tb.clone());
+    let url = nats.url();
+    let state = dir.path("q.state");
+    let status = dir.path("q.status");
+    let mut inb = Bridge::start(
+        &[
+            "in",
+            "--local",
+            &tb.to_string(),
+            "--subject",
+            "cc.q",
+            "--name",
+            "q-in",
+            "--server",
+            &url,
+            "--state",
+            state.to_str().unwrap(),
+            "--status-file",
+            status.to_str().unwrap(),
+        ],
+        dir.path("in.log"),
+    );
+    inb.wait_log("subscribed to cc.q", 1, Duration::from_secs(20));
+    let mut outb = Bridge::start(
+        &[
+            "out",
+            "--local",
+            &ta.to_string(),
+            "--subject",
+            "cc.q",
+            "--name",
+            "q",
+            "--server",
+            &list(&url),
+        ],
+        dir.path("out.log"),
+    );
+    let producer = std::thread::spawn(move || {
+        for i in 0..N {
+            qa.enqueue_block(&message(i), Some(Duration::from_secs(20)))
+                .unwrap();
+        }
+    });
+    // B holds 256: take as they come (the in route waits while it is full,
+    // and meanwhile does not read its socket: TCP holds the rest).
+    let mut buf = [0u8; 64];
+    for i in 0..N {
+        let n = qb
+            .dequeue_block(&mut buf, Some(Duration::from_secs(20)))
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(n, 64);
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    producer.join().unwrap();
+    assert_eq!(outb.term().code(), Some(0));
+    assert_eq!(inb.term().code(), Some(0));
+    // Nothing counted lost or dropped as a duplicate, and the origin read.
+    assert_eq!(status_value(&status, "q-in", "lost"), Some(0));
+    assert_eq!(status_value(&status, "q-in", "duplicates"), Some(0));
+    assert!(outb.log().contains("through async-nats"), "{}", outb.log());
+    assert!(inb.log().contains("(wire client)"), "{}", inb.log());
+    assert_names_source(&state, &ta.to_string());
+}
