@@ -63,6 +63,9 @@ pub const COMMIT_EVERY: u64 = 4096;
 const FLUSH_EVERY: u64 = 2048;
 /// How long a read waits for a message before the reader looks around.
 const POLL: Duration = Duration::from_millis(50);
+/// Core, wire client: with no `PING` of its own out, the route still reads
+/// its socket this often.
+const IDLE_READ: Duration = Duration::from_secs(1);
 /// Core, wire client: a `PING` unanswered this long fails the connection.
 const PONG_WAIT: Duration = Duration::from_secs(5);
 /// After SIGTERM, how long the reader waits for outstanding acknowledgements.
@@ -194,6 +197,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
             written: None,
             pinged: None,
             unflushed: 0,
+            last_read: Instant::now(),
             connects: ctx.connects.clone(),
         }));
         let reader = thread.spawn(move || Reader::new(source, link, stop, c, name, None).run())?;
@@ -447,6 +451,8 @@ struct WireOut {
     pinged: Option<u64>,
     /// Messages written since the last `PING`.
     unflushed: u64,
+    /// When the socket was last read.
+    last_read: Instant,
     connects: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -517,10 +523,13 @@ impl WireOut {
             return Ok(None);
         };
         c.flush()?;
-        // Without a PING out, a zero wait reads nothing: no syscall per batch.
-        if wait.is_zero() && self.pings.is_empty() {
+        // Without a PING out, a zero wait reads nothing (no syscall per
+        // batch), but once a second it does: the server's own PINGs must be
+        // answered, or it drops an idle route's connection as stale.
+        if wait.is_zero() && self.pings.is_empty() && self.last_read.elapsed() < IDLE_READ {
             return Ok(None);
         }
+        self.last_read = Instant::now();
         let mut acked = None;
         let mut next = c.next(wait)?;
         while let Some(f) = next {

@@ -105,3 +105,67 @@ fn core_routes_reconnect_after_a_server_restart() {
     assert!(inb.log().contains("reconnected (wire client)"));
     assert!(outb.log().contains("NATS connection"), "{}", outb.log());
 }
+
+/// Idle core routes answer the server's own `PING`s: with a 1 s ping
+/// interval and 2 unanswered allowed, a route that did not would be dropped
+/// as a stale connection within about 3 s.
+#[test]
+fn idle_core_routes_answer_the_servers_pings() {
+    const N: u64 = 500;
+    let dir = TempDir::new("core-idle");
+    let nats =
+        Nats::start_with_config("ping_interval: \"1s\"\nping_max: 2\n", dir.path("nats.log"));
+    let a = TestLog::create("a", LogMode::Reliable, 1024);
+    let b = TestLog::create("b", LogMode::Overwrite, 1024);
+    a.log.create_cursor("bridge.i", Start::Oldest).unwrap();
+    let url = nats.url();
+    let state = dir.path("in.state");
+    let mut inb = Bridge::start(
+        &[
+            "in",
+            "--local",
+            &b.name(),
+            "--subject",
+            "core.i",
+            "--name",
+            "i-in",
+            "--server",
+            &url,
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        dir.path("in.log"),
+    );
+    inb.wait_log("subscribed to core.i", 1, Duration::from_secs(20));
+    let mut outb = Bridge::start(
+        &[
+            "out",
+            "--local",
+            &a.name(),
+            "--subject",
+            "core.i",
+            "--name",
+            "i",
+            "--server",
+            &url,
+        ],
+        dir.path("out.log"),
+    );
+    outb.wait_log("(wire client)", 1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(5));
+    for i in 0..N {
+        a.log
+            .publish_block(&message(i), Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    wait_until(Duration::from_secs(20), "B to hold N", || {
+        b.log.next_seq() >= N
+    });
+    assert_eq!(outb.term().code(), Some(0));
+    assert_eq!(inb.term().code(), Some(0));
+    for (name, log) in [("out", outb.log()), ("in", inb.log())] {
+        assert!(!log.contains("NATS connection"), "{name}:\n{log}");
+        assert!(!log.contains("reconnected"), "{name}:\n{log}");
+    }
+    assert_eq!(b.indices(), (0..N).collect::<Vec<_>>());
+}

@@ -87,6 +87,8 @@ pub struct Nats {
     store: Option<PathBuf>,
     child: Option<Child>,
     log: PathBuf,
+    /// A configuration file (`-c`), for settings without a flag.
+    config: Option<PathBuf>,
 }
 
 impl Nats {
@@ -97,6 +99,23 @@ impl Nats {
             store: store.map(Path::to_owned),
             child: None,
             log,
+            config: None,
+        };
+        n.spawn();
+        n
+    }
+
+    /// Starts a server (no JetStream) with `config` as its configuration
+    /// file's text (written beside `log`); the port is still ours.
+    pub fn start_with_config(config: &str, log: PathBuf) -> Nats {
+        let file = log.with_extension("conf");
+        std::fs::write(&file, config).unwrap();
+        let mut n = Nats {
+            port: free_port(),
+            store: None,
+            child: None,
+            log,
+            config: Some(file),
         };
         n.spawn();
         n
@@ -108,6 +127,9 @@ impl Nats {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(nats_server_bin());
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if let Some(s) = &self.store {
             cmd.arg("-js").arg("-sd").arg(s);
