@@ -40,11 +40,13 @@
 
 #![cfg(loom)]
 
+#[path = "model/driver.rs"]
+mod driver;
+
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use std::sync::atomic::AtomicUsize as StdCount;
 
 /// Events of the current interleaving, printed when an invariant fails.
 static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -544,36 +546,7 @@ impl Subscriber {
 }
 
 fn check(name: &str, default_bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    static RUNS: StdCount = StdCount::new(0);
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(default_bound);
-    }
-    let bound = b.preemption_bound;
-    let start = std::time::Instant::now();
-    RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
-    // A failing interleaving (an assertion, or loom's own report of a
-    // data race, in any model thread) prints its events first.
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Ok(t) = TRACE.try_lock() {
-                eprintln!("interleaving:\n{}", t.join("\n"));
-            }
-            default(info);
-        }));
-    });
-    b.check(move || {
-        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        TRACE.lock().unwrap().clear();
-        f()
-    });
-    eprintln!(
-        "model {name}: {} interleavings, preemption bound {bound:?}, {:.1?}",
-        RUNS.load(std::sync::atomic::Ordering::Relaxed),
-        start.elapsed()
-    );
+    driver::check(name, default_bound, Some(&TRACE), f);
 }
 
 // ---- 5. publisher crash ----

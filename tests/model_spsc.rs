@@ -28,6 +28,9 @@
 
 #![cfg(loom)]
 
+#[path = "model/driver.rs"]
+mod driver;
+
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
@@ -193,15 +196,8 @@ impl Q {
 /// (when its first slot was stamped) or nothing of it, then B1, B2: never
 /// a message of a dead batch in place of B's.
 fn takeover(kill: Kill, repair: Repair) {
-    let mut model = loom::model::Builder::new();
-    if model.preemption_bound.is_none() {
-        model.preemption_bound = Some(3);
-    }
-    let start = std::time::Instant::now();
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = runs.clone();
-    model.check(move || {
-        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("takeover({kill:?}, {repair:?})");
+    driver::check(&name, 3, None, move || {
         let q = Arc::new(Q::new(repair));
         let a = {
             let q = q.clone();
@@ -235,11 +231,6 @@ fn takeover(kill: Kill, repair: Repair) {
         };
         assert_eq!(got, want, "{kill:?} {repair:?}");
     });
-    eprintln!(
-        "model takeover({kill:?}, {repair:?}): {} interleavings, {:.1?}",
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        start.elapsed()
-    );
 }
 
 #[test]

@@ -44,6 +44,9 @@
 
 #![cfg(loom)]
 
+#[path = "model/driver.rs"]
+mod driver;
+
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
@@ -152,15 +155,8 @@ impl Log {
 }
 
 fn model(generations: bool) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    let started = std::time::Instant::now();
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = runs.clone();
-    b.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("wake(generations: {generations})");
+    driver::check(&name, 3, None, move || {
         let log = Arc::new(Log::new());
         let subscribers: Vec<_> = (0..2)
             .map(|_| {
@@ -177,11 +173,6 @@ fn model(generations: bool) {
         let left = log.sleepers.load(Ordering::Relaxed) & SLEEPERS_COUNT;
         assert_eq!(left, 0, "{left} sleepers still counted with nobody asleep");
     });
-    eprintln!(
-        "model_wake (generations: {generations}): {} interleavings in {:?}",
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        started.elapsed()
-    );
 }
 
 /// Generations: no lost wake-up, and the count ends at 0.
