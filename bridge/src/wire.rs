@@ -71,11 +71,14 @@ impl Plain {
         if rest.contains(['/', '?', '#']) {
             return None;
         }
+        // Credentials are percent-encoded in a URL (a password with `@`
+        // or `:` in it); a malformed escape leaves the URL to async-nats,
+        // which reports it.
         let (auth, hostport) = match rest.rsplit_once('@') {
             None => (Auth::None, rest),
             Some((cred, hp)) => match cred.split_once(':') {
-                Some((u, p)) => (Auth::UserPass(u.to_owned(), p.to_owned()), hp),
-                None => (Auth::Token(cred.to_owned()), hp),
+                Some((u, p)) => (Auth::UserPass(percent_decode(u)?, percent_decode(p)?), hp),
+                None => (Auth::Token(percent_decode(cred)?), hp),
             },
         };
         // `[v6]:port`, `host:port`, or a host alone (port 4222).
@@ -95,6 +98,25 @@ impl Plain {
         };
         Some(Plain { addr, auth })
     }
+}
+
+/// `%XX` escapes decoded (RFC 3986); `None` for a bad escape or bytes that
+/// are not UTF-8 once decoded.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// One frame from the server. Ranges index the connection's read buffer
@@ -745,5 +767,16 @@ mod tests {
         assert_eq!(p("tls://h:4222"), None);
         assert_eq!(p("nats://a:4222,nats://b:4222"), None);
         assert_eq!(p("nats://h:notaport"), None);
+        // Percent-encoded credentials, as async-nats takes them.
+        assert_eq!(
+            p("nats://us%40r:p%3A%2Fw@h:5"),
+            Some(("h:5".into(), Auth::UserPass("us@r".into(), "p:/w".into())))
+        );
+        assert_eq!(
+            p("nats://t%25k@h:5"),
+            Some(("h:5".into(), Auth::Token("t%k".into())))
+        );
+        assert_eq!(p("nats://u:%zz@h:5"), None);
+        assert_eq!(p("nats://u:%4@h:5"), None);
     }
 }
