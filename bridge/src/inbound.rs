@@ -215,13 +215,13 @@ async fn receive_core(
     counters: &Counters,
 ) -> Result<()> {
     let mut origins = Origins::default();
-    let mut sub = ctx
-        .client
+    let client = ctx.client().await?;
+    let mut sub = client
         .subscribe(route.subject.clone())
         .await
         .context("subscribe")?;
     // Make sure the server has the subscription before saying so.
-    ctx.client.flush().await.context("flush")?;
+    client.flush().await.context("flush")?;
     log_line!("route {}: subscribed to {}", route.name, route.subject);
     loop {
         tokio::select! {
@@ -297,7 +297,7 @@ async fn receive_js(
     counters: &Counters,
 ) -> Result<()> {
     let mut origins = Origins::default();
-    let js = async_nats::jetstream::new(ctx.client.clone());
+    let js = async_nats::jetstream::new(ctx.client().await?.clone());
     let mut backoff = Duration::from_millis(100);
     'outer: loop {
         // Relaxed: a flag.

@@ -130,8 +130,11 @@ struct Common {
 
 /// What every route shares.
 pub struct Ctx {
-    /// The NATS connection (async-nats).
-    pub client: async_nats::Client,
+    /// The async-nats connection of JetStream routes and of core routes
+    /// that cannot use the wire client; made by the first route that
+    /// needs it ([`Ctx::client`]), so a bridge of plain core routes keeps
+    /// one connection per route and no idle one besides.
+    client: tokio::sync::OnceCell<async_nats::Client>,
     /// The server URL(s) as given (core routes open their own connections).
     pub server: String,
     /// The host part of every message id (`host/segment/seq`).
@@ -140,6 +143,16 @@ pub struct Ctx {
     pub stop: Arc<AtomicBool>,
     /// Connections made so far (routes notice a reconnection by it).
     pub connects: Arc<AtomicU64>,
+}
+
+impl Ctx {
+    /// The shared async-nats connection, connecting on first use (it then
+    /// reconnects by itself, without end; see [`connect`]).
+    pub async fn client(&self) -> Result<&async_nats::Client> {
+        self.client
+            .get_or_try_init(|| connect(&self.server, self.connects.clone()))
+            .await
+    }
 }
 
 /// The header that marks a queue's messages (`Shmq-Kind: queue`): their
@@ -281,9 +294,8 @@ fn run_routes(
     rt.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
         let connects = Arc::new(AtomicU64::new(0));
-        let client = connect(&server, connects.clone()).await?;
         let ctx = Arc::new(Ctx {
-            client,
+            client: tokio::sync::OnceCell::new(),
             server: server.clone(),
             host: host.unwrap_or_else(config::hostname),
             stop: stop.clone(),
@@ -362,7 +374,9 @@ fn run_routes(
             let _ = status::write(p, &statuses);
         }
         // Flush whatever acks are buffered before the connection goes.
-        let _ = tokio::time::timeout(Duration::from_secs(2), ctx.client.flush()).await;
+        if let Some(client) = ctx.client.get() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),

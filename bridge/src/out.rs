@@ -130,7 +130,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .max_ack_inflight(WINDOW + BATCH)
-            .build(ctx.client.clone());
+            .build(ctx.client().await?.clone());
         // The server may be down or starting: retry with backoff until stopped.
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -401,8 +401,9 @@ async fn publish_core(
     let Some(last) = batch.msgs.last().map(|m| m.seq) else {
         return Ok(());
     };
+    let client = ctx.client().await?;
     for Msg { seq, payload, .. } in batch.msgs {
-        ctx.client
+        client
             .publish_with_headers(subject.clone(), headers.for_seq(seq), payload)
             .await
             .context("publish")?;
@@ -412,7 +413,7 @@ async fn publish_core(
     }
     // Core NATS has no acknowledgement: "reached NATS" means flushed to
     // the server's socket.
-    tokio::time::timeout(Duration::from_secs(5), ctx.client.flush())
+    tokio::time::timeout(Duration::from_secs(5), client.flush())
         .await
         .context("flush timed out")?
         .context("flush")?;

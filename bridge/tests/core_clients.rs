@@ -170,3 +170,68 @@ fn async_nats_out_to_wire_in_queue() {
     assert!(inb.log().contains("(wire client)"), "{}", inb.log());
     assert_names_source(&state, &ta.to_string());
 }
+
+/// The server's count of client connections, from its monitoring endpoint
+/// (`/connz` on `http`).
+fn connections(http_port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let body = &reply[reply.find("\r\n\r\n").expect("an HTTP reply") + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["num_connections"].as_u64().expect("num_connections")
+}
+
+/// A bridge of plain core routes holds one connection per route and no
+/// idle async-nats one besides (it is made only for a route that needs it).
+#[test]
+fn plain_core_routes_hold_one_connection_each() {
+    let dir = TempDir::new("cc-conns");
+    let http = free_port();
+    let nats = Nats::start_with_config(
+        &format!("http: \"127.0.0.1:{http}\"\n"),
+        dir.path("nats.log"),
+    );
+    let a = TestLog::create("a", LogMode::Reliable, 1024);
+    let b = TestLog::create("b", LogMode::Overwrite, 1024);
+    a.log.create_cursor("bridge.c", Start::Oldest).unwrap();
+    let cfg = dir.path("routes.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server = \"{}\"\n\n\
+             [[route]]\nname = \"c\"\ndirection = \"out\"\nlocal = \"{}\"\nsubject = \"cc.conns\"\nmode = \"core\"\n\n\
+             [[route]]\nname = \"c-in\"\ndirection = \"in\"\nlocal = \"{}\"\nsubject = \"cc.conns\"\nmode = \"core\"\nstate = \"{}\"\n",
+            nats.url(),
+            a.name(),
+            b.name(),
+            dir.path("in.state").display()
+        ),
+    )
+    .unwrap();
+    let bridge = Bridge::start(
+        &["run", "--config", cfg.to_str().unwrap()],
+        dir.path("bridge.log"),
+    );
+    bridge.wait_log("(wire client)", 2, Duration::from_secs(20));
+    bridge.wait_log("subscribed to cc.conns", 1, Duration::from_secs(20));
+    // Both routes work through their connections...
+    a.log
+        .publish_block(&message(0), Some(Duration::from_secs(20)))
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the message in B", || {
+        b.log.next_seq() >= 1
+    });
+    // ... and they are all the bridge holds, also after the time an eager
+    // async-nats connection (made in the background) takes to show up:
+    // under a second here.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        assert_eq!(connections(http), 2);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
