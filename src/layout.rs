@@ -298,6 +298,7 @@ pub(crate) fn prefetch_for_write(slot: &SlotHeader, payload: usize) {
 /// alias 3DNowPrefetch), which `std::is_x86_feature_detected!` does not
 /// name. Asked once per process.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 fn has_prefetchw() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
