@@ -96,7 +96,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     } else {
         None
     };
-    let bridged = bridged(&url, a, &tmp)?;
+    let bridged_plain = bridged(&url, a, &tmp, false)?;
+    // Packing is for core routes (see `crate::pack`).
+    let packed = if a.mode == "core" {
+        Some(bridged(&url, a, &tmp, true)?)
+    } else {
+        None
+    };
+    let bridged = bridged_plain;
     println!(
         "{:<40} {:>10} {:>9} {:>8} {:>8}  cpu us/msg while moving {}",
         "case", "msgs/s", "received", "p50 us", "p99 us", a.count
@@ -109,6 +116,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         rows.push(("  the same with 3 headers (Shmq-*)", f));
     }
     rows.push(("log -> bridge -> NATS -> bridge -> log", &bridged));
+    if let Some(f) = &packed {
+        rows.push(("  the same, packed (out route --pack)", f));
+    }
     for (name, f) in rows {
         println!(
             "{:<40} {:>10.0} {:>9} {:>8.1} {:>8.1}  {}",
@@ -121,6 +131,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "throughput ratio bridge/bare: {ratio:.2}x (bar: >= 0.8x) {}",
         if ratio >= 0.8 { "met" } else { "NOT met" }
     );
+    if let Some(f) = &packed {
+        println!(
+            "throughput ratio bridge packed/bare: {:.2}x (each NATS message carries a read batch)",
+            f.rate / bare.rate
+        );
+    }
     println!(
         "throughput ratio bridge/bare with the route's header: {:.2}x",
         bridged.rate / bare_route.rate
@@ -388,10 +404,11 @@ fn bare(url: &str, a: &BenchArgs, hdr: Hdr) -> Result<Figures> {
 }
 
 /// Log -> bridge -> NATS -> bridge -> log.
-fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
+fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path, pack: bool) -> Result<Figures> {
     let pid = std::process::id();
-    let ta = Target::Posix(format!("shmq-bridge-bench-{pid}-a"));
-    let tb = Target::Posix(format!("shmq-bridge-bench-{pid}-b"));
+    let tag = if pack { "-packed" } else { "" };
+    let ta = Target::Posix(format!("shmq-bridge-bench-{pid}-a{tag}"));
+    let tb = Target::Posix(format!("shmq-bridge-bench-{pid}-b{tag}"));
     let cap = (a.count.max(a.latency_count) as usize + 1)
         .next_power_of_two()
         .max(1 << 16);
@@ -416,7 +433,8 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
         ))
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let state = tmp.join("bench-in.state");
+    let state = tmp.join(format!("bench-in{tag}.state"));
+    let (in_log, out_log) = (format!("in{tag}.log"), format!("out{tag}.log"));
     // JetStream mode: a stream of its own per run (on a server the bench
     // started, stored in the bench's temp dir; on a --server, left there).
     let stream = format!("SHMQ_BRIDGE_BENCH_{pid}");
@@ -443,10 +461,10 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
             "--state",
             state.to_str().unwrap_or("bench-in.state"),
         ]),
-        "in.log",
+        &in_log,
     )?;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(tmp.join("in.log"))
+    while !std::fs::read_to_string(tmp.join(&in_log))
         .unwrap_or_default()
         .contains(ready)
     {
@@ -455,24 +473,25 @@ fn bridged(url: &str, a: &BenchArgs, tmp: &std::path::Path) -> Result<Figures> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = spawn(
-        &s(&[
-            "out",
-            "--local",
-            &ta.to_string(),
-            "--subject",
-            "bench.bridge",
-            "--name",
-            "bench",
-            "--mode",
-            &a.mode,
-            "--stream",
-            &stream,
-            "--server",
-            url,
-        ]),
-        "out.log",
-    )?;
+    let mut out_args = s(&[
+        "out",
+        "--local",
+        &ta.to_string(),
+        "--subject",
+        "bench.bridge",
+        "--name",
+        "bench",
+        "--mode",
+        &a.mode,
+        "--stream",
+        &stream,
+        "--server",
+        url,
+    ]);
+    if pack {
+        out_args.push("--pack".into());
+    }
+    let out = spawn(&out_args, &out_log)?;
     // Throughput.
     let n = a.count;
     let payload = vec![7u8; a.size];

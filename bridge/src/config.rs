@@ -21,6 +21,13 @@
 //! mode = "jetstream"
 //! stream = "FEED"
 //! state = "/var/lib/shmq-bridge/quotes-in.state"
+//!
+//! [[route]]
+//! name = "ticks"
+//! direction = "out"
+//! local = "ticks"
+//! subject = "feed.ticks"
+//! pack = true              # core mode, a log: a read batch per NATS message
 //! ```
 
 use std::path::PathBuf;
@@ -71,6 +78,11 @@ pub struct Route {
     /// In routes: the state file (default `shmq-bridge-<name>.state` in the
     /// working directory).
     pub state: Option<PathBuf>,
+    /// Out routes of a log, core mode: send the messages of a read batch
+    /// in one NATS message (see `crate::pack`; in routes unpack by
+    /// themselves).
+    #[serde(default)]
+    pub pack: bool,
 }
 
 impl Route {
@@ -130,6 +142,18 @@ impl Route {
         {
             bail!(
                 "route {}: an out route publishes to one subject, not a wildcard",
+                self.name
+            );
+        }
+        if self.pack && self.direction == Direction::In {
+            bail!(
+                "route {}: pack is an out route's choice (in routes unpack whatever comes)",
+                self.name
+            );
+        }
+        if self.pack && self.mode == Mode::Jetstream {
+            bail!(
+                "route {}: pack is for core mode (JetStream deduplicates whole NATS messages)",
                 self.name
             );
         }
@@ -200,10 +224,11 @@ mod tests {
             .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
             .collect();
         let f: File = toml::from_str(&toml).unwrap();
-        assert_eq!(f.routes.len(), 2);
+        assert_eq!(f.routes.len(), 3);
         assert_eq!(f.routes[0].cursor(), "bridge.quotes");
         assert_eq!(f.routes[1].direction, Direction::In);
         assert_eq!(f.routes[1].mode, Mode::Jetstream);
+        assert!(f.routes[2].pack && !f.routes[0].pack);
         for r in &f.routes {
             r.check().unwrap();
         }
@@ -219,7 +244,25 @@ mod tests {
             mode: Mode::Core,
             stream: None,
             state: None,
+            pack: false,
         };
         assert_eq!(r.stream(), "SHMQ_feed_quotes");
+    }
+
+    #[test]
+    fn only_core_out_routes_pack() {
+        let r = |direction, mode| Route {
+            name: "a".into(),
+            direction,
+            local: "x".into(),
+            subject: "s".into(),
+            mode,
+            stream: None,
+            state: None,
+            pack: true,
+        };
+        r(Direction::Out, Mode::Core).check().unwrap();
+        assert!(r(Direction::In, Mode::Core).check().is_err());
+        assert!(r(Direction::Out, Mode::Jetstream).check().is_err());
     }
 }

@@ -115,6 +115,59 @@ impl Origins {
     }
 }
 
+/// Appends one NATS message to `batch`: as it is, or, when it is a pack
+/// (`pack`: its `Shmq-Pack` value; see [`crate::pack`]), as its parts,
+/// with the sequence numbers from the origin's on and the acknowledgement
+/// on the last part (sent once every part is in the target). A malformed
+/// pack is not appended: the error says why, for the caller to log and
+/// count (core: its messages are lost and the next one's sequence shows
+/// the gap; JetStream: acknowledged, as it can never be written), and
+/// gives the acknowledgement back.
+fn push(
+    batch: &mut Vec<InMsg>,
+    origin: Option<(Arc<str>, u64, bool)>,
+    pack: Option<&str>,
+    payload: Bytes,
+    mut acker: Option<Acker>,
+) -> Result<(), Box<(String, Option<Acker>)>> {
+    let Some(pack) = pack else {
+        batch.push(InMsg {
+            payload,
+            origin,
+            acker,
+        });
+        return Ok(());
+    };
+    let Some(n) = crate::pack::count(pack) else {
+        return Err(Box::new((format!("bad pack count {pack:?}"), acker)));
+    };
+    let Some((source, first, true)) = origin else {
+        return Err(Box::new((
+            "a pack without a log's message id".into(),
+            acker,
+        )));
+    };
+    let parts = match crate::pack::split(&payload, n) {
+        Ok(parts) => parts,
+        Err(why) => return Err(Box::new((why, acker))),
+    };
+    let last = parts.len() - 1;
+    for (i, r) in parts.into_iter().enumerate() {
+        batch.push(InMsg {
+            payload: payload.slice(r),
+            origin: Some((source.clone(), first + i as u64, true)),
+            acker: if i == last { acker.take() } else { None },
+        });
+    }
+    Ok(())
+}
+
+/// Logs and counts a message [`push`] refused.
+fn refused(route: &str, counters: &Counters, why: &str) {
+    Counters::add(&counters.errors, 1);
+    log_line!("route {route}: a malformed packed message was dropped: {why}");
+}
+
 /// Runs one in route until `ctx.stop` is set: then it stops receiving,
 /// writes and acknowledges what it holds, and returns.
 pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result<()> {
@@ -231,7 +284,10 @@ async fn receive_core(
                 let mut batch = Vec::with_capacity(MAX_INTENT);
                 let mut next = Some(m);
                 while let Some(m) = next {
-                    batch.push(InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: None });
+                    let pack = m.headers.as_ref().and_then(|h| h.get(crate::pack::PACK_HEADER)).map(|v| v.as_str());
+                    if let Err(refusal) = push(&mut batch, origins.of(m.headers.as_ref()), pack, m.payload.clone(), None) {
+                        refused(&route.name, counters, &refusal.0);
+                    }
                     next = if batch.len() < MAX_INTENT { sub.next().now_or_never().flatten() } else { None };
                 }
                 Counters::add(&counters.received, batch.len() as u64);
@@ -341,8 +397,17 @@ async fn receive_js(
                         backoff = Duration::from_millis(100);
                         Counters::add(&counters.received, 1);
                         let (m, acker) = m.split();
-                        let msg = InMsg { origin: origins.of(m.headers.as_ref()), payload: m.payload, acker: Some(acker) };
-                        if tx.send(vec![msg]).await.is_err() {
+                        let pack = m.headers.as_ref().and_then(|h| h.get(crate::pack::PACK_HEADER)).map(|v| v.as_str());
+                        let mut msgs = Vec::new();
+                        if let Err(refusal) = push(&mut msgs, origins.of(m.headers.as_ref()), pack, m.payload.clone(), Some(acker)) {
+                            let (why, acker) = *refusal;
+                            refused(&route.name, counters, &why);
+                            if let Some(a) = acker {
+                                let _ = a.ack().await;
+                            }
+                            continue;
+                        }
+                        if tx.send(msgs).await.is_err() {
                             return Err(anyhow!("route {}: the writer stopped", route.name));
                         }
                     }
@@ -471,7 +536,14 @@ impl WireIn {
                     fresh = false;
                     confirming = true;
                 }
-                let (pong, any) = take(c, &mut origins, &mut batch, &mut arena, STEP)?;
+                let (pong, any) = take(
+                    c,
+                    &mut origins,
+                    &mut batch,
+                    &mut arena,
+                    STEP,
+                    (&name, &counters),
+                )?;
                 if any {
                     heard = Instant::now();
                 }
@@ -525,7 +597,15 @@ impl WireIn {
             let until = Instant::now() + Duration::from_secs(2);
             if c.flush().is_ok() {
                 while Instant::now() < until {
-                    let pong = take(c, &mut origins, &mut batch, &mut arena, STEP).map(|r| r.0);
+                    let pong = take(
+                        c,
+                        &mut origins,
+                        &mut batch,
+                        &mut arena,
+                        STEP,
+                        (&name, &counters),
+                    )
+                    .map(|r| r.0);
                     if !batch.is_empty() {
                         Counters::add(&counters.received, batch.len() as u64);
                         writer.write_batch(&mut batch)?;
@@ -552,6 +632,7 @@ fn take(
     batch: &mut Vec<InMsg>,
     arena: &mut BytesMut,
     wait: Duration,
+    (name, counters): (&str, &Counters),
 ) -> std::io::Result<(bool, bool)> {
     let mut pong = false;
     let mut next = c.next(wait)?;
@@ -559,7 +640,9 @@ fn take(
     while let Some(f) = next {
         match f {
             Frame::Msg { headers, payload } => {
-                let origin = origins.of_block(headers.map(|h| c.bytes(h)));
+                let block = headers.map(|h| c.bytes(h));
+                let origin = origins.of_block(block);
+                let pack = block.and_then(|b| wire::header(b, crate::pack::PACK_HEADER));
                 let p = c.bytes(payload);
                 // The batch's payloads share one allocation (as the out
                 // route's do).
@@ -567,11 +650,9 @@ fn take(
                     *arena = BytesMut::with_capacity(MAX_INTENT * p.len().max(64));
                 }
                 arena.extend_from_slice(p);
-                batch.push(InMsg {
-                    payload: arena.split().freeze(),
-                    origin,
-                    acker: None,
-                });
+                if let Err(refusal) = push(batch, origin, pack, arena.split().freeze(), None) {
+                    refused(name, counters, &refusal.0);
+                }
                 if batch.len() >= MAX_INTENT {
                     break;
                 }

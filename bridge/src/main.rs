@@ -25,6 +25,7 @@ mod exit;
 mod inbound;
 mod local;
 mod out;
+mod pack;
 mod state;
 mod status;
 mod wire;
@@ -111,6 +112,10 @@ struct OneRoute {
     /// In routes: the state file; default shmq-bridge-<name>.state
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Out routes of a log, core mode: a read batch per NATS message
+    /// (readers must be shmq bridges; see the README)
+    #[arg(long)]
+    pack: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -393,6 +398,7 @@ fn one_route(direction: Direction, a: OneRoute) -> Result<()> {
         mode: a.mode,
         stream: a.stream,
         state: a.state,
+        pack: a.pack,
     };
     route
         .check()

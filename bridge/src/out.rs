@@ -110,6 +110,15 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
         Opened::Log(log) => Box::new(local::LogSource::new(log, &route.cursor())?),
         Opened::Queue(q) => Box::new(local::QueueSource::new(*q)),
     };
+    if route.pack && source.kind() != "log" {
+        return Err(crate::exit::fail(
+            crate::exit::USAGE,
+            format!(
+                "route {}: pack needs a log (a queue's sequence numbers are not consecutive)",
+                route.name
+            ),
+        ));
+    }
     let segment = target.to_string();
     if segment.contains(['\r', '\n']) {
         return Err(crate::exit::fail(
@@ -193,6 +202,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
             subject: route.subject.clone(),
             prefix: Headers::new(&ctx.host, &segment, kind).prefix,
             kind: (kind != "log").then_some(kind),
+            pack: route.pack,
             pings: VecDeque::new(),
             written: None,
             pinged: None,
@@ -331,7 +341,7 @@ async fn publish(
                         if flush {
                             unflushed = 0;
                         }
-                        publish_core(ctx, &subject, &headers, batch, &etx, flush).await
+                        publish_core(ctx, &subject, &headers, batch, &etx, flush, route.pack).await
                     }
                 };
                 if let Err(e) = r {
@@ -390,6 +400,22 @@ async fn publish_js(
     Ok(())
 }
 
+/// How many of `msgs` go in the next pack (at least one, which may alone
+/// exceed `max`: the caller refuses it) and their frames' size, for a
+/// header of `header` bytes and a server's `max_payload` of `max`.
+fn pack_fit(msgs: &[Msg], header: usize, max: usize) -> (usize, usize) {
+    let (mut n, mut body) = (0, 0);
+    while n < msgs.len().min(crate::pack::MAX_PACK) {
+        let more = crate::pack::body_len([&msgs[n].payload[..]]);
+        if n > 0 && header + body + more > max {
+            break;
+        }
+        n += 1;
+        body += more;
+    }
+    (n, body)
+}
+
 async fn publish_core(
     ctx: &Ctx,
     subject: &async_nats::Subject,
@@ -397,16 +423,41 @@ async fn publish_core(
     batch: Batch,
     etx: &std_mpsc::Sender<Event>,
     flush: bool,
+    pack: bool,
 ) -> Result<()> {
     let Some(last) = batch.msgs.last().map(|m| m.seq) else {
         return Ok(());
     };
     let client = ctx.client().await?;
-    for Msg { seq, payload, .. } in batch.msgs {
-        client
-            .publish_with_headers(subject.clone(), headers.for_seq(seq), payload)
-            .await
-            .context("publish")?;
+    if pack {
+        // 0 until the server's INFO has come (a fresh connection): then a
+        // size every server takes (its default is 1 MiB).
+        let max = match client.server_info().max_payload {
+            0 => 64 * 1024,
+            max => max,
+        };
+        let mut rest = &batch.msgs[..];
+        while let Some(first) = rest.first() {
+            let header = wire::hpack_header_len(&headers.prefix, first.seq, rest.len());
+            let (n, body) = pack_fit(rest, header, max);
+            let (packed, after) = rest.split_at(n);
+            let mut payload = Vec::with_capacity(body);
+            crate::pack::put_body(&mut payload, packed.iter().map(|m| &m.payload[..]));
+            let mut h = headers.for_seq(first.seq);
+            h.insert(crate::pack::PACK_HEADER, n.to_string().as_str());
+            client
+                .publish_with_headers(subject.clone(), h, payload.into())
+                .await
+                .context("publish")?;
+            rest = after;
+        }
+    } else {
+        for Msg { seq, payload, .. } in batch.msgs {
+            client
+                .publish_with_headers(subject.clone(), headers.for_seq(seq), payload)
+                .await
+                .context("publish")?;
+        }
     }
     if !flush {
         return Ok(());
@@ -443,6 +494,8 @@ struct WireOut {
     prefix: String,
     /// `Shmq-Kind`'s value (a queue), absent for a log.
     kind: Option<&'static str>,
+    /// Send each batch as packs ([`crate::pack`]).
+    pack: bool,
     /// Per `PING` sent and not answered, in order: the last sequence
     /// number written before it, and when it was sent.
     pings: VecDeque<(u64, Instant)>,
@@ -467,25 +520,31 @@ impl WireOut {
         let Some(c) = &mut self.conn else {
             return Ok(Err(std::io::Error::other("not connected")));
         };
-        for m in msgs {
-            let len = wire::hpub_header_len(&self.prefix, m.seq, self.kind) + m.payload.len();
-            if len > c.max_payload {
-                return Err(anyhow!(
+        if self.pack {
+            if let Err(e) = self.publish_packed(msgs)? {
+                return Ok(Err(e));
+            }
+        } else {
+            for m in msgs {
+                let len = wire::hpub_header_len(&self.prefix, m.seq, self.kind) + m.payload.len();
+                if len > c.max_payload {
+                    return Err(anyhow!(
                     "a message of {len} bytes with its header exceeds the server's max_payload ({})",
                     c.max_payload
                 ));
-            }
-            wire::put_hpub(
-                &mut c.wbuf,
-                &self.subject,
-                &self.prefix,
-                m.seq,
-                self.kind,
-                &m.payload,
-            );
-            if c.wbuf.len() >= wire::WRITE_CHUNK {
-                if let Err(e) = c.flush() {
-                    return Ok(Err(e));
+                }
+                wire::put_hpub(
+                    &mut c.wbuf,
+                    &self.subject,
+                    &self.prefix,
+                    m.seq,
+                    self.kind,
+                    &m.payload,
+                );
+                if c.wbuf.len() >= wire::WRITE_CHUNK {
+                    if let Err(e) = c.flush() {
+                        return Ok(Err(e));
+                    }
                 }
             }
         }
@@ -497,6 +556,40 @@ impl WireOut {
             }
         }
         Ok(self.conn.as_mut().map_or(Ok(()), wire::Conn::flush))
+    }
+
+    /// Writes `msgs` (consecutive messages of a log) as packs, each as
+    /// large as the server's `max_payload` allows.
+    fn publish_packed(&mut self, msgs: &[Msg]) -> Result<std::io::Result<()>> {
+        let Some(c) = &mut self.conn else {
+            return Ok(Err(std::io::Error::other("not connected")));
+        };
+        let mut rest = msgs;
+        while let Some(first) = rest.first() {
+            let header = wire::hpack_header_len(&self.prefix, first.seq, rest.len());
+            let (n, body) = pack_fit(rest, header, c.max_payload);
+            if header + body > c.max_payload {
+                return Err(anyhow!(
+                    "a message of {body} bytes packed with its header exceeds the server's max_payload ({})",
+                    c.max_payload
+                ));
+            }
+            let (pack, after) = rest.split_at(n);
+            wire::put_hpack(
+                &mut c.wbuf,
+                &self.subject,
+                &self.prefix,
+                first.seq,
+                pack.iter().map(|m| &m.payload[..]),
+            );
+            if c.wbuf.len() >= wire::WRITE_CHUNK {
+                if let Err(e) = c.flush() {
+                    return Ok(Err(e));
+                }
+            }
+            rest = after;
+        }
+        Ok(Ok(()))
     }
 
     /// Puts a `PING` after what was written (not flushed).

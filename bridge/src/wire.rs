@@ -341,6 +341,54 @@ pub fn put_hpub(
     buf.extend_from_slice(b"\r\n");
 }
 
+/// Appends one `HPUB` of a pack ([`crate::pack`]): the messages
+/// `payloads`, of consecutive sequence numbers from `first`, in one NATS
+/// message whose `Nats-Msg-Id` names the first and `Shmq-Pack` the count.
+pub fn put_hpack<'a>(
+    buf: &mut Vec<u8>,
+    subject: &str,
+    prefix: &str,
+    first: u64,
+    payloads: impl Iterator<Item = &'a [u8]> + Clone,
+) {
+    const VERSION: &[u8] = b"NATS/1.0\r\n";
+    const ID: &[u8] = b"Nats-Msg-Id: ";
+    let n = payloads.clone().count();
+    let hdr = hpack_header_len(prefix, first, n);
+    let body = crate::pack::body_len(payloads.clone());
+    buf.extend_from_slice(b"HPUB ");
+    buf.extend_from_slice(subject.as_bytes());
+    buf.push(b' ');
+    put_u64(buf, hdr as u64);
+    buf.push(b' ');
+    put_u64(buf, (hdr + body) as u64);
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(VERSION);
+    buf.extend_from_slice(ID);
+    buf.extend_from_slice(prefix.as_bytes());
+    put_u64(buf, first);
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(crate::pack::PACK_HEADER.as_bytes());
+    buf.extend_from_slice(b": ");
+    put_u64(buf, n as u64);
+    buf.extend_from_slice(b"\r\n\r\n");
+    crate::pack::put_body(buf, payloads);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The header block size of [`put_hpack`] for a pack of `n`.
+pub fn hpack_header_len(prefix: &str, first: u64, n: usize) -> usize {
+    10 + 13
+        + prefix.len()
+        + digits(first)
+        + 2
+        + crate::pack::PACK_HEADER.len()
+        + 2
+        + digits(n as u64)
+        + 2
+        + 2
+}
+
 /// The header block size of [`put_hpub`] (for the `max_payload` check).
 pub fn hpub_header_len(prefix: &str, seq: u64, kind: Option<&str>) -> usize {
     10 + 13 + prefix.len() + digits(seq) + 2 + kind.map_or(0, |k| 11 + k.len() + 2) + 2
@@ -735,6 +783,37 @@ mod tests {
         let h = &relayed.as_bytes()[h];
         assert_eq!(header(h, "Nats-Msg-Id"), Some("p/0"));
         assert_eq!(header(h, "Shmq-Kind"), Some("queue"));
+    }
+
+    #[test]
+    fn hpack_bytes_are_the_protocols() {
+        let mut b = Vec::new();
+        let msgs: [&[u8]; 2] = [b"ab", b"c"];
+        put_hpack(&mut b, "s", "p/", 7, msgs.iter().copied());
+        let want = b"HPUB s 44 55\r\nNATS/1.0\r\nNats-Msg-Id: p/7\r\nShmq-Pack: 2\r\n\r\n\
+                     \x02\0\0\0ab\x01\0\0\0c\r\n";
+        assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(want));
+        assert_eq!(hpack_header_len("p/", 7, 2), 44);
+        // Relayed as the server does, it reads back as the pack it was.
+        let relayed = [&b"HMSG s 1"[..], &b[6..]].concat();
+        let (f, _) = parse(&relayed, 0, 1024).unwrap().unwrap();
+        let Frame::Msg {
+            headers: Some(h),
+            payload,
+        } = f
+        else {
+            panic!()
+        };
+        let h = &relayed[h];
+        assert_eq!(header(h, "Nats-Msg-Id"), Some("p/7"));
+        let n = crate::pack::count(header(h, crate::pack::PACK_HEADER).unwrap()).unwrap();
+        let body = &relayed[payload];
+        let parts: Vec<&[u8]> = crate::pack::split(body, n)
+            .unwrap()
+            .into_iter()
+            .map(|r| &body[r])
+            .collect();
+        assert_eq!(parts, msgs);
     }
 
     #[test]

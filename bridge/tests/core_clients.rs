@@ -171,21 +171,6 @@ fn async_nats_out_to_wire_in_queue() {
     assert_names_source(&state, &ta.to_string());
 }
 
-/// The server's count of client connections, from its monitoring endpoint
-/// (`/connz` on `http`).
-fn connections(http_port: u16) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let body = &reply[reply.find("\r\n\r\n").expect("an HTTP reply") + 4..];
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
-    v["num_connections"].as_u64().expect("num_connections")
-}
-
 /// A bridge of plain core routes holds one connection per route and no
 /// idle async-nats one besides (it is made only for a route that needs it).
 #[test]
@@ -231,7 +216,7 @@ fn plain_core_routes_hold_one_connection_each() {
     // under a second here.
     let until = std::time::Instant::now() + Duration::from_secs(2);
     while std::time::Instant::now() < until {
-        assert_eq!(connections(http), 2);
+        assert_eq!(monitor(http, "/connz")["num_connections"], 2);
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -382,3 +382,17 @@ pub fn status_value(file: &Path, route: &str, key: &str) -> Option<u64> {
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.parse().ok())
 }
+
+/// A page of the server's monitoring endpoint (`http` in its configuration:
+/// `Nats::start_with_config("http: \"127.0.0.1:PORT\"")`), such as `/connz`
+/// or `/varz`, as JSON.
+pub fn monitor(http_port: u16, page: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {page} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let body = &reply[reply.find("\r\n\r\n").expect("an HTTP reply") + 4..];
+    serde_json::from_str(body).unwrap()
+}
