@@ -25,41 +25,10 @@ fn wire_out_to_async_nats_in_log() {
     let b = TestLog::create("b", LogMode::Overwrite, 4096);
     a.log.create_cursor("bridge.w", Start::Oldest).unwrap();
     let url = nats.url();
-    let state = dir.path("in.state");
-    let status = dir.path("in.status");
-    let mut inb = Bridge::start(
-        &[
-            "in",
-            "--local",
-            &b.name(),
-            "--subject",
-            "cc.log",
-            "--name",
-            "w-in",
-            "--server",
-            &list(&url),
-            "--state",
-            state.to_str().unwrap(),
-            "--status-file",
-            status.to_str().unwrap(),
-        ],
-        dir.path("in.log"),
-    );
-    inb.wait_log("subscribed to cc.log", 1, Duration::from_secs(20));
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "cc.log",
-            "--name",
-            "w",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
-    );
+    let mut inb = start_in(&dir, &b.name(), "cc.log", "w-in", &list(&url));
+    let state = dir.path("w-in.state");
+    let status = status_of(&dir, "w-in");
+    let mut outb = start_out(&dir, &a.name(), "cc.log", "w", &url, &[]);
     for i in 0..N {
         a.log
             .publish_block(&message(i), Some(Duration::from_secs(20)))
@@ -109,41 +78,10 @@ fn async_nats_out_to_wire_in_queue() {
     let qb = Queue::create(&tb, &QueueConfig::new(64, 256)).unwrap();
     let _ub = Unlink(tb.clone());
     let url = nats.url();
-    let state = dir.path("q.state");
-    let status = dir.path("q.status");
-    let mut inb = Bridge::start(
-        &[
-            "in",
-            "--local",
-            &tb.to_string(),
-            "--subject",
-            "cc.q",
-            "--name",
-            "q-in",
-            "--server",
-            &url,
-            "--state",
-            state.to_str().unwrap(),
-            "--status-file",
-            status.to_str().unwrap(),
-        ],
-        dir.path("in.log"),
-    );
-    inb.wait_log("subscribed to cc.q", 1, Duration::from_secs(20));
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &ta.to_string(),
-            "--subject",
-            "cc.q",
-            "--name",
-            "q",
-            "--server",
-            &list(&url),
-        ],
-        dir.path("out.log"),
-    );
+    let mut inb = start_in(&dir, &tb.to_string(), "cc.q", "q-in", &url);
+    let state = dir.path("q-in.state");
+    let status = status_of(&dir, "q-in");
+    let mut outb = start_out(&dir, &ta.to_string(), "cc.q", "q", &list(&url), &[]);
     let producer = std::thread::spawn(move || {
         for i in 0..N {
             qa.enqueue_block(&message(i), Some(Duration::from_secs(20)))

@@ -33,47 +33,14 @@ fn packed_route(wire_out: bool) {
     } else {
         (&list, &url)
     };
-    let state = dir.path("in.state");
-    let status = dir.path("in.status");
-    let mut inb = Bridge::start(
-        &[
-            "in",
-            "--local",
-            &b.name(),
-            "--subject",
-            "pack.log",
-            "--name",
-            "p-in",
-            "--server",
-            in_server,
-            "--state",
-            state.to_str().unwrap(),
-            "--status-file",
-            status.to_str().unwrap(),
-        ],
-        dir.path("in.log"),
-    );
-    inb.wait_log("subscribed to pack.log", 1, Duration::from_secs(20));
+    let mut inb = start_in(&dir, &b.name(), "pack.log", "p-in", in_server);
+    let status = status_of(&dir, "p-in");
     for i in 0..N {
         a.log
             .publish_block(&message(i), Some(Duration::from_secs(20)))
             .unwrap();
     }
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "pack.log",
-            "--name",
-            "p",
-            "--server",
-            out_server,
-            "--pack",
-        ],
-        dir.path("out.log"),
-    );
+    let mut outb = start_out(&dir, &a.name(), "pack.log", "p", out_server, &["--pack"]);
     wait_until(Duration::from_secs(30), "B to hold N", || {
         b.log.next_seq() >= N
     });

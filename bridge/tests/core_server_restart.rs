@@ -19,41 +19,9 @@ fn core_routes_reconnect_after_a_server_restart() {
     let b = TestLog::create("b", LogMode::Overwrite, 8192);
     a.log.create_cursor("bridge.r", Start::Oldest).unwrap();
     let url = nats.url();
-    let state = dir.path("in.state");
-    let status = dir.path("in.status");
-    let mut inb = Bridge::start(
-        &[
-            "in",
-            "--local",
-            &b.name(),
-            "--subject",
-            "core.r",
-            "--name",
-            "r-in",
-            "--server",
-            &url,
-            "--state",
-            state.to_str().unwrap(),
-            "--status-file",
-            status.to_str().unwrap(),
-        ],
-        dir.path("in.log"),
-    );
-    inb.wait_log("subscribed to core.r", 1, Duration::from_secs(20));
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "core.r",
-            "--name",
-            "r",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
-    );
+    let mut inb = start_in(&dir, &b.name(), "core.r", "r-in", &url);
+    let status = status_of(&dir, "r-in");
+    let mut outb = start_out(&dir, &a.name(), "core.r", "r", &url, &[]);
     let publish = |range: std::ops::Range<u64>| {
         for i in range {
             a.log
@@ -119,38 +87,8 @@ fn idle_core_routes_answer_the_servers_pings() {
     let b = TestLog::create("b", LogMode::Overwrite, 1024);
     a.log.create_cursor("bridge.i", Start::Oldest).unwrap();
     let url = nats.url();
-    let state = dir.path("in.state");
-    let mut inb = Bridge::start(
-        &[
-            "in",
-            "--local",
-            &b.name(),
-            "--subject",
-            "core.i",
-            "--name",
-            "i-in",
-            "--server",
-            &url,
-            "--state",
-            state.to_str().unwrap(),
-        ],
-        dir.path("in.log"),
-    );
-    inb.wait_log("subscribed to core.i", 1, Duration::from_secs(20));
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "core.i",
-            "--name",
-            "i",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
-    );
+    let mut inb = start_in(&dir, &b.name(), "core.i", "i-in", &url);
+    let mut outb = start_out(&dir, &a.name(), "core.i", "i", &url, &[]);
     outb.wait_log("(wire client)", 1, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(5));
     for i in 0..N {

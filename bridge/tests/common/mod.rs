@@ -396,3 +396,65 @@ pub fn monitor(http_port: u16, page: &str) -> serde_json::Value {
     let body = &reply[reply.find("\r\n\r\n").expect("an HTTP reply") + 4..];
     serde_json::from_str(body).unwrap()
 }
+
+/// Starts an in route `name` from `subject` into `local` through `server`,
+/// its state and status files in `dir` (`<name>.state`, [`status_of`]), its
+/// stderr in `<name>.log`, and waits until it has subscribed.
+pub fn start_in(dir: &TempDir, local: &str, subject: &str, name: &str, server: &str) -> Bridge {
+    let state = dir.path(&format!("{name}.state"));
+    let status = status_of(dir, name);
+    let b = Bridge::start(
+        &[
+            "in",
+            "--local",
+            local,
+            "--subject",
+            subject,
+            "--name",
+            name,
+            "--server",
+            server,
+            "--state",
+            state.to_str().unwrap(),
+            "--status-file",
+            status.to_str().unwrap(),
+        ],
+        dir.path(&format!("{name}.log")),
+    );
+    b.wait_log(
+        &format!("subscribed to {subject}"),
+        1,
+        Duration::from_secs(20),
+    );
+    b
+}
+
+/// The status file of the in route `name` started by [`start_in`].
+pub fn status_of(dir: &TempDir, name: &str) -> PathBuf {
+    dir.path(&format!("{name}.status"))
+}
+
+/// Starts an out route `name` from `local` to `subject` through `server`
+/// (core mode unless `extra` says otherwise), its stderr in `<name>.log`.
+pub fn start_out(
+    dir: &TempDir,
+    local: &str,
+    subject: &str,
+    name: &str,
+    server: &str,
+    extra: &[&str],
+) -> Bridge {
+    let mut args = vec![
+        "out",
+        "--local",
+        local,
+        "--subject",
+        subject,
+        "--name",
+        name,
+        "--server",
+        server,
+    ];
+    args.extend_from_slice(extra);
+    Bridge::start(&args, dir.path(&format!("{name}.log")))
+}
