@@ -82,23 +82,7 @@ fn async_nats_out_to_wire_in_queue() {
     let state = dir.path("q-in.state");
     let status = status_of(&dir, "q-in");
     let mut outb = start_out(&dir, &ta.to_string(), "cc.q", "q", &list(&url), &[]);
-    let producer = std::thread::spawn(move || {
-        for i in 0..N {
-            qa.enqueue_block(&message(i), Some(Duration::from_secs(20)))
-                .unwrap();
-        }
-    });
-    // B holds 256: take as they come (the in route waits while it is full,
-    // and meanwhile does not read its socket: TCP holds the rest).
-    let mut buf = [0u8; 64];
-    for i in 0..N {
-        let n = qb
-            .dequeue_block(&mut buf, Some(Duration::from_secs(20)))
-            .unwrap_or_else(|e| panic!("message {i}: {e}"));
-        assert_eq!(n, 64);
-        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
-    }
-    producer.join().unwrap();
+    queue_through(qa, &qb, N);
     assert_eq!(outb.term().code(), Some(0));
     assert_eq!(inb.term().code(), Some(0));
     // Nothing counted lost or dropped as a duplicate, and the origin read.

@@ -136,22 +136,8 @@ fn queue_to_queue() {
         ],
         dir.path("out.log"),
     );
-    let producer = std::thread::spawn(move || {
-        for i in 0..N {
-            qa.enqueue_block(&message(i), Some(Duration::from_secs(20)))
-                .unwrap();
-        }
-    });
-    // B holds 256: take as they come (the in bridge waits while it is full).
+    queue_through(qa, &qb, N);
     let mut buf = [0u8; 64];
-    for i in 0..N {
-        let n = qb
-            .dequeue_block(&mut buf, Some(Duration::from_secs(20)))
-            .unwrap_or_else(|e| panic!("message {i}: {e}"));
-        assert_eq!(n, 64);
-        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
-    }
-    producer.join().unwrap();
     assert_eq!(
         qb.dequeue_block(&mut buf, Some(Duration::from_millis(300))),
         Err(shmq::RecvError::Timeout),

@@ -458,3 +458,24 @@ pub fn start_out(
     args.extend_from_slice(extra);
     Bridge::start(&args, dir.path(&format!("{name}.log")))
 }
+
+/// Enqueues messages `0..n` into `qa` from a thread while taking them from
+/// `qb` (which may hold fewer than `n`: the in route waits while it is
+/// full), checking that each comes once and in order.
+pub fn queue_through(qa: shmq::Queue, qb: &shmq::Queue, n: u64) {
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            qa.enqueue_block(&message(i), Some(Duration::from_secs(20)))
+                .unwrap();
+        }
+    });
+    let mut buf = [0u8; 64];
+    for i in 0..n {
+        let len = qb
+            .dequeue_block(&mut buf, Some(Duration::from_secs(20)))
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(len, 64);
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    producer.join().unwrap();
+}
