@@ -212,7 +212,8 @@ pub struct BenchArgs {
     /// `shmq-bridge bench`)
     #[arg(long, value_delimiter = ',', value_name = "WORDS")]
     cases: Vec<String>,
-    /// Run each case this many times and report the median run
+    /// Run every case this many times, round after round, and report each
+    /// case's median run
     #[arg(long, default_value_t = 1, value_name = "N")]
     repeat: u32,
     /// One JSON object per line and measurement instead of the table
@@ -1003,22 +1004,6 @@ impl Runner<'_> {
         let (name, guard) = self.names.next();
         let log = Log::create(&Target::Posix(name.clone()), config)?.with_wait_strategy(wait);
         Ok((name, guard, log))
-    }
-
-    /// Runs `case` `n` times and keeps the median run: by p50 for latency,
-    /// by rate for throughput (the idle case runs once).
-    fn run_repeated(&mut self, case: Case, n: u32) -> anyhow::Result<Row> {
-        let n = if matches!(case, Case::QueueIdle { .. }) {
-            1
-        } else {
-            n.max(1)
-        };
-        let mut runs = Vec::new();
-        for _ in 0..n {
-            runs.push(self.run(case)?);
-        }
-        runs.sort_by(|x, y| x.m.rank().total_cmp(&y.m.rank()));
-        Ok(runs.swap_remove(runs.len() / 2))
     }
 
     fn run(&mut self, case: Case) -> anyhow::Result<Row> {
@@ -1829,11 +1814,27 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             runner.start_idle(secs, spsc).map_err(|e| label(e, case))?,
         ));
     }
-    for (i, case) in foreground.iter().enumerate() {
-        progress.show(background.len() + i, case, "");
-        let row = runner
-            .run_repeated(*case, a.repeat)
-            .map_err(|e| label(e, case))?;
+    // `--repeat N`: N rounds, each case once per round, and each case's
+    // median run. A case's runs are spread over the whole run, so a change
+    // of the machine's speed meets every case alike; N runs of one case in
+    // a row could catch it in that case and not in the case its ratio is
+    // taken against.
+    let rounds = a.repeat.max(1);
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); foreground.len()];
+    for round in 0..rounds {
+        let note = if rounds > 1 {
+            format!(" (round {}/{rounds})", round + 1)
+        } else {
+            String::new()
+        };
+        for (i, case) in foreground.iter().enumerate() {
+            progress.show(background.len() + i, case, &note);
+            runs[i].push(runner.run(*case).map_err(|e| label(e, case))?);
+        }
+    }
+    for mut runs in runs {
+        runs.sort_by(|x, y| x.m.rank().total_cmp(&y.m.rank()));
+        let row = runs.swap_remove(runs.len() / 2);
         emit(&row)?;
         rows.push(row);
     }
@@ -1881,7 +1882,10 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             notes.push("idle cases ran in the background".into());
         }
         if a.repeat > 1 {
-            notes.push(format!("median of {} runs", a.repeat));
+            notes.push(format!(
+                "median of {} runs, the cases taking turns",
+                a.repeat
+            ));
         }
         println!("{}", notes.join("; "));
         let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).filter(|&s| s > 0).collect();
