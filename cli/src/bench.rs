@@ -1821,16 +1821,21 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     // taken against.
     let rounds = a.repeat.max(1);
     let mut runs: Vec<Vec<Row>> = vec![Vec::new(); foreground.len()];
+    let mut by_round: Vec<Vec<Row>> = Vec::new();
     for round in 0..rounds {
         let note = if rounds > 1 {
             format!(" (round {}/{rounds})", round + 1)
         } else {
             String::new()
         };
+        let mut this = Vec::new();
         for (i, case) in foreground.iter().enumerate() {
             progress.show(background.len() + i, case, &note);
-            runs[i].push(runner.run(*case).map_err(|e| label(e, case))?);
+            let row = runner.run(*case).map_err(|e| label(e, case))?;
+            this.push(row.clone());
+            runs[i].push(row);
         }
+        by_round.push(this);
     }
     for mut runs in runs {
         runs.sort_by(|x, y| x.m.rank().total_cmp(&y.m.rank()));
@@ -1903,6 +1908,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(b) = bars(&rows) {
             println!("{b}");
+        }
+        if let Some(f) = report::round_figures(&by_round) {
+            println!("{f}");
         }
         println!(
             "{} cases in {:.1} s",

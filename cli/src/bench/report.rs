@@ -417,7 +417,19 @@ pub fn table(rows: &[Row]) -> String {
 /// bars with the single-producer/single-consumer queue, busy-spinning (the
 /// raw limits busy-spin too), the multi-producer ring's ratios shown beside
 /// them without a verdict; and issue 4's fan-out bar.
-pub fn bars(rows: &[Row]) -> Option<String> {
+/// What [`bar_lines`] finds in a set of rows.
+struct BarLines {
+    /// One judged line per bar.
+    lines: Vec<String>,
+    /// Each line's figure as a number (a ratio, a percentage, nanoseconds),
+    /// by the line's name.
+    values: Vec<(String, f64)>,
+    /// The multi-producer queue's 1:1 figures (no bar of their own).
+    mpmc: Vec<String>,
+}
+
+/// The bar lines of `rows` (64-byte cases).
+fn bar_lines(rows: &[Row]) -> BarLines {
     let find = |case: &str| {
         rows.iter()
             .find(|r| r.case == case && r.size == 64)
@@ -444,7 +456,9 @@ pub fn bars(rows: &[Row]) -> Option<String> {
     };
     let vs_ring = |case: &str| Some(rate(find(case))? / rate(find("raw-ring"))?);
     let mut lines = Vec::new();
-    let mut line = |what: &str, value: String, bar: &str, met: bool| {
+    let mut values = Vec::new();
+    let mut line = |what: &str, v: f64, value: String, bar: &str, met: bool| {
+        values.push((what.to_owned(), v));
         lines.push(format!(
             "  {what:<26} {value:<26} bar: {bar:<16} {}",
             if met { "met" } else { "MISSED" }
@@ -453,12 +467,14 @@ pub fn bars(rows: &[Row]) -> Option<String> {
     if let Some((a, b)) = vs_raw("queue-spsc-pingpong-spin") {
         line(
             "one-way latency p50",
+            a,
             format!("{a:.2}x raw-pingpong"),
             "within 1.3x",
             a <= 1.3,
         );
         line(
             "one-way latency p99.9",
+            b,
             format!("{b:.2}x raw-pingpong"),
             "within 3x",
             b <= 3.0,
@@ -467,6 +483,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
     if let Some(r) = vs_ring("queue-spsc-stream-spin") {
         line(
             "throughput 1p1c",
+            r,
             format!("{r:.2}x raw-ring"),
             "at least 0.5x",
             r >= 0.5,
@@ -481,6 +498,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
                 .trim_end_matches("-idle-sleep");
             line(
                 &format!("idle consumer ({mode}), {secs:.0} s"),
+                pct,
                 format!("{pct:.3}% of a core"),
                 "under 1%",
                 pct < 1.0,
@@ -492,6 +510,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
         let r = four / one;
         line(
             "fan-out 1->4, per sub",
+            r,
             format!("{r:.2}x of 1->1"),
             "at least 0.25x",
             r >= 0.25,
@@ -512,6 +531,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
             let r = p50 as f64 / q.max(1) as f64;
             line(
                 &format!("log 1->1 ({publishers}) p50"),
+                r,
                 format!("{r:.2}x spsc queue"),
                 "within 1.2x",
                 r <= 1.2,
@@ -524,6 +544,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
             let r = l / q;
             line(
                 &format!("log 1->1 ({publishers}) msgs/s"),
+                r,
                 format!("{r:.2}x spsc queue"),
                 "at least 0.8x",
                 r >= 0.8,
@@ -538,6 +559,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
         let r = four as f64 / one.max(1) as f64;
         line(
             "paced, default wait, p99",
+            r,
             format!("4 subs {r:.1}x 1 sub"),
             "at most 5x",
             r <= 5.0,
@@ -555,6 +577,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
             let x = a / b;
             line(
                 &r.case.replace("-stream-spin", ""),
+                x,
                 format!("{x:.2}x copying ({} B)", r.size),
                 &format!("at least {need}x"),
                 x >= need,
@@ -566,6 +589,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
         .find(|r| r.case == "log-paced-4sub-nospin" && r.size == 64)
         .and_then(|r| r.cpu_per_msg_ns)
     {
+        values.push(("CPU/msg, 4 sleeping subs".to_owned(), c));
         lines.push(format!(
             "  {:<26} {:<26} bar: {:<16} reported",
             "CPU/msg, 4 sleeping subs",
@@ -573,13 +597,7 @@ pub fn bars(rows: &[Row]) -> Option<String> {
             "halve it"
         ));
     }
-    if lines.is_empty() {
-        return None;
-    }
-    let mut out = format!(
-        "bars (64-byte messages; 1:1 bars: single-producer queue, busy-spin):\n{}\n",
-        lines.join("\n")
-    );
+    // The multi-producer queue's 1:1 figures, told beside the bars.
     let mut mpmc = Vec::new();
     if let Some((a, b)) = vs_raw("queue-mpmc-pingpong-spin") {
         mpmc.push(format!("latency p50 {a:.2}x, p99.9 {b:.2}x raw-pingpong"));
@@ -587,10 +605,66 @@ pub fn bars(rows: &[Row]) -> Option<String> {
     if let Some(r) = vs_ring("queue-mpmc-stream-spin") {
         mpmc.push(format!("throughput {r:.2}x raw-ring"));
     }
+    BarLines {
+        lines,
+        values,
+        mpmc,
+    }
+}
+
+/// The bars of `rows` (64-byte cases), each judged: `None` when no case
+/// of a bar ran.
+pub fn bars(rows: &[Row]) -> Option<String> {
+    let BarLines { lines, mpmc, .. } = bar_lines(rows);
+    if lines.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "bars (64-byte messages; 1:1 bars: single-producer queue, busy-spin):\n{}\n",
+        lines.join("\n")
+    );
     if !mpmc.is_empty() {
         out.push_str(&format!(
             "  (multi-producer queue, same 1:1 cases: {})\n",
             mpmc.join("; ")
+        ));
+    }
+    Some(out)
+}
+
+/// With several rounds (`--repeat`): each bar's figure taken within each
+/// round, as median [min-max] over the rounds. A ratio of two cases run
+/// side by side in one round is steadier than the ratio of their medians
+/// when the machine's speed changes during the run. `None` with fewer than
+/// two rounds or no bar.
+pub fn round_figures(rounds: &[Vec<Row>]) -> Option<String> {
+    if rounds.len() < 2 {
+        return None;
+    }
+    let mut by_bar: Vec<(String, Vec<f64>)> = Vec::new();
+    for round in rounds {
+        for (what, v) in bar_lines(round).values {
+            match by_bar.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, vs)) => vs.push(v),
+                None => by_bar.push((what, vec![v])),
+            }
+        }
+    }
+    if by_bar.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "the same figures within each of the {} rounds, median [min-max]:\n",
+        rounds.len()
+    );
+    for (what, mut vs) in by_bar {
+        vs.sort_by(f64::total_cmp);
+        out.push_str(&format!(
+            "  {what:<26} {:.2} [{:.2}-{:.2}] ({} rounds)\n",
+            vs[vs.len() / 2],
+            vs[0],
+            vs[vs.len() - 1],
+            vs.len()
         ));
     }
     Some(out)
@@ -685,6 +759,35 @@ pub fn contention_note(others: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each round's ratio, not the ratio of the medians: the spsc queue
+    /// and the log swap speeds between rounds, and only the per-round
+    /// figures see the log at half the queue's rate every time.
+    #[test]
+    fn round_figures_take_each_ratio_within_its_round() {
+        let tput = |messages| Measure::Throughput {
+            messages,
+            secs: 1.0,
+        };
+        let round = |q, l| {
+            vec![
+                row("queue-spsc-stream-spin", tput(q)),
+                row("log-spub-stream-spin", tput(l)),
+            ]
+        };
+        let rounds = vec![
+            round(100_000, 50_000),
+            round(20_000, 10_000),
+            round(60_000, 36_000),
+        ];
+        let f = round_figures(&rounds).unwrap();
+        assert!(
+            f.contains("log 1->1 (spub) msgs/s     0.50 [0.50-0.60] (3 rounds)"),
+            "{f}"
+        );
+        assert_eq!(round_figures(&rounds[..1]), None);
+        assert_eq!(round_figures(&[Vec::new(), Vec::new()]), None);
+    }
 
     fn row(case: &str, m: Measure) -> Row {
         Row {
