@@ -224,7 +224,9 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
     let read = tokio::task::spawn_blocking(move || reader.join())
         .await?
         .map_err(|_| anyhow!("route {}: the reader thread panicked", route.name))?;
-    read.and(published)
+    // The publisher's own error first: the reader's is then only that
+    // the publisher stopped.
+    published.and(read)
 }
 
 /// What every message of the route carries: one header, `Nats-Msg-Id:
@@ -346,6 +348,9 @@ async fn publish(
                 };
                 if let Err(e) = r {
                     Counters::add(&counters.errors, 1);
+                    if e.downcast_ref::<TooLarge>().is_some() {
+                        return Err(e);
+                    }
                     log_line!("route {}: publish failed: {e:#}; re-sending", route.name);
                     failed = epoch;
                     let _ = etx.send(Event::Failed(epoch));
@@ -400,6 +405,27 @@ async fn publish_js(
     Ok(())
 }
 
+/// A message the server can never take (with its header, over the
+/// server's `max_payload`): it ends the route, as re-sending it would
+/// fail the same way forever.
+#[derive(Debug)]
+struct TooLarge {
+    len: usize,
+    max: usize,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a message of {} bytes with its header exceeds the server's max_payload ({})",
+            self.len, self.max
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 /// How many of `msgs` go in the next pack (at least one, which may alone
 /// exceed `max`: the caller refuses it) and their frames' size, for a
 /// header of `header` bytes and a server's `max_payload` of `max`.
@@ -429,17 +455,27 @@ async fn publish_core(
         return Ok(());
     };
     let client = ctx.client().await?;
+    // 0 until the server's INFO has come: a fresh connection made in the
+    // background. A flush waits for it, so that a message the server would
+    // refuse (and drop the connection for) is refused here first.
+    if client.server_info().max_payload == 0 {
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+    }
+    let known = client.server_info().max_payload;
+    let refuse = |len: usize| -> Result<()> {
+        if known > 0 && len > known {
+            return Err(TooLarge { len, max: known }.into());
+        }
+        Ok(())
+    };
     if pack {
-        // 0 until the server's INFO has come (a fresh connection): then a
-        // size every server takes (its default is 1 MiB).
-        let max = match client.server_info().max_payload {
-            0 => 64 * 1024,
-            max => max,
-        };
+        // Not known yet: a size every server takes (its default is 1 MiB).
+        let max = if known > 0 { known } else { 64 * 1024 };
         let mut rest = &batch.msgs[..];
         while let Some(first) = rest.first() {
             let header = wire::hpack_header_len(&headers.prefix, first.seq, rest.len());
             let (n, body) = pack_fit(rest, header, max);
+            refuse(header + body)?;
             let (packed, after) = rest.split_at(n);
             let mut payload = Vec::with_capacity(body);
             crate::pack::put_body(&mut payload, packed.iter().map(|m| &m.payload[..]));
@@ -452,7 +488,9 @@ async fn publish_core(
             rest = after;
         }
     } else {
+        let kind = (headers.kind != "log").then_some(headers.kind);
         for Msg { seq, payload, .. } in batch.msgs {
+            refuse(wire::hpub_header_len(&headers.prefix, seq, kind) + payload.len())?;
             client
                 .publish_with_headers(subject.clone(), headers.for_seq(seq), payload)
                 .await
@@ -772,7 +810,15 @@ impl Reader {
             }
         };
         let first = if wait.is_zero() {
-            erx.try_recv().ok()
+            match erx.try_recv() {
+                Ok(e) => Some(e),
+                Err(std_mpsc::TryRecvError::Empty) => None,
+                // The publisher ended (its error is the route's): an idle
+                // reader, which sends nothing, would not notice otherwise.
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    return Err(anyhow!("route {}: the publisher stopped", self.name))
+                }
+            }
         } else {
             match erx.recv_timeout(wait) {
                 Ok(e) => Some(e),
