@@ -285,7 +285,7 @@ async fn receive_core(
                 let mut next = Some(m);
                 while let Some(m) = next {
                     let pack = m.headers.as_ref().and_then(|h| h.get(crate::pack::PACK_HEADER)).map(|v| v.as_str());
-                    if let Err(refusal) = push(&mut batch, origins.of(m.headers.as_ref()), pack, m.payload.clone(), None) {
+                    if let Err(refusal) = push(&mut batch, origins.of(m.headers.as_ref()), pack, m.payload, None) {
                         refused(&route.name, counters, &refusal.0);
                     }
                     next = if batch.len() < MAX_INTENT { sub.next().now_or_never().flatten() } else { None };
@@ -399,7 +399,7 @@ async fn receive_js(
                         let (m, acker) = m.split();
                         let pack = m.headers.as_ref().and_then(|h| h.get(crate::pack::PACK_HEADER)).map(|v| v.as_str());
                         let mut msgs = Vec::new();
-                        if let Err(refusal) = push(&mut msgs, origins.of(m.headers.as_ref()), pack, m.payload.clone(), Some(acker)) {
+                        if let Err(refusal) = push(&mut msgs, origins.of(m.headers.as_ref()), pack, m.payload, Some(acker)) {
                             let (why, acker) = *refusal;
                             refused(&route.name, counters, &why);
                             if let Some(a) = acker {

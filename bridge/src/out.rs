@@ -555,36 +555,13 @@ impl WireOut {
     /// route's end (a message the server can never take); the inner one a
     /// connection failure (re-send).
     fn publish(&mut self, msgs: &[Msg]) -> Result<std::io::Result<()>> {
-        let Some(c) = &mut self.conn else {
-            return Ok(Err(std::io::Error::other("not connected")));
-        };
-        if self.pack {
-            if let Err(e) = self.publish_packed(msgs)? {
-                return Ok(Err(e));
-            }
+        let written = if self.pack {
+            self.publish_packed(msgs)?
         } else {
-            for m in msgs {
-                let len = wire::hpub_header_len(&self.prefix, m.seq, self.kind) + m.payload.len();
-                if len > c.max_payload {
-                    return Err(anyhow!(
-                    "a message of {len} bytes with its header exceeds the server's max_payload ({})",
-                    c.max_payload
-                ));
-                }
-                wire::put_hpub(
-                    &mut c.wbuf,
-                    &self.subject,
-                    &self.prefix,
-                    m.seq,
-                    self.kind,
-                    &m.payload,
-                );
-                if c.wbuf.len() >= wire::WRITE_CHUNK {
-                    if let Err(e) = c.flush() {
-                        return Ok(Err(e));
-                    }
-                }
-            }
+            self.publish_each(msgs)?
+        };
+        if let Err(e) = written {
+            return Ok(Err(e));
         }
         if let Some(last) = msgs.last() {
             self.written = Some(last.seq);
@@ -594,6 +571,37 @@ impl WireOut {
             }
         }
         Ok(self.conn.as_mut().map_or(Ok(()), wire::Conn::flush))
+    }
+
+    /// Writes `msgs` one `HPUB` each.
+    fn publish_each(&mut self, msgs: &[Msg]) -> Result<std::io::Result<()>> {
+        let Some(c) = &mut self.conn else {
+            return Ok(Err(std::io::Error::other("not connected")));
+        };
+        for m in msgs {
+            let len = wire::hpub_header_len(&self.prefix, m.seq, self.kind) + m.payload.len();
+            if len > c.max_payload {
+                return Err(TooLarge {
+                    len,
+                    max: c.max_payload,
+                }
+                .into());
+            }
+            wire::put_hpub(
+                &mut c.wbuf,
+                &self.subject,
+                &self.prefix,
+                m.seq,
+                self.kind,
+                &m.payload,
+            );
+            if c.wbuf.len() >= wire::WRITE_CHUNK {
+                if let Err(e) = c.flush() {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Writes `msgs` (consecutive messages of a log) as packs, each as
@@ -607,10 +615,11 @@ impl WireOut {
             let header = wire::hpack_header_len(&self.prefix, first.seq, rest.len());
             let (n, body) = pack_fit(rest, header, c.max_payload);
             if header + body > c.max_payload {
-                return Err(anyhow!(
-                    "a message of {body} bytes packed with its header exceeds the server's max_payload ({})",
-                    c.max_payload
-                ));
+                return Err(TooLarge {
+                    len: header + body,
+                    max: c.max_payload,
+                }
+                .into());
             }
             let (pack, after) = rest.split_at(n);
             wire::put_hpack(

@@ -298,6 +298,43 @@ pub fn digits(mut n: u64) -> usize {
     d
 }
 
+/// The header block's first line.
+const VERSION: &[u8] = b"NATS/1.0\r\n";
+/// Every out route message's id header: `host/segment/seq`.
+const ID: &[u8] = b"Nats-Msg-Id: ";
+/// A queue's messages' kind header.
+const KIND: &[u8] = b"Shmq-Kind: ";
+
+/// The bytes of the header block up to and with `Nats-Msg-Id: <prefix><seq>\r\n`.
+fn id_len(prefix: &str, seq: u64) -> usize {
+    VERSION.len() + ID.len() + prefix.len() + digits(seq) + 2
+}
+
+/// Appends `HPUB <subject> <hdr> <hdr + body>\r\n`, the version line and
+/// `Nats-Msg-Id: <prefix><seq>\r\n`: what every message of a route starts
+/// with; the caller appends the rest of the header block and the payload.
+fn put_hpub_start(
+    buf: &mut Vec<u8>,
+    subject: &str,
+    hdr: usize,
+    body: usize,
+    prefix: &str,
+    seq: u64,
+) {
+    buf.extend_from_slice(b"HPUB ");
+    buf.extend_from_slice(subject.as_bytes());
+    buf.push(b' ');
+    put_u64(buf, hdr as u64);
+    buf.push(b' ');
+    put_u64(buf, (hdr + body) as u64);
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(VERSION);
+    buf.extend_from_slice(ID);
+    buf.extend_from_slice(prefix.as_bytes());
+    put_u64(buf, seq);
+    buf.extend_from_slice(b"\r\n");
+}
+
 /// Appends `HPUB subject hdr total\r\nNATS/1.0\r\nNats-Msg-Id: <prefix><seq>\r\n
 /// [Shmq-Kind: <kind>\r\n]\r\n<payload>\r\n`: the headers an out route's
 /// message carries (see `out::Headers`).
@@ -309,28 +346,8 @@ pub fn put_hpub(
     kind: Option<&str>,
     payload: &[u8],
 ) {
-    const VERSION: &[u8] = b"NATS/1.0\r\n";
-    const ID: &[u8] = b"Nats-Msg-Id: ";
-    const KIND: &[u8] = b"Shmq-Kind: ";
-    let hdr = VERSION.len()
-        + ID.len()
-        + prefix.len()
-        + digits(seq)
-        + 2
-        + kind.map_or(0, |k| KIND.len() + k.len() + 2)
-        + 2;
-    buf.extend_from_slice(b"HPUB ");
-    buf.extend_from_slice(subject.as_bytes());
-    buf.push(b' ');
-    put_u64(buf, hdr as u64);
-    buf.push(b' ');
-    put_u64(buf, (hdr + payload.len()) as u64);
-    buf.extend_from_slice(b"\r\n");
-    buf.extend_from_slice(VERSION);
-    buf.extend_from_slice(ID);
-    buf.extend_from_slice(prefix.as_bytes());
-    put_u64(buf, seq);
-    buf.extend_from_slice(b"\r\n");
+    let hdr = hpub_header_len(prefix, seq, kind);
+    put_hpub_start(buf, subject, hdr, payload.len(), prefix, seq);
     if let Some(k) = kind {
         buf.extend_from_slice(KIND);
         buf.extend_from_slice(k.as_bytes());
@@ -351,23 +368,10 @@ pub fn put_hpack<'a>(
     first: u64,
     payloads: impl Iterator<Item = &'a [u8]> + Clone,
 ) {
-    const VERSION: &[u8] = b"NATS/1.0\r\n";
-    const ID: &[u8] = b"Nats-Msg-Id: ";
     let n = payloads.clone().count();
     let hdr = hpack_header_len(prefix, first, n);
     let body = crate::pack::body_len(payloads.clone());
-    buf.extend_from_slice(b"HPUB ");
-    buf.extend_from_slice(subject.as_bytes());
-    buf.push(b' ');
-    put_u64(buf, hdr as u64);
-    buf.push(b' ');
-    put_u64(buf, (hdr + body) as u64);
-    buf.extend_from_slice(b"\r\n");
-    buf.extend_from_slice(VERSION);
-    buf.extend_from_slice(ID);
-    buf.extend_from_slice(prefix.as_bytes());
-    put_u64(buf, first);
-    buf.extend_from_slice(b"\r\n");
+    put_hpub_start(buf, subject, hdr, body, prefix, first);
     buf.extend_from_slice(crate::pack::PACK_HEADER.as_bytes());
     buf.extend_from_slice(b": ");
     put_u64(buf, n as u64);
@@ -378,20 +382,12 @@ pub fn put_hpack<'a>(
 
 /// The header block size of [`put_hpack`] for a pack of `n`.
 pub fn hpack_header_len(prefix: &str, first: u64, n: usize) -> usize {
-    10 + 13
-        + prefix.len()
-        + digits(first)
-        + 2
-        + crate::pack::PACK_HEADER.len()
-        + 2
-        + digits(n as u64)
-        + 2
-        + 2
+    id_len(prefix, first) + crate::pack::PACK_HEADER.len() + 2 + digits(n as u64) + 2 + 2
 }
 
 /// The header block size of [`put_hpub`] (for the `max_payload` check).
 pub fn hpub_header_len(prefix: &str, seq: u64, kind: Option<&str>) -> usize {
-    10 + 13 + prefix.len() + digits(seq) + 2 + kind.map_or(0, |k| 11 + k.len() + 2) + 2
+    id_len(prefix, seq) + kind.map_or(0, |k| KIND.len() + k.len() + 2) + 2
 }
 
 /// The fields of the server's `INFO` this client looks at.
