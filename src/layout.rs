@@ -271,42 +271,63 @@ pub(crate) const PREFETCH_AHEAD: u64 = 4;
 /// hint: does nothing where the CPU lacks PREFETCHW.
 #[inline(always)]
 pub(crate) fn prefetch_for_write(slot: &SlotHeader, payload: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if has_prefetchw() {
-        let first = slot as *const SlotHeader as *const u8;
-        let last = first.wrapping_add(SLOT_HEADER_SIZE + payload.max(1) - 1);
-        // SAFETY: the CPU has PREFETCHW (checked above), a hint that never
-        // faults and changes no register or memory contents; `last` is
-        // computed with wrapping arithmetic and only named, never
-        // dereferenced. `_mm_prefetch` would lower the write hint to a read
-        // prefetch unless the whole crate were built for `prfchw`.
-        unsafe {
-            core::arch::asm!(
-                "prefetchw [{0}]",
-                "prefetchw [{1}]",
-                in(reg) first,
-                in(reg) last,
-                options(nostack, preserves_flags, readonly)
-            );
-        }
+    if let Some(p) = PrefetchW::detect() {
+        p.slot(slot, payload);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (slot, payload);
 }
 
-/// Whether this CPU has PREFETCHW (CPUID 0x8000_0001, ECX bit 8: PRFCHW,
+/// Proof that this CPU has PREFETCHW (CPUID 0x8000_0001, ECX bit 8: PRFCHW,
 /// alias 3DNowPrefetch), which `std::is_x86_feature_detected!` does not
-/// name. Asked once per process.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn has_prefetchw() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        // Leaf 0x8000_0000 gives the highest extended leaf: 0x8000_0001 is
-        // asked only if present.
-        use core::arch::x86_64::__cpuid;
-        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
-    })
+/// name. Asked once per process; a writer that prefetches on every message
+/// keeps the answer instead of asking again (the single publisher's role).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PrefetchW(());
+
+impl PrefetchW {
+    /// `Some` if this CPU has PREFETCHW.
+    #[inline]
+    pub(crate) fn detect() -> Option<PrefetchW> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let has = *HAS.get_or_init(|| {
+                // Leaf 0x8000_0000 gives the highest extended leaf:
+                // 0x8000_0001 is asked only if present.
+                use core::arch::x86_64::__cpuid;
+                __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            });
+            has.then_some(PrefetchW(()))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    /// [`prefetch_for_write`] without asking the CPU again.
+    #[inline(always)]
+    pub(crate) fn slot(self, slot: &SlotHeader, payload: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let first = slot as *const SlotHeader as *const u8;
+            let last = first.wrapping_add(SLOT_HEADER_SIZE + payload.max(1) - 1);
+            // SAFETY: the CPU has PREFETCHW (a `PrefetchW` exists only when
+            // `detect` found it), a hint that never faults and changes no
+            // register or memory contents; `last` is computed with wrapping
+            // arithmetic and only named, never dereferenced. `_mm_prefetch`
+            // would lower the write hint to a read prefetch unless the whole
+            // crate were built for `prfchw`.
+            unsafe {
+                core::arch::asm!(
+                    "prefetchw [{0}]",
+                    "prefetchw [{1}]",
+                    in(reg) first,
+                    in(reg) last,
+                    options(nostack, preserves_flags, readonly)
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (slot, payload);
+    }
 }
 
 /// Stamp bit set by a process sleeping on the slot's futex word.

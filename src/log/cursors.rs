@@ -751,6 +751,7 @@ impl<'a> Table<'a> {
 
     /// The roster count as stored: a hint, which a lock holder that died
     /// before its recount leaves stale until `gate` finds nobody.
+    #[inline]
     pub(crate) fn roster_count(&self) -> u32 {
         // Relaxed: a hint; nothing is read through it.
         self.control.roster.registered.load(Ordering::Relaxed)

@@ -17,9 +17,11 @@
 //! # Publishing
 //!
 //! The holder keeps the next sequence number `pos` privately (it is the
-//! only writer of positions), and, in reliable mode, a cached lower bound
-//! of the slowest cursor, reread only when the cache says the ring might be
-//! full. Whether anyone is registered at all is not cached: every reliable
+//! only writer of positions), and the first position it may not write
+//! without looking again: in reliable mode a cached lower bound of the
+//! slowest cursor plus the capacity, reread only when a publish would pass
+//! it; in either mode never past the largest sequence number (a publish
+//! there is refused as corrupt, and a batch is cut short of it). Whether anyone is registered at all is not cached: every reliable
 //! publish reads the cursor table's registered count (one load of a word
 //! written only when the table changes) and fails with
 //! [`SendError::NotConnected`] when it is 0 and a scan confirms it; a
@@ -97,20 +99,26 @@ const SLEEPERS_COUNT: u32 = 0xffff;
 const SLEEPERS_GEN: u32 = 1 << 16;
 
 use super::{Inner, SendError, ST_COMPLETE, ST_SKIPPED, ST_WRITING};
-use crate::layout::{prefetch_for_write, CLOSED, CLOSED_QUIET, OPEN, PREFETCH_AHEAD};
+use crate::layout::{PrefetchW, CLOSED, CLOSED_QUIET, OPEN, PREFETCH_AHEAD};
 use crate::procs;
 use crate::sync::Ordering;
 use crate::wait;
 
 /// The publisher role held by one handle: its token, the next sequence
-/// number, and (reliable mode) its cached bound of the slowest cursor.
+/// number, how far it may write without looking at the cursors, and
+/// whether it may prefetch.
 #[derive(Debug)]
 pub(super) struct PubRole {
     token: u64,
     pos: u64,
-    /// Reliable mode: a committed position at or below every cursor's;
-    /// positions below `gate + capacity` may be written.
-    gate: u64,
+    /// Positions below this may be written without looking again: in
+    /// reliable mode a committed position at or below every cursor's (as
+    /// last read) plus the capacity, and never past the largest sequence
+    /// number. 0 until the first publish computes it (`sp_regate`). One
+    /// compare admits a publish and its prefetch, in either mode.
+    limit: u64,
+    /// PREFETCHW, if this CPU has it (asked once, when the role is taken).
+    prefetch: Option<PrefetchW>,
 }
 
 /// Where this process's mapping keeps its role for [`super::Log::publish`].
@@ -180,7 +188,8 @@ impl Inner {
                 return Ok(PubRole {
                     token,
                     pos: self.repaired_tail(),
-                    gate: 0,
+                    limit: 0,
+                    prefetch: PrefetchW::detect(),
                 });
             }
         }
@@ -357,70 +366,77 @@ impl Inner {
         self.region.header().tail.value.load(Ordering::Acquire) <= r
     }
 
-    /// Checks that `msgs` may be published now: lengths, close, room.
-    /// Returns how many of them fit (at least 1) or why none may go.
+    /// Checks that `msgs` may be published now: close, a reader (reliable
+    /// mode), room. Returns how many of them fit (at least 1) or why none
+    /// may go.
     ///
-    /// Inlined into every publish, with the rare cases (closed, a position
-    /// past the largest, a ring that looks full) out of line: with the
-    /// calls of `gated_until` and `sp_publish` gone too, a publish takes
-    /// about a third fewer instructions (callgrind: 241 -> 154).
+    /// Inlined into every publish, with the rare cases (closed, nobody
+    /// counted as registered, past the cached limit) out of line: a
+    /// publish that fits costs two loads and three compares here.
     #[inline(always)]
     fn sp_admit(&self, role: &mut PubRole, wanted: u64) -> Result<u64, SendError> {
         let ctl = &self.region.header().control;
         // Relaxed: the close handshake is carried by CLOSED_QUIET in
         // `sp_refuse`.
-        if ctl.closed.load(Ordering::Relaxed) != OPEN || role.pos > super::MAX_SEQ {
-            return Err(self.sp_refuse(role));
+        if ctl.closed.load(Ordering::Relaxed) != OPEN {
+            return Err(self.sp_refuse());
         }
-        if !self.reliable {
-            return Ok(wanted);
-        }
-        if !self.table().connected() {
+        // The roster count alone; the table's scan confirms a 0 out of line.
+        if self.reliable && self.table().roster_count() == 0 && !self.sp_connected() {
             return Err(SendError::NotConnected);
         }
-        let room = self
-            .capacity
-            .saturating_sub(role.pos.saturating_sub(role.gate));
-        if room < wanted {
+        if role.limit.saturating_sub(role.pos) < wanted {
             return self.sp_regate(role, wanted);
         }
         Ok(wanted)
     }
 
-    /// Why `sp_admit` refuses a publish that is not about room: closed
-    /// (acknowledged here) or a corrupt position.
+    /// Whether a reliable log has a reader though the roster counts none
+    /// (a stale count: see `Table::connected`).
     #[cold]
     #[inline(never)]
-    fn sp_refuse(&self, role: &PubRole) -> SendError {
-        let ctl = &self.region.header().control;
-        // Relaxed: as in `sp_admit`.
-        if ctl.closed.load(Ordering::Relaxed) != OPEN {
-            // Acknowledge: nothing of ours is in flight any more.
-            // SYNC(sp-close): Release, pairs with the Acquire in `sp_drained`.
-            ctl.closed.store(CLOSED_QUIET, Ordering::Release);
-            self.sp_wake(true);
-            return SendError::Closed;
-        }
-        SendError::Corrupt {
-            detail: format!(
-                "position {} is beyond the largest sequence number",
-                role.pos
-            ),
-        }
+    fn sp_connected(&self) -> bool {
+        self.table().connected()
     }
 
-    /// The ring looked full by the cached gate: rereads the slowest cursor.
+    /// A publish met a close: acknowledges it (nothing of ours is in
+    /// flight any more) and wakes whoever waits for that.
+    #[cold]
+    #[inline(never)]
+    fn sp_refuse(&self) -> SendError {
+        // SYNC(sp-close): Release, pairs with the Acquire in `sp_drained`.
+        self.region
+            .header()
+            .control
+            .closed
+            .store(CLOSED_QUIET, Ordering::Release);
+        self.sp_wake(true);
+        SendError::Closed
+    }
+
+    /// The publish goes past the cached limit: refuses a corrupt position,
+    /// or computes the limit again (reliable mode: rereads the slowest
+    /// cursor) and returns how many of `wanted` fit under it.
     #[cold]
     #[inline(never)]
     fn sp_regate(&self, role: &mut PubRole, wanted: u64) -> Result<u64, SendError> {
         let s = role.pos;
-        // Nobody registered is never cached as room: the next publish
-        // looks again (and `connected` is read on every publish).
-        let Some(gate) = self.table().gate() else {
-            return Err(SendError::NotConnected);
-        };
-        role.gate = gate.min(s);
-        let room = self.capacity - (s - role.gate);
+        if s > super::MAX_SEQ {
+            return Err(SendError::Corrupt {
+                detail: format!("position {s} is beyond the largest sequence number"),
+            });
+        }
+        let mut limit = super::MAX_SEQ + 1;
+        if self.reliable {
+            // Nobody registered is never cached as room: the next publish
+            // looks again (and the roster is read on every publish).
+            let Some(gate) = self.table().gate() else {
+                return Err(SendError::NotConnected);
+            };
+            limit = limit.min(gate.min(s) + self.capacity);
+        }
+        role.limit = limit;
+        let room = limit - s;
         if room == 0 {
             if let Some(t) = self.region.segment().truncation_seen() {
                 return Err(t.into());
@@ -499,13 +515,15 @@ impl Inner {
     }
 
     /// Asks for the lines of the slot [`PREFETCH_AHEAD`] past `seq` to
-    /// write them later, if it may be written by then (reliable mode: the
-    /// cached gate says every cursor has left it; overwrite mode: always).
+    /// write them later, if it may be written by then (below the cached
+    /// limit: in reliable mode, every cursor has left it).
     #[inline(always)]
     fn sp_prefetch_ahead(&self, role: &PubRole, seq: u64) {
         let ahead = seq + PREFETCH_AHEAD;
-        if !self.reliable || ahead < role.gate.saturating_add(self.capacity) {
-            prefetch_for_write(self.slot(ahead), self.slot_size);
+        if let Some(p) = role.prefetch {
+            if ahead < role.limit {
+                p.slot(self.slot(ahead), self.slot_size);
+            }
         }
     }
 

@@ -537,3 +537,35 @@ fn a_dozing_subscriber_of_a_closed_log_gets_closed() {
     log.close();
     assert_eq!(t.join().unwrap(), Err(RecvError::Closed));
 }
+
+/// A single publisher at the end of the sequence space: a batch is cut at
+/// the largest sequence number, and a position past it is refused as
+/// corrupt, in both modes (both go through the one cached limit).
+#[test]
+fn a_publisher_stops_at_the_largest_sequence_number() {
+    for log in [single(8, 4), single_reliable(8, 4)] {
+        let inner = &*log.inner;
+        // A tail three positions short of the end (a log that ran that
+        // long, or a corrupt header): the next holder starts there.
+        inner
+            .region
+            .header()
+            .tail
+            .value
+            .store(MAX_SEQ - 2, Ordering::Relaxed);
+        // Registered there (reliable mode: the publisher is gated by it).
+        let _sub = log.subscribe(Start::Latest).unwrap();
+        let mut p = log.clone().into_publisher().unwrap();
+        assert_eq!(p.next_seq(), MAX_SEQ - 2);
+        assert_eq!(p.publish(b"a"), Ok(MAX_SEQ - 2));
+        // Three wanted, two left (MAX_SEQ - 1 and MAX_SEQ).
+        assert_eq!(p.publish_batch(&[b"b", b"c", b"d"]), Ok(2));
+        assert_eq!(p.next_seq(), MAX_SEQ + 1);
+        match p.publish(b"e") {
+            Err(SendError::Corrupt { detail }) => {
+                assert!(detail.contains("beyond the largest"), "{detail}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}

@@ -259,9 +259,11 @@ corrupt_from_truncation!(Error, SendError, RecvError, CursorError);
 
 /// A mapping's place in the registry; unregisters on drop (before the
 /// mapping is unmapped, see `Segment`'s drop).
-#[derive(Debug)]
 pub(crate) struct Guard {
-    index: usize,
+    /// Its registry slot (a reference, not an index: `rescued` runs after
+    /// every publish, and an index costs a bounds check and an address
+    /// computation there).
+    slot: &'static Slot,
     len: usize,
     fd: libc::c_int,
 }
@@ -276,7 +278,7 @@ impl Guard {
         fd: libc::c_int,
     ) -> Result<Guard, &'static str> {
         install()?;
-        for (index, slot) in REGISTRY.iter().enumerate() {
+        for slot in REGISTRY.iter() {
             // Relaxed first look; the CAS decides.
             if slot.used.load(Ordering::Relaxed) {
                 continue;
@@ -293,7 +295,7 @@ impl Guard {
                 slot.remap.store(LIVE, Ordering::Relaxed);
                 slot.size.store(0, Ordering::Relaxed);
                 slot.write(base as usize, len, fd);
-                return Ok(Guard { index, len, fd });
+                return Ok(Guard { slot, len, fd });
             }
         }
         Err("more than 1024 guarded segments in this process")
@@ -303,7 +305,7 @@ impl Guard {
     /// load, no syscall. The answer, once `Some`, never changes.
     #[inline]
     pub(crate) fn rescued(&self) -> Option<Truncation> {
-        let slot = &REGISTRY[self.index];
+        let slot = self.slot;
         // SYNC(guard-remap): Acquire, pairs with the Release store of DONE
         // in `rescue`: the size is written.
         if slot.remap.load(Ordering::Acquire) == DONE {
@@ -325,9 +327,21 @@ impl Guard {
     }
 }
 
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let index = (self.slot as *const Slot as usize - REGISTRY.as_ptr() as usize)
+            / std::mem::size_of::<Slot>();
+        f.debug_struct("Guard")
+            .field("index", &index)
+            .field("len", &self.len)
+            .field("fd", &self.fd)
+            .finish()
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
-        let slot = &REGISTRY[self.index];
+        let slot = self.slot;
         slot.write(0, 0, -1);
         // SYNC(guard-claim): Release, pairs with the Acquire CAS in `register`.
         slot.used.store(false, Ordering::Release);
