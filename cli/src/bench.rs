@@ -1502,6 +1502,13 @@ impl Runner<'_> {
         }
         let sent = publisher.result("sent")?;
         anyhow::ensure!(sent == count, "the publisher sent {sent} of {count}");
+        let feed_late = Measure::Latency {
+            samples: publisher.result("late_n")?,
+            p50: publisher.result("late_p50")?,
+            p99: publisher.result("late_p99")?,
+            p999: publisher.result("late_p999")?,
+            max: publisher.result("late_max")?,
+        };
         // Per subscriber: samples, p50, p99, p99.9, max.
         let mut per_sub: Vec<[u64; 5]> = Vec::new();
         let (mut cpu, mut delivered) = (0u64, 0u64);
@@ -1540,6 +1547,7 @@ impl Runner<'_> {
             row.subs = per_sub;
         }
         row.cpu_per_msg_ns = Some(cpu as f64 / delivered.max(1) as f64);
+        row.feed_late = Some(feed_late);
         Ok(row)
     }
 }
@@ -1599,6 +1607,7 @@ fn row(case: Case, m: Measure, rate: u64) -> Row {
         m,
         subs: Vec::new(),
         cpu_per_msg_ns: None,
+        feed_late: None,
         busy: case.busy(rate),
     }
 }

@@ -592,6 +592,10 @@ fn paced_publish(a: &ChildArgs) -> anyhow::Result<()> {
     // A little after the start, so that every subscriber is waiting.
     let t0 = now_ns() + 1_000_000;
     let mut sent = 0;
+    // How late each publish returned after its due time: the feed's own
+    // delay, which every subscriber's latency includes (a stall of this
+    // process, or a sleep that overshot, delays every message after it).
+    let mut late = histogram();
     let result = (|| -> anyhow::Result<()> {
         while sent < a.count {
             let due = scheduled(t0, sent, a.rate);
@@ -599,6 +603,10 @@ fn paced_publish(a: &ChildArgs) -> anyhow::Result<()> {
             msg[..8].copy_from_slice(&sent.to_le_bytes());
             msg[8..16].copy_from_slice(&due.to_le_bytes());
             log.publish_until(&msg, Some(far))?;
+            // As the subscribers do: the first few include page faults.
+            if sent >= 10 {
+                late.saturating_record(now_ns().saturating_sub(due));
+            }
             sent += 1;
         }
         Ok(())
@@ -606,7 +614,14 @@ fn paced_publish(a: &ChildArgs) -> anyhow::Result<()> {
     // Even after a failure, so that the subscribers end.
     log.close();
     result?;
-    println!("RESULT sent={sent} start_ns={t0}");
+    println!(
+        "RESULT sent={sent} start_ns={t0} late_n={} late_p50={} late_p99={} late_p999={} late_max={}",
+        late.len(),
+        late.value_at_quantile(0.5),
+        late.value_at_quantile(0.99),
+        late.value_at_quantile(0.999),
+        late.max()
+    );
     Ok(())
 }
 

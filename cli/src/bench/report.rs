@@ -52,6 +52,11 @@ pub struct Row {
     pub subs: Vec<Measure>,
     /// A paced fan-out case's subscriber CPU time per delivered message, ns.
     pub cpu_per_msg_ns: Option<f64>,
+    /// A paced fan-out case's publisher: how late each publish returned
+    /// after its due time. Every subscriber's latency includes it, so it
+    /// is the floor the machine gave that run (a sleep that overshot, a
+    /// stall of the publisher's CPU).
+    pub feed_late: Option<Measure>,
     /// Processes of the case that keep a CPU busy (spinning or working
     /// flat out): more than the machine's CPUs means it is oversubscribed.
     pub busy: u32,
@@ -141,6 +146,9 @@ impl Row {
         if let Some(c) = self.cpu_per_msg_ns {
             o = o.num("cpu_ns_per_msg", c);
         }
+        if let Some(m) = self.feed_late {
+            o = o.raw("feed_late", &measure_json(Obj::new(), m, 0));
+        }
         measure_json(o, self.m, self.size)
     }
 }
@@ -217,7 +225,11 @@ fn ratio(row: &Row, rows: &[Row]) -> String {
     }
     let raw = |name: &str| rows.iter().find(|r| r.case == name && r.size == row.size);
     if let Some(c) = row.cpu_per_msg_ns {
-        return format!("CPU {} per msg", fmt_ns(c.round() as u64));
+        let cpu = format!("CPU {} per msg", fmt_ns(c.round() as u64));
+        return match row.feed_late {
+            Some(Measure::Latency { p99, .. }) => format!("{cpu}, feed late p99 {}", fmt_ns(p99)),
+            _ => cpu,
+        };
     }
     // Zero-copy and batch cases: against the same case copying one by one.
     if let Some(copying) = copying_case(&row.case) {
@@ -551,6 +563,7 @@ fn bar_lines(rows: &[Row]) -> BarLines {
             );
         }
     }
+    let mut paced_note = None;
     let p99 = |case: &str| match find(case) {
         Some(Measure::Latency { p99, .. }) => Some(p99),
         _ => None,
@@ -564,6 +577,25 @@ fn bar_lines(rows: &[Row]) -> BarLines {
             "at most 5x",
             r <= 5.0,
         );
+        // The publisher's own lateness in the same two cases: what of the
+        // subscribers' p99 the machine imposed before any subscriber ran.
+        let late = |case: &str| {
+            rows.iter()
+                .find(|r| r.case == case && r.size == 64)
+                .and_then(|r| match r.feed_late {
+                    Some(Measure::Latency { p99, .. }) => Some(p99),
+                    _ => None,
+                })
+        };
+        if let (Some(l1), Some(l4)) = (late("log-paced-1sub-sleep"), late("log-paced-4sub-sleep")) {
+            paced_note = Some(format!(
+                "  {:<26} the publisher itself was late by p99 {} (1 sub) and {} (4 subs): \
+                 every subscriber's latency includes it",
+                "",
+                fmt_ns(l1),
+                fmt_ns(l4)
+            ));
+        }
     }
     // Issue 11's: zero-copy at 4096 bytes, batches of 32 at 64 bytes.
     for r in rows.iter().filter(|r| copying_case(&r.case).is_some()) {
@@ -583,6 +615,14 @@ fn bar_lines(rows: &[Row]) -> BarLines {
                 x >= need,
             );
         }
+    }
+    // Below the paced bar's line.
+    if let Some(note) = paced_note {
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("paced, default wait"))
+            .map_or(lines.len(), |i| i + 1);
+        lines.insert(at, note);
     }
     if let Some(c) = rows
         .iter()
@@ -798,6 +838,7 @@ mod tests {
             m,
             subs: Vec::new(),
             cpu_per_msg_ns: None,
+            feed_late: None,
             busy: 2,
         }
     }
@@ -836,6 +877,7 @@ mod tests {
                 },
                 subs: Vec::new(),
                 cpu_per_msg_ns: None,
+                feed_late: None,
                 busy: 0,
             },
             row("log-fanout-1sub", tput(80_000)),
@@ -880,6 +922,7 @@ mod tests {
         let mut paced = row("log-paced-4sub-nospin", lat(5_000, 40_000));
         paced.subs = vec![lat(4_000, 30_000), lat(5_000, 40_000)];
         paced.cpu_per_msg_ns = Some(1500.0);
+        paced.feed_late = Some(lat(2_000, 9_000));
         paced.busy = 1;
         let mut fan4 = row("log-fanout-4sub", tput(10_000));
         fan4.busy = 5;
@@ -896,7 +939,11 @@ mod tests {
         assert_eq!(ratio(&rows[2], &rows), "p50 1.50x  p99.9 2.00x spsc");
         assert_eq!(ratio(&rows[3], &rows), "0.80x spsc");
         assert_eq!(ratio(&rows[5], &rows), "2.00x copying");
-        assert_eq!(ratio(&rows[6], &rows), "CPU 1500 ns per msg");
+        assert_eq!(
+            ratio(&rows[6], &rows),
+            "CPU 1500 ns per msg, feed late p99 9000 ns"
+        );
+        assert!(rows[6].json().contains(r#""feed_late":{"samples":"#));
         assert_eq!(ratio(&rows[4], &rows), "0.90x spsc");
         let t = table(&rows);
         // Each subscriber of the paced case on its own line.
@@ -924,6 +971,32 @@ mod tests {
             "slot layout (16-byte slot header, 64-byte lines; payloads up to 48 B fit one \
              line): 48 B -> 64 B slot (one line), 64 B -> 128 B slot (two lines)"
         );
+    }
+
+    #[test]
+    fn the_paced_bar_tells_how_late_the_publisher_itself_was() {
+        let paced = |case: &str, p99: u64, late99: u64| {
+            let mut r = row(case, lat(10_000, p99));
+            r.cpu_per_msg_ns = Some(2_000.0);
+            r.feed_late = Some(lat(1_000, late99));
+            r
+        };
+        let rows = vec![
+            paced("log-paced-1sub-sleep", 40_000, 30_000),
+            paced("log-paced-4sub-sleep", 400_000, 350_000),
+        ];
+        let b = bars(&rows).unwrap();
+        assert!(b.contains("4 subs 10.0x 1 sub"), "{b}");
+        assert!(
+            b.contains(
+                "the publisher itself was late by p99 30.0 us (1 sub) and 350.0 us (4 subs)"
+            ),
+            "{b}"
+        );
+        // Without the publisher's figures (an older child), no such line.
+        let mut bare = rows.clone();
+        bare.iter_mut().for_each(|r| r.feed_late = None);
+        assert!(!bars(&bare).unwrap().contains("itself was late"));
     }
 
     #[test]
