@@ -48,6 +48,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::backoff::Backoff;
 use crate::config::{Mode, Route};
 use crate::local::{self, Opened, Sink};
 use crate::state::{State, MAX_INTENT, NO_SOURCE};
@@ -354,7 +355,7 @@ async fn receive_js(
 ) -> Result<()> {
     let mut origins = Origins::default();
     let js = async_nats::jetstream::new(ctx.client().await?.clone());
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     'outer: loop {
         // Relaxed: a flag.
         if ctx.stop.load(Ordering::Relaxed) {
@@ -372,12 +373,12 @@ async fn receive_js(
                 Ok(m) => m,
                 Err(e) => {
                     Counters::add(&counters.errors, 1);
-                    log_line!("route {}: consumer: {e:#}; retrying in {backoff:?}", route.name);
+                    let wait = backoff.next();
+                    log_line!("route {}: consumer: {e:#}; retrying in {wait:?}", route.name);
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = stopped(&ctx.stop) => return Ok(()),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             },
@@ -394,7 +395,7 @@ async fn receive_js(
             tokio::select! {
                 m = msgs.next() => match m {
                     Some(Ok(m)) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         Counters::add(&counters.received, 1);
                         let (m, acker) = m.split();
                         let pack = m.headers.as_ref().and_then(|h| h.get(crate::pack::PACK_HEADER)).map(|v| v.as_str());
@@ -414,7 +415,7 @@ async fn receive_js(
                     Some(Err(e)) => {
                         Counters::add(&counters.errors, 1);
                         log_line!("route {}: delivery: {e}; resyncing", route.name);
-                        tokio::time::sleep(backoff).await;
+                        tokio::time::sleep(backoff.current()).await;
                         continue 'outer;
                     }
                     None => continue 'outer,
@@ -488,7 +489,7 @@ impl WireIn {
         let mut origins = Origins::default();
         let mut batch: Vec<InMsg> = Vec::with_capacity(MAX_INTENT);
         let mut arena = BytesMut::new();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         // The SUB was sent and its PING not answered yet.
         let mut confirming = false;
         let name = writer.name.clone();
@@ -504,7 +505,7 @@ impl WireIn {
                 break;
             }
             let Some(c) = &mut self.conn else {
-                let until = Instant::now() + backoff;
+                let until = Instant::now() + backoff.current();
                 // Relaxed: a flag.
                 while Instant::now() < until && !writer.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
@@ -519,8 +520,11 @@ impl WireIn {
                     }
                     Err(e) => {
                         Counters::add(&counters.errors, 1);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        log_line!("route {name}: reconnecting: {e:#}; retrying in {backoff:?}");
+                        backoff.grow();
+                        log_line!(
+                            "route {name}: reconnecting: {e:#}; retrying in {:?}",
+                            backoff.current()
+                        );
                     }
                 }
                 continue;
@@ -581,7 +585,7 @@ impl WireIn {
                 probe = None;
                 heard = Instant::now();
             } else {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
             if !batch.is_empty() {
                 Counters::add(&counters.received, batch.len() as u64);

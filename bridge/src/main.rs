@@ -19,6 +19,7 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod backoff;
 mod bench;
 mod config;
 mod exit;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
+use backoff::Backoff;
 use config::{Direction, Mode, Route};
 use status::{Counters, RouteStatus};
 
@@ -205,8 +207,8 @@ pub enum CoreLink {
 }
 
 /// Chooses a core route's client and, for [`wire`], connects it: retrying
-/// with backoff (100 ms doubling to 5 s) while the server is down, as
-/// async-nats does for the others.
+/// after each [`Backoff`] delay while the server is down, as async-nats
+/// does for the others.
 pub async fn core_link(ctx: &Ctx, route: &str, counters: &status::Counters) -> CoreLink {
     let Some(url) = wire::Plain::parse(&ctx.server) else {
         log_line!(
@@ -214,14 +216,14 @@ pub async fn core_link(ctx: &Ctx, route: &str, counters: &status::Counters) -> C
         );
         return CoreLink::AsyncNats;
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     loop {
         let u = url.clone();
         let r = tokio::task::spawn_blocking(move || wire::Conn::connect(&u))
             .await
             .map_err(anyhow::Error::from)
             .and_then(|r| r);
-        match r {
+        let e = match r {
             Ok(wire::Connected::Conn(c)) => {
                 // Relaxed: a counter compared by routes, nothing published with it.
                 ctx.connects.fetch_add(1, Ordering::Relaxed);
@@ -232,12 +234,12 @@ pub async fn core_link(ctx: &Ctx, route: &str, counters: &status::Counters) -> C
                 log_line!("route {route}: the server requires TLS: core NATS through async-nats");
                 return CoreLink::AsyncNats;
             }
-            Err(e) => {
-                status::Counters::add(&counters.errors, 1);
-                log_line!("route {route}: {e:#}; retrying in {backoff:?}");
-            }
-        }
-        let until = tokio::time::Instant::now() + backoff;
+            Err(e) => e,
+        };
+        status::Counters::add(&counters.errors, 1);
+        let wait = backoff.next();
+        log_line!("route {route}: {e:#}; retrying in {wait:?}");
+        let until = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < until {
             // Relaxed: a flag.
             if ctx.stop.load(Ordering::Relaxed) {
@@ -245,19 +247,17 @@ pub async fn core_link(ctx: &Ctx, route: &str, counters: &status::Counters) -> C
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
-/// Connects with unbounded reconnection, backing off 100 ms to 5 s.
+/// Connects with unbounded reconnection: async-nats waits
+/// [`Backoff::nth`] of its attempt count between attempts.
 pub async fn connect(server: &str, connects: Arc<AtomicU64>) -> Result<async_nats::Client> {
     let opts = async_nats::ConnectOptions::new()
         .name("shmq-bridge")
         .retry_on_initial_connect()
         .max_reconnects(None)
-        .reconnect_delay_callback(|n| {
-            Duration::from_millis(100u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(5))
-        })
+        .reconnect_delay_callback(Backoff::nth)
         .event_callback(move |event| {
             let connects = connects.clone();
             async move {

@@ -47,6 +47,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::backoff::Backoff;
 use crate::config::{Mode, Route};
 use crate::local::{self, Opened, Read, Source};
 use crate::status::Counters;
@@ -141,7 +142,7 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
             .max_ack_inflight(WINDOW + BATCH)
             .build(ctx.client().await?.clone());
         // The server may be down or starting: retry with backoff until stopped.
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         loop {
             let r = async {
                 crate::ensure_stream(&js, &route).await?;
@@ -154,12 +155,9 @@ pub async fn run(ctx: Arc<Ctx>, route: Route, counters: Arc<Counters>) -> Result
                 }
                 Err(e) => {
                     Counters::add(&counters.errors, 1);
-                    log_line!(
-                        "route {}: stream: {e:#}; retrying in {backoff:?}",
-                        route.name
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next();
+                    log_line!("route {}: stream: {e:#}; retrying in {wait:?}", route.name);
+                    tokio::time::sleep(wait).await;
                     // Relaxed: a flag.
                     if ctx.stop.load(Ordering::Relaxed) {
                         return Ok(());
@@ -742,7 +740,8 @@ struct Reader {
     since_commit: u64,
     /// One past the last message read.
     read_to: Option<u64>,
-    backoff: Duration,
+    /// The wait before the next re-send; reset by an acknowledgement.
+    backoff: Backoff,
 }
 
 impl Reader {
@@ -767,7 +766,7 @@ impl Reader {
             failed: false,
             since_commit: 0,
             read_to: None,
-            backoff: Duration::from_millis(100),
+            backoff: Backoff::new(),
         }
     }
 
@@ -781,7 +780,7 @@ impl Reader {
                 }
                 if n > 0 {
                     Counters::add(&self.counters.forwarded, n);
-                    self.backoff = Duration::from_millis(100);
+                    self.backoff.reset();
                 }
             }
             Event::Failed(epoch) => {
@@ -874,13 +873,14 @@ impl Reader {
     /// After a failure: waits the backoff, then re-sends everything
     /// unacknowledged in a new epoch.
     fn resend(&mut self) -> Result<()> {
-        let until = Instant::now() + self.backoff;
+        let until = Instant::now() + self.backoff.current();
         while Instant::now() < until {
             std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
             // Late acks of the failed epoch still count.
             self.events(Duration::ZERO)?;
         }
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        // Grown after the wait: a late ack during it resets the delay first.
+        self.backoff.grow();
         if let Link::Wire(w) = &mut self.link {
             if let Err(e) = w.reconnect() {
                 // Still failed: the next turn waits the (doubled) backoff.
@@ -888,7 +888,7 @@ impl Reader {
                 log_line!(
                     "route {}: reconnecting: {e:#}; retrying in {:?}",
                     self.name,
-                    self.backoff
+                    self.backoff.current()
                 );
                 return Ok(());
             }

@@ -19,41 +19,9 @@ fn loss_is_reported_never_silent() {
     let b = TestLog::create("b", LogMode::Overwrite, 8192);
     a.log.create_cursor("bridge.c", Start::Oldest).unwrap();
     let url = nats.url();
-    let state = dir.path("in.state");
-    let status = dir.path("in.status");
-    let mut inb = Bridge::start(
-        &[
-            "in",
-            "--local",
-            &b.name(),
-            "--subject",
-            "core.x",
-            "--name",
-            "c-in",
-            "--server",
-            &url,
-            "--state",
-            state.to_str().unwrap(),
-            "--status-file",
-            status.to_str().unwrap(),
-        ],
-        dir.path("in.log"),
-    );
-    inb.wait_log("subscribed to core.x", 1, Duration::from_secs(20));
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "core.x",
-            "--name",
-            "c",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
-    );
+    let mut inb = start_in(&dir, &b.name(), "core.x", "c-in", &url);
+    let status = status_of(&dir, "c-in");
+    let mut outb = start_out(&dir, &a.name(), "core.x", "c", &url, &[]);
     let publish = |range: std::ops::Range<u64>| {
         for i in range {
             a.log

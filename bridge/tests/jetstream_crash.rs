@@ -21,23 +21,13 @@ fn kills_and_server_restart_lose_nothing_duplicate_nothing() {
     let b = TestLog::create("b", LogMode::Overwrite, 32_768);
     a.log.create_cursor("bridge.feed", Start::Oldest).unwrap();
     let url = nats.url();
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "feed.x",
-            "--mode",
-            "jetstream",
-            "--name",
-            "feed",
-            "--server",
-            &url,
-            "--host",
-            "host-a",
-        ],
-        dir.path("out.log"),
+    let mut outb = start_out(
+        &dir,
+        &a.name(),
+        "feed.x",
+        "feed",
+        &url,
+        &["--mode", "jetstream", "--host", "host-a"],
     );
     let state = dir.path("in.state");
     let mut inb = Bridge::start(
@@ -130,22 +120,7 @@ fn crash_between_local_write_and_ack() {
         a.log.publish(&message(i)).unwrap();
     }
     let url = nats.url();
-    let _outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "w.x",
-            "--mode",
-            "jetstream",
-            "--name",
-            "w",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
-    );
+    let _outb = start_out(&dir, &a.name(), "w.x", "w", &url, &["--mode", "jetstream"]);
     let state = dir.path("in.state");
     let mut inb = Bridge::start_env(
         &[

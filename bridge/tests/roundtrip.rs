@@ -120,21 +120,13 @@ fn queue_to_queue() {
         ],
         dir.path("in.log"),
     );
-    let _outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &ta.to_string(),
-            "--subject",
-            "q.x",
-            "--mode",
-            "jetstream",
-            "--name",
-            "q",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
+    let _outb = start_out(
+        &dir,
+        &ta.to_string(),
+        "q.x",
+        "q",
+        &url,
+        &["--mode", "jetstream"],
     );
     queue_through(qa, &qb, N);
     let mut buf = [0u8; 64];

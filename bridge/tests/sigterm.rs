@@ -42,23 +42,13 @@ fn sigterm_drains_and_commits_what_was_acknowledged() {
     let a = TestLog::create("a", LogMode::Reliable, 4096);
     a.log.create_cursor("bridge.t", Start::Oldest).unwrap();
     let url = nats.url();
-    let mut outb = Bridge::start(
-        &[
-            "out",
-            "--local",
-            &a.name(),
-            "--subject",
-            "term.x",
-            "--mode",
-            "jetstream",
-            "--name",
-            "t",
-            "--stream",
-            "TERM",
-            "--server",
-            &url,
-        ],
-        dir.path("out.log"),
+    let mut outb = start_out(
+        &dir,
+        &a.name(),
+        "term.x",
+        "t",
+        &url,
+        &["--mode", "jetstream", "--stream", "TERM"],
     );
     let publisher = {
         let target = a.target.clone();
