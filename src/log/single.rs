@@ -21,12 +21,16 @@
 //! without looking again: in reliable mode a cached lower bound of the
 //! slowest cursor plus the capacity, reread only when a publish would pass
 //! it; in either mode never past the largest sequence number (a publish
-//! there is refused as corrupt, and a batch is cut short of it). Whether anyone is registered at all is not cached: every reliable
+//! there is refused as corrupt, and a batch is cut short of it).
+//!
+//! Whether anyone is registered at all is not cached: every reliable
 //! publish reads the cursor table's registered count (one load of a word
 //! written only when the table changes) and fails with
 //! [`SendError::NotConnected`] when it is 0 and a scan confirms it; a
-//! scan that finds nobody leaves the cached bound as it was. Publishing `s` is the seqlock write of the multi-publisher log
-//! without its CASes:
+//! scan that finds nobody leaves the cached bound as it was.
+//!
+//! Publishing `s` is the seqlock write of the multi-publisher log without
+//! its CASes:
 //!
 //! ```text
 //! stamp := writing(s)            Relaxed store
