@@ -62,6 +62,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -384,6 +385,10 @@ impl Ctl {
     }
 }
 
+/// How often [`Kid::finish`] wakes, while a child runs, to look for Ctrl-C
+/// and its deadline.
+const FINISH_CHECK: Duration = Duration::from_millis(100);
+
 /// A child process of the benchmark: killed and reaped when dropped, and
 /// killed by the Ctrl-C handler.
 struct Kid {
@@ -426,16 +431,40 @@ impl Kid {
 
     /// Waits for the child to exit successfully, at most `timeout`, and
     /// collects its standard output (if piped).
+    ///
+    /// While the child runs, this process sleeps until the child's output
+    /// ends (it exits), waking only every [`FINISH_CHECK`] for Ctrl-C and
+    /// the deadline: on a machine with few CPUs, a parent that polled every
+    /// few milliseconds preempted the very processes it measured (a paced
+    /// run's scheduler trace showed it holding a CPU for 2-4 ms at times).
     fn finish(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let mut stdout = self.child.stdout.take();
+        let (ended, output_ended) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut s = String::new();
             if let Some(out) = stdout.as_mut() {
                 let _ = out.read_to_string(&mut s);
             }
+            let _ = ended.send(());
             s
         });
         let deadline = Instant::now() + timeout;
+        let step = |deadline: Instant| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(FINISH_CHECK)
+        };
+        // Until the output ends (no output piped: at once).
+        while let Err(RecvTimeoutError::Timeout) = output_ended.recv_timeout(step(deadline)) {
+            signal::check()?;
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                bail!(
+                    "benchmark process {:?} did not finish within {timeout:?}",
+                    self.role
+                );
+            }
+        }
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
                 break status;
