@@ -512,8 +512,10 @@ impl Inner {
         }
         self.sp_admit(role, 1)?;
         let seq = role.pos;
-        self.sp_prefetch_ahead(role, seq);
         self.sp_write(seq, msg);
+        // After the message is out, not before: a hint for a later
+        // publish, kept off the way of this one to its subscribers.
+        self.sp_prefetch_ahead(role, seq);
         self.sp_commit(role, seq + 1)?;
         Ok(seq)
     }
