@@ -456,32 +456,32 @@ impl Kid {
         };
         // Until the output ends (no output piped: at once).
         while let Err(RecvTimeoutError::Timeout) = output_ended.recv_timeout(step(deadline)) {
-            signal::check()?;
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                bail!(
-                    "benchmark process {:?} did not finish within {timeout:?}",
-                    self.role
-                );
-            }
+            self.still_waiting(deadline, timeout)?;
         }
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
                 break status;
             }
-            signal::check()?;
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                bail!(
-                    "benchmark process {:?} did not finish within {timeout:?}",
-                    self.role
-                );
-            }
+            self.still_waiting(deadline, timeout)?;
             std::thread::sleep(Duration::from_millis(2));
         };
         self.output = reader.join().unwrap_or_default();
         if !status.success() {
             bail!("benchmark process {:?} failed ({status})", self.role);
+        }
+        Ok(())
+    }
+
+    /// Fails on Ctrl-C, or (killing the child) once `deadline`, the end of
+    /// a wait of `timeout`, has passed.
+    fn still_waiting(&mut self, deadline: Instant, timeout: Duration) -> anyhow::Result<()> {
+        signal::check()?;
+        if Instant::now() >= deadline {
+            let _ = self.child.kill();
+            bail!(
+                "benchmark process {:?} did not finish within {timeout:?}",
+                self.role
+            );
         }
         Ok(())
     }

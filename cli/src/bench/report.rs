@@ -218,6 +218,14 @@ fn copying_case(case: &str) -> Option<&str> {
     (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
 }
 
+/// A zero-copy or batch case's rate over its copying case's (same size),
+/// if both ran.
+fn vs_copying(r: &Row, rows: &[Row]) -> Option<f64> {
+    let base = copying_case(&r.case)?;
+    let copying = rows.iter().find(|c| c.case == base && c.size == r.size)?;
+    Some(rate_of(r.m)? / rate_of(copying.m)?)
+}
+
 /// The ratio column: against the raw case of the same kind and size.
 fn ratio(row: &Row, rows: &[Row]) -> String {
     if row.case.starts_with("raw") {
@@ -232,11 +240,8 @@ fn ratio(row: &Row, rows: &[Row]) -> String {
         };
     }
     // Zero-copy and batch cases: against the same case copying one by one.
-    if let Some(copying) = copying_case(&row.case) {
-        return match (rate_of(row.m), raw(copying).and_then(|r| rate_of(r.m))) {
-            (Some(a), Some(b)) => format!("{:.2}x copying", a / b),
-            _ => "-".into(),
-        };
+    if copying_case(&row.case).is_some() {
+        return vs_copying(row, rows).map_or("-".into(), |x| format!("{x:.2}x copying"));
     }
     // The log 1:1 cases: against the single-producer queue of the same size.
     if row.case.starts_with("log-") && row.case.ends_with("-spin") {
@@ -603,14 +608,8 @@ fn bar_lines(rows: &[Row]) -> BarLines {
         .iter()
         .filter(|r| copying_case(&r.case).is_some() && !r.case.starts_with("log-"))
     {
-        let base = copying_case(&r.case).unwrap_or_default();
-        let copying = rows
-            .iter()
-            .find(|c| c.case == base && c.size == r.size)
-            .and_then(|c| rate_of(c.m));
-        if let (Some(a), Some(b)) = (rate_of(r.m), copying) {
+        if let Some(x) = vs_copying(r, rows) {
             let need = if r.case.contains("-mpmc-") { 2.0 } else { 1.5 };
-            let x = a / b;
             line(
                 &r.case.replace("-stream-spin", ""),
                 x,
@@ -649,13 +648,8 @@ fn bar_lines(rows: &[Row]) -> BarLines {
         .iter()
         .filter(|r| r.case.starts_with("log-") && copying_case(&r.case).is_some())
     {
-        let base = copying_case(&r.case).unwrap_or_default();
-        let copying = rows
-            .iter()
-            .find(|c| c.case == base && c.size == r.size)
-            .and_then(|c| rate_of(c.m));
-        if let (Some(a), Some(b)) = (rate_of(r.m), copying) {
-            let (what, x) = (r.case.replace("-stream-spin", ""), a / b);
+        if let Some(x) = vs_copying(r, rows) {
+            let what = r.case.replace("-stream-spin", "");
             lines.push(format!(
                 "  {what:<26} {:<26} bar: {:<16} reported",
                 format!("{x:.2}x copying ({} B)", r.size),
