@@ -417,7 +417,9 @@ func dequeued(st C.enum_shmq_status, n C.size_t) (int, error) {
 // locked instruction in the library: Log.Publish on such a log takes a
 // lock in the library around every publish, as a Log may be shared by
 // many goroutines. On a multi-publisher log it publishes as the Log does.
-// Its methods may be called from many goroutines (they take turns).
+// Its methods may be called from many goroutines: they take turns on the
+// Publisher's own mutex, the one lock left (never contended when one
+// goroutine publishes).
 type Publisher struct {
 	mu       sync.Mutex // guards h and serialises calls: the C publisher is not shared
 	h        *C.shmq_publisher
