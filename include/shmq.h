@@ -19,8 +19,8 @@
  *   SHMQ_BUSY (the segment's process table is full of live handles and
  *   threads) and SHMQ_CORRUPT (shared memory holds an impossible value).
  * - Handles (shmq_queue, shmq_log) may be shared between threads; role
- *   handles (shmq_producer, shmq_consumer), subscribers, reservations and
- *   messages are used by one thread at a time. */
+ *   handles (shmq_producer, shmq_consumer, shmq_publisher), subscribers,
+ *   reservations and messages are used by one thread at a time. */
 
 #ifndef SHMQ_H
 #define SHMQ_H
@@ -257,6 +257,20 @@ typedef struct shmq_message shmq_message;
  * first.
  */
 typedef struct shmq_producer shmq_producer;
+
+/**
+ * The publishing end of a fan-out log: made by shmq_log_publisher(),
+ * freed by shmq_publisher_free(). Opaque.
+ *
+ * On a `SHMQ_LOG_SINGLE_PUBLISHER` log it holds the publisher role for its
+ * whole life, and a publish through it executes no locked instruction
+ * (shmq_log_publish() on such a log takes a process-local lock around
+ * every publish, as the log handle may be shared between threads); on a
+ * multi-publisher log it publishes as a log handle does. One thread at a
+ * time may use it (it may move between threads). It is independent of the
+ * log handle it came from: either may be freed first.
+ */
+typedef struct shmq_publisher shmq_publisher;
 
 /**
  * A handle to a work queue. Opaque: create it with shmq_queue_create(),
@@ -1479,6 +1493,103 @@ enum shmq_status shmq_producer_reserve(struct shmq_producer *producer, size_t le
  * outlives the message; the outputs are NULL or valid for writing.
  */
 enum shmq_status shmq_consumer_consume(struct shmq_consumer *consumer, int64_t timeout_ns, struct shmq_message **msg_out, const uint8_t **data_out, size_t *len_out);
+
+/**
+ * Makes the publishing end of `log` and writes it to `*publisher_out`.
+ *
+ * The publisher attaches to the same log through its target (so take it
+ * before the log is unlinked: `SHMQ_NOT_FOUND` after). On a
+ * `SHMQ_LOG_SINGLE_PUBLISHER` log it takes the publisher role, and keeps
+ * it until shmq_publisher_free(): `SHMQ_ROLE_TAKEN` while a live
+ * publisher holds it, in another process or in another handle of this one
+ * (a log handle that has published holds the role too, until it is
+ * freed). On a multi-publisher log any number of publishers may exist.
+ * Blocking calls wait as `log` was set to (shmq_log_set_wait()). `log`
+ * stays usable, and either may be freed first.
+ *
+ * Other statuses: `SHMQ_NULL_PARAMETER`, `SHMQ_BUSY`, and the open errors
+ * of shmq_log_open().
+ *
+ * # Safety
+ * `log` is NULL or a live handle; `publisher_out` is NULL or valid for
+ * writing a pointer.
+ */
+enum shmq_status shmq_log_publisher(const struct shmq_log *log, struct shmq_publisher **publisher_out);
+
+/**
+ * Releases the publisher role (another handle may take it from now on),
+ * detaches and frees the handle. NULL is accepted and ignored. The log
+ * itself lives on.
+ *
+ * # Safety
+ * `publisher` is NULL or a live handle that no other thread is using; it
+ * must not be used afterwards.
+ */
+void shmq_publisher_free(struct shmq_publisher *publisher);
+
+/**
+ * Publishes the `len` bytes at `msg` and writes its sequence number to
+ * `*seq_out` unless `seq_out` is NULL; never waits. As shmq_log_publish():
+ * `SHMQ_FULL` and `SHMQ_NOT_CONNECTED` in reliable mode, `SHMQ_TOO_LARGE`
+ * (nothing written), `SHMQ_CLOSED`, `SHMQ_INVALID_ARGUMENT` (`len` exceeds
+ * `PTRDIFF_MAX`), `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may be NULL when
+ * `len` is 0.
+ *
+ * # Safety
+ * `publisher` is NULL or a live handle that no other thread is using;
+ * `msg` is NULL or readable for `len` bytes; `seq_out` is NULL or valid
+ * for writing a `uint64_t`.
+ */
+enum shmq_status shmq_publisher_publish(struct shmq_publisher *publisher, const uint8_t *msg, size_t len, uint64_t *seq_out);
+
+/**
+ * Publishes as shmq_publisher_publish() does, waiting while a
+ * reliable-mode log is full, or has no cursor registered, for up to
+ * `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value: no
+ * limit; 0 does not wait); when it passes, `SHMQ_TIMEOUT` (full) or
+ * `SHMQ_NOT_CONNECTED` (nobody registered). In overwrite mode it never
+ * waits. Other statuses as shmq_publisher_publish().
+ *
+ * # Safety
+ * As for shmq_publisher_publish().
+ */
+enum shmq_status shmq_publisher_publish_block(struct shmq_publisher *publisher, const uint8_t *msg, size_t len, int64_t timeout_ns, uint64_t *seq_out);
+
+/**
+ * Publishes up to `count` messages in one call, in order, packed in `data`
+ * as for shmq_log_publish_batch() (message `i` is the `lens[i]` bytes
+ * after message `i - 1`), and writes how many were published to
+ * `*published_out`; never waits. Same statuses as shmq_log_publish_batch()
+ * (nothing published on any but `SHMQ_OK`). On a single-publisher log the
+ * batch costs one index store and at most one wake.
+ *
+ * # Safety
+ * `publisher` is NULL or a live handle that no other thread is using;
+ * `lens` is NULL or readable for `count` values; `data` is NULL or
+ * readable for the sum of `lens` bytes; `published_out` is NULL or valid
+ * for writing a `size_t`.
+ */
+enum shmq_status shmq_publisher_publish_batch(struct shmq_publisher *publisher, const uint8_t *data, const size_t *lens, size_t count, size_t *published_out);
+
+/**
+ * Writes the sequence number the next published message will get to
+ * `*seq_out`.
+ *
+ * # Safety
+ * `publisher` is NULL or a live handle that no other thread is using;
+ * `seq_out` is NULL or valid for writing a `uint64_t`.
+ */
+enum shmq_status shmq_publisher_next_seq(const struct shmq_publisher *publisher, uint64_t *seq_out);
+
+/**
+ * Closes the log for every process, as shmq_log_close() (publishes fail
+ * with `SHMQ_CLOSED`, subscribers read what is left); the publisher keeps
+ * its role until freed. Idempotent.
+ *
+ * # Safety
+ * `publisher` is NULL or a live handle that no other thread is using.
+ */
+enum shmq_status shmq_publisher_close(struct shmq_publisher *publisher);
 
 #ifdef __cplusplus
 }  // extern "C"

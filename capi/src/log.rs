@@ -17,7 +17,7 @@ use engine::{CursorError, Log, LogConfig, LogMode, RecvError, SendError, Start, 
 /// shmq_log_free(). One handle may be used by many threads at once (every
 /// function taking a `const shmq_log *` is thread-safe).
 pub struct shmq_log {
-    log: Log,
+    pub(crate) log: Log,
 }
 
 /// A subscriber of a fan-out log: a reader with its own position. Opaque:
@@ -129,7 +129,7 @@ macro_rules! sub_ref {
 ///
 /// # Safety
 /// `out` is NULL or valid for writing a `T`.
-unsafe fn write_opt<T>(out: *mut T, value: T) {
+pub(crate) unsafe fn write_opt<T>(out: *mut T, value: T) {
     if !out.is_null() {
         // SAFETY: non-null (checked), writable (caller).
         unsafe { out.write(value) };
@@ -137,7 +137,7 @@ unsafe fn write_opt<T>(out: *mut T, value: T) {
 }
 
 /// The status and message for a failed publish.
-fn publish_error(e: SendError) -> shmq_status {
+pub(crate) fn publish_error(e: SendError) -> shmq_status {
     crate::send_error(
         e,
         &Everyday {
@@ -1273,6 +1273,34 @@ unsafe fn lens_arg<'a>(ptr: *const usize, count: usize) -> Result<&'a [usize], s
     Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
 }
 
+/// The `count` messages packed one after the other in `data`, message `i`
+/// being `lens[i]` bytes long: the arguments of a batch publish.
+///
+/// # Safety
+/// `lens` is NULL or readable for `count` values; `data` is NULL or
+/// readable for the sum of `lens` bytes.
+pub(crate) unsafe fn packed_msgs<'a>(
+    data: *const u8,
+    lens: *const usize,
+    count: usize,
+) -> Result<Vec<&'a [u8]>, shmq_status> {
+    // SAFETY: readable for count values (caller).
+    let lens = unsafe { lens_arg(lens, count) }?;
+    let total = lens
+        .iter()
+        .try_fold(0usize, |a, &n| a.checked_add(n))
+        .ok_or_else(|| fail_static(SHMQ_INVALID_ARGUMENT, cstr!("the lengths overflow size_t")))?;
+    // SAFETY: readable for the sum of lens bytes (caller).
+    let data = unsafe { msg_arg(data, total) }?;
+    let mut msgs = Vec::with_capacity(lens.len());
+    let mut at = 0;
+    for &n in lens {
+        msgs.push(&data[at..at + n]);
+        at += n;
+    }
+    Ok(msgs)
+}
+
 /// Publishes up to `count` messages in one call, in order: message `i` is
 /// the `lens[i]` bytes that follow message `i - 1` in `data` (the messages
 /// are packed one after the other). Writes how many were published to
@@ -1304,23 +1332,8 @@ pub unsafe extern "C" fn shmq_log_publish_batch(
     boundary(|| {
         let l = log_ref!(log);
         non_null!(published_out);
-        // SAFETY: readable for count values (caller).
-        let lens = try_status!(unsafe { lens_arg(lens, count) });
-        let total = try_status!(lens
-            .iter()
-            .try_fold(0usize, |a, &n| a.checked_add(n))
-            .ok_or_else(|| fail_static(
-                SHMQ_INVALID_ARGUMENT,
-                cstr!("the lengths overflow size_t")
-            )));
-        // SAFETY: readable for the sum of lens bytes (caller).
-        let data = try_status!(unsafe { msg_arg(data, total) });
-        let mut msgs = Vec::with_capacity(lens.len());
-        let mut at = 0;
-        for &n in lens {
-            msgs.push(&data[at..at + n]);
-            at += n;
-        }
+        // SAFETY: as the caller guarantees.
+        let msgs = try_status!(unsafe { packed_msgs(data, lens, count) });
         match l.publish_batch(&msgs) {
             Ok(n) => {
                 // SAFETY: non-null (checked), writable (caller).

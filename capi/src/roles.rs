@@ -1,14 +1,17 @@
-//! Role handles from C: `shmq_producer_*` and `shmq_consumer_*`.
+//! Role handles from C: `shmq_producer_*` and `shmq_consumer_*` for a
+//! work queue, `shmq_publisher_*` for a fan-out log.
 //!
-//! A thin layer over the engine's [`Producer`] and [`Consumer`]: a role
-//! handle attaches to the queue on its own (a second mapping of the same
-//! segment) and, on a single-producer/single-consumer queue, holds its role
-//! from creation to shmq_producer_free() / shmq_consumer_free(). Its calls
-//! take no lock of any kind; in exchange one thread at a time uses it.
+//! A thin layer over the engine's [`Producer`], [`Consumer`] and
+//! [`Publisher`]: a role handle attaches to the queue or log on its own (a
+//! second mapping of the same segment) and, on a
+//! single-producer/single-consumer queue or a single-publisher log, holds
+//! its role from creation to its `_free`. Its calls take no lock of any
+//! kind; in exchange one thread at a time uses it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::log::{packed_msgs, publish_error, shmq_log, write_opt};
 use super::queue::{
     buf_arg, dequeue_batch_out, dequeue_out, lens_out_arg, msg_arg, shmq_iovec, shmq_message,
     shmq_queue, shmq_reservation, timeout,
@@ -18,7 +21,7 @@ use super::{
     boundary, cstr, dequeue_error, enqueue_error, fail, fail_static, non_null, setup_error,
     try_status,
 };
-use engine::{Consumer, Producer, Queue};
+use engine::{Consumer, Log, Producer, Publisher, Queue, Target};
 
 /// The producing end of a work queue: made by shmq_queue_producer(), freed
 /// by shmq_producer_free(). Opaque.
@@ -46,6 +49,20 @@ pub struct shmq_consumer {
     /// Whether a message from shmq_consumer_consume() borrows `consumer`
     /// now (until released).
     lent: AtomicBool,
+}
+
+/// The publishing end of a fan-out log: made by shmq_log_publisher(),
+/// freed by shmq_publisher_free(). Opaque.
+///
+/// On a `SHMQ_LOG_SINGLE_PUBLISHER` log it holds the publisher role for its
+/// whole life, and a publish through it executes no locked instruction
+/// (shmq_log_publish() on such a log takes a process-local lock around
+/// every publish, as the log handle may be shared between threads); on a
+/// multi-publisher log it publishes as a log handle does. One thread at a
+/// time may use it (it may move between threads). It is independent of the
+/// log handle it came from: either may be freed first.
+pub struct shmq_publisher {
+    publisher: Publisher,
 }
 
 /// The end of a zero-copy guard's borrow of a role handle: clears the
@@ -116,36 +133,70 @@ macro_rules! consumer_mut {
     }};
 }
 
+/// The publisher behind a handle, or a NULL_PARAMETER status.
+macro_rules! publisher_mut {
+    ($p:ident) => {{
+        non_null!($p);
+        // SAFETY: non-null (checked); the caller guarantees a live handle
+        // from shmq_log_publisher, not yet freed, used by no other thread
+        // meanwhile.
+        unsafe { &mut (*$p).publisher }
+    }};
+}
+
 /// A second handle on the queue behind `queue`, for a role: the same
 /// segment attached again through its target, and checked to be the same
 /// queue (a queue removed and made again at the target is another one).
 fn reattach(queue: &Queue) -> Result<Queue, shmq_status> {
-    let Some(target) = queue.target() else {
-        return Err(fail_static(
+    let again = reopen("queue", queue.target(), Queue::open, |q| {
+        q.params() == queue.params()
+    })?;
+    Ok(again.with_wait_strategy(queue.wait_strategy()))
+}
+
+/// A second handle on the log behind `log`, for the publisher role: as
+/// [`reattach`].
+fn reattach_log(log: &Log) -> Result<Log, shmq_status> {
+    let again = reopen("log", log.target(), Log::open, |l| {
+        l.params() == log.params()
+    })?;
+    Ok(again.with_wait_strategy(log.wait_strategy()))
+}
+
+/// Opens the `kind` ("queue" or "log") at `target` again, and checks with
+/// `same` that it is the one already open.
+fn reopen<H>(
+    kind: &str,
+    target: Option<&Target>,
+    open: fn(&Target) -> Result<H, engine::Error>,
+    same: impl FnOnce(&H) -> bool,
+) -> Result<H, shmq_status> {
+    let Some(target) = target else {
+        return Err(fail(
             SHMQ_INVALID_ARGUMENT,
-            cstr!("this queue has no target to attach a role handle through"),
+            format_args!("this {kind} has no target to attach a role handle through"),
         ));
     };
-    let again = Queue::open(target).map_err(|e| match e {
+    let again = open(target).map_err(|e| match e {
         engine::Error::NotFound { .. } => fail(
             SHMQ_NOT_FOUND,
             format_args!(
                 "cannot attach a role handle to {target} ({e}): take roles before \
-                 the queue is unlinked"
+                 the {kind} is unlinked"
             ),
         ),
         e => setup_error(e),
     })?;
-    if again.params() != queue.params() {
+    if !same(&again) {
         return Err(fail(
             SHMQ_NOT_FOUND,
             format_args!(
-                "the queue at {target} was unlinked and another one made there: \
-                 take roles before the queue is unlinked"
+                "the {kind} at {target} was unlinked and another one made there: \
+                 take roles before the {kind} is unlinked"
             ),
         ));
     }
-    Ok(again.with_wait_strategy(queue.wait_strategy()))
+    Ok(again)
 }
 
 /// Makes the producing end of `queue` and writes it to `*producer_out`.
@@ -612,9 +663,211 @@ pub unsafe extern "C" fn shmq_consumer_consume(
     })
 }
 
+/// Makes the publishing end of `log` and writes it to `*publisher_out`.
+///
+/// The publisher attaches to the same log through its target (so take it
+/// before the log is unlinked: `SHMQ_NOT_FOUND` after). On a
+/// `SHMQ_LOG_SINGLE_PUBLISHER` log it takes the publisher role, and keeps
+/// it until shmq_publisher_free(): `SHMQ_ROLE_TAKEN` while a live
+/// publisher holds it, in another process or in another handle of this one
+/// (a log handle that has published holds the role too, until it is
+/// freed). On a multi-publisher log any number of publishers may exist.
+/// Blocking calls wait as `log` was set to (shmq_log_set_wait()). `log`
+/// stays usable, and either may be freed first.
+///
+/// Other statuses: `SHMQ_NULL_PARAMETER`, `SHMQ_BUSY`, and the open errors
+/// of shmq_log_open().
+///
+/// # Safety
+/// `log` is NULL or a live handle; `publisher_out` is NULL or valid for
+/// writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_log_publisher(
+    log: *const shmq_log,
+    publisher_out: *mut *mut shmq_publisher,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(log);
+        non_null!(publisher_out);
+        // SAFETY: non-null (checked); a live handle (caller).
+        let l = unsafe { &(*log).log };
+        let again = try_status!(reattach_log(l));
+        match again.into_publisher() {
+            Ok(publisher) => {
+                let handle = Box::into_raw(Box::new(shmq_publisher { publisher }));
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { publisher_out.write(handle) };
+                SHMQ_OK
+            }
+            Err(e) => setup_error(e),
+        }
+    })
+}
+
+/// Releases the publisher role (another handle may take it from now on),
+/// detaches and frees the handle. NULL is accepted and ignored. The log
+/// itself lives on.
+///
+/// # Safety
+/// `publisher` is NULL or a live handle that no other thread is using; it
+/// must not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_publisher_free(publisher: *mut shmq_publisher) {
+    let _ = boundary(|| {
+        if !publisher.is_null() {
+            // SAFETY: made by Box::into_raw in shmq_log_publisher, freed once
+            // (caller).
+            drop(unsafe { Box::from_raw(publisher) });
+        }
+        SHMQ_OK
+    });
+}
+
+/// Publishes the `len` bytes at `msg` and writes its sequence number to
+/// `*seq_out` unless `seq_out` is NULL; never waits. As shmq_log_publish():
+/// `SHMQ_FULL` and `SHMQ_NOT_CONNECTED` in reliable mode, `SHMQ_TOO_LARGE`
+/// (nothing written), `SHMQ_CLOSED`, `SHMQ_INVALID_ARGUMENT` (`len` exceeds
+/// `PTRDIFF_MAX`), `SHMQ_BUSY`, `SHMQ_CORRUPT`. `msg` may be NULL when
+/// `len` is 0.
+///
+/// # Safety
+/// `publisher` is NULL or a live handle that no other thread is using;
+/// `msg` is NULL or readable for `len` bytes; `seq_out` is NULL or valid
+/// for writing a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_publisher_publish(
+    publisher: *mut shmq_publisher,
+    msg: *const u8,
+    len: usize,
+    seq_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        let p = publisher_mut!(publisher);
+        // SAFETY: readable for len bytes (caller).
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
+        match p.publish(msg) {
+            Ok(seq) => {
+                // SAFETY: NULL or writable (caller).
+                unsafe { write_opt(seq_out, seq) };
+                SHMQ_OK
+            }
+            Err(e) => publish_error(e),
+        }
+    })
+}
+
+/// Publishes as shmq_publisher_publish() does, waiting while a
+/// reliable-mode log is full, or has no cursor registered, for up to
+/// `timeout_ns` nanoseconds (`SHMQ_WAIT_FOREVER`, or any negative value: no
+/// limit; 0 does not wait); when it passes, `SHMQ_TIMEOUT` (full) or
+/// `SHMQ_NOT_CONNECTED` (nobody registered). In overwrite mode it never
+/// waits. Other statuses as shmq_publisher_publish().
+///
+/// # Safety
+/// As for shmq_publisher_publish().
+#[no_mangle]
+pub unsafe extern "C" fn shmq_publisher_publish_block(
+    publisher: *mut shmq_publisher,
+    msg: *const u8,
+    len: usize,
+    timeout_ns: i64,
+    seq_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        let p = publisher_mut!(publisher);
+        // SAFETY: readable for len bytes (caller).
+        let msg = try_status!(unsafe { msg_arg(msg, len) });
+        match p.publish_block(msg, timeout(timeout_ns)) {
+            Ok(seq) => {
+                // SAFETY: NULL or writable (caller).
+                unsafe { write_opt(seq_out, seq) };
+                SHMQ_OK
+            }
+            Err(e) => publish_error(e),
+        }
+    })
+}
+
+/// Publishes up to `count` messages in one call, in order, packed in `data`
+/// as for shmq_log_publish_batch() (message `i` is the `lens[i]` bytes
+/// after message `i - 1`), and writes how many were published to
+/// `*published_out`; never waits. Same statuses as shmq_log_publish_batch()
+/// (nothing published on any but `SHMQ_OK`). On a single-publisher log the
+/// batch costs one index store and at most one wake.
+///
+/// # Safety
+/// `publisher` is NULL or a live handle that no other thread is using;
+/// `lens` is NULL or readable for `count` values; `data` is NULL or
+/// readable for the sum of `lens` bytes; `published_out` is NULL or valid
+/// for writing a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_publisher_publish_batch(
+    publisher: *mut shmq_publisher,
+    data: *const u8,
+    lens: *const usize,
+    count: usize,
+    published_out: *mut usize,
+) -> shmq_status {
+    boundary(|| {
+        let p = publisher_mut!(publisher);
+        non_null!(published_out);
+        // SAFETY: as the caller guarantees.
+        let msgs = try_status!(unsafe { packed_msgs(data, lens, count) });
+        match p.publish_batch(&msgs) {
+            Ok(n) => {
+                // SAFETY: non-null (checked), writable (caller).
+                unsafe { published_out.write(n) };
+                SHMQ_OK
+            }
+            Err(e) => publish_error(e),
+        }
+    })
+}
+
+/// Writes the sequence number the next published message will get to
+/// `*seq_out`.
+///
+/// # Safety
+/// `publisher` is NULL or a live handle that no other thread is using;
+/// `seq_out` is NULL or valid for writing a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_publisher_next_seq(
+    publisher: *const shmq_publisher,
+    seq_out: *mut u64,
+) -> shmq_status {
+    boundary(|| {
+        non_null!(publisher);
+        non_null!(seq_out);
+        // SAFETY: non-null (checked); a live handle (caller).
+        let p = unsafe { &(*publisher).publisher };
+        // SAFETY: non-null (checked), writable (caller).
+        unsafe { seq_out.write(p.next_seq()) };
+        SHMQ_OK
+    })
+}
+
+/// Closes the log for every process, as shmq_log_close() (publishes fail
+/// with `SHMQ_CLOSED`, subscribers read what is left); the publisher keeps
+/// its role until freed. Idempotent.
+///
+/// # Safety
+/// `publisher` is NULL or a live handle that no other thread is using.
+#[no_mangle]
+pub unsafe extern "C" fn shmq_publisher_close(publisher: *mut shmq_publisher) -> shmq_status {
+    boundary(|| {
+        publisher_mut!(publisher).close();
+        SHMQ_OK
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::{
+        shmq_log_create, shmq_log_free, shmq_log_publish, shmq_log_subscribe, shmq_log_unlink,
+        shmq_subscriber_free, shmq_subscriber_recv_try, SHMQ_LOG_RELIABLE,
+        SHMQ_LOG_SINGLE_PUBLISHER, SHMQ_START_LATEST,
+    };
     use crate::queue::{
         shmq_queue_create, shmq_queue_dequeue_try, shmq_queue_enqueue_try, shmq_queue_free,
         shmq_queue_unlink, SHMQ_QUEUE_SPSC,
@@ -671,6 +924,85 @@ mod tests {
             let mut late = ptr::null_mut();
             assert_eq!(shmq_queue_producer(q, &mut late), SHMQ_NOT_FOUND);
             shmq_queue_free(q);
+        }
+    }
+
+    #[test]
+    fn publisher_role_is_exclusive_until_freed_and_messages_flow() {
+        let t = target("pub");
+        let mut log: *mut shmq_log = ptr::null_mut();
+        // SAFETY: valid arguments throughout; every handle is freed.
+        unsafe {
+            let flags = SHMQ_LOG_RELIABLE | SHMQ_LOG_SINGLE_PUBLISHER;
+            assert_eq!(
+                shmq_log_create(t.as_ptr(), 8, 4, 0, flags, 0, &mut log),
+                SHMQ_OK
+            );
+            let mut sub = ptr::null_mut();
+            assert_eq!(
+                shmq_log_subscribe(log, SHMQ_START_LATEST, &mut sub),
+                SHMQ_OK
+            );
+            let (mut p, mut p2) = (ptr::null_mut(), ptr::null_mut());
+            assert_eq!(shmq_log_publisher(log, &mut p), SHMQ_OK);
+            assert_eq!(shmq_log_publisher(log, &mut p2), SHMQ_ROLE_TAKEN);
+            assert!(p2.is_null());
+            // The log handle cannot publish behind the publisher's back.
+            assert_eq!(
+                shmq_log_publish(log, b"x".as_ptr(), 1, ptr::null_mut()),
+                SHMQ_ROLE_TAKEN
+            );
+            let mut seq = 99;
+            assert_eq!(
+                shmq_publisher_publish(p, b"a".as_ptr(), 1, &mut seq),
+                SHMQ_OK
+            );
+            assert_eq!(seq, 0);
+            let (data, lens) = (b"bcc", [1usize, 2]);
+            let mut n = 0;
+            assert_eq!(
+                shmq_publisher_publish_batch(p, data.as_ptr(), lens.as_ptr(), 2, &mut n),
+                SHMQ_OK
+            );
+            assert_eq!(n, 2);
+            assert_eq!(shmq_publisher_next_seq(p, &mut seq), SHMQ_OK);
+            assert_eq!(seq, 3);
+            assert_eq!(
+                shmq_publisher_publish_block(p, b"d".as_ptr(), 1, 0, &mut seq),
+                SHMQ_OK
+            );
+            // Four slots, none read: full.
+            assert_eq!(
+                shmq_publisher_publish_block(p, b"e".as_ptr(), 1, 1_000_000, &mut seq),
+                SHMQ_TIMEOUT
+            );
+            assert_eq!(seq, 3);
+            let (mut buf, mut len, mut missed) = ([0u8; 8], 0usize, 0u64);
+            for want in [&b"a"[..], b"b", b"cc", b"d"] {
+                assert_eq!(
+                    shmq_subscriber_recv_try(sub, buf.as_mut_ptr(), 8, &mut len, &mut missed),
+                    SHMQ_OK
+                );
+                assert_eq!(&buf[..len], want);
+            }
+            shmq_publisher_free(p);
+            assert_eq!(shmq_log_publisher(log, &mut p2), SHMQ_OK);
+            assert_eq!(
+                shmq_publisher_publish(p2, b"e".as_ptr(), 1, &mut seq),
+                SHMQ_OK
+            );
+            assert_eq!(seq, 4);
+            assert_eq!(shmq_publisher_close(p2), SHMQ_OK);
+            assert_eq!(
+                shmq_publisher_publish(p2, b"f".as_ptr(), 1, &mut seq),
+                SHMQ_CLOSED
+            );
+            shmq_publisher_free(p2);
+            shmq_subscriber_free(sub);
+            assert_eq!(shmq_log_unlink(log), SHMQ_OK);
+            let mut late = ptr::null_mut();
+            assert_eq!(shmq_log_publisher(log, &mut late), SHMQ_NOT_FOUND);
+            shmq_log_free(log);
         }
     }
 }

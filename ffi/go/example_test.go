@@ -174,6 +174,52 @@ func ExampleLog_SubscribeNamed() {
 	// resumed close
 }
 
+// The publishing end of a single-publisher log: it holds the publisher
+// role until Close, and a publish through it executes no locked
+// instruction in the library. A second publisher is refused.
+func ExampleLog_Publisher() {
+	target := shmq.Posix(fmt.Sprintf("shmq-example-publisher-%d", os.Getpid()))
+	log, err := shmq.CreateLog(target, shmq.WithSlotSize(64), shmq.WithCapacity(16), shmq.WithSinglePublisher())
+	if err != nil {
+		panic(err)
+	}
+	defer log.Delete()
+	defer log.Close()
+	sub, err := log.Subscribe(shmq.StartLatest) // in a real program: in the subscribing process
+	if err != nil {
+		panic(err)
+	}
+	defer sub.Close()
+
+	publisher, err := log.Publisher() // in a real program: in the publishing process
+	if err != nil {
+		panic(err)
+	}
+	defer publisher.Close() // gives the role back
+
+	_, err = log.Publisher()
+	fmt.Println("second publisher:", errors.Is(err, shmq.ErrRoleTaken))
+
+	for i := 1; i <= 3; i++ {
+		if _, err := publisher.Publish([]byte(fmt.Sprint("tick ", i))); err != nil {
+			panic(err)
+		}
+	}
+	buf := make([]byte, sub.SlotSize())
+	for i := 0; i < 3; i++ {
+		n, err := sub.RecvTimeout(buf, time.Second)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(string(buf[:n]))
+	}
+	// Output:
+	// second publisher: true
+	// tick 1
+	// tick 2
+	// tick 3
+}
+
 // Zero-copy: write a message in the queue's memory, and read it there.
 func ExampleQueue_Reserve() {
 	target := shmq.Posix(fmt.Sprintf("shmq-example-zc-%d", os.Getpid()))

@@ -342,16 +342,7 @@ func (l *Log) PublishBatch(msgs [][]byte) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	total := 0
-	for _, m := range msgs {
-		total += len(m)
-	}
-	data := make([]byte, 0, total)
-	lens := make([]C.size_t, len(msgs))
-	for i, m := range msgs {
-		data = append(data, m...)
-		lens[i] = C.size_t(len(m))
-	}
+	data, lens := packBatch(msgs)
 	var n C.size_t
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -363,6 +354,22 @@ func (l *Log) PublishBatch(msgs [][]byte) (int, error) {
 		return 0, statusErr(st)
 	}
 	return int(n), nil
+}
+
+// packBatch packs msgs one after the other, as a batch publish takes them:
+// the bytes and each message's length.
+func packBatch(msgs [][]byte) ([]byte, []C.size_t) {
+	total := 0
+	for _, m := range msgs {
+		total += len(m)
+	}
+	data := make([]byte, 0, total)
+	lens := make([]C.size_t, len(msgs))
+	for i, m := range msgs {
+		data = append(data, m...)
+		lens[i] = C.size_t(len(m))
+	}
+	return data, lens
 }
 
 // Publish publishes msg and returns its sequence number. In overwrite mode
@@ -414,17 +421,29 @@ func (l *Log) PublishTimeout(msg []byte, timeout time.Duration) (uint64, error) 
 }
 
 func (l *Log) publishBlock(ctx context.Context, timeout time.Duration, msg []byte) (uint64, error) {
+	return publishBlocking(ctx, timeout, func(seq *C.uint64_t) C.enum_shmq_status {
+		return l.publishTry(msg, seq)
+	}, func(total, slice time.Duration, stop *int32, seq *C.uint64_t) C.enum_shmq_status {
+		return l.publishWait(msg, total, slice, stop, seq)
+	})
+}
+
+// publishBlocking is a blocking publish (of a Log or a Publisher) from its
+// try and its blocking phase: a log with nobody registered is waited out as
+// a full one is, and gives ErrNotConnected when the time is up.
+func publishBlocking(ctx context.Context, timeout time.Duration, try func(seq *C.uint64_t) C.enum_shmq_status,
+	wait func(total, slice time.Duration, stop *int32, seq *C.uint64_t) C.enum_shmq_status) (uint64, error) {
 	var seq C.uint64_t
 	nobody := false
 	err := blockingCall(ctx, timeout, func() C.enum_shmq_status {
-		st := l.publishTry(msg, &seq)
+		st := try(&seq)
 		// Nobody registered is waited out as a full log is.
 		if nobody = st == C.SHMQ_NOT_CONNECTED; nobody {
 			return C.SHMQ_FULL
 		}
 		return st
 	}, func(total, slice time.Duration, stop *int32) C.enum_shmq_status {
-		st := l.publishWait(msg, total, slice, stop, &seq)
+		st := wait(total, slice, stop, &seq)
 		nobody = st == C.SHMQ_NOT_CONNECTED
 		return st
 	}, statusErr)

@@ -24,6 +24,26 @@ static enum shmq_status go_consumer_wait(shmq_consumer *c, uint8_t *buf, size_t 
                                          size_t *n) {
 	GO_WAIT_RETURN(slice_ns, total_ns, stop, closing, shmq_consumer_dequeue_block(c, buf, len, t, n));
 }
+
+static enum shmq_status go_log_publisher(const shmq_log *l, shmq_publisher **out, char *msg, size_t msg_cap) {
+	return go_capture(shmq_log_publisher(l, out), msg, msg_cap);
+}
+
+// The blocking phase of Publisher.PublishBlock: as go_publish_wait in
+// log.go, through the publisher.
+static enum shmq_status go_publisher_wait(shmq_publisher *p, const uint8_t *msg, size_t len, int64_t slice_ns,
+                                          int64_t total_ns, const int32_t *stop, const int32_t *closing,
+                                          uint64_t *seq) {
+	int64_t end = total_ns < 0 ? INT64_MAX : go_now_ns() + total_ns, t;
+	enum shmq_status last = SHMQ_TIMEOUT;
+	while (go_slice(end, slice_ns, stop, closing, &t)) {
+		if (t <= 0) return last;
+		enum shmq_status s = shmq_publisher_publish_block(p, msg, len, t, seq);
+		if (s != SHMQ_TIMEOUT && s != SHMQ_NOT_CONNECTED) return s;
+		last = s;
+	}
+	return GO_STOPPED;
+}
 */
 import "C"
 
@@ -43,6 +63,7 @@ var (
 	_ io.Closer = (*Producer)(nil)
 	_ io.Closer = (*Consumer)(nil)
 	_ io.Closer = (*Log)(nil)
+	_ io.Closer = (*Publisher)(nil)
 	_ io.Closer = (*Subscriber)(nil)
 )
 
@@ -388,4 +409,172 @@ func dequeued(st C.enum_shmq_status, n C.size_t) (int, error) {
 	default:
 		return 0, statusErr(st)
 	}
+}
+
+// Publisher is the publishing end of a log, from Log.Publisher. On a
+// single-publisher log (WithSinglePublisher) it holds the publisher role
+// from Log.Publisher until Close, and a publish through it executes no
+// locked instruction in the library: Log.Publish on such a log takes a
+// lock in the library around every publish, as a Log may be shared by
+// many goroutines. On a multi-publisher log it publishes as the Log does.
+// Its methods may be called from many goroutines: they take turns on the
+// Publisher's own mutex, the one lock left (never contended when one
+// goroutine publishes).
+type Publisher struct {
+	mu       sync.Mutex // guards h and serialises calls: the C publisher is not shared
+	h        *C.shmq_publisher
+	closing  *int32 // set by Close (never reset): a PublishBlock waiting in C returns
+	target   Target
+	slotSize int
+}
+
+// Publisher makes the publishing end of the log. It attaches to the log
+// again through its target, so take it before the log is deleted
+// (ErrNotFound after). On a WithSinglePublisher log it takes the publisher
+// role: ErrRoleTaken while another publisher (a Publisher, or a Log that
+// has published, in this process or another) holds it. The Log stays
+// usable; either may be closed first.
+func (l *Log) Publisher() (*Publisher, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.h == nil {
+		return nil, ErrHandleClosed
+	}
+	var h *C.shmq_publisher
+	err := setup("publisher", l.target, func(msg *C.char) C.enum_shmq_status {
+		return C.go_log_publisher(l.h, &h, msg, errCap)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{h: h, closing: new(int32), target: l.target, slotSize: l.slotSize}
+	runtime.SetFinalizer(p, (*Publisher).Close)
+	return p, nil
+}
+
+// Target is where the log lives.
+func (p *Publisher) Target() Target { return p.target }
+
+// SlotSize is the largest message, in bytes.
+func (p *Publisher) SlotSize() int { return p.slotSize }
+
+// Close releases the publisher role (another handle may take it from now
+// on) and detaches; the log lives on. A PublishBlock in progress returns
+// within about 10 ms with ErrHandleClosed; later calls fail with
+// ErrHandleClosed. To close the log itself for every process, see
+// CloseLog.
+func (p *Publisher) Close() error {
+	atomic.StoreInt32(p.closing, 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return ErrHandleClosed
+	}
+	C.shmq_publisher_free(p.h)
+	p.h = nil
+	runtime.SetFinalizer(p, nil)
+	return nil
+}
+
+func (p *Publisher) publishTry(msg []byte, seq *C.uint64_t) C.enum_shmq_status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return statusHandleClosed
+	}
+	return C.shmq_publisher_publish(p.h, bytesPtr(msg), C.size_t(len(msg)), seq)
+}
+
+func (p *Publisher) publishWait(msg []byte, total, slice time.Duration, stop *int32, seq *C.uint64_t) C.enum_shmq_status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return statusHandleClosed
+	}
+	if stop == nil {
+		stop = p.closing
+	}
+	return C.go_publisher_wait(p.h, bytesPtr(msg), C.size_t(len(msg)), C.int64_t(slice), C.int64_t(total),
+		(*C.int32_t)(unsafe.Pointer(stop)), (*C.int32_t)(unsafe.Pointer(p.closing)), seq)
+}
+
+// Publish publishes msg and returns its sequence number, as Log.Publish:
+// it never waits; ErrFull and ErrNotConnected in reliable mode,
+// ErrTooLarge (nothing written), ErrClosed, ErrHandleClosed.
+func (p *Publisher) Publish(msg []byte) (uint64, error) {
+	var seq C.uint64_t
+	st := p.publishTry(msg, &seq)
+	return uint64(seq), statusErr(st)
+}
+
+// PublishBlock publishes msg and returns its sequence number, waiting
+// while a reliable log is full, or has nobody registered, until ctx is
+// done (then it returns ctx.Err() within about 2 ms, and msg was not
+// published), as Log.PublishBlock. Other errors as Publish.
+func (p *Publisher) PublishBlock(ctx context.Context, msg []byte) (uint64, error) {
+	return p.publishBlock(ctx, forever, msg)
+}
+
+// PublishTimeout is PublishBlock with a timeout instead of a context: when
+// it passes, ErrTimeout (the log stayed full) or ErrNotConnected (nobody
+// registered); a negative timeout waits forever.
+func (p *Publisher) PublishTimeout(msg []byte, timeout time.Duration) (uint64, error) {
+	return p.publishBlock(context.Background(), timeout, msg)
+}
+
+func (p *Publisher) publishBlock(ctx context.Context, timeout time.Duration, msg []byte) (uint64, error) {
+	return publishBlocking(ctx, timeout, func(seq *C.uint64_t) C.enum_shmq_status {
+		return p.publishTry(msg, seq)
+	}, func(total, slice time.Duration, stop *int32, seq *C.uint64_t) C.enum_shmq_status {
+		return p.publishWait(msg, total, slice, stop, seq)
+	})
+}
+
+// PublishBatch publishes up to len(msgs) messages, in order, in one call
+// into the library, and returns how many were published, as
+// Log.PublishBatch: it never waits; on a single-publisher log the batch
+// costs one index store and at most one wake. Errors, with nothing
+// published: ErrTooLarge (any message), ErrFull, ErrNotConnected,
+// ErrClosed, ErrHandleClosed.
+func (p *Publisher) PublishBatch(msgs [][]byte) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	data, lens := packBatch(msgs)
+	var n C.size_t
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return 0, ErrHandleClosed
+	}
+	st := C.shmq_publisher_publish_batch(p.h, bytesPtr(data), &lens[0], C.size_t(len(msgs)), &n)
+	if st != C.SHMQ_OK {
+		return 0, statusErr(st)
+	}
+	return int(n), nil
+}
+
+// NextSeq is the sequence number the next published message will get (0
+// after Close).
+func (p *Publisher) NextSeq() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return 0
+	}
+	var seq C.uint64_t
+	C.shmq_publisher_next_seq(p.h, &seq)
+	return uint64(seq)
+}
+
+// CloseLog closes the log for every process (as Log.CloseLog): publishes
+// fail with ErrClosed, subscribers read what is left, then get ErrClosed.
+// The publisher keeps its role until Close.
+func (p *Publisher) CloseLog() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h == nil {
+		return ErrHandleClosed
+	}
+	return statusErr(C.shmq_publisher_close(p.h))
 }
