@@ -136,6 +136,22 @@ pub(crate) unsafe fn write_opt<T>(out: *mut T, value: T) {
     }
 }
 
+/// The status of a publish: `SHMQ_OK`, with the sequence number written
+/// to `seq_out`, or the failure's status and message.
+///
+/// # Safety
+/// `seq_out` is NULL or valid for writing a `u64`.
+pub(crate) unsafe fn published(result: Result<u64, SendError>, seq_out: *mut u64) -> shmq_status {
+    match result {
+        Ok(seq) => {
+            // SAFETY: NULL or writable (caller).
+            unsafe { write_opt(seq_out, seq) };
+            SHMQ_OK
+        }
+        Err(e) => publish_error(e),
+    }
+}
+
 /// The status and message for a failed publish.
 pub(crate) fn publish_error(e: SendError) -> shmq_status {
     crate::send_error(
@@ -732,14 +748,8 @@ pub unsafe extern "C" fn shmq_log_publish(
         let l = log_ref!(log);
         // SAFETY: readable for len bytes (caller).
         let msg = try_status!(unsafe { msg_arg(msg, len) });
-        match l.publish(msg) {
-            Ok(seq) => {
-                // SAFETY: NULL or writable (caller).
-                unsafe { write_opt(seq_out, seq) };
-                SHMQ_OK
-            }
-            Err(e) => publish_error(e),
-        }
+        // SAFETY: seq_out is NULL or writable (caller).
+        unsafe { published(l.publish(msg), seq_out) }
     })
 }
 
@@ -763,14 +773,8 @@ pub unsafe extern "C" fn shmq_log_publish_block(
         let l = log_ref!(log);
         // SAFETY: readable for len bytes (caller).
         let msg = try_status!(unsafe { msg_arg(msg, len) });
-        match l.publish_block(msg, timeout(timeout_ns)) {
-            Ok(seq) => {
-                // SAFETY: NULL or writable (caller).
-                unsafe { write_opt(seq_out, seq) };
-                SHMQ_OK
-            }
-            Err(e) => publish_error(e),
-        }
+        // SAFETY: seq_out is NULL or writable (caller).
+        unsafe { published(l.publish_block(msg, timeout(timeout_ns)), seq_out) }
     })
 }
 

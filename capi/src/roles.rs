@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::log::{packed_msgs, publish_error, shmq_log, write_opt};
+use super::log::{packed_msgs, publish_error, published, shmq_log};
 use super::queue::{
     buf_arg, dequeue_batch_out, dequeue_out, lens_out_arg, msg_arg, shmq_iovec, shmq_message,
     shmq_queue, shmq_reservation, timeout,
@@ -745,14 +745,8 @@ pub unsafe extern "C" fn shmq_publisher_publish(
         let p = publisher_mut!(publisher);
         // SAFETY: readable for len bytes (caller).
         let msg = try_status!(unsafe { msg_arg(msg, len) });
-        match p.publish(msg) {
-            Ok(seq) => {
-                // SAFETY: NULL or writable (caller).
-                unsafe { write_opt(seq_out, seq) };
-                SHMQ_OK
-            }
-            Err(e) => publish_error(e),
-        }
+        // SAFETY: seq_out is NULL or writable (caller).
+        unsafe { published(p.publish(msg), seq_out) }
     })
 }
 
@@ -777,14 +771,8 @@ pub unsafe extern "C" fn shmq_publisher_publish_block(
         let p = publisher_mut!(publisher);
         // SAFETY: readable for len bytes (caller).
         let msg = try_status!(unsafe { msg_arg(msg, len) });
-        match p.publish_block(msg, timeout(timeout_ns)) {
-            Ok(seq) => {
-                // SAFETY: NULL or writable (caller).
-                unsafe { write_opt(seq_out, seq) };
-                SHMQ_OK
-            }
-            Err(e) => publish_error(e),
-        }
+        // SAFETY: seq_out is NULL or writable (caller).
+        unsafe { published(p.publish_block(msg, timeout(timeout_ns)), seq_out) }
     })
 }
 
