@@ -152,6 +152,25 @@ pub(crate) unsafe fn published(result: Result<u64, SendError>, seq_out: *mut u64
     }
 }
 
+/// The status of a batch publish: `SHMQ_OK`, with how many were published
+/// written to `published_out`, or the failure's status and message.
+///
+/// # Safety
+/// `published_out` is valid for writing a `usize`.
+pub(crate) unsafe fn published_batch(
+    result: Result<usize, SendError>,
+    published_out: *mut usize,
+) -> shmq_status {
+    match result {
+        Ok(n) => {
+            // SAFETY: writable (caller).
+            unsafe { published_out.write(n) };
+            SHMQ_OK
+        }
+        Err(e) => publish_error(e),
+    }
+}
+
 /// The status and message for a failed publish.
 pub(crate) fn publish_error(e: SendError) -> shmq_status {
     crate::send_error(
@@ -1338,14 +1357,8 @@ pub unsafe extern "C" fn shmq_log_publish_batch(
         non_null!(published_out);
         // SAFETY: as the caller guarantees.
         let msgs = try_status!(unsafe { packed_msgs(data, lens, count) });
-        match l.publish_batch(&msgs) {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { published_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => publish_error(e),
-        }
+        // SAFETY: published_out is non-null (checked), writable (caller).
+        unsafe { published_batch(l.publish_batch(&msgs), published_out) }
     })
 }
 

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::log::{packed_msgs, publish_error, published, shmq_log};
+use super::log::{packed_msgs, published, published_batch, shmq_log};
 use super::queue::{
     buf_arg, dequeue_batch_out, dequeue_out, lens_out_arg, msg_arg, shmq_iovec, shmq_message,
     shmq_queue, shmq_reservation, timeout,
@@ -801,14 +801,8 @@ pub unsafe extern "C" fn shmq_publisher_publish_batch(
         non_null!(published_out);
         // SAFETY: as the caller guarantees.
         let msgs = try_status!(unsafe { packed_msgs(data, lens, count) });
-        match p.publish_batch(&msgs) {
-            Ok(n) => {
-                // SAFETY: non-null (checked), writable (caller).
-                unsafe { published_out.write(n) };
-                SHMQ_OK
-            }
-            Err(e) => publish_error(e),
-        }
+        // SAFETY: published_out is non-null (checked), writable (caller).
+        unsafe { published_batch(p.publish_batch(&msgs), published_out) }
     })
 }
 
@@ -862,12 +856,29 @@ mod tests {
     };
     use std::ptr;
 
-    fn target(tag: &str) -> std::ffi::CString {
-        std::ffi::CString::new(format!(
-            "posix:shmq-capi-roles-{tag}-{}",
-            std::process::id()
-        ))
-        .unwrap()
+    /// A POSIX target unique to this test, and its segment removed when
+    /// the test ends, also by a failed assertion (unwinding drops it).
+    struct Posix {
+        name: String,
+        c: std::ffi::CString,
+    }
+
+    impl Posix {
+        fn as_ptr(&self) -> *const std::ffi::c_char {
+            self.c.as_ptr()
+        }
+    }
+
+    impl Drop for Posix {
+        fn drop(&mut self) {
+            let _ = engine::Target::Posix(self.name.clone()).unlink();
+        }
+    }
+
+    fn target(tag: &str) -> Posix {
+        let name = format!("shmq-capi-roles-{tag}-{}", std::process::id());
+        let c = std::ffi::CString::new(format!("posix:{name}")).unwrap();
+        Posix { name, c }
     }
 
     #[test]
